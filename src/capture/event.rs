@@ -1,0 +1,295 @@
+//! The events a capture holds: what the kernel saw, decoded from the eBPF layout into
+//! plain Rust values. This is the contract between the recorder and every analysis, and
+//! it is written into capture files, so changing it means a new format version.
+
+use std::net::SocketAddr;
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+/// One thing the kernel saw.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    Packet(Packet),
+    Syscall(Syscall),
+    Loss(Loss),
+}
+
+/// The kinds of events, for counts in the index and summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Packet,
+    Syscall,
+    Loss,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 3] = [EventKind::Packet, EventKind::Syscall, EventKind::Loss];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Packet => "packet",
+            EventKind::Syscall => "syscall",
+            EventKind::Loss => "loss",
+        }
+    }
+}
+
+impl Event {
+    /// Monotonic kernel time (CLOCK_MONOTONIC ns) at which the event started. Events
+    /// arrive roughly, not strictly, in this order: a syscall is handed over at its exit.
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Event::Packet(p) => p.ts_ns,
+            Event::Syscall(s) => s.enter_ns,
+            Event::Loss(l) => l.ts_ns,
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::Packet(_) => EventKind::Packet,
+            Event::Syscall(_) => EventKind::Syscall,
+            Event::Loss(_) => EventKind::Loss,
+        }
+    }
+}
+
+/// Where a packet was seen relative to the interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// TCP header flags as on the wire (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Encode, Decode, Serialize)]
+#[serde(transparent)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+
+    /// `SYN,ACK` style, for text output.
+    pub fn describe(self) -> String {
+        const NAMES: [(u8, &str); 5] = [
+            (TcpFlags::SYN, "SYN"),
+            (TcpFlags::FIN, "FIN"),
+            (TcpFlags::RST, "RST"),
+            (TcpFlags::PSH, "PSH"),
+            (TcpFlags::ACK, "ACK"),
+        ];
+        let names: Vec<&str> = NAMES
+            .iter()
+            .filter(|(bit, _)| self.0 & bit != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(",")
+        }
+    }
+}
+
+/// One TCP segment on a traced port, with the first `snaplen` bytes of its payload.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Packet {
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    pub direction: Direction,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: TcpFlags,
+    pub window: u16,
+    /// Length of the TCP payload on the wire; `payload` may hold fewer bytes.
+    pub payload_len: u32,
+    #[serde(serialize_with = "crate::capture::event::base64_bytes")]
+    pub payload: Vec<u8>,
+}
+
+impl Packet {
+    /// True when the payload was cut at snaplen: the rest is unknown to every decoder.
+    pub fn truncated(&self) -> bool {
+        (self.payload.len() as u64) < u64::from(self.payload_len)
+    }
+}
+
+/// The system calls the recorder traces on etcd processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyscallKind {
+    Write,
+    Pwrite64,
+    Writev,
+    Read,
+    Pread64,
+    Fsync,
+    Fdatasync,
+}
+
+impl SyscallKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SyscallKind::Write => "write",
+            SyscallKind::Pwrite64 => "pwrite64",
+            SyscallKind::Writev => "writev",
+            SyscallKind::Read => "read",
+            SyscallKind::Pread64 => "pread64",
+            SyscallKind::Fsync => "fsync",
+            SyscallKind::Fdatasync => "fdatasync",
+        }
+    }
+
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            SyscallKind::Write | SyscallKind::Pwrite64 | SyscallKind::Writev
+        )
+    }
+
+    pub fn is_read(self) -> bool {
+        matches!(self, SyscallKind::Read | SyscallKind::Pread64)
+    }
+
+    pub fn is_sync(self) -> bool {
+        matches!(self, SyscallKind::Fsync | SyscallKind::Fdatasync)
+    }
+}
+
+/// What an fd pointed to, classified in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// `member/wal/*` (including the temp file before its rename).
+    Wal,
+    /// `member/snap/*.snap` and other files in member/snap except the backend.
+    Snap,
+    /// `member/snap/db`, the bbolt backend.
+    Db,
+    /// Any other file under the data dir.
+    OtherData,
+    /// A TCP socket on a traced port.
+    Socket,
+}
+
+impl FileKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::Wal => "wal",
+            FileKind::Snap => "snap",
+            FileKind::Db => "db",
+            FileKind::OtherData => "data",
+            FileKind::Socket => "socket",
+        }
+    }
+
+    /// Classify a path relative to the data dir (`member/wal/0-0.wal`).
+    pub fn of_data_path(path: &str) -> FileKind {
+        if path.starts_with("member/wal/") {
+            FileKind::Wal
+        } else if path == "member/snap/db" {
+            FileKind::Db
+        } else if path.starts_with("member/snap/") {
+            FileKind::Snap
+        } else {
+            FileKind::OtherData
+        }
+    }
+}
+
+/// The file an fd pointed to when the syscall ran.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct FileRef {
+    pub kind: FileKind,
+    /// Relative to the etcd data dir for files (`member/wal/0000000000000000-0000000000000000.wal`);
+    /// empty for sockets.
+    pub path: String,
+    /// For sockets: the local and the peer port.
+    pub local_port: u16,
+    pub peer_port: u16,
+}
+
+/// One system call of a traced etcd process, on a file under the data dir or a socket of
+/// a traced port.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Syscall {
+    pub enter_ns: u64,
+    pub exit_ns: u64,
+    /// Process (tgid) and thread id.
+    pub pid: u32,
+    pub tid: u32,
+    pub call: SyscallKind,
+    pub fd: i32,
+    pub file: FileRef,
+    /// File offset the data went to or came from: the pwrite/pread argument, or the file
+    /// position at entry. None for sockets and syncs.
+    pub offset: Option<u64>,
+    /// Bytes asked for (count argument, or the iovec total for writev).
+    pub requested: u64,
+    /// The syscall's return value (bytes, or -errno).
+    pub ret: i64,
+    /// The first bytes of the buffer (at exit, so reads hold what was read).
+    #[serde(serialize_with = "crate::capture::event::base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl Syscall {
+    pub fn duration_ns(&self) -> u64 {
+        self.exit_ns.saturating_sub(self.enter_ns)
+    }
+
+    /// Bytes the call actually moved (0 on error).
+    pub fn transferred(&self) -> u64 {
+        if self.ret > 0 {
+            self.ret as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Where events were lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossSource {
+    /// The BPF ring buffer or perf buffer was full (counted in the kernel).
+    Kernel,
+    /// The perf buffer reported lost samples.
+    PerfBuffer,
+}
+
+/// Events the kernel could not hand over, counted since the previous loss record.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Loss {
+    pub ts_ns: u64,
+    pub source: LossSource,
+    pub count: u64,
+}
+
+pub(crate) fn base64_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine;
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}

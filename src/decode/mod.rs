@@ -1,0 +1,4 @@
+//! Decoders for untrusted bytes, layer by layer: TCP reassembly, HTTP/2 frames, HPACK,
+//! gRPC framing, etcd protobuf, WAL records. Each takes borrowed bytes, returns explicit
+//! "incomplete" or error results, never panics, and never allocates from a length field
+//! without a bound.
