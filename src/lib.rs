@@ -1,5 +1,13 @@
 //! etcd-trace: records what etcd does from the kernel (eBPF) and analyses the capture
-//! offline. The direction of imports is one-way: cli → analyze → decode → capture.
+//! offline. The direction of imports is one-way: commands → analyze → decode → capture.
 
+pub mod analyze;
 pub mod capture;
+pub mod cli;
+pub mod commands;
 pub mod decode;
+pub mod output;
+#[cfg(all(feature = "record", target_os = "linux"))]
+pub mod record;
+#[cfg(all(feature = "record", target_os = "linux"))]
+pub mod testbed;

@@ -1,0 +1,575 @@
+// SPDX-License-Identifier: GPL-2.0
+/* etcd-trace's eBPF programs: TC programs that copy TCP segments of the traced ports, and
+ * syscall tracepoints that report the traced etcd processes' writes, reads and syncs on
+ * data-dir files and traced sockets. Filtering happens here, so pipes, eventfds and
+ * unrelated files never cost a ring-buffer slot. The event layout is in events.h. */
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Configuration, fixed by userspace before the programs load. */
+const volatile __u32 use_ringbuf = 1;
+const volatile __u32 snaplen = 4096;
+const volatile __u32 file_data_limit = 4096;
+const volatile __u32 socket_data_limit = 0;
+/* Read back by userspace tests to check its parser against this compiler's layout. */
+const volatile __u32 packet_header_size = sizeof(struct et_packet);
+const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
+const volatile __u32 packet_offsets[] = {
+	__builtin_offsetof(struct et_packet, ts_ns),
+	__builtin_offsetof(struct et_packet, sport),
+	__builtin_offsetof(struct et_packet, seq),
+	__builtin_offsetof(struct et_packet, window),
+	__builtin_offsetof(struct et_packet, payload_len),
+	__builtin_offsetof(struct et_packet, captured_len),
+	__builtin_offsetof(struct et_packet, saddr),
+	__builtin_offsetof(struct et_packet, daddr),
+};
+const volatile __u32 syscall_offsets[] = {
+	__builtin_offsetof(struct et_syscall, enter_ns),
+	__builtin_offsetof(struct et_syscall, pid),
+	__builtin_offsetof(struct et_syscall, fd),
+	__builtin_offsetof(struct et_syscall, file_kind),
+	__builtin_offsetof(struct et_syscall, ret),
+	__builtin_offsetof(struct et_syscall, offset),
+	__builtin_offsetof(struct et_syscall, requested),
+	__builtin_offsetof(struct et_syscall, lport),
+	__builtin_offsetof(struct et_syscall, data_len),
+	__builtin_offsetof(struct et_syscall, names),
+};
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+#define TC_ACT_UNSPEC (-1) /* also TCX_NEXT: let the packet go on untouched */
+#define MAX_IOV 8
+
+/* The event channel: a ring buffer, or a perf buffer on old kernels / --buffer perf. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} perf_events SEC(".maps");
+
+/* Per-CPU counters: [COUNTER_LOST] events that could not be handed over (userspace turns
+ * increments into loss records), [COUNTER_SENT] events handed over, so a test can check
+ * that sent + lost is everything. */
+#define COUNTER_LOST 0
+#define COUNTER_SENT 1
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Scratch space to build an event before output: two slots per CPU (slot 2*cpu for
+ * syscalls, 2*cpu+1 for packets) because an ingress TC program can interrupt a syscall
+ * program on the same CPU. Too large for a per-CPU map; userspace sizes it to 2*ncpus. */
+#define SCRATCH_SIZE 0x20000
+struct scratch_slot {
+	__u8 bytes[SCRATCH_SIZE];
+};
+
+/* clang 14 tends to check a bound on one register and pass another to the helper, and
+ * the verifier then sees an unbounded length. Masking right before the call, after a
+ * compiler barrier, gives it a bound it can prove: [0, mask]. */
+#define BOUNDED(n, mask)                \
+	({                              \
+		__u64 __n = (n);        \
+		barrier_var(__n);       \
+		__n & (mask);           \
+	})
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct scratch_slot);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} traced_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u16);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+/* A data dir by (kernel dev_t, inode): a file belongs to it when an ancestor matches. */
+struct dir_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, struct dir_key);
+	__type(value, __u8);
+} data_dirs SEC(".maps");
+
+/* Link-layer header length per ifindex; missing means Ethernet (14). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u32);
+} l2_len SEC(".maps");
+
+/* A syscall between its enter and exit tracepoints, by thread id. */
+struct inflight {
+	__u64 enter_ns;
+	__u64 buf;
+	__u64 requested;
+	__u64 offset;
+	__u64 file;
+	__s32 fd;
+	__u32 call;
+	__u8 kind;
+	__u8 depth;
+	__u16 lport;
+	__u16 rport;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+static __always_inline void output(void *ctx, void *data, __u64 size)
+{
+	long err;
+
+	if (size >= SCRATCH_SIZE)
+		return;
+	size = BOUNDED(size, SCRATCH_SIZE - 1);
+	if (use_ringbuf)
+		err = bpf_ringbuf_output(&events, data, size, 0);
+	else
+		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
+	__u32 key = err ? COUNTER_LOST : COUNTER_SENT;
+	__u64 *count = bpf_map_lookup_elem(&counters, &key);
+	if (count)
+		*count += 1;
+}
+
+static __always_inline void *scratch_for(__u32 slot)
+{
+	__u32 idx = bpf_get_smp_processor_id() * 2 + slot;
+	return bpf_map_lookup_elem(&scratch, &idx);
+}
+
+/* ---------------------------------------------------------------- packets */
+
+struct ipv4_hdr {
+	__u8 ver_ihl;
+	__u8 tos;
+	__be16 tot_len;
+	__be16 id;
+	__be16 frag_off;
+	__u8 ttl;
+	__u8 protocol;
+	__u16 check;
+	__u8 saddr[4];
+	__u8 daddr[4];
+};
+
+struct ipv6_hdr {
+	__be32 ver_tc_flow;
+	__be16 payload_len;
+	__u8 nexthdr;
+	__u8 hop_limit;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct tcp_hdr {
+	__be16 source;
+	__be16 dest;
+	__be32 seq;
+	__be32 ack_seq;
+	__u8 doff_res;
+	__u8 flags;
+	__be16 window;
+	__u16 check;
+	__u16 urg_ptr;
+};
+
+static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
+{
+	__u32 ifindex = skb->ifindex;
+	__u32 nh = ETH_HLEN;
+	__u32 *l2 = bpf_map_lookup_elem(&l2_len, &ifindex);
+	if (l2)
+		nh = *l2 & 0xff;
+
+	__u16 proto = bpf_ntohs(skb->protocol);
+	__u32 skb_len = skb->len;
+	__u32 th_off, ip_payload;
+	__u8 family;
+	struct et_packet hdr = {};
+
+	if (proto == ETH_P_IP) {
+		struct ipv4_hdr ip;
+		if (bpf_skb_load_bytes(skb, nh, &ip, sizeof(ip)))
+			return TC_ACT_UNSPEC;
+		if (ip.protocol != IPPROTO_TCP)
+			return TC_ACT_UNSPEC;
+		if (bpf_ntohs(ip.frag_off) & 0x1fff) /* not the first fragment */
+			return TC_ACT_UNSPEC;
+		__u32 ihl = (ip.ver_ihl & 0x0f) * 4;
+		__u32 tot = bpf_ntohs(ip.tot_len);
+		if (ihl < 20)
+			return TC_ACT_UNSPEC;
+		th_off = nh + ihl;
+		/* GSO packets may carry a zero or stale total length: trust skb->len then. */
+		if (tot >= ihl && nh + tot <= skb_len)
+			ip_payload = tot - ihl;
+		else
+			ip_payload = skb_len > th_off ? skb_len - th_off : 0;
+		family = 4;
+		__builtin_memcpy(hdr.saddr, ip.saddr, 4);
+		__builtin_memcpy(hdr.daddr, ip.daddr, 4);
+	} else if (proto == ETH_P_IPV6) {
+		struct ipv6_hdr ip6;
+		if (bpf_skb_load_bytes(skb, nh, &ip6, sizeof(ip6)))
+			return TC_ACT_UNSPEC;
+		if (ip6.nexthdr != IPPROTO_TCP)
+			return TC_ACT_UNSPEC;
+		th_off = nh + sizeof(ip6);
+		__u32 plen = bpf_ntohs(ip6.payload_len);
+		if (plen && th_off + plen <= skb_len)
+			ip_payload = plen;
+		else
+			ip_payload = skb_len > th_off ? skb_len - th_off : 0;
+		family = 6;
+		__builtin_memcpy(hdr.saddr, ip6.saddr, 16);
+		__builtin_memcpy(hdr.daddr, ip6.daddr, 16);
+	} else {
+		return TC_ACT_UNSPEC;
+	}
+
+	struct tcp_hdr th;
+	if (bpf_skb_load_bytes(skb, th_off, &th, sizeof(th)))
+		return TC_ACT_UNSPEC;
+	__u16 sport = bpf_ntohs(th.source);
+	__u16 dport = bpf_ntohs(th.dest);
+	if (!bpf_map_lookup_elem(&ports, &sport) && !bpf_map_lookup_elem(&ports, &dport))
+		return TC_ACT_UNSPEC;
+
+	__u32 doff = (th.doff_res >> 4) * 4;
+	if (doff < 20 || doff > ip_payload)
+		return TC_ACT_UNSPEC;
+	__u32 payload_len = ip_payload - doff;
+	__u8 flags = th.flags;
+	/* Pure ACKs carry nothing a decoder needs; SYN, FIN and RST do. */
+	if (payload_len == 0 && !(flags & 0x07))
+		return TC_ACT_UNSPEC;
+
+	struct et_packet *ev = scratch_for(1);
+	if (!ev)
+		return TC_ACT_UNSPEC;
+	hdr.type = ET_PACKET;
+	hdr.ifindex = ifindex;
+	hdr.ts_ns = bpf_ktime_get_ns();
+	hdr.direction = direction;
+	hdr.family = family;
+	hdr.tcp_flags = flags;
+	hdr.sport = sport;
+	hdr.dport = dport;
+	hdr.seq = bpf_ntohl(th.seq);
+	hdr.ack = bpf_ntohl(th.ack_seq);
+	hdr.window = bpf_ntohs(th.window);
+	hdr.payload_len = payload_len;
+
+	__u32 off = th_off + doff;
+	__u32 cap = payload_len;
+	if (cap > snaplen)
+		cap = snaplen;
+	if (off + cap > skb_len)
+		cap = off < skb_len ? skb_len - off : 0;
+	if (cap > ET_MAX_SNAPLEN)
+		cap = ET_MAX_SNAPLEN;
+	if (cap > 0) {
+		/* [1, 65536]: within the slot after the 80-byte header */
+		cap = BOUNDED(cap - 1, 0xffff) + 1;
+		if (bpf_skb_load_bytes(skb, off, (__u8 *)ev + sizeof(*ev), cap))
+			cap = 0;
+	}
+	hdr.captured_len = cap;
+	__builtin_memcpy(ev, &hdr, sizeof(hdr));
+	output(skb, ev, sizeof(*ev) + cap);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int tc_ingress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, ET_INGRESS);
+}
+
+SEC("tc")
+int tc_egress(struct __sk_buff *skb)
+{
+	return handle_skb(skb, ET_EGRESS);
+}
+
+/* ---------------------------------------------------------------- syscalls */
+
+static __always_inline struct file *fd_file(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= max_fds)
+		return NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* Decide in the kernel whether an fd is worth an event: a TCP socket on a traced port,
+ * or a regular file below a traced data dir (up to ET_PATH_DEPTH levels down). */
+static __always_inline int classify(struct file *f, struct inflight *inf)
+{
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	unsigned short mode = BPF_CORE_READ(inode, i_mode);
+
+	if ((mode & S_IFMT) == S_IFSOCK) {
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+		struct sock *sk = BPF_CORE_READ(sock, sk);
+		unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		if (family != AF_INET && family != AF_INET6)
+			return 0;
+		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (!bpf_map_lookup_elem(&ports, &lport) && !bpf_map_lookup_elem(&ports, &rport))
+			return 0;
+		inf->kind = ET_FILE_SOCKET;
+		inf->lport = lport;
+		inf->rport = rport;
+		return 1;
+	}
+	if ((mode & S_IFMT) != S_IFREG)
+		return 0;
+
+	struct dir_key key = {};
+	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+#pragma unroll
+	for (int depth = 1; depth <= ET_PATH_DEPTH; depth++) {
+		d = BPF_CORE_READ(d, d_parent);
+		key.ino = BPF_CORE_READ(d, d_inode, i_ino);
+		if (bpf_map_lookup_elem(&data_dirs, &key)) {
+			inf->kind = ET_FILE_DATA;
+			inf->depth = depth;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 requested, __u64 offset)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 tid = (__u32)id;
+
+	if (!bpf_map_lookup_elem(&traced_pids, &tgid))
+		return 0;
+	struct file *f = fd_file(fd);
+	if (!f)
+		return 0;
+	struct inflight inf = {};
+	if (!classify(f, &inf))
+		return 0;
+	inf.enter_ns = bpf_ktime_get_ns();
+	inf.buf = buf;
+	inf.requested = requested;
+	inf.fd = fd;
+	inf.call = call;
+	inf.file = (__u64)f;
+	if (offset == ET_OFFSET_UNKNOWN && inf.kind == ET_FILE_DATA && call != ET_FSYNC &&
+	    call != ET_FDATASYNC)
+		offset = BPF_CORE_READ(f, f_pos);
+	inf.offset = offset;
+	bpf_map_update_elem(&inflight, &tid, &inf, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int on_exit(void *ctx, long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id;
+	struct inflight *inf = bpf_map_lookup_elem(&inflight, &tid);
+	if (!inf)
+		return 0;
+
+	struct et_syscall *ev = scratch_for(0);
+	if (!ev) {
+		bpf_map_delete_elem(&inflight, &tid);
+		return 0;
+	}
+	ev->type = ET_SYSCALL;
+	ev->call = inf->call;
+	ev->enter_ns = inf->enter_ns;
+	ev->exit_ns = bpf_ktime_get_ns();
+	ev->pid = id >> 32;
+	ev->tid = tid;
+	ev->fd = inf->fd;
+	ev->file_kind = inf->kind;
+	ev->depth = inf->depth;
+	ev->_pad0 = 0;
+	ev->ret = ret;
+	ev->offset = inf->offset;
+	ev->requested = inf->requested;
+	ev->lport = inf->lport;
+	ev->rport = inf->rport;
+
+	struct file *f = (struct file *)inf->file;
+	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+#pragma unroll
+	for (int i = 0; i < ET_PATH_DEPTH; i++) {
+		ev->names[i][0] = 0;
+		if (i < inf->depth) {
+			const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+			bpf_probe_read_kernel_str(ev->names[i], ET_NAME_LEN, name);
+			d = BPF_CORE_READ(d, d_parent);
+		}
+	}
+
+	/* The buffer's first bytes: what was written, or what a read returned. */
+	__u64 n = 0;
+	__u64 src = inf->buf;
+	__u32 call = inf->call;
+	if (ret > 0 && call != ET_FSYNC && call != ET_FDATASYNC) {
+		n = ret;
+		if (call == ET_WRITEV) {
+			struct iovec iov = {};
+			bpf_probe_read_user(&iov, sizeof(iov), (void *)src);
+			src = (__u64)iov.iov_base;
+			if (n > iov.iov_len)
+				n = iov.iov_len;
+		}
+		__u64 limit = inf->kind == ET_FILE_SOCKET ? socket_data_limit : file_data_limit;
+		if (n > limit)
+			n = limit;
+	}
+	if (n > ET_MAX_DATA)
+		n = ET_MAX_DATA;
+	if (n > 0) {
+		n = BOUNDED(n - 1, ET_MAX_DATA - 1) + 1;
+		if (bpf_probe_read_user((__u8 *)ev + sizeof(*ev), n, (void *)src))
+			n = 0;
+	}
+	ev->data_len = n;
+	bpf_map_delete_elem(&inflight, &tid);
+	output(ctx, ev, sizeof(*ev) + n);
+	return 0;
+}
+
+static __always_inline __u64 iov_total(__u64 iov_ptr, __u64 iovcnt)
+{
+	__u64 total = 0;
+#pragma unroll
+	for (int i = 0; i < MAX_IOV; i++) {
+		if (i >= iovcnt)
+			break;
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(iov))))
+			break;
+		total += iov.iov_len;
+	}
+	return total;
+}
+
+#define A(n) (ctx->args[n])
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ET_WRITE, A(0), A(1), A(2), ET_OFFSET_UNKNOWN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pwrite64")
+int enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ET_PWRITE64, A(0), A(1), A(2), A(3));
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 key = tgid;
+	if (!bpf_map_lookup_elem(&traced_pids, &key))
+		return 0;
+	return on_enter(ET_WRITEV, A(0), A(1), iov_total(A(1), A(2)), ET_OFFSET_UNKNOWN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ET_READ, A(0), A(1), A(2), ET_OFFSET_UNKNOWN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_pread64")
+int enter_pread64(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ET_PREAD64, A(0), A(1), A(2), A(3));
+}
+
+SEC("tracepoint/syscalls/sys_enter_fsync")
+int enter_fsync(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ET_FSYNC, A(0), 0, 0, ET_OFFSET_UNKNOWN);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fdatasync")
+int enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(ET_FDATASYNC, A(0), 0, 0, ET_OFFSET_UNKNOWN);
+}
+
+#define EXIT_PROG(name)                                                   \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)             \
+	{                                                                 \
+		return on_exit(ctx, ctx->ret);                            \
+	}
+
+EXIT_PROG(write)
+EXIT_PROG(pwrite64)
+EXIT_PROG(writev)
+EXIT_PROG(read)
+EXIT_PROG(pread64)
+EXIT_PROG(fsync)
+EXIT_PROG(fdatasync)

@@ -1,0 +1,83 @@
+/* The kernel -> userspace event layout. This header is the one place that fixes it:
+ * the eBPF programs fill these structs and src/record/layout.rs parses them by the same
+ * offsets (a test there checks the sizes). Every event starts with a __u32 type.
+ * Variable-length data follows the fixed part; only the bytes captured are sent. */
+#ifndef ETCD_TRACE_EVENTS_H
+#define ETCD_TRACE_EVENTS_H
+
+#define ET_MAX_SNAPLEN 65535      /* largest TCP payload prefix a packet event carries */
+#define ET_MAX_DATA 65536         /* largest buffer prefix a syscall event carries */
+#define ET_PATH_DEPTH 4           /* path components kept below the data dir */
+#define ET_NAME_LEN 64            /* bytes per path component, NUL included */
+
+enum et_event_type {
+	ET_PACKET = 1,
+	ET_SYSCALL = 2,
+};
+
+enum et_direction {
+	ET_INGRESS = 0,
+	ET_EGRESS = 1,
+};
+
+enum et_call {
+	ET_WRITE = 0,
+	ET_PWRITE64 = 1,
+	ET_WRITEV = 2,
+	ET_READ = 3,
+	ET_PREAD64 = 4,
+	ET_FSYNC = 5,
+	ET_FDATASYNC = 6,
+};
+
+enum et_file_kind {
+	ET_FILE_DATA = 1,   /* a regular file below a traced data dir */
+	ET_FILE_SOCKET = 2, /* a TCP socket with a traced local or peer port */
+};
+
+#define ET_OFFSET_UNKNOWN ((__u64)-1)
+
+/* 80 bytes, then captured_len payload bytes. */
+struct et_packet {
+	__u32 type;        /* ET_PACKET */
+	__u32 ifindex;
+	__u64 ts_ns;       /* CLOCK_MONOTONIC */
+	__u8 direction;    /* enum et_direction */
+	__u8 family;       /* 4 or 6 */
+	__u8 tcp_flags;
+	__u8 _pad0;
+	__u16 sport;       /* host byte order */
+	__u16 dport;
+	__u32 seq;         /* host byte order */
+	__u32 ack;
+	__u16 window;
+	__u16 _pad1;
+	__u32 payload_len; /* TCP payload length on the wire */
+	__u32 captured_len;
+	__u8 saddr[16];    /* IPv4 uses the first 4 bytes */
+	__u8 daddr[16];
+	__u32 _pad2;
+};
+
+/* 328 bytes, then data_len buffer bytes. */
+struct et_syscall {
+	__u32 type;        /* ET_SYSCALL */
+	__u32 call;        /* enum et_call */
+	__u64 enter_ns;
+	__u64 exit_ns;
+	__u32 pid;         /* tgid */
+	__u32 tid;
+	__s32 fd;
+	__u8 file_kind;    /* enum et_file_kind */
+	__u8 depth;        /* components in names[], names[0] is the file itself */
+	__u16 _pad0;
+	__s64 ret;
+	__u64 offset;      /* ET_OFFSET_UNKNOWN when not known */
+	__u64 requested;
+	__u16 lport;       /* sockets only, host byte order */
+	__u16 rport;
+	__u32 data_len;
+	char names[ET_PATH_DEPTH][ET_NAME_LEN];
+};
+
+#endif

@@ -1,0 +1,4 @@
+//! Analyses over a capture's events. Each streams: bounded memory whatever the capture's
+//! size (state grows with connections and files, not with events).
+
+pub mod summary;

@@ -1,0 +1,155 @@
+//! What a capture holds at a glance, for `info`: counts, time range, connections seen,
+//! files written, losses. One pass over the events.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::capture::{Event, EventKind, FileKind, Header, LossSource};
+
+/// A TCP connection as seen in the capture: the server side is the one on a traced port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ConnectionAddrs {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConnectionStats {
+    pub segments: u64,
+    pub payload_bytes: u64,
+    pub syn_seen: bool,
+    pub fin_seen: bool,
+    pub rst_seen: bool,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FileStats {
+    pub kind: Option<FileKind>,
+    pub writes: u64,
+    pub bytes_written: u64,
+    pub reads: u64,
+    pub bytes_read: u64,
+    pub syncs: u64,
+    pub sync_ns_total: u64,
+    pub sync_ns_max: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CaptureSummary {
+    pub events: u64,
+    pub counts: BTreeMap<&'static str, u64>,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub lost: u64,
+    pub lost_by_source: BTreeMap<&'static str, u64>,
+    pub connections: BTreeMap<String, ConnectionStats>,
+    pub files: BTreeMap<String, FileStats>,
+    pub socket_syscalls: u64,
+}
+
+/// Streams events into a summary.
+#[derive(Debug)]
+pub struct SummaryBuilder {
+    ports: Vec<u16>,
+    summary: CaptureSummary,
+}
+
+impl SummaryBuilder {
+    pub fn new(header: &Header) -> SummaryBuilder {
+        let mut summary = CaptureSummary::default();
+        for k in EventKind::ALL {
+            summary.counts.insert(k.name(), 0);
+        }
+        SummaryBuilder {
+            ports: header.config.ports.clone(),
+            summary,
+        }
+    }
+
+    /// Which end of a segment is the server: the one on a traced port (the lower port
+    /// when both or neither are).
+    pub fn orient(&self, src: SocketAddr, dst: SocketAddr) -> ConnectionAddrs {
+        let src_traced = self.ports.contains(&src.port());
+        let dst_traced = self.ports.contains(&dst.port());
+        let src_is_server = match (src_traced, dst_traced) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => src.port() < dst.port(),
+        };
+        if src_is_server {
+            ConnectionAddrs {
+                client: dst,
+                server: src,
+            }
+        } else {
+            ConnectionAddrs {
+                client: src,
+                server: dst,
+            }
+        }
+    }
+
+    pub fn push(&mut self, ev: &Event) {
+        let s = &mut self.summary;
+        s.events += 1;
+        *s.counts.entry(ev.kind().name()).or_default() += 1;
+        let ts = ev.ts_ns();
+        s.start_ns = Some(s.start_ns.map_or(ts, |t| t.min(ts)));
+        let end = match ev {
+            Event::Syscall(sc) => sc.exit_ns.max(ts),
+            _ => ts,
+        };
+        s.end_ns = Some(s.end_ns.map_or(end, |t| t.max(end)));
+        match ev {
+            Event::Packet(p) => {
+                let addrs = self.orient(p.src, p.dst);
+                let key = format!("{} -> {}", addrs.client, addrs.server);
+                let c = self.summary.connections.entry(key).or_insert_with(|| ConnectionStats {
+                    first_ns: p.ts_ns,
+                    ..Default::default()
+                });
+                c.segments += 1;
+                c.payload_bytes += u64::from(p.payload_len);
+                c.syn_seen |= p.flags.syn();
+                c.fin_seen |= p.flags.fin();
+                c.rst_seen |= p.flags.rst();
+                c.last_ns = c.last_ns.max(p.ts_ns);
+            }
+            Event::Syscall(sc) => {
+                if sc.file.kind == FileKind::Socket {
+                    s.socket_syscalls += 1;
+                    return;
+                }
+                let f = s.files.entry(sc.file.path.clone()).or_default();
+                f.kind = Some(sc.file.kind);
+                if sc.call.is_write() {
+                    f.writes += 1;
+                    f.bytes_written += sc.transferred();
+                } else if sc.call.is_read() {
+                    f.reads += 1;
+                    f.bytes_read += sc.transferred();
+                } else if sc.call.is_sync() {
+                    f.syncs += 1;
+                    f.sync_ns_total += sc.duration_ns();
+                    f.sync_ns_max = f.sync_ns_max.max(sc.duration_ns());
+                }
+            }
+            Event::Loss(l) => {
+                s.lost += l.count;
+                let src = match l.source {
+                    LossSource::Kernel => "kernel",
+                    LossSource::PerfBuffer => "perf_buffer",
+                };
+                *s.lost_by_source.entry(src).or_default() += l.count;
+            }
+        }
+    }
+
+    pub fn finish(self) -> CaptureSummary {
+        self.summary
+    }
+}

@@ -1,0 +1,179 @@
+//! The command line: clap definitions only. The same definitions feed `--help`, the man
+//! pages in man/ and the shell completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "etcd-trace",
+    version,
+    about = "Forensic tracing for etcd: record what etcd does from the kernel, analyse it offline",
+    long_about = "etcd-trace watches etcd from the kernel. `record` captures the gRPC traffic on \
+the client and peer ports and etcd's WAL writes, reads and fsyncs with eBPF into a compressed, \
+indexed capture file. The other subcommands analyse a capture offline, on any machine.",
+    after_help = "Examples:\n  \
+sudo etcd-trace record -o incident.etr --duration 60s\n  \
+etcd-trace info incident.etr\n  \
+etcd-trace dump incident.etr --since 10s --until 12s"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Record(RecordArgs),
+    Info(InfoArgs),
+    Dump(DumpArgs),
+    Demo(DemoArgs),
+    Completions(CompletionsArgs),
+}
+
+/// Output format of data-producing subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Human-readable text.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BufferArg {
+    /// BPF ring buffer (shared by all CPUs, ordered, the default).
+    Ring,
+    /// Per-CPU perf buffers (kernels without ring buffer support).
+    Perf,
+}
+
+/// Record etcd's traffic and disk activity into a capture file (Linux, root).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+sudo etcd-trace record -o incident.etr                  # every etcd found, until Ctrl-C\n  \
+sudo etcd-trace record -o incident.etr --duration 30s --pid 4242\n  \
+sudo etcd-trace record -o flight.etr --rotate-size 256 --keep 8   # flight recorder\n  \
+sudo etcd-trace record -o c.etr --config etcd-trace.yaml\n\n\
+The config file holds a `collectors.etcd` block:\n  \
+collectors:\n    etcd:\n      ports: [2379, 2380]\n      pids: []\n      data_dir: /var/lib/etcd\n      \
+payload_size: 4096      # bytes of TCP payload per segment\n      \
+trace_syscalls: true    # WAL writes, reads, fsyncs\n      \
+monitor_files: true     # keep the first bytes of data-dir writes\n      \
+capture_payload: true   # false: TCP headers and sizes only\n\n\
+Without --pid, every running process named etcd is traced, with the data dir from its \
+command line. Capture files hold keys, values and tokens: they are created with mode 0600.")]
+pub struct RecordArgs {
+    /// Capture file to write (with rotation: FILE-0001.etr, FILE-0002.etr, ...).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// etcd process to trace (repeatable); default: every process named etcd.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+    /// TCP port to capture (repeatable); default: 2379 and 2380.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Interface to attach to (repeatable); default: every interface that is up.
+    #[arg(long = "iface", value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// Bytes of TCP payload kept per segment [default: 4096, max 65535].
+    #[arg(long, value_name = "N")]
+    pub snaplen: Option<u32>,
+    /// Bytes kept of each data-dir file write or read (WAL records) [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub file_data: Option<u32>,
+    /// Also keep the first snaplen bytes of etcd's socket reads and writes.
+    #[arg(long)]
+    pub socket_payload: bool,
+    /// etcd data dir (default: from each etcd's command line).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or SIGTERM.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Kernel-to-user event channel.
+    #[arg(long, value_enum, default_value_t = BufferArg::Ring)]
+    pub buffer: BufferArg,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MB", default_value_t = 32)]
+    pub buffer_mb: u32,
+    /// Packets only: do not trace etcd's system calls.
+    #[arg(long)]
+    pub no_syscalls: bool,
+    /// YAML config file with a `collectors.etcd` block; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Start a new file when the current one reaches this many MB.
+    #[arg(long, value_name = "MB")]
+    pub rotate_size: Option<u64>,
+    /// Start a new file after this long (e.g. 10m).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    pub rotate_time: Option<std::time::Duration>,
+    /// With rotation: keep only the newest N files.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Print each eBPF program's run count and ns per run at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Summarise a capture: header, time range, events per kind, connections, files, losses.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace info incident.etr\n  \
+etcd-trace info incident.etr --format json | jq .lost")]
+pub struct InfoArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Print the raw events of a capture, one per line (the capture's `tcpdump -r`).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace dump incident.etr | less\n  \
+etcd-trace dump incident.etr --since 5s --until 6s       # offsets from the start\n  \
+etcd-trace dump incident.etr --since 2026-11-28T17:40:00Z --format json\n\n\
+Payload bytes are shown as hex in text and base64 in JSON. Times given to --since and \
+--until are an offset from the capture's start (`1.5s`, `2m`) or an RFC 3339 time.")]
+pub struct DumpArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Only events at or after this time (offset from start, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only events before this time (offset from start, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Text output: show at most this many payload bytes per event.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_bytes: usize,
+}
+
+/// Start a private etcd on loopback, record a short workload, and show the capture.
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  \
+sudo etcd-trace demo\n\n\
+Needs root and Debian's etcd-server and etcd-client packages (etcd and etcdctl on PATH). \
+The etcd runs in a network namespace of its own on 127.0.0.1:2379, with a data dir in a \
+temporary directory that is removed afterwards.")]
+pub struct DemoArgs {
+    /// Keep the capture here instead of a temporary file.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Print a shell completion script.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace completions bash > /etc/bash_completion.d/etcd-trace\n  \
+etcd-trace completions zsh > \"${fpath[1]}/_etcd-trace\"\n  \
+etcd-trace completions fish > ~/.config/fish/completions/etcd-trace.fish")]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,120 @@
+//! `etcd-trace dump FILE`: the raw events, one per line.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::open_capture;
+use super::timespec::resolve;
+use crate::capture::{Event, ReadItem};
+use crate::cli::{DumpArgs, Format};
+use crate::output::{hex_prefix, human_duration_ns};
+
+pub fn run(args: DumpArgs) -> Result<ExitCode> {
+    let reader = open_capture(&args.file)?;
+    let header = reader.header().clone();
+    let start = reader
+        .index()
+        .time_range()
+        .map_or(0, |(first, _)| first);
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| resolve(s, &header, start))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|s| resolve(s, &header, start))
+        .transpose()?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for item in reader.events_between(since, until) {
+        match item {
+            ReadItem::Event(ev) => match args.format {
+                Format::Json => {
+                    let mut v = serde_json::to_value(&ev)?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("ts_ns".into(), ev.ts_ns().into());
+                        obj.insert("wall_ns".into(), header.wall_ns(ev.ts_ns()).into());
+                    }
+                    writeln!(out, "{v}")?;
+                }
+                Format::Text => {
+                    let rel = ev.ts_ns().saturating_sub(start);
+                    write!(out, "+{}.{:09} ", rel / 1_000_000_000, rel % 1_000_000_000)?;
+                    write_text(&mut out, &header, &ev, args.max_bytes)?;
+                }
+            },
+            ReadItem::Damaged(d) => {
+                eprintln!(
+                    "warning: unreadable region at offset {}: {}{}",
+                    d.offset,
+                    d.reason,
+                    d.events_lost
+                        .map_or(String::new(), |n| format!(" ({n} events lost)"))
+                );
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_text(
+    out: &mut impl Write,
+    header: &crate::capture::Header,
+    ev: &Event,
+    max_bytes: usize,
+) -> std::io::Result<()> {
+    match ev {
+        Event::Packet(p) => {
+            writeln!(
+                out,
+                "packet  {} {:?} {} > {} [{}] seq {} ack {} win {} len {}{} {}",
+                header.interface_name(p.ifindex).unwrap_or("?"),
+                p.direction,
+                p.src,
+                p.dst,
+                p.flags.describe(),
+                p.seq,
+                p.ack,
+                p.window,
+                p.payload_len,
+                if p.truncated() {
+                    format!(" (captured {})", p.payload.len())
+                } else {
+                    String::new()
+                },
+                hex_prefix(&p.payload, max_bytes)
+            )
+        }
+        Event::Syscall(s) => {
+            let target = if s.file.kind == crate::capture::FileKind::Socket {
+                format!("socket :{} <-> :{}", s.file.local_port, s.file.peer_port)
+            } else {
+                format!("{} {}", s.file.kind.name(), s.file.path)
+            };
+            writeln!(
+                out,
+                "syscall pid {}/{} {} fd {} {}{} req {} ret {} dur {}{} {}",
+                s.pid,
+                s.tid,
+                s.call.name(),
+                s.fd,
+                target,
+                s.offset.map_or(String::new(), |o| format!(" off {o}")),
+                s.requested,
+                s.ret,
+                human_duration_ns(s.duration_ns()),
+                if (s.data.len() as u64) < s.transferred() && !s.call.is_sync() {
+                    format!(" (captured {})", s.data.len())
+                } else {
+                    String::new()
+                },
+                hex_prefix(&s.data, max_bytes)
+            )
+        }
+        Event::Loss(l) => writeln!(out, "loss    {:?} {} events", l.source, l.count),
+    }
+}

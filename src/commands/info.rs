@@ -1,0 +1,210 @@
+//! `etcd-trace info FILE`: what a capture holds.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::open_capture;
+use super::timespec::wall_string;
+use crate::analyze::summary::SummaryBuilder;
+use crate::capture::{IndexState, ReadItem};
+use crate::cli::{Format, InfoArgs};
+use crate::output::{human_bytes, human_duration_ns, Progress};
+
+pub fn run(args: InfoArgs) -> Result<ExitCode> {
+    let reader = open_capture(&args.file)?;
+    let header = reader.header().clone();
+    let mut builder = SummaryBuilder::new(&header);
+    let progress = Progress::for_blocks(reader.blocks().len() as u64, "reading capture");
+    let mut damage = Vec::new();
+    let mut last_block_ts = None;
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(ev) => {
+                let ts = ev.ts_ns();
+                if last_block_ts.is_none_or(|t| ts > t) {
+                    last_block_ts = Some(ts);
+                }
+                builder.push(&ev);
+            }
+            ReadItem::Damaged(d) => damage.push(d),
+        }
+        progress.tick_events(1);
+    }
+    progress.finish();
+    let summary = builder.finish();
+    let index = match reader.index_state() {
+        IndexState::Present => "present",
+        IndexState::Recovered { .. } => "recovered",
+    };
+    let events_lost_to_damage: u64 = damage.iter().filter_map(|d| d.events_lost).sum();
+    let mut out = std::io::stdout().lock();
+
+    if args.format == Format::Json {
+        let obj = json!({
+            "file": args.file.display().to_string(),
+            "format_version": reader.format_version(),
+            "header": header,
+            "index": index,
+            "index_reason": match reader.index_state() {
+                IndexState::Recovered { reason } => Some(reason.clone()),
+                IndexState::Present => None,
+            },
+            "blocks": reader.blocks().len(),
+            "events": summary.events,
+            "counts": summary.counts,
+            "lost": summary.lost,
+            "lost_by_source": summary.lost_by_source,
+            "start_ns": summary.start_ns,
+            "end_ns": summary.end_ns,
+            "start": summary.start_ns.map(|t| wall_string(&header, t)),
+            "end": summary.end_ns.map(|t| wall_string(&header, t)),
+            "connections": summary.connections,
+            "files": summary.files,
+            "socket_syscalls": summary.socket_syscalls,
+            "damage": damage,
+            "events_lost_to_damage": events_lost_to_damage,
+        });
+        writeln!(out, "{obj}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let cfg = &header.config;
+    writeln!(
+        out,
+        "capture      {} (format {}, recorded by etcd-trace {})",
+        args.file.display(),
+        reader.format_version(),
+        header.recorder_version
+    )?;
+    writeln!(out, "host         {}, kernel {}", header.hostname, header.kernel_release)?;
+    match (summary.start_ns, summary.end_ns) {
+        (Some(s), Some(e)) => {
+            writeln!(out, "start        {}", wall_string(&header, s))?;
+            writeln!(out, "end          {}", wall_string(&header, e))?;
+            writeln!(out, "duration     {}", human_duration_ns(e.saturating_sub(s)))?;
+        }
+        _ => writeln!(out, "time range   (no events)")?,
+    }
+    writeln!(
+        out,
+        "config       ports {}  interfaces {}  snaplen {}  file data {}  buffer {}{}",
+        join(&cfg.ports),
+        if cfg.interfaces.is_empty() { "-".into() } else { cfg.interfaces.join(",") },
+        cfg.snaplen,
+        cfg.file_data_limit,
+        cfg.buffer,
+        if cfg.socket_payload { "  socket payload" } else { "" }
+    )?;
+    for p in &header.processes {
+        writeln!(
+            out,
+            "etcd         pid {}  data dir {}  ({})",
+            p.pid,
+            p.data_dir.as_deref().unwrap_or("unknown"),
+            truncate(&p.cmdline.join(" "), 100)
+        )?;
+    }
+    match reader.index_state() {
+        IndexState::Present => writeln!(out, "index        present, {} blocks", reader.blocks().len())?,
+        IndexState::Recovered { reason } => writeln!(
+            out,
+            "index        recovered ({reason}), {} blocks found by scanning",
+            reader.blocks().len()
+        )?,
+    }
+    writeln!(
+        out,
+        "events       {} ({})",
+        summary.events,
+        summary
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    writeln!(
+        out,
+        "lost         {}{}",
+        summary.lost,
+        if summary.lost > 0 {
+            " events the kernel could not hand over"
+        } else {
+            ""
+        }
+    )?;
+    if !damage.is_empty() {
+        writeln!(
+            out,
+            "damage       {} unreadable region(s), {} events lost",
+            damage.len(),
+            events_lost_to_damage
+        )?;
+        for d in &damage {
+            writeln!(out, "  offset {}: {}", d.offset, d.reason)?;
+        }
+    }
+    writeln!(out, "connections  {}", summary.connections.len())?;
+    for (addrs, c) in &summary.connections {
+        let mut flags = Vec::new();
+        if c.syn_seen {
+            flags.push("SYN");
+        }
+        if c.fin_seen {
+            flags.push("FIN");
+        }
+        if c.rst_seen {
+            flags.push("RST");
+        }
+        writeln!(
+            out,
+            "  {addrs:<46} {:>7} segments {:>10}{}",
+            c.segments,
+            human_bytes(c.payload_bytes),
+            if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(" ")) }
+        )?;
+    }
+    writeln!(out, "files        {}", summary.files.len())?;
+    for (path, f) in &summary.files {
+        let mut parts = vec![];
+        if f.writes > 0 {
+            parts.push(format!("{} writes {}", f.writes, human_bytes(f.bytes_written)));
+        }
+        if f.reads > 0 {
+            parts.push(format!("{} reads {}", f.reads, human_bytes(f.bytes_read)));
+        }
+        if f.syncs > 0 {
+            parts.push(format!(
+                "{} syncs (avg {}, max {})",
+                f.syncs,
+                human_duration_ns(f.sync_ns_total / f.syncs),
+                human_duration_ns(f.sync_ns_max)
+            ));
+        }
+        writeln!(
+            out,
+            "  {path:<50} {:<5} {}",
+            f.kind.map_or("?", |k| k.name()),
+            parts.join(", ")
+        )?;
+    }
+    if summary.socket_syscalls > 0 {
+        writeln!(out, "socket syscalls {}", summary.socket_syscalls)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn join(ports: &[u16]) -> String {
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}

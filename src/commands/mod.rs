@@ -1,0 +1,67 @@
+//! One module per subcommand: each composes the library's stages and formats what comes
+//! out. Errors surface here with context; the exit codes follow DESIGN.md (2 for
+//! usage and input errors, 1 for "found something" in checks, 0 otherwise).
+
+mod completions;
+mod demo;
+mod dump;
+mod info;
+#[cfg(all(feature = "record", target_os = "linux"))]
+mod record;
+pub mod timespec;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Record(args) => record_command(args),
+        Command::Info(args) => info::run(args),
+        Command::Dump(args) => dump::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`| head`) is not an error worth a message.
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(all(feature = "record", target_os = "linux"))]
+fn record_command(args: crate::cli::RecordArgs) -> anyhow::Result<ExitCode> {
+    record::run(args)
+}
+
+#[cfg(not(all(feature = "record", target_os = "linux")))]
+fn record_command(_args: crate::cli::RecordArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "this etcd-trace was built without the recorder (analysis only). Recording needs \
+         Linux and a build with the default `record` feature: cargo install etcd-trace"
+    )
+}
+
+/// Open a capture for reading, with a message that says what to do when it fails.
+pub(crate) fn open_capture(path: &std::path::Path) -> anyhow::Result<crate::capture::CaptureReader> {
+    let reader = crate::capture::CaptureReader::open(path)?;
+    if let crate::capture::IndexState::Recovered { reason } = reader.index_state() {
+        eprintln!(
+            "note: {} has no usable index ({reason}); its blocks were found by scanning \
+             (the recorder did not stop cleanly)",
+            path.display()
+        );
+    }
+    Ok(reader)
+}

@@ -1,0 +1,102 @@
+//! `etcd-trace record`: the command-line face of the recorder.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{BufferArg, RecordArgs};
+use crate::output::human_bytes;
+use crate::record::{self, BufferKind, RecordOptions};
+
+pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
+    let mut opts = RecordOptions::new(args.output.clone());
+    if let Some(path) = &args.config {
+        opts.apply_config_file(path)?;
+    }
+    if !args.pids.is_empty() {
+        opts.pids = args.pids.clone();
+    }
+    if !args.ports.is_empty() {
+        opts.ports = args.ports.clone();
+    }
+    if !args.interfaces.is_empty() {
+        opts.interfaces = args.interfaces.clone();
+    }
+    if let Some(n) = args.snaplen {
+        opts.snaplen = n;
+    }
+    if let Some(n) = args.file_data {
+        opts.file_data_limit = n;
+    }
+    opts.socket_payload |= args.socket_payload;
+    if let Some(d) = &args.data_dir {
+        opts.data_dir = Some(d.clone());
+    }
+    opts.duration = args.duration;
+    opts.buffer = match args.buffer {
+        BufferArg::Ring => BufferKind::Ring,
+        BufferArg::Perf => BufferKind::Perf,
+    };
+    opts.buffer_mb = args.buffer_mb;
+    if args.no_syscalls {
+        opts.trace_syscalls = false;
+    }
+    opts.rotate_size_mb = args.rotate_size;
+    opts.rotate_time = args.rotate_time;
+    opts.keep = args.keep;
+    opts.stats = args.stats;
+    Ok(opts)
+}
+
+pub fn run(args: RecordArgs) -> Result<ExitCode> {
+    let opts = options_from(&args)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let summary = record::run(opts, stop)?;
+    let s = &summary.sink;
+    let secs = summary.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "recorded {} events in {:.1} s ({:.0}/s): packet {}, syscall {}, loss records {}",
+        s.events,
+        secs,
+        s.events as f64 / secs,
+        s.counts[0],
+        s.counts[1],
+        s.counts[2]
+    );
+    eprintln!(
+        "wrote {} to {}{}",
+        human_bytes(s.bytes),
+        s.files
+            .iter()
+            .filter(|f| !s.removed.contains(f))
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if s.removed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} older files removed by --keep)", s.removed.len())
+        }
+    );
+    eprintln!(
+        "lost {} events (kernel handed over {}, received {})",
+        summary.lost, summary.kernel_sent, summary.received
+    );
+    if !summary.program_stats.is_empty() {
+        eprintln!("{:<20} {:>12} {:>12}", "program", "runs", "ns/run");
+        for p in &summary.program_stats {
+            eprintln!(
+                "{:<20} {:>12} {:>12.0}",
+                p.name,
+                p.run_cnt,
+                p.run_time_ns as f64 / p.run_cnt.max(1) as f64
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,89 @@
+//! Formatting shared by the subcommands: sizes, durations, hex, and progress bars that
+//! show on a terminal and stay quiet when piped.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn human_duration_ns(ns: u64) -> String {
+    if ns < 1_000 {
+        format!("{ns} ns")
+    } else if ns < 1_000_000 {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
+/// `| 0a 03 66 6f …` — the first `max` bytes as hex, for text output.
+pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
+    if bytes.is_empty() || max == 0 {
+        return String::new();
+    }
+    let mut s = String::with_capacity(2 + 3 * max.min(bytes.len()) + 2);
+    s.push('|');
+    for b in bytes.iter().take(max) {
+        s.push_str(&format!(" {b:02x}"));
+    }
+    if bytes.len() > max {
+        s.push_str(" …");
+    }
+    s
+}
+
+/// A progress bar over a capture's blocks, drawn only on a terminal.
+pub struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    pub fn for_blocks(_blocks: u64, what: &str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_message(what.to_string());
+        pb.enable_steady_tick(Duration::from_millis(200));
+        Progress(Some(pb))
+    }
+
+    pub fn tick_events(&self, n: u64) {
+        if let Some(pb) = &self.0 {
+            pb.inc(n);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1500), "1.5 KB");
+        assert_eq!(human_duration_ns(250_000), "250.0 µs");
+        assert_eq!(human_duration_ns(41_000_000), "41.00 ms");
+        assert_eq!(hex_prefix(&[0, 0xab, 1], 2), "| 00 ab …");
+    }
+}

@@ -1,0 +1,277 @@
+//! Parses the raw events of bpf/events.h into capture events. The offsets here mirror
+//! the C structs; `tests::sizes_match_the_header` keeps the two in step.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::capture::{
+    Direction, Event, FileKind, FileRef, Packet, Syscall, SyscallKind, TcpFlags,
+};
+
+pub const ET_PACKET: u32 = 1;
+pub const ET_SYSCALL: u32 = 2;
+pub const PACKET_HEADER_LEN: usize = 80;
+pub const SYSCALL_HEADER_LEN: usize = 328;
+const PATH_DEPTH: usize = 4;
+const NAME_LEN: usize = 64;
+const NAMES_OFFSET: usize = 72;
+
+// Field offsets of struct et_packet and struct et_syscall (bpf/events.h).
+mod pk {
+    pub const IFINDEX: usize = 4;
+    pub const TS: usize = 8;
+    pub const DIRECTION: usize = 16;
+    pub const FAMILY: usize = 17;
+    pub const FLAGS: usize = 18;
+    pub const SPORT: usize = 20;
+    pub const DPORT: usize = 22;
+    pub const SEQ: usize = 24;
+    pub const ACK: usize = 28;
+    pub const WINDOW: usize = 32;
+    pub const PAYLOAD_LEN: usize = 36;
+    pub const CAPTURED_LEN: usize = 40;
+    pub const SADDR: usize = 44;
+    pub const DADDR: usize = 60;
+}
+mod sc {
+    pub const CALL: usize = 4;
+    pub const ENTER: usize = 8;
+    pub const EXIT: usize = 16;
+    pub const PID: usize = 24;
+    pub const TID: usize = 28;
+    pub const FD: usize = 32;
+    pub const FILE_KIND: usize = 36;
+    pub const DEPTH: usize = 37;
+    pub const RET: usize = 40;
+    pub const OFFSET: usize = 48;
+    pub const REQUESTED: usize = 56;
+    pub const LPORT: usize = 64;
+    pub const RPORT: usize = 66;
+    pub const DATA_LEN: usize = 68;
+}
+const FILE_DATA: u8 = 1;
+const FILE_SOCKET: u8 = 2;
+const OFFSET_UNKNOWN: u64 = u64::MAX;
+
+/// Why a raw event could not be parsed. The kernel wrote it, so this means a layout
+/// mismatch (a bug), never hostile input; still, no panic.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LayoutError {
+    #[error("raw event of {0} bytes is too short")]
+    Short(usize),
+    #[error("unknown raw event type {0}")]
+    UnknownType(u32),
+    #[error("unknown syscall number {0} in raw event")]
+    UnknownCall(u32),
+    #[error("unknown file kind {0} in raw event")]
+    UnknownFileKind(u8),
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_ne_bytes([b[off], b[off + 1]])
+}
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+/// Parse one raw event as the ring or perf buffer handed it over.
+pub fn parse(raw: &[u8]) -> Result<Event, LayoutError> {
+    if raw.len() < 4 {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    match u32_at(raw, 0) {
+        ET_PACKET => parse_packet(raw).map(Event::Packet),
+        ET_SYSCALL => parse_syscall(raw).map(Event::Syscall),
+        other => Err(LayoutError::UnknownType(other)),
+    }
+}
+
+fn parse_packet(raw: &[u8]) -> Result<Packet, LayoutError> {
+    if raw.len() < PACKET_HEADER_LEN {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    let family = raw[pk::FAMILY];
+    let addr = |off: usize| -> IpAddr {
+        if family == 6 {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&raw[off..off + 16]);
+            IpAddr::V6(Ipv6Addr::from(a))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(raw[off], raw[off + 1], raw[off + 2], raw[off + 3]))
+        }
+    };
+    let captured = u32_at(raw, pk::CAPTURED_LEN) as usize;
+    let end = PACKET_HEADER_LEN
+        .saturating_add(captured)
+        .min(raw.len());
+    Ok(Packet {
+        ts_ns: u64_at(raw, pk::TS),
+        ifindex: u32_at(raw, pk::IFINDEX),
+        direction: if raw[pk::DIRECTION] == 1 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        },
+        src: SocketAddr::new(addr(pk::SADDR), u16_at(raw, pk::SPORT)),
+        dst: SocketAddr::new(addr(pk::DADDR), u16_at(raw, pk::DPORT)),
+        seq: u32_at(raw, pk::SEQ),
+        ack: u32_at(raw, pk::ACK),
+        flags: TcpFlags(raw[pk::FLAGS]),
+        window: u16_at(raw, pk::WINDOW),
+        payload_len: u32_at(raw, pk::PAYLOAD_LEN),
+        payload: raw[PACKET_HEADER_LEN..end].to_vec(),
+    })
+}
+
+fn call_of(n: u32) -> Result<SyscallKind, LayoutError> {
+    Ok(match n {
+        0 => SyscallKind::Write,
+        1 => SyscallKind::Pwrite64,
+        2 => SyscallKind::Writev,
+        3 => SyscallKind::Read,
+        4 => SyscallKind::Pread64,
+        5 => SyscallKind::Fsync,
+        6 => SyscallKind::Fdatasync,
+        other => return Err(LayoutError::UnknownCall(other)),
+    })
+}
+
+fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
+    if raw.len() < SYSCALL_HEADER_LEN {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    let call = call_of(u32_at(raw, sc::CALL))?;
+    let kind = raw[sc::FILE_KIND];
+    let depth = (raw[sc::DEPTH] as usize).min(PATH_DEPTH);
+    let file = match kind {
+        FILE_DATA => {
+            // names[0] is the file, names[1] its parent, ...: join them outermost first.
+            let mut parts: Vec<String> = (0..depth)
+                .map(|i| {
+                    let off = NAMES_OFFSET + i * NAME_LEN;
+                    let name = &raw[off..off + NAME_LEN];
+                    let len = name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+                    String::from_utf8_lossy(&name[..len]).into_owned()
+                })
+                .collect();
+            parts.reverse();
+            let path = parts.join("/");
+            FileRef {
+                kind: FileKind::of_data_path(&path),
+                path,
+                local_port: 0,
+                peer_port: 0,
+            }
+        }
+        FILE_SOCKET => FileRef {
+            kind: FileKind::Socket,
+            path: String::new(),
+            local_port: u16_at(raw, sc::LPORT),
+            peer_port: u16_at(raw, sc::RPORT),
+        },
+        other => return Err(LayoutError::UnknownFileKind(other)),
+    };
+    let offset = u64_at(raw, sc::OFFSET);
+    let data_len = u32_at(raw, sc::DATA_LEN) as usize;
+    let end = SYSCALL_HEADER_LEN.saturating_add(data_len).min(raw.len());
+    Ok(Syscall {
+        enter_ns: u64_at(raw, sc::ENTER),
+        exit_ns: u64_at(raw, sc::EXIT),
+        pid: u32_at(raw, sc::PID),
+        tid: u32_at(raw, sc::TID),
+        call,
+        fd: u32_at(raw, sc::FD) as i32,
+        offset: if offset == OFFSET_UNKNOWN || kind == FILE_SOCKET || call.is_sync() {
+            None
+        } else {
+            Some(offset)
+        },
+        requested: u64_at(raw, sc::REQUESTED),
+        ret: u64_at(raw, sc::RET) as i64,
+        file,
+        data: raw[SYSCALL_HEADER_LEN..end].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_the_header() {
+        // The object records sizeof() of both structs as compiled; opening it parses the
+        // ELF only (no privileges needed).
+        use libbpf_rs::skel::SkelBuilder;
+        let mut object = std::mem::MaybeUninit::uninit();
+        let open = crate::record::skel::EtcdTraceSkelBuilder::default()
+            .open(&mut object)
+            .unwrap();
+        let rodata = open.maps.rodata_data.as_deref().unwrap();
+        assert_eq!(rodata.packet_header_size as usize, PACKET_HEADER_LEN);
+        assert_eq!(rodata.syscall_header_size as usize, SYSCALL_HEADER_LEN);
+        let packet = [pk::TS, pk::SPORT, pk::SEQ, pk::WINDOW, pk::PAYLOAD_LEN, pk::CAPTURED_LEN, pk::SADDR, pk::DADDR];
+        let compiled: Vec<usize> = rodata.packet_offsets.iter().map(|&o| o as usize).collect();
+        assert_eq!(compiled, packet);
+        let syscall = [sc::ENTER, sc::PID, sc::FD, sc::FILE_KIND, sc::RET, sc::OFFSET, sc::REQUESTED, sc::LPORT, sc::DATA_LEN, NAMES_OFFSET];
+        let compiled: Vec<usize> = rodata.syscall_offsets.iter().map(|&o| o as usize).collect();
+        assert_eq!(compiled, syscall);
+    }
+
+    fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> Vec<u8> {
+        let mut raw = vec![0u8; SYSCALL_HEADER_LEN];
+        raw[0..4].copy_from_slice(&ET_SYSCALL.to_ne_bytes());
+        raw[4..8].copy_from_slice(&call.to_ne_bytes());
+        raw[8..16].copy_from_slice(&100u64.to_ne_bytes());
+        raw[16..24].copy_from_slice(&350u64.to_ne_bytes());
+        raw[24..28].copy_from_slice(&42u32.to_ne_bytes());
+        raw[28..32].copy_from_slice(&43u32.to_ne_bytes());
+        raw[32..36].copy_from_slice(&7i32.to_ne_bytes());
+        raw[36] = kind;
+        raw[37] = names.len() as u8;
+        raw[40..48].copy_from_slice(&(data.len() as i64).to_ne_bytes());
+        raw[48..56].copy_from_slice(&4096u64.to_ne_bytes());
+        raw[56..64].copy_from_slice(&(data.len() as u64).to_ne_bytes());
+        raw[64..66].copy_from_slice(&2379u16.to_ne_bytes());
+        raw[66..68].copy_from_slice(&50000u16.to_ne_bytes());
+        raw[68..72].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+        for (i, n) in names.iter().enumerate() {
+            let off = NAMES_OFFSET + i * NAME_LEN;
+            raw[off..off + n.len()].copy_from_slice(n.as_bytes());
+        }
+        raw.extend_from_slice(data);
+        raw
+    }
+
+    #[test]
+    fn wal_write_path_is_joined_outermost_first() {
+        let raw = syscall_raw(0, FILE_DATA, &["0000000000000000-0000000000000000.wal", "wal", "member"], b"abc");
+        let Event::Syscall(s) = parse(&raw).unwrap() else {
+            panic!("not a syscall")
+        };
+        assert_eq!(s.file.path, "member/wal/0000000000000000-0000000000000000.wal");
+        assert_eq!(s.file.kind, FileKind::Wal);
+        assert_eq!(s.offset, Some(4096));
+        assert_eq!(s.data, b"abc");
+        assert_eq!(s.duration_ns(), 250);
+    }
+
+    #[test]
+    fn socket_read_has_ports_and_no_offset() {
+        let raw = syscall_raw(3, FILE_SOCKET, &[], b"");
+        let Event::Syscall(s) = parse(&raw).unwrap() else {
+            panic!("not a syscall")
+        };
+        assert_eq!(s.file.kind, FileKind::Socket);
+        assert_eq!((s.file.local_port, s.file.peer_port), (2379, 50000));
+        assert_eq!(s.offset, None);
+    }
+
+    #[test]
+    fn short_and_unknown_events_are_errors() {
+        assert_eq!(parse(&[1, 0]), Err(LayoutError::Short(2)));
+        assert_eq!(parse(&[9, 0, 0, 0]), Err(LayoutError::UnknownType(9)));
+        assert!(parse(&[1, 0, 0, 0, 0]).is_err());
+    }
+}

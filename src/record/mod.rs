@@ -1,0 +1,560 @@
+//! The recorder (Linux, `record` feature): opens the eBPF skeleton, configures it, loads
+//! and attaches it, drains the event buffer into the capture writer, and on stop detaches
+//! everything, drains what is left, writes the index and reports.
+
+pub mod attach;
+pub mod layout;
+pub mod options;
+pub mod sink;
+pub mod skel;
+pub mod system;
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, ProgramAttachType};
+
+use crate::capture::{
+    Event, Header, InterfaceInfo, Loss, LossSource, ProcessInfo, RecordConfig,
+};
+use attach::{Hook, TcAttachment};
+pub use options::{BufferKind, RecordOptions};
+use sink::{SinkMessage, SinkSummary};
+use skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
+
+const COUNTER_LOST: u32 = 0;
+const COUNTER_SENT: u32 = 1;
+/// Events per batch sent to the writer thread.
+const BATCH: usize = 2048;
+
+/// What one recording did, for the closing summary.
+#[derive(Debug)]
+pub struct RecordSummary {
+    pub sink: SinkSummary,
+    pub elapsed: Duration,
+    /// Events the kernel handed over (its own count) and the events we received.
+    pub kernel_sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub malformed: u64,
+    pub program_stats: Vec<ProgramStats>,
+    pub attachments: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProgramStats {
+    pub name: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+}
+
+/// Shared between the buffer callbacks and the loop.
+#[derive(Default)]
+struct DrainState {
+    batch: Vec<Event>,
+    received: u64,
+    malformed: u64,
+    perf_lost: u64,
+    first_error: Option<String>,
+}
+
+impl DrainState {
+    fn on_raw(&mut self, raw: &[u8]) {
+        match layout::parse(raw) {
+            Ok(ev) => {
+                self.received += 1;
+                self.batch.push(ev);
+            }
+            Err(e) => {
+                self.malformed += 1;
+                if self.first_error.is_none() {
+                    self.first_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Record until `stop` is set, `opts.duration` passes, or an error.
+pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSummary> {
+    opts.validate()?;
+    system::check_privileges()?;
+    if opts.trace_syscalls {
+        system::ensure_tracefs()?;
+    }
+
+    // What to trace.
+    let processes = if opts.pids.is_empty() {
+        let found = system::find_etcd_processes()?;
+        if found.is_empty() && opts.trace_syscalls {
+            bail!(
+                "no running etcd process found. Start etcd, or name it with --pid PID \
+                 (several --pid for several members), or record packets only with \
+                 --no-syscalls"
+            );
+        }
+        found
+    } else {
+        opts.pids
+            .iter()
+            .map(|&pid| system::EtcdProcess::inspect(pid))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let mut data_dirs: Vec<std::path::PathBuf> = match &opts.data_dir {
+        Some(d) => vec![d.clone()],
+        None => processes.iter().filter_map(|p| p.data_dir.clone()).collect(),
+    };
+    data_dirs.sort();
+    data_dirs.dedup();
+    // Packets are taken where etcd lives: in its network namespace, which may be a
+    // container's. Held until the end, so detaching happens there too.
+    let _netns = match processes.first() {
+        Some(p) => system::enter_netns_of(p.pid)?,
+        None => None,
+    };
+    if _netns.is_some() {
+        eprintln!("attaching in the network namespace of etcd pid {}", processes[0].pid);
+    }
+    let all_ifaces = system::interfaces()?;
+    let ifaces: Vec<system::Interface> = if opts.interfaces.is_empty() {
+        all_ifaces.into_iter().filter(|i| i.up).collect()
+    } else {
+        opts.interfaces
+            .iter()
+            .map(|name| {
+                all_ifaces
+                    .iter()
+                    .find(|i| &i.name == name)
+                    .cloned()
+                    .with_context(|| {
+                        format!(
+                            "no interface named {name:?} here (have: {})",
+                            all_ifaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?
+    };
+    for p in &processes {
+        eprintln!(
+            "tracing etcd pid {} (data dir {})",
+            p.pid,
+            p.data_dir
+                .as_ref()
+                .map_or("unknown".into(), |d| d.display().to_string())
+        );
+    }
+
+    // Open, configure, load.
+    let stats_fd = if opts.stats { Some(enable_stats()?) } else { None };
+    let mut object = MaybeUninit::uninit();
+    let mut open = EtcdTraceSkelBuilder::default()
+        .open(&mut object)
+        .context("opening the eBPF object")?;
+    {
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("the eBPF object has no read-only data")?;
+        rodata.use_ringbuf = u32::from(opts.buffer == BufferKind::Ring);
+        rodata.snaplen = opts.snaplen;
+        rodata.file_data_limit = opts.file_data_limit;
+        rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
+    }
+    let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
+    open.maps.scratch.set_max_entries(2 * ncpus)?;
+    if opts.buffer == BufferKind::Ring {
+        open.maps.events.set_max_entries(opts.buffer_mb << 20)?;
+    } else {
+        open.maps.events.set_autocreate(false)?;
+    }
+    open.progs.tc_ingress.set_attach_type(ProgramAttachType::TcxIngress);
+    open.progs.tc_egress.set_attach_type(ProgramAttachType::TcxEgress);
+    if !opts.trace_syscalls {
+        for mut prog in open.open_object_mut().progs_mut() {
+            if is_tracepoint(prog.section()) {
+                prog.set_autoload(false);
+            }
+        }
+    }
+    let skel = open.load().map_err(load_error)?;
+
+    // Tell the programs what to trace.
+    for p in &processes {
+        skel.maps
+            .traced_pids
+            .update(&p.pid.to_ne_bytes(), &[1], MapFlags::ANY)?;
+    }
+    for port in &opts.ports {
+        skel.maps.ports.update(&port.to_ne_bytes(), &[1], MapFlags::ANY)?;
+    }
+    for dir in &data_dirs {
+        match std::fs::metadata(dir) {
+            Ok(meta) => {
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&meta.ino().to_ne_bytes());
+                key[8..12].copy_from_slice(&system::kernel_dev(meta.dev()).to_ne_bytes());
+                skel.maps.data_dirs.update(&key, &[1], MapFlags::ANY)?;
+            }
+            Err(e) => eprintln!(
+                "warning: data dir {} is not readable ({e}): WAL and backend writes will not be traced",
+                dir.display()
+            ),
+        }
+    }
+    for i in &ifaces {
+        skel.maps
+            .l2_len
+            .update(&i.ifindex.to_ne_bytes(), &i.l2_len.to_ne_bytes(), MapFlags::ANY)?;
+    }
+
+    // The capture file, before attaching, so a bad path fails early.
+    let (offset, wall) = system::clock_offset_ns();
+    let header = Header {
+        recorder_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: system::hostname(),
+        kernel_release: system::kernel_release(),
+        clock_offset_ns: offset,
+        started_wall_ns: wall,
+        config: RecordConfig {
+            ports: opts.ports.clone(),
+            interfaces: ifaces.iter().map(|i| i.name.clone()).collect(),
+            pids: processes.iter().map(|p| p.pid).collect(),
+            snaplen: opts.snaplen,
+            file_data_limit: opts.file_data_limit,
+            data_dir: data_dirs.first().map(|d| d.display().to_string()),
+            socket_payload: opts.socket_payload,
+            buffer: opts.buffer.name().to_string(),
+            redact_secrets: false,
+        },
+        processes: processes
+            .iter()
+            .map(|p| ProcessInfo {
+                pid: p.pid,
+                cmdline: p.cmdline.clone(),
+                data_dir: p.data_dir.as_ref().map(|d| d.display().to_string()),
+            })
+            .collect(),
+        interfaces: ifaces
+            .iter()
+            .map(|i| InterfaceInfo {
+                ifindex: i.ifindex,
+                name: i.name.clone(),
+            })
+            .collect(),
+    };
+    let progress = Arc::new(sink::SinkProgress::default());
+    let (tx, writer) = sink::spawn(
+        opts.output.clone(),
+        header,
+        sink::Rotation {
+            size_bytes: opts.rotate_size_mb.map(|mb| mb << 20),
+            interval: opts.rotate_time,
+            keep: opts.keep,
+        },
+        progress.clone(),
+    )?;
+
+    // Attach. Links and TC attachments detach when dropped, on every path out of here.
+    let mut links: Vec<Link> = Vec::new();
+    if opts.trace_syscalls {
+        for prog in skel.object().progs_mut() {
+            if is_tracepoint(prog.section()) {
+                links.push(prog.attach().with_context(|| {
+                    format!("attaching tracepoint program {:?}", prog.name())
+                })?);
+            }
+        }
+    }
+    let mut tc: Vec<TcAttachment> = Vec::new();
+    for i in &ifaces {
+        if !i.loopback {
+            tc.push(attach::attach(&skel.progs.tc_ingress, i, Hook::Ingress)?);
+        }
+        // On lo every segment passes egress then ingress: egress alone sees each once.
+        tc.push(attach::attach(&skel.progs.tc_egress, i, Hook::Egress)?);
+    }
+    let attachments: Vec<String> = tc
+        .iter()
+        .map(|a| format!("{} {:?} ({})", a.interface, a.hook, a.mechanism_name()))
+        .collect();
+    eprintln!(
+        "recording ports {} on {} into {}",
+        opts.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        attachments.join(", "),
+        opts.output.display()
+    );
+
+    let state = Rc::new(RefCell::new(DrainState::default()));
+    let started = Instant::now();
+    let status = StatusLine::new(opts.status_line);
+    let mut last_lost = 0u64;
+    let mut last_flush = Instant::now();
+    let mut last_status = Instant::now();
+    let mut last_received = 0u64;
+
+    let drained: Result<()> = (|| {
+        let buffer = EventBuffer::build(&skel, opts.buffer, &state)?;
+        loop {
+            let stopping = stop.load(Ordering::Relaxed)
+                || opts.duration.is_some_and(|d| started.elapsed() >= d);
+            if stopping {
+                // Detach first so nothing new arrives, then take what is still buffered.
+                links.clear();
+                tc.clear();
+                buffer.consume()?;
+                send_batch(&state, &tx)?;
+                let lost = read_counter(&skel, COUNTER_LOST)?;
+                push_loss(&tx, lost.saturating_sub(last_lost), LossSource::Kernel)?;
+                let perf_lost = std::mem::take(&mut state.borrow_mut().perf_lost);
+                push_loss(&tx, perf_lost, LossSource::PerfBuffer)?;
+                return Ok(());
+            }
+            buffer.poll(Duration::from_millis(100))?;
+            if state.borrow().batch.len() >= BATCH || last_flush.elapsed() >= Duration::from_millis(250) {
+                send_batch(&state, &tx)?;
+            }
+            if last_flush.elapsed() >= Duration::from_secs(1) {
+                let lost = read_counter(&skel, COUNTER_LOST)?;
+                push_loss(&tx, lost.saturating_sub(last_lost), LossSource::Kernel)?;
+                last_lost = lost;
+                let perf_lost = std::mem::take(&mut state.borrow_mut().perf_lost);
+                push_loss(&tx, perf_lost, LossSource::PerfBuffer)?;
+                tx.send(SinkMessage::Flush).ok();
+                last_flush = Instant::now();
+            }
+            if last_status.elapsed() >= Duration::from_millis(500) {
+                let received = state.borrow().received;
+                let secs = last_status.elapsed().as_secs_f64();
+                status.update(
+                    (received - last_received) as f64 / secs,
+                    progress.bytes.load(Ordering::Relaxed),
+                    last_lost,
+                );
+                last_received = received;
+                last_status = Instant::now();
+            }
+        }
+    })();
+    status.finish();
+    drop(links);
+    drop(tc);
+    drop(tx);
+    let sink_result = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the capture writer thread panicked"))?;
+    drained?;
+    let sink = sink_result?;
+
+    let kernel_sent = read_counter(&skel, COUNTER_SENT)?;
+    let lost = read_counter(&skel, COUNTER_LOST)? + state.borrow().perf_lost;
+    let st = state.borrow();
+    if let Some(e) = &st.first_error {
+        eprintln!("warning: {} raw events could not be parsed (first: {e})", st.malformed);
+    }
+    let program_stats = if stats_fd.is_some() {
+        program_stats(&skel)
+    } else {
+        Vec::new()
+    };
+    drop(stats_fd);
+    Ok(RecordSummary {
+        sink,
+        elapsed: started.elapsed(),
+        kernel_sent,
+        received: st.received,
+        lost,
+        malformed: st.malformed,
+        program_stats,
+        attachments,
+    })
+}
+
+fn is_tracepoint(section: &std::ffi::OsStr) -> bool {
+    section.to_string_lossy().starts_with("tracepoint/")
+}
+
+fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
+    let msg = e.to_string();
+    if msg.contains("Operation not permitted") || msg.contains("EPERM") {
+        anyhow::anyhow!(
+            "the kernel refused to load the eBPF programs ({msg}). Run as root, or check \
+             that the kernel allows BPF (kernel.unprivileged_bpf_disabled, lockdown)"
+        )
+    } else {
+        anyhow::Error::new(e).context("loading the eBPF programs")
+    }
+}
+
+fn send_batch(state: &Rc<RefCell<DrainState>>, tx: &std::sync::mpsc::SyncSender<SinkMessage>) -> Result<()> {
+    let batch = std::mem::take(&mut state.borrow_mut().batch);
+    if !batch.is_empty() {
+        tx.send(SinkMessage::Events(batch))
+            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
+    }
+    Ok(())
+}
+
+fn push_loss(
+    tx: &std::sync::mpsc::SyncSender<SinkMessage>,
+    count: u64,
+    source: LossSource,
+) -> Result<()> {
+    if count > 0 {
+        let ev = Event::Loss(Loss {
+            ts_ns: system::monotonic_ns(),
+            source,
+            count,
+        });
+        tx.send(SinkMessage::Events(vec![ev]))
+            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
+    }
+    Ok(())
+}
+
+fn read_counter(skel: &EtcdTraceSkel<'_>, key: u32) -> Result<u64> {
+    let per_cpu = skel
+        .maps
+        .counters
+        .lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
+        .sum())
+}
+
+/// The kernel→user channel, ring or perf, behind one poll/consume interface.
+enum EventBuffer<'a> {
+    Ring(libbpf_rs::RingBuffer<'a>),
+    Perf(libbpf_rs::PerfBuffer<'a>),
+}
+
+impl<'a> EventBuffer<'a> {
+    fn build(
+        skel: &'a EtcdTraceSkel<'_>,
+        kind: BufferKind,
+        state: &Rc<RefCell<DrainState>>,
+    ) -> Result<EventBuffer<'a>> {
+        match kind {
+            BufferKind::Ring => {
+                let st = state.clone();
+                let mut b = libbpf_rs::RingBufferBuilder::new();
+                b.add(&skel.maps.events, move |raw: &[u8]| {
+                    st.borrow_mut().on_raw(raw);
+                    0
+                })?;
+                Ok(EventBuffer::Ring(b.build()?))
+            }
+            BufferKind::Perf => {
+                let st = state.clone();
+                let st_lost = state.clone();
+                let pb = libbpf_rs::PerfBufferBuilder::new(&skel.maps.perf_events)
+                    .pages(256)
+                    .sample_cb(move |_cpu: i32, raw: &[u8]| st.borrow_mut().on_raw(raw))
+                    .lost_cb(move |_cpu: i32, n: u64| st_lost.borrow_mut().perf_lost += n)
+                    .build()?;
+                Ok(EventBuffer::Perf(pb))
+            }
+        }
+    }
+
+    /// Wait up to `timeout` for events. A signal (Ctrl-C) interrupting the wait is the
+    /// normal way to stop, not an error.
+    fn poll(&self, timeout: Duration) -> Result<()> {
+        let result = match self {
+            EventBuffer::Ring(r) => r.poll(timeout),
+            EventBuffer::Perf(p) => p.poll(timeout),
+        };
+        match result {
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::Interrupted => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    fn consume(&self) -> Result<()> {
+        match self {
+            EventBuffer::Ring(r) => r.consume()?,
+            EventBuffer::Perf(p) => p.consume()?,
+        }
+        Ok(())
+    }
+}
+
+/// BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): the kernel counts run time while the fd lives.
+fn enable_stats() -> Result<std::os::fd::OwnedFd> {
+    // SAFETY: a plain syscall wrapper; the fd it returns is ours.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    if fd < 0 {
+        bail!(
+            "enabling BPF run-time statistics failed: {}",
+            std::io::Error::from_raw_os_error(-fd)
+        );
+    }
+    // SAFETY: fd is a fresh, valid descriptor.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+fn program_stats(skel: &EtcdTraceSkel<'_>) -> Vec<ProgramStats> {
+    skel.object()
+        .progs()
+        .filter_map(|prog| {
+            let mut info = libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+            use std::os::fd::AsRawFd;
+            // SAFETY: info is a correctly sized, owned struct.
+            let rc = unsafe {
+                libbpf_sys::bpf_prog_get_info_by_fd(
+                    prog.as_fd().as_raw_fd(),
+                    &mut info,
+                    &mut len,
+                )
+            };
+            (rc == 0 && info.run_cnt > 0).then(|| ProgramStats {
+                name: prog.name().to_string_lossy().into_owned(),
+                run_cnt: info.run_cnt,
+                run_time_ns: info.run_time_ns,
+            })
+        })
+        .collect()
+}
+
+/// The live status line on a terminal (events/s, MB written, lost so far).
+struct StatusLine(Option<indicatif::ProgressBar>);
+
+impl StatusLine {
+    fn new(wanted: bool) -> StatusLine {
+        if wanted && std::io::stderr().is_terminal() {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(Duration::from_millis(200));
+            StatusLine(Some(pb))
+        } else {
+            StatusLine(None)
+        }
+    }
+
+    fn update(&self, rate: f64, bytes: u64, lost: u64) {
+        if let Some(pb) = &self.0 {
+            pb.set_message(format!(
+                "{rate:.0} events/s, {:.1} MB written, {lost} lost  (Ctrl-C to stop)",
+                bytes as f64 / 1e6
+            ));
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! What the recorder is asked to do: the command line merged over an optional YAML
+//! config file (the `collectors.etcd` block), with the defaults in one place.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The event channel from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferKind {
+    Ring,
+    Perf,
+}
+
+impl BufferKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferKind::Ring => "ring",
+            BufferKind::Perf => "perf",
+        }
+    }
+}
+
+pub const DEFAULT_PORTS: [u16; 2] = [2379, 2380];
+/// Enough for the headers and request of nearly every etcd RPC in one segment; larger
+/// segments (big responses, coalesced frames) are cut and the decoders see a gap.
+pub const DEFAULT_SNAPLEN: u32 = 4096;
+/// The first records of a WAL batch: a put's entry plus HardState is ~100 bytes, and a
+/// batch of 16 concurrent writers stays well under 4 KiB.
+pub const DEFAULT_FILE_DATA_LIMIT: u32 = 4096;
+pub const MAX_SNAPLEN: u32 = 65535;
+pub const MAX_FILE_DATA: u32 = 65536;
+/// A perf sample's size field is 16 bits: keep events under it.
+pub const PERF_MAX_PAYLOAD: u32 = 65000 - 328;
+
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub output: PathBuf,
+    pub pids: Vec<u32>,
+    pub ports: Vec<u16>,
+    pub interfaces: Vec<String>,
+    pub snaplen: u32,
+    pub file_data_limit: u32,
+    pub socket_payload: bool,
+    pub data_dir: Option<PathBuf>,
+    pub duration: Option<Duration>,
+    pub buffer: BufferKind,
+    pub buffer_mb: u32,
+    pub trace_syscalls: bool,
+    pub rotate_size_mb: Option<u64>,
+    pub rotate_time: Option<Duration>,
+    pub keep: Option<usize>,
+    pub stats: bool,
+    pub status_line: bool,
+}
+
+impl RecordOptions {
+    pub fn new(output: PathBuf) -> RecordOptions {
+        RecordOptions {
+            output,
+            pids: Vec::new(),
+            ports: DEFAULT_PORTS.to_vec(),
+            interfaces: Vec::new(),
+            snaplen: DEFAULT_SNAPLEN,
+            file_data_limit: DEFAULT_FILE_DATA_LIMIT,
+            socket_payload: false,
+            data_dir: None,
+            duration: None,
+            buffer: BufferKind::Ring,
+            buffer_mb: 32,
+            trace_syscalls: true,
+            rotate_size_mb: None,
+            rotate_time: None,
+            keep: None,
+            stats: false,
+            status_line: true,
+        }
+    }
+
+    pub fn validate(&mut self) -> Result<()> {
+        if self.snaplen > MAX_SNAPLEN {
+            bail!("--snaplen {} is above the maximum of {MAX_SNAPLEN}", self.snaplen);
+        }
+        if self.file_data_limit > MAX_FILE_DATA {
+            bail!(
+                "--file-data {} is above the maximum of {MAX_FILE_DATA}",
+                self.file_data_limit
+            );
+        }
+        if self.buffer == BufferKind::Perf {
+            self.snaplen = self.snaplen.min(PERF_MAX_PAYLOAD);
+            self.file_data_limit = self.file_data_limit.min(PERF_MAX_PAYLOAD);
+        }
+        if self.ports.is_empty() {
+            bail!("no ports to trace: give at least one --port");
+        }
+        if self.keep == Some(0) {
+            bail!("--keep 0 would delete every capture: keep at least 1 file");
+        }
+        if self.keep.is_some() && self.rotate_size_mb.is_none() && self.rotate_time.is_none() {
+            bail!("--keep only makes sense with --rotate-size or --rotate-time");
+        }
+        if !self.buffer_mb.is_power_of_two() {
+            bail!("--buffer-mb must be a power of two (the ring buffer size), got {}", self.buffer_mb);
+        }
+        Ok(())
+    }
+
+    /// Apply a config file's `collectors.etcd` block. Command-line values given
+    /// explicitly win: the caller applies the file first, then its own flags.
+    pub fn apply_config_file(&mut self, path: &Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        let file: ConfigFile = serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("parsing config file {}", path.display()))?;
+        let Some(etcd) = file.collectors.and_then(|c| c.etcd) else {
+            bail!(
+                "config file {} has no `collectors.etcd` block; see `etcd-trace record --help`",
+                path.display()
+            );
+        };
+        if let Some(ports) = etcd.ports {
+            self.ports = ports;
+        }
+        if let Some(pids) = etcd.pids {
+            self.pids = pids;
+        }
+        if let Some(dir) = etcd.data_dir {
+            self.data_dir = Some(dir);
+        }
+        if let Some(size) = etcd.payload_size {
+            self.snaplen = size;
+        }
+        if let Some(trace) = etcd.trace_syscalls {
+            self.trace_syscalls = trace;
+        }
+        if etcd.monitor_files == Some(false) {
+            self.file_data_limit = 0;
+        }
+        if etcd.capture_payload == Some(false) {
+            self.snaplen = 0;
+            self.socket_payload = false;
+        }
+        if let Some(ifaces) = etcd.interfaces {
+            self.interfaces = ifaces;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    collectors: Option<Collectors>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Collectors {
+    etcd: Option<EtcdCollector>,
+}
+
+/// The `collectors.etcd` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EtcdCollector {
+    ports: Option<Vec<u16>>,
+    pids: Option<Vec<u32>>,
+    data_dir: Option<PathBuf>,
+    /// Bytes of TCP payload kept per segment (the snaplen).
+    payload_size: Option<u32>,
+    /// Trace etcd's write/read/fsync system calls.
+    trace_syscalls: Option<bool>,
+    /// Keep the first bytes of data-dir file writes (WAL records).
+    monitor_files: Option<bool>,
+    /// Keep TCP payload at all (false: headers and sizes only).
+    capture_payload: Option<bool>,
+    interfaces: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_block_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            "collectors:\n  etcd:\n    ports: [12379]\n    data_dir: /var/lib/etcd\n    payload_size: 512\n    monitor_files: false\n",
+        )
+        .unwrap();
+        let mut o = RecordOptions::new("x".into());
+        o.apply_config_file(&p).unwrap();
+        assert_eq!(o.ports, vec![12379]);
+        assert_eq!(o.snaplen, 512);
+        assert_eq!(o.file_data_limit, 0);
+        assert_eq!(o.data_dir.as_deref(), Some(Path::new("/var/lib/etcd")));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "collectors:\n  etcd:\n    portz: [1]\n").unwrap();
+        let err = RecordOptions::new("x".into())
+            .apply_config_file(&p)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("portz"), "{err:#}");
+    }
+
+    #[test]
+    fn keep_needs_rotation() {
+        let mut o = RecordOptions::new("x".into());
+        o.keep = Some(3);
+        assert!(o.validate().is_err());
+        o.rotate_size_mb = Some(10);
+        assert!(o.validate().is_ok());
+    }
+}

@@ -1,0 +1,109 @@
+//! The integration tests' harness: the real binary, a private etcd in its own network
+//! namespace, and helpers to read what a capture holds.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use etcd_trace::capture::{CaptureReader, Event, ReadItem};
+pub use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_etcd-trace"))
+}
+
+/// Run the binary with arguments.
+pub fn etcd_trace(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("running etcd-trace")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// These tests load eBPF and create namespaces: they need root. CI runs them as root;
+/// elsewhere they fail with this message rather than pass without testing anything.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc_geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test records with eBPF and needs root: run the tests as root (see README)"
+    );
+}
+
+extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// A private etcd with a recorder attached, in one namespace.
+pub struct Rig {
+    pub dir: ScratchDir,
+    pub netns: Netns,
+    pub etcd: EtcdServer,
+    pub capture: PathBuf,
+}
+
+impl Rig {
+    pub fn start(name: &str) -> Rig {
+        require_root();
+        let dir = ScratchDir::new(&format!("etcd-trace-test-{name}")).unwrap();
+        let netns = Netns::create().unwrap();
+        let etcd = EtcdServer::start(&netns, &dir.0).unwrap();
+        let capture = dir.0.join(format!("{name}.etr"));
+        Rig {
+            dir,
+            netns,
+            etcd,
+            capture,
+        }
+    }
+
+    pub fn record(&self, extra: &[&str]) -> RecorderProcess {
+        let mut args = vec![
+            "-o".to_string(),
+            self.capture.display().to_string(),
+            "--pid".to_string(),
+            self.etcd.pid().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        RecorderProcess::start(&bin(), &args).unwrap()
+    }
+
+    pub fn etcdctl(&self, args: &[&str]) -> Output {
+        let out = self.etcd.etcdctl(&self.netns, args).unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// A command inside this rig's namespace.
+    pub fn in_netns(&self, program: &str) -> Command {
+        self.netns.command(program)
+    }
+}
+
+/// Every event of a capture (panics on damage: a clean capture has none).
+pub fn read_events(path: &Path) -> (CaptureReader, Vec<Event>) {
+    let reader = CaptureReader::open(path).expect("opening capture");
+    let mut events = Vec::new();
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(e) => events.push(e),
+            ReadItem::Damaged(d) => panic!("damage in a clean capture: {d:?}"),
+        }
+    }
+    (reader, events)
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,203 @@
+//! Recording a real etcd with real eBPF, in a network namespace per test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use etcd_trace::capture::{Event, FileKind, IndexState, SyscallKind};
+
+/// The recorder sees the client's requests on :2379, and etcd's WAL writes each followed
+/// by an fdatasync, with nothing lost.
+fn record_workload(buffer: &str) {
+    let rig = Rig::start(&format!("workload-{buffer}"));
+    let rec = rig.record(&["--buffer", buffer]);
+    // A client that keeps one connection open while the others come and go.
+    let mut watch = rig
+        .in_netns("etcdctl")
+        .args(["--endpoints=127.0.0.1:2379", "watch", "--prefix", "/held/"])
+        .env("ETCDCTL_API", "3")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..20 {
+        rig.etcdctl(&["put", &format!("/held/key-{i}"), &format!("value-{i}")]);
+    }
+    rig.etcdctl(&["get", "/held/", "--prefix"]);
+    rig.etcdctl(&["del", "/held/key-0"]);
+    etcd_trace::testbed::basic_workload(&rig.etcd, &rig.netns).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    etcd_trace::testbed::signal(watch.id(), 9);
+    let _ = watch.wait();
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "recorder failed: {log}");
+    assert!(log.contains("lost 0 events"), "{log}");
+
+    let meta = std::fs::metadata(&rig.capture).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "captures hold secrets");
+
+    let (reader, events) = read_events(&rig.capture);
+    assert_eq!(*reader.index_state(), IndexState::Present);
+    let packets: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Packet(p) if p.dst.port() == 2379 || p.src.port() == 2379 => Some(p),
+            _ => None,
+        })
+        .collect();
+    for key in ["/held/key-7", "/registry/pods/default/web-1", "foo"] {
+        assert!(
+            packets.iter().any(|p| contains(&p.payload, key.as_bytes())),
+            "no client packet carries {key}"
+        );
+    }
+    assert!(packets.iter().any(|p| p.flags.syn()), "connection setup seen");
+    // The long-lived watch connection carried the events of the puts back.
+    assert!(packets
+        .iter()
+        .any(|p| p.src.port() == 2379 && contains(&p.payload, b"value-19")));
+
+    let wal_writes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Syscall(s) if s.file.kind == FileKind::Wal && s.call.is_write() => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(wal_writes.len() >= 20, "{} WAL writes", wal_writes.len());
+    assert!(wal_writes
+        .iter()
+        .all(|s| s.file.path.starts_with("member/wal/")));
+    assert!(
+        wal_writes
+            .iter()
+            .any(|s| contains(&s.data, b"/held/key-3") && contains(&s.data, b"value-3")),
+        "a WAL write holds the put's key and value"
+    );
+    let syncs: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Syscall(s) if s.file.kind == FileKind::Wal && s.call == SyscallKind::Fdatasync => Some(s),
+            _ => None,
+        })
+        .collect();
+    let followed = wal_writes
+        .iter()
+        .filter(|w| {
+            syncs
+                .iter()
+                .any(|s| s.fd == w.fd && s.enter_ns >= w.exit_ns && s.enter_ns - w.exit_ns < 1_000_000_000)
+        })
+        .count();
+    assert!(
+        followed * 10 >= wal_writes.len() * 9,
+        "{followed} of {} WAL writes are followed by an fdatasync",
+        wal_writes.len()
+    );
+    assert!(!events.iter().any(|e| matches!(e, Event::Loss(_))));
+}
+
+#[test]
+fn records_etcd_with_ring_buffer() {
+    record_workload("ring");
+}
+
+#[test]
+fn records_etcd_with_perf_buffer() {
+    record_workload("perf");
+}
+
+/// A recorder killed mid-run leaves a file that opens by scanning, with the events of
+/// the blocks it flushed, and nothing attached to the interface.
+#[test]
+fn sigkilled_recorder_leaves_a_readable_file_and_nothing_attached() {
+    let rig = Rig::start("sigkill");
+    let rec = rig.record(&[]);
+    for i in 0..10 {
+        rig.etcdctl(&["put", &format!("k{i}"), "v"]);
+    }
+    // Blocks are flushed at least once a second.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_status, _log) = rec.stop(9).unwrap();
+
+    let out = etcd_trace(&["info", "--format", "json", rig.capture.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(info["index"], "recovered");
+    assert!(info["events"].as_u64().unwrap() > 20, "{info}");
+    let text = etcd_trace(&["info", rig.capture.to_str().unwrap()]);
+    assert!(stdout(&text).contains("index        recovered"), "{}", stdout(&text));
+
+    let tc = rig
+        .in_netns("tc")
+        .args(["filter", "show", "dev", "lo", "egress"])
+        .output()
+        .unwrap();
+    assert!(!stdout(&tc).contains("bpf"), "a TC filter stayed: {}", stdout(&tc));
+    let net = rig
+        .in_netns("bpftool")
+        .args(["net", "show", "dev", "lo"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&net).contains("tc_egress"),
+        "a TCX link stayed: {}",
+        stdout(&net)
+    );
+}
+
+/// `info --format json` carries the keys that scripts rely on.
+#[test]
+fn info_json_has_the_documented_keys() {
+    let rig = Rig::start("info");
+    let rec = rig.record(&["--duration", "30s"]);
+    rig.etcdctl(&["put", "a", "b"]);
+    let (status, log) = rec.stop(15).unwrap();
+    assert!(status.success(), "{log}");
+    let out = etcd_trace(&["info", "--format", "json", rig.capture.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for key in ["events", "lost", "blocks", "index", "start_ns", "end_ns"] {
+        assert!(info.get(key).is_some(), "missing {key}: {info}");
+    }
+    assert_eq!(info["index"], "present");
+    assert_eq!(info["lost"], 0);
+    assert!(info["connections"].as_object().unwrap().keys().any(|k| k.ends_with("127.0.0.1:2379")));
+    assert!(info["files"].as_object().unwrap().keys().any(|k| k.starts_with("member/wal/")));
+
+    let dump = etcd_trace(&["dump", rig.capture.to_str().unwrap(), "--format", "json"]);
+    assert!(dump.status.success());
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&dump).lines().next().unwrap()).unwrap();
+    assert!(first.get("kind").is_some() && first.get("ts_ns").is_some(), "{first}");
+}
+
+/// --duration stops by itself; rotation with --keep leaves only the newest files.
+#[test]
+fn duration_and_rotation() {
+    let rig = Rig::start("rotate");
+    let rec = rig.record(&["--duration", "4s", "--rotate-time", "1s", "--keep", "2"]);
+    for i in 0..5 {
+        rig.etcdctl(&["put", &format!("r{i}"), "v"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (status, log) = {
+        // Wait for --duration rather than signalling.
+        std::thread::sleep(Duration::from_secs(3));
+        rec.stop(0).unwrap()
+    };
+    assert!(status.success(), "{log}");
+    let files: Vec<_> = std::fs::read_dir(&rig.dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("rotate-") && n.ends_with(".etr"))
+        .collect();
+    assert_eq!(files.len(), 2, "kept {files:?}\n{log}");
+    for f in files {
+        let reader = etcd_trace::capture::CaptureReader::open(rig.dir.0.join(f)).unwrap();
+        assert_eq!(*reader.index_state(), IndexState::Present);
+    }
+}
