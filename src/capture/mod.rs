@@ -38,6 +38,9 @@ pub mod index;
 pub mod reader;
 pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
 pub use block::{FrameHeader, FRAME_HEADER_LEN, MAX_DECOMPRESSED_LEN, MAX_PAYLOAD_LEN};
 pub use error::CaptureError;
 pub use event::*;
