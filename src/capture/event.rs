@@ -28,6 +28,15 @@ pub enum EventKind {
 impl EventKind {
     pub const ALL: [EventKind; 3] = [EventKind::Packet, EventKind::Syscall, EventKind::Loss];
 
+    /// Position of this kind in `ALL`, and so in every per-kind count array.
+    pub fn slot(self) -> usize {
+        match self {
+            EventKind::Packet => 0,
+            EventKind::Syscall => 1,
+            EventKind::Loss => 2,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             EventKind::Packet => "packet",

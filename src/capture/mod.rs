@@ -1,7 +1,50 @@
 //! The capture file: the product's contract with its users, treated like a database file
 //! format. Events, the header, the block framing, the index, and recovery of files whose
 //! recorder died before writing the index.
+//!
+//! # Layout (format version 1)
+//!
+//! All integers are little-endian; every checksum is CRC-32C; "bincode" means bincode 2
+//! with `config::standard()` (varint integers).
+//!
+//! ```text
+//! preamble  magic b"ETCDTRACE\0" (10) | format_version u32 | header_len u32
+//!           | header: bincode(Header), header_len bytes
+//!           | crc u32 of everything before it in the preamble
+//! blocks    zero or more, back to back, each:
+//!           frame header (36 bytes):
+//!             magic b"ETRB" | payload_len u32 | event_count u32
+//!             | first_ts u64 | last_ts u64     (min and max Event::ts_ns in the block)
+//!             | payload_crc u32                (of the payload)
+//!             | header_crc u32                 (of the 32 frame header bytes before it)
+//!           payload: zstd frame of bincode(Vec<Event>), payload_len bytes
+//! index     magic b"ETRI" | len u32 | bincode(Index), len bytes
+//!           | crc u32 of the magic, len and index bytes
+//! trailer   index_offset u64 (offset of b"ETRI") | magic b"ETRIDX\0\0"
+//! ```
+//!
+//! A file ends with its trailer only when recording finished. Readers bound every
+//! length: payload_len ≤ 64 MiB, a decompressed payload ≤ 256 MiB, header ≤ 16 MiB,
+//! index ≤ 256 MiB. Without a valid trailer and index, a reader walks the frames from
+//! the end of the preamble, resynchronising on the next `ETRB` whose header checksum
+//! verifies, and reports what it could not read. Any change to this layout, to the
+//! header or to the event types is a new format version.
 
+pub mod block;
+pub mod error;
 pub mod event;
+pub mod header;
+pub mod index;
+pub mod reader;
+pub mod writer;
 
+#[cfg(test)]
+mod tests;
+
+pub use block::{FrameHeader, FRAME_HEADER_LEN, MAX_DECOMPRESSED_LEN, MAX_PAYLOAD_LEN};
+pub use error::CaptureError;
 pub use event::*;
+pub use header::{Header, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC, FORMAT_VERSION};
+pub use index::{BlockInfo, Index};
+pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
+pub use writer::{CaptureWriter, WriteSummary, WriterOptions};

@@ -1,0 +1,436 @@
+//! Block framing: events travel in blocks (a batch of events, bincode-encoded then
+//! zstd-compressed) behind a fixed frame header that carries the length, the event count,
+//! the time range and checksums. The frame is what makes a file without an index
+//! readable: a scanner can find, verify and skip blocks one at a time.
+
+use std::io::Read;
+
+use thiserror::Error;
+
+use super::event::{Event, EventKind};
+
+/// The first bytes of every block frame.
+pub const BLOCK_MAGIC: [u8; 4] = *b"ETRB";
+/// magic, payload_len, event_count, first_ts, last_ts, payload_crc, header_crc.
+pub const FRAME_HEADER_LEN: usize = 4 + 4 + 4 + 8 + 8 + 4 + 4;
+/// The header checksum covers every frame header byte before it.
+const HEADER_CRC_AT: usize = FRAME_HEADER_LEN - 4;
+/// Largest compressed payload a reader accepts.
+pub const MAX_PAYLOAD_LEN: u32 = 64 << 20;
+/// Largest decompressed payload a reader accepts.
+pub const MAX_DECOMPRESSED_LEN: usize = 256 << 20;
+/// Bound on what decoding one block may allocate (bincode claims per container).
+const BLOCK_DECODE_LIMIT: usize = 256 << 20;
+/// The writer keeps a block's encoded events below this, so that even incompressible
+/// data stays under [`MAX_PAYLOAD_LEN`] once framed by zstd.
+pub const MAX_BLOCK_RAW_LEN: usize = 32 << 20;
+/// The writer refuses a single event larger than this (encoded).
+pub const MAX_EVENT_LEN: usize = 16 << 20;
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// Room reserved before the encoded events for the bincode length prefix of the
+/// `Vec<Event>` (a varint of at most 9 bytes), so a block is compressed without a copy.
+const PREFIX_ROOM: usize = 9;
+
+/// The fixed header in front of every block payload (all integers little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    pub payload_len: u32,
+    pub event_count: u32,
+    /// Smallest and largest `Event::ts_ns()` in the block.
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// crc32c of the payload.
+    pub payload_crc: u32,
+}
+
+/// A frame header that does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    #[error("no block magic")]
+    BadMagic,
+    #[error("frame header checksum mismatch")]
+    HeaderChecksum,
+    #[error("payload length {0} exceeds the limit of {MAX_PAYLOAD_LEN} bytes")]
+    PayloadTooLarge(u32),
+}
+
+impl FrameHeader {
+    pub fn to_bytes(&self) -> [u8; FRAME_HEADER_LEN] {
+        let mut out = [0u8; FRAME_HEADER_LEN];
+        out[0..4].copy_from_slice(&BLOCK_MAGIC);
+        out[4..8].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[8..12].copy_from_slice(&self.event_count.to_le_bytes());
+        out[12..20].copy_from_slice(&self.first_ts.to_le_bytes());
+        out[20..28].copy_from_slice(&self.last_ts.to_le_bytes());
+        out[28..32].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&out[..HEADER_CRC_AT]);
+        out[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parse and verify a frame header (magic, header checksum, payload bound).
+    pub fn parse(bytes: &[u8; FRAME_HEADER_LEN]) -> Result<FrameHeader, FrameError> {
+        let (head, crc) = bytes.split_at(HEADER_CRC_AT);
+        if head[0..4] != BLOCK_MAGIC {
+            return Err(FrameError::BadMagic);
+        }
+        if crc32c::crc32c(head) != le_u32(crc, 0) {
+            return Err(FrameError::HeaderChecksum);
+        }
+        let header = FrameHeader {
+            payload_len: le_u32(head, 4),
+            event_count: le_u32(head, 8),
+            first_ts: le_u64(head, 12),
+            last_ts: le_u64(head, 20),
+            payload_crc: le_u32(head, 28),
+        };
+        if header.payload_len > MAX_PAYLOAD_LEN {
+            return Err(FrameError::PayloadTooLarge(header.payload_len));
+        }
+        Ok(header)
+    }
+
+    /// Length of the whole frame: header and payload.
+    pub fn frame_len(&self) -> u64 {
+        FRAME_HEADER_LEN as u64 + u64::from(self.payload_len)
+    }
+}
+
+/// Reads a little-endian u32 at `at`; the callers pass fixed-size arrays, so a short
+/// slice is a bug, answered with 0 rather than a panic.
+fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .unwrap_or(0)
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+}
+
+/// A block whose frame header verified but whose payload cannot be used.
+#[derive(Debug, Error)]
+pub enum BlockError {
+    #[error("payload checksum mismatch")]
+    PayloadChecksum,
+    #[error("payload does not decompress: {0}")]
+    Decompress(std::io::Error),
+    #[error("payload decompresses to more than {MAX_DECOMPRESSED_LEN} bytes")]
+    TooLarge,
+    #[error("payload does not decode: {0}")]
+    Decode(bincode::error::DecodeError),
+    #[error("{0} unexpected bytes after the block's events")]
+    TrailingBytes(usize),
+    #[error("frame header says {header} events but the payload holds {decoded}")]
+    CountMismatch { header: u32, decoded: usize },
+}
+
+/// Verify, decompress and decode a block payload. `scratch` is reused between calls to
+/// hold the decompressed bytes.
+pub fn decode_payload(
+    frame: &FrameHeader,
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Result<Vec<Event>, BlockError> {
+    if crc32c::crc32c(payload) != frame.payload_crc {
+        return Err(BlockError::PayloadChecksum);
+    }
+    scratch.clear();
+    let decoder =
+        zstd::stream::read::Decoder::with_buffer(payload).map_err(BlockError::Decompress)?;
+    // One byte past the bound tells "exactly at the limit" from "over it".
+    let limit = MAX_DECOMPRESSED_LEN as u64 + 1;
+    decoder
+        .take(limit)
+        .read_to_end(scratch)
+        .map_err(BlockError::Decompress)?;
+    if scratch.len() > MAX_DECOMPRESSED_LEN {
+        return Err(BlockError::TooLarge);
+    }
+    let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
+    let (events, used): (Vec<Event>, usize) =
+        bincode::decode_from_slice(scratch, config).map_err(BlockError::Decode)?;
+    if used != scratch.len() {
+        return Err(BlockError::TrailingBytes(
+            scratch.len().saturating_sub(used),
+        ));
+    }
+    if events.len() != frame.event_count as usize {
+        return Err(BlockError::CountMismatch {
+            header: frame.event_count,
+            decoded: events.len(),
+        });
+    }
+    Ok(events)
+}
+
+/// Events per kind, in `EventKind::ALL` order.
+pub fn kind_counts(events: &[Event]) -> [u64; 3] {
+    let mut counts = [0u64; 3];
+    for event in events {
+        if let Some(c) = counts.get_mut(event.kind().slot()) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+/// One sealed block, ready to be written: the frame header, then `payload`.
+#[derive(Debug)]
+pub struct SealedBlock<'a> {
+    pub frame: FrameHeader,
+    pub payload: &'a [u8],
+    pub counts: [u64; 3],
+}
+
+/// Collects events for the next block (the writer's hot path): each event is encoded
+/// into a reused buffer as it arrives; sealing compresses the batch with a reused zstd
+/// context.
+pub struct BlockBuilder {
+    /// `PREFIX_ROOM` bytes of room, then the encoded events.
+    raw: Vec<u8>,
+    compressed: Vec<u8>,
+    compressor: zstd::bulk::Compressor<'static>,
+    count: u32,
+    first_ts: u64,
+    last_ts: u64,
+    counts: [u64; 3],
+}
+
+impl BlockBuilder {
+    pub fn new(zstd_level: i32) -> std::io::Result<BlockBuilder> {
+        let mut raw = Vec::with_capacity(64 << 10);
+        raw.resize(PREFIX_ROOM, 0);
+        Ok(BlockBuilder {
+            raw,
+            compressed: Vec::new(),
+            compressor: zstd::bulk::Compressor::new(zstd_level)?,
+            count: 0,
+            first_ts: u64::MAX,
+            last_ts: 0,
+            counts: [0; 3],
+        })
+    }
+
+    /// Events waiting in this block.
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encoded (uncompressed) bytes of the events waiting.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len() - PREFIX_ROOM
+    }
+
+    /// Add one event. An event too large to ever be read back is refused with
+    /// `InvalidInput` and leaves the block unchanged.
+    pub fn push(&mut self, event: &Event) -> std::io::Result<()> {
+        let before = self.raw.len();
+        if let Err(e) =
+            bincode::encode_into_std_write(event, &mut self.raw, bincode::config::standard())
+        {
+            self.raw.truncate(before);
+            return Err(std::io::Error::other(e));
+        }
+        let len = self.raw.len() - before;
+        if len > MAX_EVENT_LEN || self.count == u32::MAX {
+            self.raw.truncate(before);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "event of {len} encoded bytes exceeds the capture limit of {MAX_EVENT_LEN}"
+                ),
+            ));
+        }
+        let ts = event.ts_ns();
+        self.first_ts = self.first_ts.min(ts);
+        self.last_ts = self.last_ts.max(ts);
+        self.counts[event.kind().slot()] += 1;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Compress the waiting events into a block and start a new one. `None` when empty.
+    pub fn seal(&mut self) -> std::io::Result<Option<SealedBlock<'_>>> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        // The payload is bincode's encoding of Vec<Event>: the length varint, then the
+        // events. Write the varint right before the events, into the reserved room.
+        let mut prefix = [0u8; PREFIX_ROOM];
+        let prefix_len = bincode::encode_into_slice(
+            u64::from(self.count),
+            &mut prefix,
+            bincode::config::standard(),
+        )
+        .map_err(std::io::Error::other)?;
+        let start = PREFIX_ROOM - prefix_len;
+        self.raw[start..PREFIX_ROOM].copy_from_slice(&prefix[..prefix_len]);
+        let source = &self.raw[start..];
+
+        self.compressed.clear();
+        self.compressed
+            .reserve(zstd::zstd_safe::compress_bound(source.len()));
+        self.compressor
+            .compress_to_buffer(source, &mut self.compressed)?;
+        let payload_len = u32::try_from(self.compressed.len())
+            .ok()
+            .filter(|&len| len <= MAX_PAYLOAD_LEN)
+            .ok_or_else(|| std::io::Error::other("compressed block exceeds the payload limit"))?;
+        let frame = FrameHeader {
+            payload_len,
+            event_count: self.count,
+            first_ts: self.first_ts,
+            last_ts: self.last_ts,
+            payload_crc: crc32c::crc32c(&self.compressed),
+        };
+        let counts = self.counts;
+        self.raw.truncate(PREFIX_ROOM);
+        self.count = 0;
+        self.first_ts = u64::MAX;
+        self.last_ts = 0;
+        self.counts = [0; 3];
+        Ok(Some(SealedBlock {
+            frame,
+            payload: &self.compressed,
+            counts,
+        }))
+    }
+}
+
+/// `EventKind` for a count slot, the inverse of `EventKind::slot`.
+pub fn kind_of_slot(slot: usize) -> Option<EventKind> {
+    EventKind::ALL.get(slot).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::event::{Loss, LossSource};
+
+    fn loss(ts: u64) -> Event {
+        Event::Loss(Loss {
+            ts_ns: ts,
+            source: LossSource::Kernel,
+            count: ts,
+        })
+    }
+
+    #[test]
+    fn frame_header_round_trip_and_checks() {
+        let frame = FrameHeader {
+            payload_len: 10,
+            event_count: 3,
+            first_ts: 5,
+            last_ts: 9,
+            payload_crc: 77,
+        };
+        let bytes = frame.to_bytes();
+        assert_eq!(FrameHeader::parse(&bytes), Ok(frame));
+        for i in 0..FRAME_HEADER_LEN {
+            let mut bad = bytes;
+            bad[i] ^= 0x40;
+            assert!(FrameHeader::parse(&bad).is_err(), "flip at {i} not caught");
+        }
+        let big = FrameHeader {
+            payload_len: MAX_PAYLOAD_LEN + 1,
+            ..frame
+        };
+        assert_eq!(
+            FrameHeader::parse(&big.to_bytes()),
+            Err(FrameError::PayloadTooLarge(MAX_PAYLOAD_LEN + 1))
+        );
+    }
+
+    #[test]
+    fn builder_seals_a_decodable_block() {
+        let mut builder = BlockBuilder::new(DEFAULT_ZSTD_LEVEL).unwrap();
+        assert!(builder.seal().unwrap().is_none());
+        // Enough events for a multi-byte length varint.
+        let events: Vec<Event> = (0..300).map(|i| loss(1000 - i)).collect();
+        for e in &events {
+            builder.push(e).unwrap();
+        }
+        let sealed = builder.seal().unwrap().unwrap();
+        assert_eq!(sealed.frame.event_count, 300);
+        assert_eq!(sealed.frame.first_ts, 701);
+        assert_eq!(sealed.frame.last_ts, 1000);
+        assert_eq!(sealed.counts, [0, 0, 300]);
+        let frame = sealed.frame;
+        let payload = sealed.payload.to_vec();
+        let mut scratch = Vec::new();
+        assert_eq!(
+            decode_payload(&frame, &payload, &mut scratch).unwrap(),
+            events
+        );
+        // The builder starts over.
+        assert!(builder.is_empty());
+        assert_eq!(builder.raw_len(), 0);
+        builder.push(&loss(1)).unwrap();
+        let again = builder.seal().unwrap().unwrap();
+        assert_eq!(again.frame.event_count, 1);
+        assert_eq!(again.frame.first_ts, 1);
+    }
+
+    #[test]
+    fn payload_damage_is_an_error_not_a_panic() {
+        let mut builder = BlockBuilder::new(DEFAULT_ZSTD_LEVEL).unwrap();
+        for i in 0..50 {
+            builder.push(&loss(i)).unwrap();
+        }
+        let sealed = builder.seal().unwrap().unwrap();
+        let frame = sealed.frame;
+        let payload = sealed.payload.to_vec();
+        let mut scratch = Vec::new();
+        let mut bad = payload.clone();
+        bad[payload.len() / 2] ^= 1;
+        assert!(matches!(
+            decode_payload(&frame, &bad, &mut scratch),
+            Err(BlockError::PayloadChecksum)
+        ));
+        // Wrong count in a header whose checksum is otherwise fine.
+        let lying = FrameHeader {
+            event_count: 49,
+            ..frame
+        };
+        assert!(matches!(
+            decode_payload(&lying, &payload, &mut scratch),
+            Err(BlockError::CountMismatch { .. })
+        ));
+        // Garbage that carries a valid checksum.
+        let garbage = vec![0xAB; 100];
+        let g = FrameHeader {
+            payload_crc: crc32c::crc32c(&garbage),
+            ..frame
+        };
+        assert!(decode_payload(&g, &garbage, &mut scratch).is_err());
+        // Valid zstd of garbage bincode.
+        let junk = zstd::bulk::compress(&[0xFF; 64], 3).unwrap();
+        let j = FrameHeader {
+            payload_crc: crc32c::crc32c(&junk),
+            ..frame
+        };
+        assert!(decode_payload(&j, &junk, &mut scratch).is_err());
+    }
+
+    #[test]
+    fn slots_match_kinds() {
+        for (i, kind) in EventKind::ALL.iter().enumerate() {
+            assert_eq!(kind.slot(), i);
+            assert_eq!(kind_of_slot(i), Some(*kind));
+        }
+        assert_eq!(kind_of_slot(3), None);
+        assert_eq!(kind_counts(&[loss(1), loss(2)]), [0, 0, 2]);
+    }
+}

@@ -1,0 +1,207 @@
+//! The capture header: the context every analysis needs to interpret the events (how to
+//! turn kernel timestamps into wall-clock time, what was traced, which etcd processes
+//! ran), and the preamble that frames it at the start of the file.
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+/// The first bytes of every capture file.
+pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
+/// The format version this build writes (and the only one it reads so far).
+pub const FORMAT_VERSION: u32 = 1;
+/// Magic, format version and header length: the part of the preamble before the header.
+pub const PREAMBLE_FIXED_LEN: usize = FILE_MAGIC.len() + 4 + 4;
+/// Upper bound on the encoded header, so a damaged length field cannot make a reader
+/// allocate without limit. A real header is a few KiB (command lines of a few processes).
+pub const MAX_HEADER_LEN: u32 = 16 << 20;
+/// Bound on what decoding a header may allocate (bincode claims per container).
+const HEADER_DECODE_LIMIT: usize = 64 << 20;
+
+/// What the recorder knew about the recording, written once at the start of the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Header {
+    /// `etcd-trace` version that recorded the file.
+    pub recorder_version: String,
+    pub hostname: String,
+    /// `uname -r` of the recording host.
+    pub kernel_release: String,
+    /// Wall-clock ns since the Unix epoch = monotonic ns + this offset.
+    pub clock_offset_ns: i64,
+    /// Wall-clock time at which recording started, ns since the Unix epoch.
+    pub started_wall_ns: u64,
+    pub config: RecordConfig,
+    /// The etcd processes seen when recording started.
+    pub processes: Vec<ProcessInfo>,
+    /// Interfaces the packet programs were attached to (ifindex → name).
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+impl Header {
+    /// Wall-clock ns since the Unix epoch for a monotonic kernel timestamp of this
+    /// recording, clamped to the u64 range.
+    pub fn wall_ns(&self, mono_ns: u64) -> u64 {
+        let wall = i128::from(mono_ns) + i128::from(self.clock_offset_ns);
+        u64::try_from(wall.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// The interface name for an ifindex, if the recorder attached to it.
+    pub fn interface_name(&self, ifindex: u32) -> Option<&str> {
+        self.interfaces
+            .iter()
+            .find(|i| i.ifindex == ifindex)
+            .map(|i| i.name.as_str())
+    }
+}
+
+/// The recording's configuration, as given on the command line (after defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct RecordConfig {
+    pub ports: Vec<u16>,
+    pub interfaces: Vec<String>,
+    pub pids: Vec<u32>,
+    /// Bytes of TCP payload kept per packet.
+    pub snaplen: u32,
+    /// Bytes of buffer kept per file syscall.
+    pub file_data_limit: u32,
+    pub data_dir: Option<String>,
+    /// Whether socket syscalls kept their buffer bytes.
+    pub socket_payload: bool,
+    /// Which kernel buffer carried events (`ringbuf` or `perf`).
+    pub buffer: String,
+    /// Whether passwords and tokens were redacted at record time.
+    pub redact_secrets: bool,
+}
+
+/// One etcd process seen by the recorder.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub cmdline: Vec<String>,
+    /// The process's data dir (absolute), when the recorder could find it.
+    pub data_dir: Option<String>,
+}
+
+/// A network interface the recorder attached to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct InterfaceInfo {
+    pub ifindex: u32,
+    pub name: String,
+}
+
+/// The whole preamble for `header`: magic, version, header length, header, checksum.
+pub fn encode_preamble(header: &Header) -> std::io::Result<Vec<u8>> {
+    let body = bincode::encode_to_vec(header, bincode::config::standard())
+        .map_err(std::io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&len| len <= MAX_HEADER_LEN)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("capture header too large ({} bytes)", body.len()),
+            )
+        })?;
+    let mut out = Vec::with_capacity(PREAMBLE_FIXED_LEN + body.len() + 4);
+    out.extend_from_slice(&FILE_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Decode the header bytes of a preamble (already checksummed). Every byte must be used.
+pub fn decode_header(bytes: &[u8]) -> Result<Header, String> {
+    let config = bincode::config::standard().with_limit::<HEADER_DECODE_LIMIT>();
+    let (header, used): (Header, usize) =
+        bincode::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!(
+            "{} unexpected bytes after the header",
+            bytes.len().saturating_sub(used)
+        ));
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            recorder_version: "0.1.0".into(),
+            hostname: "etcd-0".into(),
+            kernel_release: "6.8.0".into(),
+            clock_offset_ns: 1_700_000_000_000_000_000,
+            started_wall_ns: 1_700_000_000_500_000_000,
+            config: RecordConfig {
+                ports: vec![2379, 2380],
+                interfaces: vec!["lo".into()],
+                pids: vec![42],
+                snaplen: 256,
+                file_data_limit: 96,
+                data_dir: Some("/var/lib/etcd".into()),
+                socket_payload: false,
+                buffer: "ringbuf".into(),
+                redact_secrets: true,
+            },
+            processes: vec![ProcessInfo {
+                pid: 42,
+                cmdline: vec!["etcd".into(), "--name".into(), "a".into()],
+                data_dir: Some("/var/lib/etcd".into()),
+            }],
+            interfaces: vec![InterfaceInfo {
+                ifindex: 1,
+                name: "lo".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn preamble_round_trip() {
+        let header = sample();
+        let pre = encode_preamble(&header).unwrap();
+        assert_eq!(&pre[..10], &FILE_MAGIC);
+        let len = u32::from_le_bytes(pre[14..18].try_into().unwrap()) as usize;
+        let body = &pre[18..18 + len];
+        let crc = u32::from_le_bytes(pre[18 + len..].try_into().unwrap());
+        assert_eq!(crc, crc32c::crc32c(&pre[..18 + len]));
+        assert_eq!(decode_header(body).unwrap(), header);
+    }
+
+    #[test]
+    fn wall_clock_conversion_saturates() {
+        let mut h = sample();
+        h.clock_offset_ns = 1_000;
+        assert_eq!(h.wall_ns(5), 1_005);
+        h.clock_offset_ns = -1_000;
+        assert_eq!(h.wall_ns(5), 0);
+        h.clock_offset_ns = i64::MAX;
+        assert_eq!(h.wall_ns(u64::MAX), u64::MAX);
+        assert_eq!(h.interface_name(1), Some("lo"));
+        assert_eq!(h.interface_name(2), None);
+    }
+
+    #[test]
+    fn header_decode_rejects_garbage_without_panic() {
+        let mut seed = 0x1234_5678_9abc_def0_u64;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let _ = decode_header(&bytes);
+        }
+        let body = bincode::encode_to_vec(sample(), bincode::config::standard()).unwrap();
+        assert!(decode_header(&body[..body.len() - 1]).is_err());
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(decode_header(&longer).is_err());
+    }
+}

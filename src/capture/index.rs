@@ -1,0 +1,257 @@
+//! The block index: a directory of every block (where it is, its time range, how many
+//! events of each kind it holds), written at the end of the file when recording stops, so
+//! a reader can answer "how much of what, when" and seek by time without reading blocks.
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+use super::event::EventKind;
+
+/// The first bytes of the index section.
+pub const INDEX_MAGIC: [u8; 4] = *b"ETRI";
+/// The last bytes of a finished capture file.
+pub const TRAILER_MAGIC: [u8; 8] = *b"ETRIDX\0\0";
+/// `index_offset: u64` then the trailer magic.
+pub const TRAILER_LEN: usize = 8 + TRAILER_MAGIC.len();
+/// Index magic and length before the index bytes, checksum after.
+pub const INDEX_SECTION_OVERHEAD: usize = INDEX_MAGIC.len() + 4 + 4;
+/// Largest encoded index a reader accepts (a week at one block a second is ~30 MiB).
+pub const MAX_INDEX_LEN: u32 = 256 << 20;
+/// Bound on what decoding an index may allocate (bincode claims per container).
+const INDEX_DECODE_LIMIT: usize = 1 << 30;
+
+/// Where one block is and what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct BlockInfo {
+    /// File offset of the block's frame header.
+    pub offset: u64,
+    /// Length of the whole frame (header and payload).
+    pub len: u64,
+    pub event_count: u32,
+    /// Smallest and largest `Event::ts_ns()` in the block.
+    pub first_ts: u64,
+    pub last_ts: u64,
+    /// Events per kind, in `EventKind::ALL` order.
+    pub counts: [u64; 3],
+}
+
+impl BlockInfo {
+    /// Offset just past the block.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len)
+    }
+
+    /// Whether the block may hold events with `since <= ts < until` (either bound open).
+    pub fn overlaps(&self, since: Option<u64>, until: Option<u64>) -> bool {
+        since.is_none_or(|since| self.last_ts >= since)
+            && until.is_none_or(|until| self.first_ts < until)
+    }
+}
+
+/// The block directory of a capture, in file order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct Index {
+    pub blocks: Vec<BlockInfo>,
+}
+
+impl Index {
+    pub fn total_events(&self) -> u64 {
+        self.blocks
+            .iter()
+            .fold(0u64, |n, b| n.saturating_add(u64::from(b.event_count)))
+    }
+
+    /// Events per kind over all blocks, in `EventKind::ALL` order.
+    pub fn counts(&self) -> [u64; 3] {
+        let mut total = [0u64; 3];
+        for block in &self.blocks {
+            for (t, c) in total.iter_mut().zip(block.counts) {
+                *t = t.saturating_add(c);
+            }
+        }
+        total
+    }
+
+    pub fn count(&self, kind: EventKind) -> u64 {
+        self.counts().get(kind.slot()).copied().unwrap_or(0)
+    }
+
+    /// Earliest and latest event time over all blocks.
+    pub fn time_range(&self) -> Option<(u64, u64)> {
+        let first = self.blocks.iter().map(|b| b.first_ts).min()?;
+        let last = self.blocks.iter().map(|b| b.last_ts).max()?;
+        Some((first, last))
+    }
+
+    /// Blocks that may hold events with `since <= ts < until`, in file order.
+    pub fn blocks_overlapping(
+        &self,
+        since: Option<u64>,
+        until: Option<u64>,
+    ) -> impl Iterator<Item = &BlockInfo> + '_ {
+        self.blocks.iter().filter(move |b| b.overlaps(since, until))
+    }
+
+    /// The index section and trailer as written at `index_offset`: index magic, length,
+    /// bincode of the index, crc32c of all that, then the trailer.
+    pub fn encode_tail(&self, index_offset: u64) -> std::io::Result<Vec<u8>> {
+        let body = bincode::encode_to_vec(self, bincode::config::standard())
+            .map_err(std::io::Error::other)?;
+        let len = u32::try_from(body.len())
+            .ok()
+            .filter(|&len| len <= MAX_INDEX_LEN)
+            .ok_or_else(|| std::io::Error::other("capture index too large"))?;
+        let mut out = Vec::with_capacity(body.len() + INDEX_SECTION_OVERHEAD + TRAILER_LEN);
+        out.extend_from_slice(&INDEX_MAGIC);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&index_offset.to_le_bytes());
+        out.extend_from_slice(&TRAILER_MAGIC);
+        Ok(out)
+    }
+
+    /// The index offset a trailer points to, if it is a trailer.
+    pub fn parse_trailer(trailer: &[u8; TRAILER_LEN]) -> Option<u64> {
+        let (offset, magic) = trailer.split_at(8);
+        if magic != TRAILER_MAGIC {
+            return None;
+        }
+        offset.try_into().ok().map(u64::from_le_bytes)
+    }
+
+    /// The encoded length announced by the first 8 bytes of an index section.
+    pub fn parse_section_start(start: &[u8; 8]) -> Option<u32> {
+        let (magic, len) = start.split_at(4);
+        if magic != INDEX_MAGIC {
+            return None;
+        }
+        len.try_into().ok().map(u32::from_le_bytes)
+    }
+
+    /// Decode a whole index section (magic, length, index, checksum).
+    pub fn decode_section(section: &[u8]) -> Result<Index, String> {
+        let start: &[u8; 8] = section
+            .get(..8)
+            .and_then(|s| s.try_into().ok())
+            .ok_or("index section too short")?;
+        let len = Self::parse_section_start(start).ok_or("no index magic")? as usize;
+        let body_end = 8usize.checked_add(len).ok_or("index length overflows")?;
+        let body = section.get(8..body_end).ok_or("index section cut short")?;
+        let stored = section
+            .get(body_end..)
+            .and_then(|c| <[u8; 4]>::try_from(c).ok())
+            .map(u32::from_le_bytes)
+            .ok_or("index checksum missing or misplaced")?;
+        let covered = section.get(..body_end).ok_or("index section cut short")?;
+        if crc32c::crc32c(covered) != stored {
+            return Err("index checksum mismatch".into());
+        }
+        let config = bincode::config::standard().with_limit::<INDEX_DECODE_LIMIT>();
+        let (index, used): (Index, usize) = bincode::decode_from_slice(body, config)
+            .map_err(|e| format!("index does not decode: {e}"))?;
+        if used != body.len() {
+            return Err("unexpected bytes after the index".into());
+        }
+        Ok(index)
+    }
+
+    /// Check that the blocks are plausible for a file whose blocks live in
+    /// `data_start..index_offset`: sorted, not overlapping, with consistent counts.
+    pub fn validate(&self, data_start: u64, index_offset: u64) -> Result<(), String> {
+        let min_len = super::block::FRAME_HEADER_LEN as u64;
+        let max_len = min_len + u64::from(super::block::MAX_PAYLOAD_LEN);
+        let mut next_free = data_start;
+        for (i, b) in self.blocks.iter().enumerate() {
+            if b.offset < next_free {
+                return Err(format!(
+                    "index entry {i} overlaps the previous block or the header"
+                ));
+            }
+            if b.len < min_len || b.len > max_len {
+                return Err(format!(
+                    "index entry {i} has an impossible length {}",
+                    b.len
+                ));
+            }
+            let end = b
+                .offset
+                .checked_add(b.len)
+                .ok_or("index entry offset overflows")?;
+            if end > index_offset {
+                return Err(format!("index entry {i} extends past the index"));
+            }
+            if b.first_ts > b.last_ts {
+                return Err(format!("index entry {i} has a reversed time range"));
+            }
+            let sum = b.counts.iter().try_fold(0u64, |s, &c| s.checked_add(c));
+            if sum != Some(u64::from(b.event_count)) {
+                return Err(format!("index entry {i} counts do not add up"));
+            }
+            next_free = end;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(offset: u64, first: u64, last: u64) -> BlockInfo {
+        BlockInfo {
+            offset,
+            len: 100,
+            event_count: 3,
+            first_ts: first,
+            last_ts: last,
+            counts: [1, 1, 1],
+        }
+    }
+
+    #[test]
+    fn totals_and_overlap() {
+        let index = Index {
+            blocks: vec![block(50, 10, 20), block(150, 15, 30), block(250, 40, 50)],
+        };
+        assert_eq!(index.total_events(), 9);
+        assert_eq!(index.counts(), [3, 3, 3]);
+        assert_eq!(index.count(EventKind::Syscall), 3);
+        assert_eq!(index.time_range(), Some((10, 50)));
+        let offs =
+            |s, u| -> Vec<u64> { index.blocks_overlapping(s, u).map(|b| b.offset).collect() };
+        assert_eq!(offs(None, None), vec![50, 150, 250]);
+        assert_eq!(offs(Some(21), None), vec![150, 250]);
+        assert_eq!(offs(Some(31), Some(40)), Vec::<u64>::new());
+        assert_eq!(offs(Some(31), Some(41)), vec![250]);
+        assert_eq!(offs(None, Some(15)), vec![50]);
+        assert_eq!(offs(Some(20), Some(21)), vec![50, 150]);
+        assert!(index.validate(50, 350).is_ok());
+        assert!(index.validate(51, 350).is_err());
+        assert!(index.validate(50, 349).is_err());
+        assert_eq!(Index::default().time_range(), None);
+    }
+
+    #[test]
+    fn tail_round_trip() {
+        let index = Index {
+            blocks: vec![block(50, 10, 20), block(150, 15, 30)],
+        };
+        let tail = index.encode_tail(250).unwrap();
+        let (section, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
+        assert_eq!(Index::parse_trailer(trailer.try_into().unwrap()), Some(250));
+        assert_eq!(Index::decode_section(section).unwrap(), index);
+        for i in 0..section.len() {
+            let mut bad = section.to_vec();
+            bad[i] ^= 0x08;
+            assert!(
+                Index::decode_section(&bad).is_err(),
+                "flip at {i} not caught"
+            );
+        }
+        for cut in 0..section.len() {
+            assert!(Index::decode_section(&section[..cut]).is_err());
+        }
+    }
+}

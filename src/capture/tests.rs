@@ -1,0 +1,851 @@
+//! End-to-end tests of the capture format: events through the writer into a file and
+//! back through the reader, and what the reader makes of cut, damaged and foreign files.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::block::FRAME_HEADER_LEN;
+use super::index::TRAILER_LEN;
+use super::*;
+
+/// xorshift64: deterministic test data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn sample_header() -> Header {
+    Header {
+        recorder_version: "0.1.0-test".into(),
+        hostname: "etcd-0".into(),
+        kernel_release: "6.8.0-test".into(),
+        clock_offset_ns: 1_700_000_000_000_000_000,
+        started_wall_ns: 1_700_000_001_000_000_000,
+        config: RecordConfig {
+            ports: vec![2379, 2380],
+            interfaces: vec!["lo".into()],
+            pids: vec![4242],
+            snaplen: 2048,
+            file_data_limit: 96,
+            data_dir: Some("/var/lib/etcd".into()),
+            socket_payload: true,
+            buffer: "ringbuf".into(),
+            redact_secrets: true,
+        },
+        processes: vec![ProcessInfo {
+            pid: 4242,
+            cmdline: vec!["etcd".into(), "--data-dir".into(), "/var/lib/etcd".into()],
+            data_dir: Some("/var/lib/etcd".into()),
+        }],
+        interfaces: vec![InterfaceInfo {
+            ifindex: 1,
+            name: "lo".into(),
+        }],
+    }
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Events of every kind with payloads of varied sizes (0 to ~2 KiB), in roughly
+/// increasing time order as the recorder sees them.
+fn varied_events(rng: &mut Rng, n: usize) -> Vec<Event> {
+    let mut ts = 1_000_000_000u64;
+    let mut events = Vec::with_capacity(n);
+    for i in 0..n {
+        ts += 1 + rng.below(20_000);
+        let jittered = ts.saturating_sub(rng.below(5_000));
+        let event = match rng.below(10) {
+            0..=4 => {
+                let len = [0, 1, 9, 100, 700, 2048][rng.below(6) as usize];
+                Event::Packet(Packet {
+                    ts_ns: jittered,
+                    ifindex: 1,
+                    direction: if i % 2 == 0 {
+                        Direction::Ingress
+                    } else {
+                        Direction::Egress
+                    },
+                    src: addr(40000 + rng.below(10) as u16),
+                    dst: addr(2379),
+                    seq: rng.next() as u32,
+                    ack: rng.next() as u32,
+                    flags: TcpFlags(rng.below(32) as u8),
+                    window: rng.next() as u16,
+                    payload_len: len as u32 + rng.below(3) as u32,
+                    payload: rng.bytes(len),
+                })
+            }
+            5..=8 => {
+                let call = [
+                    SyscallKind::Write,
+                    SyscallKind::Pwrite64,
+                    SyscallKind::Writev,
+                    SyscallKind::Read,
+                    SyscallKind::Pread64,
+                    SyscallKind::Fsync,
+                    SyscallKind::Fdatasync,
+                ][rng.below(7) as usize];
+                let file = if rng.below(3) == 0 {
+                    FileRef {
+                        kind: FileKind::Socket,
+                        path: String::new(),
+                        local_port: 2379,
+                        peer_port: 40000,
+                    }
+                } else {
+                    FileRef {
+                        kind: FileKind::Wal,
+                        path: "member/wal/0000000000000000-0000000000000000.wal".into(),
+                        local_port: 0,
+                        peer_port: 0,
+                    }
+                };
+                let data_len = if call.is_sync() {
+                    0
+                } else {
+                    rng.below(97) as usize
+                };
+                Event::Syscall(Syscall {
+                    enter_ns: jittered,
+                    exit_ns: jittered + rng.below(1_000_000),
+                    pid: 4242,
+                    tid: 4242 + rng.below(8) as u32,
+                    call,
+                    fd: rng.below(64) as i32,
+                    file,
+                    offset: if rng.below(2) == 0 {
+                        Some(rng.next() >> 20)
+                    } else {
+                        None
+                    },
+                    requested: rng.below(1 << 20),
+                    ret: rng.below(1 << 20) as i64 - 100,
+                    data: rng.bytes(data_len),
+                })
+            }
+            _ => Event::Loss(Loss {
+                ts_ns: jittered,
+                source: if rng.below(2) == 0 {
+                    LossSource::Kernel
+                } else {
+                    LossSource::PerfBuffer
+                },
+                count: rng.below(1000),
+            }),
+        };
+        events.push(event);
+    }
+    events
+}
+
+fn small_blocks(events_per_block: u32) -> WriterOptions {
+    WriterOptions {
+        max_block_events: events_per_block,
+        ..WriterOptions::default()
+    }
+}
+
+fn write_capture(path: &Path, events: &[Event], options: WriterOptions) -> WriteSummary {
+    let mut writer = CaptureWriter::create_with(path, &sample_header(), options).unwrap();
+    for event in events {
+        writer.push(event.clone()).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+/// All events and all damage items of a stream, in order.
+fn drain(items: impl Iterator<Item = ReadItem>) -> (Vec<Event>, Vec<Damage>) {
+    let mut events = Vec::new();
+    let mut damage = Vec::new();
+    for item in items {
+        match item {
+            ReadItem::Event(e) => events.push(e),
+            ReadItem::Damaged(d) => damage.push(d),
+        }
+    }
+    (events, damage)
+}
+
+fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn tally(events: &[Event]) -> [u64; 3] {
+    let mut counts = [0u64; 3];
+    for e in events {
+        counts[e.kind().slot()] += 1;
+    }
+    counts
+}
+
+/// A written capture and what it holds, for the damage tests.
+struct Fixture {
+    dir: tempfile::TempDir,
+    events: Vec<Event>,
+    bytes: Vec<u8>,
+    blocks: Vec<BlockInfo>,
+    index_offset: u64,
+}
+
+impl Fixture {
+    fn new(seed: u64, n: usize, per_block: u32) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let events = varied_events(&mut Rng(seed), n);
+        let path = dir.path().join("good.etrace");
+        write_capture(&path, &events, small_blocks(per_block));
+        let bytes = std::fs::read(&path).unwrap();
+        let reader = CaptureReader::open(&path).unwrap();
+        let blocks = reader.blocks().to_vec();
+        let trailer = &bytes[bytes.len() - TRAILER_LEN..];
+        let index_offset = u64::from_le_bytes(trailer[..8].try_into().unwrap());
+        Fixture {
+            dir,
+            events,
+            bytes,
+            blocks,
+            index_offset,
+        }
+    }
+
+    /// The events of the blocks that satisfy `keep`, in file order.
+    fn events_of_blocks(&self, keep: impl Fn(usize, &BlockInfo) -> bool) -> Vec<Event> {
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let n = b.event_count as usize;
+            if keep(i, b) {
+                out.extend_from_slice(&self.events[at..at + n]);
+            }
+            at += n;
+        }
+        out
+    }
+
+    fn open_variant(&self, name: &str, bytes: &[u8]) -> Result<CaptureReader, CaptureError> {
+        CaptureReader::open(write_bytes(self.dir.path(), name, bytes))
+    }
+}
+
+#[test]
+fn round_trip_of_all_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rt.etrace");
+    let events = varied_events(&mut Rng(0x5eed), 3000);
+    let summary = write_capture(&path, &events, small_blocks(256));
+
+    let reader = CaptureReader::open(&path).unwrap();
+    assert_eq!(reader.index_state(), &IndexState::Present);
+    assert_eq!(reader.format_version(), FORMAT_VERSION);
+    assert_eq!(reader.header(), &sample_header());
+    assert!(reader.damage().is_empty());
+    assert_eq!(reader.blocks().len(), 12);
+    assert_eq!(summary.blocks_written, 12);
+    assert_eq!(summary.events_written, 3000);
+    assert_eq!(
+        summary.bytes_written,
+        std::fs::metadata(&path).unwrap().len()
+    );
+    assert_eq!(summary.counts, tally(&events));
+    assert_eq!(reader.index().counts(), tally(&events));
+    assert_eq!(reader.index().total_events(), 3000);
+    assert!(tally(&events).iter().all(|&c| c > 0));
+
+    let (read, damage) = drain(reader.events());
+    assert!(damage.is_empty());
+    assert_eq!(read, events);
+
+    // The index agrees with the blocks' contents.
+    let mut at = 0;
+    for b in reader.blocks() {
+        let chunk = &events[at..at + b.event_count as usize];
+        assert_eq!(b.counts, tally(chunk));
+        assert_eq!(b.first_ts, chunk.iter().map(Event::ts_ns).min().unwrap());
+        assert_eq!(b.last_ts, chunk.iter().map(Event::ts_ns).max().unwrap());
+        at += b.event_count as usize;
+    }
+
+    // Without the index, the scan finds the same blocks.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = write_bytes(dir.path(), "noindex", &bytes[..bytes.len() - TRAILER_LEN]);
+    let recovered = CaptureReader::open(&cut).unwrap();
+    assert!(matches!(
+        recovered.index_state(),
+        IndexState::Recovered { .. }
+    ));
+    assert_eq!(recovered.blocks(), reader.blocks());
+    assert!(recovered.damage().is_empty());
+    assert_eq!(drain(recovered.events()).0, events);
+}
+
+#[test]
+fn writer_accounting_and_auto_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("acc.etrace");
+    let events = varied_events(&mut Rng(7), 25);
+    let mut writer = CaptureWriter::create_with(&path, &sample_header(), small_blocks(10)).unwrap();
+    let start = writer.bytes_written();
+    assert!(start > 0);
+    for e in &events[..9] {
+        writer.push(e.clone()).unwrap();
+    }
+    assert_eq!(writer.events_written(), 0);
+    assert_eq!(writer.buffered_events(), 9);
+    writer.push(events[9].clone()).unwrap();
+    assert_eq!(writer.events_written(), 10);
+    assert_eq!(writer.buffered_events(), 0);
+    assert_eq!(writer.counts(), tally(&events[..10]));
+    // A flushed block is in the file already, without finish.
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        writer.bytes_written()
+    );
+    writer.flush_block().unwrap(); // nothing buffered: no empty block
+    assert_eq!(writer.blocks_written(), 1);
+    for e in &events[10..] {
+        writer.push(e.clone()).unwrap();
+    }
+    writer.flush_block().unwrap();
+    assert_eq!(writer.blocks_written(), 3);
+    let summary = writer.finish().unwrap();
+    assert_eq!(summary.events_written, 25);
+    assert_eq!(
+        drain(CaptureReader::open(&path).unwrap().events()).0,
+        events
+    );
+
+    // Block size bound by bytes.
+    let path = dir.path().join("bytes.etrace");
+    let options = WriterOptions {
+        max_block_events: 1_000_000,
+        max_block_bytes: 4096,
+        ..WriterOptions::default()
+    };
+    let events = varied_events(&mut Rng(8), 400);
+    let summary = write_capture(&path, &events, options);
+    assert!(summary.blocks_written > 5, "{summary:?}");
+    assert_eq!(
+        drain(CaptureReader::open(&path).unwrap().events()).0,
+        events
+    );
+
+    // An empty capture is valid.
+    let path = dir.path().join("empty.etrace");
+    let summary = write_capture(&path, &[], WriterOptions::default());
+    assert_eq!(summary.events_written, 0);
+    let reader = CaptureReader::open(&path).unwrap();
+    assert_eq!(reader.index_state(), &IndexState::Present);
+    assert_eq!(reader.events().count(), 0);
+}
+
+#[test]
+fn events_between_uses_the_time_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("range.etrace");
+    let events = varied_events(&mut Rng(99), 2000);
+    write_capture(&path, &events, small_blocks(100));
+    let reader = CaptureReader::open(&path).unwrap();
+    let (lo, hi) = reader.index().time_range().unwrap();
+    let span = hi - lo;
+    let ranges = [
+        (None, None),
+        (Some(lo + span / 3), Some(lo + span / 2)),
+        (Some(lo + span / 2), None),
+        (None, Some(lo + span / 4)),
+        (Some(hi + 1), None),
+        (None, Some(lo)),
+        (Some(lo), Some(hi + 1)),
+    ];
+    for (since, until) in ranges {
+        let expected: Vec<Event> = events
+            .iter()
+            .filter(|e| since.is_none_or(|s| e.ts_ns() >= s) && until.is_none_or(|u| e.ts_ns() < u))
+            .cloned()
+            .collect();
+        let (got, damage) = drain(reader.events_between(since, until));
+        assert!(damage.is_empty());
+        assert_eq!(got, expected, "range {since:?}..{until:?}");
+    }
+    // A narrow window touches few blocks.
+    let mid = lo + span / 2;
+    let touched = reader
+        .index()
+        .blocks_overlapping(Some(mid), Some(mid + 1_000))
+        .count();
+    assert!(touched <= 3, "{touched} blocks for a 1 µs window");
+}
+
+#[test]
+fn a_cut_file_is_recovered() {
+    let fx = Fixture::new(0xC0FFEE, 1500, 150);
+    let file_len = fx.bytes.len() as u64;
+    let mut cuts: Vec<u64> = Vec::new();
+    for b in &fx.blocks {
+        cuts.push(b.offset); // boundary: the block is not there at all
+        cuts.push(b.offset + 1);
+        cuts.push(b.offset + FRAME_HEADER_LEN as u64 / 2); // inside the frame header
+        cuts.push(b.offset + FRAME_HEADER_LEN as u64); // header complete, no payload
+        cuts.push(b.offset + b.len / 2); // inside the payload
+        cuts.push(b.end() - 1);
+    }
+    // Every cut inside the index and the trailer.
+    cuts.extend(fx.index_offset..file_len);
+
+    for cut in cuts {
+        let reader = fx
+            .open_variant("cut", &fx.bytes[..cut as usize])
+            .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert!(
+            matches!(reader.index_state(), IndexState::Recovered { .. }),
+            "cut at {cut}"
+        );
+        let complete = fx.events_of_blocks(|_, b| b.end() <= cut);
+        let (events, streamed_damage) = drain(reader.events());
+        assert_eq!(events, complete, "cut at {cut}");
+        assert_eq!(streamed_damage, reader.damage(), "cut at {cut}");
+
+        let cut_block = fx.blocks.iter().find(|b| b.offset < cut && cut < b.end());
+        let damage = reader.damage();
+        match cut_block {
+            Some(b) if cut >= b.offset + FRAME_HEADER_LEN as u64 => {
+                assert_eq!(damage.len(), 1, "cut at {cut}: {damage:?}");
+                assert_eq!(damage[0].offset, b.offset);
+                assert_eq!(damage[0].events_lost, Some(u64::from(b.event_count)));
+                assert_eq!(damage[0].ts_range, Some((b.first_ts, b.last_ts)));
+            }
+            Some(b) => {
+                assert_eq!(damage.len(), 1, "cut at {cut}: {damage:?}");
+                assert_eq!(damage[0].offset, b.offset);
+                assert_eq!(damage[0].events_lost, None);
+            }
+            None if cut > fx.index_offset && cut < fx.index_offset + 4 => {
+                // A few bytes that may be a frame header or the index: reported,
+                // with no events claimed lost.
+                assert_eq!(damage.len(), 1, "cut at {cut}: {damage:?}");
+                assert_eq!(damage[0].events_lost, None);
+            }
+            None => assert!(damage.is_empty(), "cut at {cut}: {damage:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_flipped_payload_byte_loses_exactly_that_block() {
+    let fx = Fixture::new(0xBAD, 1200, 100);
+    for victim in [0, fx.blocks.len() / 2, fx.blocks.len() - 1] {
+        let b = fx.blocks[victim];
+        let mut bytes = fx.bytes.clone();
+        bytes[(b.offset + FRAME_HEADER_LEN as u64 + (b.len - FRAME_HEADER_LEN as u64) / 2)
+            as usize] ^= 0x20;
+        let others = fx.events_of_blocks(|i, _| i != victim);
+
+        // With the index: the damage shows up while reading.
+        let reader = fx.open_variant("flip", &bytes).unwrap();
+        assert_eq!(reader.index_state(), &IndexState::Present);
+        assert!(reader.damage().is_empty());
+        let (events, damage) = drain(reader.events());
+        assert_eq!(events, others);
+        assert_eq!(damage.len(), 1);
+        assert_eq!(damage[0].offset, b.offset);
+        assert_eq!(damage[0].events_lost, Some(u64::from(b.event_count)));
+        assert!(
+            damage[0].reason.contains("checksum"),
+            "{}",
+            damage[0].reason
+        );
+
+        // Without the index: found by the scan.
+        let reader = fx
+            .open_variant("flip-noindex", &bytes[..fx.index_offset as usize])
+            .unwrap();
+        assert!(matches!(reader.index_state(), IndexState::Recovered { .. }));
+        assert_eq!(reader.damage().len(), 1);
+        assert_eq!(reader.damage()[0].offset, b.offset);
+        assert_eq!(
+            reader.damage()[0].events_lost,
+            Some(u64::from(b.event_count))
+        );
+        assert_eq!(reader.blocks().len(), fx.blocks.len() - 1);
+        let (events, damage) = drain(reader.events());
+        assert_eq!(events, others);
+        assert_eq!(damage, reader.damage());
+    }
+}
+
+#[test]
+fn a_flipped_frame_header_byte_resyncs_to_the_next_block() {
+    let fx = Fixture::new(0xF1A9, 1200, 100);
+    let victim = 4;
+    let b = fx.blocks[victim];
+    let others = fx.events_of_blocks(|i, _| i != victim);
+    // In the magic, the length, the timestamps, the checksums.
+    for at in [0u64, 5, 14, 25, 30, 34] {
+        let mut bytes = fx.bytes.clone();
+        bytes[(b.offset + at) as usize] ^= 0x01;
+
+        let reader = fx.open_variant("hdr", &bytes).unwrap();
+        assert_eq!(reader.index_state(), &IndexState::Present);
+        let (events, damage) = drain(reader.events());
+        assert_eq!(events, others, "flip at +{at}");
+        assert_eq!(damage.len(), 1);
+        assert_eq!(damage[0].offset, b.offset);
+        assert_eq!(damage[0].events_lost, Some(u64::from(b.event_count)));
+
+        let reader = fx
+            .open_variant("hdr-noindex", &bytes[..fx.index_offset as usize])
+            .unwrap();
+        assert!(matches!(reader.index_state(), IndexState::Recovered { .. }));
+        let (events, damage) = drain(reader.events());
+        assert_eq!(events, others, "flip at +{at}");
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert_eq!(damage[0].offset, b.offset);
+        assert_eq!(damage[0].events_lost, None);
+        assert!(damage[0]
+            .reason
+            .contains(&format!("skipped {} bytes", b.len)));
+    }
+}
+
+#[test]
+fn a_damaged_index_falls_back_to_the_scan() {
+    let fx = Fixture::new(0x1DE, 600, 100);
+    let file_len = fx.bytes.len();
+    for at in [
+        fx.index_offset as usize,
+        fx.index_offset as usize + 6,
+        file_len - 20,
+        file_len - 12,
+        file_len - 1,
+    ] {
+        let mut bytes = fx.bytes.clone();
+        bytes[at] ^= 0x10;
+        let reader = fx.open_variant("idx", &bytes).unwrap();
+        assert!(
+            matches!(reader.index_state(), IndexState::Recovered { .. }),
+            "flip at {at}"
+        );
+        assert_eq!(reader.blocks(), &fx.blocks[..]);
+        let (events, damage) = drain(reader.events());
+        assert_eq!(events, fx.events);
+        assert!(damage.is_empty(), "flip at {at}: {damage:?}");
+    }
+}
+
+#[test]
+fn wrong_version_is_reported() {
+    let fx = Fixture::new(1, 10, 100);
+    for version in [0u32, 2, 77] {
+        let mut bytes = fx.bytes.clone();
+        bytes[10..14].copy_from_slice(&version.to_le_bytes());
+        let err = fx.open_variant("version", &bytes).unwrap_err();
+        match &err {
+            CaptureError::UnsupportedVersion {
+                found, supported, ..
+            } => {
+                assert_eq!(*found, version);
+                assert_eq!(*supported, FORMAT_VERSION);
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("version {version}")), "{msg}");
+        assert!(msg.contains("upgrade etcd-trace"), "{msg}");
+    }
+}
+
+#[test]
+fn foreign_files_are_not_captures() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(42);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("text", b"hello, this is a text file\n".to_vec()),
+        ("random", rng.bytes(4096)),
+        ("magic-prefix", b"ETCDTRA".to_vec()),
+        (
+            "pcap",
+            vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+    ];
+    for (name, bytes) in cases {
+        let path = write_bytes(dir.path(), name, &bytes);
+        let err = CaptureReader::open(&path).unwrap_err();
+        assert!(
+            matches!(err, CaptureError::NotACapture { .. }),
+            "{name}: {err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not an etcd-trace capture file", path.display())
+        );
+    }
+    let missing = CaptureReader::open(dir.path().join("missing")).unwrap_err();
+    assert!(matches!(missing, CaptureError::Io { .. }));
+}
+
+#[test]
+fn a_damaged_header_is_reported() {
+    let fx = Fixture::new(2, 10, 100);
+    let header_len = u32::from_le_bytes(fx.bytes[14..18].try_into().unwrap()) as usize;
+    // Inside the header body, in its checksum, and a huge length.
+    for at in [20, 18 + header_len / 2, 18 + header_len + 1] {
+        let mut bytes = fx.bytes.clone();
+        bytes[at] ^= 0x04;
+        let err = fx.open_variant("hdr", &bytes).unwrap_err();
+        assert!(matches!(err, CaptureError::CorruptHeader { .. }), "{err:?}");
+    }
+    let mut bytes = fx.bytes.clone();
+    bytes[14..18].copy_from_slice(&u32::MAX.to_le_bytes());
+    let err = fx.open_variant("len", &bytes).unwrap_err();
+    assert!(matches!(err, CaptureError::CorruptHeader { .. }), "{err:?}");
+    // Cut inside the preamble.
+    for cut in [10, 13, 17, 18, 18 + header_len, 18 + header_len + 3] {
+        let err = fx.open_variant("short", &fx.bytes[..cut]).unwrap_err();
+        assert!(
+            matches!(err, CaptureError::CorruptHeader { .. }),
+            "cut {cut}: {err:?}"
+        );
+    }
+    // The preamble alone is an empty, recovered capture.
+    let reader = fx
+        .open_variant("bare", &fx.bytes[..18 + header_len + 4])
+        .unwrap();
+    assert!(matches!(reader.index_state(), IndexState::Recovered { .. }));
+    assert_eq!(reader.events().count(), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn capture_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.etrace");
+    write_capture(&path, &[], WriterOptions::default());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // An existing, more open file is narrowed when reused.
+    let open = dir.path().join("open.etrace");
+    std::fs::write(&open, b"x").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    write_capture(&open, &[], WriterOptions::default());
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn mutated_files_never_panic() {
+    let fx = Fixture::new(0xFADE, 300, 40);
+    let len = fx.bytes.len() as u64;
+    let mut rng = Rng(0x0123_4567_89AB_CDEF);
+    let path = fx.dir.path().join("mutant");
+    let mut opened = 0;
+    for _ in 0..300 {
+        let mut bytes = fx.bytes.clone();
+        match rng.below(6) {
+            // A few flipped or overwritten bytes anywhere past the magic.
+            0..=2 => {
+                for _ in 0..1 + rng.below(8) {
+                    let at = 10 + rng.below(len - 10) as usize;
+                    bytes[at] = rng.next() as u8;
+                }
+            }
+            // Cut anywhere.
+            3 => bytes.truncate(rng.below(len) as usize),
+            // A run of random bytes over a random place.
+            4 => {
+                let at = 10 + rng.below(len - 10) as usize;
+                let n = (1 + rng.below(200) as usize).min(bytes.len() - at);
+                let noise = rng.bytes(n);
+                bytes[at..at + n].copy_from_slice(&noise);
+            }
+            // A duplicated or removed slice (shifts every offset after it).
+            _ => {
+                let at = rng.below(len) as usize;
+                let n = (rng.below(300) as usize).min(bytes.len() - at);
+                if rng.below(2) == 0 {
+                    let copy = bytes[at..at + n].to_vec();
+                    bytes.splice(at..at, copy);
+                } else {
+                    bytes.drain(at..at + n);
+                }
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(reader) = CaptureReader::open(&path) {
+            opened += 1;
+            let n = reader.events().count();
+            assert!(n <= 2 * fx.events.len() + reader.blocks().len() + 10);
+            let since = rng.next() % 2_000_000_000;
+            let _ = reader
+                .events_between(Some(since), Some(since + 50_000_000))
+                .count();
+        }
+    }
+    // Most mutations leave a readable file.
+    assert!(opened > 150, "{opened}");
+
+    // Pure random bytes behind a valid preamble.
+    let header_len = u32::from_le_bytes(fx.bytes[14..18].try_into().unwrap()) as usize;
+    let preamble = &fx.bytes[..18 + header_len + 4];
+    for i in 0..50 {
+        let mut bytes = preamble.to_vec();
+        let noise_len = rng.below(5000) as usize;
+        bytes.extend(rng.bytes(noise_len));
+        if i % 5 == 0 {
+            // A plausible block magic in the noise.
+            let at = preamble.len() + rng.below((bytes.len() - preamble.len()) as u64) as usize;
+            bytes.splice(at..at, *b"ETRB");
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = CaptureReader::open(&path).unwrap();
+        assert!(matches!(reader.index_state(), IndexState::Recovered { .. }));
+        assert!(reader.blocks().is_empty());
+        let (events, _) = drain(reader.events());
+        assert!(events.is_empty());
+    }
+}
+
+/// A plausible etcd mix: gRPC packets with 100-byte payloads and WAL/socket syscalls
+/// with 96 bytes of data, keys and values partly repetitive, partly random.
+fn realistic_events(rng: &mut Rng, n: usize) -> Vec<Event> {
+    const KEYS: [&str; 4] = [
+        "/registry/pods/default/",
+        "/registry/leases/kube-node-lease/",
+        "/registry/events/default/",
+        "/registry/configmaps/kube-system/",
+    ];
+    let mut ts = 5_000_000_000u64;
+    let mut seq = [1_000u32; 8];
+    let mut raft_index = 10_000u64;
+    let body = |rng: &mut Rng, len: usize, raft_index: u64| {
+        let mut b = Vec::with_capacity(len);
+        b.extend_from_slice(&[0, 0, 0x5b, 0, 1, 0, 0, 0, 0x21, 0]); // frame-ish header
+        b.extend_from_slice(&raft_index.to_le_bytes());
+        b.extend_from_slice(KEYS[rng.below(4) as usize].as_bytes());
+        b.extend_from_slice(format!("obj-{}", rng.below(500)).as_bytes());
+        while b.len() < len {
+            b.push(rng.next() as u8);
+        }
+        b.truncate(len);
+        b
+    };
+    let mut events = Vec::with_capacity(n);
+    for i in 0..n {
+        ts += 2_000 + rng.below(8_000);
+        if i % 2 == 0 {
+            let conn = rng.below(8) as usize;
+            seq[conn] = seq[conn].wrapping_add(100);
+            events.push(Event::Packet(Packet {
+                ts_ns: ts,
+                ifindex: 1,
+                direction: if rng.below(2) == 0 {
+                    Direction::Ingress
+                } else {
+                    Direction::Egress
+                },
+                src: addr(41000 + conn as u16),
+                dst: addr(2379),
+                seq: seq[conn],
+                ack: 77_000 + i as u32,
+                flags: TcpFlags(TcpFlags::ACK | TcpFlags::PSH),
+                window: 512,
+                payload_len: 100,
+                payload: body(rng, 100, raft_index),
+            }));
+        } else {
+            raft_index += 1;
+            events.push(Event::Syscall(Syscall {
+                enter_ns: ts,
+                exit_ns: ts + 3_000 + rng.below(30_000),
+                pid: 4242,
+                tid: 4250 + rng.below(4) as u32,
+                call: SyscallKind::Write,
+                fd: 11,
+                file: FileRef {
+                    kind: FileKind::Wal,
+                    path: "member/wal/0000000000000001-0000000000002710.wal".into(),
+                    local_port: 0,
+                    peer_port: 0,
+                },
+                offset: Some(raft_index * 128),
+                requested: 128,
+                ret: 128,
+                data: body(rng, 96, raft_index),
+            }));
+        }
+    }
+    events
+}
+
+/// Run with `--nocapture` to see the on-disk cost per event.
+#[test]
+fn bytes_per_event_for_a_realistic_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    for (name, events) in [
+        ("realistic", realistic_events(&mut Rng(31337), n)),
+        ("random-payload", {
+            let mut events = realistic_events(&mut Rng(31337), n);
+            let mut rng = Rng(5);
+            for e in &mut events {
+                match e {
+                    Event::Packet(p) => p.payload = rng.bytes(p.payload.len()),
+                    Event::Syscall(s) => s.data = rng.bytes(s.data.len()),
+                    Event::Loss(_) => {}
+                }
+            }
+            events
+        }),
+    ] {
+        let path = dir.path().join(name);
+        let started = std::time::Instant::now();
+        let summary = write_capture(&path, &events, WriterOptions::default());
+        let write_secs = started.elapsed().as_secs_f64();
+        let per_event = summary.bytes_written as f64 / n as f64;
+        let raw: usize = events
+            .iter()
+            .map(|e| {
+                bincode::encode_to_vec(e, bincode::config::standard())
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        println!(
+            "{name}: {n} events (packets with 100-byte payloads, syscalls with 96-byte data) \
+             -> {} bytes on disk in {} blocks: {per_event:.1} bytes/event \
+             (bincode before zstd: {:.1} bytes/event); written at {:.0} events/s",
+            summary.bytes_written,
+            summary.blocks_written,
+            raw as f64 / n as f64,
+            n as f64 / write_secs
+        );
+        assert_eq!(
+            drain(CaptureReader::open(&path).unwrap().events()).0,
+            events
+        );
+    }
+}
