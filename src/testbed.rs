@@ -51,9 +51,7 @@ impl Drop for Netns {
 }
 
 fn run_checked(cmd: &mut Command) -> Result<Output> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -153,7 +151,10 @@ impl EtcdServer {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("etcd did not become healthy within 20 s; log in {}", self.log.display());
+                bail!(
+                    "etcd did not become healthy within 20 s; log in {}",
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -254,7 +255,10 @@ impl RecorderProcess {
                         );
                     }
                     if Instant::now() > deadline {
-                        bail!("etcd-trace record did not start within 30 s:\n{}", rec.lines.join("\n"));
+                        bail!(
+                            "etcd-trace record did not start within 30 s:\n{}",
+                            rec.lines.join("\n")
+                        );
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {

@@ -12,7 +12,7 @@ fn man_pages() -> Vec<(String, Vec<u8>)> {
     let mut pages = Vec::new();
     let mut render = |name: String, cmd: clap::Command| {
         let mut buf = Vec::new();
-        clap_mangen::Man::new(cmd.name(name.clone()))
+        clap_mangen::Man::new(cmd.name(name.clone().leak() as &str))
             .render(&mut buf)
             .unwrap();
         pages.push((format!("{name}.1"), buf));
@@ -52,7 +52,10 @@ fn every_subcommand_help_has_an_example() {
         let out = etcd_trace(&[&name, "--help"]);
         assert!(out.status.success());
         let text = stdout(&out);
-        assert!(text.contains("Example"), "`{name} --help` has no example:\n{text}");
+        assert!(
+            text.contains("Example"),
+            "`{name} --help` has no example:\n{text}"
+        );
     }
 }
 
@@ -81,7 +84,11 @@ fn a_file_that_is_not_a_capture_is_a_clear_error() {
     }
     let missing = etcd_trace(&["info", "/nonexistent/capture.etr"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(stderr(&missing).contains("No such file"), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("No such file"),
+        "{}",
+        stderr(&missing)
+    );
 }
 
 #[test]

@@ -36,7 +36,11 @@ fn record_workload(buffer: &str) {
 
     let meta = std::fs::metadata(&rig.capture).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "captures hold secrets");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o600,
+        "captures hold secrets"
+    );
 
     let (reader, events) = read_events(&rig.capture);
     assert_eq!(*reader.index_state(), IndexState::Present);
@@ -53,7 +57,10 @@ fn record_workload(buffer: &str) {
             "no client packet carries {key}"
         );
     }
-    assert!(packets.iter().any(|p| p.flags.syn()), "connection setup seen");
+    assert!(
+        packets.iter().any(|p| p.flags.syn()),
+        "connection setup seen"
+    );
     // The long-lived watch connection carried the events of the puts back.
     assert!(packets
         .iter()
@@ -79,16 +86,20 @@ fn record_workload(buffer: &str) {
     let syncs: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::Syscall(s) if s.file.kind == FileKind::Wal && s.call == SyscallKind::Fdatasync => Some(s),
+            Event::Syscall(s)
+                if s.file.kind == FileKind::Wal && s.call == SyscallKind::Fdatasync =>
+            {
+                Some(s)
+            }
             _ => None,
         })
         .collect();
     let followed = wal_writes
         .iter()
         .filter(|w| {
-            syncs
-                .iter()
-                .any(|s| s.fd == w.fd && s.enter_ns >= w.exit_ns && s.enter_ns - w.exit_ns < 1_000_000_000)
+            syncs.iter().any(|s| {
+                s.fd == w.fd && s.enter_ns >= w.exit_ns && s.enter_ns - w.exit_ns < 1_000_000_000
+            })
         })
         .count();
     assert!(
@@ -128,14 +139,22 @@ fn sigkilled_recorder_leaves_a_readable_file_and_nothing_attached() {
     assert_eq!(info["index"], "recovered");
     assert!(info["events"].as_u64().unwrap() > 20, "{info}");
     let text = etcd_trace(&["info", rig.capture.to_str().unwrap()]);
-    assert!(stdout(&text).contains("index        recovered"), "{}", stdout(&text));
+    assert!(
+        stdout(&text).contains("index        recovered"),
+        "{}",
+        stdout(&text)
+    );
 
     let tc = rig
         .in_netns("tc")
         .args(["filter", "show", "dev", "lo", "egress"])
         .output()
         .unwrap();
-    assert!(!stdout(&tc).contains("bpf"), "a TC filter stayed: {}", stdout(&tc));
+    assert!(
+        !stdout(&tc).contains("bpf"),
+        "a TC filter stayed: {}",
+        stdout(&tc)
+    );
     let net = rig
         .in_netns("bpftool")
         .args(["net", "show", "dev", "lo"])
@@ -164,14 +183,25 @@ fn info_json_has_the_documented_keys() {
     }
     assert_eq!(info["index"], "present");
     assert_eq!(info["lost"], 0);
-    assert!(info["connections"].as_object().unwrap().keys().any(|k| k.ends_with("127.0.0.1:2379")));
-    assert!(info["files"].as_object().unwrap().keys().any(|k| k.starts_with("member/wal/")));
+    assert!(info["connections"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .any(|k| k.ends_with("127.0.0.1:2379")));
+    assert!(info["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .any(|k| k.starts_with("member/wal/")));
 
     let dump = etcd_trace(&["dump", rig.capture.to_str().unwrap(), "--format", "json"]);
     assert!(dump.status.success());
     let first: serde_json::Value =
         serde_json::from_str(stdout(&dump).lines().next().unwrap()).unwrap();
-    assert!(first.get("kind").is_some() && first.get("ts_ns").is_some(), "{first}");
+    assert!(
+        first.get("kind").is_some() && first.get("ts_ns").is_some(),
+        "{first}"
+    );
 }
 
 /// --duration stops by itself; rotation with --keep leaves only the newest files.

@@ -108,10 +108,14 @@ impl SummaryBuilder {
             Event::Packet(p) => {
                 let addrs = self.orient(p.src, p.dst);
                 let key = format!("{} -> {}", addrs.client, addrs.server);
-                let c = self.summary.connections.entry(key).or_insert_with(|| ConnectionStats {
-                    first_ns: p.ts_ns,
-                    ..Default::default()
-                });
+                let c = self
+                    .summary
+                    .connections
+                    .entry(key)
+                    .or_insert_with(|| ConnectionStats {
+                        first_ns: p.ts_ns,
+                        ..Default::default()
+                    });
                 c.segments += 1;
                 c.payload_bytes += u64::from(p.payload_len);
                 c.syn_seen |= p.flags.syn();

@@ -17,7 +17,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         .context("the demo starts etcd in a network namespace and records it")?;
     let scratch = ScratchDir::new("etcd-trace-demo")?;
     let netns = Netns::create()?;
-    eprintln!("starting a private etcd on 127.0.0.1:2379 in network namespace {}", netns.name);
+    eprintln!(
+        "starting a private etcd on 127.0.0.1:2379 in network namespace {}",
+        netns.name
+    );
     let etcd = EtcdServer::start(&netns, &scratch.0)?;
     let capture = args
         .output

@@ -14,10 +14,7 @@ use crate::output::{hex_prefix, human_duration_ns};
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let header = reader.header().clone();
-    let start = reader
-        .index()
-        .time_range()
-        .map_or(0, |(first, _)| first);
+    let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let since = args
         .since
         .as_deref()

@@ -79,12 +79,20 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         reader.format_version(),
         header.recorder_version
     )?;
-    writeln!(out, "host         {}, kernel {}", header.hostname, header.kernel_release)?;
+    writeln!(
+        out,
+        "host         {}, kernel {}",
+        header.hostname, header.kernel_release
+    )?;
     match (summary.start_ns, summary.end_ns) {
         (Some(s), Some(e)) => {
             writeln!(out, "start        {}", wall_string(&header, s))?;
             writeln!(out, "end          {}", wall_string(&header, e))?;
-            writeln!(out, "duration     {}", human_duration_ns(e.saturating_sub(s)))?;
+            writeln!(
+                out,
+                "duration     {}",
+                human_duration_ns(e.saturating_sub(s))
+            )?;
         }
         _ => writeln!(out, "time range   (no events)")?,
     }
@@ -92,11 +100,19 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         out,
         "config       ports {}  interfaces {}  snaplen {}  file data {}  buffer {}{}",
         join(&cfg.ports),
-        if cfg.interfaces.is_empty() { "-".into() } else { cfg.interfaces.join(",") },
+        if cfg.interfaces.is_empty() {
+            "-".into()
+        } else {
+            cfg.interfaces.join(",")
+        },
         cfg.snaplen,
         cfg.file_data_limit,
         cfg.buffer,
-        if cfg.socket_payload { "  socket payload" } else { "" }
+        if cfg.socket_payload {
+            "  socket payload"
+        } else {
+            ""
+        }
     )?;
     for p in &header.processes {
         writeln!(
@@ -108,7 +124,11 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         )?;
     }
     match reader.index_state() {
-        IndexState::Present => writeln!(out, "index        present, {} blocks", reader.blocks().len())?,
+        IndexState::Present => writeln!(
+            out,
+            "index        present, {} blocks",
+            reader.blocks().len()
+        )?,
         IndexState::Recovered { reason } => writeln!(
             out,
             "index        recovered ({reason}), {} blocks found by scanning",
@@ -164,14 +184,22 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             "  {addrs:<46} {:>7} segments {:>10}{}",
             c.segments,
             human_bytes(c.payload_bytes),
-            if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(" ")) }
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", flags.join(" "))
+            }
         )?;
     }
     writeln!(out, "files        {}", summary.files.len())?;
     for (path, f) in &summary.files {
         let mut parts = vec![];
         if f.writes > 0 {
-            parts.push(format!("{} writes {}", f.writes, human_bytes(f.bytes_written)));
+            parts.push(format!(
+                "{} writes {}",
+                f.writes,
+                human_bytes(f.bytes_written)
+            ));
         }
         if f.reads > 0 {
             parts.push(format!("{} reads {}", f.reads, human_bytes(f.bytes_read)));
@@ -198,7 +226,11 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
 }
 
 fn join(ports: &[u16]) -> String {
-    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn truncate(s: &str, n: usize) -> String {

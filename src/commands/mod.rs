@@ -54,7 +54,9 @@ fn record_command(_args: crate::cli::RecordArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Open a capture for reading, with a message that says what to do when it fails.
-pub(crate) fn open_capture(path: &std::path::Path) -> anyhow::Result<crate::capture::CaptureReader> {
+pub(crate) fn open_capture(
+    path: &std::path::Path,
+) -> anyhow::Result<crate::capture::CaptureReader> {
     let reader = crate::capture::CaptureReader::open(path)?;
     if let crate::capture::IndexState::Recovered { reason } = reader.index_state() {
         eprintln!(

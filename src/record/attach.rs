@@ -104,7 +104,12 @@ fn attach_clsact(prog: &ProgramMut<'_>, ifindex: i32, hook: Hook) -> Result<Mech
     let created_qdisc = match err {
         0 => true,
         e if -e == libc::EEXIST => false,
-        e => return Err(anyhow!("creating clsact qdisc: {}", std::io::Error::from_raw_os_error(-e))),
+        e => {
+            return Err(anyhow!(
+                "creating clsact qdisc: {}",
+                std::io::Error::from_raw_os_error(-e)
+            ))
+        }
     };
     let mut hook_obj = TcHookBuilder::new(prog.as_fd())
         .ifindex(ifindex)

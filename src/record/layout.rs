@@ -3,9 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::capture::{
-    Direction, Event, FileKind, FileRef, Packet, Syscall, SyscallKind, TcpFlags,
-};
+use crate::capture::{Direction, Event, FileKind, FileRef, Packet, Syscall, SyscallKind, TcpFlags};
 
 pub const ET_PACKET: u32 = 1;
 pub const ET_SYSCALL: u32 = 2;
@@ -99,13 +97,16 @@ fn parse_packet(raw: &[u8]) -> Result<Packet, LayoutError> {
             a.copy_from_slice(&raw[off..off + 16]);
             IpAddr::V6(Ipv6Addr::from(a))
         } else {
-            IpAddr::V4(Ipv4Addr::new(raw[off], raw[off + 1], raw[off + 2], raw[off + 3]))
+            IpAddr::V4(Ipv4Addr::new(
+                raw[off],
+                raw[off + 1],
+                raw[off + 2],
+                raw[off + 3],
+            ))
         }
     };
     let captured = u32_at(raw, pk::CAPTURED_LEN) as usize;
-    let end = PACKET_HEADER_LEN
-        .saturating_add(captured)
-        .min(raw.len());
+    let end = PACKET_HEADER_LEN.saturating_add(captured).min(raw.len());
     Ok(Packet {
         ts_ns: u64_at(raw, pk::TS),
         ifindex: u32_at(raw, pk::IFINDEX),
@@ -211,10 +212,30 @@ mod tests {
         let rodata = open.maps.rodata_data.as_deref().unwrap();
         assert_eq!(rodata.packet_header_size as usize, PACKET_HEADER_LEN);
         assert_eq!(rodata.syscall_header_size as usize, SYSCALL_HEADER_LEN);
-        let packet = [pk::TS, pk::SPORT, pk::SEQ, pk::WINDOW, pk::PAYLOAD_LEN, pk::CAPTURED_LEN, pk::SADDR, pk::DADDR];
+        let packet = [
+            pk::TS,
+            pk::SPORT,
+            pk::SEQ,
+            pk::WINDOW,
+            pk::PAYLOAD_LEN,
+            pk::CAPTURED_LEN,
+            pk::SADDR,
+            pk::DADDR,
+        ];
         let compiled: Vec<usize> = rodata.packet_offsets.iter().map(|&o| o as usize).collect();
         assert_eq!(compiled, packet);
-        let syscall = [sc::ENTER, sc::PID, sc::FD, sc::FILE_KIND, sc::RET, sc::OFFSET, sc::REQUESTED, sc::LPORT, sc::DATA_LEN, NAMES_OFFSET];
+        let syscall = [
+            sc::ENTER,
+            sc::PID,
+            sc::FD,
+            sc::FILE_KIND,
+            sc::RET,
+            sc::OFFSET,
+            sc::REQUESTED,
+            sc::LPORT,
+            sc::DATA_LEN,
+            NAMES_OFFSET,
+        ];
         let compiled: Vec<usize> = rodata.syscall_offsets.iter().map(|&o| o as usize).collect();
         assert_eq!(compiled, syscall);
     }
@@ -246,11 +267,19 @@ mod tests {
 
     #[test]
     fn wal_write_path_is_joined_outermost_first() {
-        let raw = syscall_raw(0, FILE_DATA, &["0000000000000000-0000000000000000.wal", "wal", "member"], b"abc");
+        let raw = syscall_raw(
+            0,
+            FILE_DATA,
+            &["0000000000000000-0000000000000000.wal", "wal", "member"],
+            b"abc",
+        );
         let Event::Syscall(s) = parse(&raw).unwrap() else {
             panic!("not a syscall")
         };
-        assert_eq!(s.file.path, "member/wal/0000000000000000-0000000000000000.wal");
+        assert_eq!(
+            s.file.path,
+            "member/wal/0000000000000000-0000000000000000.wal"
+        );
         assert_eq!(s.file.kind, FileKind::Wal);
         assert_eq!(s.offset, Some(4096));
         assert_eq!(s.data, b"abc");

@@ -23,9 +23,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, ProgramAttachType};
 
-use crate::capture::{
-    Event, Header, InterfaceInfo, Loss, LossSource, ProcessInfo, RecordConfig,
-};
+use crate::capture::{Event, Header, InterfaceInfo, Loss, LossSource, ProcessInfo, RecordConfig};
 use attach::{Hook, TcAttachment};
 pub use options::{BufferKind, RecordOptions};
 use sink::{SinkMessage, SinkSummary};
@@ -111,7 +109,10 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     };
     let mut data_dirs: Vec<std::path::PathBuf> = match &opts.data_dir {
         Some(d) => vec![d.clone()],
-        None => processes.iter().filter_map(|p| p.data_dir.clone()).collect(),
+        None => processes
+            .iter()
+            .filter_map(|p| p.data_dir.clone())
+            .collect(),
     };
     data_dirs.sort();
     data_dirs.dedup();
@@ -122,7 +123,10 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         None => None,
     };
     if _netns.is_some() {
-        eprintln!("attaching in the network namespace of etcd pid {}", processes[0].pid);
+        eprintln!(
+            "attaching in the network namespace of etcd pid {}",
+            processes[0].pid
+        );
     }
     let all_ifaces = system::interfaces()?;
     let ifaces: Vec<system::Interface> = if opts.interfaces.is_empty() {
@@ -138,7 +142,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
                     .with_context(|| {
                         format!(
                             "no interface named {name:?} here (have: {})",
-                            all_ifaces.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                            all_ifaces
+                                .iter()
+                                .map(|i| i.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )
                     })
             })
@@ -155,7 +163,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     }
 
     // Open, configure, load.
-    let stats_fd = if opts.stats { Some(enable_stats()?) } else { None };
+    let stats_fd = if opts.stats {
+        Some(enable_stats()?)
+    } else {
+        None
+    };
     let mut object = MaybeUninit::uninit();
     let mut open = EtcdTraceSkelBuilder::default()
         .open(&mut object)
@@ -178,8 +190,12 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     } else {
         open.maps.events.set_autocreate(false)?;
     }
-    open.progs.tc_ingress.set_attach_type(ProgramAttachType::TcxIngress);
-    open.progs.tc_egress.set_attach_type(ProgramAttachType::TcxEgress);
+    open.progs
+        .tc_ingress
+        .set_attach_type(ProgramAttachType::TcxIngress);
+    open.progs
+        .tc_egress
+        .set_attach_type(ProgramAttachType::TcxEgress);
     if !opts.trace_syscalls {
         for mut prog in open.open_object_mut().progs_mut() {
             if is_tracepoint(prog.section()) {
@@ -196,7 +212,9 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             .update(&p.pid.to_ne_bytes(), &[1], MapFlags::ANY)?;
     }
     for port in &opts.ports {
-        skel.maps.ports.update(&port.to_ne_bytes(), &[1], MapFlags::ANY)?;
+        skel.maps
+            .ports
+            .update(&port.to_ne_bytes(), &[1], MapFlags::ANY)?;
     }
     for dir in &data_dirs {
         match std::fs::metadata(dir) {
@@ -213,9 +231,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         }
     }
     for i in &ifaces {
-        skel.maps
-            .l2_len
-            .update(&i.ifindex.to_ne_bytes(), &i.l2_len.to_ne_bytes(), MapFlags::ANY)?;
+        skel.maps.l2_len.update(
+            &i.ifindex.to_ne_bytes(),
+            &i.l2_len.to_ne_bytes(),
+            MapFlags::ANY,
+        )?;
     }
 
     // The capture file, before attaching, so a bad path fails early.
@@ -270,9 +290,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     if opts.trace_syscalls {
         for prog in skel.object().progs_mut() {
             if is_tracepoint(prog.section()) {
-                links.push(prog.attach().with_context(|| {
-                    format!("attaching tracepoint program {:?}", prog.name())
-                })?);
+                links.push(
+                    prog.attach().with_context(|| {
+                        format!("attaching tracepoint program {:?}", prog.name())
+                    })?,
+                );
             }
         }
     }
@@ -290,7 +312,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         .collect();
     eprintln!(
         "recording ports {} on {} into {}",
-        opts.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
+        opts.ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         attachments.join(", "),
         opts.output.display()
     );
@@ -321,7 +347,9 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
                 return Ok(());
             }
             buffer.poll(Duration::from_millis(100))?;
-            if state.borrow().batch.len() >= BATCH || last_flush.elapsed() >= Duration::from_millis(250) {
+            if state.borrow().batch.len() >= BATCH
+                || last_flush.elapsed() >= Duration::from_millis(250)
+            {
                 send_batch(&state, &tx)?;
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {
@@ -360,7 +388,10 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let lost = read_counter(&skel, COUNTER_LOST)? + state.borrow().perf_lost;
     let st = state.borrow();
     if let Some(e) = &st.first_error {
-        eprintln!("warning: {} raw events could not be parsed (first: {e})", st.malformed);
+        eprintln!(
+            "warning: {} raw events could not be parsed (first: {e})",
+            st.malformed
+        );
     }
     let program_stats = if stats_fd.is_some() {
         program_stats(&skel)
@@ -396,7 +427,10 @@ fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
     }
 }
 
-fn send_batch(state: &Rc<RefCell<DrainState>>, tx: &std::sync::mpsc::SyncSender<SinkMessage>) -> Result<()> {
+fn send_batch(
+    state: &Rc<RefCell<DrainState>>,
+    tx: &std::sync::mpsc::SyncSender<SinkMessage>,
+) -> Result<()> {
     let batch = std::mem::take(&mut state.borrow_mut().batch);
     if !batch.is_empty() {
         tx.send(SinkMessage::Events(batch))
@@ -514,11 +548,7 @@ fn program_stats(skel: &EtcdTraceSkel<'_>) -> Vec<ProgramStats> {
             use std::os::fd::AsRawFd;
             // SAFETY: info is a correctly sized, owned struct.
             let rc = unsafe {
-                libbpf_sys::bpf_prog_get_info_by_fd(
-                    prog.as_fd().as_raw_fd(),
-                    &mut info,
-                    &mut len,
-                )
+                libbpf_sys::bpf_prog_get_info_by_fd(prog.as_fd().as_raw_fd(), &mut info, &mut len)
             };
             (rc == 0 && info.run_cnt > 0).then(|| ProgramStats {
                 name: prog.name().to_string_lossy().into_owned(),

@@ -81,7 +81,10 @@ impl RecordOptions {
 
     pub fn validate(&mut self) -> Result<()> {
         if self.snaplen > MAX_SNAPLEN {
-            bail!("--snaplen {} is above the maximum of {MAX_SNAPLEN}", self.snaplen);
+            bail!(
+                "--snaplen {} is above the maximum of {MAX_SNAPLEN}",
+                self.snaplen
+            );
         }
         if self.file_data_limit > MAX_FILE_DATA {
             bail!(
@@ -103,7 +106,10 @@ impl RecordOptions {
             bail!("--keep only makes sense with --rotate-size or --rotate-time");
         }
         if !self.buffer_mb.is_power_of_two() {
-            bail!("--buffer-mb must be a power of two (the ring buffer size), got {}", self.buffer_mb);
+            bail!(
+                "--buffer-mb must be a power of two (the ring buffer size), got {}",
+                self.buffer_mb
+            );
         }
         Ok(())
     }

@@ -200,6 +200,9 @@ mod tests {
             rotated_path(Path::new("/tmp/cap.etr"), 3),
             PathBuf::from("/tmp/cap-0003.etr")
         );
-        assert_eq!(rotated_path(Path::new("cap"), 12), PathBuf::from("cap-0012"));
+        assert_eq!(
+            rotated_path(Path::new("cap"), 12),
+            PathBuf::from("cap-0012")
+        );
     }
 }

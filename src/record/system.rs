@@ -89,7 +89,11 @@ pub fn find_etcd_processes() -> Result<Vec<EtcdProcess>> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc").context("reading /proc")? {
         let Ok(entry) = entry else { continue };
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
@@ -125,7 +129,10 @@ pub fn interfaces() -> Result<Vec<Interface>> {
     // SAFETY: socket(2) with constant arguments; the fd is owned below.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
-        bail!("socket for interface queries: {}", std::io::Error::last_os_error());
+        bail!(
+            "socket for interface queries: {}",
+            std::io::Error::last_os_error()
+        );
     }
     // SAFETY: raw is a fresh, valid fd.
     let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
@@ -149,7 +156,11 @@ pub fn interfaces() -> Result<Vec<Interface>> {
             .into_owned();
         // SAFETY: ifreq is plain data; the ioctls fill it.
         let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        for (dst, src) in req
+            .ifr_name
+            .iter_mut()
+            .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+        {
             *dst = src as libc::c_char;
         }
         // SAFETY: a valid socket and ifreq.
@@ -161,11 +172,12 @@ pub fn interfaces() -> Result<Vec<Interface>> {
         };
         // SAFETY: as above; SIOCGIFHWADDR fills the hardware address, whose family is
         // the ARPHRD link type.
-        let link_type = if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } == 0 {
-            unsafe { req.ifr_ifru.ifru_hwaddr.sa_family }
-        } else {
-            ARPHRD_ETHER
-        };
+        let link_type =
+            if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req) } == 0 {
+                unsafe { req.ifr_ifru.ifru_hwaddr.sa_family }
+            } else {
+                ARPHRD_ETHER
+            };
         out.push(Interface {
             name,
             ifindex: entry.if_index,
@@ -203,8 +215,8 @@ pub fn enter_netns_of(pid: u32) -> Result<Option<NetnsGuard>> {
     if netns_inode(&theirs) == netns_inode("/proc/thread-self/ns/net") {
         return Ok(None);
     }
-    let original = fs::File::open("/proc/thread-self/ns/net")
-        .context("opening our network namespace")?;
+    let original =
+        fs::File::open("/proc/thread-self/ns/net").context("opening our network namespace")?;
     let target = fs::File::open(&theirs)
         .with_context(|| format!("opening the network namespace of pid {pid}"))?;
     use std::os::fd::AsRawFd;
@@ -380,7 +392,10 @@ mod tests {
             Some("rel")
         );
         assert_eq!(data_dir_arg(&args(&["etcd", "--name", "n"])), None);
-        assert_eq!(flag_value(&args(&["etcd", "--name", "n"]), "name").as_deref(), Some("n"));
+        assert_eq!(
+            flag_value(&args(&["etcd", "--name", "n"]), "name").as_deref(),
+            Some("n")
+        );
     }
 
     #[test]

@@ -14,7 +14,10 @@ pub fn bin() -> PathBuf {
 
 /// Run the binary with arguments.
 pub fn etcd_trace(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("running etcd-trace")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("running etcd-trace")
 }
 
 pub fn stdout(o: &Output) -> String {
