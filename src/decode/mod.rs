@@ -3,5 +3,6 @@
 //! "incomplete" or error results, never panics, and never allocates from a length field
 //! without a bound.
 
+pub mod grpc;
 pub mod http2;
 pub mod tcp;
