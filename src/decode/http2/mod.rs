@@ -4,6 +4,7 @@
 //! DATA bytes, resynchronising after lost bytes. HPACK decoding of header blocks lives in
 //! `decode::hpack`; this layer only delimits them.
 
+pub mod connection;
 pub mod continuation;
 pub mod data;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod settings;
 pub mod stream;
 pub mod window_update;
 
+pub use connection::Http2Connection;
 pub use continuation::{parse_continuation, ContinuationFrame};
 pub use data::{parse_data, DataFrame};
 pub use error::FrameError;
