@@ -3,4 +3,7 @@
 //! "incomplete" or error results, never panics, and never allocates from a length field
 //! without a bound.
 
+pub mod grpc;
 pub mod hpack;
+pub mod http2;
+pub mod tcp;
