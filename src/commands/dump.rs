@@ -68,7 +68,7 @@ fn write_text(
         Event::Packet(p) => {
             writeln!(
                 out,
-                "packet  {} {:?} {} > {} [{}] seq {} ack {} win {} len {}{} {}",
+                "packet  {} {:?} {} > {} [{}] seq {} ack {} win {} len {}{}{}",
                 header.interface_name(p.ifindex).unwrap_or("?"),
                 p.direction,
                 p.src,
@@ -94,7 +94,7 @@ fn write_text(
             };
             writeln!(
                 out,
-                "syscall pid {}/{} {} fd {} {}{} req {} ret {} dur {}{} {}",
+                "syscall pid {}/{} {} fd {} {}{} req {} ret {} dur {}{}{}",
                 s.pid,
                 s.tid,
                 s.call.name(),

@@ -31,13 +31,14 @@ pub fn human_duration_ns(ns: u64) -> String {
     }
 }
 
-/// `| 0a 03 66 6f …` — the first `max` bytes as hex, for text output.
+/// ` | 0a 03 66 6f …` — the first `max` bytes as hex, for text output (empty when
+/// there are none, so lines carry no trailing space).
 pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
     if bytes.is_empty() || max == 0 {
         return String::new();
     }
     let mut s = String::with_capacity(2 + 3 * max.min(bytes.len()) + 2);
-    s.push('|');
+    s.push_str(" |");
     for b in bytes.iter().take(max) {
         s.push_str(&format!(" {b:02x}"));
     }
@@ -84,6 +85,7 @@ mod tests {
         assert_eq!(human_bytes(1500), "1.5 KB");
         assert_eq!(human_duration_ns(250_000), "250.0 µs");
         assert_eq!(human_duration_ns(41_000_000), "41.00 ms");
-        assert_eq!(hex_prefix(&[0, 0xab, 1], 2), "| 00 ab …");
+        assert_eq!(hex_prefix(&[0, 0xab, 1], 2), " | 00 ab …");
+        assert_eq!(hex_prefix(&[], 2), "");
     }
 }
