@@ -2,3 +2,6 @@
 //! gRPC framing, etcd protobuf, WAL records. Each takes borrowed bytes, returns explicit
 //! "incomplete" or error results, never panics, and never allocates from a length field
 //! without a bound.
+
+pub mod etcdpb;
+pub mod wal;
