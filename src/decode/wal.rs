@@ -111,6 +111,10 @@ pub enum WalError {
         kind: &'static str,
         source: prost::DecodeError,
     },
+    /// The record failed to decode and part of it is an all-zero disk sector: the write
+    /// was torn (a crash mid-write), which etcd treats as the end of the log.
+    #[error("torn write: all-zero sector at offset {sector_offset} inside the record")]
+    TornWrite { sector_offset: u64 },
     /// A payload was asked for from a record of another kind.
     #[error("{wanted} asked of a {found} record")]
     WrongKind {
@@ -735,6 +739,11 @@ enum SyncState {
 ///   next candidate.
 /// - a write before the decoded position is a rewrite ([`WalEvent::Rewind`]): decoding
 ///   restarts there when it is a remembered record boundary, else as a candidate.
+///
+/// A record that fails to decode, or fails its CRC over an all-zero 512-byte sector
+/// (a torn write, as etcd's decoder calls it), ends the synced run with a
+/// [`WalEvent::Error`]; a CRC mismatch alone is reported on the record (`crc_ok`) and
+/// decoding goes on.
 #[derive(Debug, Clone)]
 pub struct WalStream {
     state: SyncState,
@@ -940,6 +949,19 @@ impl WalStream {
                     if self.state == SyncState::Synced {
                         let before = self.crc.current();
                         let crc_ok = self.crc.feed(&record);
+                        // A CRC mismatch over an all-zero sector is a torn write: etcd
+                        // treats it as the end of the log, and so do we.
+                        let torn = if crc_ok == Some(false) {
+                            zero_sector(rest, offset)
+                        } else {
+                            None
+                        };
+                        if let Some(sector_offset) = torn {
+                            self.crc = WalCrc { running: before };
+                            self.fail_synced(offset, WalError::TornWrite { sector_offset }, events);
+                            pos = 0;
+                            continue;
+                        }
                         self.remember_boundary(offset, before);
                         events.push(WalEvent::Record(WalRecordAt {
                             offset,
@@ -996,16 +1018,15 @@ impl WalStream {
                 }
                 Err(error) => {
                     if self.state == SyncState::Synced {
-                        let end = self.buf_start.saturating_add(self.buf.len() as u64);
-                        events.push(WalEvent::Error { offset, error });
-                        events.push(WalEvent::Skipped {
-                            start: offset,
-                            end,
-                            reason: SkipReason::AfterError,
-                        });
-                        self.buf.clear();
+                        let error = match error {
+                            WalError::Record(_) => zero_sector(rest, offset)
+                                .map_or(error, |sector_offset| WalError::TornWrite {
+                                    sector_offset,
+                                }),
+                            other => other,
+                        };
+                        self.fail_synced(offset, error, events);
                         pos = 0;
-                        self.state = SyncState::Unsynced;
                     } else {
                         self.consume(pos);
                         pos = 0;
@@ -1017,12 +1038,50 @@ impl WalStream {
         self.consume(pos);
     }
 
+    /// Reports a record that failed while synced, skips the rest of what is buffered,
+    /// and waits for a new candidate boundary.
+    fn fail_synced(&mut self, offset: u64, error: WalError, events: &mut Vec<WalEvent>) {
+        let end = self.buf_start.saturating_add(self.buf.len() as u64);
+        events.push(WalEvent::Error { offset, error });
+        events.push(WalEvent::Skipped {
+            start: offset,
+            end,
+            reason: SkipReason::AfterError,
+        });
+        self.buf.clear();
+        self.state = SyncState::Unsynced;
+    }
+
     /// Drops the first `used` buffered bytes (decoded records).
     fn consume(&mut self, used: usize) {
         let used = used.min(self.buf.len());
         self.buf.drain(..used);
         self.buf_start = self.buf_start.saturating_add(used as u64);
     }
+}
+
+/// The sector size etcd's torn-write check assumes.
+const SECTOR_BYTES: u64 = 512;
+
+/// Finds an all-zero sector-aligned chunk in the data of the frame at the start of
+/// `frame` (which begins at file offset `offset`), as etcd's torn-write check does.
+fn zero_sector(frame: &[u8], offset: u64) -> Option<u64> {
+    let word = u64::from_le_bytes(*frame.first_chunk::<FRAME_HEADER_BYTES>()?);
+    let (len, pad) = decode_length_word(word).ok()?;
+    let end = usize::try_from(FRAME_HEADER_BYTES as u64 + len + pad).ok()?;
+    let mut data = frame.get(FRAME_HEADER_BYTES..end)?;
+    let mut file_off = offset.saturating_add(FRAME_HEADER_BYTES as u64);
+    while !data.is_empty() {
+        let room = SECTOR_BYTES - file_off % SECTOR_BYTES;
+        let take = usize::try_from(room).unwrap_or(usize::MAX).min(data.len());
+        let (chunk, rest) = data.split_at(take);
+        if chunk.iter().all(|&b| b == 0) {
+            return Some(file_off);
+        }
+        file_off = file_off.saturating_add(take as u64);
+        data = rest;
+    }
+    None
 }
 
 /// Whether a record parsed at a candidate boundary looks like one etcd wrote: a known
@@ -1489,6 +1548,52 @@ mod tests {
         let got: Vec<u64> = records_of(&events).iter().map(|r| r.offset).collect();
         let want: Vec<u64> = offsets[..4].iter().chain(&offsets[8..]).copied().collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn torn_write_is_recognised() {
+        let (file, offsets) = sample_file();
+        let mut enc = WalEncoder::new(decode_wal_file(&file).records.last().unwrap().record.crc);
+        let big = enc.record(
+            WalRecordKind::Entry,
+            &put_entry(2, 7, b"big", &vec![b'x'; 2000]),
+        );
+        let mut torn = file.clone();
+        torn.extend_from_slice(&big);
+        // The crash left the record's second half as zeros (sectors never written).
+        let half = file.len() + big.len() / 2;
+        torn[half..].fill(0);
+        let decoded = decode_wal_file(&torn);
+        assert_eq!(decoded.records.len(), offsets.len());
+        assert!(
+            matches!(
+                decoded.errors.as_slice(),
+                [(off, WalError::TornWrite { .. })] if *off == file.len() as u64
+            ),
+            "{:?}",
+            decoded.errors
+        );
+    }
+
+    #[test]
+    fn torn_write_with_only_the_length_word_is_recognised() {
+        let (file, offsets) = sample_file();
+        let mut enc = WalEncoder::new(decode_wal_file(&file).records.last().unwrap().record.crc);
+        let next = enc.record(WalRecordKind::State, &hard_state(2, 9));
+        let mut torn = file.clone();
+        torn.extend_from_slice(&next[..8]);
+        torn.resize(file.len() + next.len(), 0);
+        let decoded = decode_wal_file(&torn);
+        assert_eq!(decoded.records.len(), offsets.len());
+        assert_eq!(
+            decoded.errors,
+            vec![(
+                file.len() as u64,
+                WalError::TornWrite {
+                    sector_offset: file.len() as u64 + 8
+                }
+            )]
+        );
     }
 
     #[test]

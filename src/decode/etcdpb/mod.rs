@@ -79,6 +79,10 @@ pub struct MethodInfo {
     /// True when the method can change cluster state (keys, leases, members, users,
     /// alarms, leadership); read-only methods are false.
     pub mutating: bool,
+    /// The request message type, e.g. `etcdserverpb.PutRequest`.
+    pub request_type: &'static str,
+    /// The response message type, e.g. `etcdserverpb.PutResponse`.
+    pub response_type: &'static str,
 }
 
 /// Why a gRPC message body could not be decoded.
@@ -138,11 +142,17 @@ macro_rules! etcd_registry {
             )*
         }
 
+        /// The fully qualified protobuf name of each message type.
+        #[allow(non_upper_case_globals)]
+        mod type_names {
+            $(pub(super) const $ty: &str = concat!($pkg, ".", stringify!($ty));)*
+        }
+
         impl EtcdMessage {
             /// The fully qualified protobuf type name, e.g. `etcdserverpb.PutRequest`.
             pub fn type_name(&self) -> &'static str {
                 match self {
-                    $(EtcdMessage::$ty(_) => concat!($pkg, ".", stringify!($ty)),)*
+                    $(EtcdMessage::$ty(_) => type_names::$ty,)*
                 }
             }
 
@@ -171,6 +181,8 @@ macro_rules! etcd_registry {
                 method: $method,
                 kind: StreamKind::$kind,
                 mutating: $mutating,
+                request_type: type_names::$req,
+                response_type: type_names::$resp,
             },)*
         ];
 

@@ -32,8 +32,14 @@ fn registry_lists_every_service() {
         assert_eq!(m.path, format!("/{}/{}", m.service, m.method));
         assert_eq!(method(m.path), Some(m));
         // Every method decodes an empty body (all fields default) both ways.
-        decode_request(m.path, &[]).unwrap();
-        decode_response(m.path, &[]).unwrap();
+        assert_eq!(
+            decode_request(m.path, &[]).unwrap().type_name(),
+            m.request_type
+        );
+        assert_eq!(
+            decode_response(m.path, &[]).unwrap().type_name(),
+            m.response_type
+        );
     }
     let services: std::collections::BTreeSet<_> = METHODS.iter().map(|m| m.service).collect();
     assert_eq!(
@@ -61,6 +67,11 @@ fn registry_lists_every_service() {
     assert!(method("/etcdserverpb.KV/Put").unwrap().mutating);
     assert!(!method("/etcdserverpb.KV/Range").unwrap().mutating);
     assert_eq!(METHODS.len(), 51);
+    let observe = method("/v3electionpb.Election/Observe").unwrap();
+    assert_eq!(observe.request_type, "v3electionpb.LeaderRequest");
+    assert_eq!(observe.response_type, "v3electionpb.LeaderResponse");
+    let hash_kv = method("/etcdserverpb.Maintenance/HashKV").unwrap();
+    assert_eq!(hash_kv.response_type, "etcdserverpb.HashKVResponse");
 }
 
 #[test]
