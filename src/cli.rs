@@ -28,6 +28,7 @@ pub enum Command {
     Record(RecordArgs),
     Info(InfoArgs),
     Dump(DumpArgs),
+    Wal(WalArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -153,6 +154,25 @@ pub struct DumpArgs {
     /// Text output: show at most this many payload bytes per event.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_bytes: usize,
+}
+
+/// Print the WAL records etcd wrote during the capture, decoded from its captured writes.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace wal incident.etr                 # entries: term, index, type, request\n  \
+etcd-trace wal incident.etr --all           # also HardState and other records\n  \
+etcd-trace wal incident.etr --format json | jq 'select(.detail.request.op == \"put\")'\n\n\
+Entries are shown as etcd-dump-logs shows them, with the time of the write that carried \
+them. Only what the recorder kept of each write can be decoded (--file-data at record \
+time, 4096 bytes by default); what could not be decoded is said on stderr.")]
+pub struct WalArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Show every record (HardState, crc, metadata), not only entries.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Start a private etcd on loopback, record a short workload, and show the capture.

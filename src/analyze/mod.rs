@@ -2,3 +2,4 @@
 //! size (state grows with connections and files, not with events).
 
 pub mod summary;
+pub mod wal_log;

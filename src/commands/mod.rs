@@ -9,6 +9,7 @@ mod info;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
 pub mod timespec;
+mod wal;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,7 @@ pub fn main() -> ExitCode {
         Command::Record(args) => record_command(args),
         Command::Info(args) => info::run(args),
         Command::Dump(args) => dump::run(args),
+        Command::Wal(args) => wal::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     };
