@@ -1,5 +1,7 @@
-//! Formatting shared by the subcommands: sizes, durations, hex, and progress bars that
+//! Output: formatting shared by the subcommands: sizes, durations, hex, and progress bars that
 //! show on a terminal and stay quiet when piped.
+
+pub mod perfetto;
 
 use std::io::IsTerminal;
 use std::time::Duration;
