@@ -326,6 +326,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let status = StatusLine::new(opts.status_line);
     let mut last_lost = 0u64;
     let mut last_flush = Instant::now();
+    let mut last_send = Instant::now();
     let mut last_status = Instant::now();
     let mut last_received = 0u64;
 
@@ -348,9 +349,10 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             }
             buffer.poll(Duration::from_millis(100))?;
             if state.borrow().batch.len() >= BATCH
-                || last_flush.elapsed() >= Duration::from_millis(250)
+                || last_send.elapsed() >= Duration::from_millis(250)
             {
                 send_batch(&state, &tx)?;
+                last_send = Instant::now();
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {
                 let lost = read_counter(&skel, COUNTER_LOST)?;
