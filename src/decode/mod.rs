@@ -3,7 +3,9 @@
 //! "incomplete" or error results, never panics, and never allocates from a length field
 //! without a bound.
 
+pub mod etcdpb;
 pub mod grpc;
 pub mod hpack;
 pub mod http2;
 pub mod tcp;
+pub mod wal;
