@@ -799,27 +799,32 @@ impl WalStream {
     pub fn push(&mut self, offset: u64, bytes: &[u8]) -> Vec<WalEvent> {
         let mut events = Vec::new();
         let end = offset.saturating_add(bytes.len() as u64);
-        match self.seen_end {
-            None if offset > 0 => events.push(WalEvent::Gap {
+        let gap = match self.seen_end {
+            None if offset > 0 => Some(WalEvent::Gap {
                 start: 0,
                 end: offset,
             }),
-            Some(seen) if offset > seen => events.push(WalEvent::Gap {
+            Some(seen) if offset > seen => Some(WalEvent::Gap {
                 start: seen,
                 end: offset,
             }),
-            _ => {}
-        }
+            _ => None,
+        };
         self.seen_end = Some(self.seen_end.map_or(end, |seen| seen.max(end)));
 
         match self.state {
-            SyncState::Unsynced => self.start_fresh(offset, bytes, &mut events),
+            SyncState::Unsynced => {
+                events.extend(gap);
+                self.start_fresh(offset, bytes, &mut events);
+            }
             SyncState::Synced | SyncState::Candidate => {
                 let expected = self.buf_start.saturating_add(self.buf.len() as u64);
                 if offset == expected {
                     self.buf.extend_from_slice(bytes);
                 } else if offset > expected {
+                    // What was lost comes before the gap in file order.
                     self.abandon(&mut events);
+                    events.extend(gap);
                     self.start_fresh(offset, bytes, &mut events);
                 } else if offset >= self.buf_start {
                     // Rewriting the not-yet-decoded tail: keep what precedes it.

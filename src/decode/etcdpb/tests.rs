@@ -664,3 +664,31 @@ fn raft_internal_request_summary_and_v2_fallback() {
     );
     assert_eq!(InternalRaftRequest::default().op_name(), "empty");
 }
+
+#[test]
+fn deeply_nested_txn_is_refused_not_overflowed() {
+    // Build the bytes by hand, inside out, so the test itself does not recurse.
+    let mut inner = PutRequest {
+        key: b"k".to_vec(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // RequestOp{request_put} once, then alternate TxnRequest{success} / RequestOp{request_txn}.
+    let wrap = |tag: u32, body: &[u8]| {
+        let mut out = Vec::new();
+        prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        out.extend_from_slice(body);
+        out
+    };
+    inner = wrap(2, &inner); // RequestOp.request_put
+    for _ in 0..200 {
+        inner = wrap(2, &inner); // TxnRequest.success
+        inner = wrap(4, &inner); // RequestOp.request_txn
+    }
+    let txn = wrap(2, &inner); // the outer TxnRequest.success
+    assert!(matches!(
+        decode_request("/etcdserverpb.KV/Txn", &txn),
+        Err(EtcdDecodeError::Malformed { .. })
+    ));
+}
