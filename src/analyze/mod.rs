@@ -1,4 +1,5 @@
 //! Analyses over a capture's events. Each streams: bounded memory whatever the capture's
 //! size (state grows with connections and files, not with events).
 
+pub mod rpc;
 pub mod summary;
