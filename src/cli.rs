@@ -28,6 +28,7 @@ pub enum Command {
     Record(RecordArgs),
     Info(InfoArgs),
     Dump(DumpArgs),
+    Replay(ReplayArgs),
     Wal(WalArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
@@ -154,6 +155,45 @@ pub struct DumpArgs {
     /// Text output: show at most this many payload bytes per event.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_bytes: usize,
+}
+
+/// Decode captured gRPC traffic into the etcd RPCs clients made, one line per RPC.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace replay incident.etr\n  \
+etcd-trace replay incident.etr --method 'Put' --key-prefix /registry/pods/\n  \
+etcd-trace replay incident.etr --method '*Lease*' --since 10s --until 20s\n  \
+etcd-trace replay incident.etr --client 10.0.0.7 --format json | jq .latency_ns\n\n\
+Unary calls give one record each; streaming calls (Watch, LeaseKeepAlive, ...) one per \
+message and one at the end, Snapshot one with its chunks counted. Calls on connections \
+that were open before recording began may have an unknown method: it is inferred only \
+when the messages fit exactly one method (marked `inferred`, and `?` in text). Passwords \
+and auth tokens are redacted unless --show-secrets is given. Text output ends with a \
+completeness summary.")]
+pub struct ReplayArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Only RPCs that started at or after this time (offset from start, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only RPCs that started before this time (offset from start, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only RPCs from this client (`IP` or `IP:PORT`).
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<String>,
+    /// Only methods matching this glob (`*`, `?`), against the full path
+    /// (`/etcdserverpb.KV/Put`) or the short name (`Put`).
+    #[arg(long, value_name = "GLOB")]
+    pub method: Option<String>,
+    /// Only RPCs whose key starts with this prefix.
+    #[arg(long, value_name = "PREFIX")]
+    pub key_prefix: Option<String>,
+    /// Show passwords and auth tokens instead of redacting them.
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 /// Print the WAL records etcd wrote during the capture, decoded from its captured writes.

@@ -3,5 +3,6 @@
 
 pub mod disk;
 pub mod histogram;
+pub mod rpc;
 pub mod summary;
 pub mod wal_log;

@@ -8,6 +8,7 @@ mod dump;
 mod info;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
+mod replay;
 pub mod timespec;
 mod wal;
 
@@ -24,6 +25,7 @@ pub fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Wal(args) => wal::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     };

@@ -1,0 +1,426 @@
+//! The pipeline from hand-built packets: a connection seen from its handshake, one open
+//! before recording began (HPACK entries unknown, methods inferred), and random bytes.
+
+use std::net::SocketAddr;
+
+use prost::Message;
+
+use super::*;
+use crate::capture::{Direction, Packet, TcpFlags};
+use crate::decode::etcdpb::{self as pb};
+
+fn client() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+fn server() -> SocketAddr {
+    "127.0.0.1:2379".parse().unwrap()
+}
+
+/// Writes both directions of one connection as packets.
+struct Wire {
+    seq: [u32; 2],
+    ts: u64,
+    packets: Vec<Event>,
+}
+
+impl Wire {
+    fn new(handshake: bool) -> Wire {
+        let mut w = Wire {
+            seq: [1000, 5000],
+            ts: 1_000_000,
+            packets: Vec::new(),
+        };
+        if handshake {
+            w.raw(true, TcpFlags::SYN, &[], 1);
+            w.raw(false, TcpFlags::SYN | TcpFlags::ACK, &[], 1);
+        }
+        w
+    }
+
+    fn raw(&mut self, c2s: bool, flags: u8, payload: &[u8], advance: u32) {
+        let i = usize::from(!c2s);
+        let (src, dst) = if c2s {
+            (client(), server())
+        } else {
+            (server(), client())
+        };
+        self.ts += 10_000;
+        self.packets.push(Event::Packet(Packet {
+            ts_ns: self.ts,
+            ifindex: 1,
+            direction: Direction::Egress,
+            src,
+            dst,
+            seq: self.seq[i],
+            ack: self.seq[1 - i],
+            flags: TcpFlags(flags),
+            window: 65535,
+            payload_len: payload.len() as u32,
+            payload: payload.to_vec(),
+        }));
+        self.seq[i] = self.seq[i].wrapping_add(payload.len() as u32 + advance);
+    }
+
+    fn send(&mut self, c2s: bool, payload: &[u8]) {
+        self.raw(c2s, TcpFlags::ACK | TcpFlags::PSH, payload, 0);
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// HPACK literal with incremental indexing and a literal name (no Huffman).
+fn lit(name: &str, value: &str) -> Vec<u8> {
+    let mut b = vec![0x40, name.len() as u8];
+    b.extend_from_slice(name.as_bytes());
+    b.push(value.len() as u8);
+    b.extend_from_slice(value.as_bytes());
+    b
+}
+
+fn grpc(msg: &[u8]) -> Vec<u8> {
+    let mut b = vec![0];
+    b.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    b.extend_from_slice(msg);
+    b
+}
+
+const HEADERS: u8 = 1;
+const DATA: u8 = 0;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+
+fn header() -> Option<pb::ResponseHeader> {
+    Some(pb::ResponseHeader {
+        cluster_id: 1,
+        member_id: 2,
+        revision: 7,
+        raft_term: 2,
+    })
+}
+
+/// A unary call on `stream` with the given request header block.
+fn unary(w: &mut Wire, stream: u32, block: &[u8], req: &[u8], resp: &[u8], status: &str) {
+    let mut c = frame(HEADERS, END_HEADERS, stream, block);
+    c.extend(frame(DATA, END_STREAM, stream, &grpc(req)));
+    w.send(true, &c);
+    let mut s = frame(HEADERS, END_HEADERS, stream, &[0x88]); // :status 200
+    s.extend(frame(DATA, 0, stream, &grpc(resp)));
+    s.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        stream,
+        &lit("grpc-status", status),
+    ));
+    w.send(false, &s);
+}
+
+fn run(w: &Wire) -> (Vec<RpcCall>, RpcStats) {
+    let mut d = RpcDecoder::new(vec![2379]);
+    let mut out = Vec::new();
+    for e in &w.packets {
+        d.push(e, &mut out);
+    }
+    d.finish(&mut out);
+    (out, d.stats().clone())
+}
+
+#[test]
+fn a_put_and_a_watch_from_the_handshake_on() {
+    let mut w = Wire::new(true);
+    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    pre.extend(frame(4, 0, 0, &[]));
+    w.send(true, &pre);
+    w.send(false, &frame(4, 0, 0, &[]));
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    block.extend(lit(":path", "/etcdserverpb.KV/Put"));
+    block.extend(lit("token", "s3cr3t-token"));
+    let put = pb::PutRequest {
+        key: b"foo".to_vec(),
+        value: b"bar".to_vec(),
+        ..Default::default()
+    };
+    let resp = pb::PutResponse {
+        header: header(),
+        ..Default::default()
+    };
+    unary(
+        &mut w,
+        1,
+        &block,
+        &put.encode_to_vec(),
+        &resp.encode_to_vec(),
+        "0",
+    );
+
+    // A Watch: a create request, one response with an event, then the server ends it.
+    let mut block = vec![0x83, 0x86];
+    block.extend(lit(":path", "/etcdserverpb.Watch/Watch"));
+    w.send(true, &frame(HEADERS, END_HEADERS, 3, &block));
+    let create = pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+            pb::WatchCreateRequest {
+                key: b"/a/".to_vec(),
+                range_end: b"/a0".to_vec(),
+                ..Default::default()
+            },
+        )),
+    };
+    w.send(true, &frame(DATA, 0, 3, &grpc(&create.encode_to_vec())));
+    let created = pb::WatchResponse {
+        header: header(),
+        created: true,
+        ..Default::default()
+    };
+    let mut s = frame(HEADERS, END_HEADERS, 3, &[0x88]);
+    s.extend(frame(DATA, 0, 3, &grpc(&created.encode_to_vec())));
+    w.send(false, &s);
+    w.send(
+        false,
+        &frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            3,
+            &lit("grpc-status", "1"),
+        ),
+    );
+
+    let (calls, stats) = run(&w);
+    assert_eq!(stats.connections, 1);
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    let c = &calls[0];
+    assert_eq!(c.kind, RecordKind::Call);
+    assert_eq!(c.method.as_deref(), Some("/etcdserverpb.KV/Put"));
+    assert_eq!(c.status, Some(0));
+    assert_eq!(c.key.as_deref(), Some(&b"foo"[..]));
+    assert!(!c.inferred && !c.gaps);
+    assert_eq!(c.completeness(), Completeness::Full);
+    assert_eq!(
+        c.request,
+        Some(RpcBody::Message(EtcdMessage::PutRequest(put)))
+    );
+    assert!(c.latency_ns.is_some_and(|l| l > 0));
+    assert_eq!(c.token.as_deref(), Some("s3cr3t-token"));
+    let mut r = c.clone();
+    r.redact();
+    assert_eq!(r.token.as_deref(), Some(REDACTED));
+
+    assert_eq!(
+        calls[1].kind,
+        RecordKind::Message {
+            direction: MessageDirection::Request,
+            index: 0
+        }
+    );
+    assert_eq!(calls[1].key.as_deref(), Some(&b"/a/"[..]));
+    assert_eq!(
+        calls[2].kind,
+        RecordKind::Message {
+            direction: MessageDirection::Response,
+            index: 0
+        }
+    );
+    assert_eq!(
+        calls[3].kind,
+        RecordKind::StreamEnd {
+            requests: 1,
+            responses: 1
+        }
+    );
+    assert_eq!(calls[3].status, Some(1));
+    assert_eq!(
+        calls[3].method.as_deref(),
+        Some("/etcdserverpb.Watch/Watch")
+    );
+}
+
+#[test]
+fn a_connection_open_before_recording_gets_its_methods_inferred() {
+    let mut w = Wire::new(false);
+    // The :path (and :authority) come from dynamic entries we never saw.
+    let block = [0x83, 0x86, 0x80 | 63, 0x80 | 62];
+    let range = pb::RangeRequest {
+        key: b"foo".to_vec(),
+        ..Default::default()
+    };
+    let resp = pb::RangeResponse {
+        header: header(),
+        kvs: vec![pb::KeyValue {
+            key: b"foo".to_vec(),
+            value: b"bar".to_vec(),
+            create_revision: 2,
+            mod_revision: 3,
+            version: 2,
+            ..Default::default()
+        }],
+        count: 1,
+        ..Default::default()
+    };
+    unary(
+        &mut w,
+        5,
+        &block,
+        &range.encode_to_vec(),
+        &resp.encode_to_vec(),
+        "0",
+    );
+    // Same unseen entries again; this response alone would fit Put too.
+    let empty = pb::RangeResponse {
+        header: header(),
+        ..Default::default()
+    };
+    unary(
+        &mut w,
+        7,
+        &block,
+        &range.encode_to_vec(),
+        &empty.encode_to_vec(),
+        "0",
+    );
+    // Different unseen entries, and messages that fit several methods: stays unknown.
+    let other = [0x83, 0x86, 0x80 | 70, 0x80 | 62];
+    unary(
+        &mut w,
+        9,
+        &other,
+        &range.encode_to_vec(),
+        &empty.encode_to_vec(),
+        "0",
+    );
+
+    let (calls, stats) = run(&w);
+    assert_eq!(stats.midstream_connections, 1);
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    for c in &calls[..2] {
+        assert_eq!(
+            c.method.as_deref(),
+            Some("/etcdserverpb.KV/Range"),
+            "{c:#?}"
+        );
+        assert!(c.inferred);
+        assert_eq!(c.key.as_deref(), Some(&b"foo"[..]));
+        assert_eq!(c.completeness(), Completeness::Partial);
+    }
+    assert!(calls[1]
+        .notes
+        .iter()
+        .any(|n| n.contains("same unseen HPACK entry")));
+    assert_eq!(calls[2].method, None);
+    assert_eq!(calls[2].completeness(), Completeness::UnknownMethod);
+    assert!(
+        calls[2].notes.iter().any(|n| n.contains("never seen")),
+        "{:?}",
+        calls[2].notes
+    );
+    // Undecoded bodies of unknown methods may hold secrets.
+    let mut r = calls[2].clone();
+    r.redact();
+    assert!(matches!(&r.request, Some(RpcBody::Raw { bytes, .. }) if bytes.is_empty()));
+}
+
+#[test]
+fn a_value_cut_at_snaplen_is_reported_partial() {
+    let mut w = Wire::new(true);
+    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    pre.extend(frame(4, 0, 0, &[]));
+    w.send(true, &pre);
+    let mut block = vec![0x83, 0x86];
+    block.extend(lit(":path", "/etcdserverpb.KV/Put"));
+    let put = pb::PutRequest {
+        key: b"big".to_vec(),
+        value: vec![b'x'; 10_000],
+        ..Default::default()
+    };
+    let mut c = frame(HEADERS, END_HEADERS, 1, &block);
+    c.extend(frame(DATA, END_STREAM, 1, &grpc(&put.encode_to_vec())));
+    // Captured only the first 4096 bytes of the segment.
+    w.send(true, &c);
+    if let Some(Event::Packet(p)) = w.packets.last_mut() {
+        p.payload.truncate(4096);
+    }
+    let resp = pb::PutResponse {
+        header: header(),
+        ..Default::default()
+    };
+    let mut s = frame(HEADERS, END_HEADERS, 1, &[0x88]);
+    s.extend(frame(DATA, 0, 1, &grpc(&resp.encode_to_vec())));
+    s.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &lit("grpc-status", "0"),
+    ));
+    w.send(false, &s);
+    let (calls, stats) = run(&w);
+    assert!(stats.gap_bytes > 5000);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let c = &calls[0];
+    assert_eq!(c.status, Some(0));
+    assert!(c.gaps);
+    assert_eq!(c.key.as_deref(), Some(&b"big"[..]));
+    match &c.request {
+        Some(RpcBody::Partial { message, len, .. }) => {
+            assert_eq!(*len as usize, put.encoded_len());
+            assert_eq!(
+                message,
+                &EtcdMessage::PutRequest(pb::PutRequest {
+                    key: b"big".to_vec(),
+                    ..Default::default()
+                })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.completeness(), Completeness::Partial);
+}
+
+#[test]
+fn random_and_mutated_packets_never_panic() {
+    let mut x: u64 = 0x2545f4914f6cdd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // A valid conversation as the base for mutation.
+    let mut base = Wire::new(true);
+    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    pre.extend(frame(4, 0, 0, &[]));
+    base.send(true, &pre);
+    let mut block = vec![0x83, 0x86];
+    block.extend(lit(":path", "/etcdserverpb.KV/Range"));
+    unary(&mut base, 1, &block, b"\x0a\x03foo", b"\x0a\x00", "0");
+    for round in 0..300 {
+        let mut d = RpcDecoder::new(vec![]);
+        let mut out = Vec::new();
+        for e in &base.packets {
+            let mut e = e.clone();
+            if let Event::Packet(p) = &mut e {
+                if round % 2 == 0 && !p.payload.is_empty() {
+                    let n = (next() % 4) as usize;
+                    for _ in 0..n {
+                        let i = (next() as usize) % p.payload.len();
+                        p.payload[i] = next() as u8;
+                    }
+                } else if round % 2 == 1 {
+                    let len = (next() % 64) as usize;
+                    p.payload = (0..len).map(|_| next() as u8).collect();
+                    p.payload_len = p.payload.len() as u32 + (next() % 3) as u32;
+                    p.seq = p.seq.wrapping_add((next() % 5) as u32);
+                }
+            }
+            d.push(&e, &mut out);
+        }
+        d.finish(&mut out);
+        for mut c in out {
+            c.redact();
+            let _ = c.completeness();
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! `etcd-trace replay FILE`: the etcd RPCs that clients made, decoded from the captured
+//! traffic, one line (or JSON object) per RPC, then how completely they were decoded.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use super::open_capture;
+use super::timespec::resolve;
+use crate::analyze::rpc::{
+    Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats,
+};
+use crate::capture::ReadItem;
+use crate::cli::{Format, ReplayArgs};
+use crate::decode::etcdpb::{describe_range, display_key};
+use crate::decode::grpc::status_code_name;
+use crate::output::{human_bytes, human_duration_ns, Progress};
+
+struct Filter {
+    since: Option<u64>,
+    until: Option<u64>,
+    client: Option<String>,
+    method: Option<String>,
+    key_prefix: Option<Vec<u8>>,
+}
+
+impl Filter {
+    fn accepts(&self, call: &RpcCall) -> bool {
+        if self.since.is_some_and(|t| call.ts_ns < t) || self.until.is_some_and(|t| call.ts_ns >= t)
+        {
+            return false;
+        }
+        if let Some(c) = &self.client {
+            if call.client.to_string() != *c && call.client.ip().to_string() != *c {
+                return false;
+            }
+        }
+        if let Some(glob) = &self.method {
+            let Some(path) = &call.method else {
+                return false;
+            };
+            let short = call.method_name();
+            let tail = path.trim_start_matches('/');
+            if !glob_match(glob.as_bytes(), path.as_bytes())
+                && !glob_match(glob.as_bytes(), tail.as_bytes())
+                && !glob_match(glob.as_bytes(), short.as_bytes())
+            {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.key_prefix {
+            if !call.key.as_ref().is_some_and(|k| k.starts_with(prefix)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// `*` matches any run of bytes, `?` any one byte; everything else itself.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || Some(&c) == text.get(t) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern
+        .get(p..)
+        .unwrap_or_default()
+        .iter()
+        .all(|&c| c == b'*')
+}
+
+#[derive(Default)]
+struct Tally {
+    records: u64,
+    full: u64,
+    partial: u64,
+    unknown: u64,
+    inferred: u64,
+    damaged: u64,
+}
+
+pub fn run(args: ReplayArgs) -> Result<ExitCode> {
+    let reader = open_capture(&args.file)?;
+    let header = reader.header().clone();
+    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let time = |s: &Option<String>| s.as_deref().map(|s| resolve(s, &header, start)).transpose();
+    let filter = Filter {
+        since: time(&args.since)?,
+        until: time(&args.until)?,
+        client: args.client.clone(),
+        method: args.method.clone(),
+        key_prefix: args.key_prefix.as_ref().map(|k| k.as_bytes().to_vec()),
+    };
+    let progress = Progress::for_blocks(reader.blocks().len() as u64, "decoding RPCs");
+    let mut decoder = RpcDecoder::new(header.config.ports.clone());
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
+    let mut calls = Vec::new();
+    let emit = |calls: &mut Vec<RpcCall>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
+        for mut call in calls.drain(..) {
+            if !filter.accepts(&call) {
+                continue;
+            }
+            if !args.show_secrets {
+                call.redact();
+            }
+            tally.records += 1;
+            match call.completeness() {
+                Completeness::Full => tally.full += 1,
+                Completeness::Partial => tally.partial += 1,
+                Completeness::UnknownMethod => tally.unknown += 1,
+            }
+            if call.inferred {
+                tally.inferred += 1;
+            }
+            match args.format {
+                Format::Json => writeln!(out, "{}", to_json(&call))?,
+                Format::Text => write_text(out, &call, start)?,
+            }
+        }
+        Ok(())
+    };
+    for item in reader.events() {
+        progress.tick_events(1);
+        match item {
+            ReadItem::Event(ev) => decoder.push(&ev, &mut calls),
+            ReadItem::Damaged(d) => {
+                tally.damaged += 1;
+                eprintln!(
+                    "warning: unreadable region at offset {}: {}{}",
+                    d.offset,
+                    d.reason,
+                    d.events_lost
+                        .map_or(String::new(), |n| format!(" ({n} events lost)"))
+                );
+            }
+        }
+        emit(&mut calls, &mut tally, &mut out)?;
+    }
+    decoder.finish(&mut calls);
+    emit(&mut calls, &mut tally, &mut out)?;
+    progress.finish();
+    if args.format == Format::Text {
+        write_summary(&mut out, &tally, decoder.stats())?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_text(status: Option<u32>) -> String {
+    status.map_or_else(|| "-".to_string(), |s| status_code_name(s).to_string())
+}
+
+fn what(call: &RpcCall) -> String {
+    match (&call.key, &call.range_end) {
+        (Some(k), Some(e)) => describe_range(k, e),
+        (Some(k), None) => display_key(k),
+        _ => "-".to_string(),
+    }
+}
+
+fn body_summary(body: &Option<RpcBody>, bytes: u64) -> Option<String> {
+    match body.as_ref()? {
+        RpcBody::SnapshotChunks {
+            chunks, blob_bytes, ..
+        } => Some(format!("{chunks} chunks, {}", human_bytes(*blob_bytes))),
+        RpcBody::Raw { .. } => Some(format!("{} undecoded", human_bytes(bytes))),
+        b => {
+            let m = b.message()?;
+            let n = m.kv_count()?;
+            Some(format!(
+                "{n} key{}, {}",
+                if n == 1 { "" } else { "s" },
+                human_bytes(bytes)
+            ))
+        }
+    }
+}
+
+fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Result<()> {
+    let rel = call.ts_ns.saturating_sub(start);
+    let mut method = call.method_name().to_string();
+    if call.inferred {
+        method.push('?');
+    }
+    let detail = match call.kind {
+        RecordKind::Call => {
+            let result = body_summary(&call.response, call.response_bytes)
+                .map_or(String::new(), |s| format!(" -> {s}"));
+            format!(
+                "{} {}{result} {} {}",
+                method,
+                what(call),
+                status_text(call.status),
+                call.latency_ns.map_or("-".to_string(), human_duration_ns)
+            )
+        }
+        RecordKind::Message { direction, index } => {
+            let (arrow, body, bytes) = match direction {
+                MessageDirection::Request => ("request", &call.request, call.request_bytes),
+                MessageDirection::Response => ("response", &call.response, call.response_bytes),
+            };
+            let result = body_summary(body, bytes).unwrap_or_else(|| human_bytes(bytes));
+            format!("{method} {arrow} #{index} {} {result}", what(call))
+        }
+        RecordKind::StreamEnd {
+            requests,
+            responses,
+        } => format!(
+            "{method} end ({requests} requests, {responses} responses) {} {}",
+            status_text(call.status),
+            call.latency_ns.map_or("-".to_string(), human_duration_ns)
+        ),
+    };
+    writeln!(
+        out,
+        "+{}.{:06} {} -> {} #{} {detail}",
+        rel / 1_000_000_000,
+        rel % 1_000_000_000 / 1_000,
+        call.client,
+        call.server,
+        call.stream_id
+    )?;
+    if call.completeness() != Completeness::Full {
+        for note in &call.notes {
+            writeln!(out, "    note: {note}")?;
+        }
+    }
+    Ok(())
+}
+
+fn write_summary(out: &mut dyn Write, t: &Tally, stats: &RpcStats) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\n{} RPC records: {} decoded fully, {} partially ({} with an inferred method), {} with \
+         an unknown method",
+        t.records, t.full, t.partial, t.inferred, t.unknown
+    )?;
+    writeln!(
+        out,
+        "{} connections ({} open before recording began); {} in gaps; {} events lost; {} \
+         damaged regions",
+        stats.connections,
+        stats.midstream_connections,
+        human_bytes(stats.gap_bytes),
+        stats.events_lost,
+        t.damaged
+    )
+}
+
+fn body_json(obj: &mut Map<String, Value>, name: &str, body: &Option<RpcBody>) {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let value = match body {
+        None => Value::Null,
+        Some(RpcBody::Message(m)) => m.to_json(),
+        Some(RpcBody::Partial {
+            message,
+            captured,
+            len,
+        }) => {
+            obj.insert(
+                format!("{name}_partial"),
+                json!({ "captured": captured, "len": len }),
+            );
+            message.to_json()
+        }
+        Some(RpcBody::Raw { bytes, len, reason }) => {
+            obj.insert(
+                format!("{name}_raw"),
+                json!({ "base64": b64(bytes), "len": len, "reason": reason }),
+            );
+            Value::Null
+        }
+        Some(RpcBody::SnapshotChunks {
+            chunks,
+            blob_bytes,
+            remaining_bytes,
+        }) => {
+            obj.insert(
+                "snapshot".into(),
+                json!({ "chunks": chunks, "blob_bytes": blob_bytes,
+                        "remaining_bytes": remaining_bytes }),
+            );
+            Value::Null
+        }
+    };
+    obj.insert(name.to_string(), value);
+}
+
+fn to_json(call: &RpcCall) -> Value {
+    let mut obj = Map::new();
+    obj.insert("ts_ns".into(), call.ts_ns.into());
+    obj.insert("end_ns".into(), call.end_ns.into());
+    obj.insert("client".into(), call.client.to_string().into());
+    obj.insert("server".into(), call.server.to_string().into());
+    obj.insert("stream".into(), call.stream_id.into());
+    let (record, direction, index) = match call.kind {
+        RecordKind::Call => ("call", None, None),
+        RecordKind::Message { direction, index } => ("message", Some(direction), Some(index)),
+        RecordKind::StreamEnd { .. } => ("stream_end", None, None),
+    };
+    obj.insert("record".into(), record.into());
+    if let Some(d) = direction {
+        obj.insert("direction".into(), json!(d));
+        obj.insert("index".into(), json!(index));
+    }
+    if let RecordKind::StreamEnd {
+        requests,
+        responses,
+    } = call.kind
+    {
+        obj.insert("requests".into(), requests.into());
+        obj.insert("responses".into(), responses.into());
+    }
+    obj.insert("method".into(), json!(call.method));
+    obj.insert("inferred".into(), call.inferred.into());
+    obj.insert("status".into(), json!(call.status));
+    obj.insert(
+        "status_name".into(),
+        json!(call.status.map(status_code_name)),
+    );
+    if let Some(m) = &call.grpc_message {
+        obj.insert("grpc_message".into(), m.clone().into());
+    }
+    obj.insert("latency_ns".into(), json!(call.latency_ns));
+    obj.insert("key".into(), json!(call.key.as_deref().map(display_key)));
+    if let Some(end) = &call.range_end {
+        obj.insert("range".into(), what(call).into());
+        obj.insert("range_end".into(), display_key(end).into());
+    }
+    body_json(&mut obj, "request", &call.request);
+    body_json(&mut obj, "response", &call.response);
+    obj.insert("request_bytes".into(), call.request_bytes.into());
+    obj.insert("response_bytes".into(), call.response_bytes.into());
+    if let Some(t) = &call.token {
+        obj.insert("token".into(), t.clone().into());
+    }
+    obj.insert("gaps".into(), call.gaps.into());
+    obj.insert("notes".into(), json!(call.notes));
+    Value::Object(obj)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"Put", b"Put"));
+        assert!(glob_match(b"*Lease*", b"/etcdserverpb.Lease/LeaseGrant"));
+        assert!(glob_match(b"Lease???nt", b"LeaseGrant"));
+        assert!(!glob_match(b"Put", b"PutX"));
+        assert!(glob_match(b"*", b""));
+        assert!(!glob_match(b"?", b""));
+        assert!(glob_match(b"a*b*c", b"axxbyyc"));
+        assert!(!glob_match(b"a*b*c", b"axxbyy"));
+    }
+}
