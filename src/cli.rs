@@ -30,6 +30,7 @@ pub enum Command {
     Dump(DumpArgs),
     Replay(ReplayArgs),
     Wal(WalArgs),
+    Correlate(CorrelateArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -211,6 +212,27 @@ pub struct WalArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Show every record (HardState, crc, metadata), not only entries.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Join each write RPC with its WAL entry, the fsync that made it durable, and the reply.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace correlate incident.etr\n  \
+etcd-trace correlate incident.etr --format json | jq 'select(.wal.fsync_ns > 10000000)'\n  \
+etcd-trace correlate incident.etr --all        # reads and watches too, with why they are not linked\n\n\
+etcd does not tell clients the raft ID of their request, so a write is linked to the \
+earliest not-yet-linked WAL entry of the same operation on the same key that was written \
+while the call was in flight, and to the first WAL fdatasync after that write that \
+finished before the reply. Each link says how it was made and how sure it is (high, \
+medium, low); the summary says how many writes were linked and why the others were not.")]
+pub struct CorrelateArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// List every RPC record, not only writes.
     #[arg(long)]
     pub all: bool,
 }

@@ -1,6 +1,7 @@
 //! Analyses over a capture's events. Each streams: bounded memory whatever the capture's
 //! size (state grows with connections and files, not with events).
 
+pub mod correlate;
 pub mod disk;
 pub mod histogram;
 pub mod rpc;

@@ -3,6 +3,7 @@
 //! usage and input errors, 1 for "found something" in checks, 0 otherwise).
 
 mod completions;
+mod correlate;
 mod demo;
 mod dump;
 mod info;
@@ -25,6 +26,7 @@ pub fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Wal(args) => wal::run(args),
+        Command::Correlate(args) => correlate::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),

@@ -1,0 +1,358 @@
+//! Each mutating RPC joined with what it caused on disk: the raft entry etcd appended to
+//! the WAL for it, the write that carried the entry, the fdatasync that made it durable,
+//! and the reply. etcd does not send a request's raft ID to the client, so the link is
+//! made by operation, key and time: the earliest not-yet-linked WAL entry of the same
+//! operation on the same key, written while the call was in flight, and the first WAL
+//! sync after that write that finished before the reply. Every link says how it was made
+//! and how sure it is; an RPC left unlinked says why.
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use crate::analyze::disk::{DiskActivity, DiskPhase};
+use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall, RpcDecoder};
+use crate::analyze::wal_log::{WalDetail, WalLog, WalLogOutput};
+use crate::capture::{Event, FileKind};
+use crate::decode::etcdpb::kv::request_op::Request as TxnOp;
+use crate::decode::etcdpb::kv::RequestOp;
+use crate::decode::etcdpb::EtcdMessage;
+
+/// WAL entries and syncs older than this, relative to the newest event, are dropped: a
+/// call in flight longer than this is not linked (and says so).
+pub const WINDOW_NS: u64 = 30_000_000_000;
+/// Calls are linked once the capture has moved this far past their reply, so that
+/// events handed over slightly out of order are in.
+const SETTLE_NS: u64 = 200_000_000;
+/// A WAL write may start this long before the first request byte was seen (clock
+/// reads on different CPUs).
+const SLACK_NS: u64 = 1_000_000;
+
+/// The raft entry and durability of one RPC.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WalLink {
+    pub term: u64,
+    pub index: u64,
+    pub file: String,
+    pub write_ts_ns: u64,
+    pub write_end_ns: u64,
+    /// When the fdatasync that made the entry durable started and finished, and its
+    /// duration. None when no sync finished before the reply.
+    pub fsync_start_ns: Option<u64>,
+    pub fsync_ts_ns: Option<u64>,
+    pub fsync_ns: Option<u64>,
+    /// How the entry was chosen, and how sure the link is (`high`: the only candidate;
+    /// `medium`: the earliest of several entries on the same key and operation).
+    pub how: &'static str,
+    pub confidence: &'static str,
+}
+
+/// Why a call has no link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Unlinked {
+    /// Reads, watches and other calls that do not go through the WAL.
+    NotAWrite,
+    /// The call failed (non-zero grpc-status), or its reply was not seen.
+    NotAcknowledged,
+    /// The method or the request body could not be decoded.
+    Undecoded,
+    /// No WAL entry of that operation and key was written while it was in flight.
+    NoWalEntry,
+}
+
+impl Unlinked {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Unlinked::NotAWrite => "not a write (reads and watches do not go through the WAL)",
+            Unlinked::NotAcknowledged => "not acknowledged (failed, or no reply seen)",
+            Unlinked::Undecoded => "method or request not decoded",
+            Unlinked::NoWalEntry => "no matching WAL entry captured while in flight",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CorrelatedCall {
+    pub call: RpcCall,
+    /// The WAL operation the call should have appended (`put`, `txn`, ...).
+    pub op: Option<&'static str>,
+    pub wal: Option<WalLink>,
+    pub unlinked: Option<Unlinked>,
+}
+
+impl CorrelatedCall {
+    /// The time of the reply: the last response byte.
+    pub fn reply_ts_ns(&self) -> Option<u64> {
+        self.call.response.as_ref().map(|_| self.call.end_ns)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PendingEntry {
+    term: u64,
+    index: u64,
+    file: String,
+    op: String,
+    key: Vec<u8>,
+    write_ts: u64,
+    write_end: u64,
+    linked: bool,
+}
+
+#[derive(Debug, Clone)]
+struct WalSync {
+    file: String,
+    start: u64,
+    end: u64,
+}
+
+/// The WAL operation a method appends, if it is a write.
+pub fn wal_op(call: &RpcCall) -> Option<&'static str> {
+    let method = call.method.as_deref()?;
+    let short = method.rsplit('/').next()?;
+    let service = method
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    Some(match (service, short) {
+        ("etcdserverpb.KV", "Put") => "put",
+        ("etcdserverpb.KV", "DeleteRange") => "delete_range",
+        ("etcdserverpb.KV", "Txn") => {
+            let req = call.request.as_ref().and_then(RpcBody::message);
+            match req {
+                Some(EtcdMessage::TxnRequest(t))
+                    if txn_writes(&t.success) || txn_writes(&t.failure) =>
+                {
+                    "txn"
+                }
+                // A read-only txn is served without the WAL; an undecoded one is unknown.
+                _ => return None,
+            }
+        }
+        ("etcdserverpb.KV", "Compact") => "compaction",
+        ("etcdserverpb.Lease", "LeaseGrant") => "lease_grant",
+        ("etcdserverpb.Lease", "LeaseRevoke") => "lease_revoke",
+        ("etcdserverpb.Maintenance", "Alarm") => "alarm",
+        ("etcdserverpb.Auth", "AuthEnable") => "auth_enable",
+        ("etcdserverpb.Auth", "AuthDisable") => "auth_disable",
+        ("etcdserverpb.Auth", "Authenticate") => "authenticate",
+        ("etcdserverpb.Auth", "UserAdd") => "auth_user_add",
+        ("etcdserverpb.Auth", "UserDelete") => "auth_user_delete",
+        ("etcdserverpb.Auth", "UserChangePassword") => "auth_user_change_password",
+        ("etcdserverpb.Auth", "UserGrantRole") => "auth_user_grant_role",
+        ("etcdserverpb.Auth", "UserRevokeRole") => "auth_user_revoke_role",
+        ("etcdserverpb.Auth", "RoleAdd") => "auth_role_add",
+        ("etcdserverpb.Auth", "RoleDelete") => "auth_role_delete",
+        ("etcdserverpb.Auth", "RoleGrantPermission") => "auth_role_grant_permission",
+        ("etcdserverpb.Auth", "RoleRevokePermission") => "auth_role_revoke_permission",
+        (
+            "etcdserverpb.Cluster",
+            "MemberAdd" | "MemberRemove" | "MemberUpdate" | "MemberPromote",
+        ) => "conf_change",
+        _ => return None,
+    })
+}
+
+fn txn_writes(ops: &[RequestOp]) -> bool {
+    ops.iter().any(|op| match &op.request {
+        Some(TxnOp::RequestPut(_)) | Some(TxnOp::RequestDeleteRange(_)) => true,
+        Some(TxnOp::RequestTxn(t)) => txn_writes(&t.success) || txn_writes(&t.failure),
+        _ => false,
+    })
+}
+
+/// Events in, correlated calls out; also passes on the disk phases it saw, for the
+/// timeline.
+#[derive(Debug)]
+pub struct Correlator {
+    rpc: RpcDecoder,
+    wal: WalLog,
+    disk: DiskActivity,
+    entries: VecDeque<PendingEntry>,
+    syncs: VecDeque<WalSync>,
+    waiting: VecDeque<RpcCall>,
+    calls: Vec<RpcCall>,
+    wal_out: WalLogOutput,
+    phases: Vec<DiskPhase>,
+    now_ns: u64,
+}
+
+impl Correlator {
+    pub fn new(server_ports: Vec<u16>) -> Correlator {
+        Correlator {
+            rpc: RpcDecoder::new(server_ports),
+            wal: WalLog::new(),
+            disk: DiskActivity::new(),
+            entries: VecDeque::new(),
+            syncs: VecDeque::new(),
+            waiting: VecDeque::new(),
+            calls: Vec::new(),
+            wal_out: WalLogOutput::default(),
+            phases: Vec::new(),
+            now_ns: 0,
+        }
+    }
+
+    pub fn rpc_decoder(&self) -> &RpcDecoder {
+        &self.rpc
+    }
+
+    /// Feed one event. Calls whose links are settled go to `out`, disk phases to
+    /// `phases`.
+    pub fn push(&mut self, ev: &Event, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
+        self.now_ns = self.now_ns.max(ev.ts_ns());
+        self.rpc.push(ev, &mut self.calls);
+        self.wal.push(ev, &mut self.wal_out);
+        self.disk.push(ev, &mut self.phases);
+        self.absorb(phases);
+        self.settle(false, out);
+    }
+
+    pub fn finish(mut self, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
+        self.rpc.finish(&mut self.calls);
+        let wal = std::mem::take(&mut self.wal);
+        wal.finish(&mut self.wal_out);
+        self.absorb(phases);
+        self.settle(true, out);
+    }
+
+    fn absorb(&mut self, phases: &mut Vec<DiskPhase>) {
+        for r in self.wal_out.records.drain(..) {
+            if let WalDetail::Entry {
+                term,
+                index,
+                entry_type,
+                request,
+            } = r.detail
+            {
+                let (op, key) = match request {
+                    Some(q) => (q.op, q.key),
+                    None if entry_type.starts_with("conf_change") => {
+                        ("conf_change".to_string(), Vec::new())
+                    }
+                    None => continue,
+                };
+                self.entries.push_back(PendingEntry {
+                    term,
+                    index,
+                    file: r.file,
+                    op,
+                    key,
+                    write_ts: r.write_ts_ns,
+                    write_end: r.write_end_ns,
+                    linked: false,
+                });
+            }
+        }
+        self.wal_out.problems.clear();
+        for p in self.phases.drain(..) {
+            if let DiskPhase::Sync {
+                kind: FileKind::Wal,
+                file,
+                start_ns,
+                end_ns,
+                ..
+            } = &p
+            {
+                self.syncs.push_back(WalSync {
+                    file: file.clone(),
+                    start: *start_ns,
+                    end: *end_ns,
+                });
+            }
+            phases.push(p);
+        }
+        self.waiting.extend(self.calls.drain(..));
+    }
+
+    fn settle(&mut self, all: bool, out: &mut Vec<CorrelatedCall>) {
+        while let Some(call) = self.waiting.front() {
+            if !all && call.end_ns.saturating_add(SETTLE_NS) > self.now_ns {
+                break;
+            }
+            let call = self.waiting.pop_front().expect("front exists");
+            out.push(self.link(call));
+        }
+        // Forget what no call can still link to.
+        let horizon = self.now_ns.saturating_sub(WINDOW_NS);
+        while self.entries.front().is_some_and(|e| e.write_end < horizon) {
+            self.entries.pop_front();
+        }
+        while self.syncs.front().is_some_and(|s| s.end < horizon) {
+            self.syncs.pop_front();
+        }
+    }
+
+    fn link(&mut self, call: RpcCall) -> CorrelatedCall {
+        let unlinked = |call: RpcCall, op, why| CorrelatedCall {
+            call,
+            op,
+            wal: None,
+            unlinked: Some(why),
+        };
+        if !matches!(call.kind, RecordKind::Call) {
+            return unlinked(call, None, Unlinked::NotAWrite);
+        }
+        if call.method.is_none() {
+            return unlinked(call, None, Unlinked::Undecoded);
+        }
+        let Some(op) = wal_op(&call) else {
+            let txn_undecoded = call.method_name() == "Txn"
+                && call.request.as_ref().and_then(RpcBody::message).is_none();
+            let why = if txn_undecoded {
+                Unlinked::Undecoded
+            } else {
+                Unlinked::NotAWrite
+            };
+            return unlinked(call, None, why);
+        };
+        if call.status != Some(0) || call.response.is_none() {
+            return unlinked(call, Some(op), Unlinked::NotAcknowledged);
+        }
+        let key = call.key.clone().unwrap_or_default();
+        let keyed = !key.is_empty() && matches!(op, "put" | "delete_range" | "txn");
+        let fits = |e: &PendingEntry| {
+            !e.linked
+                && e.op == op
+                && (!keyed || e.key == key)
+                && e.write_ts.saturating_add(SLACK_NS) >= call.ts_ns
+                && e.write_end <= call.end_ns
+        };
+        let candidates = self.entries.iter().filter(|e| fits(e)).count();
+        let Some(entry) = self.entries.iter_mut().find(|e| fits(e)) else {
+            return unlinked(call, Some(op), Unlinked::NoWalEntry);
+        };
+        entry.linked = true;
+        let sync = self
+            .syncs
+            .iter()
+            // Only a sync that started after the write ended proves the entry durable.
+            .find(|s| s.file == entry.file && s.start >= entry.write_end && s.end <= call.end_ns);
+        let (how, confidence) = match (keyed, candidates) {
+            (true, 1) => ("operation, key and time", "high"),
+            (true, _) => ("operation, key and time: earliest of several", "medium"),
+            (false, 1) => ("operation and time", "medium"),
+            (false, _) => ("operation and time: earliest of several", "low"),
+        };
+        let wal = WalLink {
+            term: entry.term,
+            index: entry.index,
+            file: entry.file.clone(),
+            write_ts_ns: entry.write_ts,
+            write_end_ns: entry.write_end,
+            fsync_start_ns: sync.map(|s| s.start),
+            fsync_ts_ns: sync.map(|s| s.end),
+            fsync_ns: sync.map(|s| s.end.saturating_sub(s.start)),
+            how,
+            confidence,
+        };
+        CorrelatedCall {
+            call,
+            op: Some(op),
+            wal: Some(wal),
+            unlinked: None,
+        }
+    }
+}

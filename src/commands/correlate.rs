@@ -1,0 +1,204 @@
+//! `etcd-trace correlate FILE`: each write RPC joined with its WAL entry, the fsync that
+//! made it durable, and the reply.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use base64::Engine;
+use serde_json::json;
+
+use super::open_capture;
+use crate::analyze::correlate::{CorrelatedCall, Correlator, Unlinked};
+use crate::capture::ReadItem;
+use crate::cli::{CorrelateArgs, Format};
+use crate::decode::etcdpb::describe_range;
+use crate::output::{human_duration_ns, Progress};
+
+pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
+    let reader = open_capture(&args.file)?;
+    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let mut correlator = Correlator::new(reader.header().config.ports.clone());
+    let progress = Progress::for_blocks(reader.blocks().len() as u64, "correlating");
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut calls = Vec::new();
+    let mut phases = Vec::new();
+    let mut tally = Tally::default();
+    for item in reader.events() {
+        if let ReadItem::Event(ev) = item {
+            correlator.push(&ev, &mut calls, &mut phases);
+            phases.clear();
+            for c in calls.drain(..) {
+                tally.count(&c);
+                emit(&mut out, &c, &args, start)?;
+            }
+        }
+        progress.tick_events(1);
+    }
+    let lost = correlator.rpc_decoder().stats().events_lost;
+    correlator.finish(&mut calls, &mut phases);
+    for c in calls.drain(..) {
+        tally.count(&c);
+        emit(&mut out, &c, &args, start)?;
+    }
+    progress.finish();
+    if args.format == Format::Text {
+        tally.print(&mut out, lost)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit(out: &mut impl Write, c: &CorrelatedCall, args: &CorrelateArgs, start: u64) -> Result<()> {
+    if !args.all && c.op.is_none() {
+        return Ok(());
+    }
+    let call = &c.call;
+    let key = call.key.clone().unwrap_or_default();
+    match args.format {
+        Format::Json => {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let wal = c.wal.as_ref().map(|w| {
+                json!({
+                    "term": w.term,
+                    "index": w.index,
+                    "file": w.file,
+                    "write_ts_ns": w.write_ts_ns,
+                    "write_end_ns": w.write_end_ns,
+                    "fsync_start_ns": w.fsync_start_ns,
+                    "fsync_ts_ns": w.fsync_ts_ns,
+                    "fsync_ns": w.fsync_ns,
+                    "how": w.how,
+                    "confidence": w.confidence,
+                })
+            });
+            let v = json!({
+                "ts_ns": call.ts_ns,
+                "method": call.method,
+                "key": b64.encode(&key),
+                "range_end": call.range_end.as_ref().map(|r| b64.encode(r)),
+                "stream": call.stream_id,
+                "client": call.client.to_string(),
+                "server": call.server.to_string(),
+                "status": call.status,
+                "op": c.op,
+                "wal": wal,
+                "reply_ts_ns": c.reply_ts_ns(),
+                "unlinked": c.unlinked,
+            });
+            writeln!(out, "{v}")?;
+        }
+        Format::Text => {
+            let rel = |t: u64| {
+                let r = t.saturating_sub(start);
+                format!("+{}.{:06}", r / 1_000_000_000, (r % 1_000_000_000) / 1000)
+            };
+            let after = |t: u64| human_duration_ns(t.saturating_sub(call.ts_ns));
+            let what = format!(
+                "{} {} {}",
+                call.client,
+                call.method_name(),
+                describe_range(&key, call.range_end.as_deref().unwrap_or_default())
+            );
+            let link = match (&c.wal, c.unlinked) {
+                (Some(w), _) => {
+                    let mut s = format!(
+                        "WAL {}/{} written +{}",
+                        w.term,
+                        w.index,
+                        after(w.write_end_ns)
+                    );
+                    match (w.fsync_ts_ns, w.fsync_ns) {
+                        (Some(done), Some(d)) => s.push_str(&format!(
+                            ", fsync {} durable +{}",
+                            human_duration_ns(d),
+                            after(done)
+                        )),
+                        _ => s.push_str(", no fsync seen before the reply"),
+                    }
+                    if let Some(r) = c.reply_ts_ns() {
+                        s.push_str(&format!(", replied +{}", after(r)));
+                    }
+                    if w.confidence != "high" {
+                        s.push_str(&format!(" [{}]", w.confidence));
+                    }
+                    s
+                }
+                (None, Some(why)) => format!("not linked: {}", why.describe()),
+                (None, None) => "not linked".into(),
+            };
+            writeln!(out, "{} {what:<60} {link}", rel(call.ts_ns))?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    writes: u64,
+    acknowledged: u64,
+    linked: u64,
+    linked_with_fsync: u64,
+    unlinked: BTreeMap<Unlinked, u64>,
+    others: u64,
+}
+
+impl Tally {
+    fn count(&mut self, c: &CorrelatedCall) {
+        if c.op.is_none() {
+            self.others += 1;
+            return;
+        }
+        self.writes += 1;
+        if c.unlinked != Some(Unlinked::NotAcknowledged) {
+            self.acknowledged += 1;
+        }
+        match (&c.wal, c.unlinked) {
+            (Some(w), _) => {
+                self.linked += 1;
+                if w.fsync_ts_ns.is_some() {
+                    self.linked_with_fsync += 1;
+                }
+            }
+            (None, Some(why)) => *self.unlinked.entry(why).or_default() += 1,
+            (None, None) => {}
+        }
+    }
+
+    fn print(&self, out: &mut impl Write, lost: u64) -> std::io::Result<()> {
+        let pct = |n: u64, of: u64| {
+            if of == 0 {
+                100.0
+            } else {
+                n as f64 * 100.0 / of as f64
+            }
+        };
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{} write RPCs, {} acknowledged: {} linked to their WAL entry ({:.1}%), {} of them to an fsync that finished before the reply ({:.1}%)",
+            self.writes,
+            self.acknowledged,
+            self.linked,
+            pct(self.linked, self.acknowledged),
+            self.linked_with_fsync,
+            pct(self.linked_with_fsync, self.acknowledged),
+        )?;
+        for (why, n) in &self.unlinked {
+            writeln!(out, "  {n} not linked: {}", why.describe())?;
+        }
+        writeln!(
+            out,
+            "{} other RPC records (reads, watches, ...) need no WAL entry; --all lists them",
+            self.others
+        )?;
+        if lost > 0 {
+            writeln!(
+                out,
+                "{lost} events were lost while recording: some links may be missing"
+            )?;
+        }
+        Ok(())
+    }
+}
