@@ -31,6 +31,7 @@ pub enum Command {
     Replay(ReplayArgs),
     Wal(WalArgs),
     Correlate(CorrelateArgs),
+    Timeline(TimelineArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -235,6 +236,39 @@ pub struct CorrelateArgs {
     /// List every RPC record, not only writes.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum TimelineFormat {
+    /// A chronological view, then latency per method and per phase.
+    #[default]
+    Text,
+    /// A Chrome/Perfetto trace (JSON trace event format) written to -o FILE.
+    Perfetto,
+}
+
+/// Show what happened when: RPCs with their phases, WAL appends, fsyncs, backend
+/// commits, connections and losses, then latency per method and per phase.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace timeline incident.etr | less\n  \
+etcd-trace timeline incident.etr --slow 20ms          # only slow operations, and which phase took the time\n  \
+etcd-trace timeline incident.etr --format perfetto -o trace.json   # open in ui.perfetto.dev\n\n\
+A write's phases: raft + WAL append (request received until the WAL write carrying its \
+entry ended), fsync (until the fdatasync that made it durable ended), apply + reply \
+(until the last reply byte). The trace has one track per client connection (with extra \
+lanes for overlapping calls), and tracks for WAL appends, fsyncs and backend commits.")]
+pub struct TimelineArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
+    pub format: TimelineFormat,
+    /// Trace file to write with --format perfetto.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Only operations at least this slow (e.g. 20ms), each with its slowest phase.
+    #[arg(long, value_name = "THRESHOLD")]
+    pub slow: Option<String>,
 }
 
 /// Start a private etcd on loopback, record a short workload, and show the capture.

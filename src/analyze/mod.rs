@@ -4,6 +4,7 @@
 pub mod correlate;
 pub mod disk;
 pub mod histogram;
+pub mod phases;
 pub mod rpc;
 pub mod summary;
 pub mod wal_log;

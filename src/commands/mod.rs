@@ -10,6 +10,7 @@ mod info;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
 mod replay;
+mod timeline;
 pub mod timespec;
 mod wal;
 
@@ -27,6 +28,7 @@ pub fn main() -> ExitCode {
         Command::Dump(args) => dump::run(args),
         Command::Wal(args) => wal::run(args),
         Command::Correlate(args) => correlate::run(args),
+        Command::Timeline(args) => timeline::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),

@@ -1,0 +1,510 @@
+//! `etcd-trace timeline FILE`: what happened when, per operation and per phase, as text
+//! or as a Perfetto trace.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::open_capture;
+use crate::analyze::correlate::{CorrelatedCall, Correlator};
+use crate::analyze::disk::DiskPhase;
+use crate::analyze::histogram::Histogram;
+use crate::analyze::phases::{phases_of, slowest, Phase, APPEND, FSYNC, REPLY};
+use crate::analyze::rpc::RecordKind;
+use crate::capture::{Event, FileKind, ReadItem};
+use crate::cli::{TimelineArgs, TimelineFormat};
+use crate::decode::etcdpb::describe_range;
+use crate::output::perfetto::TraceWriter;
+use crate::output::{human_bytes, human_duration_ns, Progress};
+
+/// One line of the chronological view.
+enum Item {
+    Call(Box<CorrelatedCall>),
+    Disk(DiskPhase),
+    Conn { ts: u64, text: String },
+    Loss { ts: u64, count: u64 },
+}
+
+impl Item {
+    fn ts(&self) -> u64 {
+        match self {
+            Item::Call(c) => c.call.ts_ns,
+            Item::Disk(d) => d.start_ns(),
+            Item::Conn { ts, .. } | Item::Loss { ts, .. } => *ts,
+        }
+    }
+}
+
+/// Items are printed in time order once the capture is this far past them (calls are
+/// settled up to a few hundred ms after their reply).
+const ORDER_HORIZON_NS: u64 = 2_000_000_000;
+
+#[derive(Default)]
+struct Stats {
+    per_method: BTreeMap<String, Histogram>,
+    per_phase: BTreeMap<&'static str, Histogram>,
+    wal_fsync: Histogram,
+    backend_commit: Histogram,
+    slow: u64,
+}
+
+pub fn run(args: TimelineArgs) -> Result<ExitCode> {
+    let slow_ns = args
+        .slow
+        .as_deref()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map(|d| d.as_nanos() as u64)
+                .with_context(|| format!("--slow {s:?}: give a duration such as 10ms or 1.5s"))
+        })
+        .transpose()?;
+    let reader = open_capture(&args.file)?;
+    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let ports = reader.header().config.ports.clone();
+    let mut correlator = Correlator::new(ports.clone());
+    let progress = Progress::for_blocks(reader.blocks().len() as u64, "building timeline");
+
+    let mut trace = match args.format {
+        TimelineFormat::Perfetto => {
+            let Some(path) = &args.output else {
+                bail!("--format perfetto writes a file: give it with -o trace.json");
+            };
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            Some(TraceWriter::new(BufWriter::new(file), "etcd (etcd-trace)")?)
+        }
+        TimelineFormat::Text => None,
+    };
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut pending: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
+    let mut items: BTreeMap<u64, Item> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut stats = Stats::default();
+    let mut calls = Vec::new();
+    let mut phases = Vec::new();
+    let mut now = 0u64;
+
+    let mut handle = |item: Item,
+                      stats: &mut Stats,
+                      trace: &mut Option<TraceWriter<BufWriter<std::fs::File>>>,
+                      pending: &mut BinaryHeap<Reverse<(u64, u64)>>,
+                      items: &mut BTreeMap<u64, Item>|
+     -> Result<()> {
+        account(&item, stats, slow_ns);
+        if let Some(t) = trace.as_mut() {
+            to_trace(t, &item, slow_ns)?;
+        } else {
+            seq += 1;
+            pending.push(Reverse((item.ts(), seq)));
+            items.insert(seq, item);
+        }
+        Ok(())
+    };
+
+    for item in reader.events() {
+        progress.tick_events(1);
+        let ReadItem::Event(ev) = item else { continue };
+        now = now.max(ev.ts_ns());
+        match &ev {
+            Event::Packet(p) if p.flags.syn() && !p.flags.ack() => {
+                let text = format!("{} -> {} connecting", p.src, p.dst);
+                handle(
+                    Item::Conn { ts: p.ts_ns, text },
+                    &mut stats,
+                    &mut trace,
+                    &mut pending,
+                    &mut items,
+                )?;
+            }
+            Event::Packet(p) if p.flags.rst() || p.flags.fin() => {
+                let how = if p.flags.rst() {
+                    "reset"
+                } else {
+                    "closing (FIN)"
+                };
+                let text = format!("{} -> {} {how}", p.src, p.dst);
+                handle(
+                    Item::Conn { ts: p.ts_ns, text },
+                    &mut stats,
+                    &mut trace,
+                    &mut pending,
+                    &mut items,
+                )?;
+            }
+            Event::Loss(l) => {
+                handle(
+                    Item::Loss {
+                        ts: l.ts_ns,
+                        count: l.count,
+                    },
+                    &mut stats,
+                    &mut trace,
+                    &mut pending,
+                    &mut items,
+                )?;
+            }
+            _ => {}
+        }
+        correlator.push(&ev, &mut calls, &mut phases);
+        for c in calls.drain(..) {
+            handle(
+                Item::Call(Box::new(c)),
+                &mut stats,
+                &mut trace,
+                &mut pending,
+                &mut items,
+            )?;
+        }
+        for p in phases.drain(..) {
+            handle(
+                Item::Disk(p),
+                &mut stats,
+                &mut trace,
+                &mut pending,
+                &mut items,
+            )?;
+        }
+        while let Some(Reverse((ts, id))) = pending.peek().copied() {
+            if ts.saturating_add(ORDER_HORIZON_NS) > now {
+                break;
+            }
+            pending.pop();
+            if let Some(item) = items.remove(&id) {
+                print_item(&mut out, &item, start, slow_ns)?;
+            }
+        }
+    }
+    correlator.finish(&mut calls, &mut phases);
+    for c in calls.drain(..) {
+        handle(
+            Item::Call(Box::new(c)),
+            &mut stats,
+            &mut trace,
+            &mut pending,
+            &mut items,
+        )?;
+    }
+    for p in phases.drain(..) {
+        handle(
+            Item::Disk(p),
+            &mut stats,
+            &mut trace,
+            &mut pending,
+            &mut items,
+        )?;
+    }
+    while let Some(Reverse((_, id))) = pending.pop() {
+        if let Some(item) = items.remove(&id) {
+            print_item(&mut out, &item, start, slow_ns)?;
+        }
+    }
+    progress.finish();
+    if let Some(t) = trace {
+        t.finish()?;
+        eprintln!(
+            "wrote {}: open it at https://ui.perfetto.dev or chrome://tracing",
+            args.output
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    } else {
+        print_summary(&mut out, &stats, slow_ns)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_call(c: &CorrelatedCall) -> bool {
+    matches!(c.call.kind, RecordKind::Call)
+}
+
+fn account(item: &Item, stats: &mut Stats, slow_ns: Option<u64>) {
+    match item {
+        Item::Call(c) if is_call(c) => {
+            if let Some(lat) = c.call.latency_ns {
+                stats
+                    .per_method
+                    .entry(c.call.method_name().to_string())
+                    .or_default()
+                    .record(lat);
+                if slow_ns.is_some_and(|s| lat >= s) {
+                    stats.slow += 1;
+                }
+            }
+            for p in phases_of(c) {
+                stats
+                    .per_phase
+                    .entry(p.name)
+                    .or_default()
+                    .record(p.duration_ns());
+            }
+        }
+        Item::Disk(DiskPhase::Sync {
+            kind: FileKind::Wal,
+            start_ns,
+            end_ns,
+            ..
+        }) => stats.wal_fsync.record(end_ns.saturating_sub(*start_ns)),
+        Item::Disk(DiskPhase::BackendCommit {
+            start_ns, end_ns, ..
+        }) => stats
+            .backend_commit
+            .record(end_ns.saturating_sub(*start_ns)),
+        _ => {}
+    }
+}
+
+fn rel(t: u64, start: u64) -> String {
+    let r = t.saturating_sub(start);
+    format!("+{}.{:06}", r / 1_000_000_000, (r % 1_000_000_000) / 1000)
+}
+
+fn call_label(c: &CorrelatedCall) -> String {
+    let key = c.call.key.clone().unwrap_or_default();
+    let range = describe_range(&key, c.call.range_end.as_deref().unwrap_or_default());
+    format!("{} {}", c.call.method_name(), range)
+        .trim_end()
+        .to_string()
+}
+
+fn phase_text(phases: &[Phase]) -> String {
+    phases
+        .iter()
+        .map(|p| format!("{} {}", p.name, human_duration_ns(p.duration_ns())))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64>) -> Result<()> {
+    if let Some(threshold) = slow_ns {
+        // Only slow operations, each with the phase that took the time.
+        let Item::Call(c) = item else { return Ok(()) };
+        let Some(lat) = c.call.latency_ns.filter(|l| *l >= threshold) else {
+            return Ok(());
+        };
+        if !is_call(c) {
+            return Ok(());
+        }
+        let phases = phases_of(c);
+        let verdict = match slowest(&phases) {
+            Some(p) => format!(
+                "{} {} of {}",
+                p.name,
+                human_duration_ns(p.duration_ns()),
+                human_duration_ns(lat)
+            ),
+            None => format!(
+                "{} (no WAL phases: {})",
+                human_duration_ns(lat),
+                c.unlinked.map_or("not a write", |u| u.describe())
+            ),
+        };
+        writeln!(
+            out,
+            "{} {} {:<50} {verdict}{}",
+            rel(c.call.ts_ns, start),
+            c.call.client,
+            call_label(c),
+            if phases.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", phase_text(&phases))
+            }
+        )?;
+        return Ok(());
+    }
+    let t = rel(item.ts(), start);
+    match item {
+        Item::Call(c) => {
+            let lat = c.call.latency_ns.map_or("-".into(), human_duration_ns);
+            let status = match c.call.status {
+                Some(0) => String::new(),
+                Some(s) => format!(" status {s}"),
+                None => String::new(),
+            };
+            let phases = phases_of(c);
+            writeln!(
+                out,
+                "{t} rpc    {} {:<50} {lat}{status}{}",
+                c.call.client,
+                call_label(c),
+                if phases.is_empty() {
+                    String::new()
+                } else {
+                    format!("  [{}]", phase_text(&phases))
+                }
+            )?;
+        }
+        Item::Disk(d) => match d {
+            DiskPhase::WalWrite {
+                file,
+                bytes,
+                start_ns,
+                end_ns,
+                ..
+            } => writeln!(
+                out,
+                "{t} wal    write {} to {file} ({})",
+                human_bytes(*bytes),
+                human_duration_ns(end_ns - start_ns)
+            )?,
+            DiskPhase::Sync {
+                file,
+                call,
+                start_ns,
+                end_ns,
+                ..
+            } => writeln!(
+                out,
+                "{t} sync   {call} {file} {}",
+                human_duration_ns(end_ns - start_ns)
+            )?,
+            DiskPhase::BackendCommit {
+                writes,
+                bytes,
+                sync_ns,
+                start_ns,
+                end_ns,
+            } => writeln!(
+                out,
+                "{t} commit backend: {writes} page writes, {}, fdatasync {} (commit {})",
+                human_bytes(*bytes),
+                human_duration_ns(*sync_ns),
+                human_duration_ns(end_ns - start_ns)
+            )?,
+            DiskPhase::SnapshotWrite { file, bytes, .. } => {
+                writeln!(out, "{t} snap   write {} to {file}", human_bytes(*bytes))?
+            }
+        },
+        Item::Conn { text, .. } => writeln!(out, "{t} conn   {text}")?,
+        Item::Loss { count, .. } => writeln!(
+            out,
+            "{t} LOSS   {count} events the kernel could not hand over"
+        )?,
+    }
+    Ok(())
+}
+
+fn print_summary(out: &mut impl Write, stats: &Stats, slow_ns: Option<u64>) -> Result<()> {
+    let d = |v: Option<u64>| v.map_or("-".into(), human_duration_ns);
+    let row = |out: &mut dyn Write, name: &str, h: &Histogram| -> std::io::Result<()> {
+        let s = h.summary();
+        writeln!(
+            out,
+            "  {name:<28} {:>8} {:>10} {:>10} {:>10} {:>10}",
+            s.count,
+            d(s.p50_ns),
+            d(s.p90_ns),
+            d(s.p99_ns),
+            d(s.max_ns)
+        )
+    };
+    writeln!(out)?;
+    if let Some(t) = slow_ns {
+        writeln!(
+            out,
+            "{} operations at or above {}",
+            stats.slow,
+            human_duration_ns(t)
+        )?;
+    }
+    writeln!(
+        out,
+        "latency per method             count        p50        p90        p99        max"
+    )?;
+    for (m, h) in &stats.per_method {
+        row(out, m, h)?;
+    }
+    writeln!(out, "phases of linked writes")?;
+    for name in [APPEND, FSYNC, REPLY] {
+        if let Some(h) = stats.per_phase.get(name) {
+            row(out, name, h)?;
+        }
+    }
+    writeln!(out, "disk")?;
+    row(out, "WAL fsync", &stats.wal_fsync)?;
+    row(out, "backend commit", &stats.backend_commit)?;
+    if stats.wal_fsync.count() > 0 {
+        writeln!(out, "WAL fsync latency")?;
+        let octaves = stats.wal_fsync.octaves();
+        let most = octaves.iter().map(|o| o.2).max().unwrap_or(1);
+        for (low, high, n) in octaves {
+            let bar = "#".repeat(((n * 40).div_ceil(most)) as usize);
+            writeln!(
+                out,
+                "  {:>10} .. {:<10} {bar} {n}",
+                human_duration_ns(low),
+                human_duration_ns(high)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn to_trace(
+    t: &mut TraceWriter<BufWriter<std::fs::File>>,
+    item: &Item,
+    slow_ns: Option<u64>,
+) -> Result<()> {
+    match item {
+        Item::Call(c) => {
+            let call = &c.call;
+            if slow_ns.is_some_and(|s| call.latency_ns.is_none_or(|l| l < s)) {
+                return Ok(());
+            }
+            let end = call.end_ns.max(call.ts_ns);
+            let group = format!("client {}", call.client);
+            let tid = t.lane(&group, 10, call.ts_ns, end)?;
+            let args = json!({
+                "method": call.method,
+                "stream": call.stream_id,
+                "status": call.status,
+                "wal": c.wal.as_ref().map(|w| json!({"term": w.term, "index": w.index, "fsync_ns": w.fsync_ns, "confidence": w.confidence})),
+                "unlinked": c.unlinked,
+            });
+            t.slice(tid, &call_label(c), call.ts_ns, end - call.ts_ns, args)?;
+            for p in phases_of(c) {
+                t.slice(tid, p.name, p.start_ns, p.duration_ns(), json!({}))?;
+            }
+        }
+        Item::Disk(d) => {
+            let (track, order, name) = match d {
+                DiskPhase::WalWrite { bytes, .. } => {
+                    ("WAL appends", 1, format!("write {}", human_bytes(*bytes)))
+                }
+                DiskPhase::Sync { call, file, .. } => ("fsync", 2, format!("{call} {file}")),
+                DiskPhase::BackendCommit { writes, .. } => {
+                    ("backend commits", 3, format!("commit {writes} writes"))
+                }
+                DiskPhase::SnapshotWrite { file, .. } => ("snapshots", 4, format!("write {file}")),
+            };
+            let tid = t.lane(track, order, d.start_ns(), d.end_ns())?;
+            t.slice(
+                tid,
+                &name,
+                d.start_ns(),
+                d.end_ns().saturating_sub(d.start_ns()),
+                serde_json::to_value(d)?,
+            )?;
+        }
+        Item::Conn { ts, text } => {
+            let tid = t.track("connections", 5)?;
+            t.instant(tid, text, *ts, json!({}))?;
+        }
+        Item::Loss { ts, count } => {
+            let tid = t.track("losses", 0)?;
+            t.instant(
+                tid,
+                &format!("{count} events lost"),
+                *ts,
+                json!({"count": count}),
+            )?;
+        }
+    }
+    Ok(())
+}
