@@ -32,6 +32,7 @@ pub enum Command {
     Wal(WalArgs),
     Correlate(CorrelateArgs),
     Timeline(TimelineArgs),
+    Diff(DiffArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -269,6 +270,35 @@ pub struct TimelineArgs {
     /// Only operations at least this slow (e.g. 20ms), each with its slowest phase.
     #[arg(long, value_name = "THRESHOLD")]
     pub slow: Option<String>,
+}
+
+/// Compare two captures: op mix, errors, latency per method and phase, clients, key
+/// prefixes; with --fail-on, a CI gate.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace diff fixtures/baseline.etr new.etr\n  \
+etcd-trace diff base.etr new.etr --fail-on 'p99(/etcdserverpb.KV/Put) > +20%' --fail-on 'errors(*) > 0'\n  \
+etcd-trace diff base.etr new.etr --fail-on 'new-clients > 0' --fail-on 'req-size(Put) > +100%' --format json\n\n\
+Checks: p50/p90/p99/max(METHOD or phase), count(METHOD), rate(METHOD), errors(METHOD), \
+req-size(METHOD), resp-size(METHOD), new-clients, gone-clients, new-methods, \
+gone-methods, new-prefixes, gone-prefixes; compared with >, >=, <, <= to a number, a \
+duration (10ms) or a change from base (+20%, -50%). METHOD is a full path, \
+Service/Method, a short name or a glob (`*`). Phases: append, fsync, reply, wal-fsync. \
+Captures of different length are compared by rates (relative checks of counts use \
+calls per second). Exit code: 1 when a check holds, 0 when none does, 2 on error.")]
+pub struct DiffArgs {
+    /// The reference capture (e.g. a committed fixture).
+    pub base: PathBuf,
+    /// The capture to check.
+    pub new: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// A check that fails the run when it holds (repeatable).
+    #[arg(long = "fail-on", value_name = "EXPR")]
+    pub fail_on: Vec<String>,
+    /// Key prefixes are the first N components of a key (`/registry/pods/` is 2).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub prefix_depth: usize,
 }
 
 /// Start a private etcd on loopback, record a short workload, and show the capture.

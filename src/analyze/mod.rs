@@ -2,9 +2,12 @@
 //! size (state grows with connections and files, not with events).
 
 pub mod correlate;
+pub mod diff;
 pub mod disk;
 pub mod histogram;
+pub mod pattern;
 pub mod phases;
+pub mod profile;
 pub mod rpc;
 pub mod summary;
 pub mod wal_log;

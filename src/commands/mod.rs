@@ -5,6 +5,7 @@
 mod completions;
 mod correlate;
 mod demo;
+mod diff;
 mod dump;
 mod info;
 #[cfg(all(feature = "record", target_os = "linux"))]
@@ -29,6 +30,7 @@ pub fn main() -> ExitCode {
         Command::Wal(args) => wal::run(args),
         Command::Correlate(args) => correlate::run(args),
         Command::Timeline(args) => timeline::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),

@@ -1,0 +1,217 @@
+//! A capture boiled down to what `diff` compares: RPC counts, error counts, latency per
+//! method and per phase, request and response sizes, fsync latency, bytes per client and
+//! key prefixes. One streaming pass; memory grows with methods, clients and prefixes,
+//! not with events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::analyze::correlate::{CorrelatedCall, Correlator};
+use crate::analyze::disk::DiskPhase;
+use crate::analyze::histogram::Histogram;
+use crate::analyze::phases::phases_of;
+use crate::analyze::rpc::RecordKind;
+use crate::analyze::summary::SummaryBuilder;
+use crate::capture::{CaptureReader, Event, FileKind, ReadItem};
+use crate::decode::etcdpb::display_key;
+
+#[derive(Debug, Default, Clone)]
+pub struct MethodStats {
+    pub calls: u64,
+    /// Calls by grpc-status (0 = OK); calls without a status seen are not counted here.
+    pub statuses: BTreeMap<u32, u64>,
+    pub latency: Histogram,
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+}
+
+impl MethodStats {
+    pub fn errors(&self) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| **s != 0)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Profile {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub methods: BTreeMap<String, MethodStats>,
+    pub phases: BTreeMap<&'static str, Histogram>,
+    pub wal_fsync: Histogram,
+    /// Payload bytes to and from each client address (from the packets).
+    pub client_bytes: BTreeMap<IpAddr, u64>,
+    /// RPCs per key prefix (the first `depth` path components).
+    pub prefixes: BTreeMap<String, u64>,
+    pub lost: u64,
+}
+
+impl Profile {
+    pub fn duration_s(&self) -> f64 {
+        (self.end_ns.saturating_sub(self.start_ns) as f64 / 1e9).max(1e-3)
+    }
+
+    pub fn clients(&self) -> BTreeSet<IpAddr> {
+        self.client_bytes.keys().copied().collect()
+    }
+
+    /// Build from a capture. `prefix_depth` is how many `/`-separated components name a
+    /// key prefix (2: `/registry/pods/`).
+    pub fn of(reader: &CaptureReader, prefix_depth: usize) -> Profile {
+        let ports = reader.header().config.ports.clone();
+        let orient = SummaryBuilder::new(reader.header());
+        let mut correlator = Correlator::new(ports);
+        let mut p = Profile {
+            start_ns: u64::MAX,
+            ..Profile::default()
+        };
+        let (mut calls, mut phases) = (Vec::new(), Vec::new());
+        for item in reader.events() {
+            let ReadItem::Event(ev) = item else { continue };
+            p.start_ns = p.start_ns.min(ev.ts_ns());
+            p.end_ns = p.end_ns.max(ev.ts_ns());
+            match &ev {
+                Event::Packet(pk) => {
+                    let addrs = orient.orient(pk.src, pk.dst);
+                    *p.client_bytes.entry(addrs.client.ip()).or_default() +=
+                        u64::from(pk.payload_len);
+                }
+                Event::Loss(l) => p.lost += l.count,
+                Event::Syscall(_) => {}
+            }
+            correlator.push(&ev, &mut calls, &mut phases);
+            p.absorb(&mut calls, &mut phases, prefix_depth);
+        }
+        correlator.finish(&mut calls, &mut phases);
+        p.absorb(&mut calls, &mut phases, prefix_depth);
+        if p.start_ns == u64::MAX {
+            p.start_ns = 0;
+        }
+        p
+    }
+
+    fn absorb(
+        &mut self,
+        calls: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+        depth: usize,
+    ) {
+        for c in calls.drain(..) {
+            if !matches!(c.call.kind, RecordKind::Call) {
+                continue;
+            }
+            let name = c.call.method.clone().unwrap_or_else(|| "(unknown)".into());
+            let m = self.methods.entry(name).or_default();
+            m.calls += 1;
+            if let Some(s) = c.call.status {
+                *m.statuses.entry(s).or_default() += 1;
+            }
+            if let Some(l) = c.call.latency_ns {
+                m.latency.record(l);
+            }
+            m.request_bytes += c.call.request_bytes;
+            m.response_bytes += c.call.response_bytes;
+            for ph in phases_of(&c) {
+                self.phases
+                    .entry(ph.name)
+                    .or_default()
+                    .record(ph.duration_ns());
+            }
+            if let Some(k) = &c.call.key {
+                *self.prefixes.entry(key_prefix(k, depth)).or_default() += 1;
+            }
+        }
+        for ph in phases.drain(..) {
+            if let DiskPhase::Sync {
+                kind: FileKind::Wal,
+                start_ns,
+                end_ns,
+                ..
+            } = ph
+            {
+                self.wal_fsync.record(end_ns.saturating_sub(start_ns));
+            }
+        }
+    }
+}
+
+/// `/registry/pods/default/x` at depth 2 → `/registry/pods/`; keys without `/` → `(flat)`.
+pub fn key_prefix(key: &[u8], depth: usize) -> String {
+    if key.is_empty() || key == b"\0" {
+        return "(whole keyspace)".into();
+    }
+    if !key.contains(&b'/') {
+        return "(flat keys)".into();
+    }
+    let mut seen = 0;
+    let leading = usize::from(key.first() == Some(&b'/'));
+    for (i, b) in key.iter().enumerate().skip(leading) {
+        if *b == b'/' {
+            seen += 1;
+            if seen == depth {
+                return display_key(&key[..=i]);
+            }
+        }
+    }
+    // Shorter than the depth: the key's directory.
+    match key.iter().rposition(|b| *b == b'/') {
+        Some(i) => display_key(&key[..=i]),
+        None => display_key(key),
+    }
+}
+
+/// A method's numbers in a profile, for output.
+#[derive(Debug, Clone, Serialize)]
+pub struct MethodRow {
+    pub calls: u64,
+    pub rate_per_s: f64,
+    pub errors: u64,
+    pub error_rate: f64,
+    pub p50_ns: Option<u64>,
+    pub p90_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
+    pub mean_request_bytes: f64,
+    pub mean_response_bytes: f64,
+}
+
+impl Profile {
+    pub fn method_row(&self, method: &str) -> Option<MethodRow> {
+        let m = self.methods.get(method)?;
+        let s = m.latency.summary();
+        let calls = m.calls.max(1) as f64;
+        Some(MethodRow {
+            calls: m.calls,
+            rate_per_s: m.calls as f64 / self.duration_s(),
+            errors: m.errors(),
+            error_rate: m.errors() as f64 / calls,
+            p50_ns: s.p50_ns,
+            p90_ns: s.p90_ns,
+            p99_ns: s.p99_ns,
+            mean_request_bytes: m.request_bytes as f64 / calls,
+            mean_response_bytes: m.response_bytes as f64 / calls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            key_prefix(b"/registry/pods/default/web-1", 2),
+            "/registry/pods/"
+        );
+        assert_eq!(key_prefix(b"/registry/pods/default/web-1", 1), "/registry/");
+        assert_eq!(key_prefix(b"/a", 2), "/");
+        assert_eq!(key_prefix(b"foo", 2), "(flat keys)");
+        assert_eq!(key_prefix(b"\0", 2), "(whole keyspace)");
+        assert_eq!(key_prefix(b"a/b/c", 1), "a/");
+    }
+}
