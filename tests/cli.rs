@@ -103,14 +103,18 @@ fn usage_errors_exit_2() {
 fn a_capture_of_a_newer_format_says_to_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("future.etr");
-    let mut bytes =
-        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/basic-v1.etr"))
-            .unwrap();
+    let mut bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/basic-v1.etr"),
+    )
+    .unwrap();
     // The format version follows the 10-byte magic.
     bytes[10..14].copy_from_slice(&99u32.to_le_bytes());
     std::fs::write(&path, bytes).unwrap();
     let out = etcd_trace(&["info", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("version 99") && err.contains("upgrade"), "{err}");
+    assert!(
+        err.contains("version 99") && err.contains("upgrade"),
+        "{err}"
+    );
 }

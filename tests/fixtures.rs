@@ -14,8 +14,14 @@ fn check(fixture: &str) {
     let update = std::env::var_os("UPDATE_FIXTURES").is_some();
     for (suffix, args) in [
         ("dump.txt", vec!["dump", capture.as_str()]),
-        ("dump.jsonl", vec!["dump", capture.as_str(), "--format", "json"]),
-        ("info.json", vec!["info", capture.as_str(), "--format", "json"]),
+        (
+            "dump.jsonl",
+            vec!["dump", capture.as_str(), "--format", "json"],
+        ),
+        (
+            "info.json",
+            vec!["info", capture.as_str(), "--format", "json"],
+        ),
     ] {
         let out = std::process::Command::new(bin())
             .args(&args)
@@ -46,5 +52,8 @@ fn basic_v1_still_reads_the_same() {
     )
     .unwrap();
     assert_eq!(reader.format_version(), 1);
-    assert_eq!(*reader.index_state(), etcd_trace::capture::IndexState::Present);
+    assert_eq!(
+        *reader.index_state(),
+        etcd_trace::capture::IndexState::Present
+    );
 }
