@@ -15,7 +15,7 @@ use crate::analyze::rpc::{
 };
 use crate::capture::ReadItem;
 use crate::cli::{Format, ReplayArgs};
-use crate::decode::etcdpb::{describe_range, display_key};
+use crate::decode::etcdpb::{describe_range, display_key, EtcdMessage};
 use crate::decode::grpc::status_code_name;
 use crate::output::{human_bytes, human_duration_ns, Progress};
 
@@ -188,14 +188,35 @@ fn body_summary(body: &Option<RpcBody>, bytes: u64) -> Option<String> {
         } => Some(format!("{chunks} chunks, {}", human_bytes(*blob_bytes))),
         RpcBody::Raw { .. } => Some(format!("{} undecoded", human_bytes(bytes))),
         b => {
-            let m = b.message()?;
-            let n = m.kv_count()?;
-            Some(format!(
-                "{n} key{}, {}",
-                if n == 1 { "" } else { "s" },
-                human_bytes(bytes)
-            ))
+            let partial = if b.is_complete() { "" } else { " (partial)" };
+            let what = match b.message()? {
+                EtcdMessage::RangeResponse(r) => {
+                    let n = r.kvs.len();
+                    format!("{n} key{}, {}", plural(n), human_bytes(bytes))
+                }
+                EtcdMessage::DeleteRangeResponse(d) => format!("deleted {}", d.deleted),
+                EtcdMessage::TxnResponse(t) => if t.succeeded {
+                    "success branch"
+                } else {
+                    "failure branch"
+                }
+                .to_string(),
+                EtcdMessage::WatchResponse(w) => {
+                    let n = w.events.len();
+                    format!("{n} event{}", plural(n))
+                }
+                _ => human_bytes(bytes),
+            };
+            Some(format!("{what}{partial}"))
         }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
