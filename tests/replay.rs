@@ -268,3 +268,59 @@ fn replays_a_real_etcd_workload() {
     assert_eq!(with_method, records.len(), "{text}");
     assert!(records.iter().all(|r| r["inferred"] == false));
 }
+
+/// A watch opened before recording began: its connection's HPACK table and its stream's
+/// HEADERS were never seen, yet its messages decode and the method is inferred from them.
+#[test]
+fn a_watch_open_before_recording_is_inferred() {
+    let rig = Rig::start("replay-midstream");
+    let mut watch = rig
+        .in_netns("etcdctl")
+        .args([
+            &format!("--endpoints={}", rig.etcd.endpoint),
+            "watch",
+            "--prefix",
+            "/held/",
+        ])
+        .env("ETCDCTL_API", "3")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let rec = rig.record(&[]);
+    for i in 0..5 {
+        rig.etcdctl(&["put", &format!("/held/key-{i}"), &format!("value-{i}")]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop(2).unwrap();
+    etcd_trace::testbed::signal(watch.id(), 9);
+    let _ = watch.wait();
+    assert!(status.success(), "recorder failed: {log}");
+
+    let capture = rig.capture.display().to_string();
+    let (text, records) = replay(&[&capture]);
+    eprintln!("{text}");
+    assert!(text.contains("open before recording began"), "{text}");
+    let puts = of(&records, "/etcdserverpb.KV/Put");
+    assert_eq!(puts.len(), 5, "{text}");
+    let watched: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["response"]["events"].is_array())
+        .collect();
+    assert!(!watched.is_empty(), "watch events decoded: {text}");
+    for r in &watched {
+        assert_eq!(r["method"], "/etcdserverpb.Watch/Watch", "{r}");
+        assert_eq!(r["inferred"], true, "{r}");
+    }
+    let keys: Vec<String> = watched
+        .iter()
+        .flat_map(|r| r["response"]["events"].as_array().unwrap().iter())
+        .filter_map(|e| e["kv"]["key"].as_str().map(str::to_string))
+        .collect();
+    for i in 0..5 {
+        assert!(
+            keys.contains(&b64(format!("/held/key-{i}").as_bytes())),
+            "event for /held/key-{i}: {text}"
+        );
+    }
+}
