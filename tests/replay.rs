@@ -184,6 +184,9 @@ fn replays_a_real_etcd_workload() {
     assert_eq!(binary["status"], 0);
     assert_eq!(binary["key"], "\\xff\\xfek");
     assert_eq!(binary["request"]["value"], b64(b"v"));
+    let (_, by_prefix) = replay(&[&capture, "--key-prefix", "\\xff\\xfe"]);
+    assert_eq!(by_prefix.len(), 1, "{by_prefix:?}");
+    assert_eq!(by_prefix[0]["request"]["key"], b64(&binary_key));
 
     // The 10 KB value is larger than the snaplen: the key decodes, the cut value is
     // reported as partial, never as a wrong (shorter) value.
