@@ -274,8 +274,27 @@ fn what(call: &RpcCall) -> String {
     match (&call.key, &call.range_end) {
         (Some(k), Some(e)) => describe_range(k, e),
         (Some(k), None) => display_key(k),
-        _ => "-".to_string(),
+        _ => lease_subject(call).unwrap_or_else(|| "-".to_string()),
     }
+}
+
+/// Lease calls have no key: name their lease (in hex, as etcdctl prints IDs).
+fn lease_subject(call: &RpcCall) -> Option<String> {
+    let message = |b: &Option<RpcBody>| b.as_ref().and_then(RpcBody::message).cloned();
+    let text = match (message(&call.request), message(&call.response)) {
+        (_, Some(EtcdMessage::LeaseGrantResponse(r))) => {
+            format!("lease {:x} TTL {}s", r.id, r.ttl)
+        }
+        (Some(EtcdMessage::LeaseGrantRequest(r)), _) => format!("lease TTL {}s", r.ttl),
+        (Some(EtcdMessage::LeaseRevokeRequest(r)), _) => format!("lease {:x}", r.id),
+        (Some(EtcdMessage::LeaseKeepAliveRequest(r)), _) => format!("lease {:x}", r.id),
+        (_, Some(EtcdMessage::LeaseKeepAliveResponse(r))) => {
+            format!("lease {:x} TTL {}s", r.id, r.ttl)
+        }
+        (Some(EtcdMessage::LeaseTimeToLiveRequest(r)), _) => format!("lease {:x}", r.id),
+        _ => return None,
+    };
+    Some(text)
 }
 
 fn body_summary(body: &Option<RpcBody>, bytes: u64) -> Option<String> {
@@ -361,10 +380,8 @@ fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Resul
         call.server,
         call.stream_id
     )?;
-    if call.completeness() != Completeness::Full {
-        for note in &call.notes {
-            writeln!(out, "    note: {note}")?;
-        }
+    for note in &call.notes {
+        writeln!(out, "    note: {note}")?;
     }
     Ok(())
 }
