@@ -448,7 +448,12 @@ fn a_snapshot_is_counted_not_kept() {
     }
     w.send(
         false,
-        &frame(HEADERS, END_HEADERS | END_STREAM, 1, &lit("grpc-status", "0")),
+        &frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &lit("grpc-status", "0"),
+        ),
     );
     let (calls, _) = run(&w);
     assert_eq!(calls.len(), 1, "{calls:#?}");
