@@ -191,7 +191,7 @@ pub struct ReplayArgs {
     /// (`/etcdserverpb.KV/Put`) or the short name (`Put`).
     #[arg(long, value_name = "GLOB")]
     pub method: Option<String>,
-    /// Only RPCs whose key starts with this prefix.
+    /// Only RPCs whose key starts with this prefix (`\xNN` for a byte, as keys are shown).
     #[arg(long, value_name = "PREFIX")]
     pub key_prefix: Option<String>,
     /// Show passwords and auth tokens instead of redacting them.

@@ -15,7 +15,7 @@ use crate::analyze::rpc::{
 };
 use crate::capture::ReadItem;
 use crate::cli::{Format, ReplayArgs};
-use crate::decode::etcdpb::{describe_range, display_key};
+use crate::decode::etcdpb::{describe_range, display_key, EtcdMessage};
 use crate::decode::grpc::status_code_name;
 use crate::output::{human_bytes, human_duration_ns, Progress};
 
@@ -99,6 +99,7 @@ struct Tally {
     unknown: u64,
     inferred: u64,
     damaged: u64,
+    events_lost: u64,
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
@@ -111,13 +112,14 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         until: time(&args.until)?,
         client: args.client.clone(),
         method: args.method.clone(),
-        key_prefix: args.key_prefix.as_ref().map(|k| k.as_bytes().to_vec()),
+        key_prefix: args.key_prefix.as_deref().map(unescape_key),
     };
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "decoding RPCs");
     let mut decoder = RpcDecoder::new(header.config.ports.clone());
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
     let mut calls = Vec::new();
+    let mut order = RecordOrder::default();
     let emit = |calls: &mut Vec<RpcCall>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
         for mut call in calls.drain(..) {
             if !filter.accepts(&call) {
@@ -142,12 +144,17 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
         Ok(())
     };
+    let mut decoded = Vec::new();
     for item in reader.events() {
         progress.tick_events(1);
         match item {
-            ReadItem::Event(ev) => decoder.push(&ev, &mut calls),
+            ReadItem::Event(ev) => {
+                decoder.push(&ev, &mut decoded);
+                order.push(decoded.drain(..), ev.ts_ns(), &mut calls);
+            }
             ReadItem::Damaged(d) => {
                 tally.damaged += 1;
+                tally.events_lost += d.events_lost.unwrap_or(0);
                 eprintln!(
                     "warning: unreadable region at offset {}: {}{}",
                     d.offset,
@@ -159,7 +166,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
         emit(&mut calls, &mut tally, &mut out)?;
     }
-    decoder.finish(&mut calls);
+    decoder.finish(&mut decoded);
+    order.push(decoded.drain(..), u64::MAX, &mut calls);
     emit(&mut calls, &mut tally, &mut out)?;
     progress.finish();
     if args.format == Format::Text {
@@ -167,6 +175,95 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Records come out of the decoder as calls end; this puts them back in start order
+/// within a window of capture time (a stream's end record sorts at its end). Calls longer
+/// than the window may still come out late.
+#[derive(Default)]
+struct RecordOrder {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, Held)>>,
+    seq: u64,
+}
+
+/// Records are not `Ord`: the heap orders by (time, arrival) and this wrapper says so.
+struct Held(RpcCall);
+impl PartialEq for Held {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// Capture time a record waits for earlier-starting ones.
+const ORDER_WINDOW_NS: u64 = 2_000_000_000;
+
+impl RecordOrder {
+    fn push(
+        &mut self,
+        records: impl Iterator<Item = RpcCall>,
+        now_ns: u64,
+        out: &mut Vec<RpcCall>,
+    ) {
+        for r in records {
+            let at = match r.kind {
+                RecordKind::StreamEnd { .. } => r.end_ns,
+                _ => r.ts_ns,
+            };
+            self.seq += 1;
+            self.heap.push(std::cmp::Reverse((at, self.seq, Held(r))));
+        }
+        let horizon = now_ns.saturating_sub(ORDER_WINDOW_NS);
+        while self
+            .heap
+            .peek()
+            .is_some_and(|std::cmp::Reverse((at, _, _))| *at < horizon || now_ns == u64::MAX)
+        {
+            if let Some(std::cmp::Reverse((_, _, Held(r)))) = self.heap.pop() {
+                out.push(r);
+            }
+        }
+    }
+}
+
+/// `--key-prefix` text, with `\xNN` escapes (as keys are displayed) turned into bytes.
+fn unescape_key(text: &str) -> Vec<u8> {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'\\' {
+            if b.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+                continue;
+            }
+            if b.get(i + 1) == Some(&b'x') {
+                if let Some(v) = b
+                    .get(i + 2..i + 4)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 fn status_text(status: Option<u32>) -> String {
@@ -177,8 +274,27 @@ fn what(call: &RpcCall) -> String {
     match (&call.key, &call.range_end) {
         (Some(k), Some(e)) => describe_range(k, e),
         (Some(k), None) => display_key(k),
-        _ => "-".to_string(),
+        _ => lease_subject(call).unwrap_or_else(|| "-".to_string()),
     }
+}
+
+/// Lease calls have no key: name their lease (in hex, as etcdctl prints IDs).
+fn lease_subject(call: &RpcCall) -> Option<String> {
+    let message = |b: &Option<RpcBody>| b.as_ref().and_then(RpcBody::message).cloned();
+    let text = match (message(&call.request), message(&call.response)) {
+        (_, Some(EtcdMessage::LeaseGrantResponse(r))) => {
+            format!("lease {:x} TTL {}s", r.id, r.ttl)
+        }
+        (Some(EtcdMessage::LeaseGrantRequest(r)), _) => format!("lease TTL {}s", r.ttl),
+        (Some(EtcdMessage::LeaseRevokeRequest(r)), _) => format!("lease {:x}", r.id),
+        (Some(EtcdMessage::LeaseKeepAliveRequest(r)), _) => format!("lease {:x}", r.id),
+        (_, Some(EtcdMessage::LeaseKeepAliveResponse(r))) => {
+            format!("lease {:x} TTL {}s", r.id, r.ttl)
+        }
+        (Some(EtcdMessage::LeaseTimeToLiveRequest(r)), _) => format!("lease {:x}", r.id),
+        _ => return None,
+    };
+    Some(text)
 }
 
 fn body_summary(body: &Option<RpcBody>, bytes: u64) -> Option<String> {
@@ -188,14 +304,35 @@ fn body_summary(body: &Option<RpcBody>, bytes: u64) -> Option<String> {
         } => Some(format!("{chunks} chunks, {}", human_bytes(*blob_bytes))),
         RpcBody::Raw { .. } => Some(format!("{} undecoded", human_bytes(bytes))),
         b => {
-            let m = b.message()?;
-            let n = m.kv_count()?;
-            Some(format!(
-                "{n} key{}, {}",
-                if n == 1 { "" } else { "s" },
-                human_bytes(bytes)
-            ))
+            let partial = if b.is_complete() { "" } else { " (partial)" };
+            let what = match b.message()? {
+                EtcdMessage::RangeResponse(r) => {
+                    let n = r.kvs.len();
+                    format!("{n} key{}, {}", plural(n), human_bytes(bytes))
+                }
+                EtcdMessage::DeleteRangeResponse(d) => format!("deleted {}", d.deleted),
+                EtcdMessage::TxnResponse(t) => if t.succeeded {
+                    "success branch"
+                } else {
+                    "failure branch"
+                }
+                .to_string(),
+                EtcdMessage::WatchResponse(w) => {
+                    let n = w.events.len();
+                    format!("{n} event{}", plural(n))
+                }
+                _ => human_bytes(bytes),
+            };
+            Some(format!("{what}{partial}"))
         }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
     }
 }
 
@@ -243,10 +380,8 @@ fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Resul
         call.server,
         call.stream_id
     )?;
-    if call.completeness() != Completeness::Full {
-        for note in &call.notes {
-            writeln!(out, "    note: {note}")?;
-        }
+    for note in &call.notes {
+        writeln!(out, "    note: {note}")?;
     }
     Ok(())
 }
@@ -265,7 +400,7 @@ fn write_summary(out: &mut dyn Write, t: &Tally, stats: &RpcStats) -> std::io::R
         stats.connections,
         stats.midstream_connections,
         human_bytes(stats.gap_bytes),
-        stats.events_lost,
+        stats.events_lost.saturating_add(t.events_lost),
         t.damaged
     )
 }
@@ -364,7 +499,15 @@ fn to_json(call: &RpcCall) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, unescape_key};
+
+    #[test]
+    fn key_prefix_escapes() {
+        assert_eq!(unescape_key("/a/"), b"/a/");
+        assert_eq!(unescape_key("\\xff\\xfek"), vec![0xff, 0xfe, b'k']);
+        assert_eq!(unescape_key("a\\\\b"), b"a\\b");
+        assert_eq!(unescape_key("\\xZZ"), b"\\xZZ");
+    }
 
     #[test]
     fn globs() {

@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use super::infer::{infer_method, whole_fields_prefix, Side};
+use super::infer::{infer_method, infer_method_among, whole_fields_prefix, Side};
 use super::{MessageDirection, RecordKind, RpcBody, RpcCall, MAX_RAW_KEPT};
-use crate::decode::etcdpb::{self, snapshot_chunk_summary, StreamKind};
+use crate::decode::etcdpb::{self, snapshot_chunk_summary, MethodInfo, StreamKind};
 use crate::decode::grpc::{parse_grpc_status, GrpcEvent, GrpcMessage, GrpcMessageAssembler};
 use crate::decode::hpack::{
     FieldText, HeaderBlock, HpackDecoder, Indexing, TableState, DEFAULT_MAX_TABLE_SIZE,
@@ -242,6 +242,63 @@ fn incomplete_note(side: Side, m: &GrpcMessage) -> Option<String> {
         m.data.len(),
         m.len
     ))
+}
+
+/// One record for one message of a streaming call.
+fn emit_message(
+    s: &mut StreamState,
+    conn_key: ConnectionKey,
+    side: Side,
+    index: u64,
+    m: &GrpcMessage,
+    out: &mut Vec<RpcCall>,
+) {
+    let body = decode_body(s.path.as_deref(), side, m);
+    if side == Side::Request && s.key.is_none() {
+        if let Some(msg) = body.message() {
+            s.key = msg.key().map(<[u8]>::to_vec);
+            s.range_end = msg.range_end().map(<[u8]>::to_vec);
+        }
+    }
+    let mut rec = s.record(
+        conn_key,
+        RecordKind::Message {
+            direction: match side {
+                Side::Request => MessageDirection::Request,
+                Side::Response => MessageDirection::Response,
+            },
+            index,
+        },
+    );
+    rec.ts_ns = m.ts_first_ns;
+    rec.end_ns = m.ts_last_ns;
+    rec.gaps = !m.complete;
+    rec.notes = incomplete_note(side, m).into_iter().collect();
+    if s.inferred {
+        rec.notes.extend(
+            s.notes
+                .iter()
+                .filter(|n| n.starts_with("method inferred"))
+                .cloned(),
+        );
+    }
+    if s.path.is_none() {
+        rec.notes.extend(s.notes.iter().cloned());
+    }
+    let bytes = u64::from(m.len).saturating_add(5);
+    match side {
+        Side::Request => {
+            rec.request = Some(body);
+            rec.request_bytes = bytes;
+            rec.response_bytes = 0;
+        }
+        Side::Response => {
+            rec.response = Some(body);
+            rec.response_bytes = bytes;
+            rec.request_bytes = 0;
+        }
+    }
+    out.push(rec);
 }
 
 /// Decoding state of one connection.
@@ -693,13 +750,30 @@ impl ConnectionDecoder {
             }
             (Mode::Streaming, _) => {
                 if s.path.is_none() && m.complete {
-                    if let Some(method) = infer_method(&[(side, &m.data)]) {
+                    // Several messages one way rule out the methods that send only one.
+                    let several = index >= 1;
+                    let allowed = |info: &MethodInfo| {
+                        !several
+                            || match side {
+                                Side::Request => {
+                                    matches!(info.kind, StreamKind::ClientStream | StreamKind::Bidi)
+                                }
+                                Side::Response => {
+                                    matches!(info.kind, StreamKind::ServerStream | StreamKind::Bidi)
+                                }
+                            }
+                    };
+                    if let Some(method) = infer_method_among(&[(side, &m.data)], allowed) {
                         s.set_path(method.path.to_string());
                         s.mode = Mode::Streaming;
                         s.inferred = true;
                         s.note(format!(
-                            "method inferred: a {} fits only {}'s types",
-                            side_name(side),
+                            "method inferred: {} fits only {}'s types",
+                            if several {
+                                format!("one of several {} messages", side_name(side))
+                            } else {
+                                format!("a {}", side_name(side))
+                            },
                             method.method
                         ));
                         if let Some(k) = s.unseen.clone() {
@@ -709,52 +783,17 @@ impl ConnectionDecoder {
                         }
                     }
                 }
-                let body = decode_body(s.path.as_deref(), side, &m);
-                if side == Side::Request && s.key.is_none() {
-                    if let Some(msg) = body.message() {
-                        s.key = msg.key().map(<[u8]>::to_vec);
-                        s.range_end = msg.range_end().map(<[u8]>::to_vec);
+                if s.path.is_none() && s.first[i].is_none() {
+                    // Held (one per direction) in case a later message names the method.
+                    s.first[i] = Some(m);
+                    return;
+                }
+                if s.path.is_some() {
+                    if let Some(held) = s.first[i].take() {
+                        emit_message(s, conn_key, side, 0, &held, out);
                     }
                 }
-                let mut rec = s.record(
-                    conn_key,
-                    RecordKind::Message {
-                        direction: match side {
-                            Side::Request => MessageDirection::Request,
-                            Side::Response => MessageDirection::Response,
-                        },
-                        index,
-                    },
-                );
-                rec.ts_ns = m.ts_first_ns;
-                rec.end_ns = m.ts_last_ns;
-                rec.gaps = !m.complete;
-                rec.notes = incomplete_note(side, &m).into_iter().collect();
-                if s.inferred {
-                    rec.notes.extend(
-                        s.notes
-                            .iter()
-                            .filter(|n| n.starts_with("method inferred"))
-                            .cloned(),
-                    );
-                }
-                if s.path.is_none() {
-                    rec.notes.extend(s.notes.iter().cloned());
-                }
-                let bytes = u64::from(m.len).saturating_add(5);
-                match side {
-                    Side::Request => {
-                        rec.request = Some(body);
-                        rec.request_bytes = bytes;
-                        rec.response_bytes = 0;
-                    }
-                    Side::Response => {
-                        rec.response = Some(body);
-                        rec.response_bytes = bytes;
-                        rec.request_bytes = 0;
-                    }
-                }
-                out.push(rec);
+                emit_message(s, conn_key, side, index, &m, out);
             }
             _ => {
                 if s.first[i].is_none() {
@@ -796,6 +835,11 @@ impl ConnectionDecoder {
         let key = self.key;
         match s.mode {
             Mode::Streaming => {
+                for (i, side) in [Side::Request, Side::Response].into_iter().enumerate() {
+                    if let Some(held) = s.first[i].take() {
+                        emit_message(&mut s, key, side, 0, &held, out);
+                    }
+                }
                 let mut rec = s.record(
                     key,
                     RecordKind::StreamEnd {

@@ -140,11 +140,20 @@ pub fn fits(path: &str, side: Side, bytes: &[u8]) -> bool {
 /// The one method whose types fit every given message, if exactly one does. Empty
 /// messages fit nearly every type, so at least one non-empty message is required.
 pub fn infer_method(messages: &[(Side, &[u8])]) -> Option<&'static MethodInfo> {
+    infer_method_among(messages, |_| true)
+}
+
+/// [`infer_method`] among the methods `allowed` accepts (what else is known of the call:
+/// e.g. that it carried several responses, so it is not unary).
+pub fn infer_method_among(
+    messages: &[(Side, &[u8])],
+    allowed: impl Fn(&MethodInfo) -> bool,
+) -> Option<&'static MethodInfo> {
     if messages.iter().all(|(_, bytes)| bytes.is_empty()) {
         return None;
     }
     let mut found: Option<&'static MethodInfo> = None;
-    for method in METHODS {
+    for method in METHODS.iter().filter(|m| allowed(m)) {
         if messages
             .iter()
             .all(|(side, bytes)| fits(method.path, *side, bytes))

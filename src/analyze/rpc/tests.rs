@@ -424,3 +424,48 @@ fn random_and_mutated_packets_never_panic() {
         }
     }
 }
+
+#[test]
+fn a_snapshot_is_counted_not_kept() {
+    let mut w = Wire::new(true);
+    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    pre.extend(frame(4, 0, 0, &[]));
+    w.send(true, &pre);
+    let mut block = vec![0x83, 0x86];
+    block.extend(lit(":path", "/etcdserverpb.Maintenance/Snapshot"));
+    let mut c = frame(HEADERS, END_HEADERS, 1, &block);
+    c.extend(frame(DATA, END_STREAM, 1, &grpc(&[])));
+    w.send(true, &c);
+    w.send(false, &frame(HEADERS, END_HEADERS, 1, &[0x88]));
+    for remaining in [2000u64, 1000, 0] {
+        let chunk = pb::SnapshotResponse {
+            header: header(),
+            remaining_bytes: remaining,
+            blob: vec![0xab; 1000],
+            ..Default::default()
+        };
+        w.send(false, &frame(DATA, 0, 1, &grpc(&chunk.encode_to_vec())));
+    }
+    w.send(
+        false,
+        &frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &lit("grpc-status", "0"),
+        ),
+    );
+    let (calls, _) = run(&w);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].kind, RecordKind::Call);
+    assert_eq!(calls[0].status, Some(0));
+    assert_eq!(
+        calls[0].response,
+        Some(RpcBody::SnapshotChunks {
+            chunks: 3,
+            blob_bytes: 3000,
+            remaining_bytes: 0
+        })
+    );
+    assert_eq!(calls[0].completeness(), Completeness::Full);
+}
