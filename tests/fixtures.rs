@@ -22,6 +22,20 @@ fn check(fixture: &str) {
             "info.json",
             vec!["info", capture.as_str(), "--format", "json"],
         ),
+        (
+            "wal.jsonl",
+            vec!["wal", capture.as_str(), "--all", "--format", "json"],
+        ),
+        ("replay.txt", vec!["replay", capture.as_str()]),
+        (
+            "replay.jsonl",
+            vec!["replay", capture.as_str(), "--format", "json"],
+        ),
+        (
+            "correlate.jsonl",
+            vec!["correlate", capture.as_str(), "--all", "--format", "json"],
+        ),
+        ("timeline.txt", vec!["timeline", capture.as_str()]),
     ] {
         let out = std::process::Command::new(bin())
             .args(&args)

@@ -62,4 +62,16 @@ mod tests {
         }
         assert!(!method_matches("Range", p));
     }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("Put", "Put"));
+        assert!(glob_match("*Lease*", "/etcdserverpb.Lease/LeaseGrant"));
+        assert!(glob_match("Lease???nt", "LeaseGrant"));
+        assert!(!glob_match("Put", "PutX"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("?", ""));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+    }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::open_capture;
 use super::timespec::resolve;
+use crate::analyze::pattern::method_matches;
 use crate::analyze::rpc::{
     Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats,
 };
@@ -42,12 +43,7 @@ impl Filter {
             let Some(path) = &call.method else {
                 return false;
             };
-            let short = call.method_name();
-            let tail = path.trim_start_matches('/');
-            if !glob_match(glob.as_bytes(), path.as_bytes())
-                && !glob_match(glob.as_bytes(), tail.as_bytes())
-                && !glob_match(glob.as_bytes(), short.as_bytes())
-            {
+            if !method_matches(glob, path) {
                 return false;
             }
         }
@@ -58,37 +54,6 @@ impl Filter {
         }
         true
     }
-}
-
-/// `*` matches any run of bytes, `?` any one byte; everything else itself.
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || Some(&c) == text.get(t) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern
-        .get(p..)
-        .unwrap_or_default()
-        .iter()
-        .all(|&c| c == b'*')
 }
 
 #[derive(Default)]
@@ -499,7 +464,7 @@ fn to_json(call: &RpcCall) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::{glob_match, unescape_key};
+    use super::unescape_key;
 
     #[test]
     fn key_prefix_escapes() {
@@ -507,17 +472,5 @@ mod tests {
         assert_eq!(unescape_key("\\xff\\xfek"), vec![0xff, 0xfe, b'k']);
         assert_eq!(unescape_key("a\\\\b"), b"a\\b");
         assert_eq!(unescape_key("\\xZZ"), b"\\xZZ");
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match(b"Put", b"Put"));
-        assert!(glob_match(b"*Lease*", b"/etcdserverpb.Lease/LeaseGrant"));
-        assert!(glob_match(b"Lease???nt", b"LeaseGrant"));
-        assert!(!glob_match(b"Put", b"PutX"));
-        assert!(glob_match(b"*", b""));
-        assert!(!glob_match(b"?", b""));
-        assert!(glob_match(b"a*b*c", b"axxbyyc"));
-        assert!(!glob_match(b"a*b*c", b"axxbyy"));
     }
 }
