@@ -1,0 +1,146 @@
+//! An independent oracle: tshark decodes HTTP/2 from a pcap of the same traffic, taken at
+//! the same time. The number of gRPC requests per `:path` must agree with replay.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// tshark capturing lo inside the rig's namespace, until dropped.
+struct Tshark {
+    child: std::process::Child,
+}
+
+impl Tshark {
+    fn start(rig: &Rig, pcap: &std::path::Path) -> Tshark {
+        let log = rig.dir.0.join("tshark.log");
+        let mut child = rig
+            .in_netns("tshark")
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                "tcp port 2379",
+                "-w",
+                pcap.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("tshark (Debian package tshark) is needed for this test");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Capture started")
+        {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "tshark exited: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            assert!(Instant::now() < deadline, "tshark did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Tshark { child }
+    }
+
+    fn stop(mut self) {
+        etcd_trace::testbed::signal(self.child.id(), 2);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tshark {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn requests_per_path_agree_with_tshark() {
+    let rig = Rig::start("tshark");
+    let pcap = rig.dir.0.join("same.pcap");
+    let tshark = Tshark::start(&rig, &pcap);
+    let rec = rig.record(&[]);
+    let mut watch = rig
+        .in_netns("etcdctl")
+        .args(["--endpoints=127.0.0.1:2379", "watch", "--prefix", "/w/"])
+        .env("ETCDCTL_API", "3")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..10 {
+        rig.etcdctl(&["put", &format!("/w/{i}"), "v"]);
+        rig.etcdctl(&["get", "/w/", "--prefix"]);
+    }
+    rig.etcdctl(&["del", "/w/0"]);
+    let lease = stdout(&rig.etcdctl(&["lease", "grant", "60"]));
+    let id = lease.split_whitespace().nth(1).unwrap().to_string();
+    rig.etcdctl(&["lease", "keep-alive", "--once", &id]);
+    rig.etcdctl(&["lease", "revoke", &id]);
+    rig.etcdctl(&["member", "list"]);
+    rig.etcdctl(&["endpoint", "status"]);
+    rig.etcdctl(&["compaction", "5"]);
+    std::thread::sleep(Duration::from_millis(300));
+    etcd_trace::testbed::signal(watch.id(), 9);
+    let _ = watch.wait();
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    std::thread::sleep(Duration::from_millis(300));
+    tshark.stop();
+
+    // tshark: every request HEADERS frame carries a :path.
+    let out = Command::new("tshark")
+        .args([
+            "-r",
+            pcap.to_str().unwrap(),
+            "-d",
+            "tcp.port==2379,http2",
+            "-Y",
+            "http2.headers.path",
+            "-T",
+            "fields",
+            "-e",
+            "http2.headers.path",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut oracle: BTreeMap<String, u64> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for path in line.split(',').filter(|p| !p.is_empty()) {
+            *oracle.entry(path.to_string()).or_default() += 1;
+        }
+    }
+    assert!(oracle.len() >= 8, "tshark saw {oracle:?}");
+
+    // replay: one call per unary request, one stream per streaming call.
+    let out = etcd_trace(&["replay", "--format", "json", rig.capture.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut ours: BTreeMap<String, u64> = BTreeMap::new();
+    let mut streams = std::collections::BTreeSet::new();
+    for line in stdout(&out).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let method = v["method"].as_str().unwrap_or("(unknown)").to_string();
+        match v["record"].as_str().unwrap() {
+            "call" => *ours.entry(method).or_default() += 1,
+            _ => {
+                if streams.insert((v["client"].to_string(), v["stream"].to_string())) {
+                    *ours.entry(method).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(ours, oracle, "replay (left) and tshark (right) disagree");
+}
