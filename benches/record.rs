@@ -727,12 +727,13 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     let cpu = CpuSample::take(pid)?.percent_since(&before);
     let irq_work = irq_work_interrupts().saturating_sub(irq_before);
     let (stats, _) = stop_recorder(rec, &capture, cpu, None)?;
-    let (packets, syscalls) = count_kinds(&capture)?;
+    let (packets, syscalls, by_kind) = count_kinds(&capture)?;
     println!(
-        "[3] etcd round with --stats: {:.0} ops/s, {} packets, {} syscalls, {} lost, recorder CPU {:.1}%",
+        "[3] etcd round with --stats: {:.0} ops/s, {} packets, {} syscalls ({}), {} lost, recorder CPU {:.1}%",
         r.ops_per_sec(),
         packets,
         syscalls,
+        by_kind,
         stats.lost_in_capture,
         stats.cpu_percent
     );
@@ -765,17 +766,27 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     })
 }
 
-fn count_kinds(capture: &Path) -> Result<(u64, u64)> {
+/// Packets, syscalls, and the syscalls per file kind (`wal 1234, socket 5678`).
+fn count_kinds(capture: &Path) -> Result<(u64, u64, String)> {
     let reader = CaptureReader::open(capture)?;
     let (mut packets, mut syscalls) = (0, 0);
+    let mut by_kind: std::collections::BTreeMap<&'static str, u64> = Default::default();
     for item in reader.events() {
         match item {
             ReadItem::Event(Event::Packet(_)) => packets += 1,
-            ReadItem::Event(Event::Syscall(_)) => syscalls += 1,
+            ReadItem::Event(Event::Syscall(s)) => {
+                syscalls += 1;
+                *by_kind.entry(s.file.kind.name()).or_default() += 1;
+            }
             _ => {}
         }
     }
-    Ok((packets, syscalls))
+    let by_kind = by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((packets, syscalls, by_kind))
 }
 
 fn bench_capacity(cfg: &Config, exe: &Path) -> Result<Capacity> {
