@@ -1,0 +1,1004 @@
+//! How much the recorder costs and how much it can take, measured on a real etcd and a
+//! synthetic writer with real eBPF (needs root). `cargo bench --bench record` prints one
+//! line per measurement and a summary with the targets:
+//!
+//! 1. etcd throughput with and without the recorder attached (16 clients, alternating
+//!    rounds), and the ratio;
+//! 2. the recorder's capacity: a process writing 64-byte chunks to a file in a data dir
+//!    at a fixed rate, then as fast as it can; events received, lost, recorder CPU;
+//! 3. the eBPF programs' own cost per run (`record --stats`);
+//! 4. bytes per event in the capture file.
+//!
+//! The load generator and the writer are this same binary started again with
+//! `ETCD_TRACE_BENCH_ROLE` set, so they can run inside a network namespace.
+//! Knobs: `ETCD_TRACE_BENCH_SECS` (round length, default 5), `ETCD_TRACE_BENCH_REPEATS`
+//! (default 3), `ETCD_TRACE_BENCH_CLIENTS` (default 16), `ETCD_TRACE_BENCH_RATE`
+//! (writes/s of the paced writer, default 200000), `ETCD_TRACE_BENCH_RECORD_ARGS` (extra
+//! `record` arguments for every recorder round, e.g. `--buffer perf`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitCode, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_trace::capture::{CaptureReader, Event, ReadItem};
+use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
+use serde::{Deserialize, Serialize};
+
+const ROLE_ENV: &str = "ETCD_TRACE_BENCH_ROLE";
+/// The writer's file, relative to its data dir.
+const GEN_FILE: &str = "member/wal/gen.wal";
+const CHUNK: usize = 64;
+/// The writer rewinds after this many writes so the file stays small (lseek is not traced).
+const GEN_REWIND_EVERY: u64 = 1 << 16;
+/// Upper bounds that keep every loop finite whatever the clock does.
+const MAX_OPS_PER_CLIENT: u64 = 20_000_000;
+const MAX_WRITES: u64 = 200_000_000;
+const TARGET_RATIO: f64 = 0.97;
+const TARGET_NS_PACKET: f64 = 50.0;
+const TARGET_NS_SYSCALL: f64 = 100.0;
+
+fn main() -> ExitCode {
+    let result = match std::env::var(ROLE_ENV).as_deref() {
+        Ok("load") => load_main(),
+        Ok("gen") => gen_main(),
+        _ => bench_main(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ------------------------------------------------------------------ configuration
+
+struct Config {
+    secs: f64,
+    repeats: usize,
+    clients: usize,
+    rate: u64,
+}
+
+impl Config {
+    fn from_env() -> Result<Config> {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+                Err(_) => Ok(default),
+            }
+        }
+        let cfg = Config {
+            secs: var("ETCD_TRACE_BENCH_SECS", 5.0)?,
+            repeats: var("ETCD_TRACE_BENCH_REPEATS", 3)?,
+            clients: var("ETCD_TRACE_BENCH_CLIENTS", 16)?,
+            rate: var("ETCD_TRACE_BENCH_RATE", 200_000)?,
+        };
+        if !(cfg.secs > 0.0 && cfg.secs <= 600.0) {
+            bail!("ETCD_TRACE_BENCH_SECS must be in (0, 600]");
+        }
+        if cfg.repeats == 0 || cfg.repeats > 20 || cfg.clients == 0 || cfg.clients > 1024 {
+            bail!("ETCD_TRACE_BENCH_REPEATS must be 1..=20 and ETCD_TRACE_BENCH_CLIENTS 1..=1024");
+        }
+        Ok(cfg)
+    }
+}
+
+// ------------------------------------------------------------------ load generator role
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LoadResult {
+    puts: u64,
+    gets: u64,
+    errors: u64,
+    secs: f64,
+}
+
+impl LoadResult {
+    fn ops_per_sec(&self) -> f64 {
+        (self.puts + self.gets) as f64 / self.secs.max(1e-9)
+    }
+}
+
+/// `ETCD_TRACE_BENCH_ROLE=load BENCH SECS CLIENTS`: run inside etcd's namespace, print
+/// the result as one JSON line.
+fn load_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let secs: f64 = args
+        .first()
+        .context("load: missing SECS")?
+        .parse()
+        .context("load: SECS")?;
+    let clients: usize = args
+        .get(1)
+        .context("load: missing CLIENTS")?
+        .parse()
+        .context("load: CLIENTS")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(load(Duration::from_secs_f64(secs), clients))?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+async fn load(duration: Duration, clients: usize) -> Result<LoadResult> {
+    use etcd_client::{Client, ConnectOptions};
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    // One client each, so one HTTP/2 connection each; the first request opens it
+    // before the clock starts.
+    let mut conns = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let mut client = Client::connect(["127.0.0.1:2379"], Some(options.clone()))
+            .await
+            .with_context(|| format!("client {c}: connecting"))?;
+        client
+            .get(format!("bench/{c:03}/warmup"), None)
+            .await
+            .with_context(|| format!("client {c}: first request"))?;
+        conns.push(client);
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut client)| {
+            tokio::spawn(async move {
+                let (mut puts, mut gets, mut errors) = (0u64, 0u64, 0u64);
+                let value = vec![b'v'; 64];
+                for i in 0..MAX_OPS_PER_CLIENT {
+                    if Instant::now() >= deadline || errors > 1000 {
+                        break;
+                    }
+                    let key = format!("bench/{c:03}/{:04}", i % 1024);
+                    // One Range for every three Puts.
+                    let ok = if i % 4 == 3 {
+                        client.get(key, None).await.is_ok()
+                    } else {
+                        client.put(key, value.clone(), None).await.is_ok()
+                    };
+                    match (ok, i % 4 == 3) {
+                        (true, true) => gets += 1,
+                        (true, false) => puts += 1,
+                        (false, _) => errors += 1,
+                    }
+                }
+                (puts, gets, errors)
+            })
+        })
+        .collect();
+    let mut total = LoadResult {
+        puts: 0,
+        gets: 0,
+        errors: 0,
+        secs: 0.0,
+    };
+    for t in tasks {
+        let (p, g, e) = t.await?;
+        total.puts += p;
+        total.gets += g;
+        total.errors += e;
+    }
+    total.secs = start.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+// ------------------------------------------------------------------ writer role
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GenResult {
+    /// write(2) calls made, and how many of them failed.
+    writes: u64,
+    failed: u64,
+    secs: f64,
+}
+
+/// `ETCD_TRACE_BENCH_ROLE=gen BENCH FILE RATE SECS`: open FILE, print `ready PID`, wait
+/// for a line on stdin, then write 64-byte chunks for SECS at RATE writes/s (in 1 ms
+/// batches; 0 = as fast as possible) and print the result as one JSON line.
+fn gen_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let path = PathBuf::from(args.first().context("gen: missing FILE")?);
+    let rate: u64 = args
+        .get(1)
+        .context("gen: missing RATE")?
+        .parse()
+        .context("gen: RATE")?;
+    let secs: f64 = args
+        .get(2)
+        .context("gen: missing SECS")?
+        .parse()
+        .context("gen: SECS")?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .with_context(|| format!("gen: opening {}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let chunk = [b'w'; CHUNK];
+
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "ready {}", std::process::id())?;
+    stdout.flush()?;
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go)?;
+
+    let duration = Duration::from_secs_f64(secs);
+    let mut w = ChunkWriter {
+        fd,
+        chunk,
+        writes: 0,
+        failed: 0,
+    };
+    let start = Instant::now();
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= duration || w.writes >= MAX_WRITES {
+            break;
+        }
+        if rate == 0 {
+            for _ in 0..256 {
+                w.write_one();
+            }
+            continue;
+        }
+        // Everything due by the end of the current millisecond, then sleep to its end.
+        let ms = elapsed.as_millis() as u64 + 1;
+        let due = (rate.saturating_mul(ms) / 1000).min(MAX_WRITES);
+        while w.writes < due {
+            w.write_one();
+        }
+        let next = start + Duration::from_millis(ms);
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(file);
+    println!(
+        "{}",
+        serde_json::to_string(&GenResult {
+            writes: w.writes,
+            failed: w.failed,
+            secs
+        })?
+    );
+    Ok(())
+}
+
+/// One write(2) of a fixed chunk per call, counted.
+struct ChunkWriter {
+    fd: i32,
+    chunk: [u8; CHUNK],
+    writes: u64,
+    failed: u64,
+}
+
+impl ChunkWriter {
+    fn write_one(&mut self) {
+        // SAFETY: fd stays open while the writer lives and chunk is CHUNK bytes.
+        let n = unsafe { libc::write(self.fd, self.chunk.as_ptr().cast(), CHUNK) };
+        if n != CHUNK as isize {
+            self.failed += 1;
+        }
+        self.writes += 1;
+        if self.writes % GEN_REWIND_EVERY == 0 {
+            // SAFETY: plain syscall on our own fd.
+            unsafe { libc::lseek(self.fd, 0, libc::SEEK_SET) };
+        }
+    }
+}
+
+// ------------------------------------------------------------------ child processes
+
+/// A child we started, killed (by its pid) if still running when dropped.
+struct ChildGuard {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl ChildGuard {
+    fn spawn(mut cmd: std::process::Command) -> Result<ChildGuard> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let out = child.stdout.take().context("child stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(ChildGuard { child, lines: rx })
+    }
+
+    fn next_line(&mut self, timeout: Duration) -> Result<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => bail!("no output within {timeout:?}"),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait()?;
+                bail!("child exited ({status}) without the expected output")
+            }
+        }
+    }
+
+    /// Wait for exit and return its last stdout line (the JSON result).
+    fn finish(&mut self, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("child did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut last = None;
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            last = Some(line);
+        }
+        if !status.success() {
+            bail!("child failed ({status})");
+        }
+        last.context("child printed no result")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn load_in(netns: &Netns, secs: f64, clients: usize) -> Result<LoadResult> {
+    let mut cmd = netns.command(std::env::current_exe()?);
+    cmd.env(ROLE_ENV, "load")
+        .arg(secs.to_string())
+        .arg(clients.to_string())
+        .stdin(Stdio::null());
+    let mut child = ChildGuard::spawn(cmd)?;
+    let line = child
+        .finish(Duration::from_secs_f64(secs + 60.0))
+        .context("load generator")?;
+    let result: LoadResult =
+        serde_json::from_str(&line).with_context(|| format!("load result {line:?}"))?;
+    if result.errors > 0 {
+        println!("    (load generator: {} failed requests)", result.errors);
+    }
+    Ok(result)
+}
+
+// ------------------------------------------------------------------ recorder helpers
+
+/// What the recorder printed when it stopped, and what its capture holds.
+#[derive(Debug, Default)]
+struct RecorderReport {
+    stderr: String,
+    /// From `lost N events (kernel handed over K, received R)`.
+    lost_reported: u64,
+    /// `program runs ns/run` rows.
+    stats: Vec<(String, u64, f64)>,
+    capture_bytes: u64,
+    capture_events: u64,
+    loss_records: u64,
+    lost_in_capture: u64,
+    damaged: u64,
+    /// Recorder CPU (user+system) over the measured window, in percent of one core.
+    cpu_percent: f64,
+}
+
+impl RecorderReport {
+    fn bytes_per_event(&self) -> f64 {
+        self.capture_bytes as f64 / self.capture_events.max(1) as f64
+    }
+
+    fn stat(&self, name: &str) -> Option<(u64, f64)> {
+        self.stats
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|&(_, runs, ns)| (runs, ns))
+    }
+
+    /// Sum of ns/run over the programs named with `prefix` (enter_ or exit_) for `calls`.
+    fn syscall_ns(&self, calls: &[&str]) -> f64 {
+        calls
+            .iter()
+            .map(|c| {
+                self.stat(&format!("enter_{c}")).map_or(0.0, |s| s.1)
+                    + self.stat(&format!("exit_{c}")).map_or(0.0, |s| s.1)
+            })
+            .sum::<f64>()
+    }
+
+    /// Total time in every syscall program divided by the syscall events recorded: the
+    /// kernel cost per traced syscall, including the runs on untraced calls.
+    fn syscall_ns_per_event(&self, events: u64) -> f64 {
+        let total: f64 = self
+            .stats
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("enter_") || n.starts_with("exit_"))
+            .map(|&(_, runs, ns)| runs as f64 * ns)
+            .sum();
+        total / events.max(1) as f64
+    }
+}
+
+fn recorder_cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state);
+    // utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').context("malformed /proc/pid/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// CPU used by `pid` between two samples, as percent of one core.
+struct CpuSample {
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuSample {
+    fn take(pid: u32) -> Result<CpuSample> {
+        Ok(CpuSample {
+            ticks: recorder_cpu_ticks(pid)?,
+            at: Instant::now(),
+        })
+    }
+
+    fn percent_since(&self, earlier: &CpuSample) -> f64 {
+        let cpu = self.ticks.saturating_sub(earlier.ticks) as f64 / clock_ticks();
+        let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        100.0 * cpu / wall
+    }
+}
+
+/// Extra `record` arguments for every recorder round, to compare settings
+/// (`ETCD_TRACE_BENCH_RECORD_ARGS="--buffer perf"`).
+fn extra_record_args() -> Vec<String> {
+    std::env::var("ETCD_TRACE_BENCH_RECORD_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn start_recorder(exe: &Path, args: &[String]) -> Result<RecorderProcess> {
+    let mut args = args.to_vec();
+    args.extend(extra_record_args());
+    RecorderProcess::start(exe, &args).context("starting the recorder")
+}
+
+fn stop_recorder(
+    rec: RecorderProcess,
+    capture: &Path,
+    cpu_percent: f64,
+    count_file: Option<&str>,
+) -> Result<(RecorderReport, u64)> {
+    let (status, stderr) = rec.stop(libc::SIGINT)?;
+    if !status.success() {
+        bail!("the recorder failed ({status}):\n{stderr}");
+    }
+    let mut report = RecorderReport {
+        cpu_percent,
+        capture_bytes: std::fs::metadata(capture)?.len(),
+        ..RecorderReport::default()
+    };
+    let mut in_table = false;
+    for line in stderr.lines() {
+        if let Some(rest) = line.strip_prefix("lost ") {
+            report.lost_reported = rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.as_slice() == ["program", "runs", "ns/run"] {
+            in_table = true;
+        } else if in_table && cols.len() == 3 {
+            if let (Ok(runs), Ok(ns)) = (cols[1].parse(), cols[2].parse()) {
+                report.stats.push((cols[0].to_string(), runs, ns));
+            }
+        }
+    }
+    report.stderr = stderr;
+    // Count what the capture holds; `count_file` selects the syscall events to count.
+    let reader =
+        CaptureReader::open(capture).with_context(|| format!("opening {}", capture.display()))?;
+    let mut counted = 0u64;
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(ev) => {
+                report.capture_events += 1;
+                match &ev {
+                    Event::Loss(l) => {
+                        report.loss_records += 1;
+                        report.lost_in_capture += l.count;
+                    }
+                    Event::Syscall(s) if Some(s.file.path.as_str()) == count_file => {
+                        counted += 1;
+                    }
+                    _ => {}
+                }
+            }
+            ReadItem::Damaged(_) => report.damaged += 1,
+        }
+    }
+    if report.damaged > 0 {
+        println!(
+            "    WARNING: {} damaged stretches in {}",
+            report.damaged,
+            capture.display()
+        );
+    }
+    Ok((report, counted))
+}
+
+fn print_stats_table(tag: &str, report: &RecorderReport) {
+    println!("{tag} {:<20} {:>12} {:>10}", "program", "runs", "ns/run");
+    for (name, runs, ns) in &report.stats {
+        println!("{tag} {name:<20} {runs:>12} {ns:>10.0}");
+    }
+}
+
+fn recorder_lines(report: &RecorderReport) -> String {
+    report
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("recorded ") || l.starts_with("wrote ") || l.starts_with("lost "))
+        .map(|l| format!("      recorder: {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+// ------------------------------------------------------------------ the benchmark
+
+struct Overhead {
+    without: Vec<f64>,
+    with: Vec<f64>,
+    stats: RecorderReport,
+    stats_ops: f64,
+    stats_packets: u64,
+    stats_syscalls: u64,
+}
+
+struct Capacity {
+    paced_rate: u64,
+    paced: GenRound,
+    /// writes/s of the unpaced writer with no recorder attached.
+    blast_alone: f64,
+    blast: GenRound,
+}
+
+struct GenRound {
+    result: GenResult,
+    received: u64,
+    report: RecorderReport,
+}
+
+impl GenRound {
+    fn lost(&self) -> u64 {
+        self.report.lost_in_capture
+    }
+
+    fn difference(&self) -> i128 {
+        (i128::from(self.received) + i128::from(self.lost())) - i128::from(self.result.writes)
+    }
+
+    fn rate(&self) -> f64 {
+        self.result.writes as f64 / self.result.secs.max(1e-9)
+    }
+}
+
+fn bench_main() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("this benchmark loads eBPF programs and creates network namespaces: run it as root");
+    }
+    let cfg = Config::from_env()?;
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_etcd-trace"));
+    let started = Instant::now();
+    println!(
+        "etcd-trace recorder benchmark: {} s rounds, {} repeats, {} clients, paced writer at {} writes/s",
+        cfg.secs, cfg.repeats, cfg.clients, cfg.rate
+    );
+    let extra = extra_record_args();
+    if !extra.is_empty() {
+        println!("extra record arguments: {}", extra.join(" "));
+    }
+    let overhead = bench_overhead(&cfg, &exe)?;
+    let capacity = bench_capacity(&cfg, &exe)?;
+    summary(&cfg, &overhead, &capacity);
+    println!("(benchmark took {:.0} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
+    let dir = ScratchDir::new("etcd-trace-bench-etcd")?;
+    let netns = Netns::create()?;
+    let etcd = EtcdServer::start(&netns, &dir.0)?;
+    println!(
+        "[1] overhead on etcd throughput ({} clients, 3 puts : 1 range, one connection each)",
+        cfg.clients
+    );
+    let warm = load_in(&netns, cfg.secs.min(2.0), cfg.clients)?;
+    println!("[1] warm-up: {:.0} ops/s", warm.ops_per_sec());
+
+    let record_args = |capture: &Path, extra: &[&str]| -> Vec<String> {
+        let mut args = vec![
+            "-o".to_string(),
+            capture.display().to_string(),
+            "--pid".to_string(),
+            etcd.pid().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    for round in 1..=cfg.repeats {
+        let r = load_in(&netns, cfg.secs, cfg.clients)?;
+        println!(
+            "[1] round {round} without recorder: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s)",
+            r.ops_per_sec(),
+            r.puts,
+            r.gets,
+            r.secs
+        );
+        without.push(r.ops_per_sec());
+
+        let capture = dir.0.join(format!("etcd-{round}.etr"));
+        let rec = start_recorder(exe, &record_args(&capture, &[]))?;
+        let pid = rec.pid();
+        let before = CpuSample::take(pid)?;
+        let r = load_in(&netns, cfg.secs, cfg.clients)?;
+        let cpu = CpuSample::take(pid)?.percent_since(&before);
+        let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
+        println!(
+            "[1] round {round} with recorder:    {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
+            r.ops_per_sec(),
+            r.puts,
+            r.gets,
+            r.secs,
+            report.cpu_percent,
+            report.capture_events,
+            report.lost_in_capture,
+            report.bytes_per_event()
+        );
+        with.push(r.ops_per_sec());
+    }
+    let (mw, mo) = (median(&with), median(&without));
+    println!(
+        "[1] median without {mo:.0} ops/s, with {mw:.0} ops/s: ratio with/without {:.3} (target >= {TARGET_RATIO})",
+        mw / mo.max(1e-9)
+    );
+
+    // One more round with --stats, for the programs' own cost and the capture size.
+    let capture = dir.0.join("etcd-stats.etr");
+    let rec = start_recorder(exe, &record_args(&capture, &["--stats"]))?;
+    let pid = rec.pid();
+    let before = CpuSample::take(pid)?;
+    let irq_before = irq_work_interrupts();
+    let r = load_in(&netns, cfg.secs, cfg.clients)?;
+    let cpu = CpuSample::take(pid)?.percent_since(&before);
+    let irq_work = irq_work_interrupts().saturating_sub(irq_before);
+    let (stats, _) = stop_recorder(rec, &capture, cpu, None)?;
+    let (packets, syscalls, by_kind) = count_kinds(&capture)?;
+    println!(
+        "[3] etcd round with --stats: {:.0} ops/s, {} packets, {} syscalls ({}), {} lost, recorder CPU {:.1}%",
+        r.ops_per_sec(),
+        packets,
+        syscalls,
+        by_kind,
+        stats.lost_in_capture,
+        stats.cpu_percent
+    );
+    println!("{}", recorder_lines(&stats));
+    println!(
+        "      irq_work interrupts during the round (system-wide, ring buffer wakeups among them): {irq_work}"
+    );
+    print_stats_table("[3] etcd:", &stats);
+    let tc = stats.stat("tc_egress").map_or(0.0, |s| s.1);
+    println!(
+        "[3] etcd: tc_egress {tc:.0} ns/packet (target ~{TARGET_NS_PACKET}); write enter+exit {:.0} ns, fdatasync enter+exit {:.0} ns; all syscall programs' time / traced syscalls {:.0} ns (target ~{TARGET_NS_SYSCALL})",
+        stats.syscall_ns(&["write"]),
+        stats.syscall_ns(&["fdatasync"]),
+        stats.syscall_ns_per_event(syscalls)
+    );
+    println!(
+        "[4] etcd capture: {} bytes for {} events = {:.1} bytes/event",
+        stats.capture_bytes,
+        stats.capture_events,
+        stats.bytes_per_event()
+    );
+    drop(etcd);
+    Ok(Overhead {
+        without,
+        with,
+        stats,
+        stats_ops: r.ops_per_sec(),
+        stats_packets: packets,
+        stats_syscalls: syscalls,
+    })
+}
+
+/// Packets, syscalls, and the syscalls per file kind (`wal 1234, socket 5678`).
+fn count_kinds(capture: &Path) -> Result<(u64, u64, String)> {
+    let reader = CaptureReader::open(capture)?;
+    let (mut packets, mut syscalls) = (0, 0);
+    let mut by_kind: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(Event::Packet(_)) => packets += 1,
+            ReadItem::Event(Event::Syscall(s)) => {
+                syscalls += 1;
+                *by_kind.entry(s.file.kind.name()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    let by_kind = by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((packets, syscalls, by_kind))
+}
+
+fn bench_capacity(cfg: &Config, exe: &Path) -> Result<Capacity> {
+    let netns = Netns::create()?;
+    let dir = ScratchDir::new("etcd-trace-bench-gen")?;
+    let data_dir = dir.0.join("data");
+    std::fs::create_dir_all(data_dir.join("member/wal"))?;
+    println!("[2] recorder capacity: one process writing {CHUNK}-byte chunks to {GEN_FILE} in a data dir");
+    let paced = gen_round(cfg, exe, &netns, &dir.0, &data_dir, cfg.rate, true)?;
+    let blast_alone = blast_baseline(cfg, &netns, &data_dir)?;
+    let blast = gen_round(cfg, exe, &netns, &dir.0, &data_dir, 0, false)?;
+    Ok(Capacity {
+        paced_rate: cfg.rate,
+        paced,
+        blast_alone,
+        blast,
+    })
+}
+
+/// Start the writer in `netns`; it opens its file and waits. Returns it and its pid.
+fn spawn_writer(
+    cfg: &Config,
+    netns: &Netns,
+    data_dir: &Path,
+    rate: u64,
+) -> Result<(ChildGuard, u32)> {
+    let mut cmd = netns.command(std::env::current_exe()?);
+    cmd.env(ROLE_ENV, "gen")
+        .arg(data_dir.join(GEN_FILE))
+        .arg(rate.to_string())
+        .arg(cfg.secs.to_string())
+        .stdin(Stdio::piped());
+    let mut child = ChildGuard::spawn(cmd)?;
+    let ready = child
+        .next_line(Duration::from_secs(10))
+        .context("waiting for the writer")?;
+    let pid: u32 = ready
+        .strip_prefix("ready ")
+        .and_then(|p| p.trim().parse().ok())
+        .with_context(|| format!("writer said {ready:?}"))?;
+    Ok((child, pid))
+}
+
+/// Tell the writer to go and wait for its result.
+fn run_writer(child: &mut ChildGuard, cfg: &Config) -> Result<GenResult> {
+    {
+        let stdin = child.child.stdin.as_mut().context("writer stdin")?;
+        stdin.write_all(b"go\n")?;
+        stdin.flush()?;
+    }
+    let line = child
+        .finish(Duration::from_secs_f64(cfg.secs + 60.0))
+        .context("writer")?;
+    serde_json::from_str(&line).with_context(|| format!("writer result {line:?}"))
+}
+
+/// The writer flat out with no recorder: what the tracing costs the traced process.
+fn blast_baseline(cfg: &Config, netns: &Netns, data_dir: &Path) -> Result<f64> {
+    let (mut child, _) = spawn_writer(cfg, netns, data_dir, 0)?;
+    let result = run_writer(&mut child, cfg)?;
+    let rate = result.writes as f64 / result.secs.max(1e-9);
+    println!(
+        "[2] blast without recorder: {} writes in {:.2} s = {rate:.0} writes/s",
+        result.writes, result.secs
+    );
+    Ok(rate)
+}
+
+/// IRQ-work interrupts so far, all CPUs (the BPF ring buffer wakes its reader this way).
+fn irq_work_interrupts() -> u64 {
+    let text = std::fs::read_to_string("/proc/interrupts").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix("IWI:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .map_while(|f| f.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn gen_round(
+    cfg: &Config,
+    exe: &Path,
+    netns: &Netns,
+    dir: &Path,
+    data_dir: &Path,
+    rate: u64,
+    stats: bool,
+) -> Result<GenRound> {
+    let label = if rate == 0 {
+        "blast".to_string()
+    } else {
+        format!("{rate}/s")
+    };
+    let (mut child, gen_pid) = spawn_writer(cfg, netns, data_dir, rate)?;
+    let capture = dir.join(format!(
+        "gen-{}.etr",
+        if rate == 0 { "blast" } else { "paced" }
+    ));
+    let mut args: Vec<String> = vec![
+        "-o".into(),
+        capture.display().to_string(),
+        "--pid".into(),
+        gen_pid.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--port".into(),
+        "1".into(),
+        "--iface".into(),
+        "lo".into(),
+    ];
+    if stats {
+        args.push("--stats".into());
+    }
+    let rec = start_recorder(exe, &args)?;
+    let rec_pid = rec.pid();
+    let before = CpuSample::take(rec_pid)?;
+    let irq_before = irq_work_interrupts();
+    let result = run_writer(&mut child, cfg)?;
+    // Give the recorder a moment to drain what is still buffered, inside the window.
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu = CpuSample::take(rec_pid)?.percent_since(&before);
+    let irq_work = irq_work_interrupts().saturating_sub(irq_before);
+    let (report, received) = stop_recorder(rec, &capture, cpu, Some(GEN_FILE))?;
+    let round = GenRound {
+        result,
+        received,
+        report,
+    };
+    println!(
+        "[2] {label}: {} writes in {:.2} s = {:.0} writes/s ({} failed); received {}, lost {}, received+lost-writes = {:+}; recorder CPU {:.1}%",
+        round.result.writes,
+        round.result.secs,
+        round.rate(),
+        round.result.failed,
+        round.received,
+        round.lost(),
+        round.difference(),
+        round.report.cpu_percent
+    );
+    println!("{}", recorder_lines(&round.report));
+    println!(
+        "      irq_work interrupts during the round (system-wide, ring buffer wakeups among them): {irq_work}"
+    );
+    if stats {
+        let tag = format!("[3] writer {label}:");
+        print_stats_table(&tag, &round.report);
+        println!(
+            "{tag} write enter+exit {:.0} ns/run; all syscall programs' time / received events {:.0} ns (target ~{TARGET_NS_SYSCALL})",
+            round.report.syscall_ns(&["write"]),
+            round.report.syscall_ns_per_event(round.received)
+        );
+    }
+    println!(
+        "[4] writer {label} capture: {} bytes for {} events = {:.1} bytes/event",
+        round.report.capture_bytes,
+        round.report.capture_events,
+        round.report.bytes_per_event()
+    );
+    Ok(round)
+}
+
+fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
+    let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
+    let (mw, mo) = (median(&o.with), median(&o.without));
+    let ratio = mw / mo.max(1e-9);
+    let tc = o.stats.stat("tc_egress").map_or(0.0, |s| s.1);
+    let etcd_sys = o.stats.syscall_ns_per_event(o.stats_syscalls);
+    let gen_write = c.paced.report.syscall_ns(&["write"]);
+    println!();
+    println!("==================== summary ====================");
+    println!(
+        "etcd throughput ({} clients): without {:.0} ops/s, with {:.0} ops/s (medians of {}), ratio {:.3}  [target >= {TARGET_RATIO}: {}]",
+        cfg.clients,
+        mo,
+        mw,
+        cfg.repeats,
+        ratio,
+        mark(ratio >= TARGET_RATIO)
+    );
+    println!(
+        "paced writer {}/s: achieved {:.0}/s, received {}, lost {}  [target 0: {}], recorder CPU {:.1}%",
+        c.paced_rate,
+        c.paced.rate(),
+        c.paced.received,
+        c.paced.lost(),
+        mark(c.paced.lost() == 0),
+        c.paced.report.cpu_percent
+    );
+    println!(
+        "blast writer: achieved {:.0} writes/s ({:.0} without recorder), received {}, lost {}, received+lost == writes: {} (difference {:+}), recorder CPU {:.1}%",
+        c.blast.rate(),
+        c.blast_alone,
+        c.blast.received,
+        c.blast.lost(),
+        c.blast.difference() == 0,
+        c.blast.difference(),
+        c.blast.report.cpu_percent
+    );
+    println!(
+        "kernel cost: tc_egress {tc:.0} ns/packet [target ~{TARGET_NS_PACKET}: {}]; write enter+exit {gen_write:.0} ns (writer) [target ~{TARGET_NS_SYSCALL}: {}]; etcd syscall programs {etcd_sys:.0} ns per traced syscall",
+        mark(tc <= TARGET_NS_PACKET * 1.5),
+        mark(gen_write <= TARGET_NS_SYSCALL * 1.5),
+    );
+    println!(
+        "capture size: etcd {:.1} bytes/event ({} packets + {} syscalls at {:.0} ops/s), writer {:.1} bytes/event",
+        o.stats.bytes_per_event(),
+        o.stats_packets,
+        o.stats_syscalls,
+        o.stats_ops,
+        c.paced.report.bytes_per_event()
+    );
+    println!("==================================================");
+}
