@@ -16,6 +16,9 @@ const volatile __u32 use_ringbuf = 1;
 const volatile __u32 snaplen = 4096;
 const volatile __u32 file_data_limit = 4096;
 const volatile __u32 socket_data_limit = 0;
+/* Wake the reader only once this much is waiting in the ring buffer: a wakeup per event
+ * costs an interrupt each (the reader also polls every 100 ms, so nothing waits long). */
+const volatile __u64 wakeup_bytes = 1 << 20;
 /* Read back by userspace tests to check its parser against this compiler's layout. */
 const volatile __u32 packet_header_size = sizeof(struct et_packet);
 const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
@@ -169,8 +172,12 @@ static __always_inline void output(void *ctx, void *data, __u64 size)
 	if (size >= SCRATCH_SIZE)
 		return;
 	size = BOUNDED(size, SCRATCH_SIZE - 1);
-	if (use_ringbuf)
-		err = bpf_ringbuf_output(&events, data, size, 0);
+	if (use_ringbuf) {
+		__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+				      ? BPF_RB_FORCE_WAKEUP
+				      : BPF_RB_NO_WAKEUP;
+		err = bpf_ringbuf_output(&events, data, size, flags);
+	}
 	else
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
 	__u32 key = err ? COUNTER_LOST : COUNTER_SENT;

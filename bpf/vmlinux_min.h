@@ -31,6 +31,15 @@ enum {
 	BPF_ANY = 0,
 };
 
+enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+};
+
 #define BPF_F_CURRENT_CPU 0xffffffffULL
 
 struct __sk_buff {

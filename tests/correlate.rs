@@ -1,5 +1,6 @@
 //! correlate on real captures: writes linked to their WAL entry and fsync; partial
 //! captures give reasons, never wrong links.
+#![cfg(feature = "record")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! diff as a CI gate, on real captures and on the committed fixture.
+#![cfg(feature = "record")]
 
 mod common;
 

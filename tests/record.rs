@@ -1,4 +1,5 @@
 //! Recording a real etcd with real eBPF, in a network namespace per test.
+#![cfg(feature = "record")]
 
 mod common;
 

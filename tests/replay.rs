@@ -1,6 +1,7 @@
 //! `etcd-trace replay`: the fixture capture decodes to exactly the RPCs its workload made
 //! (its golden output is checked by tests/fixtures.rs), and a capture of a real etcd running a known
 //! workload decodes to every expected method, key and status.
+#![cfg(feature = "record")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! timeline on a real capture: the Perfetto trace is valid trace-event JSON whose slices
 //! nest, and --slow names the phase that took the time.
+#![cfg(feature = "record")]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! An independent oracle: tshark decodes HTTP/2 from a pcap of the same traffic, taken at
 //! the same time. The number of gRPC requests per `:path` must agree with replay.
+#![cfg(feature = "record")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The WAL rebuilt from a capture agrees with the WAL files etcd left on disk.
+#![cfg(feature = "record")]
 
 mod common;
 

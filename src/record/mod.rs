@@ -182,6 +182,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         rodata.snaplen = opts.snaplen;
         rodata.file_data_limit = opts.file_data_limit;
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
+        rodata.wakeup_bytes = (u64::from(opts.buffer_mb) << 20).min(4 << 20) / 4;
     }
     let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
     open.maps.scratch.set_max_entries(2 * ncpus)?;
@@ -342,12 +343,12 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
                 buffer.consume()?;
                 send_batch(&state, &tx)?;
                 let lost = read_counter(&skel, COUNTER_LOST)?;
-                push_loss(&tx, lost.saturating_sub(last_lost), LossSource::Kernel)?;
-                let perf_lost = std::mem::take(&mut state.borrow_mut().perf_lost);
-                push_loss(&tx, perf_lost, LossSource::PerfBuffer)?;
+                push_loss(&tx, lost.saturating_sub(last_lost))?;
                 return Ok(());
             }
+            // The programs wake us only when a lot is waiting: take the rest each round.
             buffer.poll(Duration::from_millis(100))?;
+            buffer.consume()?;
             if state.borrow().batch.len() >= BATCH
                 || last_send.elapsed() >= Duration::from_millis(250)
             {
@@ -356,10 +357,8 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             }
             if last_flush.elapsed() >= Duration::from_secs(1) {
                 let lost = read_counter(&skel, COUNTER_LOST)?;
-                push_loss(&tx, lost.saturating_sub(last_lost), LossSource::Kernel)?;
+                push_loss(&tx, lost.saturating_sub(last_lost))?;
                 last_lost = lost;
-                let perf_lost = std::mem::take(&mut state.borrow_mut().perf_lost);
-                push_loss(&tx, perf_lost, LossSource::PerfBuffer)?;
                 tx.send(SinkMessage::Flush).ok();
                 last_flush = Instant::now();
             }
@@ -387,8 +386,14 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let sink = sink_result?;
 
     let kernel_sent = read_counter(&skel, COUNTER_SENT)?;
-    let lost = read_counter(&skel, COUNTER_LOST)? + state.borrow().perf_lost;
+    let lost = read_counter(&skel, COUNTER_LOST)?;
     let st = state.borrow();
+    if opts.buffer == BufferKind::Perf && st.perf_lost != lost {
+        eprintln!(
+            "note: the perf buffer reported {} lost samples, the programs counted {lost} failed outputs",
+            st.perf_lost
+        );
+    }
     if let Some(e) = &st.first_error {
         eprintln!(
             "warning: {} raw events could not be parsed (first: {e})",
@@ -441,15 +446,11 @@ fn send_batch(
     Ok(())
 }
 
-fn push_loss(
-    tx: &std::sync::mpsc::SyncSender<SinkMessage>,
-    count: u64,
-    source: LossSource,
-) -> Result<()> {
+fn push_loss(tx: &std::sync::mpsc::SyncSender<SinkMessage>, count: u64) -> Result<()> {
     if count > 0 {
         let ev = Event::Loss(Loss {
             ts_ns: system::monotonic_ns(),
-            source,
+            source: LossSource::Kernel,
             count,
         });
         tx.send(SinkMessage::Events(vec![ev]))
@@ -498,6 +499,8 @@ impl<'a> EventBuffer<'a> {
                 let pb = libbpf_rs::PerfBufferBuilder::new(&skel.maps.perf_events)
                     .pages(256)
                     .sample_cb(move |_cpu: i32, raw: &[u8]| st.borrow_mut().on_raw(raw))
+                    // The same events are counted by the programs (their output failed),
+                    // so this count is only a cross-check, never added to the losses.
                     .lost_cb(move |_cpu: i32, n: u64| st_lost.borrow_mut().perf_lost += n)
                     .build()?;
                 Ok(EventBuffer::Perf(pb))

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use etcd_trace::capture::{CaptureReader, Event, ReadItem};
+#[cfg(feature = "record")]
 pub use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
 
 pub fn bin() -> PathBuf {
@@ -44,6 +45,7 @@ extern "C" {
     fn libc_geteuid() -> u32;
 }
 
+#[cfg(feature = "record")]
 /// A private etcd with a recorder attached, in one namespace.
 pub struct Rig {
     pub dir: ScratchDir,
@@ -52,6 +54,7 @@ pub struct Rig {
     pub capture: PathBuf,
 }
 
+#[cfg(feature = "record")]
 impl Rig {
     pub fn start(name: &str) -> Rig {
         require_root();
