@@ -5,6 +5,7 @@
 mod completions;
 mod correlate;
 mod demo;
+mod detect;
 mod dump;
 mod info;
 #[cfg(all(feature = "record", target_os = "linux"))]
@@ -30,6 +31,7 @@ pub fn main() -> ExitCode {
         Command::Correlate(args) => correlate::run(args),
         Command::Timeline(args) => timeline::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Detect(args) => detect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     };

@@ -1,0 +1,1 @@
+//! Rule logic on hand-built RPC records.
