@@ -33,6 +33,7 @@ pub enum Command {
     Correlate(CorrelateArgs),
     Timeline(TimelineArgs),
     Diff(DiffArgs),
+    Detect(DetectArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -299,6 +300,48 @@ pub struct DiffArgs {
     /// Key prefixes are the first N components of a key (`/registry/pods/` is 2).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub prefix_depth: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum FailLevel {
+    Low,
+    Medium,
+    High,
+}
+
+/// Find suspicious use of etcd in a capture: bulk reads, enumeration, failed logins and
+/// access changes, unexpected peers and clients, and performance attacks.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace detect incident.etr\n  \
+etcd-trace detect incident.etr --format json | jq 'select(.severity == \"high\")'\n  \
+etcd-trace detect incident.etr --rules site-rules.yaml --fail-level medium   # CI check\n  \
+etcd-trace detect --print-default-rules > site-rules.yaml\n\n\
+Each finding names its rule, its severity, the client, when it happened, a sentence on what \
+happened and why it matters, and evidence (the calls or packets). The rules and their \
+thresholds are a YAML file built in (--print-default-rules shows it, with a comment on \
+each rule); --rules FILE is laid over it, so it needs only what it changes. The exit code \
+is 1 when a finding reaches --fail-level, 0 when none does, 2 on error. What the capture \
+lost (recorder losses, TCP gaps, connections open before recording) is reported at the \
+end of text output, and on stderr with --format json.")]
+pub struct DetectArgs {
+    /// Capture file (not needed with --print-default-rules).
+    #[arg(required_unless_present = "print_default_rules")]
+    pub file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// YAML rules laid over the built-in ones.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Exit with 1 when a finding is at least this severe.
+    #[arg(long, value_enum, default_value_t = FailLevel::High)]
+    pub fail_level: FailLevel,
+    /// Text output: evidence lines shown per finding (JSON has all that were kept).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub evidence: usize,
+    /// Print the built-in rules (a commented YAML file) and exit.
+    #[arg(long)]
+    pub print_default_rules: bool,
 }
 
 /// Start a private etcd on loopback, record a short workload, and show the capture.

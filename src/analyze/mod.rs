@@ -2,6 +2,7 @@
 //! size (state grows with connections and files, not with events).
 
 pub mod correlate;
+pub mod detect;
 pub mod diff;
 pub mod disk;
 pub mod histogram;

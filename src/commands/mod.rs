@@ -5,6 +5,7 @@
 mod completions;
 mod correlate;
 mod demo;
+mod detect;
 mod diff;
 mod dump;
 mod info;
@@ -32,6 +33,7 @@ pub fn main() -> ExitCode {
         Command::Timeline(args) => timeline::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Detect(args) => detect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     };

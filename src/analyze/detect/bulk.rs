@@ -1,0 +1,361 @@
+//! Bulk reads and exfiltration: reads of the whole keyspace or of large prefixes without
+//! a limit, very large responses, a client reading far more than the others, database
+//! snapshots, and watches on every key.
+
+use std::net::IpAddr;
+
+use super::window::{Fired, Tumbling};
+use super::{client_ip, plural, span, Ctx, Evidence, Observation, Opening, Volume};
+use crate::analyze::rpc::{MessageDirection, RecordKind, RpcBody, RpcCall};
+use crate::decode::etcdpb::{describe_range, prefix_range_end, watch_request, EtcdMessage};
+use crate::output::human_bytes;
+
+/// True when the range (key, range_end) selects every key.
+pub fn whole_keyspace(key: &[u8], range_end: &[u8]) -> bool {
+    (key.is_empty() || key == [0]) && range_end == [0]
+}
+
+/// True when the range (key, range_end) selects every key under `prefix` (an empty
+/// prefix meaning the whole keyspace). A single-key read (empty range_end) covers nothing.
+pub fn covers(key: &[u8], range_end: &[u8], prefix: &[u8]) -> bool {
+    if range_end.is_empty() {
+        return false;
+    }
+    if prefix.is_empty() {
+        return whole_keyspace(key, range_end);
+    }
+    let start: &[u8] = if key == [0] { &[] } else { key };
+    if start > prefix {
+        return false;
+    }
+    range_end == [0] || range_end >= prefix_range_end(prefix).as_slice()
+}
+
+/// Keys a Range response carried: the keys in it, or its `count` when its end was not
+/// captured.
+pub fn response_keys(call: &RpcCall) -> u64 {
+    match call.response.as_ref() {
+        Some(RpcBody::Message(EtcdMessage::RangeResponse(r))) => r.kvs.len() as u64,
+        Some(RpcBody::Partial {
+            message: EtcdMessage::RangeResponse(r),
+            ..
+        }) => (r.kvs.len() as u64).max(u64::try_from(r.count).unwrap_or(0)),
+        _ => 0,
+    }
+}
+
+/// The Range request of a call, if decoded.
+pub fn range_request(call: &RpcCall) -> Option<&crate::decode::etcdpb::RangeRequest> {
+    match call.request.as_ref().and_then(RpcBody::message) {
+        Some(EtcdMessage::RangeRequest(r)) => Some(r),
+        _ => None,
+    }
+}
+
+/// A Range call in a sentence's terms: its range, limit and result.
+pub fn describe_range_call(call: &RpcCall) -> String {
+    let (range, limit) = match range_request(call) {
+        Some(r) => (describe_range(&r.key, &r.range_end), r.limit),
+        None => (
+            describe_range(
+                call.key.as_deref().unwrap_or_default(),
+                call.range_end.as_deref().unwrap_or_default(),
+            ),
+            0,
+        ),
+    };
+    let limit = if limit > 0 {
+        format!(" limit {limit}")
+    } else {
+        String::new()
+    };
+    format!(
+        "{range}{limit}: {} in {}",
+        plural(response_keys(call), "key"),
+        human_bytes(call.response_bytes)
+    )
+}
+
+#[derive(Debug, Default)]
+struct ReadTally {
+    bytes: u64,
+    rpcs: u64,
+    keys: u64,
+    evidence: Vec<Evidence>,
+}
+
+pub struct Bulk {
+    volume: Tumbling<ReadTally>,
+}
+
+impl Bulk {
+    pub fn new(rules: &super::Rules) -> Bulk {
+        Bulk {
+            volume: Tumbling::new(rules.rules.bulk_client_volume.window),
+        }
+    }
+
+    pub fn call(&mut self, call: &RpcCall, ctx: &mut Ctx) {
+        let client = client_ip(call);
+        if let Some((start, end, totals)) = self.volume.roll(call.ts_ns) {
+            judge_volume(start, end, totals, ctx);
+        }
+        match (call.method_name(), call.kind) {
+            ("Range", RecordKind::Call) => self.range(call, client, ctx),
+            ("Snapshot", RecordKind::Call) => self.snapshot(call, client, ctx),
+            ("Watch", RecordKind::Message { direction, .. }) => {
+                if direction == MessageDirection::Request {
+                    watch_create(call, client, ctx);
+                } else {
+                    self.tally(call, client, call.response_bytes, 0, "watch events", ctx);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn tally(
+        &mut self,
+        call: &RpcCall,
+        client: IpAddr,
+        bytes: u64,
+        keys: u64,
+        what: &str,
+        ctx: &Ctx,
+    ) {
+        if !ctx.rules.rules.bulk_client_volume.enabled || bytes == 0 {
+            return;
+        }
+        let limit = ctx.evidence_limit();
+        if let Some(t) = self.volume.entry(client) {
+            t.bytes = t.bytes.saturating_add(bytes);
+            t.rpcs += 1;
+            t.keys = t.keys.saturating_add(keys);
+            if t.evidence.len() < limit {
+                t.evidence.push(Evidence::of_call(
+                    call,
+                    format!("{what}: {}", human_bytes(bytes)),
+                ));
+            }
+        }
+    }
+
+    fn range(&mut self, call: &RpcCall, client: IpAddr, ctx: &mut Ctx) {
+        let rules = &ctx.rules.rules;
+        let keys = response_keys(call);
+        let bytes = call.response_bytes;
+        let obs = || Observation {
+            ts_ns: call.ts_ns,
+            end_ns: call.end_ns,
+            evidence: Evidence::of_call(call, describe_range_call(call)),
+            volume: Volume {
+                rpcs: 1,
+                bytes,
+                keys,
+            },
+        };
+        if let Some(req) = range_request(call) {
+            let rule = &rules.bulk_range_unbounded;
+            let wide = whole_keyspace(&req.key, &req.range_end)
+                || rule
+                    .prefixes
+                    .iter()
+                    .any(|p| covers(&req.key, &req.range_end, p));
+            if rule.enabled && wide && req.limit == 0 && !req.count_only {
+                let how = Opening {
+                    rule: "bulk-range-unbounded",
+                    severity: rule.severity,
+                    client: client.to_string(),
+                    quiet_ns: 60_000_000_000,
+                    with_volume: true,
+                    summarize: Box::new(|f| {
+                        let v = f.volume.unwrap_or_default();
+                        format!(
+                            "{} read {} without a limit over the whole keyspace or a large prefix ({} keys, {} returned): a bulk read like this copies data out of the cluster in one go",
+                            f.client,
+                            plural(f.events, "range"),
+                            v.keys,
+                            human_bytes(v.bytes)
+                        )
+                    }),
+                };
+                ctx.episodes.single(how, obs(), ctx.out);
+            }
+        }
+        let rule = &rules.bulk_large_response;
+        if rule.enabled && (keys >= rule.max_keys || bytes >= rule.max_bytes) {
+            let (max_keys, max_bytes) = (rule.max_keys, rule.max_bytes);
+            let how = Opening {
+                rule: "bulk-large-response",
+                severity: rule.severity,
+                client: client.to_string(),
+                quiet_ns: 60_000_000_000,
+                with_volume: true,
+                summarize: Box::new(move |f| {
+                    let v = f.volume.unwrap_or_default();
+                    format!(
+                        "{} received {} of at least {max_keys} keys or {} ({} keys, {} in all): responses this large move a big part of the data at once and load the member",
+                        f.client,
+                        plural(f.events, "Range response"),
+                        human_bytes(max_bytes),
+                        v.keys,
+                        human_bytes(v.bytes)
+                    )
+                }),
+            };
+            ctx.episodes.single(how, obs(), ctx.out);
+        }
+        self.tally(call, client, bytes, keys, "range", ctx);
+    }
+
+    fn snapshot(&mut self, call: &RpcCall, client: IpAddr, ctx: &mut Ctx) {
+        let blob = match call.response.as_ref() {
+            Some(RpcBody::SnapshotChunks { blob_bytes, .. }) => *blob_bytes,
+            _ => 0,
+        };
+        let bytes = blob.max(call.response_bytes);
+        self.tally(call, client, bytes, 0, "snapshot", ctx);
+        let rule = &ctx.rules.rules.bulk_snapshot;
+        if !rule.enabled || rule.allowed_clients.contains(&client) {
+            return;
+        }
+        let detail = match call.response.as_ref() {
+            Some(RpcBody::SnapshotChunks {
+                chunks, blob_bytes, ..
+            }) => format!(
+                "{} of database in {}",
+                human_bytes(*blob_bytes),
+                plural(*chunks, "chunk")
+            ),
+            _ => format!("{} streamed", human_bytes(call.response_bytes)),
+        };
+        let how = Opening {
+            rule: "bulk-snapshot",
+            severity: rule.severity,
+            client: client.to_string(),
+            quiet_ns: 60_000_000_000,
+            with_volume: true,
+            summarize: Box::new(|f| {
+                let v = f.volume.unwrap_or_default();
+                format!(
+                    "{} took {} of the database ({} streamed): a snapshot holds every key and value, so it is a full copy of the cluster's data unless this client is a known backup job",
+                    f.client,
+                    plural(f.events, "snapshot"),
+                    human_bytes(v.bytes)
+                )
+            }),
+        };
+        let obs = Observation {
+            ts_ns: call.ts_ns,
+            end_ns: call.end_ns,
+            evidence: Evidence::of_call(call, detail),
+            volume: Volume {
+                rpcs: 1,
+                bytes,
+                keys: 0,
+            },
+        };
+        ctx.episodes.single(how, obs, ctx.out);
+    }
+
+    pub fn finish(&mut self, ctx: &mut Ctx) {
+        if let Some((start, end, totals)) = self.volume.finish() {
+            judge_volume(start, end, totals, ctx);
+        }
+    }
+}
+
+fn watch_create(call: &RpcCall, client: IpAddr, ctx: &mut Ctx) {
+    let rule = &ctx.rules.rules.bulk_watch_keyspace;
+    if !rule.enabled || rule.allowed_clients.contains(&client) {
+        return;
+    }
+    let Some(EtcdMessage::WatchRequest(w)) = call.request.as_ref().and_then(RpcBody::message)
+    else {
+        return;
+    };
+    let Some(watch_request::RequestUnion::CreateRequest(c)) = &w.request_union else {
+        return;
+    };
+    if !whole_keyspace(&c.key, &c.range_end) {
+        return;
+    }
+    let how = Opening {
+        rule: "bulk-watch-keyspace",
+        severity: rule.severity,
+        client: client.to_string(),
+        quiet_ns: 60_000_000_000,
+        with_volume: false,
+        summarize: Box::new(|f| {
+            format!(
+                "{} opened {} on the whole keyspace: it receives every change to every key (secrets included) as it happens",
+                f.client,
+                plural(f.events, "watch")
+            )
+        }),
+    };
+    let obs = Observation {
+        ts_ns: call.ts_ns,
+        end_ns: call.end_ns,
+        evidence: Evidence::of_call(
+            call,
+            format!(
+                "watch create (whole keyspace) from revision {}",
+                c.start_revision
+            ),
+        ),
+        volume: Volume::default(),
+    };
+    ctx.episodes.single(how, obs, ctx.out);
+}
+
+/// One window of read volumes: the busiest client against the next busiest.
+fn judge_volume(
+    start: u64,
+    end: u64,
+    totals: std::collections::HashMap<IpAddr, ReadTally>,
+    ctx: &mut Ctx,
+) {
+    let rule = &ctx.rules.rules.bulk_client_volume;
+    if !rule.enabled || totals.len() < 2 {
+        return;
+    }
+    let mut ranked: Vec<(IpAddr, ReadTally)> = totals.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(&b.0)));
+    let mut it = ranked.into_iter();
+    let (Some((client, top)), Some((_, second))) = (it.next(), it.next()) else {
+        return;
+    };
+    let ratio = top.bytes as f64 / (second.bytes.max(1)) as f64;
+    if top.bytes < rule.min_bytes || ratio < rule.ratio {
+        return;
+    }
+    let second_bytes = second.bytes;
+    let how = Opening {
+        rule: "bulk-client-volume",
+        severity: rule.severity,
+        client: client.to_string(),
+        quiet_ns: rule.window,
+        with_volume: true,
+        summarize: Box::new(move |f| {
+            let v = f.volume.unwrap_or_default();
+            format!(
+                "{} read {} in {} ({} RPCs), {ratio:.0} times more than the next busiest client ({}): one client pulling far more data than the others is how exfiltration looks",
+                f.client,
+                human_bytes(v.bytes),
+                span(f),
+                v.rpcs,
+                human_bytes(second_bytes)
+            )
+        }),
+    };
+    let fired = Fired {
+        start_ns: start,
+        end_ns: end,
+        count: top.rpcs,
+        bytes: top.bytes,
+        keys: top.keys,
+        evidence: top.evidence,
+    };
+    ctx.episodes.open(how, fired, top.rpcs, ctx.out);
+}

@@ -1,0 +1,370 @@
+//! The rules file: which rules run, how severe their findings are, and their thresholds.
+//! The built-in defaults are a commented YAML file embedded in the binary
+//! (`detect --print-default-rules`); a user's file is laid over it rule by rule, field by
+//! field, so it needs to say only what it changes. Unknown rules and fields are errors, so
+//! a typo cannot silently switch a rule back to its default.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+use super::net::{parse_host, Cidr};
+
+/// The built-in rules, with a comment on each.
+pub const DEFAULT_RULES_YAML: &str = include_str!("default-rules.yaml");
+
+/// Counting rules keep at most this many timestamps per client: a bound on memory.
+pub const MAX_THRESHOLD: u64 = 100_000;
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// Why a rules file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("the rules file must be a mapping (evidence_limit, peer_port, rules)")]
+    NotAMapping,
+    #[error("unknown rule {0:?}; `etcd-trace detect --print-default-rules` lists them")]
+    UnknownRule(String),
+    #[error("rule {rule}: {problem}")]
+    Invalid { rule: &'static str, problem: String },
+}
+
+fn duration_ns<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    let dur = humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("duration {text:?}: {e}")))?;
+    u64::try_from(dur.as_nanos())
+        .map_err(|_| serde::de::Error::custom(format!("duration {text:?} is too long")))
+}
+
+fn byte_prefixes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    Ok(Vec::<String>::deserialize(d)?
+        .into_iter()
+        .map(String::into_bytes)
+        .collect())
+}
+
+fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            parse_host(s).ok_or_else(|| {
+                serde::de::Error::custom(format!("{s:?} is not an IP address (or a URL with one)"))
+            })
+        })
+        .collect()
+}
+
+fn cidr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse::<Cidr>().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A rule with no parameters of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainRule {
+    pub enabled: bool,
+    pub severity: Severity,
+}
+
+/// Fires when `threshold` matching calls from one client fall within `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub threshold: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "byte_prefixes")]
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LargeResponseRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub max_keys: u64,
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub ratio: f64,
+    pub min_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "ip_list")]
+    pub allowed_clients: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistinctRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub distinct_keys: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaginationRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub min_pages: u64,
+    #[serde(deserialize_with = "byte_prefixes")]
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeniedRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub threshold: u64,
+    pub statuses: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembersRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "ip_list")]
+    pub members: Vec<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworksRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "cidr_list")]
+    pub networks: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub max_ops: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsyncRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub share: f64,
+    pub min_writes: u64,
+    pub min_clients: u64,
+}
+
+/// Every rule, by its id in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RuleSet {
+    pub bulk_range_unbounded: PrefixRule,
+    pub bulk_large_response: LargeResponseRule,
+    pub bulk_client_volume: VolumeRule,
+    pub bulk_snapshot: AllowRule,
+    pub bulk_watch_keyspace: AllowRule,
+    pub enum_single_key_gets: DistinctRule,
+    pub enum_sensitive_pagination: PaginationRule,
+    pub auth_failed_login: CountRule,
+    pub auth_denied: DeniedRule,
+    pub auth_disable: PlainRule,
+    pub auth_user_role_change: PlainRule,
+    pub auth_token_reuse: PlainRule,
+    pub peer_unknown_address: MembersRule,
+    pub connection_reset: CountRule,
+    pub client_outside_networks: NetworksRule,
+    pub perf_unbounded_range: CountRule,
+    pub perf_count_only_scans: CountRule,
+    pub perf_huge_txn: TxnRule,
+    pub watch_storm: CountRule,
+    pub lease_storm: CountRule,
+    pub maintenance_defragment: PlainRule,
+    pub maintenance_compact: CountRule,
+    pub fsync_dominance: FsyncRule,
+}
+
+/// The whole rules configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Evidence lines kept per finding.
+    pub evidence_limit: usize,
+    /// etcd's peer port.
+    pub peer_port: u16,
+    pub rules: RuleSet,
+}
+
+impl Rules {
+    /// The built-in rules.
+    pub fn builtin() -> Rules {
+        // The embedded file is checked by a unit test; failing here is a build defect.
+        Rules::from_yaml(None).expect("the built-in rules parse")
+    }
+
+    /// The built-in rules with `overlay` (a rules file's text) laid over them.
+    pub fn from_yaml(overlay: Option<&str>) -> Result<Rules, RulesError> {
+        let mut base: Value = serde_yaml_ng::from_str(DEFAULT_RULES_YAML)?;
+        if let Some(text) = overlay {
+            let user: Value = serde_yaml_ng::from_str(text)?;
+            merge(&mut base, user)?;
+        }
+        let rules: Rules = serde_yaml_ng::from_value(base)?;
+        rules.validate()?;
+        Ok(rules)
+    }
+
+    fn validate(&self) -> Result<(), RulesError> {
+        let r = &self.rules;
+        let bad = |rule: &'static str, problem: &str| {
+            Err(RulesError::Invalid {
+                rule,
+                problem: problem.to_string(),
+            })
+        };
+        let counts: [(&'static str, &CountRule); 7] = [
+            ("auth-failed-login", &r.auth_failed_login),
+            ("connection-reset", &r.connection_reset),
+            ("perf-unbounded-range", &r.perf_unbounded_range),
+            ("perf-count-only-scans", &r.perf_count_only_scans),
+            ("watch-storm", &r.watch_storm),
+            ("lease-storm", &r.lease_storm),
+            ("maintenance-compact", &r.maintenance_compact),
+        ];
+        for (id, c) in counts {
+            check_count(id, c.window, c.threshold)?;
+        }
+        check_count("auth-denied", r.auth_denied.window, r.auth_denied.threshold)?;
+        check_count(
+            "enum-single-key-gets",
+            r.enum_single_key_gets.window,
+            r.enum_single_key_gets.distinct_keys,
+        )?;
+        check_count(
+            "enum-sensitive-pagination",
+            r.enum_sensitive_pagination.window,
+            r.enum_sensitive_pagination.min_pages,
+        )?;
+        if r.bulk_client_volume.window == 0 || r.bulk_client_volume.ratio.is_nan() {
+            return bad(
+                "bulk-client-volume",
+                "window must be > 0 and ratio a number",
+            );
+        }
+        let f = &r.fsync_dominance;
+        if f.window == 0 || !(f.share > 0.0 && f.share <= 1.0) {
+            return bad("fsync-dominance", "window must be > 0 and share in (0, 1]");
+        }
+        if self.evidence_limit > 1000 {
+            return bad("evidence_limit", "at most 1000");
+        }
+        Ok(())
+    }
+}
+
+fn check_count(rule: &'static str, window: u64, threshold: u64) -> Result<(), RulesError> {
+    if window == 0 || threshold == 0 || threshold > MAX_THRESHOLD {
+        return Err(RulesError::Invalid {
+            rule,
+            problem: format!("window must be > 0 and the threshold between 1 and {MAX_THRESHOLD}"),
+        });
+    }
+    Ok(())
+}
+
+/// Lays `user` over `base`: top-level values replace, each rule's fields replace the
+/// default rule's fields of the same name.
+fn merge(base: &mut Value, user: Value) -> Result<(), RulesError> {
+    let user = match user {
+        Value::Null => return Ok(()),
+        Value::Mapping(m) => m,
+        _ => return Err(RulesError::NotAMapping),
+    };
+    let base = base.as_mapping_mut().ok_or(RulesError::NotAMapping)?;
+    for (key, value) in user {
+        if key.as_str() != Some("rules") {
+            base.insert(key, value);
+            continue;
+        }
+        let user_rules = match value {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            _ => return Err(RulesError::NotAMapping),
+        };
+        let base_rules = base
+            .get_mut("rules")
+            .and_then(Value::as_mapping_mut)
+            .ok_or(RulesError::NotAMapping)?;
+        for (name, fields) in user_rules {
+            let label = name.as_str().unwrap_or("?").to_string();
+            let Some(target) = base_rules.get_mut(&name).and_then(Value::as_mapping_mut) else {
+                return Err(RulesError::UnknownRule(label));
+            };
+            match fields {
+                Value::Mapping(m) => {
+                    for (k, v) in m {
+                        target.insert(k, v);
+                    }
+                }
+                Value::Null => {}
+                _ => return Err(RulesError::UnknownRule(format!("{label} (not a mapping)"))),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,590 @@
+//! Rule logic on hand-built RPC records and packets, the rules file, and a run of random
+//! records that must not panic.
+
+use std::net::SocketAddr;
+
+use super::bulk::{covers, whole_keyspace};
+use super::*;
+use crate::analyze::correlate::{CorrelatedCall, WalLink};
+use crate::analyze::rpc::{MessageDirection, RecordKind, RpcBody};
+use crate::capture::{Direction, Packet, TcpFlags};
+use crate::decode::etcdpb::kv::request_op::Request as TxnOp;
+use crate::decode::etcdpb::{
+    watch_request, AuthenticateRequest, DefragmentRequest, EtcdMessage, KeyValue,
+    LeaseGrantRequest, PutRequest, RangeRequest, RangeResponse, RequestOp, TxnRequest,
+    WatchCreateRequest, WatchRequest,
+};
+
+const S: u64 = 1_000_000_000;
+
+fn call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCall {
+    let client: SocketAddr = client.parse().unwrap();
+    let key = req.as_ref().and_then(|m| m.key()).map(<[u8]>::to_vec);
+    let range_end = req.as_ref().and_then(|m| m.range_end()).map(<[u8]>::to_vec);
+    RpcCall {
+        kind: RecordKind::Call,
+        ts_ns: ts,
+        end_ns: ts + 1_000_000,
+        client,
+        server: "10.0.0.1:2379".parse().unwrap(),
+        stream_id: 1,
+        method: Some(format!("/etcdserverpb.{method}")),
+        inferred: false,
+        status: Some(0),
+        grpc_message: None,
+        latency_ns: Some(1_000_000),
+        request: req.map(RpcBody::Message),
+        response: None,
+        request_bytes: 10,
+        response_bytes: 10,
+        key,
+        range_end,
+        token: None,
+        gaps: false,
+        notes: Vec::new(),
+    }
+}
+
+fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
+    Some(EtcdMessage::RangeRequest(RangeRequest {
+        key: key.to_vec(),
+        range_end: end.to_vec(),
+        limit,
+        ..Default::default()
+    }))
+}
+
+fn plain(c: RpcCall) -> CorrelatedCall {
+    CorrelatedCall {
+        call: c,
+        op: None,
+        wal: None,
+        unlinked: None,
+    }
+}
+
+fn run(rules: Rules, calls: Vec<CorrelatedCall>) -> Vec<Finding> {
+    let mut d = Detector::new(rules, vec![2379, 2380]);
+    let mut out = Vec::new();
+    for c in &calls {
+        d.push_call(c, &mut out);
+    }
+    d.finish(&mut out);
+    out
+}
+
+fn rules(overlay: &str) -> Rules {
+    Rules::from_yaml(Some(overlay)).unwrap()
+}
+
+fn ids(f: &[Finding]) -> Vec<&'static str> {
+    f.iter().map(|f| f.rule).collect()
+}
+
+#[test]
+fn builtin_rules_parse_and_overlay_field_by_field() {
+    let r = Rules::builtin();
+    assert_eq!(r.rules.auth_failed_login.threshold, 5);
+    assert_eq!(r.rules.auth_failed_login.window, 60 * S);
+    assert_eq!(r.peer_port, 2380);
+    let r = rules("rules:\n  auth-failed-login:\n    threshold: 2\n");
+    assert_eq!(r.rules.auth_failed_login.threshold, 2);
+    assert_eq!(
+        r.rules.auth_failed_login.window,
+        60 * S,
+        "kept from the default"
+    );
+    assert!(Rules::from_yaml(Some("rules:\n  no-such-rule: {}\n")).is_err());
+    assert!(Rules::from_yaml(Some("rules:\n  auth-disable:\n    thresold: 1\n")).is_err());
+    assert!(Rules::from_yaml(Some("rules:\n  watch-storm:\n    window: soon\n")).is_err());
+    assert!(Rules::from_yaml(Some("rules:\n  watch-storm:\n    threshold: 0\n")).is_err());
+    assert!(Rules::from_yaml(Some("[1, 2]")).is_err());
+    assert!(Rules::from_yaml(Some("")).is_ok());
+    let r = rules("rules:\n  client-outside-networks:\n    networks: [10.0.0.0/8]\n");
+    assert_eq!(r.rules.client_outside_networks.networks.len(), 1);
+}
+
+#[test]
+fn range_coverage() {
+    assert!(whole_keyspace(b"\0", b"\0"));
+    assert!(whole_keyspace(b"", b"\0"));
+    assert!(!whole_keyspace(b"a", b"\0"));
+    let p = b"/registry/";
+    assert!(covers(b"/registry/", b"/registry0", p));
+    assert!(covers(b"/", b"0", p));
+    assert!(covers(b"\0", b"\0", p));
+    assert!(covers(b"/registry/", b"\0", p));
+    assert!(!covers(b"/registry/pods/", b"/registry/pods0", p));
+    assert!(!covers(b"/registry/", b"", p));
+    assert!(!covers(b"/registry/a", b"/registry0", p));
+}
+
+#[test]
+fn unbounded_prefix_read_is_high_and_limited_read_is_not() {
+    let calls = vec![
+        plain(call(
+            "10.0.0.5:1000",
+            S,
+            "KV/Range",
+            range(b"/registry/", b"/registry0", 0),
+        )),
+        plain(call(
+            "10.0.0.6:1000",
+            S,
+            "KV/Range",
+            range(b"/registry/", b"/registry0", 500),
+        )),
+        plain(call(
+            "10.0.0.6:1001",
+            S,
+            "KV/Range",
+            range(b"/registry/pods/", b"/registry/pods0", 0),
+        )),
+    ];
+    let f = run(Rules::builtin(), calls);
+    assert_eq!(ids(&f), ["bulk-range-unbounded"]);
+    assert_eq!(f[0].client, "10.0.0.5");
+    assert_eq!(f[0].severity, Severity::High);
+}
+
+#[test]
+fn large_response_counts_keys() {
+    let mut c = call("10.0.0.5:1000", S, "KV/Range", range(b"/a/", b"/a0", 5000));
+    c.response = Some(RpcBody::Message(EtcdMessage::RangeResponse(
+        RangeResponse {
+            kvs: (0..2500)
+                .map(|i| KeyValue {
+                    key: format!("/a/{i}").into_bytes(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        },
+    )));
+    let f = run(Rules::builtin(), vec![plain(c)]);
+    assert_eq!(ids(&f), ["bulk-large-response"]);
+    assert_eq!(f[0].volume.unwrap().keys, 2500);
+}
+
+#[test]
+fn failed_logins_fire_at_the_threshold_within_the_window() {
+    let login = |ts| {
+        let mut c = call(
+            "10.0.0.7:4000",
+            ts,
+            "Auth/Authenticate",
+            Some(EtcdMessage::AuthenticateRequest(AuthenticateRequest {
+                name: "root".into(),
+                password: "guess".into(),
+            })),
+        );
+        c.status = Some(3);
+        plain(c)
+    };
+    // Four in a minute, then one much later: below the threshold.
+    let slow: Vec<_> = (0..4)
+        .map(|i| login(i * S))
+        .chain([login(300 * S)])
+        .collect();
+    assert!(run(Rules::builtin(), slow).is_empty());
+    let burst: Vec<_> = (0..12).map(|i| login(i * S)).collect();
+    let f = run(Rules::builtin(), burst);
+    assert_eq!(ids(&f), ["auth-failed-login"]);
+    assert_eq!(f[0].events, 12, "later failures join the finding");
+    assert_eq!(f[0].evidence.len(), 10, "evidence capped");
+    assert_eq!(f[0].evidence_omitted, 2);
+    assert!(f[0].evidence.iter().all(|e| !e.detail.contains("guess")));
+    assert_eq!(f[0].start_ns, 0);
+    assert_eq!(f[0].end_ns, 11 * S + 1_000_000);
+}
+
+#[test]
+fn permission_denied_and_auth_disable() {
+    let mut calls: Vec<_> = (0..3)
+        .map(|i| {
+            let mut c = call(
+                "10.0.0.8:1",
+                i * S,
+                "KV/Put",
+                Some(EtcdMessage::PutRequest(PutRequest::default())),
+            );
+            c.status = Some(7);
+            plain(c)
+        })
+        .collect();
+    calls.push(plain(call("10.0.0.8:1", 5 * S, "Auth/AuthDisable", None)));
+    let f = run(Rules::builtin(), calls);
+    let mut got = ids(&f);
+    got.sort();
+    assert_eq!(got, ["auth-denied", "auth-disable"]);
+}
+
+#[test]
+fn a_token_used_from_two_addresses_is_flagged_without_printing_it() {
+    let with_token = |client: &str, ts, token: &str| {
+        let mut c = call(client, ts, "KV/Range", range(b"k", b"", 0));
+        c.token = Some(token.into());
+        plain(c)
+    };
+    let calls = vec![
+        with_token("10.0.0.1:1", S, "tok-secret-1"),
+        with_token("10.0.0.1:2", 2 * S, "tok-secret-1"),
+        with_token("10.0.0.2:1", 3 * S, "tok-secret-2"),
+        with_token("10.0.0.9:1", 4 * S, "tok-secret-1"),
+        with_token("10.0.0.3:1", 5 * S, crate::analyze::rpc::REDACTED),
+        with_token("10.0.0.4:1", 6 * S, crate::analyze::rpc::REDACTED),
+    ];
+    let f = run(Rules::builtin(), calls);
+    assert_eq!(ids(&f), ["auth-token-reuse"]);
+    assert_eq!(f[0].client, "10.0.0.9");
+    let text = serde_json::to_string(&f[0]).unwrap();
+    assert!(!text.contains("tok-secret"), "{text}");
+    assert!(text.contains("10.0.0.1"), "{text}");
+}
+
+#[test]
+fn single_key_enumeration() {
+    let gets: Vec<_> = (0..150)
+        .map(|i| {
+            let key = format!("/registry/secrets/ns/s-{i}");
+            plain(call(
+                "10.0.0.5:1",
+                i * 10_000_000,
+                "KV/Range",
+                range(key.as_bytes(), b"", 0),
+            ))
+        })
+        .collect();
+    let f = run(Rules::builtin(), gets);
+    assert_eq!(ids(&f), ["enum-single-key-gets"]);
+    assert!(f[0].events >= 150, "{}", f[0].events);
+    // The same key read over and over is not enumeration.
+    let same: Vec<_> = (0..300)
+        .map(|i| {
+            plain(call(
+                "10.0.0.5:1",
+                i * 10_000_000,
+                "KV/Range",
+                range(b"/x", b"", 0),
+            ))
+        })
+        .collect();
+    assert!(run(Rules::builtin(), same).is_empty());
+}
+
+#[test]
+fn paging_through_secrets() {
+    let pages: Vec<_> = (0..4)
+        .map(|i| {
+            let key = if i == 0 {
+                b"/registry/secrets/".to_vec()
+            } else {
+                format!("/registry/secrets/ns/s-{i}\0").into_bytes()
+            };
+            plain(call(
+                "10.0.0.5:1",
+                i * S,
+                "KV/Range",
+                range(&key, b"/registry/secrets0", 2),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        ids(&run(Rules::builtin(), pages)),
+        ["enum-sensitive-pagination"]
+    );
+}
+
+#[test]
+fn snapshot_and_keyspace_watch_respect_allowed_clients() {
+    let mut snap = call("10.0.0.5:1", S, "Maintenance/Snapshot", None);
+    snap.response = Some(RpcBody::SnapshotChunks {
+        chunks: 30,
+        blob_bytes: 3_000_000,
+        remaining_bytes: 0,
+    });
+    let mut watch = call(
+        "10.0.0.6:1",
+        S,
+        "Watch/Watch",
+        Some(EtcdMessage::WatchRequest(WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: vec![0],
+                    range_end: vec![0],
+                    ..Default::default()
+                },
+            )),
+        })),
+    );
+    watch.kind = RecordKind::Message {
+        direction: MessageDirection::Request,
+        index: 0,
+    };
+    let both = vec![plain(snap.clone()), plain(watch.clone())];
+    let f = run(Rules::builtin(), both.clone());
+    let mut got = ids(&f);
+    got.sort();
+    assert_eq!(got, ["bulk-snapshot", "bulk-watch-keyspace"]);
+    assert_eq!(
+        f.iter()
+            .find(|f| f.rule == "bulk-snapshot")
+            .unwrap()
+            .volume
+            .unwrap()
+            .bytes,
+        3_000_000
+    );
+    let allowed = rules(
+        "rules:\n  bulk-snapshot: {allowed_clients: [10.0.0.5]}\n  bulk-watch-keyspace: {allowed_clients: [10.0.0.6]}\n",
+    );
+    assert!(run(allowed, both).is_empty());
+}
+
+#[test]
+fn one_client_reading_far_more_than_the_others() {
+    let read = |client: &str, ts, bytes| {
+        let mut c = call(client, ts, "KV/Range", range(b"/a/", b"/a0", 100));
+        c.response_bytes = bytes;
+        plain(c)
+    };
+    let mut calls = Vec::new();
+    for i in 0..20 {
+        calls.push(read("10.0.0.5:1", i * S, 5_000_000));
+        calls.push(read("10.0.0.6:1", i * S, 100_000));
+    }
+    let f = run(Rules::builtin(), calls);
+    assert_eq!(ids(&f), ["bulk-client-volume"]);
+    assert_eq!(f[0].client, "10.0.0.5");
+    assert_eq!(f[0].volume.unwrap().bytes, 100_000_000);
+}
+
+#[test]
+fn performance_rules() {
+    let put = || RequestOp {
+        request: Some(TxnOp::RequestPut(PutRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        })),
+    };
+    let huge = EtcdMessage::TxnRequest(TxnRequest {
+        compare: Vec::new(),
+        success: (0..120).map(|_| put()).collect(),
+        failure: Vec::new(),
+    });
+    let mut calls = vec![plain(call("10.0.0.5:1", S, "KV/Txn", Some(huge)))];
+    calls.push(plain(call(
+        "10.0.0.5:1",
+        S,
+        "Maintenance/Defragment",
+        Some(EtcdMessage::DefragmentRequest(DefragmentRequest {})),
+    )));
+    for i in 0..600 {
+        calls.push(plain(call(
+            "10.0.0.6:1",
+            S + i * 1_000_000,
+            "Lease/LeaseGrant",
+            Some(EtcdMessage::LeaseGrantRequest(LeaseGrantRequest {
+                ttl: 10,
+                id: 0,
+            })),
+        )));
+    }
+    for i in 0..40 {
+        calls.push(plain(call(
+            "10.0.0.7:1",
+            S + i * 100_000_000,
+            "KV/Range",
+            range(b"/a/", b"/a0", 0),
+        )));
+    }
+    let f = run(Rules::builtin(), calls);
+    let mut got = ids(&f);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "lease-storm",
+            "maintenance-defragment",
+            "perf-huge-txn",
+            "perf-unbounded-range"
+        ]
+    );
+}
+
+#[test]
+fn fsync_dominance_needs_two_writers() {
+    let write = |client: &str, ts, fsync| CorrelatedCall {
+        call: call(
+            client,
+            ts,
+            "KV/Put",
+            Some(EtcdMessage::PutRequest(PutRequest::default())),
+        ),
+        op: Some("put"),
+        wal: Some(WalLink {
+            term: 2,
+            index: 7,
+            file: "member/wal/0.wal".into(),
+            write_ts_ns: ts,
+            write_end_ns: ts,
+            fsync_start_ns: Some(ts),
+            fsync_ts_ns: Some(ts + fsync),
+            fsync_ns: Some(fsync),
+            how: "test",
+            confidence: "high",
+        }),
+        unlinked: None,
+    };
+    let mut calls = Vec::new();
+    for i in 0..200 {
+        calls.push(write("10.0.0.5:1", i * 100_000_000, 5_000_000));
+        if i % 20 == 0 {
+            calls.push(write("10.0.0.6:1", i * 100_000_000, 1_000_000));
+        }
+    }
+    let f = run(Rules::builtin(), calls.clone());
+    assert_eq!(ids(&f), ["fsync-dominance"]);
+    assert_eq!(f[0].client, "10.0.0.5");
+    // The only writer is not "dominating" anyone.
+    calls.retain(|c| c.call.client.ip().to_string() == "10.0.0.5");
+    assert!(run(Rules::builtin(), calls).is_empty());
+}
+
+fn packet(ts: u64, src: &str, dst: &str, flags: u8) -> Event {
+    Event::Packet(Packet {
+        ts_ns: ts,
+        ifindex: 1,
+        direction: Direction::Egress,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        seq: 0,
+        ack: 0,
+        flags: TcpFlags(flags),
+        window: 0,
+        payload_len: 0,
+        payload: Vec::new(),
+    })
+}
+
+#[test]
+fn peers_resets_and_networks_from_packets() {
+    let r = rules(
+        "rules:\n  peer-unknown-address: {members: [10.0.0.2]}\n  client-outside-networks: {networks: [10.0.0.0/24]}\n",
+    );
+    let mut d = Detector::new(r, vec![2379, 2380]);
+    let mut out = Vec::new();
+    let (syn, synack, rst) = (
+        TcpFlags::SYN,
+        TcpFlags::SYN | TcpFlags::ACK,
+        TcpFlags::RST | TcpFlags::ACK,
+    );
+    let events = [
+        // A member, and a stranger, on the peer port.
+        packet(S, "10.0.0.2:40000", "10.0.0.1:2380", syn),
+        packet(S, "10.0.0.1:2380", "10.0.0.2:40000", synack),
+        packet(2 * S, "192.168.9.9:40001", "10.0.0.1:2380", syn),
+        packet(2 * S, "10.0.0.1:2380", "192.168.9.9:40001", synack),
+        // Refused attempts.
+        packet(3 * S, "10.0.0.3:1", "10.0.0.4:2379", syn),
+        packet(3 * S, "10.0.0.4:2379", "10.0.0.3:1", rst),
+        packet(3 * S, "10.0.0.3:2", "10.0.0.4:2379", syn),
+        packet(3 * S, "10.0.0.4:2379", "10.0.0.3:2", rst),
+        packet(3 * S, "10.0.0.3:3", "10.0.0.4:2379", syn),
+        packet(3 * S, "10.0.0.4:2379", "10.0.0.3:3", rst),
+        // A client from outside 10.0.0.0/24.
+        packet(4 * S, "172.16.0.1:5", "10.0.0.1:2379", syn),
+    ];
+    for e in &events {
+        d.push(e, &mut out);
+    }
+    d.finish(&mut out);
+    let mut got: Vec<_> = out
+        .iter()
+        .map(|f| (f.rule, f.client.as_str(), f.severity))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("client-outside-networks", "172.16.0.1", Severity::Medium),
+            ("connection-reset", "10.0.0.3", Severity::Medium),
+            ("peer-unknown-address", "192.168.9.9", Severity::High),
+        ]
+    );
+}
+
+#[test]
+fn peers_without_a_member_list_are_low() {
+    let mut d = Detector::new(Rules::builtin(), vec![2379, 2380]);
+    let mut out = Vec::new();
+    d.push(
+        &packet(S, "192.168.9.9:40001", "10.0.0.1:2380", TcpFlags::SYN),
+        &mut out,
+    );
+    d.push(
+        &packet(
+            S,
+            "10.0.0.1:2380",
+            "192.168.9.9:40001",
+            TcpFlags::SYN | TcpFlags::ACK,
+        ),
+        &mut out,
+    );
+    d.finish(&mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].severity, Severity::Low);
+}
+
+/// Random records through every rule: no panic, and findings stay well-formed.
+#[test]
+fn random_records_do_not_panic() {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let methods = [
+        "KV/Range",
+        "KV/Txn",
+        "Auth/Authenticate",
+        "Auth/UserAdd",
+        "Watch/Watch",
+        "Lease/LeaseGrant",
+        "KV/Compact",
+        "Maintenance/Snapshot",
+        "Maintenance/Defragment",
+    ];
+    let mut d = Detector::new(rules("evidence_limit: 3\n"), vec![2379, 2380]);
+    let mut out = Vec::new();
+    let mut ts = 0u64;
+    for _ in 0..20_000 {
+        ts = ts.saturating_add(next() % 50_000_000);
+        let m = methods[(next() % methods.len() as u64) as usize];
+        let key: Vec<u8> = (0..next() % 4).map(|_| (next() % 4) as u8).collect();
+        let end: Vec<u8> = (0..next() % 3).map(|_| (next() % 3) as u8).collect();
+        let client = format!("10.0.{}.{}:{}", next() % 3, next() % 5, next() % 65535);
+        let mut c = call(&client, ts, m, range(&key, &end, (next() % 3) as i64));
+        c.status = Some((next() % 17) as u32);
+        if next() % 4 == 0 {
+            c.token = Some(format!("t{}", next() % 5));
+        }
+        if next() % 3 == 0 {
+            c.request = None;
+        }
+        c.response_bytes = next() % 10_000_000;
+        d.push_call(&plain(c), &mut out);
+        if next() % 50 == 0 {
+            let p = packet(ts, &client, "10.0.0.1:2380", (next() % 32) as u8);
+            d.push(&p, &mut out);
+        }
+    }
+    d.finish(&mut out);
+    for f in &out {
+        assert!(f.start_ns <= f.end_ns, "{f:?}");
+        assert!(f.evidence.len() <= 3);
+        assert!(!f.summary.is_empty());
+    }
+}

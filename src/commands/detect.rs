@@ -1,0 +1,199 @@
+//! `etcd-trace detect FILE`: the findings of the detection rules over a capture, grouped
+//! by severity in text or one JSON object per finding, with an exit code for checks.
+
+use std::io::{BufWriter, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::open_capture;
+use crate::analyze::detect::{DetectStats, Detector, Finding, Rules, Severity, DEFAULT_RULES_YAML};
+use crate::capture::ReadItem;
+use crate::cli::{DetectArgs, FailLevel, Format};
+use crate::output::{human_bytes, human_duration_ns, Progress};
+
+pub fn run(args: DetectArgs) -> Result<ExitCode> {
+    if args.print_default_rules {
+        print!("{DEFAULT_RULES_YAML}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rules = match &args.rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading rules file {}", path.display()))?;
+            Rules::from_yaml(Some(&text))
+                .with_context(|| format!("rules file {}", path.display()))?
+        }
+        None => Rules::builtin(),
+    };
+    let file = args.file.as_ref().context("a capture file is needed")?;
+    let reader = open_capture(file)?;
+    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let mut detector = Detector::new(rules, reader.header().config.ports.clone());
+    let progress = Progress::for_blocks(reader.blocks().len() as u64, "detecting");
+    let mut findings = Vec::new();
+    let mut damaged = 0u64;
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(ev) => detector.push(&ev, &mut findings),
+            ReadItem::Damaged(_) => damaged += 1,
+        }
+        progress.tick_events(1);
+    }
+    detector.finish(&mut findings);
+    progress.finish();
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.start_ns.cmp(&b.start_ns))
+            .then(a.rule.cmp(b.rule))
+    });
+    let stats = detector.stats().clone();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    match args.format {
+        Format::Json => {
+            for f in &findings {
+                writeln!(out, "{}", serde_json::to_string(f)?)?;
+            }
+            out.flush()?;
+            let summary = json!({
+                "summary": {
+                    "findings": findings.len(),
+                    "by_severity": {
+                        "high": count(&findings, Severity::High),
+                        "medium": count(&findings, Severity::Medium),
+                        "low": count(&findings, Severity::Low),
+                    },
+                    "looked_at": &stats,
+                    "damaged_blocks": damaged,
+                }
+            });
+            eprintln!("{summary}");
+        }
+        Format::Text => {
+            print_text(&mut out, &findings, start, args.evidence)?;
+            footer(&mut out, &findings, &stats, damaged)?;
+            out.flush()?;
+        }
+    }
+    let floor = match args.fail_level {
+        FailLevel::Low => Severity::Low,
+        FailLevel::Medium => Severity::Medium,
+        FailLevel::High => Severity::High,
+    };
+    Ok(if findings.iter().any(|f| f.severity >= floor) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn count(findings: &[Finding], s: Severity) -> usize {
+    findings.iter().filter(|f| f.severity == s).count()
+}
+
+fn rel(t: u64, start: u64) -> String {
+    let r = t.saturating_sub(start);
+    format!("+{}.{:06}", r / 1_000_000_000, (r % 1_000_000_000) / 1000)
+}
+
+fn print_text(
+    out: &mut impl Write,
+    findings: &[Finding],
+    start: u64,
+    max_evidence: usize,
+) -> Result<()> {
+    for sev in [Severity::High, Severity::Medium, Severity::Low] {
+        let group: Vec<&Finding> = findings.iter().filter(|f| f.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        writeln!(
+            out,
+            "== {} severity: {} ==",
+            sev.name().to_uppercase(),
+            group.len()
+        )?;
+        for f in group {
+            writeln!(out)?;
+            writeln!(out, "[{}] {}", f.rule, f.summary)?;
+            let mut window = format!(
+                "  window {} .. {} ({})",
+                rel(f.start_ns, start),
+                rel(f.end_ns, start),
+                human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
+            );
+            if let Some(v) = f.volume {
+                window.push_str(&format!(
+                    "; volume {} RPCs, {}, {} keys",
+                    v.rpcs,
+                    human_bytes(v.bytes),
+                    v.keys
+                ));
+            }
+            writeln!(out, "{window}")?;
+            for e in f.evidence.iter().take(max_evidence) {
+                writeln!(
+                    out,
+                    "    {} {} {} {}",
+                    rel(e.ts_ns, start),
+                    e.stream,
+                    e.method,
+                    e.detail
+                )?;
+            }
+            let more = (f.evidence.len().saturating_sub(max_evidence) as u64)
+                .saturating_add(f.evidence_omitted);
+            if more > 0 {
+                writeln!(out, "    ... and {more} more")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+fn footer(
+    out: &mut impl Write,
+    findings: &[Finding],
+    stats: &DetectStats,
+    damaged: u64,
+) -> Result<()> {
+    writeln!(
+        out,
+        "{} findings ({} high, {} medium, {} low) over {} of capture: {} events, {} RPC records ({} not fully decoded)",
+        findings.len(),
+        count(findings, Severity::High),
+        count(findings, Severity::Medium),
+        count(findings, Severity::Low),
+        human_duration_ns(
+            stats
+                .last_ns
+                .unwrap_or(0)
+                .saturating_sub(stats.first_ns.unwrap_or(0))
+        ),
+        stats.events,
+        stats.calls,
+        stats.calls_partial,
+    )?;
+    if stats.events_lost > 0 || stats.gap_bytes > 0 || damaged > 0 {
+        writeln!(
+            out,
+            "not seen: {} events lost by the recorder, {} of TCP stream gaps, {} damaged blocks: activity in them cannot be judged",
+            stats.events_lost,
+            human_bytes(stats.gap_bytes),
+            damaged
+        )?;
+    } else {
+        writeln!(out, "nothing was lost while recording")?;
+    }
+    if stats.midstream_connections > 0 {
+        writeln!(
+            out,
+            "{} connections were open before recording began: their earlier calls are not seen",
+            stats.midstream_connections
+        )?;
+    }
+    Ok(())
+}
