@@ -14,9 +14,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 the client and peer ports and etcd's WAL writes, reads and fsyncs with eBPF into a compressed, \
 indexed capture file. The other subcommands analyse a capture offline, on any machine.",
     after_help = "Examples:\n  \
+sudo etcd-trace demo                                   # see it work on a private etcd\n  \
 sudo etcd-trace record -o incident.etr --duration 60s\n  \
 etcd-trace info incident.etr\n  \
-etcd-trace dump incident.etr --since 10s --until 12s"
+etcd-trace replay incident.etr --method Put            # the RPCs clients made\n  \
+etcd-trace timeline incident.etr --slow 20ms           # why slow: raft, fsync, or reply?\n  \
+etcd-trace detect incident.etr                         # bulk reads, failed logins, odd peers\n  \
+etcd-trace diff baseline.etr incident.etr --fail-on 'p99(Put) > +20%'"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -282,7 +286,8 @@ etcd-trace diff base.etr new.etr --fail-on 'p99(/etcdserverpb.KV/Put) > +20%' --
 etcd-trace diff base.etr new.etr --fail-on 'new-clients > 0' --fail-on 'req-size(Put) > +100%' --format json\n\n\
 Checks: p50/p90/p99/max(METHOD or phase), count(METHOD), rate(METHOD), errors(METHOD), \
 req-size(METHOD), resp-size(METHOD), new-clients, gone-clients, new-methods, \
-gone-methods, new-prefixes, gone-prefixes; compared with >, >=, <, <= to a number, a \
+gone-methods, new-prefixes, gone-prefixes, findings(low|medium|high) (findings of \
+`detect` at that severity or above whose rule and client the base did not have); compared with >, >=, <, <= to a number, a \
 duration (10ms) or a change from base (+20%, -50%). METHOD is a full path, \
 Service/Method, a short name or a glob (`*`). Phases: append, fsync, reply, wal-fsync. \
 Captures of different length are compared by rates (relative checks of counts use \
@@ -300,6 +305,9 @@ pub struct DiffArgs {
     /// Key prefixes are the first N components of a key (`/registry/pods/` is 2).
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub prefix_depth: usize,
+    /// Detection rules (YAML, laid over the built-in ones) for findings(...).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]

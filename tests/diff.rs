@@ -23,6 +23,7 @@ const GATE: &[&str] = &[
     "new-clients > 0",
     "new-prefixes > 0",
     "req-size(Put) > +100%",
+    "findings(high) > 0",
 ];
 
 /// The demo's workload recorded again: no difference that the gate cares about, against
@@ -67,6 +68,9 @@ fn a_changed_workload_fails_the_matching_checks() {
         rig.etcdctl(&["get", &format!("/app/k{i}")]);
     }
     rig.etcdctl(&["lease", "grant", "30"]);
+    // The whole database leaves the cluster: a new high finding.
+    let snap = rig.dir.0.join("snap.db");
+    rig.etcdctl(&["snapshot", "save", snap.to_str().unwrap()]);
     // A client from another address: curl bound to 127.0.0.2, to etcd's JSON gateway.
     let curl = rig
         .in_netns("curl")
@@ -92,6 +96,7 @@ fn a_changed_workload_fails_the_matching_checks() {
         ("new-methods > 0", "LeaseGrant"),
         ("new-clients > 0", "127.0.0.2"),
         ("req-size(Put) > +100%", "/etcdserverpb.KV/Put"),
+        ("findings(high) > 0", "bulk-snapshot"),
     ] {
         let out = diff(&base, &rig.capture, &[check]);
         assert_eq!(out.status.code(), Some(1), "{check}\n{}", stdout(&out));

@@ -6,6 +6,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::analyze::detect::Severity;
 use crate::analyze::histogram::Histogram;
 use crate::analyze::pattern::method_matches;
 use crate::analyze::phases::{APPEND, FSYNC, REPLY};
@@ -42,6 +43,9 @@ pub enum Metric {
     GoneMethods,
     NewPrefixes,
     GonePrefixes,
+    /// Findings of `detect` at this severity or above whose rule and client the base
+    /// capture did not have.
+    NewFindings(Severity),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,7 +74,7 @@ pub struct Check {
 }
 
 #[derive(Debug, Error, PartialEq)]
-#[error("--fail-on {expr:?}: {why}. Forms: `p99(METHOD) > +20%`, `p50(fsync) > 10ms`, `errors(*) > 0`, `rate(Put) < -50%`, `req-size(Put) > +100%`, `new-clients > 0` (also gone-clients, new-methods, gone-methods, new-prefixes, gone-prefixes); METHOD is a full path, Service/Method, a short name or a glob; phases: append, fsync, reply, wal-fsync")]
+#[error("--fail-on {expr:?}: {why}. Forms: `p99(METHOD) > +20%`, `p50(fsync) > 10ms`, `errors(*) > 0`, `rate(Put) < -50%`, `req-size(Put) > +100%`, `new-clients > 0` (also gone-clients, new-methods, gone-methods, new-prefixes, gone-prefixes), `findings(high) > 0`; METHOD is a full path, Service/Method, a short name or a glob; phases: append, fsync, reply, wal-fsync")]
 pub struct CheckError {
     pub expr: String,
     pub why: String,
@@ -144,6 +148,15 @@ fn parse_metric(lhs: &str) -> Result<Metric, String> {
             quantile: q,
             target: parse_target(arg, true)?,
         });
+    }
+    if func.trim() == "findings" {
+        let sev = match arg.trim() {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            other => return Err(format!("findings({other}): give low, medium or high")),
+        };
+        return Ok(Metric::NewFindings(sev));
     }
     let target = parse_target(arg, false)?;
     Ok(match func.trim() {
@@ -277,6 +290,13 @@ fn set_change(base: &Profile, new: &Profile, metric: &Metric) -> (f64, f64) {
                 .filter(|m| !new.prefixes.contains_key(*m))
                 .count(),
         ),
+        Metric::NewFindings(floor) => count(
+            0,
+            new.findings
+                .iter()
+                .filter(|(k, sev)| **sev >= *floor && !base.findings.contains_key(*k))
+                .count(),
+        ),
         _ => (0.0, 0.0),
     }
 }
@@ -311,6 +331,7 @@ pub fn evaluate(check: &Check, base: &Profile, new: &Profile) -> CheckResult {
             | Metric::GoneMethods
             | Metric::NewPrefixes
             | Metric::GonePrefixes
+            | Metric::NewFindings(_)
     );
     if is_set {
         let (b, n) = set_change(base, new, &check.metric);

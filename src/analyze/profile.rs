@@ -8,7 +8,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::analyze::correlate::{CorrelatedCall, Correlator};
+use crate::analyze::correlate::CorrelatedCall;
+use crate::analyze::detect::{Detector, Rules, Severity};
 use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
 use crate::analyze::phases::phases_of;
@@ -48,6 +49,8 @@ pub struct Profile {
     pub client_bytes: BTreeMap<IpAddr, u64>,
     /// RPCs per key prefix (the first `depth` path components).
     pub prefixes: BTreeMap<String, u64>,
+    /// Findings of `detect`: (rule, client) with the highest severity seen.
+    pub findings: BTreeMap<(String, String), Severity>,
     pub lost: u64,
 }
 
@@ -62,10 +65,11 @@ impl Profile {
 
     /// Build from a capture. `prefix_depth` is how many `/`-separated components name a
     /// key prefix (2: `/registry/pods/`).
-    pub fn of(reader: &CaptureReader, prefix_depth: usize) -> Profile {
-        let ports = reader.header().config.ports.clone();
+    pub fn of(reader: &CaptureReader, prefix_depth: usize, rules: Rules) -> Profile {
         let orient = SummaryBuilder::new(reader.header());
-        let mut correlator = Correlator::new(ports);
+        let mut detector = Detector::new(rules, reader.header().config.ports.clone());
+        let mut correlator = detector.correlator();
+        let mut findings = Vec::new();
         let mut p = Profile {
             start_ns: u64::MAX,
             ..Profile::default()
@@ -84,11 +88,18 @@ impl Profile {
                 Event::Loss(l) => p.lost += l.count,
                 Event::Syscall(_) => {}
             }
-            correlator.push(&ev, &mut calls, &mut phases);
+            detector.push_with(&mut correlator, &ev, &mut calls, &mut phases, &mut findings);
             p.absorb(&mut calls, &mut phases, prefix_depth);
         }
-        correlator.finish(&mut calls, &mut phases);
+        detector.finish_with(correlator, &mut calls, &mut phases, &mut findings);
         p.absorb(&mut calls, &mut phases, prefix_depth);
+        for f in findings {
+            let sev = p
+                .findings
+                .entry((f.rule.to_string(), f.client))
+                .or_insert(f.severity);
+            *sev = (*sev).max(f.severity);
+        }
         if p.start_ns == u64::MAX {
             p.start_ns = 0;
         }

@@ -10,6 +10,7 @@ use crate::cli::DemoArgs;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     use anyhow::Context;
+    use clap::Parser;
 
     use crate::testbed::{basic_workload, EtcdServer, Netns, RecorderProcess, ScratchDir};
 
@@ -43,11 +44,28 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     if !status.success() {
         anyhow::bail!("the recorder failed ({status})");
     }
-    eprintln!();
-    let code = super::info::run(crate::cli::InfoArgs {
-        file: capture.clone(),
-        format: crate::cli::Format::Text,
-    })?;
+    let show = |title: &str| {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        eprintln!("\n==> {title}\n");
+    };
+    let path = capture.display().to_string();
+    for (title, args) in [
+        ("what the capture holds", vec!["info", &path]),
+        ("the RPCs the clients made", vec!["replay", &path]),
+        (
+            "each write, its WAL entry, fsync and reply",
+            vec!["correlate", &path],
+        ),
+        (
+            "anything suspicious? (the workload lists the whole keyspace)",
+            vec!["detect", &path],
+        ),
+    ] {
+        show(&format!("etcd-trace {}: {title}", args[0]));
+        let cli = crate::cli::Cli::try_parse_from(std::iter::once("etcd-trace").chain(args))?;
+        super::dispatch(cli.command)?;
+    }
     if args.output.is_some() {
         eprintln!(
             "\nThe capture is in {}. Try: etcd-trace dump {}",
@@ -55,7 +73,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             capture.display()
         );
     }
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(not(all(feature = "record", target_os = "linux")))]

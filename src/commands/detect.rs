@@ -18,30 +18,28 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         print!("{DEFAULT_RULES_YAML}");
         return Ok(ExitCode::SUCCESS);
     }
-    let rules = match &args.rules {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading rules file {}", path.display()))?;
-            Rules::from_yaml(Some(&text))
-                .with_context(|| format!("rules file {}", path.display()))?
-        }
-        None => Rules::builtin(),
-    };
+    let rules = load_rules(args.rules.as_deref())?;
     let file = args.file.as_ref().context("a capture file is needed")?;
     let reader = open_capture(file)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let mut detector = Detector::new(rules, reader.header().config.ports.clone());
+    let mut correlator = detector.correlator();
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "detecting");
     let mut findings = Vec::new();
+    let (mut calls, mut phases) = (Vec::new(), Vec::new());
     let mut damaged = 0u64;
     for item in reader.events() {
         match item {
-            ReadItem::Event(ev) => detector.push(&ev, &mut findings),
+            ReadItem::Event(ev) => {
+                detector.push_with(&mut correlator, &ev, &mut calls, &mut phases, &mut findings);
+                calls.clear();
+                phases.clear();
+            }
             ReadItem::Damaged(_) => damaged += 1,
         }
         progress.tick_events(1);
     }
-    detector.finish(&mut findings);
+    detector.finish_with(correlator, &mut calls, &mut phases, &mut findings);
     progress.finish();
     findings.sort_by(|a, b| {
         b.severity
@@ -196,4 +194,17 @@ fn footer(
         )?;
     }
     Ok(())
+}
+
+/// The built-in rules, with a user's rules file laid over them.
+pub(crate) fn load_rules(path: Option<&std::path::Path>) -> Result<Rules> {
+    Ok(match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading rules file {}", path.display()))?;
+            Rules::from_yaml(Some(&text))
+                .with_context(|| format!("rules file {}", path.display()))?
+        }
+        None => Rules::builtin(),
+    })
 }

@@ -21,8 +21,9 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         .iter()
         .map(|e| Check::parse(e))
         .collect::<Result<Vec<_>, _>>()?;
-    let base = Profile::of(&open_capture(&args.base)?, args.prefix_depth);
-    let new = Profile::of(&open_capture(&args.new)?, args.prefix_depth);
+    let rules = super::detect::load_rules(args.rules.as_deref())?;
+    let base = Profile::of(&open_capture(&args.base)?, args.prefix_depth, rules.clone());
+    let new = Profile::of(&open_capture(&args.new)?, args.prefix_depth, rules);
     let results: Vec<CheckResult> = checks.iter().map(|c| evaluate(c, &base, &new)).collect();
     let mut out = BufWriter::new(std::io::stdout().lock());
     match args.format {
@@ -191,6 +192,19 @@ fn text_out(
         list(&new_prefixes),
         list(&gone_prefixes)
     )?;
+    let new_findings: Vec<String> = new
+        .findings
+        .iter()
+        .filter(|(k, _)| !base.findings.contains_key(*k))
+        .map(|((rule, client), sev)| format!("{rule} ({}) from {client}", sev.name()))
+        .collect();
+    writeln!(
+        out,
+        "findings of detect: {} in base, {} in new; new: {}",
+        base.findings.len(),
+        new.findings.len(),
+        list(&new_findings)
+    )?;
     if base.lost + new.lost > 0 {
         writeln!(
             out,
@@ -313,6 +327,16 @@ fn json_out(
             "kind": "prefixes",
             "new": new.prefixes.keys().filter(|p| !base.prefixes.contains_key(*p)).collect::<Vec<_>>(),
             "gone": base.prefixes.keys().filter(|p| !new.prefixes.contains_key(*p)).collect::<Vec<_>>(),
+        })
+    )?;
+    writeln!(
+        out,
+        "{}",
+        json!({
+            "kind": "findings",
+            "new": new.findings.iter().filter(|(k, _)| !base.findings.contains_key(*k))
+                .map(|((rule, client), sev)| json!({"rule": rule, "client": client, "severity": sev}))
+                .collect::<Vec<_>>(),
         })
     )?;
     for r in results {

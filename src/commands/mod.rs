@@ -24,20 +24,7 @@ use crate::cli::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Record(args) => record_command(args),
-        Command::Info(args) => info::run(args),
-        Command::Dump(args) => dump::run(args),
-        Command::Wal(args) => wal::run(args),
-        Command::Correlate(args) => correlate::run(args),
-        Command::Timeline(args) => timeline::run(args),
-        Command::Diff(args) => diff::run(args),
-        Command::Replay(args) => replay::run(args),
-        Command::Detect(args) => detect::run(args),
-        Command::Demo(args) => demo::run(args),
-        Command::Completions(args) => completions::run(args),
-    };
-    match result {
+    match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             // A closed pipe (`| head`) is not an error worth a message.
@@ -49,6 +36,23 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Run one subcommand.
+pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Record(args) => record_command(args),
+        Command::Info(args) => info::run(args),
+        Command::Dump(args) => dump::run(args),
+        Command::Wal(args) => wal::run(args),
+        Command::Correlate(args) => correlate::run(args),
+        Command::Timeline(args) => timeline::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Detect(args) => detect::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
     }
 }
 

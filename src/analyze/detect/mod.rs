@@ -315,14 +315,14 @@ pub struct DetectStats {
     pub midstream_connections: u64,
 }
 
-/// Events in, findings out. Feed every event in file order with [`push`](Self::push),
-/// then call [`finish`](Self::finish).
+/// Events and correlated calls in, findings out. The caller owns the [`Correlator`]
+/// (so one decoding pass can serve several analyses): feed every event in file order
+/// with [`push`](Self::push), give the correlator the events `push` says it should see,
+/// pass each call it settles to [`push_call`](Self::push_call), then call
+/// [`finish`](Self::finish). [`Detector::run`] does all of that for one capture.
 pub struct Detector {
     rules: Rules,
     client_ports: Vec<u16>,
-    correlator: Option<Correlator>,
-    calls: Vec<CorrelatedCall>,
-    phases: Vec<DiskPhase>,
     episodes: Episodes,
     bulk: bulk::Bulk,
     enumeration: enumeration::Enumeration,
@@ -352,10 +352,7 @@ impl Detector {
             .filter(|p| *p != rules.peer_port)
             .collect();
         Detector {
-            correlator: Some(Correlator::new(client_ports.clone())),
             client_ports,
-            calls: Vec::new(),
-            phases: Vec::new(),
             episodes: Episodes::new(rules.evidence_limit),
             bulk: bulk::Bulk::new(&rules),
             enumeration: enumeration::Enumeration::default(),
@@ -373,8 +370,20 @@ impl Detector {
         &self.stats
     }
 
-    /// Takes one event; findings that are complete are appended to `out`.
-    pub fn push(&mut self, ev: &Event, out: &mut Vec<Finding>) {
+    /// The ports whose traffic is gRPC (the traced ports but the peer port): what the
+    /// caller's correlator is built with.
+    pub fn client_ports(&self) -> &[u16] {
+        &self.client_ports
+    }
+
+    /// A correlator for this detector's client ports.
+    pub fn correlator(&self) -> Correlator {
+        Correlator::new(self.client_ports.clone())
+    }
+
+    /// Takes one event; findings that are complete are appended to `out`. Returns
+    /// whether the event belongs in the RPC correlator (peer traffic is not gRPC).
+    pub fn push(&mut self, ev: &Event, out: &mut Vec<Finding>) -> bool {
         let ts = ev.ts_ns();
         self.stats.events += 1;
         self.stats.first_ns = Some(self.stats.first_ns.map_or(ts, |t| t.min(ts)));
@@ -397,18 +406,12 @@ impl Detector {
                 to_correlator = false;
             }
         }
-        if to_correlator {
-            if let Some(c) = self.correlator.as_mut() {
-                c.push(ev, &mut self.calls, &mut self.phases);
-            }
-        }
-        self.phases.clear();
-        self.drain_calls(out);
         self.since_close += 1;
         if self.since_close >= CLOSE_EVERY {
             self.since_close = 0;
             self.episodes.close_idle(self.now_ns, out);
         }
+        to_correlator
     }
 
     /// One correlated call straight into the rules (also what `push` does with each call
@@ -432,23 +435,13 @@ impl Detector {
         self.performance.call(c, &mut ctx);
     }
 
-    fn drain_calls(&mut self, out: &mut Vec<Finding>) {
-        for c in std::mem::take(&mut self.calls) {
-            self.push_call(&c, out);
-        }
-    }
-
-    /// The capture ended: every finding still open is emitted.
-    pub fn finish(&mut self, out: &mut Vec<Finding>) {
-        if let Some(c) = self.correlator.take() {
-            let rpc = c.rpc_decoder().stats().clone();
-            self.stats.events_lost = rpc.events_lost;
-            self.stats.gap_bytes = rpc.gap_bytes;
-            self.stats.midstream_connections = rpc.midstream_connections;
-            c.finish(&mut self.calls, &mut self.phases);
-            self.phases.clear();
-            self.drain_calls(out);
-        }
+    /// The capture ended (and the correlator's last calls were pushed): every finding
+    /// still open is emitted. `rpc` is the correlator's decoding statistics, for the
+    /// report of what could not be seen.
+    pub fn finish(&mut self, rpc: &crate::analyze::rpc::RpcStats, out: &mut Vec<Finding>) {
+        self.stats.events_lost = rpc.events_lost;
+        self.stats.gap_bytes = rpc.gap_bytes;
+        self.stats.midstream_connections = rpc.midstream_connections;
         let mut ctx = Ctx {
             rules: &self.rules,
             episodes: &mut self.episodes,
@@ -473,4 +466,41 @@ pub(crate) fn plural(n: u64, noun: &str) -> String {
 /// A span of time for sentences: "within 2.31 s".
 pub(crate) fn span(f: &Finding) -> String {
     crate::output::human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
+}
+
+impl Detector {
+    /// Feed one event to the detector and, where it belongs there, to `correlator`;
+    /// settled calls go to the detector too. Disk phases are left in `phases` for the
+    /// caller.
+    pub fn push_with(
+        &mut self,
+        correlator: &mut Correlator,
+        ev: &Event,
+        calls: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+        out: &mut Vec<Finding>,
+    ) {
+        if self.push(ev, out) {
+            correlator.push(ev, calls, phases);
+        }
+        for c in calls.iter() {
+            self.push_call(c, out);
+        }
+    }
+
+    /// End of the capture: the correlator's last calls, then the open findings.
+    pub fn finish_with(
+        &mut self,
+        correlator: Correlator,
+        calls: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+        out: &mut Vec<Finding>,
+    ) {
+        let rpc = correlator.rpc_decoder().stats().clone();
+        correlator.finish(calls, phases);
+        for c in calls.iter() {
+            self.push_call(c, out);
+        }
+        self.finish(&rpc, out);
+    }
 }

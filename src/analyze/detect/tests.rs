@@ -69,7 +69,7 @@ fn run(rules: Rules, calls: Vec<CorrelatedCall>) -> Vec<Finding> {
     for c in &calls {
         d.push_call(c, &mut out);
     }
-    d.finish(&mut out);
+    d.finish(&Default::default(), &mut out);
     out
 }
 
@@ -498,7 +498,7 @@ fn peers_resets_and_networks_from_packets() {
     for e in &events {
         d.push(e, &mut out);
     }
-    d.finish(&mut out);
+    d.finish(&Default::default(), &mut out);
     let mut got: Vec<_> = out
         .iter()
         .map(|f| (f.rule, f.client.as_str(), f.severity))
@@ -531,7 +531,7 @@ fn peers_without_a_member_list_are_low() {
         ),
         &mut out,
     );
-    d.finish(&mut out);
+    d.finish(&Default::default(), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].severity, Severity::Low);
 }
@@ -581,7 +581,7 @@ fn random_records_do_not_panic() {
             d.push(&p, &mut out);
         }
     }
-    d.finish(&mut out);
+    d.finish(&Default::default(), &mut out);
     for f in &out {
         assert!(f.start_ns <= f.end_ns, "{f:?}");
         assert!(f.evidence.len() <= 3);
