@@ -142,6 +142,31 @@ struct {
 	__type(value, __u32);
 } l2_len SEC(".maps");
 
+/* What classify() decided for an fd of a traced process, so that the walk up the
+ * dentries and the socket reads happen once per open file, not once per syscall. An
+ * entry is used only while the fd still points to the same struct file, and is dropped
+ * when the process closes or dup2s over the fd. */
+struct fd_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct fd_verdict {
+	__u64 file;
+	__u8 kind; /* 0: not traced */
+	__u8 depth;
+	__u16 lport;
+	__u16 rport;
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct fd_key);
+	__type(value, struct fd_verdict);
+} fd_verdicts SEC(".maps");
+
 /* A syscall between its enter and exit tracepoints, by thread id. */
 struct inflight {
 	__u64 enter_ns;
@@ -416,8 +441,28 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 	if (!f)
 		return 0;
 	struct inflight inf = {};
-	if (!classify(f, &inf))
-		return 0;
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_verdict *known = bpf_map_lookup_elem(&fd_verdicts, &key);
+	if (known && known->file == (__u64)f) {
+		if (!known->kind)
+			return 0;
+		inf.kind = known->kind;
+		inf.depth = known->depth;
+		inf.lport = known->lport;
+		inf.rport = known->rport;
+	} else {
+		int traced = classify(f, &inf);
+		struct fd_verdict v = {
+			.file = (__u64)f,
+			.kind = traced ? inf.kind : 0,
+			.depth = inf.depth,
+			.lport = inf.lport,
+			.rport = inf.rport,
+		};
+		bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
+		if (!traced)
+			return 0;
+	}
 	inf.enter_ns = bpf_ktime_get_ns();
 	inf.buf = buf;
 	inf.requested = requested;
@@ -462,7 +507,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 	ev->rport = inf->rport;
 
 	struct file *f = (struct file *)inf->file;
-	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	struct dentry *d = inf->depth ? BPF_CORE_READ(f, f_path.dentry) : NULL;
 #pragma unroll
 	for (int i = 0; i < ET_PATH_DEPTH; i++) {
 		ev->names[i][0] = 0;
@@ -519,6 +564,36 @@ static __always_inline __u64 iov_total(__u64 iov_ptr, __u64 iovcnt)
 }
 
 #define A(n) (ctx->args[n])
+
+/* An fd that is closed or replaced may point to another file next time: forget what
+ * classify() said about it. */
+static __always_inline int forget_fd(int fd)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&traced_pids, &tgid))
+		return 0;
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	bpf_map_delete_elem(&fd_verdicts, &key);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	return forget_fd(A(0));
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int enter_dup2(struct trace_event_raw_sys_enter *ctx)
+{
+	return forget_fd(A(1));
+}
+
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int enter_dup3(struct trace_event_raw_sys_enter *ctx)
+{
+	return forget_fd(A(1));
+}
 
 SEC("tracepoint/syscalls/sys_enter_write")
 int enter_write(struct trace_event_raw_sys_enter *ctx)
