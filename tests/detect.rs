@@ -1,5 +1,6 @@
 //! detect on real captures: scripted attacks on a real etcd are each flagged by the right
 //! rule, and a benign workload shaped like Kubernetes' raises nothing severe.
+#![cfg(feature = "record")]
 
 mod common;
 
