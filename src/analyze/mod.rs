@@ -6,6 +6,7 @@ pub mod detect;
 pub mod diff;
 pub mod disk;
 pub mod histogram;
+pub mod order;
 pub mod pattern;
 pub mod phases;
 pub mod profile;

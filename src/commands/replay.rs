@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::open_capture;
 use super::timespec::resolve;
+use crate::analyze::order::TimeOrder;
 use crate::analyze::pattern::method_matches;
 use crate::analyze::rpc::{
     Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats,
@@ -84,7 +85,9 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
     let mut calls = Vec::new();
-    let mut order = RecordOrder::default();
+    // Records come out as calls end: put them back in start order (a stream's end record
+    // at its end) within a window; calls longer than the window may still come out late.
+    let mut order = TimeOrder::new(ORDER_WINDOW_NS, MAX_HELD_RECORDS);
     let emit = |calls: &mut Vec<RpcCall>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
         for mut call in calls.drain(..) {
             if !filter.accepts(&call) {
@@ -115,7 +118,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         match item {
             ReadItem::Event(ev) => {
                 decoder.push(&ev, &mut decoded);
-                order.push(decoded.drain(..), ev.ts_ns(), &mut calls);
+                for r in decoded.drain(..) {
+                    order.push(sort_time(&r), r);
+                }
+                order.release(ev.ts_ns(), &mut calls);
             }
             ReadItem::Damaged(d) => {
                 tally.damaged += 1;
@@ -132,7 +138,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         emit(&mut calls, &mut tally, &mut out)?;
     }
     decoder.finish(&mut decoded);
-    order.push(decoded.drain(..), u64::MAX, &mut calls);
+    for r in decoded.drain(..) {
+        order.push(sort_time(&r), r);
+    }
+    order.drain(&mut calls);
     emit(&mut calls, &mut tally, &mut out)?;
     progress.finish();
     if args.format == Format::Text {
@@ -142,62 +151,15 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Records come out of the decoder as calls end; this puts them back in start order
-/// within a window of capture time (a stream's end record sorts at its end). Calls longer
-/// than the window may still come out late.
-#[derive(Default)]
-struct RecordOrder {
-    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, u64, Held)>>,
-    seq: u64,
-}
-
-/// Records are not `Ord`: the heap orders by (time, arrival) and this wrapper says so.
-struct Held(RpcCall);
-impl PartialEq for Held {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Held {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
-}
-
-/// Capture time a record waits for earlier-starting ones.
+/// Capture time a record waits for earlier-starting ones, and records held at most.
 const ORDER_WINDOW_NS: u64 = 2_000_000_000;
+const MAX_HELD_RECORDS: usize = 1 << 20;
 
-impl RecordOrder {
-    fn push(
-        &mut self,
-        records: impl Iterator<Item = RpcCall>,
-        now_ns: u64,
-        out: &mut Vec<RpcCall>,
-    ) {
-        for r in records {
-            let at = match r.kind {
-                RecordKind::StreamEnd { .. } => r.end_ns,
-                _ => r.ts_ns,
-            };
-            self.seq += 1;
-            self.heap.push(std::cmp::Reverse((at, self.seq, Held(r))));
-        }
-        let horizon = now_ns.saturating_sub(ORDER_WINDOW_NS);
-        while self
-            .heap
-            .peek()
-            .is_some_and(|std::cmp::Reverse((at, _, _))| *at < horizon || now_ns == u64::MAX)
-        {
-            if let Some(std::cmp::Reverse((_, _, Held(r)))) = self.heap.pop() {
-                out.push(r);
-            }
-        }
+/// A record's place in the output: its start, or for a stream's end record its end.
+fn sort_time(r: &RpcCall) -> u64 {
+    match r.kind {
+        RecordKind::StreamEnd { .. } => r.end_ns,
+        _ => r.ts_ns,
     }
 }
 

@@ -1,8 +1,7 @@
 //! `etcd-trace timeline FILE`: what happened when, per operation and per phase, as text
 //! or as a Perfetto trace.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
@@ -13,6 +12,7 @@ use super::open_capture;
 use crate::analyze::correlate::{CorrelatedCall, Correlator};
 use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
+use crate::analyze::order::TimeOrder;
 use crate::analyze::phases::{phases_of, slowest, Phase, APPEND, FSYNC, REPLY};
 use crate::analyze::rpc::RecordKind;
 use crate::capture::{Event, FileKind, ReadItem};
@@ -40,8 +40,58 @@ impl Item {
 }
 
 /// Items are printed in time order once the capture is this far past them (calls are
-/// settled up to a few hundred ms after their reply).
+/// settled up to a few hundred ms after their reply), and at most this many wait.
 const ORDER_HORIZON_NS: u64 = 2_000_000_000;
+const MAX_HELD_ITEMS: usize = 1 << 20;
+
+/// Where items go: counted for the summary, then into the trace, or held for time order
+/// and printed.
+struct View<W: Write> {
+    stats: Stats,
+    trace: Option<TraceWriter<BufWriter<std::fs::File>>>,
+    order: TimeOrder<Item>,
+    out: W,
+    start: u64,
+    slow_ns: Option<u64>,
+    ready: Vec<Item>,
+}
+
+impl<W: Write> View<W> {
+    fn add(&mut self, item: Item) -> Result<()> {
+        account(&item, &mut self.stats, self.slow_ns);
+        match self.trace.as_mut() {
+            Some(t) => to_trace(t, &item, self.slow_ns)?,
+            None => self.order.push(item.ts(), item),
+        }
+        Ok(())
+    }
+
+    fn add_all(
+        &mut self,
+        calls: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+    ) -> Result<()> {
+        for c in calls.drain(..) {
+            self.add(Item::Call(Box::new(c)))?;
+        }
+        for p in phases.drain(..) {
+            self.add(Item::Disk(p))?;
+        }
+        Ok(())
+    }
+
+    /// Print what is old enough (everything at the end: `None`).
+    fn release(&mut self, now_ns: Option<u64>) -> Result<()> {
+        match now_ns {
+            Some(now) => self.order.release(now, &mut self.ready),
+            None => self.order.drain(&mut self.ready),
+        }
+        for item in self.ready.drain(..) {
+            print_item(&mut self.out, &item, self.start, self.slow_ns)?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Default)]
 struct Stats {
@@ -65,10 +115,10 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let ports = reader.header().config.ports.clone();
-    let mut correlator = Correlator::new(ports.clone());
+    let mut correlator = Correlator::new(ports);
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "building timeline");
 
-    let mut trace = match args.format {
+    let trace = match args.format {
         TimelineFormat::Perfetto => {
             let Some(path) = &args.output else {
                 bail!("--format perfetto writes a file: give it with -o trace.json");
@@ -79,46 +129,23 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         }
         TimelineFormat::Text => None,
     };
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut pending: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
-    let mut items: BTreeMap<u64, Item> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut stats = Stats::default();
-    let mut calls = Vec::new();
-    let mut phases = Vec::new();
-    let mut now = 0u64;
-
-    let mut handle = |item: Item,
-                      stats: &mut Stats,
-                      trace: &mut Option<TraceWriter<BufWriter<std::fs::File>>>,
-                      pending: &mut BinaryHeap<Reverse<(u64, u64)>>,
-                      items: &mut BTreeMap<u64, Item>|
-     -> Result<()> {
-        account(&item, stats, slow_ns);
-        if let Some(t) = trace.as_mut() {
-            to_trace(t, &item, slow_ns)?;
-        } else {
-            seq += 1;
-            pending.push(Reverse((item.ts(), seq)));
-            items.insert(seq, item);
-        }
-        Ok(())
+    let mut view = View {
+        stats: Stats::default(),
+        trace,
+        order: TimeOrder::new(ORDER_HORIZON_NS, MAX_HELD_ITEMS),
+        out: BufWriter::new(std::io::stdout().lock()),
+        start,
+        slow_ns,
+        ready: Vec::new(),
     };
-
+    let (mut calls, mut phases) = (Vec::new(), Vec::new());
     for item in reader.events() {
         progress.tick_events(1);
         let ReadItem::Event(ev) = item else { continue };
-        now = now.max(ev.ts_ns());
         match &ev {
             Event::Packet(p) if p.flags.syn() && !p.flags.ack() => {
                 let text = format!("{} -> {} connecting", p.src, p.dst);
-                handle(
-                    Item::Conn { ts: p.ts_ns, text },
-                    &mut stats,
-                    &mut trace,
-                    &mut pending,
-                    &mut items,
-                )?;
+                view.add(Item::Conn { ts: p.ts_ns, text })?;
             }
             Event::Packet(p) if p.flags.rst() || p.flags.fin() => {
                 let how = if p.flags.rst() {
@@ -127,81 +154,27 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
                     "closing (FIN)"
                 };
                 let text = format!("{} -> {} {how}", p.src, p.dst);
-                handle(
-                    Item::Conn { ts: p.ts_ns, text },
-                    &mut stats,
-                    &mut trace,
-                    &mut pending,
-                    &mut items,
-                )?;
+                view.add(Item::Conn { ts: p.ts_ns, text })?;
             }
-            Event::Loss(l) => {
-                handle(
-                    Item::Loss {
-                        ts: l.ts_ns,
-                        count: l.count,
-                    },
-                    &mut stats,
-                    &mut trace,
-                    &mut pending,
-                    &mut items,
-                )?;
-            }
+            Event::Loss(l) => view.add(Item::Loss {
+                ts: l.ts_ns,
+                count: l.count,
+            })?,
             _ => {}
         }
         correlator.push(&ev, &mut calls, &mut phases);
-        for c in calls.drain(..) {
-            handle(
-                Item::Call(Box::new(c)),
-                &mut stats,
-                &mut trace,
-                &mut pending,
-                &mut items,
-            )?;
-        }
-        for p in phases.drain(..) {
-            handle(
-                Item::Disk(p),
-                &mut stats,
-                &mut trace,
-                &mut pending,
-                &mut items,
-            )?;
-        }
-        while let Some(Reverse((ts, id))) = pending.peek().copied() {
-            if ts.saturating_add(ORDER_HORIZON_NS) > now {
-                break;
-            }
-            pending.pop();
-            if let Some(item) = items.remove(&id) {
-                print_item(&mut out, &item, start, slow_ns)?;
-            }
-        }
+        view.add_all(&mut calls, &mut phases)?;
+        view.release(Some(ev.ts_ns()))?;
     }
     correlator.finish(&mut calls, &mut phases);
-    for c in calls.drain(..) {
-        handle(
-            Item::Call(Box::new(c)),
-            &mut stats,
-            &mut trace,
-            &mut pending,
-            &mut items,
-        )?;
-    }
-    for p in phases.drain(..) {
-        handle(
-            Item::Disk(p),
-            &mut stats,
-            &mut trace,
-            &mut pending,
-            &mut items,
-        )?;
-    }
-    while let Some(Reverse((_, id))) = pending.pop() {
-        if let Some(item) = items.remove(&id) {
-            print_item(&mut out, &item, start, slow_ns)?;
-        }
-    }
+    view.add_all(&mut calls, &mut phases)?;
+    view.release(None)?;
+    let View {
+        stats,
+        trace,
+        mut out,
+        ..
+    } = view;
     progress.finish();
     if let Some(t) = trace {
         t.finish()?;

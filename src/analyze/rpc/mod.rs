@@ -5,11 +5,10 @@
 //! streaming call's messages as they arrive) and its state dropped.
 //!
 //! `connection` holds one connection's decoding, `infer` names methods whose `:path` was
-//! never seen, `reorder` puts packets back in time order within a small window.
+//! never seen; packets are put back in time order within a small window first.
 
 mod connection;
 pub mod infer;
-mod reorder;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,8 +17,9 @@ use crate::capture::Event;
 use crate::decode::etcdpb::{self, EtcdMessage};
 use crate::decode::tcp::{ConnectionKey, TcpEvent, TcpReassembler, DEFAULT_SERVER_PORTS};
 
+use crate::analyze::order::TimeOrder;
+use crate::capture::Packet;
 use connection::ConnectionDecoder;
-use reorder::PacketReorder;
 
 /// Longest undecodable message body kept, in bytes.
 pub const MAX_RAW_KEPT: usize = 1024;
@@ -217,7 +217,7 @@ pub struct RpcStats {
 /// [`push`](Self::push), then call [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct RpcDecoder {
-    reorder: PacketReorder,
+    reorder: TimeOrder<Packet>,
     tcp: TcpReassembler,
     conns: HashMap<ConnectionKey, ConnectionDecoder>,
     tcp_events: Vec<TcpEvent>,
@@ -227,6 +227,9 @@ pub struct RpcDecoder {
 
 /// Packets re-sorted by time within this window (events come only roughly in order).
 pub const REORDER_WINDOW_NS: u64 = 100_000_000;
+
+/// Packets held for reordering at most, whatever their timestamps.
+const MAX_HELD_PACKETS: usize = 65_536;
 
 /// How often (in packets) idle connections' holes are given up.
 const IDLE_FLUSH_EVERY: u64 = 1024;
@@ -241,7 +244,7 @@ impl RpcDecoder {
             server_ports
         };
         RpcDecoder {
-            reorder: PacketReorder::new(REORDER_WINDOW_NS),
+            reorder: TimeOrder::new(REORDER_WINDOW_NS, MAX_HELD_PACKETS),
             tcp: TcpReassembler::new(ports),
             conns: HashMap::new(),
             tcp_events: Vec::new(),
@@ -260,7 +263,8 @@ impl RpcDecoder {
             Event::Packet(p) => {
                 self.stats.packets = self.stats.packets.saturating_add(1);
                 let mut ready = Vec::new();
-                self.reorder.push(p.clone(), &mut ready);
+                self.reorder.push(p.ts_ns, p.clone());
+                self.reorder.release(p.ts_ns, &mut ready);
                 for packet in ready {
                     self.tcp.push(&packet, &mut self.tcp_events);
                     self.since_flush += 1;
