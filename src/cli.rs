@@ -69,7 +69,7 @@ sudo etcd-trace record -o flight.etr --rotate-size 256 --keep 8   # flight recor
 sudo etcd-trace record -o c.etr --config etcd-trace.yaml\n\n\
 The config file holds a `collectors.etcd` block:\n  \
 collectors:\n    etcd:\n      ports: [2379, 2380]\n      pids: []\n      data_dir: /var/lib/etcd\n      \
-payload_size: 4096      # bytes of TCP payload per segment\n      \
+payload_size: 65535     # bytes of TCP payload per segment\n      \
 trace_syscalls: true    # WAL writes, reads, fsyncs\n      \
 monitor_files: true     # keep the first bytes of data-dir writes\n      \
 capture_payload: true   # false: TCP headers and sizes only\n\n\
@@ -88,7 +88,8 @@ pub struct RecordArgs {
     /// Interface to attach to (repeatable); default: every interface that is up.
     #[arg(long = "iface", value_name = "IF")]
     pub interfaces: Vec<String>,
-    /// Bytes of TCP payload kept per segment [default: 4096, max 65535].
+    /// Bytes of TCP payload kept per segment [default and max: 65535]. Smaller saves
+    /// space but cuts large segments, which can hide later calls' methods (see README).
     #[arg(long, value_name = "N")]
     pub snaplen: Option<u32>,
     /// Bytes kept of each data-dir file write or read (WAL records) [default: 4096].

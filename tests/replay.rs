@@ -112,7 +112,8 @@ fn of<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
 #[test]
 fn replays_a_real_etcd_workload() {
     let rig = Rig::start("replay");
-    let rec = rig.record(&[]);
+    // A snaplen below the 10 KB value, to see cut bodies reported as partial.
+    let rec = rig.record(&["--snaplen", "4096"]);
     let endpoint = format!("--endpoints={}", rig.etcd.endpoint);
     let etcdctl_os = |args: Vec<OsString>| {
         rig.in_netns("etcdctl")

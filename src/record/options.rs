@@ -24,9 +24,12 @@ impl BufferKind {
 }
 
 pub const DEFAULT_PORTS: [u16; 2] = [2379, 2380];
-/// Enough for the headers and request of nearly every etcd RPC in one segment; larger
-/// segments (big responses, coalesced frames) are cut and the decoders see a gap.
-pub const DEFAULT_SNAPLEN: u32 = 4096;
+/// Whole segments. On a long-lived HTTP/2 connection one segment often carries frames
+/// of several streams; when a large response shares a segment with other streams'
+/// HEADERS, a shorter snaplen cuts those HEADERS off, and the lost HPACK updates leave
+/// the rest of the connection's methods and statuses unknown. Measured: 100% of calls
+/// decoded at 65535 against 23% with status at 4096 on the long-lived-client test.
+pub const DEFAULT_SNAPLEN: u32 = 65535;
 /// The first records of a WAL batch: a put's entry plus HardState is ~100 bytes, and a
 /// batch of 16 concurrent writers stays well under 4 KiB.
 pub const DEFAULT_FILE_DATA_LIMIT: u32 = 4096;
