@@ -14,7 +14,10 @@ char LICENSE[] SEC("license") = "GPL";
 /* Configuration, fixed by userspace before the programs load. */
 const volatile __u32 use_ringbuf = 1;
 const volatile __u32 snaplen = 4096;
-const volatile __u32 file_data_limit = 4096;
+const volatile __u32 file_data_limit = 65536; /* WAL writes and reads */
+/* Other data-dir files (the bbolt backend, snapshots): their pages are never decoded, so
+ * only a prefix to recognise them by. */
+const volatile __u32 other_file_data_limit = 512;
 const volatile __u32 socket_data_limit = 0;
 /* Wake the reader only once this much is waiting in the ring buffer: a wakeup per event
  * costs an interrupt each (the reader also polls every 100 ms, so nothing waits long). */
@@ -531,7 +534,12 @@ static __always_inline int on_exit(void *ctx, long ret)
 			if (n > iov.iov_len)
 				n = iov.iov_len;
 		}
-		__u64 limit = inf->kind == ET_FILE_SOCKET ? socket_data_limit : file_data_limit;
+		__u64 limit = other_file_data_limit;
+		if (inf->kind == ET_FILE_SOCKET)
+			limit = socket_data_limit;
+		else if (inf->depth >= 2 && ev->names[1][0] == 'w' && ev->names[1][1] == 'a' &&
+			 ev->names[1][2] == 'l' && ev->names[1][3] == 0)
+			limit = file_data_limit; /* the file's directory is wal/ */
 		if (n > limit)
 			n = limit;
 	}

@@ -92,7 +92,8 @@ pub struct RecordArgs {
     /// space but cuts large segments, which can hide later calls' methods (see README).
     #[arg(long, value_name = "N")]
     pub snaplen: Option<u32>,
-    /// Bytes kept of each data-dir file write or read (WAL records) [default: 4096].
+    /// Bytes kept of each WAL write or read [default and max: 65536]; other data-dir
+    /// files keep at most 512.
     #[arg(long, value_name = "N")]
     pub file_data: Option<u32>,
     /// Also keep the first snaplen bytes of etcd's socket reads and writes.
@@ -213,7 +214,7 @@ etcd-trace wal incident.etr --all           # also HardState and other records\n
 etcd-trace wal incident.etr --format json | jq 'select(.detail.request.op == \"put\")'\n\n\
 Entries are shown as etcd-dump-logs shows them, with the time of the write that carried \
 them. Only what the recorder kept of each write can be decoded (--file-data at record \
-time, 4096 bytes by default); what could not be decoded is said on stderr.")]
+time, whole writes up to 64 KiB by default); what could not be decoded is said on stderr.")]
 pub struct WalArgs {
     /// Capture file.
     pub file: PathBuf,

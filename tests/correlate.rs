@@ -8,14 +8,20 @@ use std::collections::HashMap;
 
 use common::*;
 
-/// Several writers at once, each a stream of etcdctl puts, deletes and txns.
+/// Several writers at once, each a stream of etcdctl puts and deletes; every third value
+/// is 3 KB, so that one WAL batch is larger than 4 KiB.
 fn concurrent_writes(rig: &Rig, writers: usize, each: usize) {
     std::thread::scope(|s| {
         for w in 0..writers {
             s.spawn(move || {
                 for i in 0..each {
                     let key = format!("/c/{w}/{i}");
-                    rig.etcdctl(&["put", &key, &format!("v{i}")]);
+                    let value = if i % 3 == 0 {
+                        "x".repeat(3000)
+                    } else {
+                        format!("v{i}")
+                    };
+                    rig.etcdctl(&["put", &key, &value]);
                     if i % 5 == 4 {
                         rig.etcdctl(&["del", &key]);
                     }

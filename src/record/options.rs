@@ -30,9 +30,12 @@ pub const DEFAULT_PORTS: [u16; 2] = [2379, 2380];
 /// the rest of the connection's methods and statuses unknown. Measured: 100% of calls
 /// decoded at 65535 against 23% with status at 4096 on the long-lived-client test.
 pub const DEFAULT_SNAPLEN: u32 = 65535;
-/// The first records of a WAL batch: a put's entry plus HardState is ~100 bytes, and a
-/// batch of 16 concurrent writers stays well under 4 KiB.
-pub const DEFAULT_FILE_DATA_LIMIT: u32 = 4096;
+/// Whole WAL writes (up to the largest event): a batch of a busy etcd with values of a
+/// few KB is well past 4 KiB, and an entry cut short cannot be linked to its call.
+pub const DEFAULT_FILE_DATA_LIMIT: u32 = 65536;
+/// Bytes kept of writes to data-dir files other than the WAL (backend pages, snapshots),
+/// which no analysis decodes.
+pub const OTHER_FILE_DATA_LIMIT: u32 = 512;
 pub const MAX_SNAPLEN: u32 = 65535;
 pub const MAX_FILE_DATA: u32 = 65536;
 /// A perf sample's size field is 16 bits: keep events under it.
