@@ -6,7 +6,7 @@
 //! sync after that write that finished before the reply. Every link says how it was made
 //! and how sure it is; an RPC left unlinked says why.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
@@ -93,19 +93,68 @@ struct PendingEntry {
     term: u64,
     index: u64,
     file: String,
-    op: String,
-    key: Vec<u8>,
     write_ts: u64,
     write_end: u64,
-    linked: bool,
 }
 
-#[derive(Debug, Clone)]
-struct WalSync {
-    file: String,
-    start: u64,
-    end: u64,
+/// An entry's operation and key: what a call is matched on. Operations without a key
+/// (compaction, lease grants, conf changes, ...) have an empty one.
+type EntryKey = (String, Vec<u8>);
+
+/// WAL entries not yet linked, by operation and key, each queue in write order; and
+/// when each was written, to forget them after the window. A call looks only at its own
+/// key's queue, so linking costs the same however long the capture.
+#[derive(Debug, Default)]
+struct PendingEntries {
+    by_key: HashMap<EntryKey, VecDeque<PendingEntry>>,
+    by_age: VecDeque<(u64, EntryKey, u64)>,
 }
+
+impl PendingEntries {
+    fn add(&mut self, key: EntryKey, e: PendingEntry) {
+        self.by_age.push_back((e.write_end, key.clone(), e.index));
+        self.by_key.entry(key).or_default().push_back(e);
+    }
+
+    fn forget_before(&mut self, horizon: u64) {
+        while self
+            .by_age
+            .front()
+            .is_some_and(|(end, _, _)| *end < horizon)
+        {
+            let Some((_, key, index)) = self.by_age.pop_front() else {
+                break;
+            };
+            if let Some(q) = self.by_key.get_mut(&key) {
+                if let Some(pos) = q.iter().position(|e| e.index == index) {
+                    q.remove(pos);
+                }
+                if q.is_empty() {
+                    self.by_key.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The earliest entry of `key` written while the call was in flight, taken out, and
+    /// how many such entries there were.
+    fn take(&mut self, key: &EntryKey, call: &RpcCall) -> Option<(PendingEntry, usize)> {
+        let q = self.by_key.get_mut(key)?;
+        let fits = |e: &PendingEntry| {
+            e.write_ts.saturating_add(SLACK_NS) >= call.ts_ns && e.write_end <= call.end_ns
+        };
+        let candidates = q.iter().filter(|e| fits(e)).count();
+        let pos = q.iter().position(fits)?;
+        let entry = q.remove(pos)?;
+        if q.is_empty() {
+            self.by_key.remove(key);
+        }
+        Some((entry, candidates))
+    }
+}
+
+/// WAL syncs per file, by start time (and arrival, for equal starts) → end time.
+type WalSyncs = HashMap<String, BTreeMap<(u64, u64), u64>>;
 
 /// The WAL operation a method appends, if it is a write.
 pub fn wal_op(call: &RpcCall) -> Option<&'static str> {
@@ -170,8 +219,9 @@ pub struct Correlator {
     rpc: RpcDecoder,
     wal: WalLog,
     disk: DiskActivity,
-    entries: VecDeque<PendingEntry>,
-    syncs: VecDeque<WalSync>,
+    entries: PendingEntries,
+    syncs: WalSyncs,
+    sync_seq: u64,
     waiting: VecDeque<RpcCall>,
     calls: Vec<RpcCall>,
     wal_out: WalLogOutput,
@@ -185,8 +235,9 @@ impl Correlator {
             rpc: RpcDecoder::new(server_ports),
             wal: WalLog::new(),
             disk: DiskActivity::new(),
-            entries: VecDeque::new(),
-            syncs: VecDeque::new(),
+            entries: PendingEntries::default(),
+            syncs: WalSyncs::new(),
+            sync_seq: 0,
             waiting: VecDeque::new(),
             calls: Vec::new(),
             wal_out: WalLogOutput::default(),
@@ -234,16 +285,16 @@ impl Correlator {
                     }
                     None => continue,
                 };
-                self.entries.push_back(PendingEntry {
-                    term,
-                    index,
-                    file: r.file,
-                    op,
-                    key,
-                    write_ts: r.write_ts_ns,
-                    write_end: r.write_end_ns,
-                    linked: false,
-                });
+                self.entries.add(
+                    (op, key),
+                    PendingEntry {
+                        term,
+                        index,
+                        file: r.file,
+                        write_ts: r.write_ts_ns,
+                        write_end: r.write_end_ns,
+                    },
+                );
             }
         }
         self.wal_out.problems.clear();
@@ -256,11 +307,11 @@ impl Correlator {
                 ..
             } = &p
             {
-                self.syncs.push_back(WalSync {
-                    file: file.clone(),
-                    start: *start_ns,
-                    end: *end_ns,
-                });
+                self.sync_seq += 1;
+                self.syncs
+                    .entry(file.clone())
+                    .or_default()
+                    .insert((*start_ns, self.sync_seq), *end_ns);
             }
             phases.push(p);
         }
@@ -277,11 +328,14 @@ impl Correlator {
         }
         // Forget what no call can still link to.
         let horizon = self.now_ns.saturating_sub(WINDOW_NS);
-        while self.entries.front().is_some_and(|e| e.write_end < horizon) {
-            self.entries.pop_front();
-        }
-        while self.syncs.front().is_some_and(|s| s.end < horizon) {
-            self.syncs.pop_front();
+        self.entries.forget_before(horizon);
+        for syncs in self.syncs.values_mut() {
+            if syncs
+                .first_key_value()
+                .is_some_and(|((start, _), _)| *start < horizon)
+            {
+                *syncs = syncs.split_off(&(horizon, 0));
+            }
         }
     }
 
@@ -311,25 +365,28 @@ impl Correlator {
         if call.status != Some(0) || call.response.is_none() {
             return unlinked(call, Some(op), Unlinked::NotAcknowledged);
         }
-        let key = call.key.clone().unwrap_or_default();
-        let keyed = !key.is_empty() && matches!(op, "put" | "delete_range" | "txn");
-        let fits = |e: &PendingEntry| {
-            !e.linked
-                && e.op == op
-                && (!keyed || e.key == key)
-                && e.write_ts.saturating_add(SLACK_NS) >= call.ts_ns
-                && e.write_end <= call.end_ns
+        let keyed = matches!(op, "put" | "delete_range" | "txn");
+        let key = if keyed {
+            match call.key.clone().filter(|k| !k.is_empty()) {
+                Some(k) => k,
+                // Without its key a write could be linked to another client's entry.
+                None => return unlinked(call, Some(op), Unlinked::Undecoded),
+            }
+        } else {
+            Vec::new()
         };
-        let candidates = self.entries.iter().filter(|e| fits(e)).count();
-        let Some(entry) = self.entries.iter_mut().find(|e| fits(e)) else {
+        let Some((entry, candidates)) = self.entries.take(&(op.to_string(), key), &call) else {
             return unlinked(call, Some(op), Unlinked::NoWalEntry);
         };
-        entry.linked = true;
-        let sync = self
-            .syncs
-            .iter()
-            // Only a sync that started after the write ended proves the entry durable.
-            .find(|s| s.file == entry.file && s.start >= entry.write_end && s.end <= call.end_ns);
+        // Only a sync that started after the write ended proves the entry durable: the
+        // first such sync of that file, if it finished before the reply.
+        let sync = self.syncs.get(&entry.file).and_then(|syncs| {
+            syncs
+                .range((entry.write_end, 0)..)
+                .next()
+                .filter(|(_, end)| **end <= call.end_ns)
+                .map(|((start, _), end)| (*start, *end))
+        });
         let (how, confidence) = match (keyed, candidates) {
             (true, 1) => ("operation, key and time", "high"),
             (true, _) => ("operation, key and time: earliest of several", "medium"),
@@ -342,9 +399,9 @@ impl Correlator {
             file: entry.file.clone(),
             write_ts_ns: entry.write_ts,
             write_end_ns: entry.write_end,
-            fsync_start_ns: sync.map(|s| s.start),
-            fsync_ts_ns: sync.map(|s| s.end),
-            fsync_ns: sync.map(|s| s.end.saturating_sub(s.start)),
+            fsync_start_ns: sync.map(|(start, _)| start),
+            fsync_ts_ns: sync.map(|(_, end)| end),
+            fsync_ns: sync.map(|(start, end)| end.saturating_sub(start)),
             how,
             confidence,
         };
