@@ -9,32 +9,32 @@
 //! 3. the eBPF programs' own cost per run (`record --stats`);
 //! 4. bytes per event in the capture file.
 //!
-//! The load generator and the writer are this same binary started again with
-//! `ETCD_TRACE_BENCH_ROLE` set, so they can run inside a network namespace.
+//! The load generator (benches/common) and the writer are this same binary started again
+//! with `ETCD_TRACE_BENCH_ROLE` set, so they can run inside a network namespace.
 //! Knobs: `ETCD_TRACE_BENCH_SECS` (round length, default 5), `ETCD_TRACE_BENCH_REPEATS`
 //! (default 3), `ETCD_TRACE_BENCH_CLIENTS` (default 16), `ETCD_TRACE_BENCH_RATE`
 //! (writes/s of the paced writer, default 200000), `ETCD_TRACE_BENCH_RECORD_ARGS` (extra
 //! `record` arguments for every recorder round, e.g. `--buffer perf`).
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use common::{env_number, load_in, load_main, CaptureCounts, ChildGuard, ROLE_ENV};
 use etcd_trace::capture::{CaptureReader, Event, ReadItem};
 use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
 use serde::{Deserialize, Serialize};
 
-const ROLE_ENV: &str = "ETCD_TRACE_BENCH_ROLE";
 /// The writer's file, relative to its data dir.
 const GEN_FILE: &str = "member/wal/gen.wal";
 const CHUNK: usize = 64;
 /// The writer rewinds after this many writes so the file stays small (lseek is not traced).
 const GEN_REWIND_EVERY: u64 = 1 << 16;
-/// Upper bounds that keep every loop finite whatever the clock does.
-const MAX_OPS_PER_CLIENT: u64 = 20_000_000;
+/// Upper bound that keeps the writer's loop finite whatever the clock does.
 const MAX_WRITES: u64 = 200_000_000;
 const TARGET_RATIO: f64 = 0.97;
 const TARGET_NS_PACKET: f64 = 50.0;
@@ -66,19 +66,11 @@ struct Config {
 
 impl Config {
     fn from_env() -> Result<Config> {
-        fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-            match std::env::var(name) {
-                Ok(v) => v
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
-                Err(_) => Ok(default),
-            }
-        }
         let cfg = Config {
-            secs: var("ETCD_TRACE_BENCH_SECS", 5.0)?,
-            repeats: var("ETCD_TRACE_BENCH_REPEATS", 3)?,
-            clients: var("ETCD_TRACE_BENCH_CLIENTS", 16)?,
-            rate: var("ETCD_TRACE_BENCH_RATE", 200_000)?,
+            secs: env_number("ETCD_TRACE_BENCH_SECS", 5.0)?,
+            repeats: env_number("ETCD_TRACE_BENCH_REPEATS", 3)?,
+            clients: env_number("ETCD_TRACE_BENCH_CLIENTS", 16)?,
+            rate: env_number("ETCD_TRACE_BENCH_RATE", 200_000)?,
         };
         if !(cfg.secs > 0.0 && cfg.secs <= 600.0) {
             bail!("ETCD_TRACE_BENCH_SECS must be in (0, 600]");
@@ -88,108 +80,6 @@ impl Config {
         }
         Ok(cfg)
     }
-}
-
-// ------------------------------------------------------------------ load generator role
-
-#[derive(Debug, Serialize, Deserialize)]
-struct LoadResult {
-    puts: u64,
-    gets: u64,
-    errors: u64,
-    secs: f64,
-}
-
-impl LoadResult {
-    fn ops_per_sec(&self) -> f64 {
-        (self.puts + self.gets) as f64 / self.secs.max(1e-9)
-    }
-}
-
-/// `ETCD_TRACE_BENCH_ROLE=load BENCH SECS CLIENTS`: run inside etcd's namespace, print
-/// the result as one JSON line.
-fn load_main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let secs: f64 = args
-        .first()
-        .context("load: missing SECS")?
-        .parse()
-        .context("load: SECS")?;
-    let clients: usize = args
-        .get(1)
-        .context("load: missing CLIENTS")?
-        .parse()
-        .context("load: CLIENTS")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = rt.block_on(load(Duration::from_secs_f64(secs), clients))?;
-    println!("{}", serde_json::to_string(&result)?);
-    Ok(())
-}
-
-async fn load(duration: Duration, clients: usize) -> Result<LoadResult> {
-    use etcd_client::{Client, ConnectOptions};
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(5));
-    // One client each, so one HTTP/2 connection each; the first request opens it
-    // before the clock starts.
-    let mut conns = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let mut client = Client::connect(["127.0.0.1:2379"], Some(options.clone()))
-            .await
-            .with_context(|| format!("client {c}: connecting"))?;
-        client
-            .get(format!("bench/{c:03}/warmup"), None)
-            .await
-            .with_context(|| format!("client {c}: first request"))?;
-        conns.push(client);
-    }
-    let start = Instant::now();
-    let deadline = start + duration;
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .enumerate()
-        .map(|(c, mut client)| {
-            tokio::spawn(async move {
-                let (mut puts, mut gets, mut errors) = (0u64, 0u64, 0u64);
-                let value = vec![b'v'; 64];
-                for i in 0..MAX_OPS_PER_CLIENT {
-                    if Instant::now() >= deadline || errors > 1000 {
-                        break;
-                    }
-                    let key = format!("bench/{c:03}/{:04}", i % 1024);
-                    // One Range for every three Puts.
-                    let ok = if i % 4 == 3 {
-                        client.get(key, None).await.is_ok()
-                    } else {
-                        client.put(key, value.clone(), None).await.is_ok()
-                    };
-                    match (ok, i % 4 == 3) {
-                        (true, true) => gets += 1,
-                        (true, false) => puts += 1,
-                        (false, _) => errors += 1,
-                    }
-                }
-                (puts, gets, errors)
-            })
-        })
-        .collect();
-    let mut total = LoadResult {
-        puts: 0,
-        gets: 0,
-        errors: 0,
-        secs: 0.0,
-    };
-    for t in tasks {
-        let (p, g, e) = t.await?;
-        total.puts += p;
-        total.gets += g;
-        total.errors += e;
-    }
-    total.secs = start.elapsed().as_secs_f64();
-    Ok(total)
 }
 
 // ------------------------------------------------------------------ writer role
@@ -299,94 +189,6 @@ impl ChunkWriter {
             unsafe { libc::lseek(self.fd, 0, libc::SEEK_SET) };
         }
     }
-}
-
-// ------------------------------------------------------------------ child processes
-
-/// A child we started, killed (by its pid) if still running when dropped.
-struct ChildGuard {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl ChildGuard {
-    fn spawn(mut cmd: std::process::Command) -> Result<ChildGuard> {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {cmd:?}"))?;
-        let out = child.stdout.take().context("child stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(ChildGuard { child, lines: rx })
-    }
-
-    fn next_line(&mut self, timeout: Duration) -> Result<String> {
-        match self.lines.recv_timeout(timeout) {
-            Ok(line) => Ok(line),
-            Err(RecvTimeoutError::Timeout) => bail!("no output within {timeout:?}"),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = self.child.wait()?;
-                bail!("child exited ({status}) without the expected output")
-            }
-        }
-    }
-
-    /// Wait for exit and return its last stdout line (the JSON result).
-    fn finish(&mut self, timeout: Duration) -> Result<String> {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                bail!("child did not finish within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut last = None;
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            last = Some(line);
-        }
-        if !status.success() {
-            bail!("child failed ({status})");
-        }
-        last.context("child printed no result")
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn load_in(netns: &Netns, secs: f64, clients: usize) -> Result<LoadResult> {
-    let mut cmd = netns.command(std::env::current_exe()?);
-    cmd.env(ROLE_ENV, "load")
-        .arg(secs.to_string())
-        .arg(clients.to_string())
-        .stdin(Stdio::null());
-    let mut child = ChildGuard::spawn(cmd)?;
-    let line = child
-        .finish(Duration::from_secs_f64(secs + 60.0))
-        .context("load generator")?;
-    let result: LoadResult =
-        serde_json::from_str(&line).with_context(|| format!("load result {line:?}"))?;
-    if result.errors > 0 {
-        println!("    (load generator: {} failed requests)", result.errors);
-    }
-    Ok(result)
 }
 
 // ------------------------------------------------------------------ recorder helpers
@@ -727,7 +529,8 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     let cpu = CpuSample::take(pid)?.percent_since(&before);
     let irq_work = irq_work_interrupts().saturating_sub(irq_before);
     let (stats, _) = stop_recorder(rec, &capture, cpu, None)?;
-    let (packets, syscalls, by_kind) = count_kinds(&capture)?;
+    let counts = CaptureCounts::read(&capture)?;
+    let (packets, syscalls, by_kind) = (counts.packets, counts.syscalls, counts.by_kind_text());
     println!(
         "[3] etcd round with --stats: {:.0} ops/s, {} packets, {} syscalls ({}), {} lost, recorder CPU {:.1}%",
         r.ops_per_sec(),
@@ -764,29 +567,6 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         stats_packets: packets,
         stats_syscalls: syscalls,
     })
-}
-
-/// Packets, syscalls, and the syscalls per file kind (`wal 1234, socket 5678`).
-fn count_kinds(capture: &Path) -> Result<(u64, u64, String)> {
-    let reader = CaptureReader::open(capture)?;
-    let (mut packets, mut syscalls) = (0, 0);
-    let mut by_kind: std::collections::BTreeMap<&'static str, u64> = Default::default();
-    for item in reader.events() {
-        match item {
-            ReadItem::Event(Event::Packet(_)) => packets += 1,
-            ReadItem::Event(Event::Syscall(s)) => {
-                syscalls += 1;
-                *by_kind.entry(s.file.kind.name()).or_default() += 1;
-            }
-            _ => {}
-        }
-    }
-    let by_kind = by_kind
-        .iter()
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    Ok((packets, syscalls, by_kind))
 }
 
 fn bench_capacity(cfg: &Config, exe: &Path) -> Result<Capacity> {

@@ -1,0 +1,280 @@
+//! What the benchmarks share: the etcd load generator (this same bench binary started
+//! again with `ETCD_TRACE_BENCH_ROLE=load`, so it can run inside etcd's network
+//! namespace), child-process handling, and counting what a capture holds. Included by
+//! benches/record.rs and benches/analyze.rs with `mod common;`; each uses a subset.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_trace::capture::{CaptureReader, Event, ReadItem};
+use etcd_trace::testbed::Netns;
+use serde::{Deserialize, Serialize};
+
+pub const ROLE_ENV: &str = "ETCD_TRACE_BENCH_ROLE";
+/// Upper bound that keeps every client's loop finite whatever the clock does.
+const MAX_OPS_PER_CLIENT: u64 = 20_000_000;
+
+/// A numeric knob from the environment, or its default when unset.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid number")),
+        Err(_) => Ok(default),
+    }
+}
+
+// ------------------------------------------------------------------ load generator role
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoadResult {
+    /// Calls that succeeded in the measured window.
+    pub puts: u64,
+    pub gets: u64,
+    pub errors: u64,
+    /// The first Range of each client, made before the clock starts.
+    #[serde(default)]
+    pub warmups: u64,
+    pub secs: f64,
+}
+
+impl LoadResult {
+    pub fn ops_per_sec(&self) -> f64 {
+        (self.puts + self.gets) as f64 / self.secs.max(1e-9)
+    }
+
+    /// Every call that succeeded, the warm-up calls included: what a capture of the
+    /// whole run should hold.
+    pub fn completed_calls(&self) -> u64 {
+        self.puts + self.gets + self.warmups
+    }
+}
+
+/// `ETCD_TRACE_BENCH_ROLE=load BENCH SECS CLIENTS`: run inside etcd's namespace, print
+/// the result as one JSON line.
+pub fn load_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let secs: f64 = args
+        .first()
+        .context("load: missing SECS")?
+        .parse()
+        .context("load: SECS")?;
+    let clients: usize = args
+        .get(1)
+        .context("load: missing CLIENTS")?
+        .parse()
+        .context("load: CLIENTS")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(load(Duration::from_secs_f64(secs), clients))?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+async fn load(duration: Duration, clients: usize) -> Result<LoadResult> {
+    use etcd_client::{Client, ConnectOptions};
+    let options = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(5));
+    // One client each, so one HTTP/2 connection each; the first request opens it
+    // before the clock starts.
+    let mut conns = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let mut client = Client::connect(["127.0.0.1:2379"], Some(options.clone()))
+            .await
+            .with_context(|| format!("client {c}: connecting"))?;
+        client
+            .get(format!("bench/{c:03}/warmup"), None)
+            .await
+            .with_context(|| format!("client {c}: first request"))?;
+        conns.push(client);
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(c, mut client)| {
+            tokio::spawn(async move {
+                let (mut puts, mut gets, mut errors) = (0u64, 0u64, 0u64);
+                let value = vec![b'v'; 64];
+                for i in 0..MAX_OPS_PER_CLIENT {
+                    if Instant::now() >= deadline || errors > 1000 {
+                        break;
+                    }
+                    let key = format!("bench/{c:03}/{:04}", i % 1024);
+                    // One Range for every three Puts.
+                    let ok = if i % 4 == 3 {
+                        client.get(key, None).await.is_ok()
+                    } else {
+                        client.put(key, value.clone(), None).await.is_ok()
+                    };
+                    match (ok, i % 4 == 3) {
+                        (true, true) => gets += 1,
+                        (true, false) => puts += 1,
+                        (false, _) => errors += 1,
+                    }
+                }
+                (puts, gets, errors)
+            })
+        })
+        .collect();
+    let mut total = LoadResult {
+        puts: 0,
+        gets: 0,
+        errors: 0,
+        warmups: clients as u64,
+        secs: 0.0,
+    };
+    for t in tasks {
+        let (p, g, e) = t.await?;
+        total.puts += p;
+        total.gets += g;
+        total.errors += e;
+    }
+    total.secs = start.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+// ------------------------------------------------------------------ child processes
+
+/// A child we started, killed (by its pid) if still running when dropped.
+pub struct ChildGuard {
+    pub child: Child,
+    lines: Receiver<String>,
+}
+
+impl ChildGuard {
+    pub fn spawn(mut cmd: std::process::Command) -> Result<ChildGuard> {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {cmd:?}"))?;
+        let out = child.stdout.take().context("child stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(ChildGuard { child, lines: rx })
+    }
+
+    pub fn next_line(&mut self, timeout: Duration) -> Result<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Ok(line),
+            Err(RecvTimeoutError::Timeout) => bail!("no output within {timeout:?}"),
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait()?;
+                bail!("child exited ({status}) without the expected output")
+            }
+        }
+    }
+
+    /// Wait for exit and return its last stdout line (the JSON result).
+    pub fn finish(&mut self, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                bail!("child did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut last = None;
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            last = Some(line);
+        }
+        if !status.success() {
+            bail!("child failed ({status})");
+        }
+        last.context("child printed no result")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn load_in(netns: &Netns, secs: f64, clients: usize) -> Result<LoadResult> {
+    let mut cmd = netns.command(std::env::current_exe()?);
+    cmd.env(ROLE_ENV, "load")
+        .arg(secs.to_string())
+        .arg(clients.to_string())
+        .stdin(Stdio::null());
+    let mut child = ChildGuard::spawn(cmd)?;
+    let line = child
+        .finish(Duration::from_secs_f64(secs + 60.0))
+        .context("load generator")?;
+    let result: LoadResult =
+        serde_json::from_str(&line).with_context(|| format!("load result {line:?}"))?;
+    if result.errors > 0 {
+        println!("    (load generator: {} failed requests)", result.errors);
+    }
+    Ok(result)
+}
+
+// ------------------------------------------------------------------ capture contents
+
+/// What a capture file holds, counted by reading it through.
+#[derive(Debug, Default)]
+pub struct CaptureCounts {
+    pub events: u64,
+    pub packets: u64,
+    pub syscalls: u64,
+    /// Events the recorder reported lost (the sum of the loss records' counts).
+    pub lost: u64,
+    pub damaged: u64,
+    /// Syscall events per file kind.
+    pub by_kind: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl CaptureCounts {
+    pub fn read(capture: &Path) -> Result<CaptureCounts> {
+        let reader = CaptureReader::open(capture)
+            .with_context(|| format!("opening {}", capture.display()))?;
+        let mut c = CaptureCounts::default();
+        for item in reader.events() {
+            match item {
+                ReadItem::Event(ev) => {
+                    c.events += 1;
+                    match ev {
+                        Event::Packet(_) => c.packets += 1,
+                        Event::Syscall(s) => {
+                            c.syscalls += 1;
+                            *c.by_kind.entry(s.file.kind.name()).or_default() += 1;
+                        }
+                        Event::Loss(l) => c.lost += l.count,
+                    }
+                }
+                ReadItem::Damaged(_) => c.damaged += 1,
+            }
+        }
+        Ok(c)
+    }
+
+    /// The syscalls per file kind (`wal 1234, socket 5678`).
+    pub fn by_kind_text(&self) -> String {
+        self.by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
