@@ -20,7 +20,9 @@ use crate::decode::etcdpb::EtcdMessage;
 
 /// WAL entries and syncs older than this, relative to the newest event, are dropped: a
 /// call in flight longer than this is not linked (and says so).
-pub const WINDOW_NS: u64 = 30_000_000_000;
+pub const WINDOW_NS: u64 = 10_000_000_000;
+/// How often (in capture time) entries and syncs past the window are swept away.
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 /// Calls are linked once the capture has moved this far past their reply, so that
 /// events handed over slightly out of order are in.
 const SETTLE_NS: u64 = 200_000_000;
@@ -101,39 +103,27 @@ struct PendingEntry {
 /// (compaction, lease grants, conf changes, ...) have an empty one.
 type EntryKey = (String, Vec<u8>);
 
-/// WAL entries not yet linked, by operation and key, each queue in write order; and
-/// when each was written, to forget them after the window. A call looks only at its own
-/// key's queue, so linking costs the same however long the capture.
+/// WAL entries not yet linked, by operation and key, each queue in write order. A call
+/// looks only at its own key's queue and takes its entry out, so linking costs the same
+/// however long the capture, and memory holds only entries still waiting.
 #[derive(Debug, Default)]
 struct PendingEntries {
     by_key: HashMap<EntryKey, VecDeque<PendingEntry>>,
-    by_age: VecDeque<(u64, EntryKey, u64)>,
 }
 
 impl PendingEntries {
     fn add(&mut self, key: EntryKey, e: PendingEntry) {
-        self.by_age.push_back((e.write_end, key.clone(), e.index));
         self.by_key.entry(key).or_default().push_back(e);
     }
 
+    /// Drop entries written before `horizon`: their calls never came.
     fn forget_before(&mut self, horizon: u64) {
-        while self
-            .by_age
-            .front()
-            .is_some_and(|(end, _, _)| *end < horizon)
-        {
-            let Some((_, key, index)) = self.by_age.pop_front() else {
-                break;
-            };
-            if let Some(q) = self.by_key.get_mut(&key) {
-                if let Some(pos) = q.iter().position(|e| e.index == index) {
-                    q.remove(pos);
-                }
-                if q.is_empty() {
-                    self.by_key.remove(&key);
-                }
+        self.by_key.retain(|_, q| {
+            while q.front().is_some_and(|e| e.write_end < horizon) {
+                q.pop_front();
             }
-        }
+            !q.is_empty()
+        });
     }
 
     /// The earliest entry of `key` written while the call was in flight, taken out, and
@@ -222,6 +212,7 @@ pub struct Correlator {
     entries: PendingEntries,
     syncs: WalSyncs,
     sync_seq: u64,
+    last_sweep_ns: u64,
     waiting: VecDeque<RpcCall>,
     calls: Vec<RpcCall>,
     wal_out: WalLogOutput,
@@ -238,6 +229,7 @@ impl Correlator {
             entries: PendingEntries::default(),
             syncs: WalSyncs::new(),
             sync_seq: 0,
+            last_sweep_ns: 0,
             waiting: VecDeque::new(),
             calls: Vec::new(),
             wal_out: WalLogOutput::default(),
@@ -326,7 +318,12 @@ impl Correlator {
             let call = self.waiting.pop_front().expect("front exists");
             out.push(self.link(call));
         }
-        // Forget what no call can still link to.
+        // Forget what no call can still link to (etcd times a request out well before
+        // the window ends, so an acknowledged call is never that long).
+        if !all && self.now_ns.saturating_sub(self.last_sweep_ns) < SWEEP_EVERY_NS {
+            return;
+        }
+        self.last_sweep_ns = self.now_ns;
         let horizon = self.now_ns.saturating_sub(WINDOW_NS);
         self.entries.forget_before(horizon);
         for syncs in self.syncs.values_mut() {
