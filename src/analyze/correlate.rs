@@ -244,11 +244,11 @@ impl Correlator {
 
     /// Feed one event. Calls whose links are settled go to `out`, disk phases to
     /// `phases`.
-    pub fn push(&mut self, ev: &Event, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
+    pub fn push(&mut self, ev: Event, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
         self.now_ns = self.now_ns.max(ev.ts_ns());
-        self.rpc.push(ev, &mut self.calls);
-        self.wal.push(ev, &mut self.wal_out);
-        self.disk.push(ev, &mut self.phases);
+        self.wal.push(&ev, &mut self.wal_out);
+        self.disk.push(&ev, &mut self.phases);
+        self.rpc.push_owned(ev, &mut self.calls);
         self.absorb(phases);
         self.settle(false, out);
     }

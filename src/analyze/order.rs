@@ -4,41 +4,17 @@
 //! items for a window of capture time and releases them sorted by timestamp (equal
 //! times in arrival order). Memory is bounded by the window and an item count.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 
-#[derive(Debug)]
-struct Held<T> {
-    ts_ns: u64,
-    seq: u64,
-    item: T,
-}
-
-impl<T> PartialEq for Held<T> {
-    fn eq(&self, other: &Self) -> bool {
-        (self.ts_ns, self.seq) == (other.ts_ns, other.seq)
-    }
-}
-impl<T> Eq for Held<T> {}
-impl<T> PartialOrd for Held<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl<T> Ord for Held<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.ts_ns, self.seq).cmp(&(other.ts_ns, other.seq))
-    }
-}
-
-/// A bounded time-window sorter.
+/// A bounded time-window sorter. Input is nearly sorted, so items are kept in a deque in
+/// time order and a new one is placed by looking back from the newest: O(1) for items
+/// in order, and no per-item moves through a heap.
 #[derive(Debug)]
 pub struct TimeOrder<T> {
     window_ns: u64,
     max_held: usize,
-    heap: BinaryHeap<Reverse<Held<T>>>,
+    held: VecDeque<(u64, T)>,
     newest_ns: u64,
-    seq: u64,
 }
 
 impl<T> TimeOrder<T> {
@@ -48,20 +24,19 @@ impl<T> TimeOrder<T> {
         TimeOrder {
             window_ns,
             max_held,
-            heap: BinaryHeap::new(),
+            held: VecDeque::new(),
             newest_ns: 0,
-            seq: 0,
         }
     }
 
-    /// Hold `item`, stamped `ts_ns`.
+    /// Hold `item`, stamped `ts_ns` (after any held item with the same time).
     pub fn push(&mut self, ts_ns: u64, item: T) {
-        self.seq += 1;
-        self.heap.push(Reverse(Held {
-            ts_ns,
-            seq: self.seq,
-            item,
-        }));
+        let pos = self
+            .held
+            .iter()
+            .rposition(|(t, _)| *t <= ts_ns)
+            .map_or(0, |p| p + 1);
+        self.held.insert(pos, (ts_ns, item));
     }
 
     /// The capture has reached `now_ns`: release to `out`, in time order, what is older
@@ -69,24 +44,21 @@ impl<T> TimeOrder<T> {
     pub fn release(&mut self, now_ns: u64, out: &mut Vec<T>) {
         self.newest_ns = self.newest_ns.max(now_ns);
         let horizon = self.newest_ns.saturating_sub(self.window_ns);
-        while let Some(Reverse(top)) = self.heap.peek() {
-            if top.ts_ns >= horizon && self.heap.len() <= self.max_held {
+        while let Some((ts, _)) = self.held.front() {
+            if *ts >= horizon && self.held.len() <= self.max_held {
                 break;
             }
-            if let Some(Reverse(held)) = self.heap.pop() {
-                out.push(held.item);
+            if let Some((_, item)) = self.held.pop_front() {
+                out.push(item);
             }
         }
     }
 
     /// Release everything held, in time order.
     pub fn drain(&mut self, out: &mut Vec<T>) {
-        while let Some(Reverse(held)) = self.heap.pop() {
-            out.push(held.item);
-        }
+        out.extend(self.held.drain(..).map(|(_, item)| item));
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

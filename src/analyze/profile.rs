@@ -88,7 +88,7 @@ impl Profile {
                 Event::Loss(l) => p.lost += l.count,
                 Event::Syscall(_) => {}
             }
-            detector.push_with(&mut correlator, &ev, &mut calls, &mut phases, &mut findings);
+            detector.push_with(&mut correlator, ev, &mut calls, &mut phases, &mut findings);
             p.absorb(&mut calls, &mut phases, prefix_depth);
         }
         detector.finish_with(correlator, &mut calls, &mut phases, &mut findings);

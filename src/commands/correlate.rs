@@ -27,7 +27,7 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let mut tally = Tally::default();
     for item in reader.events() {
         if let ReadItem::Event(ev) = item {
-            correlator.push(&ev, &mut calls, &mut phases);
+            correlator.push(ev, &mut calls, &mut phases);
             phases.clear();
             for c in calls.drain(..) {
                 tally.count(&c);

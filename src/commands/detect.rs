@@ -31,7 +31,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     for item in reader.events() {
         match item {
             ReadItem::Event(ev) => {
-                detector.push_with(&mut correlator, &ev, &mut calls, &mut phases, &mut findings);
+                detector.push_with(&mut correlator, ev, &mut calls, &mut phases, &mut findings);
                 calls.clear();
                 phases.clear();
             }

@@ -117,11 +117,12 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         progress.tick_events(1);
         match item {
             ReadItem::Event(ev) => {
-                decoder.push(&ev, &mut decoded);
+                let now = ev.ts_ns();
+                decoder.push_owned(ev, &mut decoded);
                 for r in decoded.drain(..) {
                     order.push(sort_time(&r), r);
                 }
-                order.release(ev.ts_ns(), &mut calls);
+                order.release(now, &mut calls);
             }
             ReadItem::Damaged(d) => {
                 tally.damaged += 1;

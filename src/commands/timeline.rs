@@ -162,9 +162,10 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
             })?,
             _ => {}
         }
-        correlator.push(&ev, &mut calls, &mut phases);
+        let now = ev.ts_ns();
+        correlator.push(ev, &mut calls, &mut phases);
         view.add_all(&mut calls, &mut phases)?;
-        view.release(Some(ev.ts_ns()))?;
+        view.release(Some(now))?;
     }
     correlator.finish(&mut calls, &mut phases);
     view.add_all(&mut calls, &mut phases)?;

@@ -475,12 +475,12 @@ impl Detector {
     pub fn push_with(
         &mut self,
         correlator: &mut Correlator,
-        ev: &Event,
+        ev: Event,
         calls: &mut Vec<CorrelatedCall>,
         phases: &mut Vec<DiskPhase>,
         out: &mut Vec<Finding>,
     ) {
-        if self.push(ev, out) {
+        if self.push(&ev, out) {
             correlator.push(ev, calls, phases);
         }
         for c in calls.iter() {

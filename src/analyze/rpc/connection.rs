@@ -2,7 +2,7 @@
 //! direction, and the open gRPC streams. A stream's state lives from its first frame to
 //! its end (trailers, RST_STREAM, or the connection's end), then becomes records.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::infer::{infer_method, infer_method_among, whole_fields_prefix, Side};
 use super::{MessageDirection, RecordKind, RpcBody, RpcCall, MAX_RAW_KEPT};
@@ -311,6 +311,8 @@ pub(super) struct ConnectionDecoder {
     epoch: [u64; 2],
     streams: BTreeMap<u32, StreamState>,
     finished: VecDeque<u32>,
+    /// The same ids, for the lookup every frame makes.
+    finished_set: HashSet<u32>,
     resolved: HashMap<UnseenKey, String>,
 }
 
@@ -331,6 +333,7 @@ impl ConnectionDecoder {
             epoch: [0, 0],
             streams: BTreeMap::new(),
             finished: VecDeque::new(),
+            finished_set: HashSet::new(),
             resolved: HashMap::new(),
         }
     }
@@ -529,7 +532,7 @@ impl ConnectionDecoder {
 
     /// The stream with this id, created when first seen; None for a finished one.
     fn stream(&mut self, id: u32, ts_ns: u64) -> Option<&mut StreamState> {
-        if self.finished.contains(&id) {
+        if self.finished_set.contains(&id) {
             return None;
         }
         let midstream = self.midstream;
@@ -811,8 +814,11 @@ impl ConnectionDecoder {
     /// A stream ended: its records are emitted and its state dropped.
     fn end_stream(&mut self, mut s: StreamState, out: &mut Vec<RpcCall>) {
         self.finished.push_back(s.id);
+        self.finished_set.insert(s.id);
         if self.finished.len() > FINISHED_REMEMBERED {
-            self.finished.pop_front();
+            if let Some(old) = self.finished.pop_front() {
+                self.finished_set.remove(&old);
+            }
         }
         // Messages still being assembled are cut short.
         for dir in [FlowDirection::ClientToServer, FlowDirection::ServerToClient] {

@@ -257,14 +257,38 @@ impl RpcDecoder {
         &self.stats
     }
 
-    /// Takes one event; finished records are appended to `out`.
+    /// Takes one event; finished records are appended to `out`. A packet is copied to
+    /// wait in the reorder window: callers that own their events use
+    /// [`push_owned`](Self::push_owned) instead.
     pub fn push(&mut self, event: &Event, out: &mut Vec<RpcCall>) {
         match event {
-            Event::Packet(p) => {
+            Event::Packet(p) => self.push_packet(p.clone(), out),
+            other => self.push_other(other),
+        }
+    }
+
+    /// Takes one event by value (no copy of the payload); finished records go to `out`.
+    pub fn push_owned(&mut self, event: Event, out: &mut Vec<RpcCall>) {
+        match event {
+            Event::Packet(p) => self.push_packet(p, out),
+            other => self.push_other(&other),
+        }
+    }
+
+    fn push_other(&mut self, event: &Event) {
+        if let Event::Loss(l) = event {
+            self.stats.events_lost = self.stats.events_lost.saturating_add(l.count)
+        }
+    }
+
+    fn push_packet(&mut self, p: Packet, out: &mut Vec<RpcCall>) {
+        {
+            {
                 self.stats.packets = self.stats.packets.saturating_add(1);
                 let mut ready = Vec::new();
-                self.reorder.push(p.ts_ns, p.clone());
-                self.reorder.release(p.ts_ns, &mut ready);
+                let ts = p.ts_ns;
+                self.reorder.push(ts, p);
+                self.reorder.release(ts, &mut ready);
                 for packet in ready {
                     self.tcp.push(&packet, &mut self.tcp_events);
                     self.since_flush += 1;
@@ -275,10 +299,6 @@ impl RpcDecoder {
                 }
                 self.drain_tcp(out);
             }
-            Event::Loss(l) => {
-                self.stats.events_lost = self.stats.events_lost.saturating_add(l.count)
-            }
-            Event::Syscall(_) => {}
         }
     }
 
