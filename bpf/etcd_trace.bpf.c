@@ -19,6 +19,8 @@ const volatile __u32 file_data_limit = 65536; /* WAL writes and reads */
  * only a prefix to recognise them by. */
 const volatile __u32 other_file_data_limit = 512;
 const volatile __u32 socket_data_limit = 0;
+/* Report etcd's reads and writes on sockets of the traced ports (their times and sizes). */
+const volatile __u32 trace_socket_syscalls = 1;
 /* Wake the reader only once this much is waiting in the ring buffer: a wakeup per event
  * costs an interrupt each (the reader also polls every 100 ms, so nothing waits long). */
 const volatile __u64 wakeup_bytes = 1 << 20;
@@ -399,6 +401,8 @@ static __always_inline int classify(struct file *f, struct inflight *inf)
 	unsigned short mode = BPF_CORE_READ(inode, i_mode);
 
 	if ((mode & S_IFMT) == S_IFSOCK) {
+		if (!trace_socket_syscalls)
+			return 0;
 		struct socket *sock = BPF_CORE_READ(f, private_data);
 		struct sock *sk = BPF_CORE_READ(sock, sk);
 		unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);

@@ -99,6 +99,10 @@ pub struct RecordArgs {
     /// Also keep the first snaplen bytes of etcd's socket reads and writes.
     #[arg(long)]
     pub socket_payload: bool,
+    /// Do not report etcd's socket reads and writes (when etcd read each request and
+    /// wrote each reply): about half the events, and much of the recorder's cost.
+    #[arg(long, conflicts_with = "socket_payload")]
+    pub no_socket_syscalls: bool,
     /// etcd data dir (default: from each etcd's command line).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

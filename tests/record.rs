@@ -232,3 +232,27 @@ fn duration_and_rotation() {
         assert_eq!(*reader.index_state(), IndexState::Present);
     }
 }
+
+/// --no-socket-syscalls keeps the WAL and fsync events and drops etcd's socket reads
+/// and writes.
+#[test]
+fn socket_syscalls_can_be_left_out() {
+    let rig = Rig::start("nosock");
+    let rec = rig.record(&["--no-socket-syscalls"]);
+    for i in 0..5 {
+        rig.etcdctl(&["put", &format!("s{i}"), "v"]);
+    }
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    let (_, events) = read_events(&rig.capture);
+    let syscalls: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Syscall(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(syscalls.iter().any(|s| s.file.kind == FileKind::Wal));
+    assert!(!syscalls.iter().any(|s| s.file.kind == FileKind::Socket));
+    assert!(events.iter().any(|e| matches!(e, Event::Packet(_))));
+}

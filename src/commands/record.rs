@@ -31,6 +31,9 @@ pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
         opts.file_data_limit = n;
     }
     opts.socket_payload |= args.socket_payload;
+    if args.no_socket_syscalls {
+        opts.socket_syscalls = false;
+    }
     if let Some(d) = &args.data_dir {
         opts.data_dir = Some(d.clone());
     }

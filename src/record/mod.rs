@@ -183,6 +183,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         rodata.file_data_limit = opts.file_data_limit;
         rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
+        rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
         rodata.wakeup_bytes = (u64::from(opts.buffer_mb) << 20).min(4 << 20) / 4;
     }
     let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;

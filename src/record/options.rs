@@ -50,6 +50,8 @@ pub struct RecordOptions {
     pub snaplen: u32,
     pub file_data_limit: u32,
     pub socket_payload: bool,
+    /// Report etcd's socket reads and writes on the traced ports.
+    pub socket_syscalls: bool,
     pub data_dir: Option<PathBuf>,
     pub duration: Option<Duration>,
     pub buffer: BufferKind,
@@ -72,6 +74,7 @@ impl RecordOptions {
             snaplen: DEFAULT_SNAPLEN,
             file_data_limit: DEFAULT_FILE_DATA_LIMIT,
             socket_payload: false,
+            socket_syscalls: true,
             data_dir: None,
             duration: None,
             buffer: BufferKind::Ring,
