@@ -139,10 +139,13 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         out,
         "events       {} ({})",
         summary.events,
-        summary
-            .counts
+        crate::capture::EventKind::ALL
             .iter()
-            .map(|(k, v)| format!("{k} {v}"))
+            .map(|k| format!(
+                "{} {}",
+                k.name(),
+                summary.counts.get(k.name()).unwrap_or(&0)
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     )?;
