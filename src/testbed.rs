@@ -281,8 +281,14 @@ impl RecorderProcess {
     pub fn stop(mut self, sig: i32) -> Result<(std::process::ExitStatus, String)> {
         signal(self.child.id(), sig);
         let status = self.child.wait()?;
-        while let Ok(line) = self.stderr.recv_timeout(Duration::from_millis(200)) {
-            self.lines.push(line);
+        // Everything it printed, up to the end of its stderr: the reader thread ends the
+        // channel at EOF. A busy machine may take a while to forward the last lines.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.lines.push(line),
+                Err(_) => break,
+            }
         }
         Ok((status, self.lines.join("\n")))
     }

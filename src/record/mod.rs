@@ -334,7 +334,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let mut last_received = 0u64;
 
     let drained: Result<()> = (|| {
-        let buffer = EventBuffer::build(&skel, opts.buffer, &state)?;
+        let buffer = EventBuffer::build(&skel, opts.buffer, opts.buffer_mb, &state)?;
         loop {
             let stopping = stop.load(Ordering::Relaxed)
                 || opts.duration.is_some_and(|d| started.elapsed() >= d);
@@ -483,6 +483,7 @@ impl<'a> EventBuffer<'a> {
     fn build(
         skel: &'a EtcdTraceSkel<'_>,
         kind: BufferKind,
+        buffer_mb: u32,
         state: &Rc<RefCell<DrainState>>,
     ) -> Result<EventBuffer<'a>> {
         match kind {
@@ -499,7 +500,7 @@ impl<'a> EventBuffer<'a> {
                 let st = state.clone();
                 let st_lost = state.clone();
                 let pb = libbpf_rs::PerfBufferBuilder::new(&skel.maps.perf_events)
-                    .pages(256)
+                    .pages(perf_pages(buffer_mb))
                     .sample_cb(move |_cpu: i32, raw: &[u8]| st.borrow_mut().on_raw(raw))
                     // The same events are counted by the programs (their output failed),
                     // so this count is only a cross-check, never added to the losses.
@@ -530,6 +531,14 @@ impl<'a> EventBuffer<'a> {
         }
         Ok(())
     }
+}
+
+/// Pages per CPU for the perf buffer: `--buffer-mb` shared out over the CPUs, a power
+/// of two as perf requires (at least 64 pages, so a few 64 KiB events fit).
+fn perf_pages(buffer_mb: u32) -> usize {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
+    let pages = ((buffer_mb as usize) << 20) / 4096 / cpus;
+    pages.max(64).next_power_of_two()
 }
 
 /// BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): the kernel counts run time while the fd lives.
