@@ -14,7 +14,7 @@ use crate::analyze::correlate::{CorrelatedCall, Correlator, Unlinked};
 use crate::capture::ReadItem;
 use crate::cli::{CorrelateArgs, Format};
 use crate::decode::etcdpb::describe_range;
-use crate::output::{human_duration_ns, Progress};
+use crate::output::{human_duration_ns, offset, Progress};
 
 pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
@@ -90,10 +90,6 @@ fn emit(out: &mut impl Write, c: &CorrelatedCall, args: &CorrelateArgs, start: u
             writeln!(out, "{v}")?;
         }
         Format::Text => {
-            let rel = |t: u64| {
-                let r = t.saturating_sub(start);
-                format!("+{}.{:06}", r / 1_000_000_000, (r % 1_000_000_000) / 1000)
-            };
             let after = |t: u64| human_duration_ns(t.saturating_sub(call.ts_ns));
             let what = format!(
                 "{} {} {}",
@@ -128,7 +124,7 @@ fn emit(out: &mut impl Write, c: &CorrelatedCall, args: &CorrelateArgs, start: u
                 (None, Some(why)) => format!("not linked: {}", why.describe()),
                 (None, None) => "not linked".into(),
             };
-            writeln!(out, "{} {what:<60} {link}", rel(call.ts_ns))?;
+            writeln!(out, "{} {what:<60} {link}", offset(call.ts_ns, start, 6))?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use super::open_capture;
 use crate::analyze::detect::{DetectStats, Detector, Finding, Rules, Severity, DEFAULT_RULES_YAML};
 use crate::capture::ReadItem;
 use crate::cli::{DetectArgs, FailLevel, Format};
-use crate::output::{human_bytes, human_duration_ns, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
 pub fn run(args: DetectArgs) -> Result<ExitCode> {
     if args.print_default_rules {
@@ -91,11 +91,6 @@ fn count(findings: &[Finding], s: Severity) -> usize {
     findings.iter().filter(|f| f.severity == s).count()
 }
 
-fn rel(t: u64, start: u64) -> String {
-    let r = t.saturating_sub(start);
-    format!("+{}.{:06}", r / 1_000_000_000, (r % 1_000_000_000) / 1000)
-}
-
 fn print_text(
     out: &mut impl Write,
     findings: &[Finding],
@@ -118,8 +113,8 @@ fn print_text(
             writeln!(out, "[{}] {}", f.rule, f.summary)?;
             let mut window = format!(
                 "  window {} .. {} ({})",
-                rel(f.start_ns, start),
-                rel(f.end_ns, start),
+                offset(f.start_ns, start, 6),
+                offset(f.end_ns, start, 6),
                 human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
             );
             if let Some(v) = f.volume {
@@ -135,7 +130,7 @@ fn print_text(
                 writeln!(
                     out,
                     "    {} {} {} {}",
-                    rel(e.ts_ns, start),
+                    offset(e.ts_ns, start, 6),
                     e.stream,
                     e.method,
                     e.detail

@@ -9,7 +9,7 @@ use super::open_capture;
 use super::timespec::resolve;
 use crate::capture::{Event, ReadItem};
 use crate::cli::{DumpArgs, Format};
-use crate::output::{hex_prefix, human_duration_ns};
+use crate::output::{hex_prefix, human_duration_ns, offset};
 
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
@@ -38,8 +38,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
                     writeln!(out, "{v}")?;
                 }
                 Format::Text => {
-                    let rel = ev.ts_ns().saturating_sub(start);
-                    write!(out, "+{}.{:09} ", rel / 1_000_000_000, rel % 1_000_000_000)?;
+                    write!(out, "{} ", offset(ev.ts_ns(), start, 9))?;
                     write_text(&mut out, &header, &ev, args.max_bytes)?;
                 }
             },

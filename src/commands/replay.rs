@@ -19,7 +19,7 @@ use crate::capture::ReadItem;
 use crate::cli::{Format, ReplayArgs};
 use crate::decode::etcdpb::{describe_range, display_key, EtcdMessage};
 use crate::decode::grpc::status_code_name;
-use crate::output::{human_bytes, human_duration_ns, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
 struct Filter {
     since: Option<u64>,
@@ -265,7 +265,6 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Result<()> {
-    let rel = call.ts_ns.saturating_sub(start);
     let mut method = call.method_name().to_string();
     if call.inferred {
         method.push('?');
@@ -301,9 +300,8 @@ fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Resul
     };
     writeln!(
         out,
-        "+{}.{:06} {} -> {} #{} {detail}",
-        rel / 1_000_000_000,
-        rel % 1_000_000_000 / 1_000,
+        "{} {} -> {} #{} {detail}",
+        offset(call.ts_ns, start, 6),
         call.client,
         call.server,
         call.stream_id

@@ -19,7 +19,7 @@ use crate::capture::{Event, FileKind, ReadItem};
 use crate::cli::{TimelineArgs, TimelineFormat};
 use crate::decode::etcdpb::describe_range;
 use crate::output::perfetto::TraceWriter;
-use crate::output::{human_bytes, human_duration_ns, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
 /// One line of the chronological view.
 enum Item {
@@ -233,11 +233,6 @@ fn account(item: &Item, stats: &mut Stats, slow_ns: Option<u64>) {
     }
 }
 
-fn rel(t: u64, start: u64) -> String {
-    let r = t.saturating_sub(start);
-    format!("+{}.{:06}", r / 1_000_000_000, (r % 1_000_000_000) / 1000)
-}
-
 fn call_label(c: &CorrelatedCall) -> String {
     let key = c.call.key.clone().unwrap_or_default();
     let range = describe_range(&key, c.call.range_end.as_deref().unwrap_or_default());
@@ -281,7 +276,7 @@ fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64
         writeln!(
             out,
             "{} {} {:<50} {verdict}{}",
-            rel(c.call.ts_ns, start),
+            offset(c.call.ts_ns, start, 6),
             c.call.client,
             call_label(c),
             if phases.is_empty() {
@@ -292,7 +287,7 @@ fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64
         )?;
         return Ok(());
     }
-    let t = rel(item.ts(), start);
+    let t = offset(item.ts(), start, 6);
     match item {
         Item::Call(c) => {
             let lat = c.call.latency_ns.map_or("-".into(), human_duration_ns);

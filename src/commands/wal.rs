@@ -11,6 +11,7 @@ use crate::analyze::wal_log::{WalDetail, WalLog, WalLogOutput, WalLogRecord};
 use crate::capture::ReadItem;
 use crate::cli::{Format, WalArgs};
 use crate::decode::etcdpb::describe_range;
+use crate::output::offset;
 
 pub fn run(args: WalArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
@@ -67,12 +68,7 @@ pub fn run(args: WalArgs) -> Result<ExitCode> {
 }
 
 fn text_line(r: &WalLogRecord, start: u64) -> String {
-    let rel = r.write_ts_ns.saturating_sub(start);
-    let time = format!(
-        "+{}.{:06}",
-        rel / 1_000_000_000,
-        (rel % 1_000_000_000) / 1000
-    );
+    let time = offset(r.write_ts_ns, start, 6);
     match &r.detail {
         WalDetail::Entry {
             term,

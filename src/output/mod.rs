@@ -33,6 +33,19 @@ pub fn human_duration_ns(ns: u64) -> String {
     }
 }
 
+/// `+1.234567`: a time as seconds after the capture's start, to `decimals` places (6
+/// for µs, 9 for ns). Every text output lines its events up this way.
+pub fn offset(ts_ns: u64, start_ns: u64, decimals: u32) -> String {
+    let r = ts_ns.saturating_sub(start_ns);
+    let frac = (r % 1_000_000_000) / 10u64.pow(9 - decimals.min(9));
+    format!(
+        "+{}.{:0width$}",
+        r / 1_000_000_000,
+        frac,
+        width = decimals.min(9) as usize
+    )
+}
+
 /// ` | 0a 03 66 6f …` — the first `max` bytes as hex, for text output (empty when
 /// there are none, so lines carry no trailing space).
 pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
@@ -89,5 +102,8 @@ mod tests {
         assert_eq!(human_duration_ns(41_000_000), "41.00 ms");
         assert_eq!(hex_prefix(&[0, 0xab, 1], 2), " | 00 ab …");
         assert_eq!(hex_prefix(&[], 2), "");
+        assert_eq!(offset(2_001_234_567, 1_000_000_000, 6), "+1.001234");
+        assert_eq!(offset(2_001_234_567, 1_000_000_000, 9), "+1.001234567");
+        assert_eq!(offset(5, 10, 6), "+0.000000");
     }
 }
