@@ -14,9 +14,9 @@ use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
 use crate::analyze::phases::phases_of;
 use crate::analyze::rpc::RecordKind;
-use crate::analyze::summary::SummaryBuilder;
 use crate::capture::{CaptureReader, Event, FileKind, ReadItem};
 use crate::decode::etcdpb::display_key;
+use crate::decode::tcp::ConnectionKey;
 
 #[derive(Debug, Default, Clone)]
 pub struct MethodStats {
@@ -66,7 +66,7 @@ impl Profile {
     /// Build from a capture. `prefix_depth` is how many `/`-separated components name a
     /// key prefix (2: `/registry/pods/`).
     pub fn of(reader: &CaptureReader, prefix_depth: usize, rules: Rules) -> Profile {
-        let orient = SummaryBuilder::new(reader.header());
+        let ports = reader.header().config.ports.clone();
         let mut detector = Detector::new(rules, reader.header().config.ports.clone());
         let mut correlator = detector.correlator();
         let mut findings = Vec::new();
@@ -81,7 +81,8 @@ impl Profile {
             p.end_ns = p.end_ns.max(ev.ts_ns());
             match &ev {
                 Event::Packet(pk) => {
-                    let addrs = orient.orient(pk.src, pk.dst);
+                    let (addrs, _) =
+                        ConnectionKey::of_segment(pk.src, pk.dst, |port| ports.contains(&port));
                     *p.client_bytes.entry(addrs.client.ip()).or_default() +=
                         u64::from(pk.payload_len);
                 }

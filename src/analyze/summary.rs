@@ -2,18 +2,11 @@
 //! files written, losses. One pass over the events.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 
 use serde::Serialize;
 
 use crate::capture::{Event, EventKind, FileKind, Header, LossSource};
-
-/// A TCP connection as seen in the capture: the server side is the one on a traced port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct ConnectionAddrs {
-    pub client: SocketAddr,
-    pub server: SocketAddr,
-}
+use crate::decode::tcp::ConnectionKey;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConnectionStats {
@@ -70,29 +63,6 @@ impl SummaryBuilder {
         }
     }
 
-    /// Which end of a segment is the server: the one on a traced port (the lower port
-    /// when both or neither are).
-    pub fn orient(&self, src: SocketAddr, dst: SocketAddr) -> ConnectionAddrs {
-        let src_traced = self.ports.contains(&src.port());
-        let dst_traced = self.ports.contains(&dst.port());
-        let src_is_server = match (src_traced, dst_traced) {
-            (true, false) => true,
-            (false, true) => false,
-            _ => src.port() < dst.port(),
-        };
-        if src_is_server {
-            ConnectionAddrs {
-                client: dst,
-                server: src,
-            }
-        } else {
-            ConnectionAddrs {
-                client: src,
-                server: dst,
-            }
-        }
-    }
-
     pub fn push(&mut self, ev: &Event) {
         let s = &mut self.summary;
         s.events += 1;
@@ -106,7 +76,9 @@ impl SummaryBuilder {
         s.end_ns = Some(s.end_ns.map_or(end, |t| t.max(end)));
         match ev {
             Event::Packet(p) => {
-                let addrs = self.orient(p.src, p.dst);
+                let ports = &self.ports;
+                let (addrs, _) =
+                    ConnectionKey::of_segment(p.src, p.dst, |port| ports.contains(&port));
                 let key = format!("{} -> {}", addrs.client, addrs.server);
                 let c = self
                     .summary

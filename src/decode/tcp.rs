@@ -38,6 +38,40 @@ pub struct ConnectionKey {
     pub server: SocketAddr,
 }
 
+impl ConnectionKey {
+    /// The connection a segment from `src` to `dst` belongs to, and which way it flows,
+    /// when no handshake says who is the server: the end on a server port, or the lower
+    /// port when both or neither are. Every analysis that orients a lone segment uses this.
+    pub fn of_segment(
+        src: SocketAddr,
+        dst: SocketAddr,
+        is_server_port: impl Fn(u16) -> bool,
+    ) -> (ConnectionKey, FlowDirection) {
+        let dst_is_server = match (is_server_port(dst.port()), is_server_port(src.port())) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => dst.port() <= src.port(),
+        };
+        if dst_is_server {
+            (
+                ConnectionKey {
+                    client: src,
+                    server: dst,
+                },
+                FlowDirection::ClientToServer,
+            )
+        } else {
+            (
+                ConnectionKey {
+                    client: dst,
+                    server: src,
+                },
+                FlowDirection::ServerToClient,
+            )
+        }
+    }
+}
+
 /// Which way bytes flow on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FlowDirection {
@@ -602,12 +636,8 @@ impl TcpReassembler {
                 // A reset of a connection we never saw opening tells us nothing.
                 return;
             }
-            let dst_is_server = self.dst_is_server(pkt);
-            let (key, dir) = if dst_is_server {
-                (forward, FlowDirection::ClientToServer)
-            } else {
-                (backward, FlowDirection::ServerToClient)
-            };
+            let ports = &self.config.server_ports;
+            let (key, dir) = ConnectionKey::of_segment(pkt.src, pkt.dst, |p| ports.contains(&p));
             let conn = Connection {
                 key,
                 client_isn: None,
@@ -638,17 +668,6 @@ impl TcpReassembler {
             // SYN from the server side or SYN-ACK from the client side: roles reversed on
             // a live 4-tuple, which TCP does not do; treat as noise.
             _ => false,
-        }
-    }
-
-    fn dst_is_server(&self, pkt: &Packet) -> bool {
-        let ports = &self.config.server_ports;
-        let dst = ports.contains(&pkt.dst.port());
-        let src = ports.contains(&pkt.src.port());
-        match (dst, src) {
-            (true, false) => true,
-            (false, true) => false,
-            _ => pkt.dst.port() <= pkt.src.port(),
         }
     }
 

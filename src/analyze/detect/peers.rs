@@ -15,6 +15,7 @@ use super::{client_ip, plural, Ctx, Evidence, Observation, Opening, Severity, Vo
 use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall};
 use crate::capture::Packet;
 use crate::decode::etcdpb::EtcdMessage;
+use crate::decode::tcp::{ConnectionKey, FlowDirection};
 
 /// Connection attempts awaiting an answer, and peer-port clients, kept at most.
 const MAX_PENDING: usize = 65_536;
@@ -68,18 +69,12 @@ impl Peers {
     pub fn packet(&mut self, p: &Packet, client_ports: &[u16], ctx: &mut Ctx) {
         let peer_port = ctx.rules.peer_port;
         let traced = |port: u16| port == peer_port || client_ports.contains(&port);
-        // Which end is the server: the one on a traced port (the lower one if both are).
-        let to_server = match (traced(p.src.port()), traced(p.dst.port())) {
-            (false, true) => true,
-            (true, false) => false,
-            (true, true) => p.dst.port() < p.src.port(),
-            (false, false) => return,
-        };
-        let (client, server) = if to_server {
-            (p.src, p.dst)
-        } else {
-            (p.dst, p.src)
-        };
+        if !traced(p.src.port()) && !traced(p.dst.port()) {
+            return;
+        }
+        let (key, dir) = ConnectionKey::of_segment(p.src, p.dst, traced);
+        let (client, server) = (key.client, key.server);
+        let to_server = dir == FlowDirection::ClientToServer;
         let flags = p.flags;
         if to_server && flags.syn() && !flags.ack() {
             if self.pending.len() >= MAX_PENDING {
