@@ -18,17 +18,12 @@ fn in_netns<T: Send + 'static>(rig: &Rig, f: impl FnOnce() -> T + Send + 'static
     let ns = std::fs::File::open(format!("/run/netns/{}", rig.netns.name)).unwrap();
     std::thread::spawn(move || {
         // SAFETY: setns on this thread only, with a valid namespace fd.
-        let rc = unsafe { libc_setns(ns.as_raw_fd(), 0x4000_0000) };
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
         f()
     })
     .join()
     .unwrap()
-}
-
-extern "C" {
-    #[link_name = "setns"]
-    fn libc_setns(fd: i32, nstype: i32) -> i32;
 }
 
 const CALLS_PER_TASK: usize = 40;

@@ -31,18 +31,14 @@ pub fn stderr(o: &Output) -> String {
 
 /// These tests load eBPF and create namespaces: they need root. CI runs them as root;
 /// elsewhere they fail with this message rather than pass without testing anything.
+#[cfg(feature = "record")]
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc_geteuid() };
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
         "this test records with eBPF and needs root: run the tests as root (see README)"
     );
-}
-
-extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
 }
 
 #[cfg(feature = "record")]
