@@ -48,7 +48,7 @@ const FILTER_PRIORITY: u32 = 0xe7cd;
 
 pub fn attach(prog: &ProgramMut<'_>, iface: &Interface, hook: Hook) -> Result<TcAttachment> {
     let ifindex = iface.ifindex as i32;
-    match attach_tcx(prog, ifindex, hook) {
+    match attach_tcx(prog, ifindex) {
         Ok(link) => Ok(TcAttachment {
             interface: iface.name.clone(),
             hook,
@@ -70,11 +70,10 @@ pub fn attach(prog: &ProgramMut<'_>, iface: &Interface, hook: Hook) -> Result<Tc
     }
 }
 
-fn attach_tcx(prog: &ProgramMut<'_>, ifindex: i32, hook: Hook) -> Result<Link> {
+/// The direction comes from the program's expected attach type, which the recorder
+/// sets before loading (TcxIngress / TcxEgress): the skeleton declares both as "tc".
+fn attach_tcx(prog: &ProgramMut<'_>, ifindex: i32) -> Result<Link> {
     use libbpf_rs::AsRawLibbpf;
-    // bpf_program__attach_tcx picks the direction from the program's expected attach
-    // type, so set it first: the skeleton loads both programs as plain "tc".
-    let _ = hook;
     // SAFETY: the program pointer is valid for the skeleton's lifetime; a null opts
     // pointer means defaults.
     let raw = unsafe {
