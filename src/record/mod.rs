@@ -288,6 +288,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         progress.clone(),
     )?;
 
+    // The event buffer before attaching: a perf buffer's per-CPU slots are empty until it
+    // exists, and outputs into them would fail (counted as lost).
+    let state = Rc::new(RefCell::new(DrainState::default()));
+    let buffer = EventBuffer::build(&skel, opts.buffer, opts.buffer_mb, &state)?;
+
     // Attach. Links and TC attachments detach when dropped, on every path out of here.
     let mut links: Vec<Link> = Vec::new();
     if opts.trace_syscalls {
@@ -324,7 +329,6 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         opts.output.display()
     );
 
-    let state = Rc::new(RefCell::new(DrainState::default()));
     let started = Instant::now();
     let status = StatusLine::new(opts.status_line);
     let mut last_lost = 0u64;
@@ -334,7 +338,6 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let mut last_received = 0u64;
 
     let drained: Result<()> = (|| {
-        let buffer = EventBuffer::build(&skel, opts.buffer, opts.buffer_mb, &state)?;
         loop {
             let stopping = stop.load(Ordering::Relaxed)
                 || opts.duration.is_some_and(|d| started.elapsed() >= d);
