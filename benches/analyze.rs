@@ -15,7 +15,9 @@
 //! The load generator is this same binary started again (benches/common).
 //! Knobs: `ETCD_TRACE_BENCH_SECS` (capture length, default 5), `ETCD_TRACE_BENCH_CLIENTS`
 //! (default 16), `ETCD_TRACE_BENCH_REPEATS` (timed runs per tool, best kept, default 3),
-//! `ETCD_TRACE_BENCH_GROWTH` (how much longer the large capture is, default 10).
+//! `ETCD_TRACE_BENCH_GROWTH` (how much longer the large capture is, default 10),
+//! `ETCD_TRACE_BENCH_KEEP` (a directory to copy the [1] capture and pcap into, to
+//! profile against).
 
 mod common;
 
@@ -565,6 +567,13 @@ fn bench_main() -> Result<()> {
     );
     for d in &pcap.drops {
         println!("[1] tshark: {d}");
+    }
+    if let Some(keep) = std::env::var_os("ETCD_TRACE_BENCH_KEEP") {
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep)?;
+        std::fs::copy(&main.capture, keep.join("main.etr"))?;
+        std::fs::copy(&pcap.path, keep.join("main.pcap"))?;
+        println!("    kept main.etr and main.pcap in {}", keep.display());
     }
 
     // [2] coverage
