@@ -24,6 +24,16 @@ const volatile __u32 trace_socket_syscalls = 1;
 /* Wake the reader only once this much is waiting in the ring buffer: a wakeup per event
  * costs an interrupt each (the reader also polls every 100 ms, so nothing waits long). */
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* What to trace, fixed at load time so that the checks every syscall and segment on the
+ * machine pass through are a few compares against constants, not map lookups. */
+#define MAX_TRACED_PIDS 16
+#define MAX_TRACED_PORTS 16
+const volatile __u32 traced_pid_count = 0;
+const volatile __u32 traced_pid_list[MAX_TRACED_PIDS] = {};
+const volatile __u32 traced_port_count = 0;
+const volatile __u16 traced_port_list[MAX_TRACED_PORTS] = {};
+/* Set when an interface's link-layer header is not Ethernet's 14 bytes (l2_len has it). */
+const volatile __u32 l2_exceptions = 0;
 /* Read back by userspace tests to check its parser against this compiler's layout. */
 const volatile __u32 packet_header_size = sizeof(struct et_packet);
 const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
@@ -61,6 +71,10 @@ const volatile __u32 syscall_offsets[] = {
 #define S_IFREG 0100000
 #define TC_ACT_UNSPEC (-1) /* also TCX_NEXT: let the packet go on untouched */
 #define MAX_IOV 8
+#define EAGAIN 11
+
+_Static_assert(__builtin_offsetof(struct et_syscall, names) == ET_SYSCALL_NAMES_OFFSET,
+	       "events.h: ET_SYSCALL_NAMES_OFFSET is where names start");
 
 /* The event channel: a ring buffer, or a perf buffer on old kernels / --buffer perf. */
 struct {
@@ -79,9 +93,12 @@ struct {
  * that sent + lost is everything. */
 #define COUNTER_LOST 0
 #define COUNTER_SENT 1
+/* [COUNTER_EMPTY_READS] socket reads that found nothing (EAGAIN): Go polls its sockets
+ * that way, and such a read says nothing about a request, so it is counted, not sent. */
+#define COUNTER_EMPTY_READS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
@@ -111,19 +128,29 @@ struct {
 	__type(value, struct scratch_slot);
 } scratch SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u8);
-} traced_pids SEC(".maps");
+static __always_inline int is_traced_pid(__u32 tgid)
+{
+#pragma unroll
+	for (int i = 0; i < MAX_TRACED_PIDS; i++) {
+		if (i >= traced_pid_count)
+			return 0;
+		if (traced_pid_list[i] == tgid)
+			return 1;
+	}
+	return 0;
+}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u16);
-	__type(value, __u8);
-} ports SEC(".maps");
+static __always_inline int is_traced_port(__u16 port)
+{
+#pragma unroll
+	for (int i = 0; i < MAX_TRACED_PORTS; i++) {
+		if (i >= traced_port_count)
+			return 0;
+		if (traced_port_list[i] == port)
+			return 1;
+	}
+	return 0;
+}
 
 /* A data dir by (kernel dev_t, inode): a file belongs to it when an ancestor matches. */
 struct dir_key {
@@ -139,7 +166,8 @@ struct {
 	__type(value, __u8);
 } data_dirs SEC(".maps");
 
-/* Link-layer header length per ifindex; missing means Ethernet (14). */
+/* Link-layer header length per ifindex, for the interfaces where it is not Ethernet's 14
+ * (consulted only when l2_exceptions is set). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);
@@ -172,7 +200,8 @@ struct {
 	__type(value, struct fd_verdict);
 } fd_verdicts SEC(".maps");
 
-/* A syscall between its enter and exit tracepoints, by thread id. */
+/* A syscall between its enter and exit tracepoints, in the thread's own storage (cheaper
+ * than a hash keyed by thread id: no bucket lock, no delete). kind 0: nothing in flight. */
 struct inflight {
 	__u64 enter_ns;
 	__u64 buf;
@@ -189,11 +218,18 @@ struct inflight {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
+
+static __always_inline void count(__u32 key)
+{
+	__u64 *n = bpf_map_lookup_elem(&counters, &key);
+	if (n)
+		*n += 1;
+}
 
 static __always_inline void output(void *ctx, void *data, __u64 size)
 {
@@ -210,10 +246,7 @@ static __always_inline void output(void *ctx, void *data, __u64 size)
 	}
 	else
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
-	__u32 key = err ? COUNTER_LOST : COUNTER_SENT;
-	__u64 *count = bpf_map_lookup_elem(&counters, &key);
-	if (count)
-		*count += 1;
+	count(err ? COUNTER_LOST : COUNTER_SENT);
 }
 
 static __always_inline void *scratch_for(__u32 slot)
@@ -262,9 +295,11 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 {
 	__u32 ifindex = skb->ifindex;
 	__u32 nh = ETH_HLEN;
-	__u32 *l2 = bpf_map_lookup_elem(&l2_len, &ifindex);
-	if (l2)
-		nh = *l2 & 0xff;
+	if (l2_exceptions) {
+		__u32 *l2 = bpf_map_lookup_elem(&l2_len, &ifindex);
+		if (l2)
+			nh = *l2 & 0xff;
+	}
 
 	__u16 proto = bpf_ntohs(skb->protocol);
 	__u32 skb_len = skb->len;
@@ -317,7 +352,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 		return TC_ACT_UNSPEC;
 	__u16 sport = bpf_ntohs(th.source);
 	__u16 dport = bpf_ntohs(th.dest);
-	if (!bpf_map_lookup_elem(&ports, &sport) && !bpf_map_lookup_elem(&ports, &dport))
+	if (!is_traced_port(sport) && !is_traced_port(dport))
 		return TC_ACT_UNSPEC;
 
 	__u32 doff = (th.doff_res >> 4) * 4;
@@ -410,7 +445,7 @@ static __always_inline int classify(struct file *f, struct inflight *inf)
 			return 0;
 		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-		if (!bpf_map_lookup_elem(&ports, &lport) && !bpf_map_lookup_elem(&ports, &rport))
+		if (!is_traced_port(lport) && !is_traced_port(rport))
 			return 0;
 		inf->kind = ET_FILE_SOCKET;
 		inf->lport = lport;
@@ -442,61 +477,82 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 	__u32 tgid = id >> 32;
 	__u32 tid = (__u32)id;
 
-	if (!bpf_map_lookup_elem(&traced_pids, &tgid))
+	if (!is_traced_pid(tgid))
 		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inflight *inf = bpf_task_storage_get(&inflight, task, 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!inf)
+		return 0;
+	/* Whatever was there is over: an exit missed while attaching must not pair with
+	 * this syscall's exit. */
+	inf->kind = 0;
 	struct file *f = fd_file(fd);
 	if (!f)
 		return 0;
-	struct inflight inf = {};
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct fd_verdict *known = bpf_map_lookup_elem(&fd_verdicts, &key);
+	__u8 kind;
 	if (known && known->file == (__u64)f) {
 		if (!known->kind)
 			return 0;
-		inf.kind = known->kind;
-		inf.depth = known->depth;
-		inf.lport = known->lport;
-		inf.rport = known->rport;
+		kind = known->kind;
+		inf->depth = known->depth;
+		inf->lport = known->lport;
+		inf->rport = known->rport;
 	} else {
-		int traced = classify(f, &inf);
+		int traced = classify(f, inf);
+		kind = traced ? inf->kind : 0;
 		struct fd_verdict v = {
 			.file = (__u64)f,
-			.kind = traced ? inf.kind : 0,
-			.depth = inf.depth,
-			.lport = inf.lport,
-			.rport = inf.rport,
+			.kind = kind,
+			.depth = inf->depth,
+			.lport = inf->lport,
+			.rport = inf->rport,
 		};
 		bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
-		if (!traced)
+		if (!traced) {
+			inf->kind = 0;
 			return 0;
+		}
 	}
-	inf.enter_ns = bpf_ktime_get_ns();
-	inf.buf = buf;
-	inf.requested = requested;
-	inf.fd = fd;
-	inf.call = call;
-	inf.file = (__u64)f;
-	if (offset == ET_OFFSET_UNKNOWN && inf.kind == ET_FILE_DATA && call != ET_FSYNC &&
+	inf->enter_ns = bpf_ktime_get_ns();
+	inf->buf = buf;
+	inf->requested = requested;
+	inf->fd = fd;
+	inf->call = call;
+	inf->file = (__u64)f;
+	if (offset == ET_OFFSET_UNKNOWN && kind == ET_FILE_DATA && call != ET_FSYNC &&
 	    call != ET_FDATASYNC)
 		offset = BPF_CORE_READ(f, f_pos);
-	inf.offset = offset;
-	bpf_map_update_elem(&inflight, &tid, &inf, BPF_ANY);
+	inf->offset = offset;
+	inf->kind = kind; /* last: marks the entry complete */
 	return 0;
 }
 
-static __always_inline int on_exit(void *ctx, long ret)
+static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tid = (__u32)id;
-	struct inflight *inf = bpf_map_lookup_elem(&inflight, &tid);
-	if (!inf)
+	if (!is_traced_pid(id >> 32))
 		return 0;
-
-	struct et_syscall *ev = scratch_for(0);
-	if (!ev) {
-		bpf_map_delete_elem(&inflight, &tid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct inflight *inf = bpf_task_storage_get(&inflight, task, 0, 0);
+	if (!inf || !inf->kind)
+		return 0;
+	__u8 kind = inf->kind;
+	inf->kind = 0;
+	/* An enter seen without its exit (attached in between) is not this call's. */
+	if (inf->call != call)
+		return 0;
+	if (kind == ET_FILE_SOCKET && call == ET_READ && ret == -EAGAIN) {
+		count(COUNTER_EMPTY_READS);
 		return 0;
 	}
+
+	struct et_syscall *ev = scratch_for(0);
+	if (!ev)
+		return 0;
 	ev->type = ET_SYSCALL;
 	ev->call = inf->call;
 	ev->enter_ns = inf->enter_ns;
@@ -504,7 +560,7 @@ static __always_inline int on_exit(void *ctx, long ret)
 	ev->pid = id >> 32;
 	ev->tid = tid;
 	ev->fd = inf->fd;
-	ev->file_kind = inf->kind;
+	ev->file_kind = kind;
 	ev->depth = inf->depth;
 	ev->_pad0 = 0;
 	ev->ret = ret;
@@ -513,12 +569,15 @@ static __always_inline int on_exit(void *ctx, long ret)
 	ev->lport = inf->lport;
 	ev->rport = inf->rport;
 
+	__u32 depth = inf->depth;
+	if (depth > ET_PATH_DEPTH)
+		depth = ET_PATH_DEPTH;
 	struct file *f = (struct file *)inf->file;
-	struct dentry *d = inf->depth ? BPF_CORE_READ(f, f_path.dentry) : NULL;
+	struct dentry *d = depth ? BPF_CORE_READ(f, f_path.dentry) : NULL;
 #pragma unroll
 	for (int i = 0; i < ET_PATH_DEPTH; i++) {
 		ev->names[i][0] = 0;
-		if (i < inf->depth) {
+		if (i < depth) {
 			const unsigned char *name = BPF_CORE_READ(d, d_name.name);
 			bpf_probe_read_kernel_str(ev->names[i], ET_NAME_LEN, name);
 			d = BPF_CORE_READ(d, d_parent);
@@ -528,7 +587,6 @@ static __always_inline int on_exit(void *ctx, long ret)
 	/* The buffer's first bytes: what was written, or what a read returned. */
 	__u64 n = 0;
 	__u64 src = inf->buf;
-	__u32 call = inf->call;
 	if (ret > 0 && call != ET_FSYNC && call != ET_FDATASYNC) {
 		n = ret;
 		if (call == ET_WRITEV) {
@@ -539,9 +597,9 @@ static __always_inline int on_exit(void *ctx, long ret)
 				n = iov.iov_len;
 		}
 		__u64 limit = other_file_data_limit;
-		if (inf->kind == ET_FILE_SOCKET)
+		if (kind == ET_FILE_SOCKET)
 			limit = socket_data_limit;
-		else if (inf->depth >= 2 && ev->names[1][0] == 'w' && ev->names[1][1] == 'a' &&
+		else if (depth >= 2 && ev->names[1][0] == 'w' && ev->names[1][1] == 'a' &&
 			 ev->names[1][2] == 'l' && ev->names[1][3] == 0)
 			limit = file_data_limit; /* the file's directory is wal/ */
 		if (n > limit)
@@ -549,14 +607,17 @@ static __always_inline int on_exit(void *ctx, long ret)
 	}
 	if (n > ET_MAX_DATA)
 		n = ET_MAX_DATA;
+	/* Only the names in use are sent; the data follows them. */
+	__u64 head = ET_SYSCALL_NAMES_OFFSET + BOUNDED(depth, 7) * ET_NAME_LEN;
+	if (head > sizeof(*ev))
+		head = sizeof(*ev);
 	if (n > 0) {
 		n = BOUNDED(n - 1, ET_MAX_DATA - 1) + 1;
-		if (bpf_probe_read_user((__u8 *)ev + sizeof(*ev), n, (void *)src))
+		if (bpf_probe_read_user((__u8 *)ev + head, n, (void *)src))
 			n = 0;
 	}
 	ev->data_len = n;
-	bpf_map_delete_elem(&inflight, &tid);
-	output(ctx, ev, sizeof(*ev) + n);
+	output(ctx, ev, head + n);
 	return 0;
 }
 
@@ -582,7 +643,7 @@ static __always_inline __u64 iov_total(__u64 iov_ptr, __u64 iovcnt)
 static __always_inline int forget_fd(int fd)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&traced_pids, &tgid))
+	if (!is_traced_pid(tgid))
 		return 0;
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	bpf_map_delete_elem(&fd_verdicts, &key);
@@ -622,9 +683,7 @@ int enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
 SEC("tracepoint/syscalls/sys_enter_writev")
 int enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
-	__u32 key = tgid;
-	if (!bpf_map_lookup_elem(&traced_pids, &key))
+	if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
 		return 0;
 	return on_enter(ET_WRITEV, A(0), A(1), iov_total(A(1), A(2)), ET_OFFSET_UNKNOWN);
 }
@@ -653,17 +712,17 @@ int enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
 	return on_enter(ET_FDATASYNC, A(0), 0, 0, ET_OFFSET_UNKNOWN);
 }
 
-#define EXIT_PROG(name)                                                   \
+#define EXIT_PROG(name, call)                                                 \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
 	int exit_##name(struct trace_event_raw_sys_exit *ctx)             \
 	{                                                                 \
-		return on_exit(ctx, ctx->ret);                            \
+		return on_exit(ctx, call, ctx->ret);                      \
 	}
 
-EXIT_PROG(write)
-EXIT_PROG(pwrite64)
-EXIT_PROG(writev)
-EXIT_PROG(read)
-EXIT_PROG(pread64)
-EXIT_PROG(fsync)
-EXIT_PROG(fdatasync)
+EXIT_PROG(write, ET_WRITE)
+EXIT_PROG(pwrite64, ET_PWRITE64)
+EXIT_PROG(writev, ET_WRITEV)
+EXIT_PROG(read, ET_READ)
+EXIT_PROG(pread64, ET_PREAD64)
+EXIT_PROG(fsync, ET_FSYNC)
+EXIT_PROG(fdatasync, ET_FDATASYNC)

@@ -59,7 +59,9 @@ struct et_packet {
 	__u32 _pad2;
 };
 
-/* 328 bytes, then data_len buffer bytes. */
+/* 328 bytes at most: the first `depth` names are sent, then data_len buffer bytes
+ * (at ET_SYSCALL_NAMES_OFFSET + depth * ET_NAME_LEN). */
+#define ET_SYSCALL_NAMES_OFFSET 72
 struct et_syscall {
 	__u32 type;        /* ET_SYSCALL */
 	__u32 call;        /* enum et_call */

@@ -91,6 +91,10 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
         summary.lost, summary.kernel_sent, summary.received
     );
     if !summary.program_stats.is_empty() {
+        eprintln!(
+            "{} socket reads found nothing (EAGAIN) and were counted, not recorded",
+            summary.empty_reads
+        );
         eprintln!("{:<20} {:>12} {:>12}", "program", "runs", "ns/run");
         for p in &summary.program_stats {
             eprintln!(

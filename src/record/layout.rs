@@ -8,6 +8,7 @@ use crate::capture::{Direction, Event, FileKind, FileRef, Packet, Syscall, Sysca
 pub const ET_PACKET: u32 = 1;
 pub const ET_SYSCALL: u32 = 2;
 pub const PACKET_HEADER_LEN: usize = 80;
+/// The largest fixed part of a syscall event (all names); only `depth` names are sent.
 pub const SYSCALL_HEADER_LEN: usize = 328;
 const PATH_DEPTH: usize = 4;
 const NAME_LEN: usize = 64;
@@ -140,12 +141,17 @@ fn call_of(n: u32) -> Result<SyscallKind, LayoutError> {
 }
 
 fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
-    if raw.len() < SYSCALL_HEADER_LEN {
+    if raw.len() < NAMES_OFFSET {
         return Err(LayoutError::Short(raw.len()));
     }
     let call = call_of(u32_at(raw, sc::CALL))?;
     let kind = raw[sc::FILE_KIND];
     let depth = (raw[sc::DEPTH] as usize).min(PATH_DEPTH);
+    // Only the names in use are sent; the data follows them.
+    let data_at = NAMES_OFFSET + depth * NAME_LEN;
+    if raw.len() < data_at {
+        return Err(LayoutError::Short(raw.len()));
+    }
     let file = match kind {
         FILE_DATA => {
             // names[0] is the file, names[1] its parent, ...: join them outermost first.
@@ -176,7 +182,7 @@ fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
     };
     let offset = u64_at(raw, sc::OFFSET);
     let data_len = u32_at(raw, sc::DATA_LEN) as usize;
-    let end = SYSCALL_HEADER_LEN.saturating_add(data_len).min(raw.len());
+    let end = data_at.saturating_add(data_len).min(raw.len());
     Ok(Syscall {
         enter_ns: u64_at(raw, sc::ENTER),
         exit_ns: u64_at(raw, sc::EXIT),
@@ -192,7 +198,7 @@ fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
         requested: u64_at(raw, sc::REQUESTED),
         ret: u64_at(raw, sc::RET) as i64,
         file,
-        data: raw[SYSCALL_HEADER_LEN..end].to_vec(),
+        data: raw[data_at..end].to_vec(),
     })
 }
 
@@ -241,7 +247,7 @@ mod tests {
     }
 
     fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> Vec<u8> {
-        let mut raw = vec![0u8; SYSCALL_HEADER_LEN];
+        let mut raw = vec![0u8; NAMES_OFFSET + names.len() * NAME_LEN];
         raw[0..4].copy_from_slice(&ET_SYSCALL.to_ne_bytes());
         raw[4..8].copy_from_slice(&call.to_ne_bytes());
         raw[8..16].copy_from_slice(&100u64.to_ne_bytes());

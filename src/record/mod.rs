@@ -31,6 +31,9 @@ use skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
 
 const COUNTER_LOST: u32 = 0;
 const COUNTER_SENT: u32 = 1;
+const COUNTER_EMPTY_READS: u32 = 2;
+/// The link-layer header length the programs assume unless told otherwise.
+const ETH_HLEN: u32 = 14;
 /// Events per batch sent to the writer thread.
 const BATCH: usize = 2048;
 
@@ -43,6 +46,8 @@ pub struct RecordSummary {
     pub kernel_sent: u64,
     pub received: u64,
     pub lost: u64,
+    /// Socket reads that returned EAGAIN: counted in the kernel, not recorded.
+    pub empty_reads: u64,
     pub malformed: u64,
     pub program_stats: Vec<ProgramStats>,
     pub attachments: Vec<String>,
@@ -185,6 +190,22 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
         rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
         rodata.wakeup_bytes = (u64::from(opts.buffer_mb) << 20).min(4 << 20) / 4;
+        if processes.len() > options::MAX_TRACED_PIDS {
+            bail!(
+                "found {} etcd processes; one recorder traces at most {}: choose with --pid",
+                processes.len(),
+                options::MAX_TRACED_PIDS
+            );
+        }
+        rodata.traced_pid_count = processes.len() as u32;
+        for (slot, p) in rodata.traced_pid_list.iter_mut().zip(&processes) {
+            *slot = p.pid;
+        }
+        rodata.traced_port_count = opts.ports.len() as u32;
+        for (slot, port) in rodata.traced_port_list.iter_mut().zip(&opts.ports) {
+            *slot = *port;
+        }
+        rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
     }
     let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
     open.maps.scratch.set_max_entries(2 * ncpus)?;
@@ -209,16 +230,6 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let skel = open.load().map_err(load_error)?;
 
     // Tell the programs what to trace.
-    for p in &processes {
-        skel.maps
-            .traced_pids
-            .update(&p.pid.to_ne_bytes(), &[1], MapFlags::ANY)?;
-    }
-    for port in &opts.ports {
-        skel.maps
-            .ports
-            .update(&port.to_ne_bytes(), &[1], MapFlags::ANY)?;
-    }
     for dir in &data_dirs {
         match std::fs::metadata(dir) {
             Ok(meta) => {
@@ -233,7 +244,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             ),
         }
     }
-    for i in &ifaces {
+    for i in ifaces.iter().filter(|i| i.l2_len != ETH_HLEN) {
         skel.maps.l2_len.update(
             &i.ifindex.to_ne_bytes(),
             &i.l2_len.to_ne_bytes(),
@@ -417,6 +428,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         kernel_sent,
         received: st.received,
         lost,
+        empty_reads: read_counter(&skel, COUNTER_EMPTY_READS)?,
         malformed: st.malformed,
         program_stats,
         attachments,

@@ -38,6 +38,10 @@ pub const DEFAULT_FILE_DATA_LIMIT: u32 = 65536;
 pub const OTHER_FILE_DATA_LIMIT: u32 = 512;
 pub const MAX_SNAPLEN: u32 = 65535;
 pub const MAX_FILE_DATA: u32 = 65536;
+/// The eBPF programs compare against these lists (bpf/etcd_trace.bpf.c, MAX_TRACED_*).
+pub const MAX_TRACED_PIDS: usize = 16;
+pub const MAX_TRACED_PORTS: usize = 16;
+
 /// A perf sample's size field is 16 bits: keep events under it.
 pub const PERF_MAX_PAYLOAD: u32 = 65000 - 328;
 
@@ -107,6 +111,20 @@ impl RecordOptions {
         }
         if self.ports.is_empty() {
             bail!("no ports to trace: give at least one --port");
+        }
+        self.ports.sort_unstable();
+        self.ports.dedup();
+        if self.ports.len() > MAX_TRACED_PORTS {
+            bail!(
+                "{} ports given; one recorder traces at most {MAX_TRACED_PORTS}",
+                self.ports.len()
+            );
+        }
+        if self.pids.len() > MAX_TRACED_PIDS {
+            bail!(
+                "{} pids given; one recorder traces at most {MAX_TRACED_PIDS} etcd processes (run one recorder per group)",
+                self.pids.len()
+            );
         }
         if self.keep == Some(0) {
             bail!("--keep 0 would delete every capture: keep at least 1 file");
