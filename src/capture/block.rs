@@ -26,7 +26,10 @@ const BLOCK_DECODE_LIMIT: usize = 256 << 20;
 pub const MAX_BLOCK_RAW_LEN: usize = 32 << 20;
 /// The writer refuses a single event larger than this (encoded).
 pub const MAX_EVENT_LEN: usize = 16 << 20;
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// zstd's fast mode: the recorder runs beside etcd, so its CPU matters more than the last
+/// tenth of file size (on etcd traffic, -1 against 3: a quarter less time compressing and
+/// encoding, 13% larger blocks).
+pub const DEFAULT_ZSTD_LEVEL: i32 = -1;
 
 /// Room reserved before the encoded events for the bincode length prefix of the
 /// `Vec<Event>` (a varint of at most 9 bytes), so a block is compressed without a copy.
@@ -190,6 +193,17 @@ pub struct SealedBlock<'a> {
     pub counts: [u64; 3],
 }
 
+/// bincode output appended straight to a Vec: its `std::io::Write` adapter costs a
+/// fallible call per field, and this is the recorder's hot path.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// Collects events for the next block (the writer's hot path): each event is encoded
 /// into a reused buffer as it arrives; sealing compresses the batch with a reused zstd
 /// context.
@@ -237,9 +251,11 @@ impl BlockBuilder {
     /// `InvalidInput` and leaves the block unchanged.
     pub fn push(&mut self, event: &Event) -> std::io::Result<()> {
         let before = self.raw.len();
-        if let Err(e) =
-            bincode::encode_into_std_write(event, &mut self.raw, bincode::config::standard())
-        {
+        if let Err(e) = bincode::encode_into_writer(
+            event,
+            VecWriter(&mut self.raw),
+            bincode::config::standard(),
+        ) {
             self.raw.truncate(before);
             return Err(std::io::Error::other(e));
         }
