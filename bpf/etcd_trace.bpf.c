@@ -26,12 +26,11 @@ const volatile __u32 trace_socket_syscalls = 1;
 const volatile __u64 wakeup_bytes = 1 << 20;
 /* What to trace, fixed at load time so that the checks every syscall and segment on the
  * machine pass through are a few compares against constants, not map lookups. */
-#define MAX_TRACED_PIDS 16
-#define MAX_TRACED_PORTS 16
+#define MAX_TRACED 16 /* pids, and ports */
 const volatile __u32 traced_pid_count = 0;
-const volatile __u32 traced_pid_list[MAX_TRACED_PIDS] = {};
+const volatile __u32 traced_pid_list[MAX_TRACED] = {};
 const volatile __u32 traced_port_count = 0;
-const volatile __u16 traced_port_list[MAX_TRACED_PORTS] = {};
+const volatile __u32 traced_port_list[MAX_TRACED] = {};
 /* Set when an interface's link-layer header is not Ethernet's 14 bytes (l2_len has it). */
 const volatile __u32 l2_exceptions = 0;
 /* Read back by userspace tests to check its parser against this compiler's layout. */
@@ -128,29 +127,21 @@ struct {
 	__type(value, struct scratch_slot);
 } scratch SEC(".maps");
 
-static __always_inline int is_traced_pid(__u32 tgid)
+/* Whether v is among the first count entries of a load-time list. */
+static __always_inline int in_list(const volatile __u32 *list, __u32 count, __u32 v)
 {
 #pragma unroll
-	for (int i = 0; i < MAX_TRACED_PIDS; i++) {
-		if (i >= traced_pid_count)
+	for (int i = 0; i < MAX_TRACED; i++) {
+		if (i >= count)
 			return 0;
-		if (traced_pid_list[i] == tgid)
+		if (list[i] == v)
 			return 1;
 	}
 	return 0;
 }
 
-static __always_inline int is_traced_port(__u16 port)
-{
-#pragma unroll
-	for (int i = 0; i < MAX_TRACED_PORTS; i++) {
-		if (i >= traced_port_count)
-			return 0;
-		if (traced_port_list[i] == port)
-			return 1;
-	}
-	return 0;
-}
+#define is_traced_pid(tgid) in_list(traced_pid_list, traced_pid_count, (tgid))
+#define is_traced_port(port) in_list(traced_port_list, traced_port_count, (port))
 
 /* A data dir by (kernel dev_t, inode): a file belongs to it when an ancestor matches. */
 struct dir_key {

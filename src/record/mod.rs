@@ -203,7 +203,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         }
         rodata.traced_port_count = opts.ports.len() as u32;
         for (slot, port) in rodata.traced_port_list.iter_mut().zip(&opts.ports) {
-            *slot = *port;
+            *slot = u32::from(*port);
         }
         rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
     }

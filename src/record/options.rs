@@ -38,7 +38,7 @@ pub const DEFAULT_FILE_DATA_LIMIT: u32 = 65536;
 pub const OTHER_FILE_DATA_LIMIT: u32 = 512;
 pub const MAX_SNAPLEN: u32 = 65535;
 pub const MAX_FILE_DATA: u32 = 65536;
-/// The eBPF programs compare against these lists (bpf/etcd_trace.bpf.c, MAX_TRACED_*).
+/// The eBPF programs compare against lists of this length (bpf/etcd_trace.bpf.c, MAX_TRACED).
 pub const MAX_TRACED_PIDS: usize = 16;
 pub const MAX_TRACED_PORTS: usize = 16;
 
