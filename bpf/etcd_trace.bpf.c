@@ -405,12 +405,13 @@ int tc_egress(struct __sk_buff *skb)
 
 /* ---------------------------------------------------------------- syscalls */
 
-static __always_inline struct file *fd_file(int fd)
+/* The task pointer is BTF-typed, so the walk to the fd array is plain loads that the
+ * verifier guards, not a helper call per field. */
+static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct fdtable *fdt = task->files->fdt;
+	unsigned int max_fds = fdt->max_fds;
+	struct file **fds = fdt->fd;
 	struct file *f = NULL;
 
 	if (fd < 0 || (unsigned int)fd >= max_fds)
@@ -478,7 +479,7 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 	/* Whatever was there is over: an exit missed while attaching must not pair with
 	 * this syscall's exit. */
 	inf->kind = 0;
-	struct file *f = fd_file(fd);
+	struct file *f = fd_file(task, fd);
 	if (!f)
 		return 0;
 	struct fd_key key = { .tgid = tgid, .fd = fd };
