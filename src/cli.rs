@@ -179,7 +179,9 @@ etcd-trace replay incident.etr --method 'Put' --key-prefix /registry/pods/\n  \
 etcd-trace replay incident.etr --method '*Lease*' --since 10s --until 20s\n  \
 etcd-trace replay incident.etr --client 10.0.0.7 --format json | jq .latency_ns\n\n\
 Unary calls give one record each; streaming calls (Watch, LeaseKeepAlive, ...) one per \
-message and one at the end, Snapshot one with its chunks counted. Calls on connections \
+message and one at the end, Snapshot one with its chunks counted. A Watch stream's \
+messages carry the key range of the watch they are about (found by watch id), so \
+--key-prefix follows one watch of many on a stream. Calls on connections \
 that were open before recording began may have an unknown method: it is inferred only \
 when the messages fit exactly one method (marked `inferred`, and `?` in text). Passwords \
 and auth tokens are redacted unless --show-secrets is given. Text output ends with a \

@@ -7,24 +7,9 @@
 
 mod common;
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::*;
-
-/// Run `f` on a thread that has entered the rig's network namespace, so the client's
-/// sockets live there (setns affects only the calling thread).
-fn in_netns<T: Send + 'static>(rig: &Rig, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = std::fs::File::open(format!("/run/netns/{}", rig.netns.name)).unwrap();
-    std::thread::spawn(move || {
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 const CALLS_PER_TASK: usize = 40;
 const TASKS: usize = 8;

@@ -311,3 +311,196 @@ fn a_watch_open_before_recording_is_inferred() {
         );
     }
 }
+
+/// A watch id as canonical proto3 JSON writes it: a string, left out when 0.
+fn watch_id(v: &Value) -> i64 {
+    v["watchId"].as_str().map_or(0, |s| s.parse().unwrap())
+}
+
+/// Two watches on one Watch stream, each cancelled in turn (etcdctl never sends a cancel;
+/// etcd-client does): replay shows which watch each create, event and cancel belongs to,
+/// and no event reaches a watch after its cancel.
+#[test]
+fn watches_cancelled_on_a_shared_stream() {
+    use etcd_client::{Client, WatchOptions, WatchResponse, WatchStream};
+
+    let rig = Rig::start("replay-watch-cancel");
+    let rec = rig.record(&[]);
+    let endpoint = rig.etcd.endpoint.clone();
+    let (a, b) = in_netns(&rig, move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            async fn next(w: &mut WatchStream) -> WatchResponse {
+                tokio::time::timeout(Duration::from_secs(5), w.message())
+                    .await
+                    .expect("a watch response within 5 s")
+                    .unwrap()
+                    .expect("the watch stream still open")
+            }
+            fn events(r: &WatchResponse) -> Vec<(i64, Vec<u8>)> {
+                r.events()
+                    .iter()
+                    .map(|e| (r.watch_id(), e.kv().unwrap().key().to_vec()))
+                    .collect()
+            }
+            let prefix = || Some(WatchOptions::new().with_prefix());
+            let mut client = Client::connect([endpoint], None).await.unwrap();
+            let mut w = client.watch("/a/", prefix()).await.unwrap();
+            let created = next(&mut w).await;
+            assert!(created.created());
+            let a = created.watch_id();
+            w.watch("/b/", prefix()).await.unwrap();
+            let created = next(&mut w).await;
+            assert!(created.created());
+            let b = created.watch_id();
+            assert_ne!(a, b);
+
+            client.put("/a/1", "v", None).await.unwrap();
+            client.put("/b/1", "v", None).await.unwrap();
+            let mut seen = events(&next(&mut w).await);
+            seen.extend(events(&next(&mut w).await));
+            seen.sort();
+            let mut want = vec![(a, b"/a/1".to_vec()), (b, b"/b/1".to_vec())];
+            want.sort();
+            assert_eq!(seen, want);
+
+            w.cancel(b).await.unwrap();
+            let canceled = next(&mut w).await;
+            assert!(canceled.canceled() && canceled.watch_id() == b);
+            // Were /b/ still watched, its event would come before /a/2's.
+            client.put("/b/2", "v", None).await.unwrap();
+            client.put("/a/2", "v", None).await.unwrap();
+            assert_eq!(events(&next(&mut w).await), [(a, b"/a/2".to_vec())]);
+            w.cancel(a).await.unwrap();
+            let canceled = next(&mut w).await;
+            assert!(canceled.canceled() && canceled.watch_id() == a);
+            (a, b)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "recorder failed: {log}");
+
+    let (text, records) = replay(&[rig.capture.to_str().unwrap()]);
+    eprintln!("{text}");
+    let clients: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["client"].as_str().unwrap())
+        .collect();
+    assert_eq!(clients.len(), 1, "one connection: {text}");
+    let watch = of(&records, "/etcdserverpb.Watch/Watch");
+    assert!(watch
+        .iter()
+        .all(|r| r["inferred"] == false && r["gaps"] == false));
+    let message = |dir: &str| -> Vec<&Value> {
+        watch
+            .iter()
+            .filter(|r| r["record"] == "message" && r["direction"] == dir)
+            .copied()
+            .collect()
+    };
+
+    // The requests, in order: two creates with their keys, then the two cancels.
+    let requests = message("request");
+    assert_eq!(requests.len(), 4, "{text}");
+    let (ka, kb) = ("/a/", "/b/");
+    for (r, (key, end)) in requests.iter().zip([(ka, "/a0"), (kb, "/b0")]) {
+        let create = &r["request"]["createRequest"];
+        assert_eq!(create["key"], b64(key.as_bytes()), "{r}");
+        assert_eq!(create["rangeEnd"], b64(end.as_bytes()), "{r}");
+        assert_eq!(r["key"], key, "{r}");
+        assert_eq!(r["range_end"], end, "{r}");
+    }
+    for (r, (id, key)) in requests[2..].iter().zip([(b, kb), (a, ka)]) {
+        let cancel = &r["request"]["cancelRequest"];
+        assert!(cancel.is_object(), "a cancel request: {r}");
+        assert_eq!(watch_id(cancel), id, "{r}");
+        assert_eq!(r["key"], key, "the cancelled watch's key: {r}");
+    }
+
+    // The responses, in order: both created, events to their own watch, each cancel
+    // acknowledged, and nothing for a watch once it is cancelled.
+    let responses: Vec<&Value> = message("response");
+    let acks = |flag: &str| -> Vec<i64> {
+        responses
+            .iter()
+            .filter(|r| r["response"][flag] == true)
+            .map(|r| watch_id(&r["response"]))
+            .collect()
+    };
+    assert_eq!(acks("created"), [a, b], "{text}");
+    assert_eq!(acks("canceled"), [b, a], "{text}");
+    let mut delivered: Vec<(i64, String)> = Vec::new();
+    let mut live = std::collections::BTreeSet::from([a, b]);
+    for r in &responses {
+        let resp = &r["response"];
+        let id = watch_id(resp);
+        let key = if id == a { ka } else { kb };
+        assert_eq!(r["key"], key, "the key of the watch it is for: {r}");
+        assert!(
+            live.contains(&id),
+            "a response after watch {id}'s cancel: {r}"
+        );
+        if resp["canceled"] == true {
+            live.remove(&id);
+        }
+        for e in resp["events"].as_array().into_iter().flatten() {
+            let k = base64::engine::general_purpose::STANDARD
+                .decode(e["kv"]["key"].as_str().unwrap())
+                .unwrap();
+            delivered.push((id, String::from_utf8(k).unwrap()));
+        }
+    }
+    // /a/1 and /b/1 in either order, then /a/2; /b/2 (put after /b/'s cancel) reached
+    // no watch.
+    assert_eq!(delivered.len(), 3, "{text}");
+    let (first, last) = delivered.split_at(2);
+    let mut first = first.to_vec();
+    first.sort();
+    let mut want = vec![(a, "/a/1".to_string()), (b, "/b/1".to_string())];
+    want.sort();
+    assert_eq!(first, want, "{text}");
+    assert_eq!(last, [(a, "/a/2".to_string())], "{text}");
+    assert!(of(&records, "/etcdserverpb.KV/Put")
+        .iter()
+        .any(|r| r["key"] == "/b/2"));
+    let end: Vec<&&Value> = watch
+        .iter()
+        .filter(|r| r["record"] == "stream_end")
+        .collect();
+    assert_eq!(end.len(), 1, "{text}");
+    assert_eq!(
+        (&end[0]["requests"], &end[0]["responses"]),
+        (&4.into(), &7.into())
+    );
+    assert!(text.contains(&format!("cancel watch {b}")), "{text}");
+    assert!(text.contains(&format!("watch {b} canceled")), "{text}");
+
+    // --key-prefix finds one watch's whole life, and the puts of its keys.
+    let (_, of_b) = replay(&[rig.capture.to_str().unwrap(), "--key-prefix", kb]);
+    let mut kinds: Vec<(&str, &str)> = of_b
+        .iter()
+        .map(|r| {
+            let method = r["method"].as_str().unwrap();
+            (method, r["direction"].as_str().unwrap_or("-"))
+        })
+        .collect();
+    kinds.sort();
+    let (put, w) = ("/etcdserverpb.KV/Put", "/etcdserverpb.Watch/Watch");
+    assert_eq!(
+        kinds,
+        [
+            (put, "-"),
+            (put, "-"),
+            (w, "request"),
+            (w, "request"),
+            (w, "response"),
+            (w, "response"),
+            (w, "response"),
+        ],
+        "{of_b:#?}"
+    );
+}

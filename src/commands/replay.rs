@@ -17,7 +17,10 @@ use crate::analyze::rpc::{
 };
 use crate::capture::ReadItem;
 use crate::cli::{Format, ReplayArgs};
-use crate::decode::etcdpb::{describe_range, display_key, EtcdMessage};
+use crate::decode::etcdpb::watch_request::RequestUnion;
+use crate::decode::etcdpb::{
+    describe_range, display_key, EtcdMessage, WatchRequest, WatchResponse,
+};
 use crate::decode::grpc::status_code_name;
 use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
@@ -245,15 +248,49 @@ fn body_summary(body: &Option<RpcBody>, bytes: u64) -> Option<String> {
                     "failure branch"
                 }
                 .to_string(),
-                EtcdMessage::WatchResponse(w) => {
-                    let n = w.events.len();
-                    format!("{n} event{}", plural(n))
-                }
+                EtcdMessage::WatchRequest(w) => watch_request_summary(w),
+                EtcdMessage::WatchResponse(w) => watch_response_summary(w),
                 _ => human_bytes(bytes),
             };
             Some(format!("{what}{partial}"))
         }
     }
+}
+
+/// What a Watch request asks: a create, a cancel (of which watch) or progress.
+fn watch_request_summary(w: &WatchRequest) -> String {
+    match &w.request_union {
+        Some(RequestUnion::CreateRequest(c)) if c.watch_id != 0 => {
+            format!("create watch {}", c.watch_id)
+        }
+        Some(RequestUnion::CreateRequest(_)) => "create watch".to_string(),
+        Some(RequestUnion::CancelRequest(c)) => format!("cancel watch {}", c.watch_id),
+        Some(RequestUnion::ProgressRequest(_)) => "progress request".to_string(),
+        None => "empty request".to_string(),
+    }
+}
+
+/// Which watch a Watch response is for and what it says: created, canceled, events.
+fn watch_response_summary(w: &WatchResponse) -> String {
+    let n = w.events.len();
+    if w.watch_id == -1 && !w.created && !w.canceled && n == 0 {
+        // etcd answers a progress request for the whole stream with watch id -1.
+        return "progress".to_string();
+    }
+    let mut text = format!("watch {}", w.watch_id);
+    if w.created {
+        text.push_str(" created");
+    }
+    if w.canceled {
+        text.push_str(" canceled");
+        if !w.cancel_reason.is_empty() {
+            text.push_str(&format!(" ({})", w.cancel_reason));
+        }
+    }
+    if n > 0 || !(w.created || w.canceled) {
+        text.push_str(&format!(": {n} event{}", plural(n)));
+    }
+    text
 }
 
 fn plural(n: usize) -> &'static str {
@@ -425,7 +462,61 @@ fn to_json(call: &RpcCall) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::unescape_key;
+    use super::{unescape_key, watch_request_summary, watch_response_summary};
+    use crate::decode::etcdpb::watch_request::RequestUnion;
+    use crate::decode::etcdpb::{
+        Event, WatchCancelRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+    };
+
+    #[test]
+    fn watch_messages_say_which_watch() {
+        let request = |r| {
+            watch_request_summary(&WatchRequest {
+                request_union: Some(r),
+            })
+        };
+        assert_eq!(
+            request(RequestUnion::CreateRequest(WatchCreateRequest::default())),
+            "create watch"
+        );
+        assert_eq!(
+            request(RequestUnion::CancelRequest(WatchCancelRequest {
+                watch_id: 0
+            })),
+            "cancel watch 0"
+        );
+        assert_eq!(
+            request(RequestUnion::CancelRequest(WatchCancelRequest {
+                watch_id: 7
+            })),
+            "cancel watch 7"
+        );
+        let response = |watch_id, created, canceled, events: usize| {
+            watch_response_summary(&WatchResponse {
+                watch_id,
+                created,
+                canceled,
+                events: vec![Event::default(); events],
+                ..Default::default()
+            })
+        };
+        assert_eq!(response(0, true, false, 0), "watch 0 created");
+        assert_eq!(response(1, false, true, 0), "watch 1 canceled");
+        assert_eq!(response(1, false, false, 2), "watch 1: 2 events");
+        assert_eq!(response(0, false, false, 0), "watch 0: 0 events");
+        assert_eq!(response(-1, false, false, 0), "progress");
+        let refused = WatchResponse {
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: "mvcc: required revision has been compacted".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            watch_response_summary(&refused),
+            "watch -1 created canceled (mvcc: required revision has been compacted)"
+        );
+    }
 
     #[test]
     fn key_prefix_escapes() {

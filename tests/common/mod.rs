@@ -2,6 +2,8 @@
 //! namespace, and helpers to read what a capture holds.
 #![allow(dead_code)]
 
+#[cfg(feature = "record")]
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -91,6 +93,21 @@ impl Rig {
     pub fn in_netns(&self, program: &str) -> Command {
         self.netns.command(program)
     }
+}
+
+/// Run `f` on a thread that has entered the rig's network namespace, so the client's
+/// sockets live there (setns affects only the calling thread).
+#[cfg(feature = "record")]
+pub fn in_netns<T: Send + 'static>(rig: &Rig, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = std::fs::File::open(format!("/run/netns/{}", rig.netns.name)).unwrap();
+    std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
 }
 
 /// Every event of a capture (panics on damage: a clean capture has none).

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::infer::{infer_method, infer_method_among, whole_fields_prefix, Side};
+use super::watches::WatchKeys;
 use super::{MessageDirection, RecordKind, RpcBody, RpcCall, MAX_RAW_KEPT};
-use crate::decode::etcdpb::{self, snapshot_chunk_summary, MethodInfo, StreamKind};
+use crate::decode::etcdpb::{self, snapshot_chunk_summary, EtcdMessage, MethodInfo, StreamKind};
 use crate::decode::grpc::{parse_grpc_status, GrpcEvent, GrpcMessage, GrpcMessageAssembler};
 use crate::decode::hpack::{
     FieldText, HeaderBlock, HpackDecoder, Indexing, TableState, DEFAULT_MAX_TABLE_SIZE,
@@ -95,6 +96,8 @@ struct StreamState {
     snapshot: Option<SnapshotTally>,
     key: Option<Vec<u8>>,
     range_end: Option<Vec<u8>>,
+    /// A Watch stream's watches, to name the keys each message is about.
+    watches: WatchKeys,
     status: Option<u32>,
     grpc_message: Option<String>,
     gaps: bool,
@@ -123,6 +126,7 @@ impl StreamState {
             snapshot: None,
             key: None,
             range_end: None,
+            watches: WatchKeys::default(),
             status: None,
             grpc_message: None,
             gaps: false,
@@ -244,6 +248,8 @@ fn incomplete_note(side: Side, m: &GrpcMessage) -> Option<String> {
     ))
 }
 
+const WATCH_PATH: &str = "/etcdserverpb.Watch/Watch";
+
 /// One record for one message of a streaming call.
 fn emit_message(
     s: &mut StreamState,
@@ -270,6 +276,15 @@ fn emit_message(
             index,
         },
     );
+    if s.path.as_deref() == Some(WATCH_PATH) {
+        // One watch of the stream's many: the record names that watch's keys.
+        let range = match body.message() {
+            Some(EtcdMessage::WatchRequest(r)) => s.watches.on_request(r),
+            Some(EtcdMessage::WatchResponse(r)) => s.watches.on_response(r),
+            _ => None,
+        };
+        (rec.key, rec.range_end) = range.map_or((None, None), |(k, e)| (Some(k), Some(e)));
+    }
     rec.ts_ns = m.ts_first_ns;
     rec.end_ns = m.ts_last_ns;
     rec.gaps = !m.complete;

@@ -5,10 +5,12 @@
 //! streaming call's messages as they arrive) and its state dropped.
 //!
 //! `connection` holds one connection's decoding, `infer` names methods whose `:path` was
-//! never seen; packets are put back in time order within a small window first.
+//! never seen, `watches` names the watch each message of a Watch stream is about; packets
+//! are put back in time order within a small window first.
 
 mod connection;
 pub mod infer;
+mod watches;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -114,7 +116,8 @@ pub struct RpcCall {
     /// DATA bytes (gRPC framing included) of each direction, as on the wire.
     pub request_bytes: u64,
     pub response_bytes: u64,
-    /// The key and range end the call addresses (a streaming call's first request's).
+    /// The key and range end the call addresses (a streaming call's first request's;
+    /// for a message of a Watch stream, the keys of the watch it is about).
     pub key: Option<Vec<u8>>,
     pub range_end: Option<Vec<u8>>,
     /// The `token` metadata header (an auth token: a secret).

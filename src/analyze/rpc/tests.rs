@@ -37,6 +37,15 @@ impl Wire {
         w
     }
 
+    /// From the TCP handshake on, with the client's HTTP/2 preface and SETTINGS sent.
+    fn h2() -> Wire {
+        let mut w = Wire::new(true);
+        let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        pre.extend(frame(4, 0, 0, &[]));
+        w.send(true, &pre);
+        w
+    }
+
     fn raw(&mut self, c2s: bool, flags: u8, payload: &[u8], advance: u32) {
         let i = usize::from(!c2s);
         let (src, dst) = if c2s {
@@ -132,10 +141,7 @@ fn run(w: &Wire) -> (Vec<RpcCall>, RpcStats) {
 
 #[test]
 fn a_put_and_a_watch_from_the_handshake_on() {
-    let mut w = Wire::new(true);
-    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    pre.extend(frame(4, 0, 0, &[]));
-    w.send(true, &pre);
+    let mut w = Wire::h2();
     w.send(false, &frame(4, 0, 0, &[]));
     let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
     block.extend(lit(":path", "/etcdserverpb.KV/Put"));
@@ -239,6 +245,88 @@ fn a_put_and_a_watch_from_the_handshake_on() {
     );
 }
 
+/// Two watches on one Watch stream: each message's record names the keys of the watch
+/// it is about (by watch id), not the stream's first key.
+#[test]
+fn each_watch_message_names_its_own_watch() {
+    let mut w = Wire::h2();
+    w.send(false, &frame(4, 0, 0, &[]));
+    let mut block = vec![0x83, 0x86];
+    block.extend(lit(":path", "/etcdserverpb.Watch/Watch"));
+    w.send(true, &frame(HEADERS, END_HEADERS, 1, &block));
+    w.send(false, &frame(HEADERS, END_HEADERS, 1, &[0x88]));
+    let request = |w: &mut Wire, r: pb::watch_request::RequestUnion| {
+        let m = pb::WatchRequest {
+            request_union: Some(r),
+        };
+        w.send(true, &frame(DATA, 0, 1, &grpc(&m.encode_to_vec())));
+    };
+    let create = |key: &[u8], end: &[u8]| {
+        pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
+            key: key.to_vec(),
+            range_end: end.to_vec(),
+            ..Default::default()
+        })
+    };
+    let response = |w: &mut Wire, watch_id, created, canceled| {
+        let m = pb::WatchResponse {
+            header: header(),
+            watch_id,
+            created,
+            canceled,
+            ..Default::default()
+        };
+        w.send(false, &frame(DATA, 0, 1, &grpc(&m.encode_to_vec())));
+    };
+    request(&mut w, create(b"/a/", b"/a0"));
+    request(&mut w, create(b"/b/", b"/b0"));
+    response(&mut w, 0, true, false);
+    response(&mut w, 1, true, false);
+    response(&mut w, 1, false, false);
+    let cancel = |watch_id| {
+        pb::watch_request::RequestUnion::CancelRequest(pb::WatchCancelRequest { watch_id })
+    };
+    request(&mut w, cancel(1));
+    response(&mut w, 1, false, true);
+    request(&mut w, cancel(0));
+    response(&mut w, 0, false, true);
+
+    let (calls, _) = run(&w);
+    let keys: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            let dir = match c.kind {
+                RecordKind::Message { direction, .. } => Some(direction),
+                _ => None,
+            };
+            (dir, c.key.as_deref(), c.range_end.as_deref())
+        })
+        .collect();
+    let (req, resp) = (
+        Some(MessageDirection::Request),
+        Some(MessageDirection::Response),
+    );
+    let a = (Some(&b"/a/"[..]), Some(&b"/a0"[..]));
+    let b = (Some(&b"/b/"[..]), Some(&b"/b0"[..]));
+    assert_eq!(
+        keys,
+        [
+            (req, a.0, a.1),
+            (req, b.0, b.1),
+            (resp, a.0, a.1),
+            (resp, b.0, b.1),
+            (resp, b.0, b.1),
+            (req, b.0, b.1),
+            (resp, b.0, b.1),
+            (req, a.0, a.1),
+            (resp, a.0, a.1),
+            // The stream's end keeps the stream's first key.
+            (None, a.0, a.1),
+        ],
+        "{calls:#?}"
+    );
+}
+
 #[test]
 fn a_connection_open_before_recording_gets_its_methods_inferred() {
     let mut w = Wire::new(false);
@@ -325,10 +413,7 @@ fn a_connection_open_before_recording_gets_its_methods_inferred() {
 
 #[test]
 fn a_value_cut_at_snaplen_is_reported_partial() {
-    let mut w = Wire::new(true);
-    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    pre.extend(frame(4, 0, 0, &[]));
-    w.send(true, &pre);
+    let mut w = Wire::h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.KV/Put"));
     let put = pb::PutRequest {
@@ -389,10 +474,7 @@ fn random_and_mutated_packets_never_panic() {
         x
     };
     // A valid conversation as the base for mutation.
-    let mut base = Wire::new(true);
-    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    pre.extend(frame(4, 0, 0, &[]));
-    base.send(true, &pre);
+    let mut base = Wire::h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.KV/Range"));
     unary(&mut base, 1, &block, b"\x0a\x03foo", b"\x0a\x00", "0");
@@ -427,10 +509,7 @@ fn random_and_mutated_packets_never_panic() {
 
 #[test]
 fn a_snapshot_is_counted_not_kept() {
-    let mut w = Wire::new(true);
-    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    pre.extend(frame(4, 0, 0, &[]));
-    w.send(true, &pre);
+    let mut w = Wire::h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.Maintenance/Snapshot"));
     let mut c = frame(HEADERS, END_HEADERS, 1, &block);
