@@ -72,9 +72,12 @@ collectors:\n    etcd:\n      ports: [2379, 2380]\n      pids: []\n      data_di
 payload_size: 65535     # bytes of TCP payload per segment\n      \
 trace_syscalls: true    # WAL writes, reads, fsyncs\n      \
 monitor_files: true     # keep the first bytes of data-dir writes\n      \
-capture_payload: true   # false: TCP headers and sizes only\n\n\
+capture_payload: true   # false: TCP headers and sizes only\n      \
+redact_secrets: true    # false: like --keep-secrets\n\n\
 Without --pid, every running process named etcd is traced, with the data dir from its \
-command line. Capture files hold keys, values and tokens: they are created with mode 0600.")]
+command line. Capture files hold keys and values: they are created with mode 0600. \
+Passwords and auth tokens in client traffic are overwritten before they are written \
+(see --keep-secrets); the closing summary says what could not be redacted.")]
 pub struct RecordArgs {
     /// Capture file to write (with rotation: FILE-0001.etr, FILE-0002.etr, ...).
     #[arg(short, long, value_name = "FILE")]
@@ -96,9 +99,17 @@ pub struct RecordArgs {
     /// files keep at most 512.
     #[arg(long, value_name = "N")]
     pub file_data: Option<u32>,
-    /// Also keep the first snaplen bytes of etcd's socket reads and writes.
+    /// Also keep the first snaplen bytes of etcd's socket reads and writes (these are
+    /// not redacted: needs --keep-secrets).
     #[arg(long)]
     pub socket_payload: bool,
+    /// Write passwords and auth tokens into the capture as they were sent. By default
+    /// the recorder overwrites, in client packets, the `token` request header and the
+    /// password and token fields of etcd's auth calls with `*` of the same length, so
+    /// the capture still decodes but cannot log anyone in. Use this only when the
+    /// secrets themselves are what you need to investigate, and guard the file.
+    #[arg(long)]
+    pub keep_secrets: bool,
     /// Do not report etcd's socket reads and writes (when etcd read each request and
     /// wrote each reply): about half the events, and much of the recorder's cost.
     #[arg(long, conflicts_with = "socket_payload")]

@@ -9,5 +9,6 @@ pub mod decode;
 pub mod output;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod record;
+pub mod redact;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod testbed;

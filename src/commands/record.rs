@@ -31,6 +31,9 @@ pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
         opts.file_data_limit = n;
     }
     opts.socket_payload |= args.socket_payload;
+    if args.keep_secrets {
+        opts.redact_secrets = false;
+    }
     if args.no_socket_syscalls {
         opts.socket_syscalls = false;
     }
@@ -90,6 +93,11 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
         "lost {} events (kernel handed over {}, received {})",
         summary.lost, summary.kernel_sent, summary.received
     );
+    match &s.redaction {
+        Some(report) if report.incomplete() => eprintln!("warning: {report}"),
+        Some(report) => eprintln!("{report}"),
+        None => eprintln!("secrets kept (--keep-secrets): the capture holds passwords and tokens"),
+    }
     if !summary.program_stats.is_empty() {
         eprintln!(
             "{} socket reads found nothing (EAGAIN) and were counted, not recorded",

@@ -269,7 +269,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             data_dir: data_dirs.first().map(|d| d.display().to_string()),
             socket_payload: opts.socket_payload,
             buffer: opts.buffer.name().to_string(),
-            redact_secrets: false,
+            redact_secrets: opts.redact_secrets,
         },
         processes: processes
             .iter()
@@ -296,6 +296,8 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             interval: opts.rotate_time,
             keep: opts.keep,
         },
+        opts.redact_secrets
+            .then(|| crate::redact::SecretScrubber::new(opts.ports.clone())),
         progress.clone(),
     )?;
 

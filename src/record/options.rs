@@ -66,6 +66,8 @@ pub struct RecordOptions {
     pub keep: Option<usize>,
     pub stats: bool,
     pub status_line: bool,
+    /// Overwrite passwords and auth tokens in client traffic before writing it.
+    pub redact_secrets: bool,
 }
 
 impl RecordOptions {
@@ -89,6 +91,7 @@ impl RecordOptions {
             keep: None,
             stats: false,
             status_line: true,
+            redact_secrets: true,
         }
     }
 
@@ -131,6 +134,15 @@ impl RecordOptions {
         }
         if self.keep.is_some() && self.rotate_size_mb.is_none() && self.rotate_time.is_none() {
             bail!("--keep only makes sense with --rotate-size or --rotate-time");
+        }
+        if self.socket_payload && self.redact_secrets {
+            // Socket buffers are cut at arbitrary read/write boundaries per thread; the
+            // scrubber only follows TCP streams, so it cannot vouch for them.
+            bail!(
+                "--socket-payload keeps etcd's socket buffers, which hold the passwords and \
+                 tokens that are redacted from packets, unredacted; add --keep-secrets to \
+                 record them anyway, or drop --socket-payload (the packets carry the same bytes)"
+            );
         }
         if !self.buffer_mb.is_power_of_two() {
             bail!(
@@ -179,6 +191,9 @@ impl RecordOptions {
         if let Some(ifaces) = etcd.interfaces {
             self.interfaces = ifaces;
         }
+        if let Some(redact) = etcd.redact_secrets {
+            self.redact_secrets = redact;
+        }
         Ok(())
     }
 }
@@ -210,6 +225,8 @@ struct EtcdCollector {
     /// Keep TCP payload at all (false: headers and sizes only).
     capture_payload: Option<bool>,
     interfaces: Option<Vec<String>>,
+    /// Overwrite passwords and auth tokens in client traffic (false: --keep-secrets).
+    redact_secrets: Option<bool>,
 }
 
 #[cfg(test)]
@@ -242,6 +259,16 @@ mod tests {
             .apply_config_file(&p)
             .unwrap_err();
         assert!(format!("{err:#}").contains("portz"), "{err:#}");
+    }
+
+    #[test]
+    fn socket_payload_needs_keep_secrets() {
+        let mut o = RecordOptions::new("x".into());
+        o.socket_payload = true;
+        let err = o.validate().unwrap_err();
+        assert!(format!("{err:#}").contains("--keep-secrets"), "{err:#}");
+        o.redact_secrets = false;
+        assert!(o.validate().is_ok());
     }
 
     #[test]

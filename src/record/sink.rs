@@ -1,7 +1,7 @@
 //! The writer thread: takes batches of events from the drain loop, writes them into the
 //! capture file, flushes a block at least once a second, and rotates files for long
-//! incidents (a flight recorder keeping the newest N). Compression runs here, off the
-//! thread that drains the kernel buffer.
+//! incidents (a flight recorder keeping the newest N). Compression and the redaction of
+//! secrets run here, off the thread that drains the kernel buffer.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::capture::{CaptureWriter, Event, EventKind, Header};
+use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
     Events(Vec<Event>),
@@ -25,6 +26,8 @@ pub struct SinkSummary {
     pub events: u64,
     pub bytes: u64,
     pub counts: [u64; 3],
+    /// What was redacted; None when secrets were kept.
+    pub redaction: Option<ScrubReport>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +66,7 @@ struct Sink {
     summary: SinkSummary,
     /// Bytes and events of the files already finished.
     done_bytes: u64,
+    scrubber: Option<SecretScrubber>,
 }
 
 impl Sink {
@@ -101,6 +105,20 @@ impl Sink {
     }
 
     fn write(&mut self, events: Vec<Event>) -> Result<()> {
+        let Some(mut scrubber) = self.scrubber.take() else {
+            return self.write_final(events);
+        };
+        let mut ready = Vec::with_capacity(events.len());
+        for ev in events {
+            scrubber.push(ev);
+            ready.extend(std::iter::from_fn(|| scrubber.pop_ready()));
+        }
+        self.scrubber = Some(scrubber);
+        self.write_final(ready)
+    }
+
+    /// Writes events that need no more redaction.
+    fn write_final(&mut self, events: Vec<Event>) -> Result<()> {
         for ev in events {
             self.summary.events += 1;
             self.summary.counts[kind_index(ev.kind())] += 1;
@@ -149,6 +167,7 @@ pub fn spawn(
     base: PathBuf,
     header: Header,
     rotation: Rotation,
+    scrubber: Option<SecretScrubber>,
     progress: std::sync::Arc<SinkProgress>,
 ) -> Result<(SyncSender<SinkMessage>, JoinHandle<Result<SinkSummary>>)> {
     let mut sink = Sink {
@@ -160,6 +179,7 @@ pub fn spawn(
         file_no: 0,
         summary: SinkSummary::default(),
         done_bytes: 0,
+        scrubber,
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -184,6 +204,11 @@ fn run(
             sink.done_bytes + sink.current_bytes(),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+    if let Some(mut scrubber) = sink.scrubber.take() {
+        let rest: Vec<Event> = scrubber.finish().collect();
+        sink.write_final(rest)?;
+        sink.summary.redaction = Some(scrubber.report().clone());
     }
     sink.finish_current()?;
     sink.summary.bytes = sink.done_bytes;

@@ -1,0 +1,493 @@
+use std::net::SocketAddr;
+
+use super::header_block::{huffman_filler, looks_like_token};
+use super::message::secret_field_values;
+use super::*;
+use crate::capture::{Direction, Event, Packet, TcpFlags};
+use crate::decode::hpack::huffman::tests::huffman_encode;
+use crate::decode::hpack::integer::tests::encode_integer;
+use crate::decode::hpack::{huffman, HpackDecoder};
+use crate::decode::http2::{parse_frame_bytes, Frame, CLIENT_PREFACE};
+
+const TOKEN: &[u8] = b"hkLIWLOuNqyHHnyz.37";
+const PASSWORD: &[u8] = b"s3cr3t-Passw0rd";
+
+fn client() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+fn server() -> SocketAddr {
+    "127.0.0.1:2379".parse().unwrap()
+}
+
+fn packet(from_client: bool, seq: u32, flags: u8, payload: &[u8]) -> Event {
+    let (src, dst) = if from_client {
+        (client(), server())
+    } else {
+        (server(), client())
+    };
+    Event::Packet(Packet {
+        ts_ns: 1,
+        ifindex: 1,
+        direction: Direction::Egress,
+        src,
+        dst,
+        seq,
+        ack: 0,
+        flags: TcpFlags(flags),
+        window: 0,
+        payload_len: payload.len() as u32,
+        payload: payload.to_vec(),
+    })
+}
+
+fn string(value: &[u8], huffman: bool) -> Vec<u8> {
+    if huffman {
+        let coded = huffman_encode(value);
+        let mut out = encode_integer(coded.len() as u32, 7, 0x80);
+        out.extend(coded);
+        out
+    } else {
+        let mut out = encode_integer(value.len() as u32, 7, 0);
+        out.extend_from_slice(value);
+        out
+    }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const SETTINGS: u8 = 4;
+const END_STREAM: u8 = 1;
+const END_HEADERS: u8 = 4;
+
+/// A request header block: POST, `:path` as an incremental literal, and optionally the
+/// token as an incremental literal with a literal name.
+fn request_block(path: &str, token: Option<bool>) -> Vec<u8> {
+    let mut b = vec![0x83, 0x86];
+    b.push(0x44);
+    b.extend(string(path.as_bytes(), true));
+    b.push(0x5f); // content-type (static 31), incremental
+    b.extend(string(b"application/grpc", true));
+    if let Some(huffman) = token {
+        b.push(0x40);
+        b.extend(string(b"token", huffman));
+        b.extend(string(TOKEN, huffman));
+    }
+    b
+}
+
+fn grpc_message(body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn field(number: u8, value: &[u8]) -> Vec<u8> {
+    let mut out = vec![number << 3 | 2, value.len() as u8];
+    out.extend_from_slice(value);
+    out
+}
+
+/// Client bytes: preface, SETTINGS, an Authenticate call (password split over two DATA
+/// frames when `split_data`), then a Put that refers to the token by table index.
+fn client_stream(huffman_token: bool, split_data: bool) -> Vec<u8> {
+    let mut s = CLIENT_PREFACE.to_vec();
+    s.extend(frame(SETTINGS, 0, 0, &[]));
+    s.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &request_block("/etcdserverpb.Auth/Authenticate", None),
+    ));
+    let mut body = field(1, b"root");
+    body.extend(field(2, PASSWORD));
+    let message = grpc_message(&body);
+    if split_data {
+        let cut = message.len() - 6; // inside the password
+        s.extend(frame(DATA, 0, 1, &message[..cut]));
+        s.extend(frame(DATA, END_STREAM, 1, &message[cut..]));
+    } else {
+        s.extend(frame(DATA, END_STREAM, 1, &message));
+    }
+    s.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        3,
+        &request_block("/etcdserverpb.KV/Put", Some(huffman_token)),
+    ));
+    s.extend(frame(DATA, END_STREAM, 3, &grpc_message(&field(1, b"foo"))));
+    // A third call: the token by index (newest entry, 62).
+    let mut b = vec![0x83, 0x86, 0xbe, 0x44];
+    b.extend(string(b"/etcdserverpb.KV/Range", true));
+    s.extend(frame(HEADERS, END_HEADERS, 5, &b));
+    s
+}
+
+fn server_stream() -> Vec<u8> {
+    let mut s = frame(SETTINGS, 0, 0, &[]);
+    s.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
+    let mut body = field(1, &[0x08, 0x01]);
+    body.extend(field(2, TOKEN));
+    s.extend(frame(DATA, 0, 1, &grpc_message(&body)));
+    let mut trailers = vec![0x40];
+    trailers.extend(string(b"grpc-status", false));
+    trailers.extend(string(b"0", false));
+    s.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &trailers));
+    s
+}
+
+const CLIENT_ISN: u32 = 0xffff_fff0; // wraps inside the stream
+const SERVER_ISN: u32 = 5000;
+
+/// Runs a handshake and the given segments (client?, stream offset, bytes) through a
+/// scrubber; returns every event out and the report.
+fn run(segments: &[(bool, u64, Vec<u8>)]) -> (Vec<Event>, ScrubReport) {
+    let mut scrubber = SecretScrubber::new(vec![2379, 2380]);
+    let mut out = Vec::new();
+    let mut events = vec![
+        packet(true, CLIENT_ISN, TcpFlags::SYN, &[]),
+        packet(false, SERVER_ISN, TcpFlags::SYN | TcpFlags::ACK, &[]),
+    ];
+    for (from_client, offset, bytes) in segments {
+        let isn = if *from_client { CLIENT_ISN } else { SERVER_ISN };
+        let seq = isn.wrapping_add(1).wrapping_add(*offset as u32);
+        events.push(packet(*from_client, seq, TcpFlags::ACK, bytes));
+    }
+    for ev in events {
+        scrubber.push(ev);
+        out.extend(std::iter::from_fn(|| scrubber.pop_ready()));
+    }
+    out.extend(scrubber.finish());
+    (out, scrubber.report().clone())
+}
+
+/// The bytes of one direction, in order (first copy of each offset).
+fn stream_of(events: &[Event], from_client: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ev in events {
+        if let Event::Packet(p) = ev {
+            if (p.src == client()) == from_client && !p.payload.is_empty() {
+                let isn = if from_client { CLIENT_ISN } else { SERVER_ISN };
+                let offset = p.seq.wrapping_sub(isn.wrapping_add(1)) as usize;
+                if offset == out.len() {
+                    out.extend_from_slice(&p.payload);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (stream, path, token) of a header block.
+type DecodedBlock = (u32, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Decodes a direction with the crate's own decoders: the header blocks, and the DATA
+/// bytes per stream.
+struct Decoded {
+    blocks: Vec<DecodedBlock>,
+    data: Vec<(u32, Vec<u8>)>,
+}
+
+impl Decoded {
+    fn stream_data(&self, stream_id: u32) -> Vec<u8> {
+        let frames = self.data.iter().filter(|d| d.0 == stream_id);
+        frames.flat_map(|d| d.1.clone()).collect()
+    }
+}
+
+fn decode(mut bytes: &[u8]) -> Decoded {
+    if bytes.starts_with(CLIENT_PREFACE) {
+        bytes = &bytes[CLIENT_PREFACE.len()..];
+    }
+    let mut hpack = HpackDecoder::new(4096);
+    let mut out = Decoded {
+        blocks: Vec::new(),
+        data: Vec::new(),
+    };
+    while !bytes.is_empty() {
+        let (_, frame, rest) = parse_frame_bytes(bytes, 16_384).unwrap();
+        match frame {
+            Frame::Headers(h) => {
+                let block = hpack.decode(h.fragment).unwrap();
+                assert!(!block.uncertain);
+                out.blocks.push((
+                    h.stream_id,
+                    block.get(b":path").map(<[u8]>::to_vec),
+                    block.get(b"token").map(<[u8]>::to_vec),
+                ));
+            }
+            Frame::Data(d) => out.data.push((d.stream_id, d.data.to_vec())),
+            _ => {}
+        }
+        bytes = rest;
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn assert_scrubbed(events: &[Event], huffman_token: bool) {
+    let c = stream_of(events, true);
+    let s = stream_of(events, false);
+    assert!(!contains(&c, PASSWORD) && !contains(&c, TOKEN));
+    assert!(!contains(&s, TOKEN));
+    assert!(!contains(&c, &huffman_encode(TOKEN)));
+    let client = decode(&c);
+    let paths: Vec<_> = client.blocks.iter().map(|b| b.1.clone().unwrap()).collect();
+    assert_eq!(
+        paths,
+        [
+            b"/etcdserverpb.Auth/Authenticate".to_vec(),
+            b"/etcdserverpb.KV/Put".to_vec(),
+            b"/etcdserverpb.KV/Range".to_vec()
+        ]
+    );
+    let token = client.blocks[1].2.clone().unwrap();
+    assert_eq!(token.len(), TOKEN.len());
+    if huffman_token {
+        assert!(token.iter().all(|b| b"0-:*".contains(b)), "{token:?}");
+    } else {
+        assert_eq!(token, vec![b'*'; TOKEN.len()]);
+    }
+    // The indexed reference reads the redacted entry.
+    assert_eq!(client.blocks[2].2.as_ref(), Some(&token));
+    let auth = client.stream_data(1);
+    let ranges = secret_field_values(&auth[5..], &[2]).unwrap();
+    assert_eq!(
+        &auth[5..][ranges[0].clone()],
+        &vec![b'*'; PASSWORD.len()][..]
+    );
+    assert!(contains(&auth, b"root"));
+    let put = client.stream_data(3);
+    assert!(contains(&put, b"foo"), "other calls untouched");
+    let server = decode(&s);
+    let reply = &server.data[0].1;
+    let ranges = secret_field_values(&reply[5..], &[2]).unwrap();
+    assert_eq!(&reply[5..][ranges[0].clone()], &vec![b'*'; TOKEN.len()][..]);
+}
+
+#[test]
+fn whole_streams_are_scrubbed() {
+    for huffman_token in [false, true] {
+        for split_data in [false, true] {
+            let (events, report) = run(&[
+                (true, 0, client_stream(huffman_token, split_data)),
+                (false, 0, server_stream()),
+            ]);
+            assert_scrubbed(&events, huffman_token);
+            assert_eq!(report.header_values_redacted, 1);
+            assert_eq!(report.fields_redacted, 2);
+            assert!(!report.incomplete(), "{report}");
+        }
+    }
+}
+
+#[test]
+fn every_split_point_gives_the_same_bytes() {
+    for huffman_token in [false, true] {
+        let c = client_stream(huffman_token, true);
+        let s = server_stream();
+        let (whole, _) = run(&[(true, 0, c.clone()), (false, 0, s.clone())]);
+        let want = (stream_of(&whole, true), stream_of(&whole, false));
+        for cut in 1..c.len().max(s.len()) {
+            let mut segments = Vec::new();
+            for (from_client, bytes) in [(true, &c), (false, &s)] {
+                let cut = cut.min(bytes.len() - 1);
+                segments.push((from_client, 0, bytes[..cut].to_vec()));
+                segments.push((from_client, cut as u64, bytes[cut..].to_vec()));
+            }
+            let (events, report) = run(&segments);
+            assert_eq!(
+                (stream_of(&events, true), stream_of(&events, false)),
+                want,
+                "cut at {cut}"
+            );
+            assert!(!report.incomplete(), "cut at {cut}: {report}");
+            assert_eq!(events.len(), 2 + segments.len());
+        }
+    }
+}
+
+#[test]
+fn retransmissions_get_the_same_patches() {
+    let c = client_stream(false, false);
+    let token_at = c.windows(TOKEN.len()).position(|w| w == TOKEN).unwrap();
+    let cut = token_at + 4;
+    let segments = vec![
+        (true, 0, c[..cut].to_vec()),
+        (true, cut as u64, c[cut..].to_vec()),
+        // Both halves again, and a segment straddling old and new bytes.
+        (true, 0, c[..cut].to_vec()),
+        (true, cut as u64 - 10, c[cut - 10..].to_vec()),
+    ];
+    let (events, report) = run(&segments);
+    assert_eq!(events.len(), 6);
+    for ev in &events {
+        if let Event::Packet(p) = ev {
+            assert!(!contains(&p.payload, &TOKEN[..4]), "{p:?}");
+            assert!(!contains(&p.payload, &TOKEN[4..]));
+            assert!(!contains(&p.payload, PASSWORD));
+        }
+    }
+    assert!(!report.incomplete());
+}
+
+#[test]
+fn events_keep_their_order() {
+    let c = client_stream(true, true);
+    // Byte-by-byte segments interleaved with a syscall-free unrelated packet.
+    let mut scrubber = SecretScrubber::new(vec![2379]);
+    let mut out = Vec::new();
+    let mut input = vec![packet(true, CLIENT_ISN, TcpFlags::SYN, &[])];
+    for (i, b) in c.iter().enumerate() {
+        input.push(packet(
+            true,
+            CLIENT_ISN.wrapping_add(1).wrapping_add(i as u32),
+            TcpFlags::ACK,
+            &[*b],
+        ));
+        input.push(packet(false, SERVER_ISN, TcpFlags::ACK, &[]));
+    }
+    for ev in input.clone() {
+        scrubber.push(ev);
+        out.extend(std::iter::from_fn(|| scrubber.pop_ready()));
+    }
+    out.extend(scrubber.finish());
+    assert_eq!(out.len(), input.len());
+    for (a, b) in out.iter().zip(&input) {
+        assert_eq!(a.ts_ns(), b.ts_ns());
+        if let (Event::Packet(a), Event::Packet(b)) = (a, b) {
+            assert_eq!((a.seq, a.src), (b.seq, b.src));
+        }
+    }
+    assert!(!contains(&stream_of(&out, true), PASSWORD));
+}
+
+#[test]
+fn what_cannot_be_scrubbed_is_counted() {
+    // A connection already open: no SYN.
+    let mut scrubber = SecretScrubber::new(vec![2379]);
+    scrubber.push(packet(true, 77, TcpFlags::ACK, b"anything"));
+    assert_eq!(
+        scrubber.pop_ready().map(|e| e.kind()),
+        Some(crate::capture::EventKind::Packet)
+    );
+    assert_eq!(scrubber.report().midstream_connections, 1);
+    assert!(scrubber.report().incomplete());
+    // A gap.
+    let c = client_stream(false, false);
+    let (_, report) = run(&[(true, 0, c[..30].to_vec()), (true, 40, c[40..].to_vec())]);
+    assert_eq!(report.directions_given_up, 1);
+    assert!(report.to_string().contains("NOT scrubbed"), "{report}");
+    // Not HTTP/2: peer traffic.
+    let (events, report) = run(&[(true, 0, b"GET /raft/stream/msgapp/1 HTTP/1.1\r\n".to_vec())]);
+    assert_eq!(events.len(), 3);
+    assert_eq!(report.not_http2_directions, 1);
+    assert!(!report.incomplete());
+}
+
+#[test]
+fn compressed_auth_messages_are_blanked() {
+    let mut s = CLIENT_PREFACE.to_vec();
+    s.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &request_block("/etcdserverpb.Auth/Authenticate", None),
+    ));
+    let mut message = grpc_message(PASSWORD);
+    message[0] = 1;
+    s.extend(frame(DATA, END_STREAM, 1, &message));
+    let (events, report) = run(&[(true, 0, s)]);
+    let c = stream_of(&events, true);
+    assert!(!contains(&c, PASSWORD));
+    assert!(contains(&c, &[1, 0, 0, 0, PASSWORD.len() as u8]));
+    assert_eq!(report.compressed_messages_blanked, 1);
+}
+
+#[test]
+fn unknown_names_with_token_values_are_blanked() {
+    assert!(looks_like_token(TOKEN));
+    assert!(looks_like_token(
+        b"eyJhbGciOiJSUzI1NiJ9.eyJ1c2VyIjoicm9vdCJ9.c2ln"
+    ));
+    assert!(!looks_like_token(b"application/grpc"));
+    assert!(!looks_like_token(b"/etcdserverpb.KV/Range"));
+    // A literal whose name is dynamic entry 63, which a fresh decoder never saw.
+    let mut decoder = HpackDecoder::new_midstream(4096);
+    let mut block = vec![0x7f, 0x00];
+    block.extend(string(TOKEN, true));
+    let scrubbed = header_block::scrub_header_block(&mut decoder, &mut block);
+    assert_eq!(scrubbed.suspected_values, 1);
+    assert!(!contains(&block, &huffman_encode(TOKEN)));
+}
+
+#[test]
+fn huffman_fillers_keep_both_lengths() {
+    for text in [&b"a"[..], b"hkLIWLOuNqyHHnyz.37", b"ZZZZZZZZ", b"x", b"&&&"] {
+        let coded = huffman_encode(text);
+        let filler = huffman_filler(coded.len(), text.len()).unwrap();
+        assert_eq!(filler.len(), coded.len());
+        let mut decoded = Vec::new();
+        huffman::decode(&filler, &mut decoded).unwrap();
+        assert_eq!(decoded.len(), text.len(), "{text:?}");
+        assert_ne!(decoded, text);
+    }
+    for n in 0..40 {
+        let zeros = header_block::huffman_zeros(n);
+        let mut decoded = Vec::new();
+        huffman::decode(&zeros, &mut decoded).unwrap();
+        assert_eq!((zeros.len(), decoded.len()), (n, 8 * n / 5));
+    }
+}
+
+/// Random and mutated streams, cut at random points: never a panic, every event out.
+#[test]
+fn hostile_input_never_panics() {
+    // A 64-bit LCG (Knuth's MMIX constants), high bits only.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state >> 24
+    };
+    let valid = client_stream(true, true);
+    for round in 0..3000 {
+        let mut c = if round % 3 == 0 {
+            let mut s = CLIENT_PREFACE.to_vec();
+            s.extend((0..next() % 300).map(|_| next() as u8));
+            s
+        } else {
+            valid.clone()
+        };
+        for _ in 0..next() % 6 {
+            let i = (next() as usize) % c.len();
+            c[i] = next() as u8;
+        }
+        let mut segments = Vec::new();
+        let mut at = 0usize;
+        while at < c.len() {
+            let len = 1 + (next() as usize) % 64;
+            let end = (at + len).min(c.len());
+            segments.push((true, at as u64, c[at..end].to_vec()));
+            at = end;
+        }
+        let mut s = server_stream();
+        let i = (next() as usize) % s.len();
+        s[i] ^= next() as u8;
+        segments.push((false, 0, s));
+        let (events, _) = run(&segments);
+        assert_eq!(events.len(), 2 + segments.len());
+    }
+}

@@ -1,0 +1,168 @@
+//! Record-time redaction against a real etcd with auth on: a default recording holds
+//! neither the password nor any token the server issued, and still decodes every call;
+//! a `--keep-secrets` recording of the same calls holds them (so the test can fail).
+#![cfg(feature = "record")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use etcd_trace::capture::Event;
+use serde_json::Value;
+
+const PASSWORD: &str = "Redact-Me-9731";
+
+fn replay_json(capture: &std::path::Path) -> Vec<Value> {
+    let out = etcd_trace(&[
+        "replay",
+        "--format",
+        "json",
+        "--show-secrets",
+        capture.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Every packet payload of a capture, concatenated.
+fn payload_bytes(capture: &std::path::Path) -> Vec<u8> {
+    let (_, events) = read_events(capture);
+    let mut all = Vec::new();
+    for ev in events {
+        if let Event::Packet(p) = ev {
+            all.extend_from_slice(&p.payload);
+        }
+    }
+    all
+}
+
+/// etcd's simple token: 16 letters, a dot, the raft index.
+fn is_simple_token(text: &str) -> bool {
+    let Some((prefix, index)) = text.split_once('.') else {
+        return false;
+    };
+    prefix.len() == 16
+        && prefix.bytes().all(|b| b.is_ascii_alphabetic())
+        && !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Raw simple tokens anywhere in the bytes.
+fn raw_tokens(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, w) in bytes.windows(18).enumerate() {
+        if w[..16].iter().all(u8::is_ascii_alphabetic) && w[16] == b'.' && w[17].is_ascii_digit() {
+            let end = bytes[i + 17..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .map_or(bytes.len(), |n| i + 17 + n);
+            found.push(String::from_utf8_lossy(&bytes[i..end]).into_owned());
+        }
+    }
+    found
+}
+
+fn of<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["method"] == method).collect()
+}
+
+#[test]
+fn default_recordings_hold_no_password_or_token() {
+    let rig = Rig::start("redact");
+    let user = format!("root:{PASSWORD}");
+    let rec = rig.record(&[]);
+    rig.etcdctl(&["user", "add", &user]);
+    rig.etcdctl(&["role", "add", "root"]);
+    rig.etcdctl(&["user", "grant-role", "root", "root"]);
+    rig.etcdctl(&["auth", "enable"]);
+    rig.etcdctl(&["--user", &user, "put", "k1", "v1"]);
+    rig.etcdctl(&["--user", &user, "get", "k1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("redacted"),
+        "the summary says what was redacted: {log}"
+    );
+
+    // The same calls recorded with --keep-secrets.
+    let kept = rig.dir.0.join("kept.etr");
+    let rec = RecorderProcess::start(
+        &bin(),
+        &[
+            "-o".into(),
+            kept.display().to_string(),
+            "--pid".into(),
+            rig.etcd.pid().to_string(),
+            "--keep-secrets".into(),
+        ],
+    )
+    .unwrap();
+    rig.etcdctl(&["--user", &user, "put", "k2", "v2"]);
+    rig.etcdctl(&["--user", &user, "auth", "disable"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+
+    // What a token looks like, learned from the unredacted capture.
+    let kept_records = replay_json(&kept);
+    let issued: Vec<String> = of(&kept_records, "/etcdserverpb.Auth/Authenticate")
+        .iter()
+        .filter_map(|r| r["response"]["token"].as_str().map(str::to_string))
+        .collect();
+    assert!(!issued.is_empty(), "{kept_records:?}");
+    assert!(issued.iter().all(|t| is_simple_token(t)), "{issued:?}");
+    let kept_bytes = payload_bytes(&kept);
+    assert!(contains(&kept_bytes, PASSWORD.as_bytes()));
+    assert!(!raw_tokens(&kept_bytes).is_empty());
+    let (reader, _) = read_events(&kept);
+    assert!(!reader.header().config.redact_secrets);
+
+    // The redacted capture: no password, no token, in raw bytes or decoded.
+    let (reader, _) = read_events(&rig.capture);
+    assert!(reader.header().config.redact_secrets);
+    let bytes = payload_bytes(&rig.capture);
+    assert!(
+        !contains(&bytes, PASSWORD.as_bytes()),
+        "the password leaked"
+    );
+    assert_eq!(raw_tokens(&bytes), Vec::<String>::new(), "a token leaked");
+    let records = replay_json(&rig.capture);
+    let text = format!("{records:?}");
+    assert!(!text.contains(PASSWORD));
+    let auths = of(&records, "/etcdserverpb.Auth/Authenticate");
+    assert_eq!(auths.len(), 2, "{text}");
+    for a in &auths {
+        let password = a["request"]["password"].as_str().unwrap();
+        assert_eq!(password, "*".repeat(PASSWORD.len()), "{a}");
+        let token = a["response"]["token"].as_str().unwrap();
+        assert!(!token.is_empty() && token.bytes().all(|b| b == b'*'), "{a}");
+    }
+    let user_add = of(&records, "/etcdserverpb.Auth/UserAdd")[0];
+    assert_eq!(
+        user_add["request"]["password"],
+        "*".repeat(PASSWORD.len()),
+        "{user_add}"
+    );
+    let with_token: Vec<&Value> = records.iter().filter(|r| !r["token"].is_null()).collect();
+    assert!(!with_token.is_empty(), "calls with a token header: {text}");
+    for r in &with_token {
+        let token = r["token"].as_str().unwrap();
+        assert!(!is_simple_token(token), "{r}");
+        assert!(token.bytes().all(|b| b"0-:*".contains(&b)), "{r}");
+    }
+    // HPACK stayed in step: the calls after the Authenticates decode whole.
+    let put = of(&records, "/etcdserverpb.KV/Put");
+    assert_eq!(put.len(), 1, "{text}");
+    assert_eq!(put[0]["key"], "k1", "{text}");
+    assert_eq!(put[0]["status"], 0, "{text}");
+    let range = of(&records, "/etcdserverpb.KV/Range");
+    assert!(
+        range.iter().any(|r| r["key"] == "k1" && r["status"] == 0),
+        "{text}"
+    );
+}
