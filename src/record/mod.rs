@@ -87,210 +87,29 @@ impl DrainState {
     }
 }
 
-/// Record until `stop` is set, `opts.duration` passes, or an error.
+/// Record until `stop` is set, `opts.duration` passes, or an error: find what to trace,
+/// load the programs, open the capture, attach, drain until told to stop, report.
 pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSummary> {
     opts.validate()?;
     system::check_privileges()?;
     if opts.trace_syscalls {
         system::ensure_tracefs()?;
     }
-
-    // What to trace.
-    let processes = if opts.pids.is_empty() {
-        let found = system::find_etcd_processes()?;
-        if found.is_empty() && opts.trace_syscalls {
-            bail!(
-                "no running etcd process found. Start etcd, or name it with --pid PID \
-                 (several --pid for several members), or record packets only with \
-                 --no-syscalls"
-            );
-        }
-        found
-    } else {
-        opts.pids
-            .iter()
-            .map(|&pid| system::EtcdProcess::inspect(pid))
-            .collect::<Result<Vec<_>>>()?
-    };
-    let mut data_dirs: Vec<std::path::PathBuf> = match &opts.data_dir {
-        Some(d) => vec![d.clone()],
-        None => processes
-            .iter()
-            .filter_map(|p| p.data_dir.clone())
-            .collect(),
-    };
-    data_dirs.sort();
-    data_dirs.dedup();
-    // Packets are taken where etcd lives: in its network namespace, which may be a
-    // container's. Held until the end, so detaching happens there too.
-    let _netns = match processes.first() {
-        Some(p) => system::enter_netns_of(p.pid)?,
-        None => None,
-    };
-    if _netns.is_some() {
-        eprintln!(
-            "attaching in the network namespace of etcd pid {}",
-            processes[0].pid
-        );
-    }
-    let all_ifaces = system::interfaces()?;
-    let ifaces: Vec<system::Interface> = if opts.interfaces.is_empty() {
-        all_ifaces.into_iter().filter(|i| i.up).collect()
-    } else {
-        opts.interfaces
-            .iter()
-            .map(|name| {
-                all_ifaces
-                    .iter()
-                    .find(|i| &i.name == name)
-                    .cloned()
-                    .with_context(|| {
-                        format!(
-                            "no interface named {name:?} here (have: {})",
-                            all_ifaces
-                                .iter()
-                                .map(|i| i.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    })
-            })
-            .collect::<Result<_>>()?
-    };
-    for p in &processes {
-        eprintln!(
-            "tracing etcd pid {} (data dir {})",
-            p.pid,
-            p.data_dir
-                .as_ref()
-                .map_or("unknown".into(), |d| d.display().to_string())
-        );
-    }
-
-    // Open, configure, load.
+    // Held until the end, so that detaching happens in etcd's network namespace too.
+    let (targets, _netns) = Targets::find(&opts)?;
     let stats_fd = if opts.stats {
         Some(enable_stats()?)
     } else {
         None
     };
     let mut object = MaybeUninit::uninit();
-    let mut open = EtcdTraceSkelBuilder::default()
-        .open(&mut object)
-        .context("opening the eBPF object")?;
-    {
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .context("the eBPF object has no read-only data")?;
-        rodata.use_ringbuf = u32::from(opts.buffer == BufferKind::Ring);
-        rodata.snaplen = opts.snaplen;
-        rodata.file_data_limit = opts.file_data_limit;
-        rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
-        rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
-        rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
-        rodata.wakeup_bytes = (u64::from(opts.buffer_mb) << 20).min(4 << 20) / 4;
-        if processes.len() > options::MAX_TRACED_PIDS {
-            bail!(
-                "found {} etcd processes; one recorder traces at most {}: choose with --pid",
-                processes.len(),
-                options::MAX_TRACED_PIDS
-            );
-        }
-        rodata.traced_pid_count = processes.len() as u32;
-        for (slot, p) in rodata.traced_pid_list.iter_mut().zip(&processes) {
-            *slot = p.pid;
-        }
-        rodata.traced_port_count = opts.ports.len() as u32;
-        for (slot, port) in rodata.traced_port_list.iter_mut().zip(&opts.ports) {
-            *slot = u32::from(*port);
-        }
-        rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
-    }
-    let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
-    open.maps.scratch.set_max_entries(2 * ncpus)?;
-    if opts.buffer == BufferKind::Ring {
-        open.maps.events.set_max_entries(opts.buffer_mb << 20)?;
-    } else {
-        open.maps.events.set_autocreate(false)?;
-    }
-    open.progs
-        .tc_ingress
-        .set_attach_type(ProgramAttachType::TcxIngress);
-    open.progs
-        .tc_egress
-        .set_attach_type(ProgramAttachType::TcxEgress);
-    if !opts.trace_syscalls {
-        for mut prog in open.open_object_mut().progs_mut() {
-            if is_tracepoint(prog.section()) {
-                prog.set_autoload(false);
-            }
-        }
-    }
-    let skel = open.load().map_err(load_error)?;
-
-    // Tell the programs what to trace.
-    for dir in &data_dirs {
-        match std::fs::metadata(dir) {
-            Ok(meta) => {
-                let mut key = [0u8; 16];
-                key[..8].copy_from_slice(&meta.ino().to_ne_bytes());
-                key[8..12].copy_from_slice(&system::kernel_dev(meta.dev()).to_ne_bytes());
-                skel.maps.data_dirs.update(&key, &[1], MapFlags::ANY)?;
-            }
-            Err(e) => eprintln!(
-                "warning: data dir {} is not readable ({e}): WAL and backend writes will not be traced",
-                dir.display()
-            ),
-        }
-    }
-    for i in ifaces.iter().filter(|i| i.l2_len != ETH_HLEN) {
-        skel.maps.l2_len.update(
-            &i.ifindex.to_ne_bytes(),
-            &i.l2_len.to_ne_bytes(),
-            MapFlags::ANY,
-        )?;
-    }
+    let skel = load(&opts, &targets, &mut object)?;
 
     // The capture file, before attaching, so a bad path fails early.
-    let (offset, wall) = system::clock_offset_ns();
-    let header = Header {
-        recorder_version: env!("CARGO_PKG_VERSION").to_string(),
-        hostname: system::hostname(),
-        kernel_release: system::kernel_release(),
-        clock_offset_ns: offset,
-        started_wall_ns: wall,
-        config: RecordConfig {
-            ports: opts.ports.clone(),
-            interfaces: ifaces.iter().map(|i| i.name.clone()).collect(),
-            pids: processes.iter().map(|p| p.pid).collect(),
-            snaplen: opts.snaplen,
-            file_data_limit: opts.file_data_limit,
-            data_dir: data_dirs.first().map(|d| d.display().to_string()),
-            socket_payload: opts.socket_payload,
-            buffer: opts.buffer.name().to_string(),
-            redact_secrets: opts.redact_secrets,
-        },
-        processes: processes
-            .iter()
-            .map(|p| ProcessInfo {
-                pid: p.pid,
-                cmdline: p.cmdline.clone(),
-                data_dir: p.data_dir.as_ref().map(|d| d.display().to_string()),
-            })
-            .collect(),
-        interfaces: ifaces
-            .iter()
-            .map(|i| InterfaceInfo {
-                ifindex: i.ifindex,
-                name: i.name.clone(),
-            })
-            .collect(),
-    };
     let progress = Arc::new(sink::SinkProgress::default());
     let (tx, writer) = sink::spawn(
         opts.output.clone(),
-        header,
+        capture_header(&opts, &targets),
         sink::Rotation {
             size_bytes: opts.rotate_size_mb.map(|mb| mb << 20),
             interval: opts.rotate_time,
@@ -305,32 +124,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     // exists, and outputs into them would fail (counted as lost).
     let state = Rc::new(RefCell::new(DrainState::default()));
     let buffer = EventBuffer::build(&skel, opts.buffer, opts.buffer_mb, &state)?;
-
-    // Attach. Links and TC attachments detach when dropped, on every path out of here.
-    let mut links: Vec<Link> = Vec::new();
-    if opts.trace_syscalls {
-        for prog in skel.object().progs_mut() {
-            if is_tracepoint(prog.section()) {
-                links.push(
-                    prog.attach().with_context(|| {
-                        format!("attaching tracepoint program {:?}", prog.name())
-                    })?,
-                );
-            }
-        }
-    }
-    let mut tc: Vec<TcAttachment> = Vec::new();
-    for i in &ifaces {
-        if !i.loopback {
-            tc.push(attach::attach(&skel.progs.tc_ingress, i, Hook::Ingress)?);
-        }
-        // On lo every segment passes egress then ingress: egress alone sees each once.
-        tc.push(attach::attach(&skel.progs.tc_egress, i, Hook::Egress)?);
-    }
-    let attachments: Vec<String> = tc
-        .iter()
-        .map(|a| format!("{} {:?} ({})", a.interface, a.hook, a.mechanism_name()))
-        .collect();
+    let mut attached = Attached::attach(&skel, &opts, &targets)?;
     eprintln!(
         "recording ports {} on {} into {}",
         opts.ports
@@ -338,64 +132,22 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(","),
-        attachments.join(", "),
+        attached.names.join(", "),
         opts.output.display()
     );
 
     let started = Instant::now();
-    let status = StatusLine::new(opts.status_line);
-    let mut last_lost = 0u64;
-    let mut last_flush = Instant::now();
-    let mut last_send = Instant::now();
-    let mut last_status = Instant::now();
-    let mut last_received = 0u64;
-
-    let drained: Result<()> = (|| {
-        loop {
-            let stopping = stop.load(Ordering::Relaxed)
-                || opts.duration.is_some_and(|d| started.elapsed() >= d);
-            if stopping {
-                // Detach first so nothing new arrives, then take what is still buffered.
-                links.clear();
-                tc.clear();
-                buffer.consume()?;
-                send_batch(&state, &tx)?;
-                let lost = read_counter(&skel, COUNTER_LOST)?;
-                push_loss(&tx, lost.saturating_sub(last_lost))?;
-                return Ok(());
-            }
-            // The programs wake us only when a lot is waiting: take the rest each round.
-            buffer.poll(Duration::from_millis(100))?;
-            buffer.consume()?;
-            if state.borrow().batch.len() >= BATCH
-                || last_send.elapsed() >= Duration::from_millis(250)
-            {
-                send_batch(&state, &tx)?;
-                last_send = Instant::now();
-            }
-            if last_flush.elapsed() >= Duration::from_secs(1) {
-                let lost = read_counter(&skel, COUNTER_LOST)?;
-                push_loss(&tx, lost.saturating_sub(last_lost))?;
-                last_lost = lost;
-                tx.send(SinkMessage::Flush).ok();
-                last_flush = Instant::now();
-            }
-            if last_status.elapsed() >= Duration::from_millis(500) {
-                let received = state.borrow().received;
-                let secs = last_status.elapsed().as_secs_f64();
-                status.update(
-                    (received - last_received) as f64 / secs,
-                    progress.bytes.load(Ordering::Relaxed),
-                    last_lost,
-                );
-                last_received = received;
-                last_status = Instant::now();
-            }
-        }
-    })();
-    status.finish();
-    drop(links);
-    drop(tc);
+    let drained = drain(
+        &opts,
+        &stop,
+        &skel,
+        &buffer,
+        &state,
+        &tx,
+        &progress,
+        &mut attached,
+    );
+    attached.detach();
     drop(tx);
     let sink_result = writer
         .join()
@@ -433,8 +185,344 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         empty_reads: read_counter(&skel, COUNTER_EMPTY_READS)?,
         malformed: st.malformed,
         program_stats,
-        attachments,
+        attachments: attached.names,
     })
+}
+
+/// What one recorder traces: etcd processes, their data dirs, the interfaces.
+struct Targets {
+    processes: Vec<system::EtcdProcess>,
+    data_dirs: Vec<std::path::PathBuf>,
+    ifaces: Vec<system::Interface>,
+}
+
+impl Targets {
+    /// Find them, and enter the network namespace of the first process: packets are
+    /// taken where etcd lives, which may be a container's.
+    fn find(opts: &RecordOptions) -> Result<(Targets, Option<system::NetnsGuard>)> {
+        let processes = if opts.pids.is_empty() {
+            let found = system::find_etcd_processes()?;
+            if found.is_empty() && opts.trace_syscalls {
+                bail!(
+                    "no running etcd process found. Start etcd, or name it with --pid PID \
+                     (several --pid for several members), or record packets only with \
+                     --no-syscalls"
+                );
+            }
+            found
+        } else {
+            opts.pids
+                .iter()
+                .map(|&pid| system::EtcdProcess::inspect(pid))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let mut data_dirs: Vec<std::path::PathBuf> = match &opts.data_dir {
+            Some(d) => vec![d.clone()],
+            None => processes
+                .iter()
+                .filter_map(|p| p.data_dir.clone())
+                .collect(),
+        };
+        data_dirs.sort();
+        data_dirs.dedup();
+        let netns = match processes.first() {
+            Some(p) => system::enter_netns_of(p.pid)?,
+            None => None,
+        };
+        if netns.is_some() {
+            eprintln!(
+                "attaching in the network namespace of etcd pid {}",
+                processes[0].pid
+            );
+        }
+        let all_ifaces = system::interfaces()?;
+        let ifaces: Vec<system::Interface> = if opts.interfaces.is_empty() {
+            all_ifaces.into_iter().filter(|i| i.up).collect()
+        } else {
+            opts.interfaces
+                .iter()
+                .map(|name| {
+                    all_ifaces
+                        .iter()
+                        .find(|i| &i.name == name)
+                        .cloned()
+                        .with_context(|| {
+                            format!(
+                                "no interface named {name:?} here (have: {})",
+                                all_ifaces
+                                    .iter()
+                                    .map(|i| i.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                })
+                .collect::<Result<_>>()?
+        };
+        for p in &processes {
+            eprintln!(
+                "tracing etcd pid {} (data dir {})",
+                p.pid,
+                p.data_dir
+                    .as_ref()
+                    .map_or("unknown".into(), |d| d.display().to_string())
+            );
+        }
+        Ok((
+            Targets {
+                processes,
+                data_dirs,
+                ifaces,
+            },
+            netns,
+        ))
+    }
+}
+
+/// Open the skeleton, configure it for `targets`, load it and fill its maps.
+fn load<'obj>(
+    opts: &RecordOptions,
+    targets: &Targets,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> Result<EtcdTraceSkel<'obj>> {
+    let Targets {
+        processes,
+        data_dirs,
+        ifaces,
+    } = targets;
+    let mut open = EtcdTraceSkelBuilder::default()
+        .open(object)
+        .context("opening the eBPF object")?;
+    {
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("the eBPF object has no read-only data")?;
+        rodata.use_ringbuf = u32::from(opts.buffer == BufferKind::Ring);
+        rodata.snaplen = opts.snaplen;
+        rodata.file_data_limit = opts.file_data_limit;
+        rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
+        rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
+        rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
+        rodata.wakeup_bytes = (u64::from(opts.buffer_mb) << 20).min(4 << 20) / 4;
+        if processes.len() > options::MAX_TRACED_PIDS {
+            bail!(
+                "found {} etcd processes; one recorder traces at most {}: choose with --pid",
+                processes.len(),
+                options::MAX_TRACED_PIDS
+            );
+        }
+        rodata.traced_pid_count = processes.len() as u32;
+        for (slot, p) in rodata.traced_pid_list.iter_mut().zip(processes) {
+            *slot = p.pid;
+        }
+        rodata.traced_port_count = opts.ports.len() as u32;
+        for (slot, port) in rodata.traced_port_list.iter_mut().zip(&opts.ports) {
+            *slot = u32::from(*port);
+        }
+        rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
+    }
+    let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
+    open.maps.scratch.set_max_entries(2 * ncpus)?;
+    if opts.buffer == BufferKind::Ring {
+        open.maps.events.set_max_entries(opts.buffer_mb << 20)?;
+    } else {
+        open.maps.events.set_autocreate(false)?;
+    }
+    open.progs
+        .tc_ingress
+        .set_attach_type(ProgramAttachType::TcxIngress);
+    open.progs
+        .tc_egress
+        .set_attach_type(ProgramAttachType::TcxEgress);
+    if !opts.trace_syscalls {
+        for mut prog in open.open_object_mut().progs_mut() {
+            if is_tracepoint(prog.section()) {
+                prog.set_autoload(false);
+            }
+        }
+    }
+    let skel = open.load().map_err(load_error)?;
+
+    // Tell the programs what to trace.
+    for dir in data_dirs {
+        match std::fs::metadata(dir) {
+            Ok(meta) => {
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&meta.ino().to_ne_bytes());
+                key[8..12].copy_from_slice(&system::kernel_dev(meta.dev()).to_ne_bytes());
+                skel.maps.data_dirs.update(&key, &[1], MapFlags::ANY)?;
+            }
+            Err(e) => eprintln!(
+                "warning: data dir {} is not readable ({e}): WAL and backend writes will not be traced",
+                dir.display()
+            ),
+        }
+    }
+    for i in ifaces.iter().filter(|i| i.l2_len != ETH_HLEN) {
+        skel.maps.l2_len.update(
+            &i.ifindex.to_ne_bytes(),
+            &i.l2_len.to_ne_bytes(),
+            MapFlags::ANY,
+        )?;
+    }
+    Ok(skel)
+}
+
+/// The capture file's header: this machine, the configuration, the traced processes.
+fn capture_header(opts: &RecordOptions, targets: &Targets) -> Header {
+    let Targets {
+        processes,
+        data_dirs,
+        ifaces,
+    } = targets;
+    let (offset, wall) = system::clock_offset_ns();
+    Header {
+        recorder_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: system::hostname(),
+        kernel_release: system::kernel_release(),
+        clock_offset_ns: offset,
+        started_wall_ns: wall,
+        config: RecordConfig {
+            ports: opts.ports.clone(),
+            interfaces: ifaces.iter().map(|i| i.name.clone()).collect(),
+            pids: processes.iter().map(|p| p.pid).collect(),
+            snaplen: opts.snaplen,
+            file_data_limit: opts.file_data_limit,
+            data_dir: data_dirs.first().map(|d| d.display().to_string()),
+            socket_payload: opts.socket_payload,
+            buffer: opts.buffer.name().to_string(),
+            redact_secrets: opts.redact_secrets,
+        },
+        processes: processes
+            .iter()
+            .map(|p| ProcessInfo {
+                pid: p.pid,
+                cmdline: p.cmdline.clone(),
+                data_dir: p.data_dir.as_ref().map(|d| d.display().to_string()),
+            })
+            .collect(),
+        interfaces: ifaces
+            .iter()
+            .map(|i| InterfaceInfo {
+                ifindex: i.ifindex,
+                name: i.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The programs attached: tracepoint links and TC attachments, detached when dropped.
+struct Attached {
+    links: Vec<Link>,
+    tc: Vec<TcAttachment>,
+    /// "lo Egress (tcx)" and the like, for the summary.
+    names: Vec<String>,
+}
+
+impl Attached {
+    fn attach(
+        skel: &EtcdTraceSkel<'_>,
+        opts: &RecordOptions,
+        targets: &Targets,
+    ) -> Result<Attached> {
+        let mut links: Vec<Link> = Vec::new();
+        if opts.trace_syscalls {
+            for prog in skel.object().progs_mut() {
+                if is_tracepoint(prog.section()) {
+                    links.push(prog.attach().with_context(|| {
+                        format!("attaching tracepoint program {:?}", prog.name())
+                    })?);
+                }
+            }
+        }
+        let mut tc: Vec<TcAttachment> = Vec::new();
+        for i in &targets.ifaces {
+            if !i.loopback {
+                tc.push(attach::attach(&skel.progs.tc_ingress, i, Hook::Ingress)?);
+            }
+            // On lo every segment passes egress then ingress: egress alone sees each once.
+            tc.push(attach::attach(&skel.progs.tc_egress, i, Hook::Egress)?);
+        }
+        let names: Vec<String> = tc
+            .iter()
+            .map(|a| format!("{} {:?} ({})", a.interface, a.hook, a.mechanism_name()))
+            .collect();
+        Ok(Attached { links, tc, names })
+    }
+
+    /// Detach everything (idempotent): nothing new arrives after this.
+    fn detach(&mut self) {
+        self.links.clear();
+        self.tc.clear();
+    }
+}
+
+/// Move events from the kernel's buffer to the writer until told to stop; loss records
+/// and a flush once a second, a status line twice a second.
+#[allow(clippy::too_many_arguments)]
+fn drain(
+    opts: &RecordOptions,
+    stop: &AtomicBool,
+    skel: &EtcdTraceSkel<'_>,
+    buffer: &EventBuffer<'_>,
+    state: &Rc<RefCell<DrainState>>,
+    tx: &std::sync::mpsc::SyncSender<SinkMessage>,
+    progress: &sink::SinkProgress,
+    attached: &mut Attached,
+) -> Result<()> {
+    let started = Instant::now();
+    let status = StatusLine::new(opts.status_line);
+    let mut last_lost = 0u64;
+    let mut last_flush = Instant::now();
+    let mut last_send = Instant::now();
+    let mut last_status = Instant::now();
+    let mut last_received = 0u64;
+    let result = (|| -> Result<()> {
+        loop {
+            let stopping = stop.load(Ordering::Relaxed)
+                || opts.duration.is_some_and(|d| started.elapsed() >= d);
+            if stopping {
+                // Detach first so nothing new arrives, then take what is still buffered.
+                attached.detach();
+                buffer.consume()?;
+                send_batch(state, tx)?;
+                let lost = read_counter(skel, COUNTER_LOST)?;
+                push_loss(tx, lost.saturating_sub(last_lost))?;
+                return Ok(());
+            }
+            // The programs wake us only when a lot is waiting: take the rest each round.
+            buffer.poll(Duration::from_millis(100))?;
+            buffer.consume()?;
+            if state.borrow().batch.len() >= BATCH
+                || last_send.elapsed() >= Duration::from_millis(250)
+            {
+                send_batch(state, tx)?;
+                last_send = Instant::now();
+            }
+            if last_flush.elapsed() >= Duration::from_secs(1) {
+                let lost = read_counter(skel, COUNTER_LOST)?;
+                push_loss(tx, lost.saturating_sub(last_lost))?;
+                last_lost = lost;
+                tx.send(SinkMessage::Flush).ok();
+                last_flush = Instant::now();
+            }
+            if last_status.elapsed() >= Duration::from_millis(500) {
+                let received = state.borrow().received;
+                let secs = last_status.elapsed().as_secs_f64();
+                status.update(
+                    (received - last_received) as f64 / secs,
+                    progress.bytes.load(Ordering::Relaxed),
+                    last_lost,
+                );
+                last_received = received;
+                last_status = Instant::now();
+            }
+        }
+    })();
+    status.finish();
+    result
 }
 
 fn is_tracepoint(section: &std::ffi::OsStr) -> bool {
