@@ -11,6 +11,7 @@ use super::header_block::scrub_header_block;
 use super::message::{secret_fields, MessageAssembler, MessageCounts, Overwrite, SecretFields};
 use super::ScrubReport;
 use crate::decode::hpack::{HpackDecoder, DEFAULT_MAX_TABLE_SIZE};
+use crate::decode::http2::frame::FLAG_END_STREAM;
 use crate::decode::http2::{
     parse_continuation, parse_data, parse_header, parse_headers, parse_push_promise,
     parse_rst_stream, parse_settings, FrameHeader, FrameType, SettingId, CLIENT_PREFACE,
@@ -207,6 +208,23 @@ impl FrameWalker {
                         let header = parse_header(bytes).map_err(|_| Unscrubbable::Broken)?;
                         if *first && (header.kind != FrameType::Settings || header.stream_id != 0) {
                             return Err(Unscrubbable::NotHttp2);
+                        }
+                        if self.dir == FlowDirection::ServerToClient
+                            && matches!(header.kind, FrameType::Headers | FrameType::Continuation)
+                        {
+                            // etcd's response headers carry no secret: only their END_STREAM
+                            // matters (it ends an auth call), so no HPACK work for them.
+                            if header.kind == FrameType::Headers && header.has(FLAG_END_STREAM) {
+                                self.end_stream(conn, header.stream_id);
+                            }
+                            self.state = match header.len {
+                                0 => NEXT_FRAME,
+                                len => WalkState::Skip {
+                                    left: u64::from(len),
+                                },
+                            };
+                            (offset, data) = (offset + take as u64, &data[take..]);
+                            continue;
                         }
                         self.state = self.after_header(conn, header, offset + take as u64)?;
                         if let WalkState::Collect { header, start, .. } = &self.state {
