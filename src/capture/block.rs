@@ -132,43 +132,97 @@ pub enum BlockError {
     CountMismatch { header: u32, decoded: usize },
 }
 
-/// Verify, decompress and decode a block payload. `scratch` is reused between calls to
-/// hold the decompressed bytes.
-pub fn decode_payload(
-    frame: &FrameHeader,
-    payload: &[u8],
-    scratch: &mut Vec<u8>,
-) -> Result<Vec<Event>, BlockError> {
-    if crc32c::crc32c(payload) != frame.payload_crc {
-        return Err(BlockError::PayloadChecksum);
+/// Verifies, decompresses and decodes block payloads, keeping one zstd context and the
+/// decompressed bytes' buffer from block to block.
+#[derive(Default)]
+pub struct PayloadDecoder {
+    decompressed: Vec<u8>,
+    /// Created at the first block that can use it.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl PayloadDecoder {
+    /// Verify, decompress and decode one block payload.
+    pub fn decode(
+        &mut self,
+        frame: &FrameHeader,
+        payload: &[u8],
+    ) -> Result<Vec<Event>, BlockError> {
+        if crc32c::crc32c(payload) != frame.payload_crc {
+            return Err(BlockError::PayloadChecksum);
+        }
+        if !self.decompress_whole(payload) {
+            decompress_streaming(payload, &mut self.decompressed)?;
+        }
+        let scratch = &self.decompressed;
+        let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
+        let (events, used): (Vec<Event>, usize) =
+            bincode::decode_from_slice(scratch, config).map_err(BlockError::Decode)?;
+        if used != scratch.len() {
+            return Err(BlockError::TrailingBytes(
+                scratch.len().saturating_sub(used),
+            ));
+        }
+        if events.len() != frame.event_count as usize {
+            return Err(BlockError::CountMismatch {
+                header: frame.event_count,
+                decoded: events.len(),
+            });
+        }
+        Ok(events)
     }
-    scratch.clear();
+
+    /// The fast path, for what the writer produces: one zstd frame that declares its
+    /// size within the bound, decompressed in one call. False when the payload is not
+    /// like that or does not decompress; the streaming path then decides (and words any
+    /// error as it always has).
+    fn decompress_whole(&mut self, payload: &[u8]) -> bool {
+        let declared = match zstd::zstd_safe::get_frame_content_size(payload) {
+            Ok(Some(len)) => len,
+            _ => return false,
+        };
+        let Some(len) = usize::try_from(declared)
+            .ok()
+            .filter(|&len| len <= MAX_DECOMPRESSED_LEN)
+        else {
+            return false;
+        };
+        if zstd::zstd_safe::find_frame_compressed_size(payload) != Ok(payload.len()) {
+            return false;
+        }
+        if self.zstd.is_none() {
+            self.zstd = zstd::bulk::Decompressor::new().ok();
+        }
+        let Some(zstd) = self.zstd.as_mut() else {
+            return false;
+        };
+        self.decompressed.clear();
+        self.decompressed.reserve(len);
+        // zstd checks the frame against its declared size, and writes no further than
+        // the buffer's capacity.
+        matches!(
+            zstd.decompress_to_buffer(payload, &mut self.decompressed),
+            Ok(n) if n == len
+        )
+    }
+}
+
+/// Decompress a payload of any shape (several frames, no declared size) into `out`,
+/// stopping past [`MAX_DECOMPRESSED_LEN`].
+fn decompress_streaming(payload: &[u8], out: &mut Vec<u8>) -> Result<(), BlockError> {
+    out.clear();
     let decoder =
         zstd::stream::read::Decoder::with_buffer(payload).map_err(BlockError::Decompress)?;
     // One byte past the bound tells "exactly at the limit" from "over it".
     let limit = MAX_DECOMPRESSED_LEN as u64 + 1;
     decoder
         .take(limit)
-        .read_to_end(scratch)
+        .read_to_end(out)
         .map_err(BlockError::Decompress)?;
-    if scratch.len() > MAX_DECOMPRESSED_LEN {
+    if out.len() > MAX_DECOMPRESSED_LEN {
         return Err(BlockError::TooLarge);
     }
-    let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
-    let (events, used): (Vec<Event>, usize) =
-        bincode::decode_from_slice(scratch, config).map_err(BlockError::Decode)?;
-    if used != scratch.len() {
-        return Err(BlockError::TrailingBytes(
-            scratch.len().saturating_sub(used),
-        ));
-    }
-    if events.len() != frame.event_count as usize {
-        return Err(BlockError::CountMismatch {
-            header: frame.event_count,
-            decoded: events.len(),
-        });
-    }
-    Ok(events)
+    Ok(())
 }
 
 /// Events per kind, in `EventKind::ALL` order.
@@ -369,9 +423,8 @@ mod tests {
         assert_eq!(sealed.counts, [0, 0, 300]);
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
-        let mut scratch = Vec::new();
         assert_eq!(
-            decode_payload(&frame, &payload, &mut scratch).unwrap(),
+            PayloadDecoder::default().decode(&frame, &payload).unwrap(),
             events
         );
         // The builder starts over.
@@ -392,11 +445,11 @@ mod tests {
         let sealed = builder.seal().unwrap().unwrap();
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
-        let mut scratch = Vec::new();
+        let mut decoder = PayloadDecoder::default();
         let mut bad = payload.clone();
         bad[payload.len() / 2] ^= 1;
         assert!(matches!(
-            decode_payload(&frame, &bad, &mut scratch),
+            decoder.decode(&frame, &bad),
             Err(BlockError::PayloadChecksum)
         ));
         // Wrong count in a header whose checksum is otherwise fine.
@@ -405,7 +458,7 @@ mod tests {
             ..frame
         };
         assert!(matches!(
-            decode_payload(&lying, &payload, &mut scratch),
+            decoder.decode(&lying, &payload),
             Err(BlockError::CountMismatch { .. })
         ));
         // Garbage that carries a valid checksum.
@@ -414,14 +467,53 @@ mod tests {
             payload_crc: crc32c::crc32c(&garbage),
             ..frame
         };
-        assert!(decode_payload(&g, &garbage, &mut scratch).is_err());
+        assert!(decoder.decode(&g, &garbage).is_err());
         // Valid zstd of garbage bincode.
         let junk = zstd::bulk::compress(&[0xFF; 64], 3).unwrap();
         let j = FrameHeader {
             payload_crc: crc32c::crc32c(&junk),
             ..frame
         };
-        assert!(decode_payload(&j, &junk, &mut scratch).is_err());
+        assert!(decoder.decode(&j, &junk).is_err());
+    }
+
+    /// Payloads the writer does not make (no declared size, several frames) take the
+    /// streaming path and decode the same; a decoder reused after damage still works.
+    #[test]
+    fn payloads_of_any_zstd_shape_decode() {
+        let events: Vec<Event> = (0..40).map(loss).collect();
+        let raw = bincode::encode_to_vec(&events, bincode::config::standard()).unwrap();
+        let frame_for = |payload: &[u8]| FrameHeader {
+            payload_len: payload.len() as u32,
+            event_count: 40,
+            first_ts: 0,
+            last_ts: 39,
+            payload_crc: crc32c::crc32c(payload),
+        };
+        let mut unsized_frame = Vec::new();
+        let mut encoder = zstd::stream::write::Encoder::new(&mut unsized_frame, 3).unwrap();
+        std::io::Write::write_all(&mut encoder, &raw).unwrap();
+        encoder.finish().unwrap();
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&unsized_frame),
+            Ok(None)
+        ));
+        let (head, tail) = raw.split_at(raw.len() / 2);
+        let mut two_frames = zstd::bulk::compress(head, 3).unwrap();
+        two_frames.extend(zstd::bulk::compress(tail, 3).unwrap());
+        let whole = zstd::bulk::compress(&raw, 3).unwrap();
+
+        let mut decoder = PayloadDecoder::default();
+        for payload in [&unsized_frame, &two_frames, &whole] {
+            assert_eq!(
+                decoder.decode(&frame_for(payload), payload).unwrap(),
+                events
+            );
+        }
+        let mut cut = whole.clone();
+        cut.truncate(whole.len() - 3);
+        assert!(decoder.decode(&frame_for(&cut), &cut).is_err());
+        assert_eq!(decoder.decode(&frame_for(&whole), &whole).unwrap(), events);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::block::{decode_payload, kind_counts, FrameHeader, FRAME_HEADER_LEN};
+use super::block::{kind_counts, FrameHeader, PayloadDecoder, FRAME_HEADER_LEN};
 use super::error::CaptureError;
 use super::event::Event;
 use super::header::{
@@ -147,7 +147,7 @@ impl CaptureReader {
             next_damage: 0,
             current: Vec::new().into_iter(),
             payload: Vec::new(),
-            scratch: Vec::new(),
+            decoder: PayloadDecoder::default(),
         }
     }
 
@@ -157,7 +157,7 @@ impl CaptureReader {
         &self,
         info: &BlockInfo,
         payload: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
+        decoder: &mut PayloadDecoder,
     ) -> Result<Vec<Event>, Damage> {
         let damage = |reason: String| Damage {
             offset: info.offset,
@@ -180,7 +180,9 @@ impl CaptureReader {
         payload.resize(frame.payload_len as usize, 0);
         read_at(&self.file, payload, payload_at)
             .map_err(|e| damage(format!("block payload could not be read: {e}")))?;
-        decode_payload(&frame, payload, scratch).map_err(|e| damage(format!("block {e}")))
+        decoder
+            .decode(&frame, payload)
+            .map_err(|e| damage(format!("block {e}")))
     }
 }
 
@@ -206,7 +208,7 @@ pub struct Events<'r> {
     next_damage: usize,
     current: std::vec::IntoIter<Event>,
     payload: Vec<u8>,
-    scratch: Vec<u8>,
+    decoder: PayloadDecoder,
 }
 
 impl Events<'_> {
@@ -258,7 +260,7 @@ impl Iterator for Events<'_> {
             if !info.overlaps(self.since, self.until) {
                 continue;
             }
-            match reader.read_block(info, &mut self.payload, &mut self.scratch) {
+            match reader.read_block(info, &mut self.payload, &mut self.decoder) {
                 Ok(events) => self.current = events.into_iter(),
                 Err(d) => return Some(ReadItem::Damaged(d)),
             }
@@ -410,7 +412,7 @@ fn scan_blocks(
     let mut blocks = Vec::new();
     let mut damage = Vec::new();
     let mut payload = Vec::new();
-    let mut scratch = Vec::new();
+    let mut decoder = PayloadDecoder::default();
     let mut pos = data_start;
     while pos < file_len {
         let remaining = file_len - pos;
@@ -484,7 +486,7 @@ fn scan_blocks(
         payload.clear();
         payload.resize(frame.payload_len as usize, 0);
         read_at(file, &mut payload, pos + FRAME_HEADER_LEN as u64)?;
-        match decode_payload(&frame, &payload, &mut scratch) {
+        match decoder.decode(&frame, &payload) {
             Ok(events) => blocks.push(BlockInfo {
                 offset: pos,
                 len: frame.frame_len(),
