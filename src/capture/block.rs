@@ -5,9 +5,11 @@
 
 use std::io::Read;
 
+use bincode::de::{BorrowDecode, BorrowDecoder, Decode};
+use bincode::error::{AllowedEnumVariants, DecodeError};
 use thiserror::Error;
 
-use super::event::{Event, EventKind};
+use super::event::{Event, EventKind, FileKind, FileRef, Loss, Packet, Syscall, SyscallKind};
 
 /// The first bytes of every block frame.
 pub const BLOCK_MAGIC: [u8; 4] = *b"ETRB";
@@ -142,11 +144,14 @@ pub struct PayloadDecoder {
 }
 
 impl PayloadDecoder {
-    /// Verify, decompress and decode one block payload.
+    /// Verify, decompress and decode one block payload. Syscalls' path and data are
+    /// built or left empty as `contents` says; either way they are checked, so a block
+    /// is good or damaged the same.
     pub fn decode(
         &mut self,
         frame: &FrameHeader,
         payload: &[u8],
+        contents: SyscallContents,
     ) -> Result<Vec<Event>, BlockError> {
         if crc32c::crc32c(payload) != frame.payload_crc {
             return Err(BlockError::PayloadChecksum);
@@ -156,20 +161,21 @@ impl PayloadDecoder {
         }
         let scratch = &self.decompressed;
         let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
-        let (events, used): (Vec<Event>, usize) =
-            bincode::decode_from_slice(scratch, config).map_err(BlockError::Decode)?;
+        let (block, used): (BlockEvents, usize) =
+            bincode::borrow_decode_from_slice_with_context(scratch, config, contents)
+                .map_err(BlockError::Decode)?;
         if used != scratch.len() {
             return Err(BlockError::TrailingBytes(
                 scratch.len().saturating_sub(used),
             ));
         }
-        if events.len() != frame.event_count as usize {
+        if block.0.len() != frame.event_count as usize {
             return Err(BlockError::CountMismatch {
                 header: frame.event_count,
-                decoded: events.len(),
+                decoded: block.0.len(),
             });
         }
-        Ok(events)
+        Ok(block.0)
     }
 
     /// The fast path, for what the writer produces: one zstd frame that declares its
@@ -204,6 +210,98 @@ impl PayloadDecoder {
             zstd.decompress_to_buffer(payload, &mut self.decompressed),
             Ok(n) if n == len
         )
+    }
+}
+
+/// Whether decoding builds each syscall's path and data, or leaves them empty (saving
+/// their allocations and copies, for analyses that look at syscalls' times at most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallContents {
+    Built,
+    Skipped,
+}
+
+/// A block's events: bincode's `Vec<Event>`, decoded with the syscalls' contents built
+/// or skipped as the decode context says.
+struct BlockEvents(Vec<Event>);
+
+impl<'de> BorrowDecode<'de, SyscallContents> for BlockEvents {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = SyscallContents>>(
+        decoder: &mut D,
+    ) -> Result<Self, DecodeError> {
+        // As bincode decodes a Vec<Event> (its length, a claim on the decode limit for
+        // all elements, then each element as its enum), so the same bytes are accepted.
+        let len = u64::decode(decoder)?;
+        let len = usize::try_from(len).map_err(|_| DecodeError::OutsideUsizeRange(len))?;
+        decoder.claim_container_read::<Event>(len)?;
+        let contents = *decoder.context();
+        let mut events = Vec::with_capacity(len);
+        for _ in 0..len {
+            decoder.unclaim_bytes_read(std::mem::size_of::<Event>());
+            events.push(match u32::decode(decoder)? {
+                0 => Event::Packet(Packet::decode(decoder)?),
+                1 if contents == SyscallContents::Skipped => {
+                    Event::Syscall(SyscallRef::borrow_decode(decoder)?.without_contents())
+                }
+                1 => Event::Syscall(Syscall::decode(decoder)?),
+                2 => Event::Loss(Loss::decode(decoder)?),
+                found => {
+                    return Err(DecodeError::UnexpectedVariant {
+                        type_name: "Event",
+                        allowed: &AllowedEnumVariants::Range { min: 0, max: 2 },
+                        found,
+                    })
+                }
+            });
+        }
+        Ok(BlockEvents(events))
+    }
+}
+
+/// A [`Syscall`] as encoded, its path and data borrowed from the block. Its fields are
+/// `Syscall`'s (with `FileRef`'s inline), in order; a test holds the two together.
+#[derive(Debug, bincode::BorrowDecode)]
+struct SyscallRef<'a> {
+    enter_ns: u64,
+    exit_ns: u64,
+    pid: u32,
+    tid: u32,
+    call: SyscallKind,
+    fd: i32,
+    file_kind: FileKind,
+    // Decoded to be checked (length, UTF-8) and skipped.
+    #[allow(dead_code)]
+    file_path: &'a str,
+    local_port: u16,
+    peer_port: u16,
+    offset: Option<u64>,
+    requested: u64,
+    ret: i64,
+    #[allow(dead_code)]
+    data: &'a [u8],
+}
+
+impl SyscallRef<'_> {
+    /// The syscall with an empty path and data.
+    fn without_contents(self) -> Syscall {
+        Syscall {
+            enter_ns: self.enter_ns,
+            exit_ns: self.exit_ns,
+            pid: self.pid,
+            tid: self.tid,
+            call: self.call,
+            fd: self.fd,
+            file: FileRef {
+                kind: self.file_kind,
+                path: String::new(),
+                local_port: self.local_port,
+                peer_port: self.peer_port,
+            },
+            offset: self.offset,
+            requested: self.requested,
+            ret: self.ret,
+            data: Vec::new(),
+        }
     }
 }
 
@@ -424,7 +522,9 @@ mod tests {
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
         assert_eq!(
-            PayloadDecoder::default().decode(&frame, &payload).unwrap(),
+            PayloadDecoder::default()
+                .decode(&frame, &payload, SyscallContents::Built)
+                .unwrap(),
             events
         );
         // The builder starts over.
@@ -449,7 +549,7 @@ mod tests {
         let mut bad = payload.clone();
         bad[payload.len() / 2] ^= 1;
         assert!(matches!(
-            decoder.decode(&frame, &bad),
+            decoder.decode(&frame, &bad, SyscallContents::Built),
             Err(BlockError::PayloadChecksum)
         ));
         // Wrong count in a header whose checksum is otherwise fine.
@@ -458,7 +558,7 @@ mod tests {
             ..frame
         };
         assert!(matches!(
-            decoder.decode(&lying, &payload),
+            decoder.decode(&lying, &payload, SyscallContents::Built),
             Err(BlockError::CountMismatch { .. })
         ));
         // Garbage that carries a valid checksum.
@@ -467,14 +567,103 @@ mod tests {
             payload_crc: crc32c::crc32c(&garbage),
             ..frame
         };
-        assert!(decoder.decode(&g, &garbage).is_err());
+        assert!(decoder
+            .decode(&g, &garbage, SyscallContents::Built)
+            .is_err());
         // Valid zstd of garbage bincode.
         let junk = zstd::bulk::compress(&[0xFF; 64], 3).unwrap();
         let j = FrameHeader {
             payload_crc: crc32c::crc32c(&junk),
             ..frame
         };
-        assert!(decoder.decode(&j, &junk).is_err());
+        assert!(decoder.decode(&j, &junk, SyscallContents::Built).is_err());
+    }
+
+    fn syscall(ts: u64) -> Syscall {
+        Syscall {
+            enter_ns: ts,
+            exit_ns: ts + 7,
+            pid: 11,
+            tid: 12,
+            call: SyscallKind::Pwrite64,
+            fd: -3,
+            file: FileRef {
+                kind: FileKind::Wal,
+                path: "member/wal/0-0.wal".into(),
+                local_port: 2379,
+                peer_port: 40000,
+            },
+            offset: Some(4096),
+            requested: 100,
+            ret: -5,
+            data: vec![1, 2, 3],
+        }
+    }
+
+    /// SyscallRef reads exactly what a Syscall encodes, field by field.
+    #[test]
+    fn syscall_ref_mirrors_syscall() {
+        let s = syscall(5);
+        let bytes = bincode::encode_to_vec(&s, bincode::config::standard()).unwrap();
+        let (r, used): (SyscallRef, usize) =
+            bincode::borrow_decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(r.file_path, s.file.path);
+        assert_eq!(r.data, s.data);
+        let mut hollow = s.clone();
+        hollow.file.path.clear();
+        hollow.data.clear();
+        assert_eq!(r.without_contents(), hollow);
+    }
+
+    /// Skipping syscalls' contents changes nothing else, and accepts the same blocks.
+    #[test]
+    fn syscall_contents_can_be_skipped() {
+        let packet = Event::Packet(Packet {
+            ts_ns: 3,
+            ifindex: 1,
+            direction: crate::capture::event::Direction::Ingress,
+            src: "127.0.0.1:40000".parse().unwrap(),
+            dst: "127.0.0.1:2379".parse().unwrap(),
+            seq: 1,
+            ack: 2,
+            flags: crate::capture::event::TcpFlags(0x18),
+            window: 100,
+            payload_len: 4,
+            payload: b"abcd".to_vec(),
+        });
+        let events = vec![packet, Event::Syscall(syscall(4)), loss(5)];
+        let mut builder = BlockBuilder::new(DEFAULT_ZSTD_LEVEL).unwrap();
+        for e in &events {
+            builder.push(e).unwrap();
+        }
+        let sealed = builder.seal().unwrap().unwrap();
+        let (frame, payload) = (sealed.frame, sealed.payload.to_vec());
+        let mut decoder = PayloadDecoder::default();
+        let built = decoder
+            .decode(&frame, &payload, SyscallContents::Built)
+            .unwrap();
+        assert_eq!(built, events);
+        let skipped = decoder
+            .decode(&frame, &payload, SyscallContents::Skipped)
+            .unwrap();
+        let mut hollow = events.clone();
+        if let Event::Syscall(s) = &mut hollow[1] {
+            s.file.path.clear();
+            s.data.clear();
+        }
+        assert_eq!(skipped, hollow);
+        // A cut (but checksummed) block is damage either way.
+        let raw = zstd::bulk::decompress(&payload, 1 << 20).unwrap();
+        let cut = zstd::bulk::compress(&raw[..raw.len() - 2], 3).unwrap();
+        let cut_frame = FrameHeader {
+            payload_len: cut.len() as u32,
+            payload_crc: crc32c::crc32c(&cut),
+            ..frame
+        };
+        for contents in [SyscallContents::Built, SyscallContents::Skipped] {
+            assert!(decoder.decode(&cut_frame, &cut, contents).is_err());
+        }
     }
 
     /// Payloads the writer does not make (no declared size, several frames) take the
@@ -506,14 +695,23 @@ mod tests {
         let mut decoder = PayloadDecoder::default();
         for payload in [&unsized_frame, &two_frames, &whole] {
             assert_eq!(
-                decoder.decode(&frame_for(payload), payload).unwrap(),
+                decoder
+                    .decode(&frame_for(payload), payload, SyscallContents::Built)
+                    .unwrap(),
                 events
             );
         }
         let mut cut = whole.clone();
         cut.truncate(whole.len() - 3);
-        assert!(decoder.decode(&frame_for(&cut), &cut).is_err());
-        assert_eq!(decoder.decode(&frame_for(&whole), &whole).unwrap(), events);
+        assert!(decoder
+            .decode(&frame_for(&cut), &cut, SyscallContents::Built)
+            .is_err());
+        assert_eq!(
+            decoder
+                .decode(&frame_for(&whole), &whole, SyscallContents::Built)
+                .unwrap(),
+            events
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::block::{kind_counts, FrameHeader, PayloadDecoder, FRAME_HEADER_LEN};
+use super::block::{kind_counts, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN};
 use super::error::CaptureError;
 use super::event::Event;
 use super::header::{
@@ -148,6 +148,7 @@ impl CaptureReader {
             current: Vec::new().into_iter(),
             payload: Vec::new(),
             decoder: PayloadDecoder::default(),
+            syscall_contents: SyscallContents::Built,
         }
     }
 
@@ -158,6 +159,7 @@ impl CaptureReader {
         info: &BlockInfo,
         payload: &mut Vec<u8>,
         decoder: &mut PayloadDecoder,
+        syscall_contents: SyscallContents,
     ) -> Result<Vec<Event>, Damage> {
         let damage = |reason: String| Damage {
             offset: info.offset,
@@ -181,7 +183,7 @@ impl CaptureReader {
         read_at(&self.file, payload, payload_at)
             .map_err(|e| damage(format!("block payload could not be read: {e}")))?;
         decoder
-            .decode(&frame, payload)
+            .decode(&frame, payload, syscall_contents)
             .map_err(|e| damage(format!("block {e}")))
     }
 }
@@ -209,9 +211,19 @@ pub struct Events<'r> {
     current: std::vec::IntoIter<Event>,
     payload: Vec<u8>,
     decoder: PayloadDecoder,
+    syscall_contents: SyscallContents,
 }
 
 impl Events<'_> {
+    /// Syscalls come with an empty path and data (their times and other fields
+    /// intact): cheaper, for analyses that do not look into syscalls.
+    pub fn without_syscall_contents(self) -> Self {
+        Events {
+            syscall_contents: SyscallContents::Skipped,
+            ..self
+        }
+    }
+
     fn in_range(&self, ts: u64) -> bool {
         self.since.is_none_or(|s| ts >= s) && self.until.is_none_or(|u| ts < u)
     }
@@ -260,7 +272,12 @@ impl Iterator for Events<'_> {
             if !info.overlaps(self.since, self.until) {
                 continue;
             }
-            match reader.read_block(info, &mut self.payload, &mut self.decoder) {
+            match reader.read_block(
+                info,
+                &mut self.payload,
+                &mut self.decoder,
+                self.syscall_contents,
+            ) {
                 Ok(events) => self.current = events.into_iter(),
                 Err(d) => return Some(ReadItem::Damaged(d)),
             }
@@ -486,7 +503,7 @@ fn scan_blocks(
         payload.clear();
         payload.resize(frame.payload_len as usize, 0);
         read_at(file, &mut payload, pos + FRAME_HEADER_LEN as u64)?;
-        match decoder.decode(&frame, &payload) {
+        match decoder.decode(&frame, &payload, SyscallContents::Built) {
             Ok(events) => blocks.push(BlockInfo {
                 offset: pos,
                 len: frame.frame_len(),
