@@ -88,30 +88,32 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     // Records come out as calls end: put them back in start order (a stream's end record
     // at its end) within a window; calls longer than the window may still come out late.
     let mut order = TimeOrder::new(ORDER_WINDOW_NS, MAX_HELD_RECORDS);
-    let emit = |calls: &mut Vec<RpcCall>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
-        for mut call in calls.drain(..) {
-            if !filter.accepts(&call) {
-                continue;
+    // Records wait boxed: they are large, and the window moves them about.
+    let emit =
+        |calls: &mut Vec<Box<RpcCall>>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
+            for mut call in calls.drain(..) {
+                if !filter.accepts(&call) {
+                    continue;
+                }
+                if !args.show_secrets {
+                    call.redact();
+                }
+                tally.records += 1;
+                match call.completeness() {
+                    Completeness::Full => tally.full += 1,
+                    Completeness::Partial => tally.partial += 1,
+                    Completeness::UnknownMethod => tally.unknown += 1,
+                }
+                if call.inferred {
+                    tally.inferred += 1;
+                }
+                match args.format {
+                    Format::Json => writeln!(out, "{}", to_json(&call))?,
+                    Format::Text => write_text(out, &call, start)?,
+                }
             }
-            if !args.show_secrets {
-                call.redact();
-            }
-            tally.records += 1;
-            match call.completeness() {
-                Completeness::Full => tally.full += 1,
-                Completeness::Partial => tally.partial += 1,
-                Completeness::UnknownMethod => tally.unknown += 1,
-            }
-            if call.inferred {
-                tally.inferred += 1;
-            }
-            match args.format {
-                Format::Json => writeln!(out, "{}", to_json(&call))?,
-                Format::Text => write_text(out, &call, start)?,
-            }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let mut decoded = Vec::new();
     // Syscalls matter here only for their times (they move the output window on).
     for item in reader.events().without_syscall_contents() {
@@ -121,7 +123,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                 let now = ev.ts_ns();
                 decoder.push_owned(ev, &mut decoded);
                 for r in decoded.drain(..) {
-                    order.push(sort_time(&r), r);
+                    order.push(sort_time(&r), Box::new(r));
                 }
                 order.release(now, &mut calls);
             }
@@ -141,7 +143,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     }
     decoder.finish(&mut decoded);
     for r in decoded.drain(..) {
-        order.push(sort_time(&r), r);
+        order.push(sort_time(&r), Box::new(r));
     }
     order.drain(&mut calls);
     emit(&mut calls, &mut tally, &mut out)?;
@@ -195,8 +197,8 @@ fn unescape_key(text: &str) -> Vec<u8> {
     out
 }
 
-fn status_text(status: Option<u32>) -> String {
-    status.map_or_else(|| "-".to_string(), |s| status_code_name(s).to_string())
+fn status_text(status: Option<u32>) -> &'static str {
+    status.map_or("-", status_code_name)
 }
 
 fn what(call: &RpcCall) -> String {
@@ -265,22 +267,27 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+/// One line per record (and one per note), written piece by piece rather than built
+/// first: this runs once per RPC.
 fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Result<()> {
-    let mut method = call.method_name().to_string();
-    if call.inferred {
-        method.push('?');
-    }
-    let detail = match call.kind {
+    write!(
+        out,
+        "{} {} -> {} #{} {}{}",
+        offset(call.ts_ns, start, 6),
+        call.client,
+        call.server,
+        call.stream_id,
+        call.method_name(),
+        if call.inferred { "?" } else { "" }
+    )?;
+    match call.kind {
         RecordKind::Call => {
-            let result = body_summary(&call.response, call.response_bytes)
-                .map_or(String::new(), |s| format!(" -> {s}"));
-            format!(
-                "{} {}{result} {} {}",
-                method,
-                what(call),
-                status_text(call.status),
-                call.latency_ns.map_or("-".to_string(), human_duration_ns)
-            )
+            write!(out, " {}", what(call))?;
+            if let Some(summary) = body_summary(&call.response, call.response_bytes) {
+                write!(out, " -> {summary}")?;
+            }
+            write!(out, " {} ", status_text(call.status))?;
+            write_latency(out, call.latency_ns)?;
         }
         RecordKind::Message { direction, index } => {
             let (arrow, body, bytes) = match direction {
@@ -288,29 +295,32 @@ fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Resul
                 MessageDirection::Response => ("response", &call.response, call.response_bytes),
             };
             let result = body_summary(body, bytes).unwrap_or_else(|| human_bytes(bytes));
-            format!("{method} {arrow} #{index} {} {result}", what(call))
+            write!(out, " {arrow} #{index} {} {result}", what(call))?;
         }
         RecordKind::StreamEnd {
             requests,
             responses,
-        } => format!(
-            "{method} end ({requests} requests, {responses} responses) {} {}",
-            status_text(call.status),
-            call.latency_ns.map_or("-".to_string(), human_duration_ns)
-        ),
-    };
-    writeln!(
-        out,
-        "{} {} -> {} #{} {detail}",
-        offset(call.ts_ns, start, 6),
-        call.client,
-        call.server,
-        call.stream_id
-    )?;
+        } => {
+            write!(
+                out,
+                " end ({requests} requests, {responses} responses) {} ",
+                status_text(call.status)
+            )?;
+            write_latency(out, call.latency_ns)?;
+        }
+    }
+    out.write_all(b"\n")?;
     for note in &call.notes {
         writeln!(out, "    note: {note}")?;
     }
     Ok(())
+}
+
+fn write_latency(out: &mut dyn Write, latency_ns: Option<u64>) -> std::io::Result<()> {
+    match latency_ns {
+        Some(ns) => out.write_all(human_duration_ns(ns).as_bytes()),
+        None => out.write_all(b"-"),
+    }
 }
 
 fn write_summary(out: &mut dyn Write, t: &Tally, stats: &RpcStats) -> std::io::Result<()> {
