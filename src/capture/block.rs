@@ -3,6 +3,7 @@
 //! the time range and checksums. The frame is what makes a file without an index
 //! readable: a scanner can find, verify and skip blocks one at a time.
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use bincode::de::{BorrowDecode, BorrowDecoder, Decode};
@@ -153,6 +154,21 @@ impl PayloadDecoder {
         payload: &[u8],
         contents: SyscallContents,
     ) -> Result<Vec<Event>, BlockError> {
+        let mut events = VecDeque::new();
+        self.decode_into(frame, payload, contents, &mut events)?;
+        Ok(events.into())
+    }
+
+    /// [`decode`](Self::decode) into `events` (cleared first, and left empty on an
+    /// error), so that a reader keeps one allocation for every block's events.
+    pub fn decode_into(
+        &mut self,
+        frame: &FrameHeader,
+        payload: &[u8],
+        contents: SyscallContents,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), BlockError> {
+        events.clear();
         if crc32c::crc32c(payload) != frame.payload_crc {
             return Err(BlockError::PayloadChecksum);
         }
@@ -161,21 +177,25 @@ impl PayloadDecoder {
         }
         let scratch = &self.decompressed;
         let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
-        let (block, used): (BlockEvents, usize) =
-            bincode::borrow_decode_from_slice_with_context(scratch, config, contents)
-                .map_err(BlockError::Decode)?;
-        if used != scratch.len() {
-            return Err(BlockError::TrailingBytes(
-                scratch.len().saturating_sub(used),
-            ));
-        }
-        if block.0.len() != frame.event_count as usize {
-            return Err(BlockError::CountMismatch {
+        let context = BlockContext {
+            contents,
+            events: &mut *events,
+        };
+        let decoded: Result<(BlockEvents, usize), _> =
+            bincode::borrow_decode_from_slice_with_context(scratch, config, context);
+        let problem = match decoded {
+            Err(e) => BlockError::Decode(e),
+            Ok((_, used)) if used != scratch.len() => {
+                BlockError::TrailingBytes(scratch.len().saturating_sub(used))
+            }
+            Ok(_) if events.len() != frame.event_count as usize => BlockError::CountMismatch {
                 header: frame.event_count,
-                decoded: block.0.len(),
-            });
-        }
-        Ok(block.0)
+                decoded: events.len(),
+            },
+            Ok(_) => return Ok(()),
+        };
+        events.clear();
+        Err(problem)
     }
 
     /// The fast path, for what the writer produces: one zstd frame that declares its
@@ -221,12 +241,19 @@ pub enum SyscallContents {
     Skipped,
 }
 
-/// A block's events: bincode's `Vec<Event>`, decoded with the syscalls' contents built
-/// or skipped as the decode context says.
-struct BlockEvents(Vec<Event>);
+/// How a block's events are decoded, and where they go: the decode context of
+/// [`BlockEvents`].
+struct BlockContext<'e> {
+    contents: SyscallContents,
+    events: &'e mut VecDeque<Event>,
+}
 
-impl<'de> BorrowDecode<'de, SyscallContents> for BlockEvents {
-    fn borrow_decode<D: BorrowDecoder<'de, Context = SyscallContents>>(
+/// A block's events, bincode's `Vec<Event>`, decoded into the context's queue with the
+/// syscalls' contents built or skipped as the context says.
+struct BlockEvents;
+
+impl<'de, 'e> BorrowDecode<'de, BlockContext<'e>> for BlockEvents {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = BlockContext<'e>>>(
         decoder: &mut D,
     ) -> Result<Self, DecodeError> {
         // As bincode decodes a Vec<Event> (its length, a claim on the decode limit for
@@ -234,11 +261,11 @@ impl<'de> BorrowDecode<'de, SyscallContents> for BlockEvents {
         let len = u64::decode(decoder)?;
         let len = usize::try_from(len).map_err(|_| DecodeError::OutsideUsizeRange(len))?;
         decoder.claim_container_read::<Event>(len)?;
-        let contents = *decoder.context();
-        let mut events = Vec::with_capacity(len);
+        let contents = decoder.context().contents;
+        decoder.context().events.reserve(len);
         for _ in 0..len {
             decoder.unclaim_bytes_read(std::mem::size_of::<Event>());
-            events.push(match u32::decode(decoder)? {
+            let event = match u32::decode(decoder)? {
                 0 => Event::Packet(Packet::decode(decoder)?),
                 1 if contents == SyscallContents::Skipped => {
                     Event::Syscall(SyscallRef::borrow_decode(decoder)?.without_contents())
@@ -252,9 +279,10 @@ impl<'de> BorrowDecode<'de, SyscallContents> for BlockEvents {
                         found,
                     })
                 }
-            });
+            };
+            decoder.context().events.push_back(event);
         }
-        Ok(BlockEvents(events))
+        Ok(BlockEvents)
     }
 }
 

@@ -3,6 +3,7 @@
 //! recovered by scanning block frames. Damaged blocks are skipped and reported with the
 //! number of events lost; reading streams one block at a time.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -145,7 +146,7 @@ impl CaptureReader {
             until: until_ns,
             next_block: 0,
             next_damage: 0,
-            current: Vec::new().into_iter(),
+            current: VecDeque::new(),
             payload: Vec::new(),
             decoder: PayloadDecoder::default(),
             syscall_contents: SyscallContents::Built,
@@ -160,7 +161,8 @@ impl CaptureReader {
         payload: &mut Vec<u8>,
         decoder: &mut PayloadDecoder,
         syscall_contents: SyscallContents,
-    ) -> Result<Vec<Event>, Damage> {
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), Damage> {
         let damage = |reason: String| Damage {
             offset: info.offset,
             reason,
@@ -183,7 +185,7 @@ impl CaptureReader {
         read_at(&self.file, payload, payload_at)
             .map_err(|e| damage(format!("block payload could not be read: {e}")))?;
         decoder
-            .decode(&frame, payload, syscall_contents)
+            .decode_into(&frame, payload, syscall_contents, events)
             .map_err(|e| damage(format!("block {e}")))
     }
 }
@@ -208,7 +210,8 @@ pub struct Events<'r> {
     until: Option<u64>,
     next_block: usize,
     next_damage: usize,
-    current: std::vec::IntoIter<Event>,
+    /// The rest of the current block's events (the queue is reused for every block).
+    current: VecDeque<Event>,
     payload: Vec<u8>,
     decoder: PayloadDecoder,
     syscall_contents: SyscallContents,
@@ -243,7 +246,7 @@ impl Iterator for Events<'_> {
 
     fn next(&mut self) -> Option<ReadItem> {
         loop {
-            while let Some(event) = self.current.next() {
+            while let Some(event) = self.current.pop_front() {
                 if self.in_range(event.ts_ns()) {
                     return Some(ReadItem::Event(event));
                 }
@@ -272,14 +275,14 @@ impl Iterator for Events<'_> {
             if !info.overlaps(self.since, self.until) {
                 continue;
             }
-            match reader.read_block(
+            if let Err(d) = reader.read_block(
                 info,
                 &mut self.payload,
                 &mut self.decoder,
                 self.syscall_contents,
+                &mut self.current,
             ) {
-                Ok(events) => self.current = events.into_iter(),
-                Err(d) => return Some(ReadItem::Damaged(d)),
+                return Some(ReadItem::Damaged(d));
             }
         }
     }
