@@ -2,10 +2,12 @@
 //! traffic, one line (or JSON object) per RPC, then how completely they were decoded.
 
 use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use base64::Engine;
+use foldhash::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::open_capture;
@@ -89,7 +91,8 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     // at its end) within a window; calls longer than the window may still come out late.
     let mut order = TimeOrder::new(ORDER_WINDOW_NS, MAX_HELD_RECORDS);
     // Records wait boxed: they are large, and the window moves them about.
-    let emit =
+    let mut endpoints = EndpointTexts::default();
+    let mut emit =
         |calls: &mut Vec<Box<RpcCall>>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
             for mut call in calls.drain(..) {
                 if !filter.accepts(&call) {
@@ -109,7 +112,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                 }
                 match args.format {
                     Format::Json => writeln!(out, "{}", to_json(&call))?,
-                    Format::Text => write_text(out, &call, start)?,
+                    Format::Text => write_text(out, &call, start, &mut endpoints)?,
                 }
             }
             Ok(())
@@ -267,15 +270,38 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
+/// `client -> server` texts of recent connections: formatting two socket addresses is a
+/// good part of writing a line, and a connection has many lines.
+#[derive(Default)]
+struct EndpointTexts(HashMap<(SocketAddr, SocketAddr), String>);
+
+/// Connections whose text is kept at most (then the cache starts over).
+const MAX_ENDPOINT_TEXTS: usize = 4096;
+
+impl EndpointTexts {
+    fn get(&mut self, client: SocketAddr, server: SocketAddr) -> &str {
+        if self.0.len() >= MAX_ENDPOINT_TEXTS && !self.0.contains_key(&(client, server)) {
+            self.0.clear();
+        }
+        self.0
+            .entry((client, server))
+            .or_insert_with(|| format!("{client} -> {server}"))
+    }
+}
+
 /// One line per record (and one per note), written piece by piece rather than built
 /// first: this runs once per RPC.
-fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Result<()> {
+fn write_text(
+    out: &mut dyn Write,
+    call: &RpcCall,
+    start: u64,
+    endpoints: &mut EndpointTexts,
+) -> std::io::Result<()> {
     write!(
         out,
-        "{} {} -> {} #{} {}{}",
+        "{} {} #{} {}{}",
         offset(call.ts_ns, start, 6),
-        call.client,
-        call.server,
+        endpoints.get(call.client, call.server),
         call.stream_id,
         call.method_name(),
         if call.inferred { "?" } else { "" }
