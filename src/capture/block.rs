@@ -3,11 +3,14 @@
 //! the time range and checksums. The frame is what makes a file without an index
 //! readable: a scanner can find, verify and skip blocks one at a time.
 
+use std::collections::VecDeque;
 use std::io::Read;
 
+use bincode::de::{BorrowDecode, BorrowDecoder, Decode};
+use bincode::error::{AllowedEnumVariants, DecodeError};
 use thiserror::Error;
 
-use super::event::{Event, EventKind};
+use super::event::{Event, EventKind, FileKind, FileRef, Loss, Packet, Syscall, SyscallKind};
 
 /// The first bytes of every block frame.
 pub const BLOCK_MAGIC: [u8; 4] = *b"ETRB";
@@ -135,43 +138,220 @@ pub enum BlockError {
     CountMismatch { header: u32, decoded: usize },
 }
 
-/// Verify, decompress and decode a block payload. `scratch` is reused between calls to
-/// hold the decompressed bytes.
-pub fn decode_payload(
-    frame: &FrameHeader,
-    payload: &[u8],
-    scratch: &mut Vec<u8>,
-) -> Result<Vec<Event>, BlockError> {
-    if crc32c::crc32c(payload) != frame.payload_crc {
-        return Err(BlockError::PayloadChecksum);
+/// Verifies, decompresses and decodes block payloads, keeping one zstd context and the
+/// decompressed bytes' buffer from block to block.
+#[derive(Default)]
+pub struct PayloadDecoder {
+    decompressed: Vec<u8>,
+    /// Created at the first block that can use it.
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl PayloadDecoder {
+    /// Verify, decompress and decode one block payload. Syscalls' path and data are
+    /// built or left empty as `contents` says; either way they are checked, so a block
+    /// is good or damaged the same.
+    pub fn decode(
+        &mut self,
+        frame: &FrameHeader,
+        payload: &[u8],
+        contents: SyscallContents,
+    ) -> Result<Vec<Event>, BlockError> {
+        let mut events = VecDeque::new();
+        self.decode_into(frame, payload, contents, &mut events)?;
+        Ok(events.into())
     }
-    scratch.clear();
+
+    /// [`decode`](Self::decode) into `events` (cleared first, and left empty on an
+    /// error), so that a reader keeps one allocation for every block's events.
+    pub fn decode_into(
+        &mut self,
+        frame: &FrameHeader,
+        payload: &[u8],
+        contents: SyscallContents,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), BlockError> {
+        events.clear();
+        if crc32c::crc32c(payload) != frame.payload_crc {
+            return Err(BlockError::PayloadChecksum);
+        }
+        if !self.decompress_whole(payload) {
+            decompress_streaming(payload, &mut self.decompressed)?;
+        }
+        let scratch = &self.decompressed;
+        let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
+        let context = BlockContext {
+            contents,
+            events: &mut *events,
+        };
+        let decoded: Result<(BlockEvents, usize), _> =
+            bincode::borrow_decode_from_slice_with_context(scratch, config, context);
+        let problem = match decoded {
+            Err(e) => BlockError::Decode(e),
+            Ok((_, used)) if used != scratch.len() => {
+                BlockError::TrailingBytes(scratch.len().saturating_sub(used))
+            }
+            Ok(_) if events.len() != frame.event_count as usize => BlockError::CountMismatch {
+                header: frame.event_count,
+                decoded: events.len(),
+            },
+            Ok(_) => return Ok(()),
+        };
+        events.clear();
+        Err(problem)
+    }
+
+    /// The fast path, for what the writer produces: one zstd frame that declares its
+    /// size within the bound, decompressed in one call. False when the payload is not
+    /// like that or does not decompress; the streaming path then decides (and words any
+    /// error as it always has).
+    fn decompress_whole(&mut self, payload: &[u8]) -> bool {
+        let declared = match zstd::zstd_safe::get_frame_content_size(payload) {
+            Ok(Some(len)) => len,
+            _ => return false,
+        };
+        let Some(len) = usize::try_from(declared)
+            .ok()
+            .filter(|&len| len <= MAX_DECOMPRESSED_LEN)
+        else {
+            return false;
+        };
+        if zstd::zstd_safe::find_frame_compressed_size(payload) != Ok(payload.len()) {
+            return false;
+        }
+        if self.zstd.is_none() {
+            self.zstd = zstd::bulk::Decompressor::new().ok();
+        }
+        let Some(zstd) = self.zstd.as_mut() else {
+            return false;
+        };
+        self.decompressed.clear();
+        self.decompressed.reserve(len);
+        // zstd checks the frame against its declared size, and writes no further than
+        // the buffer's capacity.
+        matches!(
+            zstd.decompress_to_buffer(payload, &mut self.decompressed),
+            Ok(n) if n == len
+        )
+    }
+}
+
+/// Whether decoding builds each syscall's path and data, or leaves them empty (saving
+/// their allocations and copies, for analyses that look at syscalls' times at most).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallContents {
+    Built,
+    Skipped,
+}
+
+/// How a block's events are decoded, and where they go: the decode context of
+/// [`BlockEvents`].
+struct BlockContext<'e> {
+    contents: SyscallContents,
+    events: &'e mut VecDeque<Event>,
+}
+
+/// A block's events, bincode's `Vec<Event>`, decoded into the context's queue with the
+/// syscalls' contents built or skipped as the context says.
+struct BlockEvents;
+
+impl<'de, 'e> BorrowDecode<'de, BlockContext<'e>> for BlockEvents {
+    fn borrow_decode<D: BorrowDecoder<'de, Context = BlockContext<'e>>>(
+        decoder: &mut D,
+    ) -> Result<Self, DecodeError> {
+        // As bincode decodes a Vec<Event> (its length, a claim on the decode limit for
+        // all elements, then each element as its enum), so the same bytes are accepted.
+        let len = u64::decode(decoder)?;
+        let len = usize::try_from(len).map_err(|_| DecodeError::OutsideUsizeRange(len))?;
+        decoder.claim_container_read::<Event>(len)?;
+        let contents = decoder.context().contents;
+        decoder.context().events.reserve(len);
+        for _ in 0..len {
+            decoder.unclaim_bytes_read(std::mem::size_of::<Event>());
+            let event = match u32::decode(decoder)? {
+                0 => Event::Packet(Packet::decode(decoder)?),
+                1 if contents == SyscallContents::Skipped => {
+                    Event::Syscall(SyscallRef::borrow_decode(decoder)?.without_contents())
+                }
+                1 => Event::Syscall(Syscall::decode(decoder)?),
+                2 => Event::Loss(Loss::decode(decoder)?),
+                found => {
+                    return Err(DecodeError::UnexpectedVariant {
+                        type_name: "Event",
+                        allowed: &AllowedEnumVariants::Range { min: 0, max: 2 },
+                        found,
+                    })
+                }
+            };
+            decoder.context().events.push_back(event);
+        }
+        Ok(BlockEvents)
+    }
+}
+
+/// A [`Syscall`] as encoded, its path and data borrowed from the block. Its fields are
+/// `Syscall`'s (with `FileRef`'s inline), in order; a test holds the two together.
+#[derive(Debug, bincode::BorrowDecode)]
+struct SyscallRef<'a> {
+    enter_ns: u64,
+    exit_ns: u64,
+    pid: u32,
+    tid: u32,
+    call: SyscallKind,
+    fd: i32,
+    file_kind: FileKind,
+    // Decoded to be checked (length, UTF-8) and skipped.
+    #[allow(dead_code)]
+    file_path: &'a str,
+    local_port: u16,
+    peer_port: u16,
+    offset: Option<u64>,
+    requested: u64,
+    ret: i64,
+    #[allow(dead_code)]
+    data: &'a [u8],
+}
+
+impl SyscallRef<'_> {
+    /// The syscall with an empty path and data.
+    fn without_contents(self) -> Syscall {
+        Syscall {
+            enter_ns: self.enter_ns,
+            exit_ns: self.exit_ns,
+            pid: self.pid,
+            tid: self.tid,
+            call: self.call,
+            fd: self.fd,
+            file: FileRef {
+                kind: self.file_kind,
+                path: String::new(),
+                local_port: self.local_port,
+                peer_port: self.peer_port,
+            },
+            offset: self.offset,
+            requested: self.requested,
+            ret: self.ret,
+            data: Vec::new(),
+        }
+    }
+}
+
+/// Decompress a payload of any shape (several frames, no declared size) into `out`,
+/// stopping past [`MAX_DECOMPRESSED_LEN`].
+fn decompress_streaming(payload: &[u8], out: &mut Vec<u8>) -> Result<(), BlockError> {
+    out.clear();
     let decoder =
         zstd::stream::read::Decoder::with_buffer(payload).map_err(BlockError::Decompress)?;
     // One byte past the bound tells "exactly at the limit" from "over it".
     let limit = MAX_DECOMPRESSED_LEN as u64 + 1;
     decoder
         .take(limit)
-        .read_to_end(scratch)
+        .read_to_end(out)
         .map_err(BlockError::Decompress)?;
-    if scratch.len() > MAX_DECOMPRESSED_LEN {
+    if out.len() > MAX_DECOMPRESSED_LEN {
         return Err(BlockError::TooLarge);
     }
-    let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
-    let (events, used): (Vec<Event>, usize) =
-        bincode::decode_from_slice(scratch, config).map_err(BlockError::Decode)?;
-    if used != scratch.len() {
-        return Err(BlockError::TrailingBytes(
-            scratch.len().saturating_sub(used),
-        ));
-    }
-    if events.len() != frame.event_count as usize {
-        return Err(BlockError::CountMismatch {
-            header: frame.event_count,
-            decoded: events.len(),
-        });
-    }
-    Ok(events)
+    Ok(())
 }
 
 /// Events per kind, in `EventKind::ALL` order.
@@ -385,9 +565,10 @@ mod tests {
         assert_eq!(sealed.counts, [0, 0, 300]);
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
-        let mut scratch = Vec::new();
         assert_eq!(
-            decode_payload(&frame, &payload, &mut scratch).unwrap(),
+            PayloadDecoder::default()
+                .decode(&frame, &payload, SyscallContents::Built)
+                .unwrap(),
             events
         );
         // The builder starts over.
@@ -408,11 +589,11 @@ mod tests {
         let sealed = builder.seal().unwrap().unwrap();
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
-        let mut scratch = Vec::new();
+        let mut decoder = PayloadDecoder::default();
         let mut bad = payload.clone();
         bad[payload.len() / 2] ^= 1;
         assert!(matches!(
-            decode_payload(&frame, &bad, &mut scratch),
+            decoder.decode(&frame, &bad, SyscallContents::Built),
             Err(BlockError::PayloadChecksum)
         ));
         // Wrong count in a header whose checksum is otherwise fine.
@@ -421,7 +602,7 @@ mod tests {
             ..frame
         };
         assert!(matches!(
-            decode_payload(&lying, &payload, &mut scratch),
+            decoder.decode(&lying, &payload, SyscallContents::Built),
             Err(BlockError::CountMismatch { .. })
         ));
         // Garbage that carries a valid checksum.
@@ -430,14 +611,151 @@ mod tests {
             payload_crc: crc32c::crc32c(&garbage),
             ..frame
         };
-        assert!(decode_payload(&g, &garbage, &mut scratch).is_err());
+        assert!(decoder
+            .decode(&g, &garbage, SyscallContents::Built)
+            .is_err());
         // Valid zstd of garbage bincode.
         let junk = zstd::bulk::compress(&[0xFF; 64], 3).unwrap();
         let j = FrameHeader {
             payload_crc: crc32c::crc32c(&junk),
             ..frame
         };
-        assert!(decode_payload(&j, &junk, &mut scratch).is_err());
+        assert!(decoder.decode(&j, &junk, SyscallContents::Built).is_err());
+    }
+
+    fn syscall(ts: u64) -> Syscall {
+        Syscall {
+            enter_ns: ts,
+            exit_ns: ts + 7,
+            pid: 11,
+            tid: 12,
+            call: SyscallKind::Pwrite64,
+            fd: -3,
+            file: FileRef {
+                kind: FileKind::Wal,
+                path: "member/wal/0-0.wal".into(),
+                local_port: 2379,
+                peer_port: 40000,
+            },
+            offset: Some(4096),
+            requested: 100,
+            ret: -5,
+            data: vec![1, 2, 3],
+        }
+    }
+
+    /// SyscallRef reads exactly what a Syscall encodes, field by field.
+    #[test]
+    fn syscall_ref_mirrors_syscall() {
+        let s = syscall(5);
+        let bytes = bincode::encode_to_vec(&s, bincode::config::standard()).unwrap();
+        let (r, used): (SyscallRef, usize) =
+            bincode::borrow_decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(r.file_path, s.file.path);
+        assert_eq!(r.data, s.data);
+        let mut hollow = s.clone();
+        hollow.file.path.clear();
+        hollow.data.clear();
+        assert_eq!(r.without_contents(), hollow);
+    }
+
+    /// Skipping syscalls' contents changes nothing else, and accepts the same blocks.
+    #[test]
+    fn syscall_contents_can_be_skipped() {
+        let packet = Event::Packet(Packet {
+            ts_ns: 3,
+            ifindex: 1,
+            direction: crate::capture::event::Direction::Ingress,
+            src: "127.0.0.1:40000".parse().unwrap(),
+            dst: "127.0.0.1:2379".parse().unwrap(),
+            seq: 1,
+            ack: 2,
+            flags: crate::capture::event::TcpFlags(0x18),
+            window: 100,
+            payload_len: 4,
+            payload: b"abcd".to_vec(),
+        });
+        let events = vec![packet, Event::Syscall(syscall(4)), loss(5)];
+        let mut builder = BlockBuilder::new(DEFAULT_ZSTD_LEVEL).unwrap();
+        for e in &events {
+            builder.push(e).unwrap();
+        }
+        let sealed = builder.seal().unwrap().unwrap();
+        let (frame, payload) = (sealed.frame, sealed.payload.to_vec());
+        let mut decoder = PayloadDecoder::default();
+        let built = decoder
+            .decode(&frame, &payload, SyscallContents::Built)
+            .unwrap();
+        assert_eq!(built, events);
+        let skipped = decoder
+            .decode(&frame, &payload, SyscallContents::Skipped)
+            .unwrap();
+        let mut hollow = events.clone();
+        if let Event::Syscall(s) = &mut hollow[1] {
+            s.file.path.clear();
+            s.data.clear();
+        }
+        assert_eq!(skipped, hollow);
+        // A cut (but checksummed) block is damage either way.
+        let raw = zstd::bulk::decompress(&payload, 1 << 20).unwrap();
+        let cut = zstd::bulk::compress(&raw[..raw.len() - 2], 3).unwrap();
+        let cut_frame = FrameHeader {
+            payload_len: cut.len() as u32,
+            payload_crc: crc32c::crc32c(&cut),
+            ..frame
+        };
+        for contents in [SyscallContents::Built, SyscallContents::Skipped] {
+            assert!(decoder.decode(&cut_frame, &cut, contents).is_err());
+        }
+    }
+
+    /// Payloads the writer does not make (no declared size, several frames) take the
+    /// streaming path and decode the same; a decoder reused after damage still works.
+    #[test]
+    fn payloads_of_any_zstd_shape_decode() {
+        let events: Vec<Event> = (0..40).map(loss).collect();
+        let raw = bincode::encode_to_vec(&events, bincode::config::standard()).unwrap();
+        let frame_for = |payload: &[u8]| FrameHeader {
+            payload_len: payload.len() as u32,
+            event_count: 40,
+            first_ts: 0,
+            last_ts: 39,
+            payload_crc: crc32c::crc32c(payload),
+        };
+        let mut unsized_frame = Vec::new();
+        let mut encoder = zstd::stream::write::Encoder::new(&mut unsized_frame, 3).unwrap();
+        std::io::Write::write_all(&mut encoder, &raw).unwrap();
+        encoder.finish().unwrap();
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&unsized_frame),
+            Ok(None)
+        ));
+        let (head, tail) = raw.split_at(raw.len() / 2);
+        let mut two_frames = zstd::bulk::compress(head, 3).unwrap();
+        two_frames.extend(zstd::bulk::compress(tail, 3).unwrap());
+        let whole = zstd::bulk::compress(&raw, 3).unwrap();
+
+        let mut decoder = PayloadDecoder::default();
+        for payload in [&unsized_frame, &two_frames, &whole] {
+            assert_eq!(
+                decoder
+                    .decode(&frame_for(payload), payload, SyscallContents::Built)
+                    .unwrap(),
+                events
+            );
+        }
+        let mut cut = whole.clone();
+        cut.truncate(whole.len() - 3);
+        assert!(decoder
+            .decode(&frame_for(&cut), &cut, SyscallContents::Built)
+            .is_err());
+        assert_eq!(
+            decoder
+                .decode(&frame_for(&whole), &whole, SyscallContents::Built)
+                .unwrap(),
+            events
+        );
     }
 
     #[test]

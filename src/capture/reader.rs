@@ -3,13 +3,14 @@
 //! recovered by scanning block frames. Damaged blocks are skipped and reported with the
 //! number of events lost; reading streams one block at a time.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::block::{decode_payload, kind_counts, FrameHeader, FRAME_HEADER_LEN};
+use super::block::{kind_counts, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN};
 use super::error::CaptureError;
 use super::event::Event;
 use super::header::{
@@ -145,9 +146,10 @@ impl CaptureReader {
             until: until_ns,
             next_block: 0,
             next_damage: 0,
-            current: Vec::new().into_iter(),
+            current: VecDeque::new(),
             payload: Vec::new(),
-            scratch: Vec::new(),
+            decoder: PayloadDecoder::default(),
+            syscall_contents: SyscallContents::Built,
         }
     }
 
@@ -157,8 +159,10 @@ impl CaptureReader {
         &self,
         info: &BlockInfo,
         payload: &mut Vec<u8>,
-        scratch: &mut Vec<u8>,
-    ) -> Result<Vec<Event>, Damage> {
+        decoder: &mut PayloadDecoder,
+        syscall_contents: SyscallContents,
+        events: &mut VecDeque<Event>,
+    ) -> Result<(), Damage> {
         let damage = |reason: String| Damage {
             offset: info.offset,
             reason,
@@ -180,7 +184,9 @@ impl CaptureReader {
         payload.resize(frame.payload_len as usize, 0);
         read_at(&self.file, payload, payload_at)
             .map_err(|e| damage(format!("block payload could not be read: {e}")))?;
-        decode_payload(&frame, payload, scratch).map_err(|e| damage(format!("block {e}")))
+        decoder
+            .decode_into(&frame, payload, syscall_contents, events)
+            .map_err(|e| damage(format!("block {e}")))
     }
 }
 
@@ -204,12 +210,23 @@ pub struct Events<'r> {
     until: Option<u64>,
     next_block: usize,
     next_damage: usize,
-    current: std::vec::IntoIter<Event>,
+    /// The rest of the current block's events (the queue is reused for every block).
+    current: VecDeque<Event>,
     payload: Vec<u8>,
-    scratch: Vec<u8>,
+    decoder: PayloadDecoder,
+    syscall_contents: SyscallContents,
 }
 
 impl Events<'_> {
+    /// Syscalls come with an empty path and data (their times and other fields
+    /// intact): cheaper, for analyses that do not look into syscalls.
+    pub fn without_syscall_contents(self) -> Self {
+        Events {
+            syscall_contents: SyscallContents::Skipped,
+            ..self
+        }
+    }
+
     fn in_range(&self, ts: u64) -> bool {
         self.since.is_none_or(|s| ts >= s) && self.until.is_none_or(|u| ts < u)
     }
@@ -229,7 +246,7 @@ impl Iterator for Events<'_> {
 
     fn next(&mut self) -> Option<ReadItem> {
         loop {
-            while let Some(event) = self.current.next() {
+            while let Some(event) = self.current.pop_front() {
                 if self.in_range(event.ts_ns()) {
                     return Some(ReadItem::Event(event));
                 }
@@ -258,9 +275,14 @@ impl Iterator for Events<'_> {
             if !info.overlaps(self.since, self.until) {
                 continue;
             }
-            match reader.read_block(info, &mut self.payload, &mut self.scratch) {
-                Ok(events) => self.current = events.into_iter(),
-                Err(d) => return Some(ReadItem::Damaged(d)),
+            if let Err(d) = reader.read_block(
+                info,
+                &mut self.payload,
+                &mut self.decoder,
+                self.syscall_contents,
+                &mut self.current,
+            ) {
+                return Some(ReadItem::Damaged(d));
             }
         }
     }
@@ -410,7 +432,7 @@ fn scan_blocks(
     let mut blocks = Vec::new();
     let mut damage = Vec::new();
     let mut payload = Vec::new();
-    let mut scratch = Vec::new();
+    let mut decoder = PayloadDecoder::default();
     let mut pos = data_start;
     while pos < file_len {
         let remaining = file_len - pos;
@@ -484,7 +506,7 @@ fn scan_blocks(
         payload.clear();
         payload.resize(frame.payload_len as usize, 0);
         read_at(file, &mut payload, pos + FRAME_HEADER_LEN as u64)?;
-        match decode_payload(&frame, &payload, &mut scratch) {
+        match decoder.decode(&frame, &payload, SyscallContents::Built) {
             Ok(events) => blocks.push(BlockInfo {
                 offset: pos,
                 len: frame.frame_len(),

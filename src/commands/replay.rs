@@ -2,10 +2,12 @@
 //! traffic, one line (or JSON object) per RPC, then how completely they were decoded.
 
 use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use base64::Engine;
+use foldhash::HashMap;
 use serde_json::{json, Map, Value};
 
 use super::open_capture;
@@ -91,39 +93,43 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     // Records come out as calls end: put them back in start order (a stream's end record
     // at its end) within a window; calls longer than the window may still come out late.
     let mut order = TimeOrder::new(ORDER_WINDOW_NS, MAX_HELD_RECORDS);
-    let emit = |calls: &mut Vec<RpcCall>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
-        for mut call in calls.drain(..) {
-            if !filter.accepts(&call) {
-                continue;
+    // Records wait boxed: they are large, and the window moves them about.
+    let mut endpoints = EndpointTexts::default();
+    let mut emit =
+        |calls: &mut Vec<Box<RpcCall>>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
+            for mut call in calls.drain(..) {
+                if !filter.accepts(&call) {
+                    continue;
+                }
+                if !args.show_secrets {
+                    call.redact();
+                }
+                tally.records += 1;
+                match call.completeness() {
+                    Completeness::Full => tally.full += 1,
+                    Completeness::Partial => tally.partial += 1,
+                    Completeness::UnknownMethod => tally.unknown += 1,
+                }
+                if call.inferred {
+                    tally.inferred += 1;
+                }
+                match args.format {
+                    Format::Json => writeln!(out, "{}", to_json(&call))?,
+                    Format::Text => write_text(out, &call, start, &mut endpoints)?,
+                }
             }
-            if !args.show_secrets {
-                call.redact();
-            }
-            tally.records += 1;
-            match call.completeness() {
-                Completeness::Full => tally.full += 1,
-                Completeness::Partial => tally.partial += 1,
-                Completeness::UnknownMethod => tally.unknown += 1,
-            }
-            if call.inferred {
-                tally.inferred += 1;
-            }
-            match args.format {
-                Format::Json => writeln!(out, "{}", to_json(&call))?,
-                Format::Text => write_text(out, &call, start)?,
-            }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let mut decoded = Vec::new();
-    for item in reader.events() {
+    // Syscalls matter here only for their times (they move the output window on).
+    for item in reader.events().without_syscall_contents() {
         progress.tick_events(1);
         match item {
             ReadItem::Event(ev) => {
                 let now = ev.ts_ns();
                 decoder.push_owned(ev, &mut decoded);
                 for r in decoded.drain(..) {
-                    order.push(sort_time(&r), r);
+                    order.push(sort_time(&r), Box::new(r));
                 }
                 order.release(now, &mut calls);
             }
@@ -143,7 +149,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     }
     decoder.finish(&mut decoded);
     for r in decoded.drain(..) {
-        order.push(sort_time(&r), r);
+        order.push(sort_time(&r), Box::new(r));
     }
     order.drain(&mut calls);
     emit(&mut calls, &mut tally, &mut out)?;
@@ -197,8 +203,8 @@ fn unescape_key(text: &str) -> Vec<u8> {
     out
 }
 
-fn status_text(status: Option<u32>) -> String {
-    status.map_or_else(|| "-".to_string(), |s| status_code_name(s).to_string())
+fn status_text(status: Option<u32>) -> &'static str {
+    status.map_or("-", status_code_name)
 }
 
 fn what(call: &RpcCall) -> String {
@@ -301,22 +307,50 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Result<()> {
-    let mut method = call.method_name().to_string();
-    if call.inferred {
-        method.push('?');
+/// `client -> server` texts of recent connections: formatting two socket addresses is a
+/// good part of writing a line, and a connection has many lines.
+#[derive(Default)]
+struct EndpointTexts(HashMap<(SocketAddr, SocketAddr), String>);
+
+/// Connections whose text is kept at most (then the cache starts over).
+const MAX_ENDPOINT_TEXTS: usize = 4096;
+
+impl EndpointTexts {
+    fn get(&mut self, client: SocketAddr, server: SocketAddr) -> &str {
+        if self.0.len() >= MAX_ENDPOINT_TEXTS && !self.0.contains_key(&(client, server)) {
+            self.0.clear();
+        }
+        self.0
+            .entry((client, server))
+            .or_insert_with(|| format!("{client} -> {server}"))
     }
-    let detail = match call.kind {
+}
+
+/// One line per record (and one per note), written piece by piece rather than built
+/// first: this runs once per RPC.
+fn write_text(
+    out: &mut dyn Write,
+    call: &RpcCall,
+    start: u64,
+    endpoints: &mut EndpointTexts,
+) -> std::io::Result<()> {
+    write!(
+        out,
+        "{} {} #{} {}{}",
+        offset(call.ts_ns, start, 6),
+        endpoints.get(call.client, call.server),
+        call.stream_id,
+        call.method_name(),
+        if call.inferred { "?" } else { "" }
+    )?;
+    match call.kind {
         RecordKind::Call => {
-            let result = body_summary(&call.response, call.response_bytes)
-                .map_or(String::new(), |s| format!(" -> {s}"));
-            format!(
-                "{} {}{result} {} {}",
-                method,
-                what(call),
-                status_text(call.status),
-                call.latency_ns.map_or("-".to_string(), human_duration_ns)
-            )
+            write!(out, " {}", what(call))?;
+            if let Some(summary) = body_summary(&call.response, call.response_bytes) {
+                write!(out, " -> {summary}")?;
+            }
+            write!(out, " {} ", status_text(call.status))?;
+            write_latency(out, call.latency_ns)?;
         }
         RecordKind::Message { direction, index } => {
             let (arrow, body, bytes) = match direction {
@@ -324,29 +358,32 @@ fn write_text(out: &mut dyn Write, call: &RpcCall, start: u64) -> std::io::Resul
                 MessageDirection::Response => ("response", &call.response, call.response_bytes),
             };
             let result = body_summary(body, bytes).unwrap_or_else(|| human_bytes(bytes));
-            format!("{method} {arrow} #{index} {} {result}", what(call))
+            write!(out, " {arrow} #{index} {} {result}", what(call))?;
         }
         RecordKind::StreamEnd {
             requests,
             responses,
-        } => format!(
-            "{method} end ({requests} requests, {responses} responses) {} {}",
-            status_text(call.status),
-            call.latency_ns.map_or("-".to_string(), human_duration_ns)
-        ),
-    };
-    writeln!(
-        out,
-        "{} {} -> {} #{} {detail}",
-        offset(call.ts_ns, start, 6),
-        call.client,
-        call.server,
-        call.stream_id
-    )?;
+        } => {
+            write!(
+                out,
+                " end ({requests} requests, {responses} responses) {} ",
+                status_text(call.status)
+            )?;
+            write_latency(out, call.latency_ns)?;
+        }
+    }
+    out.write_all(b"\n")?;
     for note in &call.notes {
         writeln!(out, "    note: {note}")?;
     }
     Ok(())
+}
+
+fn write_latency(out: &mut dyn Write, latency_ns: Option<u64>) -> std::io::Result<()> {
+    match latency_ns {
+        Some(ns) => out.write_all(human_duration_ns(ns).as_bytes()),
+        None => out.write_all(b"-"),
+    }
 }
 
 fn write_summary(out: &mut dyn Write, t: &Tally, stats: &RpcStats) -> std::io::Result<()> {

@@ -23,8 +23,11 @@
 //!   until a new SYN reopens it or `closed_linger_ns` passes. Connections still open at
 //!   `finish` are flushed but get no `Closed`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::capture::Packet;
 
@@ -32,10 +35,29 @@ use crate::capture::Packet;
 pub const DEFAULT_SERVER_PORTS: [u16; 2] = [2379, 2380];
 
 /// A TCP connection, named by its two endpoints with roles assigned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConnectionKey {
     pub client: SocketAddr,
     pub server: SocketAddr,
+}
+
+/// Hashes every field `Eq` compares, in a few wide writes: the derived hash made about
+/// a dozen small ones, and reassembly hashes a key several times per packet.
+impl Hash for ConnectionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for addr in [self.client, self.server] {
+            match addr {
+                SocketAddr::V4(a) => {
+                    state.write_u64(u64::from(a.ip().to_bits()) << 16 | u64::from(a.port()))
+                }
+                SocketAddr::V6(a) => {
+                    state.write_u128(a.ip().to_bits());
+                    state.write_u64(u64::from(a.flowinfo()) << 32 | u64::from(a.scope_id()));
+                    state.write_u16(a.port());
+                }
+            }
+        }
+    }
 }
 
 impl ConnectionKey {
@@ -520,6 +542,21 @@ impl Connection {
     fn any_fin(&self) -> bool {
         self.halves.iter().any(|h| h.fin_at.is_some())
     }
+
+    /// Whether a SYN on an open connection starts a new one (rather than repeating the
+    /// handshake we already know).
+    fn is_new_connection(&self, pkt: &Packet, dir: FlowDirection) -> bool {
+        let syn_ack = pkt.flags.ack();
+        match (dir, syn_ack) {
+            (FlowDirection::ClientToServer, false) => self.client_isn != Some(pkt.seq),
+            (FlowDirection::ServerToClient, true) => {
+                self.server_isn.is_some_and(|isn| isn != pkt.seq)
+            }
+            // SYN from the server side or SYN-ACK from the client side: roles reversed on
+            // a live 4-tuple, which TCP does not do; treat as noise.
+            _ => false,
+        }
+    }
 }
 
 impl TcpReassembler {
@@ -577,34 +614,35 @@ impl TcpReassembler {
         let syn_ack = syn && pkt.flags.ack();
 
         if let Some((key, dir)) = found {
-            let reopen = match self.connections.get(&key) {
+            let linger = self.config.closed_linger_ns;
+            // One lookup serves the common case: a segment of an open connection.
+            match self.connections.get_mut(&key) {
                 Some(Slot::Closed { at_ns }) => {
-                    if syn || pkt.ts_ns > at_ns.saturating_add(self.config.closed_linger_ns) {
-                        self.connections.remove(&key);
-                        true
-                    } else {
+                    if !syn && pkt.ts_ns <= at_ns.saturating_add(linger) {
                         return;
                     }
+                    self.connections.remove(&key);
                 }
-                Some(Slot::Open(conn)) if syn => self.is_new_connection(conn, pkt, dir),
-                _ => false,
-            };
-            if !reopen {
-                self.push_to(key, dir, pkt, out);
-                return;
-            }
-            if let Some(Slot::Open(mut conn)) = self.connections.remove(&key) {
-                conn.flush_all(pkt.ts_ns, out);
-                let reason = if conn.any_fin() {
-                    CloseReason::Fin
-                } else {
-                    CloseReason::Reused
-                };
-                out.push(TcpEvent::Closed {
-                    key,
-                    ts_ns: pkt.ts_ns,
-                    reason,
-                });
+                Some(Slot::Open(conn)) if syn && conn.is_new_connection(pkt, dir) => {
+                    if let Some(Slot::Open(mut conn)) = self.connections.remove(&key) {
+                        conn.flush_all(pkt.ts_ns, out);
+                        let reason = if conn.any_fin() {
+                            CloseReason::Fin
+                        } else {
+                            CloseReason::Reused
+                        };
+                        out.push(TcpEvent::Closed {
+                            key,
+                            ts_ns: pkt.ts_ns,
+                            reason,
+                        });
+                    }
+                }
+                Some(slot) => {
+                    push_to(slot, &self.config, dir, pkt, out);
+                    return;
+                }
+                None => return,
             }
         }
 
@@ -652,106 +690,12 @@ impl TcpReassembler {
             ts_ns: pkt.ts_ns,
             handshake_seen: syn,
         });
-        self.connections.insert(key, Slot::Open(Box::new(conn)));
-        self.push_to(key, dir, pkt, out);
-    }
-
-    /// Whether a SYN on an open connection starts a new one (rather than repeating the
-    /// handshake we already know).
-    fn is_new_connection(&self, conn: &Connection, pkt: &Packet, dir: FlowDirection) -> bool {
-        let syn_ack = pkt.flags.ack();
-        match (dir, syn_ack) {
-            (FlowDirection::ClientToServer, false) => conn.client_isn != Some(pkt.seq),
-            (FlowDirection::ServerToClient, true) => {
-                conn.server_isn.is_some_and(|isn| isn != pkt.seq)
-            }
-            // SYN from the server side or SYN-ACK from the client side: roles reversed on
-            // a live 4-tuple, which TCP does not do; treat as noise.
-            _ => false,
-        }
-    }
-
-    fn push_to(
-        &mut self,
-        key: ConnectionKey,
-        dir: FlowDirection,
-        pkt: &Packet,
-        out: &mut Vec<TcpEvent>,
-    ) {
-        let Some(Slot::Open(conn)) = self.connections.get_mut(&key) else {
-            return;
-        };
-        let cfg = &self.config;
-        conn.last_ts = conn.last_ts.max(pkt.ts_ns);
-        let flags = pkt.flags;
-
-        if flags.syn() && flags.ack() && dir == FlowDirection::ServerToClient {
-            // The SYN-ACK of a handshake whose SYN we saw.
-            if conn.server_isn.is_none() {
-                conn.server_isn = Some(pkt.seq);
-                let half = &mut conn.halves[dir.index()];
-                if half.base.is_none() {
-                    half.base = Some(pkt.seq.wrapping_add(1));
-                }
-            }
-        }
-
-        if flags.rst() {
-            conn.flush_all(pkt.ts_ns, out);
-            out.push(TcpEvent::Closed {
-                key,
-                ts_ns: pkt.ts_ns,
-                reason: CloseReason::Rst,
-            });
-            self.connections
-                .insert(key, Slot::Closed { at_ns: pkt.ts_ns });
-            return;
-        }
-
-        let data_seq = if flags.syn() {
-            pkt.seq.wrapping_add(1)
-        } else {
-            pkt.seq
-        };
-        let wire_len = u64::from(pkt.payload_len);
-        let sink = conn.sink(dir);
-        {
-            let half = &mut conn.halves[dir.index()];
-            if half.base.is_none() && (wire_len > 0 || flags.fin()) {
-                half.base = Some(data_seq);
-            }
-            if wire_len > 0 || flags.fin() {
-                if let Some(start) = half.offset_of(data_seq) {
-                    half.accept(
-                        sink,
-                        cfg,
-                        pkt.ts_ns,
-                        start,
-                        wire_len,
-                        &pkt.payload,
-                        flags.fin(),
-                        out,
-                    );
-                }
-            }
-        }
-        if flags.ack() {
-            conn.halves[dir.reverse().index()].note_ack(pkt.ack, pkt.ts_ns);
-        }
-        for d in [FlowDirection::ClientToServer, FlowDirection::ServerToClient] {
-            let sink = conn.sink(d);
-            conn.halves[d.index()].check_ack(sink, cfg.ack_grace_ns, pkt.ts_ns, out);
-        }
-
-        if conn.halves.iter().all(|h| h.fin_done) {
-            out.push(TcpEvent::Closed {
-                key,
-                ts_ns: pkt.ts_ns,
-                reason: CloseReason::Fin,
-            });
-            self.connections
-                .insert(key, Slot::Closed { at_ns: pkt.ts_ns });
-        }
+        let slot = self
+            .connections
+            .entry(key)
+            .insert_entry(Slot::Open(Box::new(conn)))
+            .into_mut();
+        push_to(slot, &self.config, dir, pkt, out);
     }
 
     /// Gives up the holes of connections silent for `idle_timeout_ns` before `now_ns`
@@ -804,6 +748,89 @@ impl TcpReassembler {
             Slot::Closed { at_ns } => at_ns.saturating_add(linger) >= now_ns,
             Slot::Open(_) => true,
         });
+    }
+}
+
+/// Takes a segment of the connection in `slot`, which becomes a tombstone if the segment
+/// closes it.
+fn push_to(
+    slot: &mut Slot,
+    cfg: &TcpReassemblerConfig,
+    dir: FlowDirection,
+    pkt: &Packet,
+    out: &mut Vec<TcpEvent>,
+) {
+    let Slot::Open(conn) = slot else {
+        return;
+    };
+    let key = conn.key;
+    conn.last_ts = conn.last_ts.max(pkt.ts_ns);
+    let flags = pkt.flags;
+
+    if flags.syn() && flags.ack() && dir == FlowDirection::ServerToClient {
+        // The SYN-ACK of a handshake whose SYN we saw.
+        if conn.server_isn.is_none() {
+            conn.server_isn = Some(pkt.seq);
+            let half = &mut conn.halves[dir.index()];
+            if half.base.is_none() {
+                half.base = Some(pkt.seq.wrapping_add(1));
+            }
+        }
+    }
+
+    if flags.rst() {
+        conn.flush_all(pkt.ts_ns, out);
+        out.push(TcpEvent::Closed {
+            key,
+            ts_ns: pkt.ts_ns,
+            reason: CloseReason::Rst,
+        });
+        *slot = Slot::Closed { at_ns: pkt.ts_ns };
+        return;
+    }
+
+    let data_seq = if flags.syn() {
+        pkt.seq.wrapping_add(1)
+    } else {
+        pkt.seq
+    };
+    let wire_len = u64::from(pkt.payload_len);
+    let sink = conn.sink(dir);
+    {
+        let half = &mut conn.halves[dir.index()];
+        if half.base.is_none() && (wire_len > 0 || flags.fin()) {
+            half.base = Some(data_seq);
+        }
+        if wire_len > 0 || flags.fin() {
+            if let Some(start) = half.offset_of(data_seq) {
+                half.accept(
+                    sink,
+                    cfg,
+                    pkt.ts_ns,
+                    start,
+                    wire_len,
+                    &pkt.payload,
+                    flags.fin(),
+                    out,
+                );
+            }
+        }
+    }
+    if flags.ack() {
+        conn.halves[dir.reverse().index()].note_ack(pkt.ack, pkt.ts_ns);
+    }
+    for d in [FlowDirection::ClientToServer, FlowDirection::ServerToClient] {
+        let sink = conn.sink(d);
+        conn.halves[d.index()].check_ack(sink, cfg.ack_grace_ns, pkt.ts_ns, out);
+    }
+
+    if conn.halves.iter().all(|h| h.fin_done) {
+        out.push(TcpEvent::Closed {
+            key,
+            ts_ns: pkt.ts_ns,
+            reason: CloseReason::Fin,
+        });
+        *slot = Slot::Closed { at_ns: pkt.ts_ns };
     }
 }
 

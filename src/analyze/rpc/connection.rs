@@ -2,7 +2,9 @@
 //! direction, and the open gRPC streams. A stream's state lives from its first frame to
 //! its end (trailers, RST_STREAM, or the connection's end), then becomes records.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use super::infer::{infer_method, infer_method_among, whole_fields_prefix, Side};
 use super::watches::WatchKeys;
@@ -150,8 +152,8 @@ impl StreamState {
 
     fn assembler(&mut self, dir: FlowDirection) -> &mut GrpcMessageAssembler {
         let i = idx(dir);
-        let encoding = self.encodings[i].clone();
-        self.assemblers[i].get_or_insert_with(|| GrpcMessageAssembler::new(encoding.as_deref()))
+        let encoding = self.encodings[i].as_deref();
+        self.assemblers[i].get_or_insert_with(|| GrpcMessageAssembler::new(encoding))
     }
 
     fn record(&self, key: ConnectionKey, kind: RecordKind) -> RpcCall {
@@ -329,6 +331,8 @@ pub(super) struct ConnectionDecoder {
     /// The same ids, for the lookup every frame makes.
     finished_set: HashSet<u32>,
     resolved: HashMap<UnseenKey, String>,
+    /// HTTP/2 events of the bytes being decoded (kept for its allocation).
+    h2_events: Vec<Http2Event>,
 }
 
 impl ConnectionDecoder {
@@ -350,6 +354,7 @@ impl ConnectionDecoder {
             finished: VecDeque::new(),
             finished_set: HashSet::new(),
             resolved: HashMap::new(),
+            h2_events: Vec::new(),
         }
     }
 
@@ -361,11 +366,13 @@ impl ConnectionDecoder {
         ts_ns: u64,
         out: &mut Vec<RpcCall>,
     ) {
-        let mut events = Vec::new();
+        // Taken out while the events are handled with `self`, then put back.
+        let mut events = std::mem::take(&mut self.h2_events);
         self.h2.push_data(dir, offset, bytes, ts_ns, &mut events);
-        for ev in events {
+        for ev in events.drain(..) {
             self.on_http2(dir, ev, out);
         }
+        self.h2_events = events;
     }
 
     pub(super) fn push_gap(

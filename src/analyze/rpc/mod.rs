@@ -12,8 +12,9 @@ mod connection;
 pub mod infer;
 mod watches;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::capture::Event;
 use crate::decode::etcdpb::{self, EtcdMessage};
@@ -221,6 +222,9 @@ pub struct RpcStats {
 #[derive(Debug)]
 pub struct RpcDecoder {
     reorder: TimeOrder<Packet>,
+    /// Packets the reorder window released, waiting for reassembly (kept for its
+    /// allocation).
+    released: Vec<Packet>,
     tcp: TcpReassembler,
     conns: HashMap<ConnectionKey, ConnectionDecoder>,
     tcp_events: Vec<TcpEvent>,
@@ -248,6 +252,7 @@ impl RpcDecoder {
         };
         RpcDecoder {
             reorder: TimeOrder::new(REORDER_WINDOW_NS, MAX_HELD_PACKETS),
+            released: Vec::new(),
             tcp: TcpReassembler::new(ports),
             conns: HashMap::new(),
             tcp_events: Vec::new(),
@@ -285,24 +290,19 @@ impl RpcDecoder {
     }
 
     fn push_packet(&mut self, p: Packet, out: &mut Vec<RpcCall>) {
-        {
-            {
-                self.stats.packets = self.stats.packets.saturating_add(1);
-                let mut ready = Vec::new();
-                let ts = p.ts_ns;
-                self.reorder.push(ts, p);
-                self.reorder.release(ts, &mut ready);
-                for packet in ready {
-                    self.tcp.push(&packet, &mut self.tcp_events);
-                    self.since_flush += 1;
-                    if self.since_flush >= IDLE_FLUSH_EVERY {
-                        self.since_flush = 0;
-                        self.tcp.idle_flush(packet.ts_ns, &mut self.tcp_events);
-                    }
-                }
-                self.drain_tcp(out);
+        self.stats.packets = self.stats.packets.saturating_add(1);
+        let ts = p.ts_ns;
+        self.reorder.push(ts, p);
+        self.reorder.release(ts, &mut self.released);
+        for packet in self.released.drain(..) {
+            self.tcp.push(&packet, &mut self.tcp_events);
+            self.since_flush += 1;
+            if self.since_flush >= IDLE_FLUSH_EVERY {
+                self.since_flush = 0;
+                self.tcp.idle_flush(packet.ts_ns, &mut self.tcp_events);
             }
         }
+        self.drain_tcp(out);
     }
 
     /// The capture ended: every call still open is emitted with what was seen of it.
@@ -324,7 +324,9 @@ impl RpcDecoder {
     }
 
     fn drain_tcp(&mut self, out: &mut Vec<RpcCall>) {
-        for ev in std::mem::take(&mut self.tcp_events) {
+        // Taken out while the connections use `self`, then put back for its allocation.
+        let mut tcp_events = std::mem::take(&mut self.tcp_events);
+        for ev in tcp_events.drain(..) {
             match ev {
                 TcpEvent::Opened {
                     key,
@@ -367,6 +369,7 @@ impl RpcDecoder {
                 }
             }
         }
+        self.tcp_events = tcp_events;
     }
 
     fn conn(&mut self, key: ConnectionKey) -> &mut ConnectionDecoder {

@@ -34,6 +34,8 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+
 use super::huffman::{self, HuffmanError};
 use super::integer::{decode_integer, IntegerError};
 use super::table::{static_entry, DynamicEntry, DynamicTable, ENTRY_OVERHEAD, STATIC_TABLE_LEN};
@@ -44,9 +46,11 @@ use super::table::{static_entry, DynamicEntry, DynamicTable, ENTRY_OVERHEAD, STA
 pub const DEFAULT_MAX_HEADER_LIST_SIZE: usize = 1 << 20;
 
 /// A header name or value: its bytes, or the index of a dynamic entry we never saw.
+/// The bytes are shared (`Bytes`): a field taken from a table refers to the entry
+/// rather than copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FieldText {
-    Known(Vec<u8>),
+    Known(Bytes),
     /// Taken from dynamic-table `index` (numbered as in the field that referenced it),
     /// whose content this decoder does not know.
     Unknown {
@@ -57,7 +61,7 @@ pub enum FieldText {
 impl FieldText {
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
-            FieldText::Known(bytes) => Some(bytes),
+            FieldText::Known(bytes) => Some(bytes.as_ref()),
             FieldText::Unknown { .. } => None,
         }
     }
@@ -297,8 +301,8 @@ impl HpackDecoder {
                 let index = read_integer(block, &mut pos, 7, "an index")?;
                 let (name, value, source) = match self.lookup(index, offset)? {
                     Lookup::Static(name, value) => (
-                        FieldText::Known(name.to_vec()),
-                        FieldText::Known(value.to_vec()),
+                        FieldText::Known(Bytes::from_static(name)),
+                        FieldText::Known(Bytes::from_static(value)),
                         FieldSource::StaticTable { index },
                     ),
                     Lookup::Dynamic(slot) => (
@@ -423,11 +427,14 @@ impl HpackDecoder {
         let name_index = read_integer(block, pos, prefix_bits, "a name index")?;
         let (name, source) = if name_index == 0 {
             let name = read_string(block, pos, offset, "a name")?;
-            (FieldText::Known(name), FieldSource::LiteralName)
+            (
+                FieldText::Known(Bytes::from(name)),
+                FieldSource::LiteralName,
+            )
         } else {
             match self.lookup(name_index, offset)? {
                 Lookup::Static(name, _) => (
-                    FieldText::Known(name.to_vec()),
+                    FieldText::Known(Bytes::from_static(name)),
                     FieldSource::StaticTable { index: name_index },
                 ),
                 Lookup::Dynamic(slot) => (
@@ -443,7 +450,7 @@ impl HpackDecoder {
         let value = read_string(block, pos, offset, "a value")?;
         Ok(HeaderField {
             name,
-            value: FieldText::Known(value),
+            value: FieldText::Known(Bytes::from(value)),
             indexing,
             source,
         })

@@ -19,6 +19,8 @@
 
 use std::collections::VecDeque;
 
+use bytes::Bytes;
+
 use super::decoder::FieldText;
 
 /// Number of entries in the static table; dynamic indices start after it.
@@ -108,7 +110,7 @@ pub fn static_entry(index: u32) -> Option<(&'static [u8], &'static [u8])> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DynamicEntry {
     pub name: FieldText,
-    pub value: Vec<u8>,
+    pub value: Bytes,
 }
 
 impl DynamicEntry {
@@ -297,8 +299,8 @@ mod tests {
 
     fn entry(name: &str, value: &str) -> DynamicEntry {
         DynamicEntry {
-            name: FieldText::Known(name.as_bytes().to_vec()),
-            value: value.as_bytes().to_vec(),
+            name: FieldText::Known(Bytes::copy_from_slice(name.as_bytes())),
+            value: Bytes::copy_from_slice(value.as_bytes()),
         }
     }
 
@@ -325,8 +327,8 @@ mod tests {
         assert_eq!((table.len(), table.size()), (2, 80));
         table.insert(entry("eeee", "ffff")); // evicts the oldest
         assert_eq!((table.len(), table.size()), (2, 80));
-        assert_eq!(table.get(0).unwrap().value, b"ffff");
-        assert_eq!(table.get(1).unwrap().value, b"dddd");
+        assert_eq!(table.get(0).unwrap().value, &b"ffff"[..]);
+        assert_eq!(table.get(1).unwrap().value, &b"dddd"[..]);
         // Too large for the table: everything goes, nothing is added.
         table.insert(entry("x", &"y".repeat(100)));
         assert_eq!((table.len(), table.size()), (0, 0));
@@ -362,7 +364,7 @@ mod tests {
         let mut table = DynamicTable::new_midstream(4096);
         table.insert(DynamicEntry {
             name: FieldText::Unknown { index: 70 },
-            value: b"abc".to_vec(),
+            value: Bytes::from_static(b"abc"),
         });
         assert_eq!(table.size(), 35);
         assert!(!table.get(0).unwrap().size_is_exact());
