@@ -5,7 +5,7 @@
 //! are not final yet (a frame or message still being collected), so the caller knows
 //! which packets it must keep holding.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::header_block::scrub_header_block;
 use super::message::{secret_fields, MessageAssembler, MessageCounts, Overwrite, SecretFields};

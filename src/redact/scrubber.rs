@@ -9,7 +9,9 @@
 //! SYN and only while its bytes come in order. Any gap or reordering gives the direction
 //! up (counted); retransmitted bytes get the patches already made to those bytes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::frames::{ConnectionScrubber, Patch, Unscrubbable};
 use super::ScrubReport;
