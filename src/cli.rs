@@ -82,10 +82,10 @@ pub struct RecordArgs {
     /// Capture file to write (with rotation: FILE-0001.etr, FILE-0002.etr, ...).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// etcd process to trace (repeatable); default: every process named etcd.
+    /// etcd process to trace (repeatable, up to 16); default: every process named etcd.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
-    /// TCP port to capture (repeatable); default: 2379 and 2380.
+    /// TCP port to capture (repeatable, up to 16); default: 2379 and 2380.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
     /// Interface to attach to (repeatable); default: every interface that is up.

@@ -279,4 +279,21 @@ mod tests {
         o.rotate_size_mb = Some(10);
         assert!(o.validate().is_ok());
     }
+
+    #[test]
+    fn ports_and_pids_fit_the_programs_lists() {
+        let mut o = RecordOptions::new("x".into());
+        o.ports = (2000..2000 + MAX_TRACED_PORTS as u16)
+            .chain([2000, 2001])
+            .collect();
+        o.validate().unwrap();
+        assert_eq!(o.ports.len(), MAX_TRACED_PORTS, "duplicates are dropped");
+        o.ports.push(3000);
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("at most 16"), "{e}");
+        o.ports.truncate(1);
+        o.pids = (1..=MAX_TRACED_PIDS as u32 + 1).collect();
+        let e = o.validate().unwrap_err().to_string();
+        assert!(e.contains("one recorder per group"), "{e}");
+    }
 }
