@@ -56,8 +56,13 @@ pub fn scrub_header_block(decoder: &mut HpackDecoder, block: &mut [u8]) -> Scrub
     let mut out = ScrubbedBlock::default();
     let mut pos = 0usize;
     let mut scratch = Vec::new();
+    // Fields not yet given to the decoder: they are decoded in runs, each ending right
+    // before a literal, because a literal's name may index what the run inserts. On a
+    // long-lived connection most fields are indexed, so a block is one decode call.
+    let mut run_start = 0usize;
     while pos < block.len() {
         let Some(rep) = locate(block, pos) else {
+            decode_run(decoder, &block[run_start..pos], &mut out);
             // Truncated or malformed: whatever follows is unknown, and may be a token.
             let rest = pos..block.len();
             block[rest.clone()].fill(b'*');
@@ -67,6 +72,8 @@ pub fn scrub_header_block(decoder: &mut HpackDecoder, block: &mut [u8]) -> Scrub
             return out;
         };
         if let Some(lit) = &rep.literal {
+            decode_run(decoder, &block[run_start..pos], &mut out);
+            run_start = pos;
             match literal_name(decoder, block, lit, &mut scratch) {
                 NameIs::Secret => {
                     redact_value(block, lit, &mut scratch);
@@ -81,17 +88,25 @@ pub fn scrub_header_block(decoder: &mut HpackDecoder, block: &mut [u8]) -> Scrub
                 NameIs::Other | NameIs::Unknown => {}
             }
         }
-        let fields = block.get(pos..rep.end).unwrap_or_default();
-        // On error the decoder marks itself desynced: names it cannot resolve from then
-        // on are unknown, and unknown names fall back to the token-shape rule.
-        if let Ok(decoded) = decoder.decode(fields) {
-            if let Some(path) = decoded.get(b":path") {
-                out.path = Some(path.to_vec());
-            }
-        }
         pos = rep.end;
     }
+    decode_run(decoder, &block[run_start..], &mut out);
     out
+}
+
+/// Give a run of whole fields (secrets already overwritten) to the decoder, so its table
+/// holds what later blocks will index, and note the request's `:path`.
+fn decode_run(decoder: &mut HpackDecoder, fields: &[u8], out: &mut ScrubbedBlock) {
+    if fields.is_empty() {
+        return;
+    }
+    // On error the decoder marks itself desynced: names it cannot resolve from then on
+    // are unknown, and unknown names fall back to the token-shape rule.
+    if let Ok(decoded) = decoder.decode(fields) {
+        if let Some(path) = decoded.get(b":path") {
+            out.path = Some(path.to_vec());
+        }
+    }
 }
 
 /// Finds the extent of the representation at `pos`, without any table.
