@@ -137,16 +137,14 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     );
 
     let started = Instant::now();
-    let drained = drain(
-        &opts,
-        &stop,
-        &skel,
-        &buffer,
-        &state,
-        &tx,
-        &progress,
-        &mut attached,
-    );
+    let pipeline = Pipeline {
+        skel: &skel,
+        buffer: &buffer,
+        state: &state,
+        tx: &tx,
+        progress: &progress,
+    };
+    let drained = drain(&opts, &stop, &pipeline, &mut attached);
     attached.detach();
     drop(tx);
     let sink_result = writer
@@ -459,19 +457,31 @@ impl Attached {
     }
 }
 
+/// The way from the kernel to the capture writer: the programs (for their counters),
+/// the event buffer, what its callbacks parsed, the writer's channel and progress.
+struct Pipeline<'a, 'obj> {
+    skel: &'a EtcdTraceSkel<'obj>,
+    buffer: &'a EventBuffer<'obj>,
+    state: &'a Rc<RefCell<DrainState>>,
+    tx: &'a std::sync::mpsc::SyncSender<SinkMessage>,
+    progress: &'a sink::SinkProgress,
+}
+
 /// Move events from the kernel's buffer to the writer until told to stop; loss records
 /// and a flush once a second, a status line twice a second.
-#[allow(clippy::too_many_arguments)]
 fn drain(
     opts: &RecordOptions,
     stop: &AtomicBool,
-    skel: &EtcdTraceSkel<'_>,
-    buffer: &EventBuffer<'_>,
-    state: &Rc<RefCell<DrainState>>,
-    tx: &std::sync::mpsc::SyncSender<SinkMessage>,
-    progress: &sink::SinkProgress,
+    pipeline: &Pipeline<'_, '_>,
     attached: &mut Attached,
 ) -> Result<()> {
+    let Pipeline {
+        skel,
+        buffer,
+        state,
+        tx,
+        progress,
+    } = *pipeline;
     let started = Instant::now();
     let status = StatusLine::new(opts.status_line);
     let mut last_lost = 0u64;
