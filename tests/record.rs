@@ -266,3 +266,28 @@ fn socket_syscalls_can_be_left_out() {
     assert!(!syscalls.iter().any(|s| s.file.kind == FileKind::Socket));
     assert!(events.iter().any(|e| matches!(e, Event::Packet(_))));
 }
+
+/// Packets only: the syscall programs are not loaded, and the TC programs still see
+/// every put.
+#[test]
+fn syscalls_can_be_left_out() {
+    let rig = Rig::start("nosys");
+    let rec = rig.record(&["--no-syscalls"]);
+    for i in 0..5 {
+        rig.etcdctl(&["put", &format!("p{i}"), "v"]);
+    }
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lost 0 events"), "{log}");
+    let (_, events) = read_events(&rig.capture);
+    assert!(!events.iter().any(|e| matches!(e, Event::Syscall(_))));
+    for i in 0..5 {
+        let key = format!("p{i}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Packet(p) if contains(&p.payload, key.as_bytes()))),
+            "no packet carries {key}"
+        );
+    }
+}
