@@ -247,14 +247,7 @@ fn duration_and_rotation() {
 /// and writes.
 #[test]
 fn socket_syscalls_can_be_left_out() {
-    let rig = Rig::start("nosock");
-    let rec = rig.record(&["--no-socket-syscalls"]);
-    for i in 0..5 {
-        rig.etcdctl(&["put", &format!("s{i}"), "v"]);
-    }
-    let (status, log) = rec.stop(2).unwrap();
-    assert!(status.success(), "{log}");
-    let (_, events) = read_events(&rig.capture);
+    let events = record_puts("nosock", "--no-socket-syscalls", "s");
     let syscalls: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -271,15 +264,7 @@ fn socket_syscalls_can_be_left_out() {
 /// every put.
 #[test]
 fn syscalls_can_be_left_out() {
-    let rig = Rig::start("nosys");
-    let rec = rig.record(&["--no-syscalls"]);
-    for i in 0..5 {
-        rig.etcdctl(&["put", &format!("p{i}"), "v"]);
-    }
-    let (status, log) = rec.stop(2).unwrap();
-    assert!(status.success(), "{log}");
-    assert!(log.contains("lost 0 events"), "{log}");
-    let (_, events) = read_events(&rig.capture);
+    let events = record_puts("nosys", "--no-syscalls", "p");
     assert!(!events.iter().any(|e| matches!(e, Event::Syscall(_))));
     for i in 0..5 {
         let key = format!("p{i}");
@@ -290,4 +275,17 @@ fn syscalls_can_be_left_out() {
             "no packet carries {key}"
         );
     }
+}
+
+/// Record five puts of keys `{prefix}0`..`{prefix}4` with one recorder flag; the events.
+fn record_puts(name: &str, flag: &str, prefix: &str) -> Vec<Event> {
+    let rig = Rig::start(name);
+    let rec = rig.record(&[flag]);
+    for i in 0..5 {
+        rig.etcdctl(&["put", &format!("{prefix}{i}"), "v"]);
+    }
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lost 0 events"), "{log}");
+    read_events(&rig.capture).1
 }
