@@ -10,5 +10,7 @@ pub mod output;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod record;
 pub mod redact;
+#[cfg(test)]
+mod test_rng;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod testbed;

@@ -186,16 +186,9 @@ mod tests {
 
     #[test]
     fn header_decode_rejects_garbage_without_panic() {
-        let mut seed = 0x1234_5678_9abc_def0_u64;
+        let mut rng = crate::test_rng::XorShift(0x1234_5678_9abc_def0);
         for len in 0..200 {
-            let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect();
+            let bytes = rng.bytes(len);
             let _ = decode_header(&bytes);
         }
         let body = bincode::encode_to_vec(sample(), bincode::config::standard()).unwrap();

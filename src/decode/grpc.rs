@@ -778,13 +778,8 @@ mod tests {
 
     #[test]
     fn random_bytes_no_panic() {
-        let mut x: u64 = 0xdead_beef_cafe_f00d;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::XorShift(0xdead_beef_cafe_f00d);
+        let mut rnd = move || rng.next();
         for round in 0..2000 {
             let enc = ["gzip", "identity", "zstd"][round % 3];
             let limits = GrpcLimits {

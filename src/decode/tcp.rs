@@ -1255,18 +1255,7 @@ mod tests {
         assert_eq!(s.gaps.len(), 1);
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::test_rng::XorShift;
 
     /// Segments a known stream (sizes random, some overlapping re-segmentations), shuffles
     /// them locally, duplicates some: reassembly must give back the exact bytes.

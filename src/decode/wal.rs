@@ -1735,23 +1735,7 @@ mod tests {
         }
     }
 
-    /// A tiny xorshift PRNG so the fuzz-style tests need no dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % (n.max(1) as u64)).unwrap()
-        }
-    }
+    use crate::test_rng::XorShift;
 
     #[test]
     fn random_and_mutated_bytes_never_panic() {
@@ -1759,15 +1743,15 @@ mod tests {
         let (file, _) = sample_file();
         for round in 0..400 {
             let mut bytes = if round % 2 == 0 {
-                (0..rng.below(300))
+                (0..rng.index(300))
                     .map(|_| rng.next() as u8)
                     .collect::<Vec<u8>>()
             } else {
                 file.clone()
             };
-            for _ in 0..=rng.below(6) {
+            for _ in 0..=rng.index(6) {
                 if !bytes.is_empty() {
-                    let at = rng.below(bytes.len());
+                    let at = rng.index(bytes.len());
                     bytes[at] = rng.next() as u8;
                 }
             }
@@ -1783,9 +1767,9 @@ mod tests {
             let mut stream = WalStream::new();
             let mut pos = 0usize;
             while pos < bytes.len() {
-                let len = 1 + rng.below(40);
+                let len = 1 + rng.index(40);
                 let end = (pos + len).min(bytes.len());
-                let offset = match rng.below(8) {
+                let offset = match rng.index(8) {
                     0 => rng.next() % 4096,
                     1 => u64::MAX - rng.next() % 8,
                     _ => pos as u64,

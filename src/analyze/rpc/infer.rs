@@ -271,13 +271,10 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut x: u64 = 0x9e3779b97f4a7c15;
+        let mut rng = crate::test_rng::XorShift(0x9e3779b97f4a7c15);
         for _ in 0..2000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let len = (x % 40) as usize;
-            let bytes: Vec<u8> = (0..len).map(|i| (x >> (i % 56)) as u8).collect();
+            let len = rng.index(40);
+            let bytes = rng.bytes(len);
             let _ = whole_fields_prefix(&bytes);
             let _ = infer_method(&[(Side::Request, &bytes)]);
         }

@@ -466,13 +466,8 @@ fn a_value_cut_at_snaplen_is_reported_partial() {
 
 #[test]
 fn random_and_mutated_packets_never_panic() {
-    let mut x: u64 = 0x2545f4914f6cdd1d;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = crate::test_rng::XorShift(0x2545f4914f6cdd1d);
+    let mut next = move || rng.next();
     // A valid conversation as the base for mutation.
     let mut base = Wire::h2();
     let mut block = vec![0x83, 0x86];

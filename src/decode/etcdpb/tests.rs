@@ -527,23 +527,12 @@ fn snapshot_chunk_summary_full_and_cut() {
     assert!(snapshot_chunk_summary(&[0x0b]).is_err());
 }
 
-/// A tiny xorshift PRNG so the fuzz-style tests need no dependency.
-struct XorShift(u64);
+use crate::test_rng::XorShift;
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
-        let len = usize::try_from(self.next() % (max_len as u64 + 1)).unwrap();
-        (0..len).map(|_| self.next() as u8).collect()
-    }
+/// Up to `max_len` random bytes.
+fn random_bytes(rng: &mut XorShift, max_len: usize) -> Vec<u8> {
+    let len = rng.index(max_len + 1);
+    rng.bytes(len)
 }
 
 #[test]
@@ -568,7 +557,7 @@ fn random_and_mutated_bytes_never_panic() {
     for m in METHODS {
         for i in 0..300 {
             let bytes = if i % 2 == 0 {
-                rng.bytes(64)
+                random_bytes(&mut rng, 64)
             } else {
                 let mut b = seeds[i % seeds.len()].clone();
                 let flips = rng.next() % 4 + 1;

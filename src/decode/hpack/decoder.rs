@@ -1033,18 +1033,7 @@ mod tests {
         assert_eq!(decoded.get(b"token"), Some(&token[..]));
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::XorShift;
 
     fn check_bounds(d: &HpackDecoder) {
         let table = d.table();
@@ -1061,7 +1050,7 @@ mod tests {
         let mut synced = HpackDecoder::new(4096);
         let mut midstream = HpackDecoder::new_midstream(256);
         for _ in 0..30_000 {
-            let len = rng.below(48);
+            let len = rng.index(48);
             let block: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             for d in [&mut synced, &mut midstream] {
                 if let Ok(out) = d.decode(&block) {
@@ -1090,11 +1079,11 @@ mod tests {
         let mut rng = XorShift(0x0123_4567_89ab_cdef);
         let mut persistent = HpackDecoder::new_midstream(512);
         for _ in 0..20_000 {
-            let mut block = corpus[rng.below(corpus.len())].clone();
-            for _ in 0..=rng.below(4) {
-                let at = rng.below(block.len() + 1);
-                match rng.below(4) {
-                    0 if at < block.len() => block[at] ^= 1 << rng.below(8),
+            let mut block = corpus[rng.index(corpus.len())].clone();
+            for _ in 0..=rng.index(4) {
+                let at = rng.index(block.len() + 1);
+                match rng.index(4) {
+                    0 if at < block.len() => block[at] ^= 1 << rng.index(8),
                     1 if at < block.len() => block[at] = rng.next() as u8,
                     2 => block.insert(at, rng.next() as u8),
                     _ => block.truncate(at),

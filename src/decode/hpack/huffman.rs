@@ -475,15 +475,7 @@ pub(crate) mod tests {
         decode(input, &mut out).map(|()| out)
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::test_rng::XorShift;
 
     #[test]
     fn code_table_is_a_complete_canonical_prefix_code() {

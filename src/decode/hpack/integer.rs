@@ -135,15 +135,9 @@ pub(crate) mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut state: u64 = 0x1234_5678_9abc_def1;
+        let mut rng = crate::test_rng::XorShift(0x1234_5678_9abc_def1);
         for _ in 0..20_000 {
-            let mut bytes = [0u8; 8];
-            for b in &mut bytes {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *b = state as u8;
-            }
+            let bytes = rng.bytes(8);
             let len = usize::from(bytes[0] % 9);
             if let Ok((_, used)) = decode_integer(&bytes[..len], bytes[1] % 10) {
                 assert!(used <= len);

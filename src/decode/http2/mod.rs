@@ -182,13 +182,8 @@ mod tests {
     /// Random and mutated frames: parsing must never panic.
     #[test]
     fn random_frames_no_panic() {
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::XorShift(0x1234_5678_9abc_def1);
+        let mut rnd = move || rng.next();
         for _ in 0..200_000 {
             let len = (rnd() % 40) as usize;
             let mut b: Vec<u8> = (0..len + 9).map(|_| rnd() as u8).collect();

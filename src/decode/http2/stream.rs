@@ -1542,18 +1542,7 @@ mod tests {
         ));
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
+    use crate::test_rng::XorShift;
 
     fn random_valid_stream(rng: &mut XorShift) -> Vec<u8> {
         let mut v = Vec::new();
