@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -45,27 +44,6 @@ fn find<'a>(findings: &'a [Value], rule: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {rule} finding in {:?}", rules_of(findings)))
 }
 
-/// etcdctl with stdin (txn reads its operations there); `user` for auth.
-fn etcdctl_stdin(rig: &Rig, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = rig
-        .in_netns("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints=127.0.0.1:2379")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// Loads `n` keys under `prefix` with transactions of 100 puts each.
 fn load_keys(rig: &Rig, prefix: &str, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
@@ -74,7 +52,7 @@ fn load_keys(rig: &Rig, prefix: &str, n: usize) {
             input.push_str(&format!("put {prefix}{i:05} value-{i}\n"));
         }
         input.push_str("\n\n");
-        let out = etcdctl_stdin(rig, &["txn"], &input);
+        let out = rig.etcdctl_with_input(&["txn"], &input);
         assert!(
             out.status.success(),
             "{}",
@@ -306,7 +284,7 @@ fn benign_kubernetes_like_workload_raises_nothing_high() {
     });
     for _ in 0..3 {
         let input = "mod(\"/registry/configmaps/kube-system/lock\") = \"0\"\n\nput /registry/configmaps/kube-system/lock holder\n\nget /registry/configmaps/kube-system/lock\n\n";
-        etcdctl_stdin(&rig, &["txn"], input);
+        rig.etcdctl_with_input(&["txn"], input);
         // etcdctl 3.4 has no --count-only: a one-key probe of the prefix instead.
         rig.etcdctl(&[
             "get",

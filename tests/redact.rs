@@ -66,10 +66,6 @@ fn raw_tokens(bytes: &[u8]) -> Vec<String> {
     found
 }
 
-fn of<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r["method"] == method).collect()
-}
-
 #[test]
 fn default_recordings_hold_no_password_or_token() {
     let rig = Rig::start("redact");

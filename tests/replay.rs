@@ -102,13 +102,6 @@ fn filters_select_rpcs() {
 }
 
 /// The method's records in a replay.
-fn of<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
-    records
-        .iter()
-        .filter(|r| r["method"].as_str() == Some(method))
-        .collect()
-}
-
 #[test]
 fn replays_a_real_etcd_workload() {
     let rig = Rig::start("replay");

@@ -5,36 +5,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-fn etcdctl_stdin(rig: &Rig, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = rig
-        .in_netns("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints=127.0.0.1:2379")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn of<'a>(records: &'a [Value], method: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r["method"] == method).collect()
-}
 
 #[test]
 fn admin_auth_txn_watch_and_maintenance() {
@@ -44,8 +18,7 @@ fn admin_auth_txn_watch_and_maintenance() {
     rig.etcdctl(&["put", "k", "v1"]);
     rig.etcdctl(&["put", "k", "v2"]);
     // Compares on version and mod revision; the success branch puts and reads.
-    let txn = etcdctl_stdin(
-        &rig,
+    let txn = rig.etcdctl_with_input(
         &["txn"],
         "version(\"k\") = \"2\"\nmod(\"k\") > \"1\"\n\nput k v3\nget k\n\nput k never\n\n",
     );
@@ -55,7 +28,7 @@ fn admin_auth_txn_watch_and_maintenance() {
         String::from_utf8_lossy(&txn.stderr)
     );
     // A watch created, then cancelled from the interactive prompt.
-    let watch = etcdctl_stdin(&rig, &["watch", "-i"], "watch w\n");
+    let watch = rig.etcdctl_with_input(&["watch", "-i"], "watch w\n");
     let _ = watch;
     rig.etcdctl(&["compaction", "2"]);
     rig.etcdctl(&["defrag"]);

@@ -93,6 +93,34 @@ impl Rig {
     pub fn in_netns(&self, program: &str) -> Command {
         self.netns.command(program)
     }
+
+    /// etcdctl with `input` on its stdin (txn reads its operations there), whatever its
+    /// exit status.
+    pub fn etcdctl_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .in_netns("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints=127.0.0.1:2379")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+/// The records of `replay --format json` for one method path.
+pub fn of<'a>(records: &'a [serde_json::Value], method: &str) -> Vec<&'a serde_json::Value> {
+    records.iter().filter(|r| r["method"] == method).collect()
 }
 
 /// Run `f` on a thread that has entered the rig's network namespace, so the client's
