@@ -31,7 +31,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::{env_number, load_in, load_main, CaptureCounts, LoadResult, ROLE_ENV};
+use common::{
+    env_number, exit_code, load_in, load_main, CaptureCounts, LoadResult, Rounds, ROLE_ENV,
+};
 use etcd_trace::testbed::{signal, which, EtcdServer, Netns, RecorderProcess, ScratchDir};
 
 const TARGET_COVERAGE: f64 = 0.99;
@@ -51,17 +53,10 @@ const REPEAT_BUDGET: Duration = Duration::from_secs(60);
 const KV: &str = "/etcdserverpb.KV/";
 
 fn main() -> ExitCode {
-    let result = match std::env::var(ROLE_ENV).as_deref() {
+    exit_code(match std::env::var(ROLE_ENV).as_deref() {
         Ok("load") => load_main(),
         _ => bench_main(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 // ------------------------------------------------------------------ configuration
@@ -75,20 +70,19 @@ struct Config {
 
 impl Config {
     fn from_env() -> Result<Config> {
+        let Rounds {
+            secs,
+            repeats,
+            clients,
+        } = Rounds::from_env(120.0)?;
         let cfg = Config {
-            secs: env_number("ETCD_TRACE_BENCH_SECS", 5.0)?,
-            clients: env_number("ETCD_TRACE_BENCH_CLIENTS", 16)?,
-            repeats: env_number("ETCD_TRACE_BENCH_REPEATS", 3)?,
+            secs,
+            clients,
+            repeats,
             growth: env_number("ETCD_TRACE_BENCH_GROWTH", 10.0)?,
         };
-        if !(cfg.secs > 0.0 && cfg.secs <= 120.0) {
-            bail!("ETCD_TRACE_BENCH_SECS must be in (0, 120]");
-        }
         if !(cfg.growth >= 1.0 && cfg.secs * cfg.growth <= 600.0) {
             bail!("ETCD_TRACE_BENCH_GROWTH must be >= 1 and SECS × GROWTH at most 600");
-        }
-        if cfg.repeats == 0 || cfg.repeats > 20 || cfg.clients == 0 || cfg.clients > 1024 {
-            bail!("ETCD_TRACE_BENCH_REPEATS must be 1..=20 and ETCD_TRACE_BENCH_CLIENTS 1..=1024");
         }
         Ok(cfg)
     }

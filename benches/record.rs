@@ -24,7 +24,9 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use common::{env_number, load_in, load_main, CaptureCounts, ChildGuard, ROLE_ENV};
+use common::{
+    env_number, exit_code, load_in, load_main, CaptureCounts, ChildGuard, Rounds, ROLE_ENV,
+};
 use etcd_trace::capture::{CaptureReader, Event, ReadItem};
 use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
 use serde::{Deserialize, Serialize};
@@ -41,18 +43,11 @@ const TARGET_NS_PACKET: f64 = 50.0;
 const TARGET_NS_SYSCALL: f64 = 100.0;
 
 fn main() -> ExitCode {
-    let result = match std::env::var(ROLE_ENV).as_deref() {
+    exit_code(match std::env::var(ROLE_ENV).as_deref() {
         Ok("load") => load_main(),
         Ok("gen") => gen_main(),
         _ => bench_main(),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 // ------------------------------------------------------------------ configuration
@@ -66,18 +61,17 @@ struct Config {
 
 impl Config {
     fn from_env() -> Result<Config> {
+        let Rounds {
+            secs,
+            repeats,
+            clients,
+        } = Rounds::from_env(600.0)?;
         let cfg = Config {
-            secs: env_number("ETCD_TRACE_BENCH_SECS", 5.0)?,
-            repeats: env_number("ETCD_TRACE_BENCH_REPEATS", 3)?,
-            clients: env_number("ETCD_TRACE_BENCH_CLIENTS", 16)?,
+            secs,
+            repeats,
+            clients,
             rate: env_number("ETCD_TRACE_BENCH_RATE", 200_000)?,
         };
-        if !(cfg.secs > 0.0 && cfg.secs <= 600.0) {
-            bail!("ETCD_TRACE_BENCH_SECS must be in (0, 600]");
-        }
-        if cfg.repeats == 0 || cfg.repeats > 20 || cfg.clients == 0 || cfg.clients > 1024 {
-            bail!("ETCD_TRACE_BENCH_REPEATS must be 1..=20 and ETCD_TRACE_BENCH_CLIENTS 1..=1024");
-        }
         Ok(cfg)
     }
 }

@@ -29,6 +29,42 @@ pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
     }
 }
 
+/// The knobs both benchmarks share: round length, timed repeats, load clients.
+pub struct Rounds {
+    pub secs: f64,
+    pub repeats: usize,
+    pub clients: usize,
+}
+
+impl Rounds {
+    /// From `ETCD_TRACE_BENCH_SECS` (at most `max_secs`), `_REPEATS` and `_CLIENTS`.
+    pub fn from_env(max_secs: f64) -> Result<Rounds> {
+        let r = Rounds {
+            secs: env_number("ETCD_TRACE_BENCH_SECS", 5.0)?,
+            repeats: env_number("ETCD_TRACE_BENCH_REPEATS", 3)?,
+            clients: env_number("ETCD_TRACE_BENCH_CLIENTS", 16)?,
+        };
+        if !(r.secs > 0.0 && r.secs <= max_secs) {
+            bail!("ETCD_TRACE_BENCH_SECS must be in (0, {max_secs}]");
+        }
+        if r.repeats == 0 || r.repeats > 20 || r.clients == 0 || r.clients > 1024 {
+            bail!("ETCD_TRACE_BENCH_REPEATS must be 1..=20 and ETCD_TRACE_BENCH_CLIENTS 1..=1024");
+        }
+        Ok(r)
+    }
+}
+
+/// A benchmark's exit status, its error printed with the causes.
+pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 // ------------------------------------------------------------------ load generator role
 
 #[derive(Debug, Serialize, Deserialize)]
