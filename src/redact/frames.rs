@@ -209,23 +209,6 @@ impl FrameWalker {
                         if *first && (header.kind != FrameType::Settings || header.stream_id != 0) {
                             return Err(Unscrubbable::NotHttp2);
                         }
-                        if self.dir == FlowDirection::ServerToClient
-                            && matches!(header.kind, FrameType::Headers | FrameType::Continuation)
-                        {
-                            // etcd's response headers carry no secret: only their END_STREAM
-                            // matters (it ends an auth call), so no HPACK work for them.
-                            if header.kind == FrameType::Headers && header.has(FLAG_END_STREAM) {
-                                self.end_stream(conn, header.stream_id);
-                            }
-                            self.state = match header.len {
-                                0 => NEXT_FRAME,
-                                len => WalkState::Skip {
-                                    left: u64::from(len),
-                                },
-                            };
-                            (offset, data) = (offset + take as u64, &data[take..]);
-                            continue;
-                        }
                         self.state = self.after_header(conn, header, offset + take as u64)?;
                         if let WalkState::Collect { header, start, .. } = &self.state {
                             if header.len == 0 {
@@ -266,8 +249,8 @@ impl FrameWalker {
 
     /// What to do with the payload of a frame whose header just ended at `start`.
     fn after_header(
-        &self,
-        conn: &ConnectionScrubber,
+        &mut self,
+        conn: &mut ConnectionScrubber,
         header: FrameHeader,
         start: u64,
     ) -> Result<WalkState, Unscrubbable> {
@@ -276,6 +259,16 @@ impl FrameWalker {
             return Err(Unscrubbable::Broken);
         }
         let wanted = match header.kind {
+            // etcd's response headers carry no secret: only their END_STREAM matters (it
+            // ends an auth call), so they get no HPACK work.
+            FrameType::Headers | FrameType::Continuation
+                if self.dir == FlowDirection::ServerToClient =>
+            {
+                if header.kind == FrameType::Headers && header.has(FLAG_END_STREAM) {
+                    self.end_stream(conn, header.stream_id);
+                }
+                false
+            }
             FrameType::Headers
             | FrameType::Continuation
             | FrameType::PushPromise
