@@ -42,6 +42,22 @@ pub struct Damage {
     pub ts_range: Option<(u64, u64)>,
 }
 
+/// How every command warns about it: "unreadable region at offset O: reason (N events
+/// lost)".
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unreadable region at offset {}: {}",
+            self.offset, self.reason
+        )?;
+        if let Some(n) = self.events_lost {
+            write!(f, " ({n} events lost)")?;
+        }
+        Ok(())
+    }
+}
+
 /// One item of a capture's event stream: an event, or a warning that a stretch of the
 /// file could not be read. Damage does not end the stream; events after it follow.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -42,15 +42,7 @@ pub fn run(args: DumpArgs) -> Result<ExitCode> {
                     write_text(&mut out, &header, &ev, args.max_bytes)?;
                 }
             },
-            ReadItem::Damaged(d) => {
-                eprintln!(
-                    "warning: unreadable region at offset {}: {}{}",
-                    d.offset,
-                    d.reason,
-                    d.events_lost
-                        .map_or(String::new(), |n| format!(" ({n} events lost)"))
-                );
-            }
+            ReadItem::Damaged(d) => eprintln!("warning: {d}"),
         }
     }
     out.flush()?;

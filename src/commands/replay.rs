@@ -136,13 +136,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             ReadItem::Damaged(d) => {
                 tally.damaged += 1;
                 tally.events_lost += d.events_lost.unwrap_or(0);
-                eprintln!(
-                    "warning: unreadable region at offset {}: {}{}",
-                    d.offset,
-                    d.reason,
-                    d.events_lost
-                        .map_or(String::new(), |n| format!(" ({n} events lost)"))
-                );
+                eprintln!("warning: {d}");
             }
         }
         emit(&mut calls, &mut tally, &mut out)?;

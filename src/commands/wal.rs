@@ -54,10 +54,7 @@ pub fn run(args: WalArgs) -> Result<ExitCode> {
                 log.push(&ev, &mut buf);
                 emit(&mut buf, &mut out)?;
             }
-            ReadItem::Damaged(d) => eprintln!(
-                "warning: unreadable region at offset {}: {}",
-                d.offset, d.reason
-            ),
+            ReadItem::Damaged(d) => eprintln!("warning: {d}"),
         }
     }
     log.finish(&mut buf);
