@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::analyze::correlate::CorrelatedCall;
 use crate::analyze::detect::{Detector, Rules, Severity};
 use crate::analyze::disk::DiskPhase;
-use crate::analyze::histogram::Histogram;
+use crate::analyze::histogram::{Histogram, LatencySummary};
 use crate::analyze::phases::phases_of;
 use crate::analyze::rpc::RecordKind;
 use crate::capture::{CaptureReader, Event, FileKind, ReadItem};
@@ -192,6 +192,14 @@ pub struct MethodRow {
 }
 
 impl Profile {
+    /// Latency of one phase (empty when the capture has none).
+    pub fn phase_summary(&self, phase: &str) -> LatencySummary {
+        self.phases
+            .get(phase)
+            .map(|h| h.summary())
+            .unwrap_or_default()
+    }
+
     pub fn method_row(&self, method: &str) -> Option<MethodRow> {
         let m = self.methods.get(method)?;
         let s = m.latency.summary();

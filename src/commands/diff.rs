@@ -134,16 +134,7 @@ fn text_out(
         ("fsync", FSYNC),
         ("apply + reply", REPLY),
     ] {
-        let b = base
-            .phases
-            .get(name)
-            .map(|h| h.summary())
-            .unwrap_or_default();
-        let n = new
-            .phases
-            .get(name)
-            .map(|h| h.summary())
-            .unwrap_or_default();
+        let (b, n) = (base.phase_summary(name), new.phase_summary(name));
         phase_row(out, label, b, n)?;
     }
     phase_row(
@@ -287,16 +278,7 @@ fn json_out(
         )?;
     }
     for (label, name) in [("append", APPEND), ("fsync", FSYNC), ("reply", REPLY)] {
-        let b = base
-            .phases
-            .get(name)
-            .map(|h| h.summary())
-            .unwrap_or_default();
-        let n = new
-            .phases
-            .get(name)
-            .map(|h| h.summary())
-            .unwrap_or_default();
+        let (b, n) = (base.phase_summary(name), new.phase_summary(name));
         writeln!(
             out,
             "{}",
