@@ -241,12 +241,18 @@ fn call_label(c: &CorrelatedCall) -> String {
         .to_string()
 }
 
-fn phase_text(phases: &[Phase]) -> String {
-    phases
+/// "  [raft + WAL append 1.2 ms | fsync 0.8 ms | ...]" after a call's line; empty when
+/// its phases are unknown.
+fn phase_suffix(phases: &[Phase]) -> String {
+    if phases.is_empty() {
+        return String::new();
+    }
+    let text = phases
         .iter()
         .map(|p| format!("{} {}", p.name, human_duration_ns(p.duration_ns())))
         .collect::<Vec<_>>()
-        .join(" | ")
+        .join(" | ");
+    format!("  [{text}]")
 }
 
 fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64>) -> Result<()> {
@@ -279,11 +285,7 @@ fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64
             offset(c.call.ts_ns, start, 6),
             c.call.client,
             call_label(c),
-            if phases.is_empty() {
-                String::new()
-            } else {
-                format!("  [{}]", phase_text(&phases))
-            }
+            phase_suffix(&phases)
         )?;
         return Ok(());
     }
@@ -302,11 +304,7 @@ fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64
                 "{t} rpc    {} {:<50} {lat}{status}{}",
                 c.call.client,
                 call_label(c),
-                if phases.is_empty() {
-                    String::new()
-                } else {
-                    format!("  [{}]", phase_text(&phases))
-                }
+                phase_suffix(&phases)
             )?;
         }
         Item::Disk(d) => match d {
