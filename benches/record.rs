@@ -3,18 +3,22 @@
 //! line per measurement and a summary with the targets:
 //!
 //! 1. etcd throughput with and without the recorder attached (16 clients, alternating
-//!    rounds), and the ratio;
+//!    rounds: each round with the recorder against the mean of the rounds around it, so
+//!    a drift in etcd's own throughput cancels out), and the median ratio;
 //! 2. the recorder's capacity: a process writing 64-byte chunks to a file in a data dir
 //!    at a fixed rate, then as fast as it can; events received, lost, recorder CPU;
 //! 3. the eBPF programs' own cost per run (`record --stats`);
-//! 4. bytes per event in the capture file.
+//! 4. bytes per event in the capture file;
+//! 5. the recorder's userspace stages (redaction, encoding and compression at a few zstd
+//!    levels) timed offline on the etcd capture, in ns per event.
 //!
 //! The load generator (benches/common) and the writer are this same binary started again
 //! with `ETCD_TRACE_BENCH_ROLE` set, so they can run inside a network namespace.
 //! Knobs: `ETCD_TRACE_BENCH_SECS` (round length, default 5), `ETCD_TRACE_BENCH_REPEATS`
 //! (default 3), `ETCD_TRACE_BENCH_CLIENTS` (default 16), `ETCD_TRACE_BENCH_RATE`
 //! (writes/s of the paced writer, default 200000), `ETCD_TRACE_BENCH_RECORD_ARGS` (extra
-//! `record` arguments for every recorder round, e.g. `--buffer perf`).
+//! `record` arguments for every recorder round, e.g. `--buffer perf`),
+//! `ETCD_TRACE_BENCH_STAGES=FILE` (only stage 5, on a capture of your own).
 
 mod common;
 
@@ -27,7 +31,8 @@ use anyhow::{bail, Context, Result};
 use common::{
     env_number, exit_code, load_in, load_main, CaptureCounts, ChildGuard, Rounds, ROLE_ENV,
 };
-use etcd_trace::capture::{CaptureReader, Event, ReadItem};
+use etcd_trace::capture::{CaptureReader, CaptureWriter, Event, ReadItem, WriterOptions};
+use etcd_trace::redact::SecretScrubber;
 use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +51,9 @@ fn main() -> ExitCode {
     exit_code(match std::env::var(ROLE_ENV).as_deref() {
         Ok("load") => load_main(),
         Ok("gen") => gen_main(),
+        _ if std::env::var_os("ETCD_TRACE_BENCH_STAGES").is_some() => bench_stages(Path::new(
+            &std::env::var_os("ETCD_TRACE_BENCH_STAGES").unwrap_or_default(),
+        )),
         _ => bench_main(),
     })
 }
@@ -393,6 +401,14 @@ fn median(values: &[f64]) -> f64 {
 
 // ------------------------------------------------------------------ the benchmark
 
+/// `with[i]` over the mean of `without[i]` and `without[i + 1]`, the rounds around it.
+fn bracketed_ratios(with: &[f64], without: &[f64]) -> Vec<f64> {
+    with.iter()
+        .zip(without.windows(2))
+        .map(|(w, around)| w / ((around[0] + around[1]) / 2.0).max(1e-9))
+        .collect()
+}
+
 struct Overhead {
     without: Vec<f64>,
     with: Vec<f64>,
@@ -475,8 +491,10 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         args
     };
 
-    let (mut without, mut with) = (Vec::new(), Vec::new());
-    for round in 1..=cfg.repeats {
+    // without, with, without, with, ..., without: each round with the recorder is
+    // compared with the mean of the rounds just before and after it, so a slow drift of
+    // etcd's throughput (its WAL, backend and GC warming up) cancels out of the ratio.
+    let without_round = |round: usize| -> Result<f64> {
         let r = load_in(&netns, cfg.secs, cfg.clients)?;
         println!(
             "[1] round {round} without recorder: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s)",
@@ -485,8 +503,10 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             r.gets,
             r.secs
         );
-        without.push(r.ops_per_sec());
-
+        Ok(r.ops_per_sec())
+    };
+    let (mut without, mut with) = (vec![without_round(0)?], Vec::new());
+    for round in 1..=cfg.repeats {
         let capture = dir.0.join(format!("etcd-{round}.etr"));
         let rec = start_recorder(exe, &record_args(&capture, &[]))?;
         let pid = rec.pid();
@@ -506,11 +526,21 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             report.bytes_per_event()
         );
         with.push(r.ops_per_sec());
+        without.push(without_round(round)?);
     }
+    let ratios = bracketed_ratios(&with, &without);
+    println!(
+        "[1] each round with the recorder against the mean of its neighbours without: {}",
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let (mw, mo) = (median(&with), median(&without));
     println!(
-        "[1] median without {mo:.0} ops/s, with {mw:.0} ops/s: ratio with/without {:.3} (target >= {TARGET_RATIO})",
-        mw / mo.max(1e-9)
+        "[1] median ratio {:.3} (target >= {TARGET_RATIO}); medians without {mo:.0} ops/s, with {mw:.0} ops/s",
+        median(&ratios)
     );
 
     // One more round with --stats, for the programs' own cost and the capture size.
@@ -553,6 +583,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         stats.bytes_per_event()
     );
     drop(etcd);
+    bench_stages(&capture)?;
     Ok(Overhead {
         without,
         with,
@@ -561,6 +592,66 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         stats_packets: packets,
         stats_syscalls: syscalls,
     })
+}
+
+/// The recorder's userspace stages, timed offline on a real capture: what each costs per
+/// event, to see where the recorder's CPU goes (`ETCD_TRACE_BENCH_STAGES=FILE` runs only
+/// this, on FILE).
+fn bench_stages(capture: &Path) -> Result<()> {
+    let mut events = Vec::new();
+    for item in CaptureReader::open(capture)?.events() {
+        if let ReadItem::Event(ev) = item {
+            events.push(ev);
+        }
+    }
+    let n = events.len().max(1) as f64;
+    let reader = CaptureReader::open(capture)?;
+    let ports = reader.header().config.ports.clone();
+    let header = reader.header().clone();
+    drop(reader);
+
+    let input = events.clone();
+    let started = Instant::now();
+    let mut scrubber = SecretScrubber::new(ports);
+    let mut out = Vec::with_capacity(input.len());
+    for ev in input {
+        scrubber.push(ev, &mut out);
+    }
+    out.extend(scrubber.finish());
+    let scrub_ns = started.elapsed().as_secs_f64() * 1e9 / n;
+    println!(
+        "[5] recorder stages offline on {} events: scrub {scrub_ns:.0} ns/event",
+        out.len()
+    );
+    drop(out);
+
+    let dir = ScratchDir::new("etcd-trace-bench-stages")?;
+    // One block flush per second of capture time, as the recorder does.
+    for level in [1, -1, -3, -5] {
+        let input = events.clone();
+        let path = dir.0.join(format!("level{level}.etr"));
+        let options = WriterOptions {
+            zstd_level: level,
+            ..WriterOptions::default()
+        };
+        let started = Instant::now();
+        let mut writer = CaptureWriter::create_with(&path, &header, options)?;
+        let mut next_flush = input.first().map_or(0, Event::ts_ns) + 1_000_000_000;
+        for ev in input {
+            if ev.ts_ns() >= next_flush {
+                writer.flush_block()?;
+                next_flush = ev.ts_ns() + 1_000_000_000;
+            }
+            writer.push(ev)?;
+        }
+        let bytes = writer.finish()?.bytes_written;
+        let ns = started.elapsed().as_secs_f64() * 1e9 / n;
+        println!(
+            "[5] encode+compress at zstd level {level:>2}: {ns:.0} ns/event, {:.1} bytes/event",
+            bytes as f64 / n
+        );
+    }
+    Ok(())
 }
 
 fn bench_capacity(cfg: &Config, exe: &Path) -> Result<Capacity> {
@@ -726,20 +817,22 @@ fn gen_round(
 
 fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
-    let (mw, mo) = (median(&o.with), median(&o.without));
-    let ratio = mw / mo.max(1e-9);
+    let ratios = bracketed_ratios(&o.with, &o.without);
+    let ratio = median(&ratios);
+    let spread = ratios.iter().copied().fold(f64::INFINITY, f64::min)
+        ..=ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let tc = o.stats.stat("tc_egress").map_or(0.0, |s| s.1);
     let etcd_sys = o.stats.syscall_ns_per_event(o.stats_syscalls);
     let gen_write = c.paced.report.syscall_ns(&["write"]);
     println!();
     println!("==================== summary ====================");
     println!(
-        "etcd throughput ({} clients): without {:.0} ops/s, with {:.0} ops/s (medians of {}), ratio {:.3}  [target >= {TARGET_RATIO}: {}]",
+        "etcd throughput ({} clients): with/without the recorder {:.3}, median of {} bracketed rounds (range {:.3}-{:.3})  [target >= {TARGET_RATIO}: {}]",
         cfg.clients,
-        mo,
-        mw,
-        cfg.repeats,
         ratio,
+        ratios.len(),
+        spread.start(),
+        spread.end(),
         mark(ratio >= TARGET_RATIO)
     );
     println!(
