@@ -110,8 +110,7 @@ impl Sink {
         };
         let mut ready = Vec::with_capacity(events.len());
         for ev in events {
-            scrubber.push(ev);
-            ready.extend(std::iter::from_fn(|| scrubber.pop_ready()));
+            scrubber.push(ev, &mut ready);
         }
         self.scrubber = Some(scrubber);
         self.write_final(ready)

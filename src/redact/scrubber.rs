@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use std::collections::hash_map::Entry;
+
 use foldhash::{HashMap, HashMapExt};
 
 use super::frames::{ConnectionScrubber, Patch, Unscrubbable};
@@ -143,9 +145,9 @@ impl SecretScrubber {
         &self.report
     }
 
-    /// Takes the next event of the capture. Take released events with
-    /// [`SecretScrubber::pop_ready`] after each push.
-    pub fn push(&mut self, event: Event) {
+    /// Takes the next event of the capture and appends to `ready` every event whose
+    /// bytes are now final, in capture order (often just this one).
+    pub fn push(&mut self, event: Event, ready: &mut Vec<Event>) {
         self.latest_ts = self.latest_ts.max(event.ts_ns());
         match event {
             Event::Packet(packet)
@@ -157,18 +159,15 @@ impl SecretScrubber {
             other => self.enqueue(other, None),
         }
         self.bound_holding();
-    }
-
-    /// The next event whose bytes are final, in capture order.
-    pub fn pop_ready(&mut self) -> Option<Event> {
-        let front = self.queue.front()?;
-        if let Some(hold) = front.hold {
-            if !self.released(&hold) {
-                return None;
+        while let Some(front) = self.queue.front() {
+            if front.hold.is_some_and(|hold| !self.released(&hold)) {
+                break;
+            }
+            self.queue_base += 1;
+            if let Some(q) = self.queue.pop_front() {
+                ready.push(q.event);
             }
         }
-        self.queue_base += 1;
-        self.queue.pop_front().map(|q| q.event)
     }
 
     /// Every event still queued, released as it is (the capture ends).
@@ -199,7 +198,7 @@ impl SecretScrubber {
         self.queue.push_back(Queued { event, hold });
     }
 
-    fn push_packet(&mut self, packet: Packet) {
+    fn push_packet(&mut self, mut packet: Packet) {
         self.packets += 1;
         if self.packets % SWEEP_EVERY == 0 {
             self.sweep_idle();
@@ -207,19 +206,32 @@ impl SecretScrubber {
         let ports = &self.ports;
         let (key, dir) = ConnectionKey::of_segment(packet.src, packet.dst, |p| ports.contains(&p));
         let flags = packet.flags;
+        let full = self.connections.len() >= MAX_CONNECTIONS;
         if flags.syn() && !flags.ack() && dir == FlowDirection::ClientToServer {
-            self.open(key, Mode::Scrubbing);
-            if let Some(conn) = self.connections.get_mut(&key) {
+            // A new connection, replacing one on the same 4-tuple.
+            if full && !self.connections.contains_key(&key) {
+                self.report.connections_over_limit += 1;
+            } else {
+                self.generations += 1;
+                let mut conn = Connection::new(self.generations, Mode::Scrubbing);
                 conn.dirs[0].next_seq = Some(packet.seq.wrapping_add(1));
+                self.connections.insert(key, conn);
             }
         }
-        if !self.connections.contains_key(&key) {
-            self.report.midstream_connections += 1;
-            self.open(key, Mode::Midstream);
-        }
-        let Some(conn) = self.connections.get_mut(&key) else {
-            self.report.unscrubbed_packets += u64::from(!packet.payload.is_empty());
-            return self.enqueue(Event::Packet(packet), None);
+        // One lookup per packet: everything below works on this entry.
+        let conn = match self.connections.entry(key) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(_) if full => {
+                self.report.connections_over_limit += 1;
+                self.report.unscrubbed_packets += u64::from(!packet.payload.is_empty());
+                return self.enqueue(Event::Packet(packet), None);
+            }
+            Entry::Vacant(v) => {
+                // Open before recording began: HPACK state and frame boundaries unknown.
+                self.report.midstream_connections += 1;
+                self.generations += 1;
+                v.insert(Connection::new(self.generations, Mode::Midstream))
+            }
         };
         conn.last_ts = packet.ts_ns;
         let d = &mut conn.dirs[index(dir)];
@@ -228,138 +240,21 @@ impl SecretScrubber {
         }
         d.fin |= flags.fin();
         let closed = flags.rst() || conn.dirs.iter().all(|d| d.fin);
-        if packet.payload.is_empty() {
-            self.enqueue(Event::Packet(packet), None);
+        let hold = if packet.payload.is_empty() {
+            None
         } else {
-            self.scrub_packet(key, dir, packet);
-        }
+            let mut work = PacketWork {
+                queue: &mut self.queue,
+                queue_base: self.queue_base,
+                patches: &mut self.patches,
+                report: &mut self.report,
+            };
+            work.scrub(conn, key, dir, &mut packet)
+        };
+        self.enqueue(Event::Packet(packet), hold);
         if closed {
             // Nothing more to patch: release its packets and forget it.
             self.connections.remove(&key);
-        }
-    }
-
-    /// Starts following `key` (replacing a previous connection on the same 4-tuple).
-    fn open(&mut self, key: ConnectionKey, mode: Mode) {
-        if self.connections.len() >= MAX_CONNECTIONS && !self.connections.contains_key(&key) {
-            self.report.connections_over_limit += 1;
-            return;
-        }
-        self.generations += 1;
-        self.connections.insert(
-            key,
-            Connection {
-                generation: self.generations,
-                last_ts: 0,
-                http2: ConnectionScrubber::default(),
-                dirs: [Direction::new(mode), Direction::new(mode)],
-            },
-        );
-    }
-
-    fn scrub_packet(&mut self, key: ConnectionKey, dir: FlowDirection, mut packet: Packet) {
-        let Some(conn) = self.connections.get_mut(&key) else {
-            return self.enqueue(Event::Packet(packet), None);
-        };
-        let d = &mut conn.dirs[index(dir)];
-        let next_seq = match (d.mode, d.next_seq) {
-            (Mode::Scrubbing, Some(seq)) => seq,
-            (Mode::Scrubbing, None) => {
-                // Data before the SYN-ACK was seen: the start is unknown.
-                d.mode = Mode::GivenUp;
-                self.report.directions_given_up += 1;
-                self.report.unscrubbed_packets += 1;
-                return self.enqueue(Event::Packet(packet), None);
-            }
-            (Mode::NotHttp2, _) => return self.enqueue(Event::Packet(packet), None),
-            (Mode::Midstream | Mode::GivenUp, _) => {
-                self.report.unscrubbed_packets += 1;
-                return self.enqueue(Event::Packet(packet), None);
-            }
-        };
-        let relative = i64::from(packet.seq.wrapping_sub(next_seq) as i32);
-        let Some(start) = d.next_offset.checked_add_signed(relative) else {
-            // Before the first byte: not data of this connection.
-            return self.enqueue(Event::Packet(packet), None);
-        };
-        if start > d.next_offset {
-            d.mode = Mode::GivenUp;
-            self.report.directions_given_up += 1;
-            self.report.unscrubbed_packets += 1;
-            return self.enqueue(Event::Packet(packet), None);
-        }
-        let end = start + packet.payload.len() as u64;
-        // Retransmitted bytes: the patches already made to them.
-        for patch in &d.recent {
-            apply(&mut packet.payload, start, patch);
-        }
-        let truncated = packet.truncated();
-        let queue_no = self.queue_base + self.queue.len() as u64;
-        let new_from = usize::try_from(d.next_offset - start).unwrap_or(usize::MAX);
-        self.patches.clear();
-        let mut outcome = Ok(());
-        if let Some(new) = packet.payload.get(new_from..).filter(|b| !b.is_empty()) {
-            outcome = conn
-                .http2
-                .feed(dir, d.next_offset, new, &mut self.patches, &mut self.report);
-            d.next_seq = Some(next_seq.wrapping_add(new.len() as u32));
-            d.next_offset = end;
-        }
-        let hold = (end > d.final_through).then_some(Hold {
-            key,
-            generation: conn.generation,
-            dir,
-            end,
-            ts_ns: packet.ts_ns,
-        });
-        if hold.is_some() {
-            d.held.push_back(HeldPacket { queue_no, start });
-        }
-        self.queue.push_back(Queued {
-            event: Event::Packet(packet),
-            hold,
-        });
-        // Patch every held packet of the direction (retransmissions included).
-        while d.held.front().is_some_and(|h| h.queue_no < self.queue_base) {
-            d.held.pop_front();
-        }
-        for patch in &self.patches {
-            for held in &d.held {
-                let Some(slot) = usize::try_from(held.queue_no - self.queue_base)
-                    .ok()
-                    .and_then(|i| self.queue.get_mut(i))
-                else {
-                    continue;
-                };
-                if let Event::Packet(p) = &mut slot.event {
-                    apply(&mut p.payload, held.start, patch);
-                }
-            }
-            if d.recent.len() == MAX_RECENT_PATCHES {
-                d.recent.pop_front();
-            }
-            d.recent.push_back(patch.clone());
-        }
-        match outcome {
-            Ok(()) => {}
-            Err(Unscrubbable::NotHttp2) => {
-                d.mode = Mode::NotHttp2;
-                self.report.not_http2_directions += 1;
-            }
-            Err(Unscrubbable::Broken) => {
-                d.mode = Mode::GivenUp;
-                self.report.directions_given_up += 1;
-            }
-        }
-        if d.mode == Mode::Scrubbing && truncated {
-            // Bytes past the snaplen are unknown: frame sync is lost.
-            d.mode = Mode::GivenUp;
-            self.report.directions_given_up += 1;
-        }
-        d.final_through = conn.http2.pinned_from(dir).unwrap_or(d.next_offset);
-        if d.mode == Mode::Scrubbing && d.next_offset - d.final_through > MAX_HELD_BYTES {
-            d.mode = Mode::GivenUp;
-            self.report.directions_given_up += 1;
         }
     }
 
@@ -382,6 +277,137 @@ impl SecretScrubber {
         let now = self.latest_ts;
         self.connections
             .retain(|_, conn| now.saturating_sub(conn.last_ts) < IDLE_NS);
+    }
+}
+
+impl Connection {
+    fn new(generation: u64, mode: Mode) -> Connection {
+        Connection {
+            generation,
+            last_ts: 0,
+            http2: ConnectionScrubber::default(),
+            dirs: [Direction::new(mode), Direction::new(mode)],
+        }
+    }
+}
+
+/// What scrubbing one packet needs of the scrubber besides the packet's connection.
+struct PacketWork<'a> {
+    queue: &'a mut VecDeque<Queued>,
+    queue_base: u64,
+    patches: &'a mut Vec<Patch>,
+    report: &'a mut ScrubReport,
+}
+
+impl PacketWork<'_> {
+    /// Feeds a packet's new bytes to its direction, patches it and the direction's held
+    /// packets, and says whether it must wait (its bytes are not final yet). The caller
+    /// queues it next, so it gets queue number `queue_base + queue.len()`.
+    fn scrub(
+        &mut self,
+        conn: &mut Connection,
+        key: ConnectionKey,
+        dir: FlowDirection,
+        packet: &mut Packet,
+    ) -> Option<Hold> {
+        let report = &mut *self.report;
+        let d = &mut conn.dirs[index(dir)];
+        let next_seq = match (d.mode, d.next_seq) {
+            (Mode::Scrubbing, Some(seq)) => seq,
+            (Mode::Scrubbing, None) => {
+                // Data before the SYN-ACK was seen: the start is unknown.
+                d.mode = Mode::GivenUp;
+                report.directions_given_up += 1;
+                report.unscrubbed_packets += 1;
+                return None;
+            }
+            (Mode::NotHttp2, _) => return None,
+            (Mode::Midstream | Mode::GivenUp, _) => {
+                report.unscrubbed_packets += 1;
+                return None;
+            }
+        };
+        let relative = i64::from(packet.seq.wrapping_sub(next_seq) as i32);
+        // Before the first byte: not data of this connection.
+        let start = d.next_offset.checked_add_signed(relative)?;
+        if start > d.next_offset {
+            d.mode = Mode::GivenUp;
+            report.directions_given_up += 1;
+            report.unscrubbed_packets += 1;
+            return None;
+        }
+        let end = start + packet.payload.len() as u64;
+        // Retransmitted bytes: the patches already made to them.
+        for patch in &d.recent {
+            apply(&mut packet.payload, start, patch);
+        }
+        let new_from = usize::try_from(d.next_offset - start).unwrap_or(usize::MAX);
+        self.patches.clear();
+        let mut outcome = Ok(());
+        if let Some(new) = packet.payload.get(new_from..).filter(|b| !b.is_empty()) {
+            outcome = conn
+                .http2
+                .feed(dir, d.next_offset, new, self.patches, report);
+            d.next_seq = Some(next_seq.wrapping_add(new.len() as u32));
+            d.next_offset = end;
+        }
+        // Patch this packet and every held one of the direction (retransmissions too).
+        while d.held.front().is_some_and(|h| h.queue_no < self.queue_base) {
+            d.held.pop_front();
+        }
+        for patch in self.patches.iter() {
+            apply(&mut packet.payload, start, patch);
+            for held in &d.held {
+                let Some(slot) = usize::try_from(held.queue_no - self.queue_base)
+                    .ok()
+                    .and_then(|i| self.queue.get_mut(i))
+                else {
+                    continue;
+                };
+                if let Event::Packet(p) = &mut slot.event {
+                    apply(&mut p.payload, held.start, patch);
+                }
+            }
+            if d.recent.len() == MAX_RECENT_PATCHES {
+                d.recent.pop_front();
+            }
+            d.recent.push_back(patch.clone());
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(Unscrubbable::NotHttp2) => {
+                d.mode = Mode::NotHttp2;
+                report.not_http2_directions += 1;
+            }
+            Err(Unscrubbable::Broken) => {
+                d.mode = Mode::GivenUp;
+                report.directions_given_up += 1;
+            }
+        }
+        if d.mode == Mode::Scrubbing && packet.truncated() {
+            // Bytes past the snaplen are unknown: frame sync is lost.
+            d.mode = Mode::GivenUp;
+            report.directions_given_up += 1;
+        }
+        d.final_through = conn.http2.pinned_from(dir).unwrap_or(d.next_offset);
+        if d.mode == Mode::Scrubbing && d.next_offset - d.final_through > MAX_HELD_BYTES {
+            d.mode = Mode::GivenUp;
+            report.directions_given_up += 1;
+        }
+        // A packet whose bytes are all final needs no holding (the usual case: a
+        // complete frame or message).
+        if d.mode != Mode::Scrubbing || end <= d.final_through {
+            return None;
+        }
+        let queue_no = self.queue_base + self.queue.len() as u64;
+        d.held.push_back(HeldPacket { queue_no, start });
+        Some(Hold {
+            key,
+            generation: conn.generation,
+            dir,
+            end,
+            ts_ns: packet.ts_ns,
+        })
     }
 }
 

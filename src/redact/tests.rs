@@ -162,8 +162,7 @@ fn run(segments: &[(bool, u64, Vec<u8>)]) -> (Vec<Event>, ScrubReport) {
         events.push(packet(*from_client, seq, TcpFlags::ACK, bytes));
     }
     for ev in events {
-        scrubber.push(ev);
-        out.extend(std::iter::from_fn(|| scrubber.pop_ready()));
+        scrubber.push(ev, &mut out);
     }
     out.extend(scrubber.finish());
     (out, scrubber.report().clone())
@@ -359,8 +358,7 @@ fn events_keep_their_order() {
         input.push(packet(false, SERVER_ISN, TcpFlags::ACK, &[]));
     }
     for ev in input.clone() {
-        scrubber.push(ev);
-        out.extend(std::iter::from_fn(|| scrubber.pop_ready()));
+        scrubber.push(ev, &mut out);
     }
     out.extend(scrubber.finish());
     assert_eq!(out.len(), input.len());
@@ -377,10 +375,11 @@ fn events_keep_their_order() {
 fn what_cannot_be_scrubbed_is_counted() {
     // A connection already open: no SYN.
     let mut scrubber = SecretScrubber::new(vec![2379]);
-    scrubber.push(packet(true, 77, TcpFlags::ACK, b"anything"));
+    let mut out = Vec::new();
+    scrubber.push(packet(true, 77, TcpFlags::ACK, b"anything"), &mut out);
     assert_eq!(
-        scrubber.pop_ready().map(|e| e.kind()),
-        Some(crate::capture::EventKind::Packet)
+        out.iter().map(Event::kind).collect::<Vec<_>>(),
+        [crate::capture::EventKind::Packet]
     );
     assert_eq!(scrubber.report().midstream_connections, 1);
     assert!(scrubber.report().incomplete());
