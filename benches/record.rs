@@ -18,6 +18,8 @@
 //! (default 3), `ETCD_TRACE_BENCH_CLIENTS` (default 16), `ETCD_TRACE_BENCH_RATE`
 //! (writes/s of the paced writer, default 200000), `ETCD_TRACE_BENCH_RECORD_ARGS` (extra
 //! `record` arguments for every recorder round, e.g. `--buffer perf`),
+//! `ETCD_TRACE_BENCH_COMPARE` (arguments of a second recorder round in each repeat, to
+//! compare two settings under the same conditions, e.g. `--priority normal`),
 //! `ETCD_TRACE_BENCH_STAGES=FILE` (only stage 5, on a capture of your own).
 
 mod common;
@@ -293,7 +295,17 @@ impl CpuSample {
 /// Extra `record` arguments for every recorder round, to compare settings
 /// (`ETCD_TRACE_BENCH_RECORD_ARGS="--buffer perf"`).
 fn extra_record_args() -> Vec<String> {
-    std::env::var("ETCD_TRACE_BENCH_RECORD_ARGS")
+    words_of("ETCD_TRACE_BENCH_RECORD_ARGS")
+}
+
+/// `record` arguments of a second recorder round in each repeat of the overhead
+/// measurement (`ETCD_TRACE_BENCH_COMPARE="--priority normal"`).
+fn compare_args() -> Vec<String> {
+    words_of("ETCD_TRACE_BENCH_COMPARE")
+}
+
+fn words_of(var: &str) -> Vec<String> {
+    std::env::var(var)
         .unwrap_or_default()
         .split_whitespace()
         .map(str::to_string)
@@ -383,7 +395,11 @@ fn recorder_lines(report: &RecorderReport) -> String {
     report
         .stderr
         .lines()
-        .filter(|l| l.starts_with("recorded ") || l.starts_with("wrote ") || l.starts_with("lost "))
+        .filter(|l| {
+            ["recorded ", "wrote ", "lost ", "the capture writer "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .map(|l| format!("      recorder: {l}"))
         .collect::<Vec<_>>()
         .join("\n")
@@ -410,8 +426,8 @@ fn bracketed_ratios(with: &[f64], without: &[f64]) -> Vec<f64> {
 }
 
 struct Overhead {
-    without: Vec<f64>,
-    with: Vec<f64>,
+    /// Each round with the recorder against the rounds around it without.
+    ratios: Vec<f64>,
     stats: RecorderReport,
     stats_ops: f64,
     stats_packets: u64,
@@ -505,43 +521,74 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         );
         Ok(r.ops_per_sec())
     };
-    let (mut without, mut with) = (vec![without_round(0)?], Vec::new());
-    for round in 1..=cfg.repeats {
-        let capture = dir.0.join(format!("etcd-{round}.etr"));
-        let rec = start_recorder(exe, &record_args(&capture, &[]))?;
-        let pid = rec.pid();
-        let before = CpuSample::take(pid)?;
-        let r = load_in(&netns, cfg.secs, cfg.clients)?;
-        let cpu = CpuSample::take(pid)?.percent_since(&before);
-        let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
-        println!(
-            "[1] round {round} with recorder:    {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
-            r.ops_per_sec(),
-            r.puts,
-            r.gets,
-            r.secs,
-            report.cpu_percent,
-            report.capture_events,
-            report.lost_in_capture,
-            report.bytes_per_event()
-        );
-        with.push(r.ops_per_sec());
-        without.push(without_round(round)?);
+    // With ETCD_TRACE_BENCH_COMPARE, each repeat has a second round with the recorder
+    // and those arguments: the two settings under the same conditions.
+    let compare = compare_args();
+    let mut variants: Vec<Vec<String>> = vec![Vec::new()];
+    if !compare.is_empty() {
+        variants.push(compare.clone());
     }
-    let ratios = bracketed_ratios(&with, &without);
-    println!(
-        "[1] each round with the recorder against the mean of its neighbours without: {}",
-        ratios
-            .iter()
-            .map(|r| format!("{r:.3}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let (mw, mo) = (median(&with), median(&without));
-    println!(
-        "[1] median ratio {:.3} (target >= {TARGET_RATIO}); medians without {mo:.0} ops/s, with {mw:.0} ops/s",
-        median(&ratios)
-    );
+    let mut without = vec![without_round(0)?];
+    let mut with: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 1..=cfg.repeats {
+        for (v, variant) in variants.iter().enumerate() {
+            let capture = dir.0.join(format!("etcd-{round}-{v}.etr"));
+            let extra: Vec<&str> = variant.iter().map(String::as_str).collect();
+            let rec = start_recorder(exe, &record_args(&capture, &extra))?;
+            let pid = rec.pid();
+            let before = CpuSample::take(pid)?;
+            let r = load_in(&netns, cfg.secs, cfg.clients)?;
+            let cpu = CpuSample::take(pid)?.percent_since(&before);
+            let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
+            println!(
+                "[1] round {round} with recorder{}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
+                if v == 0 { String::new() } else { format!(" {}", variant.join(" ")) },
+                r.ops_per_sec(),
+                r.puts,
+                r.gets,
+                r.secs,
+                report.cpu_percent,
+                report.capture_events,
+                report.lost_in_capture,
+                report.bytes_per_event()
+            );
+            if let Some(line) = report
+                .stderr
+                .lines()
+                .find(|l| l.starts_with("the capture writer "))
+            {
+                println!("      recorder: {line}");
+            }
+            let before = *without.last().unwrap_or(&0.0);
+            let after = without_round(round)?;
+            without.push(after);
+            with[v].push(r.ops_per_sec());
+            ratios[v].extend(bracketed_ratios(&[r.ops_per_sec()], &[before, after]));
+        }
+    }
+    for (v, variant) in variants.iter().enumerate() {
+        let name = if v == 0 {
+            "the recorder".to_string()
+        } else {
+            format!("the recorder {}", variant.join(" "))
+        };
+        println!(
+            "[1] each round with {name} against the mean of its neighbours without: {}",
+            ratios[v]
+                .iter()
+                .map(|r| format!("{r:.3}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        println!(
+            "[1] {name}: median ratio {:.3} (target >= {TARGET_RATIO}); medians without {:.0} ops/s, with {:.0} ops/s",
+            median(&ratios[v]),
+            median(&without),
+            median(&with[v])
+        );
+    }
+    let ratios = ratios.swap_remove(0);
 
     // One more round with --stats, for the programs' own cost and the capture size.
     let capture = dir.0.join("etcd-stats.etr");
@@ -585,8 +632,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     drop(etcd);
     bench_stages(&capture)?;
     Ok(Overhead {
-        without,
-        with,
+        ratios,
         stats,
         stats_ops: r.ops_per_sec(),
         stats_packets: packets,
@@ -817,8 +863,8 @@ fn gen_round(
 
 fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
-    let ratios = bracketed_ratios(&o.with, &o.without);
-    let ratio = median(&ratios);
+    let ratios = &o.ratios;
+    let ratio = median(ratios);
     let spread = ratios.iter().copied().fold(f64::INFINITY, f64::min)
         ..=ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let tc = o.stats.stat("tc_egress").map_or(0.0, |s| s.1);

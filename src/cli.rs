@@ -60,6 +60,14 @@ pub enum BufferArg {
     Perf,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PriorityArg {
+    /// Only on CPU time nothing else wants; raised to normal while it falls behind.
+    Idle,
+    /// Like any process, competing with etcd for the CPU.
+    Normal,
+}
+
 /// Record etcd's traffic and disk activity into a capture file (Linux, root).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -144,6 +152,12 @@ pub struct RecordArgs {
     /// Print each eBPF program's run count and ns per run at the end.
     #[arg(long)]
     pub stats: bool,
+    /// CPU priority of the capture writer thread, which redacts, encodes and compresses
+    /// (most of the recorder's CPU). `idle` keeps it off the CPU time etcd wants: it
+    /// works while the CPUs would otherwise idle, and when batches pile up it runs at
+    /// normal priority until it has caught up, so nothing is lost.
+    #[arg(long, value_enum, default_value_t = PriorityArg::Idle)]
+    pub priority: PriorityArg,
 }
 
 /// Summarise a capture: header, time range, events per kind, connections, files, losses.

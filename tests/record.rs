@@ -289,3 +289,56 @@ fn record_puts(name: &str, flag: &str, prefix: &str) -> Vec<Event> {
     assert!(log.contains("lost 0 events"), "{log}");
     read_events(&rig.capture).1
 }
+
+/// The capture writer (redaction, encoding, compression) runs at idle priority so that
+/// it takes no CPU time etcd wants, and like any thread with `--priority normal`; the
+/// recording is complete either way.
+#[test]
+fn the_capture_writer_yields_to_etcd() {
+    let rig = Rig::start("priority");
+    for (args, policy) in [
+        (&[][..], libc::SCHED_IDLE),
+        (&["--priority", "normal"][..], 0),
+    ] {
+        let rec = rig.record(args);
+        let seen = wait_for_policy(rec.pid(), "capture-writer", policy);
+        rig.etcdctl(&["put", "prio", "v"]);
+        let (status, log) = rec.stop(2).unwrap();
+        assert!(status.success(), "{log}");
+        assert!(log.contains("lost 0 events"), "{log}");
+        assert_eq!(
+            seen,
+            Some(policy),
+            "{args:?}: the writer's scheduling policy"
+        );
+        let events = read_events(&rig.capture).1;
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, Event::Packet(p) if contains(&p.payload, b"prio"))));
+    }
+}
+
+/// The scheduling policy of the thread of `pid` named `name`, once it is `want` (or
+/// what it is after two seconds).
+fn wait_for_policy(pid: u32, name: &str, want: i32) -> Option<i32> {
+    let mut seen = None;
+    for _ in 0..40 {
+        seen = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+            .find(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+            })
+            .and_then(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+            .and_then(|stat| {
+                // policy is field 41; the fields after the command name start at 3.
+                let rest = stat.rsplit_once(')')?.1;
+                rest.split_whitespace().nth(41 - 3)?.parse().ok()
+            });
+        if seen == Some(want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}

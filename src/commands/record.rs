@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{BufferArg, RecordArgs};
+use crate::cli::{BufferArg, PriorityArg, RecordArgs};
 use crate::output::human_bytes;
+use crate::record::priority::WriterPriority;
 use crate::record::{self, BufferKind, RecordOptions};
 
 pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
@@ -53,6 +54,10 @@ pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
     opts.rotate_time = args.rotate_time;
     opts.keep = args.keep;
     opts.stats = args.stats;
+    opts.writer_priority = match args.priority {
+        PriorityArg::Idle => WriterPriority::Idle,
+        PriorityArg::Normal => WriterPriority::Normal,
+    };
     Ok(opts)
 }
 
@@ -97,6 +102,12 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
         Some(report) if report.incomplete() => eprintln!("warning: {report}"),
         Some(report) => eprintln!("{report}"),
         None => eprintln!("secrets kept (--keep-secrets): the capture holds passwords and tokens"),
+    }
+    if summary.writer_raises > 0 {
+        eprintln!(
+            "the capture writer fell behind {} times and ran at normal priority until it caught up",
+            summary.writer_raises
+        );
     }
     if !summary.program_stats.is_empty() {
         eprintln!(

@@ -5,6 +5,7 @@
 pub mod attach;
 pub mod layout;
 pub mod options;
+pub mod priority;
 pub mod sink;
 pub mod skel;
 pub mod system;
@@ -26,7 +27,8 @@ use libbpf_rs::{Link, MapCore, MapFlags, ProgramAttachType};
 use crate::capture::{Event, Header, InterfaceInfo, Loss, LossSource, ProcessInfo, RecordConfig};
 use attach::{Hook, TcAttachment};
 pub use options::{BufferKind, RecordOptions};
-use sink::{SinkMessage, SinkSummary};
+use priority::WriterPriority;
+use sink::{RawBatch, SinkMessage, SinkSender, SinkSummary};
 use skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
 
 const COUNTER_LOST: u32 = 0;
@@ -34,8 +36,8 @@ const COUNTER_SENT: u32 = 1;
 const COUNTER_EMPTY_READS: u32 = 2;
 /// The link-layer header length the programs assume unless told otherwise.
 const ETH_HLEN: u32 = 14;
-/// Events per batch sent to the writer thread.
-const BATCH: usize = 2048;
+/// Bytes of raw events per batch sent to the writer thread (sent sooner every 250 ms).
+const BATCH_BYTES: usize = 256 << 10;
 
 /// What one recording did, for the closing summary.
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub struct RecordSummary {
     pub malformed: u64,
     pub program_stats: Vec<ProgramStats>,
     pub attachments: Vec<String>,
+    /// Times the idle-priority capture writer fell behind and was raised to normal.
+    pub writer_raises: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -60,30 +64,19 @@ pub struct ProgramStats {
     pub run_time_ns: u64,
 }
 
-/// Shared between the buffer callbacks and the loop.
+/// Shared between the buffer callbacks and the loop. The callbacks only copy: parsing
+/// is the writer thread's, which runs on CPU time etcd does not want (see `priority`).
 #[derive(Default)]
 struct DrainState {
-    batch: Vec<Event>,
+    batch: RawBatch,
     received: u64,
-    malformed: u64,
     perf_lost: u64,
-    first_error: Option<String>,
 }
 
 impl DrainState {
     fn on_raw(&mut self, raw: &[u8]) {
-        match layout::parse(raw) {
-            Ok(ev) => {
-                self.received += 1;
-                self.batch.push(ev);
-            }
-            Err(e) => {
-                self.malformed += 1;
-                if self.first_error.is_none() {
-                    self.first_error = Some(e.to_string());
-                }
-            }
-        }
+        self.received += 1;
+        self.batch.push(raw);
     }
 }
 
@@ -107,6 +100,16 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
 
     // The capture file, before attaching, so a bad path fails early.
     let progress = Arc::new(sink::SinkProgress::default());
+    let priority = match opts.writer_priority {
+        WriterPriority::Idle if !priority::idle_is_reversible() => {
+            eprintln!(
+                "note: the capture writer runs at normal priority: this process could not \
+                 raise it back from idle priority when it falls behind (needs CAP_SYS_NICE)"
+            );
+            WriterPriority::Normal
+        }
+        p => p,
+    };
     let (tx, writer) = sink::spawn(
         opts.output.clone(),
         capture_header(&opts, &targets),
@@ -117,6 +120,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         },
         opts.redact_secrets
             .then(|| crate::redact::SecretScrubber::new(opts.ports.clone())),
+        priority,
         progress.clone(),
     )?;
 
@@ -146,6 +150,8 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     };
     let drained = drain(&opts, &stop, &pipeline, &mut attached);
     attached.detach();
+    tx.finishing();
+    let writer_raises = tx.writer_raises();
     drop(tx);
     let sink_result = writer
         .join()
@@ -162,10 +168,11 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
             st.perf_lost
         );
     }
-    if let Some(e) = &st.first_error {
+    let malformed = sink.malformed;
+    if let Some(e) = &sink.first_malformed {
         eprintln!(
             "warning: {} raw events could not be parsed (first: {e})",
-            st.malformed
+            sink.malformed
         );
     }
     let program_stats = if stats_fd.is_some() {
@@ -181,9 +188,10 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         received: st.received,
         lost,
         empty_reads: read_counter(&skel, COUNTER_EMPTY_READS)?,
-        malformed: st.malformed,
+        malformed,
         program_stats,
         attachments: attached.names,
+        writer_raises,
     })
 }
 
@@ -463,7 +471,7 @@ struct Pipeline<'a, 'obj> {
     skel: &'a EtcdTraceSkel<'obj>,
     buffer: &'a EventBuffer<'obj>,
     state: &'a Rc<RefCell<DrainState>>,
-    tx: &'a std::sync::mpsc::SyncSender<SinkMessage>,
+    tx: &'a SinkSender,
     progress: &'a sink::SinkProgress,
 }
 
@@ -496,6 +504,7 @@ fn drain(
             if stopping {
                 // Detach first so nothing new arrives, then take what is still buffered.
                 attached.detach();
+                tx.finishing();
                 buffer.consume()?;
                 send_batch(state, tx)?;
                 let lost = read_counter(skel, COUNTER_LOST)?;
@@ -505,7 +514,8 @@ fn drain(
             // The programs wake us only when a lot is waiting: take the rest each round.
             buffer.poll(Duration::from_millis(100))?;
             buffer.consume()?;
-            if state.borrow().batch.len() >= BATCH
+            tx.check_writer();
+            if state.borrow().batch.len_bytes() >= BATCH_BYTES
                 || last_send.elapsed() >= Duration::from_millis(250)
             {
                 send_batch(state, tx)?;
@@ -515,7 +525,7 @@ fn drain(
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
                 last_lost = lost;
-                tx.send(SinkMessage::Flush).ok();
+                tx.send(SinkMessage::Flush)?;
                 last_flush = Instant::now();
             }
             if last_status.elapsed() >= Duration::from_millis(500) {
@@ -551,27 +561,22 @@ fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
     }
 }
 
-fn send_batch(
-    state: &Rc<RefCell<DrainState>>,
-    tx: &std::sync::mpsc::SyncSender<SinkMessage>,
-) -> Result<()> {
+fn send_batch(state: &Rc<RefCell<DrainState>>, tx: &SinkSender) -> Result<()> {
     let batch = std::mem::take(&mut state.borrow_mut().batch);
     if !batch.is_empty() {
-        tx.send(SinkMessage::Events(batch))
-            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
+        tx.send(SinkMessage::Raw(batch))?;
     }
     Ok(())
 }
 
-fn push_loss(tx: &std::sync::mpsc::SyncSender<SinkMessage>, count: u64) -> Result<()> {
+fn push_loss(tx: &SinkSender, count: u64) -> Result<()> {
     if count > 0 {
         let ev = Event::Loss(Loss {
             ts_ns: system::monotonic_ns(),
             source: LossSource::Kernel,
             count,
         });
-        tx.send(SinkMessage::Events(vec![ev]))
-            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
+        tx.send(SinkMessage::Events(vec![ev]))?;
     }
     Ok(())
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+use super::priority::WriterPriority;
+
 /// The event channel from the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BufferKind {
@@ -68,6 +70,8 @@ pub struct RecordOptions {
     pub status_line: bool,
     /// Overwrite passwords and auth tokens in client traffic before writing it.
     pub redact_secrets: bool,
+    /// How the capture writer thread is scheduled.
+    pub writer_priority: WriterPriority,
 }
 
 impl RecordOptions {
@@ -92,6 +96,7 @@ impl RecordOptions {
             stats: false,
             status_line: true,
             redact_secrets: true,
+            writer_priority: WriterPriority::Idle,
         }
     }
 

@@ -5,17 +5,57 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::layout;
+use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{CaptureWriter, Event, EventKind, Header};
 use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
+    /// Events as the kernel wrote them (bpf/events.h), parsed here.
+    Raw(RawBatch),
+    /// Events made in userspace (loss records).
     Events(Vec<Event>),
     Flush,
+}
+
+/// Raw events copied out of the kernel's buffer, each behind its length.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    bytes: Vec<u8>,
+}
+
+impl RawBatch {
+    pub fn push(&mut self, raw: &[u8]) {
+        // Kernel events are at most a few hundred KiB: the length fits in 32 bits.
+        self.bytes
+            .extend_from_slice(&(raw.len() as u32).to_ne_bytes());
+        self.bytes.extend_from_slice(raw);
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = (u32::from_ne_bytes(*len) as usize).min(tail.len());
+            let (raw, tail) = tail.split_at(len);
+            rest = tail;
+            Some(raw)
+        })
+    }
 }
 
 /// What was written, over every file.
@@ -28,6 +68,10 @@ pub struct SinkSummary {
     pub counts: [u64; 3],
     /// What was redacted; None when secrets were kept.
     pub redaction: Option<ScrubReport>,
+    /// Raw events that could not be parsed (a layout mismatch: a bug), and the first
+    /// reason.
+    pub malformed: u64,
+    pub first_malformed: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +148,22 @@ impl Sink {
         Ok(())
     }
 
+    fn parse(&mut self, batch: &RawBatch) -> Vec<Event> {
+        let mut events = Vec::with_capacity(batch.len_bytes() / 64);
+        for raw in batch.iter() {
+            match layout::parse(raw) {
+                Ok(ev) => events.push(ev),
+                Err(e) => {
+                    self.summary.malformed += 1;
+                    if self.summary.first_malformed.is_none() {
+                        self.summary.first_malformed = Some(e.to_string());
+                    }
+                }
+            }
+        }
+        events
+    }
+
     fn write(&mut self, events: Vec<Event>) -> Result<()> {
         let Some(mut scrubber) = self.scrubber.take() else {
             return self.write_final(events);
@@ -162,13 +222,46 @@ pub struct SinkProgress {
     pub bytes: std::sync::atomic::AtomicU64,
 }
 
+/// The drain loop's end of the channel to the writer thread; it keeps the writer's
+/// priority in step with the batches waiting.
+pub struct SinkSender {
+    tx: SyncSender<SinkMessage>,
+    schedule: Arc<WriterSchedule>,
+}
+
+impl SinkSender {
+    pub fn send(&self, msg: SinkMessage) -> Result<()> {
+        self.tx
+            .send(msg)
+            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
+        self.schedule.sent();
+        Ok(())
+    }
+
+    /// Raise an idle writer that has fallen behind (called each round of the drain loop).
+    pub fn check_writer(&self) {
+        self.schedule.check();
+    }
+
+    /// The recording ends: the writer finishes at normal priority.
+    pub fn finishing(&self) {
+        self.schedule.finish();
+    }
+
+    /// How many times an idle writer had to be raised to keep up.
+    pub fn writer_raises(&self) -> u64 {
+        self.schedule.raises()
+    }
+}
+
 pub fn spawn(
     base: PathBuf,
     header: Header,
     rotation: Rotation,
     scrubber: Option<SecretScrubber>,
-    progress: std::sync::Arc<SinkProgress>,
-) -> Result<(SyncSender<SinkMessage>, JoinHandle<Result<SinkSummary>>)> {
+    priority: WriterPriority,
+    progress: Arc<SinkProgress>,
+) -> Result<(SinkSender, JoinHandle<Result<SinkSummary>>)> {
     let mut sink = Sink {
         base,
         header,
@@ -183,19 +276,30 @@ pub fn spawn(
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<SinkMessage>(256);
+    let schedule = Arc::new(WriterSchedule::new(priority));
+    let writer_schedule = schedule.clone();
     let handle = std::thread::Builder::new()
         .name("capture-writer".into())
-        .spawn(move || run(sink, rx, progress))?;
-    Ok((tx, handle))
+        .spawn(move || run(sink, rx, &writer_schedule, &progress))?;
+    Ok((SinkSender { tx, schedule }, handle))
 }
 
 fn run(
     mut sink: Sink,
     rx: Receiver<SinkMessage>,
-    progress: std::sync::Arc<SinkProgress>,
+    schedule: &WriterSchedule,
+    progress: &SinkProgress,
 ) -> Result<SinkSummary> {
+    if let Err(e) = schedule.enter_writer() {
+        eprintln!("note: the capture writer runs at normal priority ({e})");
+    }
     for msg in rx {
+        schedule.taken();
         match msg {
+            SinkMessage::Raw(batch) => {
+                let events = sink.parse(&batch);
+                sink.write(events)?
+            }
             SinkMessage::Events(evs) => sink.write(evs)?,
             SinkMessage::Flush => sink.flush()?,
         }
@@ -203,6 +307,7 @@ fn run(
             sink.done_bytes + sink.current_bytes(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        schedule.settle();
     }
     if let Some(mut scrubber) = sink.scrubber.take() {
         let rest: Vec<Event> = scrubber.finish().collect();
@@ -217,6 +322,17 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_batches_give_back_what_was_pushed() {
+        let mut batch = RawBatch::default();
+        let raws: [&[u8]; 3] = [b"abc", b"", b"0123456789"];
+        for raw in raws {
+            batch.push(raw);
+        }
+        assert_eq!(batch.iter().collect::<Vec<_>>(), raws);
+        assert_eq!(batch.len_bytes(), 3 * 4 + 13);
+    }
 
     #[test]
     fn rotated_names_keep_the_extension() {
