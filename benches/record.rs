@@ -20,6 +20,8 @@
 //! `record` arguments for every recorder round, e.g. `--buffer perf`),
 //! `ETCD_TRACE_BENCH_COMPARE` (arguments of a second recorder round in each repeat, to
 //! compare two settings under the same conditions, e.g. `--priority normal`),
+//! `ETCD_TRACE_BENCH_COMPARE_EXE` (the second round runs this `etcd-trace` binary: an
+//! older build against this one),
 //! `ETCD_TRACE_BENCH_STAGES=FILE` (only stage 5, on a capture of your own).
 
 mod common;
@@ -524,8 +526,9 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     // With ETCD_TRACE_BENCH_COMPARE, each repeat has a second round with the recorder
     // and those arguments: the two settings under the same conditions.
     let compare = compare_args();
+    let compare_exe = std::env::var_os("ETCD_TRACE_BENCH_COMPARE_EXE").map(PathBuf::from);
     let mut variants: Vec<Vec<String>> = vec![Vec::new()];
-    if !compare.is_empty() {
+    if !compare.is_empty() || compare_exe.is_some() {
         variants.push(compare.clone());
     }
     let mut without = vec![without_round(0)?];
@@ -535,7 +538,11 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         for (v, variant) in variants.iter().enumerate() {
             let capture = dir.0.join(format!("etcd-{round}-{v}.etr"));
             let extra: Vec<&str> = variant.iter().map(String::as_str).collect();
-            let rec = start_recorder(exe, &record_args(&capture, &extra))?;
+            let rec_exe = match (v, &compare_exe) {
+                (1, Some(other)) => other.as_path(),
+                _ => exe,
+            };
+            let rec = start_recorder(rec_exe, &record_args(&capture, &extra))?;
             let pid = rec.pid();
             let before = CpuSample::take(pid)?;
             let r = load_in(&netns, cfg.secs, cfg.clients)?;
@@ -543,7 +550,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
             println!(
                 "[1] round {round} with recorder{}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
-                if v == 0 { String::new() } else { format!(" {}", variant.join(" ")) },
+                if v == 0 { String::new() } else { format!(" [B] {}", variant.join(" ")) },
                 r.ops_per_sec(),
                 r.puts,
                 r.gets,
@@ -571,7 +578,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         let name = if v == 0 {
             "the recorder".to_string()
         } else {
-            format!("the recorder {}", variant.join(" "))
+            format!("the recorder [B] {}", variant.join(" "))
         };
         println!(
             "[1] each round with {name} against the mean of its neighbours without: {}",

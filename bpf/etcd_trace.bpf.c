@@ -21,9 +21,6 @@ const volatile __u32 other_file_data_limit = 512;
 const volatile __u32 socket_data_limit = 0;
 /* Report etcd's reads and writes on sockets of the traced ports (their times and sizes). */
 const volatile __u32 trace_socket_syscalls = 1;
-/* Wake the reader only once this much is waiting in the ring buffer: a wakeup per event
- * costs an interrupt each (the reader also polls every 100 ms, so nothing waits long). */
-const volatile __u64 wakeup_bytes = 1 << 20;
 /* What to trace, fixed at load time so that the checks every syscall and segment on the
  * machine pass through are a few compares against constants, not map lookups. */
 #define MAX_TRACED 16 /* pids, and ports */
@@ -74,6 +71,11 @@ const volatile __u32 syscall_offsets[] = {
 
 _Static_assert(__builtin_offsetof(struct et_syscall, names) == ET_SYSCALL_NAMES_OFFSET,
 	       "events.h: ET_SYSCALL_NAMES_OFFSET is where names start");
+
+/* Never wake the reader: it polls the ring every 50 ms, which a burst of a million
+ * events a second does not fill, and a wakeup costs the traced process an interrupt
+ * (and asking how full the ring is, a cache miss on the reader's position). */
+#define RB_FLAGS BPF_RB_NO_WAKEUP
 
 /* The event channel: a ring buffer, or a perf buffer on old kernels / --buffer perf. */
 struct {
@@ -229,12 +231,8 @@ static __always_inline void output(void *ctx, void *data, __u64 size)
 	if (size >= SCRATCH_SIZE)
 		return;
 	size = BOUNDED(size, SCRATCH_SIZE - 1);
-	if (use_ringbuf) {
-		__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes
-				      ? BPF_RB_FORCE_WAKEUP
-				      : BPF_RB_NO_WAKEUP;
-		err = bpf_ringbuf_output(&events, data, size, flags);
-	}
+	if (use_ringbuf)
+		err = bpf_ringbuf_output(&events, data, size, RB_FLAGS);
 	else
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
 	count(err ? COUNTER_LOST : COUNTER_SENT);
@@ -467,7 +465,6 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
-	__u32 tid = (__u32)id;
 
 	if (!is_traced_pid(tgid))
 		return 0;
@@ -522,10 +519,30 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 	return 0;
 }
 
+/* The fixed part of a syscall event, before the path names. */
+static __always_inline void fill_syscall_head(struct et_syscall *ev, struct inflight *inf,
+					      __u8 kind, __u64 id, long ret)
+{
+	ev->type = ET_SYSCALL;
+	ev->call = inf->call;
+	ev->enter_ns = inf->enter_ns;
+	ev->exit_ns = bpf_ktime_get_ns();
+	ev->pid = id >> 32;
+	ev->tid = (__u32)id;
+	ev->fd = inf->fd;
+	ev->file_kind = kind;
+	ev->depth = inf->depth;
+	ev->_pad0 = 0;
+	ev->ret = ret;
+	ev->offset = inf->offset;
+	ev->requested = inf->requested;
+	ev->lport = inf->lport;
+	ev->rport = inf->rport;
+}
+
 static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tid = (__u32)id;
 	if (!is_traced_pid(id >> 32))
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -542,24 +559,25 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 		return 0;
 	}
 
+	if (use_ringbuf && kind == ET_FILE_SOCKET && !socket_data_limit) {
+		/* The common event, sizes and times of a socket read or write, has a fixed
+		 * size: built in the ring itself, without the scratch copy. */
+		struct et_syscall *rec = bpf_ringbuf_reserve(&events, ET_SYSCALL_NAMES_OFFSET, 0);
+		if (!rec) {
+			count(COUNTER_LOST);
+			return 0;
+		}
+		fill_syscall_head(rec, inf, kind, id, ret);
+		rec->data_len = 0;
+		bpf_ringbuf_submit(rec, RB_FLAGS);
+		count(COUNTER_SENT);
+		return 0;
+	}
+
 	struct et_syscall *ev = scratch_for(0);
 	if (!ev)
 		return 0;
-	ev->type = ET_SYSCALL;
-	ev->call = inf->call;
-	ev->enter_ns = inf->enter_ns;
-	ev->exit_ns = bpf_ktime_get_ns();
-	ev->pid = id >> 32;
-	ev->tid = tid;
-	ev->fd = inf->fd;
-	ev->file_kind = kind;
-	ev->depth = inf->depth;
-	ev->_pad0 = 0;
-	ev->ret = ret;
-	ev->offset = inf->offset;
-	ev->requested = inf->requested;
-	ev->lport = inf->lport;
-	ev->rport = inf->rport;
+	fill_syscall_head(ev, inf, kind, id, ret);
 
 	__u32 depth = inf->depth;
 	if (depth > ET_PATH_DEPTH)

@@ -117,6 +117,25 @@ fn record_workload(buffer: &str) {
         })
         .count();
     assert!(socket_reads > 0, "etcd's socket reads are recorded");
+    // With their ports, sizes, times and thread (built in the ring buffer itself).
+    let sockets: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Syscall(s) if s.file.kind == FileKind::Socket => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(sockets
+        .iter()
+        .all(|s| [2379, 2380].contains(&s.file.local_port)
+            || [2379, 2380].contains(&s.file.peer_port)));
+    assert!(sockets.iter().any(|s| s.file.local_port == 2379
+        && s.call == SyscallKind::Write
+        && s.ret > 0
+        && s.requested >= s.ret as u64
+        && s.enter_ns <= s.exit_ns
+        && s.pid == rig.etcd.pid()
+        && s.tid != 0));
     assert!(!events.iter().any(|e| matches!(e,
         Event::Syscall(s) if s.file.kind == FileKind::Socket && s.ret == -11)));
 }
