@@ -26,9 +26,12 @@ pub enum WriterPriority {
 /// Batches waiting that make the drain thread raise an idle writer: 4 MiB of raw events
 /// (256 KiB batches), under a second of a busy etcd; a quiet one stalls first.
 pub const BOOST_BACKLOG: u64 = 16;
-/// A writer that has taken nothing for this long while batches wait is raised too, so
-/// that blocks are still flushed about once a second when the host has no idle time.
+/// A writer that has taken nothing for this long while batches wait is raised too.
 pub const BOOST_STALL_MS: u64 = 1000;
+/// A block flush (asked for every second) may wait this long: what the recorder took
+/// reaches the file within about a second and a half even when the host has no idle
+/// time, so a killed recorder loses little.
+pub const FLUSH_WAIT_MS: u64 = 500;
 
 /// Shared by the drain thread (which sends batches and raises the writer) and the
 /// writer (which takes them and lowers itself again once it has caught up).
@@ -42,6 +45,10 @@ pub struct WriterSchedule {
     backlog: AtomicU64,
     /// When the writer last took a message, in ms since `started`.
     last_taken_ms: AtomicU64,
+    /// Flushes asked for and done, and when the last was asked for (ms).
+    flushes_asked: AtomicU64,
+    flushes_done: AtomicU64,
+    flush_asked_ms: AtomicU64,
     raised: AtomicBool,
     /// How many times the writer was raised to normal priority.
     raises: AtomicU64,
@@ -55,6 +62,9 @@ impl WriterSchedule {
             tid: AtomicI32::new(0),
             backlog: AtomicU64::new(0),
             last_taken_ms: AtomicU64::new(0),
+            flushes_asked: AtomicU64::new(0),
+            flushes_done: AtomicU64::new(0),
+            flush_asked_ms: AtomicU64::new(0),
             raised: AtomicBool::new(false),
             raises: AtomicU64::new(0),
         }
@@ -87,13 +97,28 @@ impl WriterSchedule {
         if self.mode != WriterPriority::Idle || self.raised.load(Ordering::Relaxed) {
             return;
         }
+        let now = self.now_ms();
         let backlog = self.backlog.load(Ordering::Relaxed);
-        let idle_ms = self
-            .now_ms()
-            .saturating_sub(self.last_taken_ms.load(Ordering::Relaxed));
-        if should_raise(backlog, idle_ms) {
+        let idle_ms = now.saturating_sub(self.last_taken_ms.load(Ordering::Relaxed));
+        let flushes_waiting = self
+            .flushes_asked
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.flushes_done.load(Ordering::Relaxed));
+        let flush_ms = now.saturating_sub(self.flush_asked_ms.load(Ordering::Relaxed));
+        if should_raise(backlog, idle_ms) || flush_overdue(flushes_waiting, flush_ms) {
             self.raise();
         }
+    }
+
+    /// Drain thread: a block flush was asked for.
+    pub fn flush_asked(&self) {
+        self.flush_asked_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.flushes_asked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writer thread: a block flush was done.
+    pub fn flush_done(&self) {
+        self.flushes_done.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Raise a writer that fell behind to normal priority (counted).
@@ -161,6 +186,12 @@ pub fn idle_is_reversible() -> bool {
     .unwrap_or(false)
 }
 
+/// Whether a flush is overdue: `waiting` asked for and not done, the last asked for
+/// `asked_ms` ago (with two waiting, the first is a second old).
+fn flush_overdue(waiting: u64, asked_ms: u64) -> bool {
+    waiting >= 2 || (waiting == 1 && asked_ms >= FLUSH_WAIT_MS)
+}
+
 /// sched_setscheduler(2) on one thread (0: the calling one).
 fn set_policy(tid: i32, policy: i32) -> std::io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
@@ -182,6 +213,10 @@ mod tests {
         assert!(!should_raise(BOOST_BACKLOG - 1, BOOST_STALL_MS - 1));
         assert!(should_raise(BOOST_BACKLOG, 0));
         assert!(should_raise(1, BOOST_STALL_MS));
+        assert!(!flush_overdue(0, 60_000));
+        assert!(!flush_overdue(1, FLUSH_WAIT_MS - 1));
+        assert!(flush_overdue(1, FLUSH_WAIT_MS));
+        assert!(flush_overdue(2, 0));
     }
 
     /// Needs root (CAP_SYS_NICE) for the way back to normal, like the recorder.

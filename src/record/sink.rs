@@ -231,6 +231,9 @@ pub struct SinkSender {
 
 impl SinkSender {
     pub fn send(&self, msg: SinkMessage) -> Result<()> {
+        if matches!(msg, SinkMessage::Flush) {
+            self.schedule.flush_asked();
+        }
         self.tx
             .send(msg)
             .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
@@ -301,7 +304,10 @@ fn run(
                 sink.write(events)?
             }
             SinkMessage::Events(evs) => sink.write(evs)?,
-            SinkMessage::Flush => sink.flush()?,
+            SinkMessage::Flush => {
+                sink.flush()?;
+                schedule.flush_done();
+            }
         }
         progress.bytes.store(
             sink.done_bytes + sink.current_bytes(),
