@@ -398,9 +398,15 @@ fn recorder_lines(report: &RecorderReport) -> String {
         .stderr
         .lines()
         .filter(|l| {
-            ["recorded ", "wrote ", "lost ", "the capture writer "]
-                .iter()
-                .any(|p| l.starts_with(p))
+            [
+                "recorded ",
+                "wrote ",
+                "lost ",
+                "the capture writer ",
+                "warning",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
         })
         .map(|l| format!("      recorder: {l}"))
         .collect::<Vec<_>>()

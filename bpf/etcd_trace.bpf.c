@@ -490,6 +490,11 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 		inf->lport = known->lport;
 		inf->rport = known->rport;
 	} else {
+		/* classify() sets only what applies to the file: nothing may be left over
+		 * from this thread's previous call (a socket with a WAL file's depth). */
+		inf->depth = 0;
+		inf->lport = 0;
+		inf->rport = 0;
 		int traced = classify(f, inf);
 		kind = traced ? inf->kind : 0;
 		struct fd_verdict v = {

@@ -34,6 +34,14 @@ fn record_workload(buffer: &str) {
     let (status, log) = rec.stop(2).unwrap();
     assert!(status.success(), "recorder failed: {log}");
     assert!(log.contains("lost 0 events"), "{log}");
+    // Every event received was parsed and written: the kernel's layout and ours agree
+    // for each kind of event, including those built in the ring buffer itself.
+    assert!(!log.contains("could not be parsed"), "{log}");
+    assert_eq!(
+        number_after(&log, "recorded "),
+        number_after(&log, "received "),
+        "{log}"
+    );
 
     let meta = std::fs::metadata(&rig.capture).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -360,4 +368,14 @@ fn wait_for_policy(pid: u32, name: &str, want: i32) -> Option<i32> {
         std::thread::sleep(Duration::from_millis(50));
     }
     seen
+}
+
+/// The number that follows `label` in the recorder's summary.
+fn number_after(log: &str, label: &str) -> Option<u64> {
+    let at = log.find(label)? + label.len();
+    log[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
