@@ -70,10 +70,6 @@ impl WriterSchedule {
         }
     }
 
-    pub fn mode(&self) -> WriterPriority {
-        self.mode
-    }
-
     /// Called on the writer thread before its first message: takes its priority.
     pub fn enter_writer(&self) -> std::io::Result<()> {
         // SAFETY: gettid has no preconditions.

@@ -231,14 +231,15 @@ pub struct SinkSender {
 
 impl SinkSender {
     pub fn send(&self, msg: SinkMessage) -> Result<()> {
+        // Counted before sending: the writer may take it at once, and a send that
+        // blocks (the channel full) has then already raised a lagging writer.
         if matches!(msg, SinkMessage::Flush) {
             self.schedule.flush_asked();
         }
+        self.schedule.sent();
         self.tx
             .send(msg)
-            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))?;
-        self.schedule.sent();
-        Ok(())
+            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))
     }
 
     /// Raise an idle writer that has fallen behind (called each round of the drain loop).
