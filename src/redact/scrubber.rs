@@ -207,16 +207,14 @@ impl SecretScrubber {
         let (key, dir) = ConnectionKey::of_segment(packet.src, packet.dst, |p| ports.contains(&p));
         let flags = packet.flags;
         let full = self.connections.len() >= MAX_CONNECTIONS;
-        if flags.syn() && !flags.ack() && dir == FlowDirection::ClientToServer {
-            // A new connection, replacing one on the same 4-tuple.
-            if full && !self.connections.contains_key(&key) {
-                self.report.connections_over_limit += 1;
-            } else {
-                self.generations += 1;
-                let mut conn = Connection::new(self.generations, Mode::Scrubbing);
-                conn.dirs[0].next_seq = Some(packet.seq.wrapping_add(1));
-                self.connections.insert(key, conn);
-            }
+        let syn = flags.syn() && !flags.ack() && dir == FlowDirection::ClientToServer;
+        if syn && (!full || self.connections.contains_key(&key)) {
+            // A new connection, replacing one on the same 4-tuple (over the limit, the
+            // lookup below counts it).
+            self.generations += 1;
+            let mut conn = Connection::new(self.generations, Mode::Scrubbing);
+            conn.dirs[0].next_seq = Some(packet.seq.wrapping_add(1));
+            self.connections.insert(key, conn);
         }
         // One lookup per packet: everything below works on this entry.
         let conn = match self.connections.entry(key) {
