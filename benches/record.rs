@@ -425,12 +425,9 @@ fn median(values: &[f64]) -> f64 {
 
 // ------------------------------------------------------------------ the benchmark
 
-/// `with[i]` over the mean of `without[i]` and `without[i + 1]`, the rounds around it.
-fn bracketed_ratios(with: &[f64], without: &[f64]) -> Vec<f64> {
-    with.iter()
-        .zip(without.windows(2))
-        .map(|(w, around)| w / ((around[0] + around[1]) / 2.0).max(1e-9))
-        .collect()
+/// A round with the recorder over the mean of the rounds without it just before and after.
+fn bracketed_ratio(with: f64, before: f64, after: f64) -> f64 {
+    with / ((before + after) / 2.0).max(1e-9)
 }
 
 struct Overhead {
@@ -577,7 +574,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             let after = without_round(round)?;
             without.push(after);
             with[v].push(r.ops_per_sec());
-            ratios[v].extend(bracketed_ratios(&[r.ops_per_sec()], &[before, after]));
+            ratios[v].push(bracketed_ratio(r.ops_per_sec(), before, after));
         }
     }
     for (v, variant) in variants.iter().enumerate() {
@@ -657,17 +654,18 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
 /// event, to see where the recorder's CPU goes (`ETCD_TRACE_BENCH_STAGES=FILE` runs only
 /// this, on FILE).
 fn bench_stages(capture: &Path) -> Result<()> {
-    let mut events = Vec::new();
-    for item in CaptureReader::open(capture)?.events() {
-        if let ReadItem::Event(ev) = item {
-            events.push(ev);
-        }
-    }
-    let n = events.len().max(1) as f64;
     let reader = CaptureReader::open(capture)?;
-    let ports = reader.header().config.ports.clone();
     let header = reader.header().clone();
+    let ports = header.config.ports.clone();
+    let events: Vec<Event> = reader
+        .events()
+        .filter_map(|item| match item {
+            ReadItem::Event(ev) => Some(ev),
+            ReadItem::Damaged(_) => None,
+        })
+        .collect();
     drop(reader);
+    let n = events.len().max(1) as f64;
 
     let input = events.clone();
     let started = Instant::now();
