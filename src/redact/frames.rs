@@ -45,6 +45,12 @@ pub enum Unscrubbable {
 #[derive(Debug)]
 pub struct ConnectionScrubber {
     walkers: [FrameWalker; 2],
+    tables: ConnectionTables,
+}
+
+/// What a direction's frame walker shares with the other direction.
+#[derive(Debug)]
+struct ConnectionTables {
     /// The HPACK decoder of the header blocks sent in each direction.
     hpack: [HpackDecoder; 2],
     /// Streams of auth calls, by stream id, from their request `:path`.
@@ -65,11 +71,13 @@ impl Default for ConnectionScrubber {
                 FrameWalker::new(FlowDirection::ClientToServer),
                 FrameWalker::new(FlowDirection::ServerToClient),
             ],
-            hpack: [
-                HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE),
-                HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE),
-            ],
-            auth_streams: HashMap::new(),
+            tables: ConnectionTables {
+                hpack: [
+                    HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE),
+                    HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE),
+                ],
+                auth_streams: HashMap::new(),
+            },
         }
     }
 }
@@ -85,10 +93,7 @@ impl ConnectionScrubber {
         patches: &mut Vec<Patch>,
         report: &mut ScrubReport,
     ) -> Result<(), Unscrubbable> {
-        let mut walker = std::mem::replace(&mut self.walkers[index(dir)], FrameWalker::new(dir));
-        let result = walker.feed(self, offset, bytes, patches, report);
-        self.walkers[index(dir)] = walker;
-        result
+        self.walkers[index(dir)].feed(&mut self.tables, offset, bytes, patches, report)
     }
 
     /// The first stream offset of `dir` whose bytes may still be overwritten.
@@ -181,7 +186,7 @@ impl FrameWalker {
 
     fn feed(
         &mut self,
-        conn: &mut ConnectionScrubber,
+        conn: &mut ConnectionTables,
         mut offset: u64,
         mut data: &[u8],
         patches: &mut Vec<Patch>,
@@ -250,7 +255,7 @@ impl FrameWalker {
     /// What to do with the payload of a frame whose header just ended at `start`.
     fn after_header(
         &mut self,
-        conn: &mut ConnectionScrubber,
+        conn: &mut ConnectionTables,
         header: FrameHeader,
         start: u64,
     ) -> Result<WalkState, Unscrubbable> {
@@ -299,7 +304,7 @@ impl FrameWalker {
     /// A whole collected frame whose payload starts at stream offset `start`.
     fn frame(
         &mut self,
-        conn: &mut ConnectionScrubber,
+        conn: &mut ConnectionTables,
         header: FrameHeader,
         start: u64,
         payload: &[u8],
@@ -396,7 +401,7 @@ impl FrameWalker {
 
     fn end_block(
         &mut self,
-        conn: &mut ConnectionScrubber,
+        conn: &mut ConnectionTables,
         patches: &mut Vec<Patch>,
         report: &mut ScrubReport,
     ) -> Result<(), Unscrubbable> {
@@ -437,7 +442,7 @@ impl FrameWalker {
     }
 
     /// This direction of a stream ended; the server's end ends the call.
-    fn end_stream(&mut self, conn: &mut ConnectionScrubber, stream_id: u32) {
+    fn end_stream(&mut self, conn: &mut ConnectionTables, stream_id: u32) {
         self.messages.remove(&stream_id);
         if self.dir == FlowDirection::ServerToClient {
             conn.auth_streams.remove(&stream_id);
