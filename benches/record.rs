@@ -18,8 +18,9 @@
 //! (default 3), `ETCD_TRACE_BENCH_CLIENTS` (default 16), `ETCD_TRACE_BENCH_RATE`
 //! (writes/s of the paced writer, default 200000), `ETCD_TRACE_BENCH_RECORD_ARGS` (extra
 //! `record` arguments for every recorder round, e.g. `--buffer perf`),
-//! `ETCD_TRACE_BENCH_COMPARE` (arguments of a second recorder round in each repeat, to
-//! compare two settings under the same conditions, e.g. `--priority normal`),
+//! `ETCD_TRACE_BENCH_COMPARE` (arguments of a further recorder round in each repeat, to
+//! compare settings under the same conditions, e.g. `--priority normal`; several
+//! settings separated by `;`),
 //! `ETCD_TRACE_BENCH_COMPARE_EXE` (the second round runs this `etcd-trace` binary: an
 //! older build against this one),
 //! `ETCD_TRACE_BENCH_STAGES=FILE` (only stage 5, on a capture of your own).
@@ -300,18 +301,24 @@ fn extra_record_args() -> Vec<String> {
     words_of("ETCD_TRACE_BENCH_RECORD_ARGS")
 }
 
-/// `record` arguments of a second recorder round in each repeat of the overhead
-/// measurement (`ETCD_TRACE_BENCH_COMPARE="--priority normal"`).
-fn compare_args() -> Vec<String> {
-    words_of("ETCD_TRACE_BENCH_COMPARE")
+/// `record` arguments of more recorder rounds in each repeat of the overhead measurement,
+/// one round per `;`-separated setting (`ETCD_TRACE_BENCH_COMPARE="--priority normal"`,
+/// `"--keep-secrets;--no-syscalls"`).
+fn compare_variants() -> Vec<Vec<String>> {
+    std::env::var("ETCD_TRACE_BENCH_COMPARE")
+        .unwrap_or_default()
+        .split(';')
+        .map(words)
+        .filter(|w| !w.is_empty())
+        .collect()
 }
 
 fn words_of(var: &str) -> Vec<String> {
-    std::env::var(var)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    words(&std::env::var(var).unwrap_or_default())
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
 }
 
 fn start_recorder(exe: &Path, args: &[String]) -> Result<RecorderProcess> {
@@ -526,13 +533,14 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         );
         Ok(r.ops_per_sec())
     };
-    // With ETCD_TRACE_BENCH_COMPARE, each repeat has a second round with the recorder
-    // and those arguments: the two settings under the same conditions.
-    let compare = compare_args();
+    // With ETCD_TRACE_BENCH_COMPARE, each repeat has one more round with the recorder
+    // per setting: the settings under the same conditions. With only
+    // ETCD_TRACE_BENCH_COMPARE_EXE, the second round runs that build at default settings.
     let compare_exe = std::env::var_os("ETCD_TRACE_BENCH_COMPARE_EXE").map(PathBuf::from);
     let mut variants: Vec<Vec<String>> = vec![Vec::new()];
-    if !compare.is_empty() || compare_exe.is_some() {
-        variants.push(compare.clone());
+    variants.extend(compare_variants());
+    if variants.len() == 1 && compare_exe.is_some() {
+        variants.push(Vec::new());
     }
     let mut without = vec![without_round(0)?];
     let mut with: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];

@@ -47,8 +47,8 @@ impl Rounds {
         if !(r.secs > 0.0 && r.secs <= max_secs) {
             bail!("ETCD_TRACE_BENCH_SECS must be in (0, {max_secs}]");
         }
-        if r.repeats == 0 || r.repeats > 20 || r.clients == 0 || r.clients > 1024 {
-            bail!("ETCD_TRACE_BENCH_REPEATS must be 1..=20 and ETCD_TRACE_BENCH_CLIENTS 1..=1024");
+        if r.repeats == 0 || r.repeats > 100 || r.clients == 0 || r.clients > 1024 {
+            bail!("ETCD_TRACE_BENCH_REPEATS must be 1..=100 and ETCD_TRACE_BENCH_CLIENTS 1..=1024");
         }
         Ok(r)
     }
