@@ -94,8 +94,9 @@ struct {
  * that sent + lost is everything. */
 #define COUNTER_LOST 0
 #define COUNTER_SENT 1
-/* [COUNTER_EMPTY_READS] socket reads that found nothing (EAGAIN): Go polls its sockets
- * that way, and such a read says nothing about a request, so it is counted, not sent. */
+/* [COUNTER_EMPTY_READS] reads of a traced process that found nothing (EAGAIN): Go polls
+ * its sockets that way, and such a read says nothing about a request, so it is counted,
+ * not sent (and its fd is not even looked at). */
 #define COUNTER_EMPTY_READS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -194,20 +195,18 @@ struct {
 } fd_verdicts SEC(".maps");
 
 /* A syscall between its enter and exit tracepoints, in the thread's own storage (cheaper
- * than a hash keyed by thread id: no bucket lock, no delete). kind 0: nothing in flight. */
+ * than a hash keyed by thread id: no bucket lock, no delete). Only the arguments and the
+ * time: what the fd is gets decided at the exit, so a read that found nothing (EAGAIN,
+ * half of Go's socket reads) costs no lookup at all. */
 struct inflight {
 	__u64 enter_ns;
 	__u64 buf;
 	__u64 requested;
 	__u64 offset;
-	__u64 file;
 	__s32 fd;
 	__u32 call;
-	__u8 kind;
-	__u8 depth;
-	__u16 lport;
-	__u16 rport;
-	__u16 _pad;
+	__u32 active; /* 0: nothing in flight */
+	__u32 _pad;
 };
 
 struct {
@@ -420,7 +419,7 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 
 /* Decide in the kernel whether an fd is worth an event: a TCP socket on a traced port,
  * or a regular file below a traced data dir (up to ET_PATH_DEPTH levels down). */
-static __always_inline int classify(struct file *f, struct inflight *inf)
+static __always_inline int classify(struct file *f, struct fd_verdict *v)
 {
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	unsigned short mode = BPF_CORE_READ(inode, i_mode);
@@ -437,9 +436,9 @@ static __always_inline int classify(struct file *f, struct inflight *inf)
 		__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 		if (!is_traced_port(lport) && !is_traced_port(rport))
 			return 0;
-		inf->kind = ET_FILE_SOCKET;
-		inf->lport = lport;
-		inf->rport = rport;
+		v->kind = ET_FILE_SOCKET;
+		v->lport = lport;
+		v->rport = rport;
 		return 1;
 	}
 	if ((mode & S_IFMT) != S_IFREG)
@@ -453,8 +452,8 @@ static __always_inline int classify(struct file *f, struct inflight *inf)
 		d = BPF_CORE_READ(d, d_parent);
 		key.ino = BPF_CORE_READ(d, d_inode, i_ino);
 		if (bpf_map_lookup_elem(&data_dirs, &key)) {
-			inf->kind = ET_FILE_DATA;
-			inf->depth = depth;
+			v->kind = ET_FILE_DATA;
+			v->depth = depth;
 			return 1;
 		}
 	}
@@ -463,70 +462,44 @@ static __always_inline int classify(struct file *f, struct inflight *inf)
 
 static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 requested, __u64 offset)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
-
-	if (!is_traced_pid(tgid))
+	if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct inflight *inf = bpf_task_storage_get(&inflight, task, 0,
+	struct inflight *inf = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
 						    BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!inf)
 		return 0;
-	/* Whatever was there is over: an exit missed while attaching must not pair with
-	 * this syscall's exit. */
-	inf->kind = 0;
-	struct file *f = fd_file(task, fd);
-	if (!f)
-		return 0;
-	struct fd_key key = { .tgid = tgid, .fd = fd };
-	struct fd_verdict *known = bpf_map_lookup_elem(&fd_verdicts, &key);
-	__u8 kind;
-	if (known && known->file == (__u64)f) {
-		if (!known->kind)
-			return 0;
-		kind = known->kind;
-		inf->depth = known->depth;
-		inf->lport = known->lport;
-		inf->rport = known->rport;
-	} else {
-		/* classify() sets only what applies to the file: nothing may be left over
-		 * from this thread's previous call (a socket with a WAL file's depth). */
-		inf->depth = 0;
-		inf->lport = 0;
-		inf->rport = 0;
-		int traced = classify(f, inf);
-		kind = traced ? inf->kind : 0;
-		struct fd_verdict v = {
-			.file = (__u64)f,
-			.kind = kind,
-			.depth = inf->depth,
-			.lport = inf->lport,
-			.rport = inf->rport,
-		};
-		bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
-		if (!traced) {
-			inf->kind = 0;
-			return 0;
-		}
-	}
 	inf->enter_ns = bpf_ktime_get_ns();
 	inf->buf = buf;
 	inf->requested = requested;
+	inf->offset = offset;
 	inf->fd = fd;
 	inf->call = call;
-	inf->file = (__u64)f;
-	if (offset == ET_OFFSET_UNKNOWN && kind == ET_FILE_DATA && call != ET_FSYNC &&
-	    call != ET_FDATASYNC)
-		offset = BPF_CORE_READ(f, f_pos);
-	inf->offset = offset;
-	inf->kind = kind; /* last: marks the entry complete */
+	inf->active = 1;
 	return 0;
+}
+
+/* What the fd of a traced process is (kind 0: not traced), from the cache while the fd
+ * still points to the same struct file. */
+static __always_inline int fd_verdict(struct file *f, __u32 tgid, int fd, struct fd_verdict *out)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	struct fd_verdict *known = bpf_map_lookup_elem(&fd_verdicts, &key);
+	if (known && known->file == (__u64)f) {
+		*out = *known;
+		return out->kind;
+	}
+	struct fd_verdict v = { .file = (__u64)f };
+	if (!classify(f, &v))
+		v.kind = 0;
+	bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
+	*out = v;
+	return v.kind;
 }
 
 /* The fixed part of a syscall event, before the path names. */
 static __always_inline void fill_syscall_head(struct et_syscall *ev, struct inflight *inf,
-					      __u8 kind, __u64 id, long ret)
+					      struct fd_verdict *v, __u64 offset, __u64 id,
+					      long ret)
 {
 	ev->type = ET_SYSCALL;
 	ev->call = inf->call;
@@ -535,14 +508,26 @@ static __always_inline void fill_syscall_head(struct et_syscall *ev, struct infl
 	ev->pid = id >> 32;
 	ev->tid = (__u32)id;
 	ev->fd = inf->fd;
-	ev->file_kind = kind;
-	ev->depth = inf->depth;
+	ev->file_kind = v->kind;
+	ev->depth = v->depth;
 	ev->_pad0 = 0;
 	ev->ret = ret;
-	ev->offset = inf->offset;
+	ev->offset = offset;
 	ev->requested = inf->requested;
-	ev->lport = inf->lport;
-	ev->rport = inf->rport;
+	ev->lport = v->lport;
+	ev->rport = v->rport;
+}
+
+/* Where a data-file call without an explicit offset started: the file position has
+ * already moved past the bytes read or written. */
+static __always_inline __u64 start_offset(struct file *f, __u32 call, long ret)
+{
+	if (call == ET_FSYNC || call == ET_FDATASYNC)
+		return ET_OFFSET_UNKNOWN;
+	__s64 pos = BPF_CORE_READ(f, f_pos);
+	if (ret > 0)
+		pos -= ret;
+	return pos < 0 ? ET_OFFSET_UNKNOWN : (__u64)pos;
 }
 
 static __always_inline int on_exit(void *ctx, __u32 call, long ret)
@@ -552,17 +537,26 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct inflight *inf = bpf_task_storage_get(&inflight, task, 0, 0);
-	if (!inf || !inf->kind)
+	if (!inf || !inf->active)
 		return 0;
-	__u8 kind = inf->kind;
-	inf->kind = 0;
+	inf->active = 0;
 	/* An enter seen without its exit (attached in between) is not this call's. */
 	if (inf->call != call)
 		return 0;
-	if (kind == ET_FILE_SOCKET && call == ET_READ && ret == -EAGAIN) {
+	if (call == ET_READ && ret == -EAGAIN) {
 		count(COUNTER_EMPTY_READS);
 		return 0;
 	}
+	struct file *f = fd_file(task, inf->fd);
+	if (!f)
+		return 0;
+	struct fd_verdict v;
+	__u8 kind = fd_verdict(f, id >> 32, inf->fd, &v);
+	if (!kind)
+		return 0;
+	__u64 offset = inf->offset;
+	if (offset == ET_OFFSET_UNKNOWN && kind == ET_FILE_DATA)
+		offset = start_offset(f, call, ret);
 
 	if (use_ringbuf && kind == ET_FILE_SOCKET && !socket_data_limit) {
 		/* The common event, sizes and times of a socket read or write, has a fixed
@@ -572,7 +566,7 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 			count(COUNTER_LOST);
 			return 0;
 		}
-		fill_syscall_head(rec, inf, kind, id, ret);
+		fill_syscall_head(rec, inf, &v, offset, id, ret);
 		rec->data_len = 0;
 		bpf_ringbuf_submit(rec, RB_FLAGS);
 		count(COUNTER_SENT);
@@ -582,12 +576,11 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	struct et_syscall *ev = scratch_for(0);
 	if (!ev)
 		return 0;
-	fill_syscall_head(ev, inf, kind, id, ret);
+	fill_syscall_head(ev, inf, &v, offset, id, ret);
 
-	__u32 depth = inf->depth;
+	__u32 depth = v.depth;
 	if (depth > ET_PATH_DEPTH)
 		depth = ET_PATH_DEPTH;
-	struct file *f = (struct file *)inf->file;
 	struct dentry *d = depth ? BPF_CORE_READ(f, f_path.dentry) : NULL;
 #pragma unroll
 	for (int i = 0; i < ET_PATH_DEPTH; i++) {

@@ -111,7 +111,7 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     }
     if !summary.program_stats.is_empty() {
         eprintln!(
-            "{} socket reads found nothing (EAGAIN) and were counted, not recorded",
+            "{} reads by etcd found nothing (EAGAIN) and were counted, not recorded",
             summary.empty_reads
         );
         eprintln!("{:<20} {:>12} {:>12}", "program", "runs", "ns/run");

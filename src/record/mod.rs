@@ -48,7 +48,8 @@ pub struct RecordSummary {
     pub kernel_sent: u64,
     pub received: u64,
     pub lost: u64,
-    /// Socket reads that returned EAGAIN: counted in the kernel, not recorded.
+    /// Reads by the traced processes that returned EAGAIN: counted in the kernel, not
+    /// recorded.
     pub empty_reads: u64,
     pub malformed: u64,
     pub program_stats: Vec<ProgramStats>,
