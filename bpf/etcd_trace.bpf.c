@@ -279,6 +279,20 @@ struct tcp_hdr {
 	__u16 urg_ptr;
 };
 
+/* Copy a header at off out of the packet: straight from the linear data when it is there
+ * (a bounds check, no helper call), else through bpf_skb_load_bytes (paged data). */
+#define PACKET_HEADER(skb, off, to)                                                   \
+	({                                                                             \
+		void *__end = (void *)(long)(skb)->data_end;                           \
+		__u8 *__at = (__u8 *)(long)(skb)->data + ((off) & 0x1ff);              \
+		int __err = 0;                                                         \
+		if ((void *)(__at + sizeof(*(to))) <= __end)                           \
+			__builtin_memcpy((to), __at, sizeof(*(to)));                   \
+		else                                                                   \
+			__err = bpf_skb_load_bytes((skb), (off), (to), sizeof(*(to))); \
+		__err;                                                                 \
+	})
+
 static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 {
 	__u32 ifindex = skb->ifindex;
@@ -297,7 +311,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 
 	if (proto == ETH_P_IP) {
 		struct ipv4_hdr ip;
-		if (bpf_skb_load_bytes(skb, nh, &ip, sizeof(ip)))
+		if (PACKET_HEADER(skb, nh, &ip))
 			return TC_ACT_UNSPEC;
 		if (ip.protocol != IPPROTO_TCP)
 			return TC_ACT_UNSPEC;
@@ -318,7 +332,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 		__builtin_memcpy(hdr.daddr, ip.daddr, 4);
 	} else if (proto == ETH_P_IPV6) {
 		struct ipv6_hdr ip6;
-		if (bpf_skb_load_bytes(skb, nh, &ip6, sizeof(ip6)))
+		if (PACKET_HEADER(skb, nh, &ip6))
 			return TC_ACT_UNSPEC;
 		if (ip6.nexthdr != IPPROTO_TCP)
 			return TC_ACT_UNSPEC;
@@ -336,7 +350,7 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 	}
 
 	struct tcp_hdr th;
-	if (bpf_skb_load_bytes(skb, th_off, &th, sizeof(th)))
+	if (PACKET_HEADER(skb, th_off, &th))
 		return TC_ACT_UNSPEC;
 	__u16 sport = bpf_ntohs(th.source);
 	__u16 dport = bpf_ntohs(th.dest);
