@@ -75,18 +75,6 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
-/// When a raw event happened, for putting per-CPU buffers back in order: a packet's
-/// time, a syscall's exit (the moment its event was written). 0 for what does not
-/// parse, so that it leaves first and the writer reports it.
-pub fn event_time(raw: &[u8]) -> u64 {
-    let at = match raw.get(..4).map(|t| u32_at(t, 0)) {
-        Some(ET_PACKET) => pk::TS,
-        Some(ET_SYSCALL) => sc::EXIT,
-        _ => return 0,
-    };
-    raw.get(at..at + 8).map_or(0, |b| u64_at(b, 0))
-}
-
 /// Parse one raw event as the ring or perf buffer handed it over.
 pub fn parse(raw: &[u8]) -> Result<Event, LayoutError> {
     if raw.len() < 4 {
