@@ -430,6 +430,35 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// A 95% interval for the median of `values` (bootstrap: the median of 2000 resamples
+/// with replacement, their 2.5th and 97.5th percentiles). On this kind of machine a
+/// median of 20 rounds moves by several points from run to run; the interval says how
+/// far to trust one.
+fn median_interval(values: &[f64]) -> (f64, f64) {
+    if values.len() < 2 {
+        let m = median(values);
+        return (m, m);
+    }
+    // xorshift64, fixed seed: the same rounds give the same interval.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let sample: Vec<f64> = (0..values.len())
+                .map(|_| values[next(values.len())])
+                .collect();
+            median(&sample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    (medians[50], medians[1949])
+}
+
 // ------------------------------------------------------------------ the benchmark
 
 /// A round with the recorder over the mean of the rounds without it just before and after.
@@ -599,8 +628,9 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        let (lo, hi) = median_interval(&ratios[v]);
         println!(
-            "[1] {name}: median ratio {:.3} (target >= {TARGET_RATIO}); medians without {:.0} ops/s, with {:.0} ops/s",
+            "[1] {name}: median ratio {:.3}, 95% interval {lo:.3}-{hi:.3} (target >= {TARGET_RATIO}); medians without {:.0} ops/s, with {:.0} ops/s",
             median(&ratios[v]),
             median(&without),
             median(&with[v])
@@ -884,6 +914,7 @@ fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
     let mark = |ok: bool| if ok { "ok" } else { "MISSED" };
     let ratios = &o.ratios;
     let ratio = median(ratios);
+    let (lo, hi) = median_interval(ratios);
     let spread = ratios.iter().copied().fold(f64::INFINITY, f64::min)
         ..=ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let tc = o.stats.stat("tc_egress").map_or(0.0, |s| s.1);
@@ -892,7 +923,7 @@ fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
     println!();
     println!("==================== summary ====================");
     println!(
-        "etcd throughput ({} clients): with/without the recorder {:.3}, median of {} bracketed rounds (range {:.3}-{:.3})  [target >= {TARGET_RATIO}: {}]",
+        "etcd throughput ({} clients): with/without the recorder {:.3}, median of {} bracketed rounds (95% interval {lo:.3}-{hi:.3}, range {:.3}-{:.3})  [target >= {TARGET_RATIO}: {}]",
         cfg.clients,
         ratio,
         ratios.len(),
