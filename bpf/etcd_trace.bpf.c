@@ -432,31 +432,32 @@ static __always_inline struct file *fd_file(struct task_struct *task, int fd)
 }
 
 /* Decide in the kernel whether an fd is worth an event: a TCP socket on a traced port,
- * or a regular file below a traced data dir (up to ET_PATH_DEPTH levels down). */
-static __always_inline int classify(struct file *f, struct fd_verdict *v)
+ * or a regular file below a traced data dir (up to ET_PATH_DEPTH levels down). Fills in
+ * v; its kind stays 0 when the file is neither. */
+static __always_inline void classify(struct file *f, struct fd_verdict *v)
 {
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	unsigned short mode = BPF_CORE_READ(inode, i_mode);
 
 	if ((mode & S_IFMT) == S_IFSOCK) {
 		if (!trace_socket_syscalls)
-			return 0;
+			return;
 		struct socket *sock = BPF_CORE_READ(f, private_data);
 		struct sock *sk = BPF_CORE_READ(sock, sk);
 		unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
 		if (family != AF_INET && family != AF_INET6)
-			return 0;
+			return;
 		__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 		if (!is_traced_port(lport) && !is_traced_port(rport))
-			return 0;
+			return;
 		v->kind = ET_FILE_SOCKET;
 		v->lport = lport;
 		v->rport = rport;
-		return 1;
+		return;
 	}
 	if ((mode & S_IFMT) != S_IFREG)
-		return 0;
+		return;
 
 	struct dir_key key = {};
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
@@ -468,10 +469,9 @@ static __always_inline int classify(struct file *f, struct fd_verdict *v)
 		if (bpf_map_lookup_elem(&data_dirs, &key)) {
 			v->kind = ET_FILE_DATA;
 			v->depth = depth;
-			return 1;
+			return;
 		}
 	}
-	return 0;
 }
 
 static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 requested, __u64 offset)
@@ -503,8 +503,7 @@ static __always_inline int fd_verdict(struct file *f, __u32 tgid, int fd, struct
 		return out->kind;
 	}
 	struct fd_verdict v = { .file = (__u64)f };
-	if (!classify(f, &v))
-		v.kind = 0;
+	classify(f, &v);
 	bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
 	*out = v;
 	return v.kind;
