@@ -461,6 +461,26 @@ fn median_interval(values: &[f64]) -> (f64, f64) {
 
 // ------------------------------------------------------------------ the benchmark
 
+/// How the overhead lines name recorder setting `v` (0: the default of this build; then
+/// B, C, ... for the compared settings, the first run by the other build if one is given).
+fn variant_name(v: usize, args: &[String], other_build: bool) -> String {
+    if v == 0 {
+        return "the recorder".to_string();
+    }
+    let letter = char::from(b'A' + (v % 26) as u8);
+    let build = if v == 1 && other_build {
+        " (ETCD_TRACE_BENCH_COMPARE_EXE)"
+    } else {
+        ""
+    };
+    let args = if args.is_empty() {
+        " at default settings".to_string()
+    } else {
+        format!(" {}", args.join(" "))
+    };
+    format!("the recorder [{letter}]{build}{args}")
+}
+
 /// A round with the recorder over the mean of the rounds without it just before and after.
 fn bracketed_ratio(with: f64, before: f64, after: f64) -> f64 {
     with / ((before + after) / 2.0).max(1e-9)
@@ -589,8 +609,8 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             let cpu = CpuSample::take(pid)?.percent_since(&before);
             let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
             println!(
-                "[1] round {round} with recorder{}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
-                if v == 0 { String::new() } else { format!(" [B] {}", variant.join(" ")) },
+                "[1] round {round} with {}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
+                variant_name(v, variant, compare_exe.is_some()),
                 r.ops_per_sec(),
                 r.puts,
                 r.gets,
@@ -615,11 +635,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         }
     }
     for (v, variant) in variants.iter().enumerate() {
-        let name = if v == 0 {
-            "the recorder".to_string()
-        } else {
-            format!("the recorder [B] {}", variant.join(" "))
-        };
+        let name = variant_name(v, variant, compare_exe.is_some());
         println!(
             "[1] each round with {name} against the mean of its neighbours without: {}",
             ratios[v]
