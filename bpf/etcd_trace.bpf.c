@@ -657,8 +657,6 @@ static __always_inline __u64 iov_total(__u64 iov_ptr, __u64 iovcnt)
 	return total;
 }
 
-#define A(n) (ctx->args[n])
-
 /* An fd that is closed or replaced may point to another file next time: forget what
  * classify() said about it. */
 static __always_inline int forget_fd(int fd)
@@ -671,79 +669,79 @@ static __always_inline int forget_fd(int fd)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct trace_event_raw_sys_enter *ctx)
+/* One program for every syscall's entry and one for its exit, on the raw tracepoints:
+ * the per-syscall tracepoints would each first build a perf record of the arguments,
+ * which cost more than the programs themselves. A syscall we do not trace costs a switch
+ * on its number. */
+SEC("tp_btf/sys_enter")
+int sys_enter(__u64 *ctx)
 {
-	return forget_fd(A(0));
-}
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long nr = (long)ctx[1];
 
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int enter_dup2(struct trace_event_raw_sys_enter *ctx)
-{
-	return forget_fd(A(1));
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup3")
-int enter_dup3(struct trace_event_raw_sys_enter *ctx)
-{
-	return forget_fd(A(1));
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ET_WRITE, A(0), A(1), A(2), ET_OFFSET_UNKNOWN);
-}
-
-SEC("tracepoint/syscalls/sys_enter_pwrite64")
-int enter_pwrite64(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ET_PWRITE64, A(0), A(1), A(2), A(3));
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
-		return 0;
-	return on_enter(ET_WRITEV, A(0), A(1), iov_total(A(1), A(2)), ET_OFFSET_UNKNOWN);
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ET_READ, A(0), A(1), A(2), ET_OFFSET_UNKNOWN);
-}
-
-SEC("tracepoint/syscalls/sys_enter_pread64")
-int enter_pread64(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ET_PREAD64, A(0), A(1), A(2), A(3));
-}
-
-SEC("tracepoint/syscalls/sys_enter_fsync")
-int enter_fsync(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ET_FSYNC, A(0), 0, 0, ET_OFFSET_UNKNOWN);
-}
-
-SEC("tracepoint/syscalls/sys_enter_fdatasync")
-int enter_fdatasync(struct trace_event_raw_sys_enter *ctx)
-{
-	return on_enter(ET_FDATASYNC, A(0), 0, 0, ET_OFFSET_UNKNOWN);
-}
-
-#define EXIT_PROG(name, call)                                                 \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                        \
-	int exit_##name(struct trace_event_raw_sys_exit *ctx)             \
-	{                                                                 \
-		return on_exit(ctx, call, ctx->ret);                      \
+	switch (nr) {
+	case NR_write:
+		return on_enter(ET_WRITE, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+				SYSCALL_ARG2(regs), ET_OFFSET_UNKNOWN);
+	case NR_read:
+		return on_enter(ET_READ, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+				SYSCALL_ARG2(regs), ET_OFFSET_UNKNOWN);
+	case NR_writev:
+		if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
+			return 0;
+		return on_enter(ET_WRITEV, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+				iov_total(SYSCALL_ARG1(regs), SYSCALL_ARG2(regs)),
+				ET_OFFSET_UNKNOWN);
+	case NR_pwrite64:
+		return on_enter(ET_PWRITE64, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+				SYSCALL_ARG2(regs), SYSCALL_ARG3(regs));
+	case NR_pread64:
+		return on_enter(ET_PREAD64, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+				SYSCALL_ARG2(regs), SYSCALL_ARG3(regs));
+	case NR_fsync:
+		return on_enter(ET_FSYNC, SYSCALL_ARG0(regs), 0, 0, ET_OFFSET_UNKNOWN);
+	case NR_fdatasync:
+		return on_enter(ET_FDATASYNC, SYSCALL_ARG0(regs), 0, 0, ET_OFFSET_UNKNOWN);
+	case NR_close:
+		return forget_fd(SYSCALL_ARG0(regs));
+	case NR_dup2:
+	case NR_dup3:
+		return forget_fd(SYSCALL_ARG1(regs));
 	}
+	return 0;
+}
 
-EXIT_PROG(write, ET_WRITE)
-EXIT_PROG(pwrite64, ET_PWRITE64)
-EXIT_PROG(writev, ET_WRITEV)
-EXIT_PROG(read, ET_READ)
-EXIT_PROG(pread64, ET_PREAD64)
-EXIT_PROG(fsync, ET_FSYNC)
-EXIT_PROG(fdatasync, ET_FDATASYNC)
+SEC("tp_btf/sys_exit")
+int sys_exit(__u64 *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx[0];
+	long ret = (long)ctx[1];
+	__u32 call;
+
+	switch (SYSCALL_NR(regs)) {
+	case NR_write:
+		call = ET_WRITE;
+		break;
+	case NR_read:
+		call = ET_READ;
+		break;
+	case NR_writev:
+		call = ET_WRITEV;
+		break;
+	case NR_pwrite64:
+		call = ET_PWRITE64;
+		break;
+	case NR_pread64:
+		call = ET_PREAD64;
+		break;
+	case NR_fsync:
+		call = ET_FSYNC;
+		break;
+	case NR_fdatasync:
+		call = ET_FDATASYNC;
+		break;
+	default:
+		return 0;
+	}
+	return on_exit(ctx, call, ret);
+}

@@ -73,18 +73,57 @@ struct __sk_buff {
 	/* the remaining fields are not used */
 };
 
-/* Tracepoint contexts: fixed layout (8 bytes of common fields, then the syscall nr). */
-struct trace_event_raw_sys_enter {
-	__u64 common;
-	long id;
-	unsigned long args[6];
-};
-
-struct trace_event_raw_sys_exit {
-	__u64 common;
-	long id;
-	long ret;
-};
+/* The registers a syscall was entered with, as the raw syscall tracepoints pass them:
+ * the arguments, and the syscall's number (still there at the exit). */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long r10;
+	unsigned long r8;
+	unsigned long r9;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+#define SYSCALL_ARG0(r) ((r)->di)
+#define SYSCALL_ARG1(r) ((r)->si)
+#define SYSCALL_ARG2(r) ((r)->dx)
+#define SYSCALL_ARG3(r) ((r)->r10)
+#define SYSCALL_NR(r) ((long)(r)->orig_ax)
+#define NR_read 0
+#define NR_write 1
+#define NR_close 3
+#define NR_pread64 17
+#define NR_pwrite64 18
+#define NR_writev 20
+#define NR_dup2 33
+#define NR_fsync 74
+#define NR_fdatasync 75
+#define NR_dup3 292
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs {
+	__u64 regs[31];
+	__u64 orig_x0;
+	__s32 syscallno;
+} __attribute__((preserve_access_index));
+#define SYSCALL_ARG0(r) ((r)->orig_x0) /* x0 holds the return value by the exit */
+#define SYSCALL_ARG1(r) ((r)->regs[1])
+#define SYSCALL_ARG2(r) ((r)->regs[2])
+#define SYSCALL_ARG3(r) ((r)->regs[3])
+#define SYSCALL_NR(r) ((long)(r)->syscallno)
+#define NR_dup3 24
+#define NR_close 57
+#define NR_read 63
+#define NR_write 64
+#define NR_writev 66
+#define NR_pread64 67
+#define NR_pwrite64 68
+#define NR_fsync 82
+#define NR_fdatasync 83
+#define NR_dup2 (-1) /* none: dup3 only */
+#else
+#error "bpf/vmlinux_min.h: add this architecture's pt_regs and syscall numbers"
+#endif
 
 struct super_block {
 	__u32 s_dev;

@@ -344,7 +344,7 @@ fn load<'obj>(
         .set_attach_type(ProgramAttachType::TcxEgress);
     if !opts.trace_syscalls {
         for mut prog in open.open_object_mut().progs_mut() {
-            if is_tracepoint(prog.section()) {
+            if is_syscall_program(prog.section()) {
                 prog.set_autoload(false);
             }
         }
@@ -436,7 +436,7 @@ impl Attached {
         let mut links: Vec<Link> = Vec::new();
         if opts.trace_syscalls {
             for prog in skel.object().progs_mut() {
-                if is_tracepoint(prog.section()) {
+                if is_syscall_program(prog.section()) {
                     links.push(prog.attach().with_context(|| {
                         format!("attaching tracepoint program {:?}", prog.name())
                     })?);
@@ -546,8 +546,9 @@ fn drain(
     result
 }
 
-fn is_tracepoint(section: &std::ffi::OsStr) -> bool {
-    section.to_string_lossy().starts_with("tracepoint/")
+/// The syscall programs: on the raw syscall tracepoints, BTF-typed.
+fn is_syscall_program(section: &std::ffi::OsStr) -> bool {
+    section.to_string_lossy().starts_with("tp_btf/")
 }
 
 fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
