@@ -54,9 +54,9 @@ pub enum Format {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BufferArg {
-    /// BPF ring buffer (shared by all CPUs, ordered, the default).
+    /// BPF ring buffers, one per CPU (the default).
     Ring,
-    /// Per-CPU perf buffers (kernels without ring buffer support).
+    /// Per-CPU perf buffers (kernels without ring buffer support; costlier per event).
     Perf,
 }
 
@@ -131,7 +131,7 @@ pub struct RecordArgs {
     /// Kernel-to-user event channel.
     #[arg(long, value_enum, default_value_t = BufferArg::Ring)]
     pub buffer: BufferArg,
-    /// Ring buffer size in MiB (a power of two).
+    /// Event buffer memory in MiB (a power of two), shared out over the CPUs.
     #[arg(long, value_name = "MB", default_value_t = 32)]
     pub buffer_mb: u32,
     /// Packets only: do not trace etcd's system calls.

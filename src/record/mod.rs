@@ -5,7 +5,9 @@
 pub mod attach;
 pub mod layout;
 pub mod options;
+mod order;
 pub mod priority;
+mod rings;
 pub mod sink;
 pub mod skel;
 pub mod system;
@@ -28,6 +30,7 @@ use crate::capture::{Event, Header, InterfaceInfo, Loss, LossSource, ProcessInfo
 use attach::{Hook, TcAttachment};
 pub use options::{BufferKind, RecordOptions};
 use priority::WriterPriority;
+use rings::CpuRings;
 use sink::{RawBatch, SinkMessage, SinkSender, SinkSummary};
 use skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
 
@@ -69,6 +72,7 @@ pub struct ProgramStats {
 /// is the writer thread's, which runs on CPU time etcd does not want (see `priority`).
 #[derive(Default)]
 struct DrainState {
+    /// What goes to the writer next.
     batch: RawBatch,
     received: u64,
     perf_lost: u64,
@@ -96,8 +100,15 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     } else {
         None
     };
+    let rings = match opts.buffer {
+        BufferKind::Ring => Some(CpuRings::create(
+            opts.buffer_mb,
+            libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32,
+        )?),
+        BufferKind::Perf => None,
+    };
     let mut object = MaybeUninit::uninit();
-    let skel = load(&opts, &targets, &mut object)?;
+    let skel = load(&opts, &targets, rings.as_ref(), &mut object)?;
 
     // The capture file, before attaching, so a bad path fails early.
     let progress = Arc::new(sink::SinkProgress::default());
@@ -128,7 +139,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     // The event buffer before attaching: a perf buffer's per-CPU slots are empty until it
     // exists, and outputs into them would fail (counted as lost).
     let state = Rc::new(RefCell::new(DrainState::default()));
-    let buffer = EventBuffer::build(&skel, opts.buffer, opts.buffer_mb, &state)?;
+    let buffer = EventBuffer::build(&skel, rings.as_ref(), opts.buffer_mb, &state)?;
     let mut attached = Attached::attach(&skel, &opts, &targets)?;
     eprintln!(
         "recording ports {} on {} into {}",
@@ -290,6 +301,7 @@ impl Targets {
 fn load<'obj>(
     opts: &RecordOptions,
     targets: &Targets,
+    rings: Option<&CpuRings>,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> Result<EtcdTraceSkel<'obj>> {
     let Targets {
@@ -331,10 +343,9 @@ fn load<'obj>(
     }
     let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
     open.maps.scratch.set_max_entries(2 * ncpus)?;
-    if opts.buffer == BufferKind::Ring {
-        open.maps.events.set_max_entries(opts.buffer_mb << 20)?;
-    } else {
-        open.maps.events.set_autocreate(false)?;
+    match rings {
+        Some(rings) => rings.prepare(&mut open.maps.rings)?,
+        None => open.maps.rings.set_autocreate(false)?,
     }
     open.progs
         .tc_ingress
@@ -350,6 +361,9 @@ fn load<'obj>(
         }
     }
     let skel = open.load().map_err(load_error)?;
+    if let Some(rings) = rings {
+        rings.install(&skel.maps.rings)?;
+    }
 
     // Tell the programs what to trace.
     for dir in data_dirs {
@@ -514,7 +528,9 @@ fn drain(
             // The ring buffer programs never wake us (a wakeup costs etcd an interrupt):
             // every 50 ms take what is there.
             buffer.poll(Duration::from_millis(50))?;
+            let drained_at = system::monotonic_ns();
             buffer.consume()?;
+            state.borrow_mut().batch.drained_at(drained_at);
             tx.check_writer();
             if state.borrow().batch.len_bytes() >= BATCH_BYTES
                 || last_send.elapsed() >= Duration::from_millis(250)
@@ -602,23 +618,26 @@ enum EventBuffer<'a> {
 }
 
 impl<'a> EventBuffer<'a> {
+    /// Ring buffers when there are `rings`, else the perf buffer.
     fn build(
         skel: &'a EtcdTraceSkel<'_>,
-        kind: BufferKind,
+        rings: Option<&'a CpuRings>,
         buffer_mb: u32,
         state: &Rc<RefCell<DrainState>>,
     ) -> Result<EventBuffer<'a>> {
-        match kind {
-            BufferKind::Ring => {
-                let st = state.clone();
+        match rings {
+            Some(rings) => {
                 let mut b = libbpf_rs::RingBufferBuilder::new();
-                b.add(&skel.maps.events, move |raw: &[u8]| {
-                    st.borrow_mut().on_raw(raw);
-                    0
-                })?;
+                for map in rings.maps() {
+                    let st = state.clone();
+                    b.add(map, move |raw: &[u8]| {
+                        st.borrow_mut().on_raw(raw);
+                        0
+                    })?;
+                }
                 Ok(EventBuffer::Ring(b.build()?))
             }
-            BufferKind::Perf => {
+            None => {
                 let st = state.clone();
                 let st_lost = state.clone();
                 let pb = libbpf_rs::PerfBufferBuilder::new(&skel.maps.perf_events)

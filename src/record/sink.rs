@@ -1,7 +1,8 @@
 //! The writer thread: takes batches of events from the drain loop, writes them into the
 //! capture file, flushes a block at least once a second, and rotates files for long
 //! incidents (a flight recorder keeping the newest N). Compression and the redaction of
-//! secrets run here, off the thread that drains the kernel buffer.
+//! secrets run here, and the per-CPU buffers' events are put back in order (`order`), off
+//! the thread that drains the kernel buffers.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::layout;
+use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{CaptureWriter, Event, EventKind, Header};
 use crate::redact::{ScrubReport, SecretScrubber};
@@ -24,13 +26,20 @@ pub enum SinkMessage {
     Flush,
 }
 
-/// Raw events copied out of the kernel's buffer, each behind its length.
+/// Raw events copied out of the kernel's buffers, each behind its length.
 #[derive(Debug, Default)]
 pub struct RawBatch {
     bytes: Vec<u8>,
+    /// When the last drain that added to this batch started (CLOCK_MONOTONIC, ns): what
+    /// the CPUs handed over well before then is here or in an earlier batch.
+    drained_ns: u64,
 }
 
 impl RawBatch {
+    pub fn drained_at(&mut self, ns: u64) {
+        self.drained_ns = ns;
+    }
+
     pub fn push(&mut self, raw: &[u8]) {
         // Kernel events are at most a few hundred KiB: the length fits in 32 bits.
         self.bytes
@@ -110,6 +119,8 @@ struct Sink {
     summary: SinkSummary,
     /// Bytes and events of the files already finished.
     done_bytes: u64,
+    /// Events of the per-CPU buffers on their way back into one order.
+    order: TimeOrder,
     scrubber: Option<SecretScrubber>,
 }
 
@@ -275,6 +286,7 @@ pub fn spawn(
         file_no: 0,
         summary: SinkSummary::default(),
         done_bytes: 0,
+        order: TimeOrder::default(),
         scrubber,
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
@@ -301,10 +313,15 @@ fn run(
         schedule.taken();
         match msg {
             SinkMessage::Raw(batch) => {
-                let events = sink.parse(&batch);
-                sink.write(events)?
+                for ev in sink.parse(&batch) {
+                    sink.order.push(ev);
+                }
+                let mut ready = Vec::new();
+                sink.order
+                    .release(batch.drained_ns.saturating_sub(HOLD_NS), &mut ready);
+                sink.write(ready)?
             }
-            SinkMessage::Events(evs) => sink.write(evs)?,
+            SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
             SinkMessage::Flush => {
                 sink.flush()?;
                 schedule.flush_done();
@@ -316,6 +333,9 @@ fn run(
         );
         schedule.settle();
     }
+    let mut rest = Vec::new();
+    sink.order.release_all(&mut rest);
+    sink.write(rest)?;
     if let Some(mut scrubber) = sink.scrubber.take() {
         let rest: Vec<Event> = scrubber.finish().collect();
         sink.write_final(rest)?;
