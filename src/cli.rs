@@ -131,8 +131,9 @@ pub struct RecordArgs {
     /// Kernel-to-user event channel.
     #[arg(long, value_enum, default_value_t = BufferArg::Ring)]
     pub buffer: BufferArg,
-    /// Event buffer memory in MiB (a power of two), shared out over the CPUs.
-    #[arg(long, value_name = "MB", default_value_t = 32)]
+    /// Event buffer memory in MiB (a power of two), shared out over the CPUs' ring
+    /// buffers; each gets at least 4 MiB (50 ms of an 80 MB/s burst on one CPU).
+    #[arg(long, value_name = "MB", default_value_t = 64)]
     pub buffer_mb: u32,
     /// Packets only: do not trace etcd's system calls.
     #[arg(long)]

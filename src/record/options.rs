@@ -88,7 +88,7 @@ impl RecordOptions {
             data_dir: None,
             duration: None,
             buffer: BufferKind::Ring,
-            buffer_mb: 32,
+            buffer_mb: 64,
             trace_syscalls: true,
             rotate_size_mb: None,
             rotate_time: None,
@@ -151,7 +151,7 @@ impl RecordOptions {
         }
         if !self.buffer_mb.is_power_of_two() {
             bail!(
-                "--buffer-mb must be a power of two (the ring buffer size), got {}",
+                "--buffer-mb must be a power of two (ring buffer sizes are), got {}",
                 self.buffer_mb
             );
         }
