@@ -90,9 +90,6 @@ impl DrainState {
 pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSummary> {
     opts.validate()?;
     system::check_privileges()?;
-    if opts.trace_syscalls {
-        system::ensure_tracefs()?;
-    }
     // Held until the end, so that detaching happens in etcd's network namespace too.
     let (targets, _netns) = Targets::find(&opts)?;
     let stats_fd = if opts.stats {

@@ -240,47 +240,6 @@ impl Drop for NetnsGuard {
     }
 }
 
-/// libbpf finds syscall tracepoints through tracefs. Where it is not mounted (minimal
-/// hosts, containers), mount it in a private mount namespace of this process, so the
-/// host's mount table stays as it was. Must run before any thread is started.
-pub fn ensure_tracefs() -> Result<()> {
-    let have = |p: &str| Path::new(p).join("events/syscalls").is_dir();
-    if have("/sys/kernel/tracing") || have("/sys/kernel/debug/tracing") {
-        return Ok(());
-    }
-    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in literal");
-    // SAFETY: unshare and mount with valid NUL-terminated strings; this process only.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
-            bail!(
-                "tracefs is not mounted and a private mount namespace could not be made                  for it ({}); mount it: mount -t tracefs nodev /sys/kernel/tracing",
-                std::io::Error::last_os_error()
-            );
-        }
-        let root = c("/");
-        libc::mount(
-            std::ptr::null(),
-            root.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        );
-        let (src, dst, fs) = (c("tracefs"), c("/sys/kernel/tracing"), c("tracefs"));
-        if libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) != 0 {
-            bail!(
-                "mounting tracefs for the syscall tracepoints failed ({}); mount it:                  mount -t tracefs nodev /sys/kernel/tracing, or record packets only with                  --no-syscalls",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    if !have("/sys/kernel/tracing") {
-        bail!(
-            "this kernel has no syscall tracepoints (tracefs has no events/syscalls):              record packets only with --no-syscalls"
-        );
-    }
-    Ok(())
-}
-
 /// Capabilities the recorder needs, by bit number in CapEff.
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
