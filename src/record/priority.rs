@@ -26,7 +26,7 @@ pub enum WriterPriority {
 /// Batches waiting that make the drain thread raise an idle writer: 4 MiB of raw events
 /// (256 KiB batches), under a second of a busy etcd; a quiet one stalls first.
 pub const BOOST_BACKLOG: u64 = 16;
-/// A writer that has taken nothing for this long while batches wait is raised too.
+/// A writer that has left a message waiting this long is raised too.
 pub const BOOST_STALL_MS: u64 = 1000;
 /// A block flush (asked for every second) may wait this long: what the recorder took
 /// reaches the file within about a second and a half even when the host has no idle
@@ -43,8 +43,11 @@ pub struct WriterSchedule {
     tid: AtomicI32,
     /// Messages sent and not yet taken.
     backlog: AtomicU64,
-    /// When the writer last took a message, in ms since `started`.
-    last_taken_ms: AtomicU64,
+    /// Since when (ms since `started`) the oldest message still waiting has waited, at
+    /// most: set when the backlog goes from empty to one, and at each take that leaves
+    /// some behind. Not the time of the last take: on a quiet recorder the once-a-second
+    /// flush is the only message, and it would always find the writer "a second idle".
+    waiting_since_ms: AtomicU64,
     /// Flushes asked for and done, and when the last was asked for (ms).
     flushes_asked: AtomicU64,
     flushes_done: AtomicU64,
@@ -61,7 +64,7 @@ impl WriterSchedule {
             started: Instant::now(),
             tid: AtomicI32::new(0),
             backlog: AtomicU64::new(0),
-            last_taken_ms: AtomicU64::new(0),
+            waiting_since_ms: AtomicU64::new(0),
             flushes_asked: AtomicU64::new(0),
             flushes_done: AtomicU64::new(0),
             flush_asked_ms: AtomicU64::new(0),
@@ -83,7 +86,10 @@ impl WriterSchedule {
 
     /// Drain thread: a message was sent.
     pub fn sent(&self) {
-        self.backlog.fetch_add(1, Ordering::Relaxed);
+        if self.backlog.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.waiting_since_ms
+                .store(self.now_ms(), Ordering::Relaxed);
+        }
         self.check();
     }
 
@@ -95,13 +101,13 @@ impl WriterSchedule {
         }
         let now = self.now_ms();
         let backlog = self.backlog.load(Ordering::Relaxed);
-        let idle_ms = now.saturating_sub(self.last_taken_ms.load(Ordering::Relaxed));
+        let waited_ms = now.saturating_sub(self.waiting_since_ms.load(Ordering::Relaxed));
         let flushes_waiting = self
             .flushes_asked
             .load(Ordering::Relaxed)
             .saturating_sub(self.flushes_done.load(Ordering::Relaxed));
         let flush_ms = now.saturating_sub(self.flush_asked_ms.load(Ordering::Relaxed));
-        if should_raise(backlog, idle_ms) || flush_overdue(flushes_waiting, flush_ms) {
+        if should_raise(backlog, waited_ms) || flush_overdue(flushes_waiting, flush_ms) {
             self.raise();
         }
     }
@@ -143,8 +149,10 @@ impl WriterSchedule {
 
     /// Writer thread: a message was taken.
     pub fn taken(&self) {
-        self.backlog.fetch_sub(1, Ordering::Relaxed);
-        self.last_taken_ms.store(self.now_ms(), Ordering::Relaxed);
+        if self.backlog.fetch_sub(1, Ordering::Relaxed) > 1 {
+            self.waiting_since_ms
+                .store(self.now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// Writer thread, after handling a message: back to idle once nothing waits.
@@ -165,10 +173,10 @@ impl WriterSchedule {
     }
 }
 
-/// Whether an idle writer with `backlog` messages waiting, which took its last one
-/// `idle_ms` ago, has fallen behind.
-fn should_raise(backlog: u64, idle_ms: u64) -> bool {
-    backlog >= BOOST_BACKLOG || (backlog > 0 && idle_ms >= BOOST_STALL_MS)
+/// Whether an idle writer with `backlog` messages waiting, the oldest for `waited_ms`,
+/// has fallen behind.
+fn should_raise(backlog: u64, waited_ms: u64) -> bool {
+    backlog >= BOOST_BACKLOG || (backlog > 0 && waited_ms >= BOOST_STALL_MS)
 }
 
 /// Whether a thread of this process that went SCHED_IDLE can come back to normal
@@ -213,6 +221,22 @@ mod tests {
         assert!(!flush_overdue(1, FLUSH_WAIT_MS - 1));
         assert!(flush_overdue(1, FLUSH_WAIT_MS));
         assert!(flush_overdue(2, 0));
+    }
+
+    #[test]
+    fn a_quiet_writer_is_not_raised_by_the_flush_it_was_waiting_for() {
+        // No writer thread: raising needs its tid, so a raise would show as `raised`.
+        let schedule = WriterSchedule::new(WriterPriority::Idle);
+        schedule.tid.store(-1, Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(BOOST_STALL_MS + 50));
+        // The once-a-second flush of a recorder with nothing to record.
+        schedule.flush_asked();
+        schedule.sent();
+        assert!(!schedule.raised.load(Ordering::Relaxed));
+        schedule.taken();
+        schedule.flush_done();
+        schedule.check();
+        assert!(!schedule.raised.load(Ordering::Relaxed));
     }
 
     /// Needs root (CAP_SYS_NICE) for the way back to normal, like the recorder.
