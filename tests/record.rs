@@ -182,6 +182,25 @@ fn sigkilled_recorder_leaves_a_readable_file_and_nothing_attached() {
         "{}",
         stdout(&text)
     );
+    // The last put came seconds before the kill: all of it is in the file, its closing
+    // FINs too, although nothing followed it (a quiet spell must not keep events back).
+    let (_, events) = read_events(&rig.capture);
+    let last = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Packet(p) if p.dst.port() == 2379 && contains(&p.payload, b"k9") => Some(p),
+            _ => None,
+        })
+        .next()
+        .expect("the last put's request is in the file");
+    let fins = events
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::Packet(p) if p.flags.fin()
+                && (p.src == last.src || p.dst == last.src))
+        })
+        .count();
+    assert_eq!(fins, 2, "both FINs of the last put's connection");
 
     let tc = rig
         .in_netns("tc")

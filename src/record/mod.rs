@@ -539,7 +539,13 @@ fn drain(
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
                 last_lost = lost;
-                tx.send(SinkMessage::Flush)?;
+                // Everything drained so far goes first, so the writer can put in order
+                // and write what came before this drain, quiet spells included.
+                send_batch(state, tx)?;
+                last_send = Instant::now();
+                tx.send(SinkMessage::Flush {
+                    drained_ns: drained_at,
+                })?;
                 last_flush = Instant::now();
             }
             if last_status.elapsed() >= Duration::from_millis(500) {

@@ -23,7 +23,9 @@ pub enum SinkMessage {
     Raw(RawBatch),
     /// Events made in userspace (loss records).
     Events(Vec<Event>),
-    Flush,
+    /// Write out a block: everything handed over before `drained_ns` (less
+    /// `order::HOLD_NS`) has been sent by now.
+    Flush { drained_ns: u64 },
 }
 
 /// Raw events copied out of the kernel's buffers, each behind its length.
@@ -175,6 +177,15 @@ impl Sink {
         events
     }
 
+    /// Writes, in time order, the events every CPU had certainly handed over by a drain
+    /// that started at `drained_ns`; later ones wait for the next batch or flush.
+    fn write_handed_over(&mut self, drained_ns: u64) -> Result<()> {
+        let mut ready = Vec::new();
+        self.order
+            .release(drained_ns.saturating_sub(HOLD_NS), &mut ready);
+        self.write(ready)
+    }
+
     fn write(&mut self, events: Vec<Event>) -> Result<()> {
         let Some(mut scrubber) = self.scrubber.take() else {
             return self.write_final(events);
@@ -244,7 +255,7 @@ impl SinkSender {
     pub fn send(&self, msg: SinkMessage) -> Result<()> {
         // Counted before sending: the writer may take it at once, and a send that
         // blocks (the channel full) has then already raised a lagging writer.
-        if matches!(msg, SinkMessage::Flush) {
+        if matches!(msg, SinkMessage::Flush { .. }) {
             self.schedule.flush_asked();
         }
         self.schedule.sent();
@@ -316,13 +327,11 @@ fn run(
                 for ev in sink.parse(&batch) {
                     sink.order.push(ev);
                 }
-                let mut ready = Vec::new();
-                sink.order
-                    .release(batch.drained_ns.saturating_sub(HOLD_NS), &mut ready);
-                sink.write(ready)?
+                sink.write_handed_over(batch.drained_ns)?
             }
             SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
-            SinkMessage::Flush => {
+            SinkMessage::Flush { drained_ns } => {
+                sink.write_handed_over(drained_ns)?;
                 sink.flush()?;
                 schedule.flush_done();
             }
