@@ -202,6 +202,34 @@ fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
     })
 }
 
+/// A raw syscall event as the programs write it (tests): entered at 100 ns, left at
+/// 350 ns, pid 42, tid 43, fd 7, local port 2379, peer port 50000.
+#[cfg(test)]
+pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> Vec<u8> {
+    let mut raw = vec![0u8; NAMES_OFFSET + names.len() * NAME_LEN];
+    raw[0..4].copy_from_slice(&ET_SYSCALL.to_ne_bytes());
+    raw[4..8].copy_from_slice(&call.to_ne_bytes());
+    raw[8..16].copy_from_slice(&100u64.to_ne_bytes());
+    raw[16..24].copy_from_slice(&350u64.to_ne_bytes());
+    raw[24..28].copy_from_slice(&42u32.to_ne_bytes());
+    raw[28..32].copy_from_slice(&43u32.to_ne_bytes());
+    raw[32..36].copy_from_slice(&7i32.to_ne_bytes());
+    raw[36] = kind;
+    raw[37] = names.len() as u8;
+    raw[40..48].copy_from_slice(&(data.len() as i64).to_ne_bytes());
+    raw[48..56].copy_from_slice(&4096u64.to_ne_bytes());
+    raw[56..64].copy_from_slice(&(data.len() as u64).to_ne_bytes());
+    raw[64..66].copy_from_slice(&2379u16.to_ne_bytes());
+    raw[66..68].copy_from_slice(&50000u16.to_ne_bytes());
+    raw[68..72].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    for (i, n) in names.iter().enumerate() {
+        let off = NAMES_OFFSET + i * NAME_LEN;
+        raw[off..off + n.len()].copy_from_slice(n.as_bytes());
+    }
+    raw.extend_from_slice(data);
+    raw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,31 +272,6 @@ mod tests {
         ];
         let compiled: Vec<usize> = rodata.syscall_offsets.iter().map(|&o| o as usize).collect();
         assert_eq!(compiled, syscall);
-    }
-
-    fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> Vec<u8> {
-        let mut raw = vec![0u8; NAMES_OFFSET + names.len() * NAME_LEN];
-        raw[0..4].copy_from_slice(&ET_SYSCALL.to_ne_bytes());
-        raw[4..8].copy_from_slice(&call.to_ne_bytes());
-        raw[8..16].copy_from_slice(&100u64.to_ne_bytes());
-        raw[16..24].copy_from_slice(&350u64.to_ne_bytes());
-        raw[24..28].copy_from_slice(&42u32.to_ne_bytes());
-        raw[28..32].copy_from_slice(&43u32.to_ne_bytes());
-        raw[32..36].copy_from_slice(&7i32.to_ne_bytes());
-        raw[36] = kind;
-        raw[37] = names.len() as u8;
-        raw[40..48].copy_from_slice(&(data.len() as i64).to_ne_bytes());
-        raw[48..56].copy_from_slice(&4096u64.to_ne_bytes());
-        raw[56..64].copy_from_slice(&(data.len() as u64).to_ne_bytes());
-        raw[64..66].copy_from_slice(&2379u16.to_ne_bytes());
-        raw[66..68].copy_from_slice(&50000u16.to_ne_bytes());
-        raw[68..72].copy_from_slice(&(data.len() as u32).to_ne_bytes());
-        for (i, n) in names.iter().enumerate() {
-            let off = NAMES_OFFSET + i * NAME_LEN;
-            raw[off..off + n.len()].copy_from_slice(n.as_bytes());
-        }
-        raw.extend_from_slice(data);
-        raw
     }
 
     #[test]
