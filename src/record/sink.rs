@@ -161,11 +161,11 @@ impl Sink {
         Ok(())
     }
 
-    fn parse(&mut self, batch: &RawBatch) -> Vec<Event> {
-        let mut events = Vec::with_capacity(batch.len_bytes() / 64);
+    /// Parse a batch straight into the time order, counting what does not parse.
+    fn take_raw(&mut self, batch: &RawBatch) {
         for raw in batch.iter() {
             match layout::parse(raw) {
-                Ok(ev) => events.push(ev),
+                Ok(ev) => self.order.push(ev),
                 Err(e) => {
                     self.summary.malformed += 1;
                     if self.summary.first_malformed.is_none() {
@@ -174,15 +174,17 @@ impl Sink {
                 }
             }
         }
-        events
     }
 
     /// Writes, in time order, the events every CPU had certainly handed over by a drain
-    /// that started at `drained_ns`; later ones wait for the next batch or flush.
-    fn write_handed_over(&mut self, drained_ns: u64) -> Result<()> {
+    /// that started at `drained_ns` (later ones wait for the next batch or flush), or
+    /// with `None` at the end, all that wait.
+    fn write_handed_over(&mut self, drained_ns: Option<u64>) -> Result<()> {
         let mut ready = Vec::new();
-        self.order
-            .release(drained_ns.saturating_sub(HOLD_NS), &mut ready);
+        match drained_ns {
+            Some(ns) => self.order.release(ns.saturating_sub(HOLD_NS), &mut ready),
+            None => self.order.release_all(&mut ready),
+        }
         self.write(ready)
     }
 
@@ -324,14 +326,12 @@ fn run(
         schedule.taken();
         match msg {
             SinkMessage::Raw(batch) => {
-                for ev in sink.parse(&batch) {
-                    sink.order.push(ev);
-                }
-                sink.write_handed_over(batch.drained_ns)?
+                sink.take_raw(&batch);
+                sink.write_handed_over(Some(batch.drained_ns))?
             }
             SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
             SinkMessage::Flush { drained_ns } => {
-                sink.write_handed_over(drained_ns)?;
+                sink.write_handed_over(Some(drained_ns))?;
                 sink.flush()?;
                 schedule.flush_done();
             }
@@ -342,9 +342,7 @@ fn run(
         );
         schedule.settle();
     }
-    let mut rest = Vec::new();
-    sink.order.release_all(&mut rest);
-    sink.write(rest)?;
+    sink.write_handed_over(None)?;
     if let Some(mut scrubber) = sink.scrubber.take() {
         let rest: Vec<Event> = scrubber.finish().collect();
         sink.write_final(rest)?;
