@@ -702,6 +702,8 @@ int sys_enter(__u64 *ctx)
 		return on_enter(ET_READ, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
 				SYSCALL_ARG2(regs), ET_OFFSET_UNKNOWN);
 	case NR_writev:
+		/* The pid first: iov_total reads the caller's iovecs, and most writevs on
+		 * the machine are not etcd's. */
 		if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
 			return 0;
 		return on_enter(ET_WRITEV, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
