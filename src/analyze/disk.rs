@@ -174,7 +174,7 @@ mod tests {
             offset: Some(0),
             requested: ret.max(0) as u64,
             ret,
-            data: vec![],
+            data: Default::default(),
         })
     }
 

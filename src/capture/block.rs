@@ -8,6 +8,7 @@ use std::io::Read;
 
 use bincode::de::{BorrowDecode, BorrowDecoder, Decode};
 use bincode::error::{AllowedEnumVariants, DecodeError};
+use bytes::Bytes;
 use thiserror::Error;
 
 use super::event::{Event, EventKind, FileKind, FileRef, Loss, Packet, Syscall, SyscallKind};
@@ -331,7 +332,7 @@ impl SyscallRef<'_> {
             offset: self.offset,
             requested: self.requested,
             ret: self.ret,
-            data: Vec::new(),
+            data: Bytes::new(),
         }
     }
 }
@@ -640,7 +641,7 @@ mod tests {
             offset: Some(4096),
             requested: 100,
             ret: -5,
-            data: vec![1, 2, 3],
+            data: Bytes::from_static(&[1, 2, 3]),
         }
     }
 
@@ -674,7 +675,7 @@ mod tests {
             flags: crate::capture::event::TcpFlags(0x18),
             window: 100,
             payload_len: 4,
-            payload: b"abcd".to_vec(),
+            payload: Bytes::from_static(b"abcd"),
         });
         let events = vec![packet, Event::Syscall(syscall(4)), loss(5)];
         let mut builder = BlockBuilder::new(DEFAULT_ZSTD_LEVEL).unwrap();

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use bincode::{Decode, Encode};
+use bytes::Bytes;
 use serde::Serialize;
 
 /// One thing the kernel saw.
@@ -135,8 +136,11 @@ pub struct Packet {
     pub window: u16,
     /// Length of the TCP payload on the wire; `payload` may hold fewer bytes.
     pub payload_len: u32,
+    /// Shared bytes: the recorder slices payloads out of the batch it read from the
+    /// kernel instead of allocating one per event.
+    #[bincode(with_serde)]
     #[serde(serialize_with = "crate::capture::event::base64_bytes")]
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 impl Packet {
@@ -261,8 +265,9 @@ pub struct Syscall {
     /// The syscall's return value (bytes, or -errno).
     pub ret: i64,
     /// The first bytes of the buffer (at exit, so reads hold what was read).
+    #[bincode(with_serde)]
     #[serde(serialize_with = "crate::capture::event::base64_bytes")]
-    pub data: Vec<u8>,
+    pub data: Bytes,
 }
 
 impl Syscall {
@@ -298,7 +303,10 @@ pub struct Loss {
     pub count: u64,
 }
 
-pub(crate) fn base64_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn base64_bytes<S: serde::Serializer, B: AsRef<[u8]>>(
+    bytes: &B,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     use base64::Engine;
-    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()))
 }

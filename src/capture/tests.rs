@@ -70,7 +70,7 @@ fn varied_events(rng: &mut Rng, n: usize) -> Vec<Event> {
                     flags: TcpFlags(rng.below(32) as u8),
                     window: rng.next() as u16,
                     payload_len: len as u32 + rng.below(3) as u32,
-                    payload: rng.bytes(len),
+                    payload: rng.bytes(len).into(),
                 })
             }
             5..=8 => {
@@ -118,7 +118,7 @@ fn varied_events(rng: &mut Rng, n: usize) -> Vec<Event> {
                     },
                     requested: rng.below(1 << 20),
                     ret: rng.below(1 << 20) as i64 - 100,
-                    data: rng.bytes(data_len),
+                    data: rng.bytes(data_len).into(),
                 })
             }
             _ => Event::Loss(Loss {
@@ -750,7 +750,7 @@ fn realistic_events(rng: &mut Rng, n: usize) -> Vec<Event> {
                 flags: TcpFlags(TcpFlags::ACK | TcpFlags::PSH),
                 window: 512,
                 payload_len: 100,
-                payload: body(rng, 100, raft_index),
+                payload: body(rng, 100, raft_index).into(),
             }));
         } else {
             raft_index += 1;
@@ -770,7 +770,7 @@ fn realistic_events(rng: &mut Rng, n: usize) -> Vec<Event> {
                 offset: Some(raft_index * 128),
                 requested: 128,
                 ret: 128,
-                data: body(rng, 96, raft_index),
+                data: body(rng, 96, raft_index).into(),
             }));
         }
     }
@@ -789,8 +789,8 @@ fn bytes_per_event_for_a_realistic_mix() {
             let mut rng = Rng(5);
             for e in &mut events {
                 match e {
-                    Event::Packet(p) => p.payload = rng.bytes(p.payload.len()),
-                    Event::Syscall(s) => s.data = rng.bytes(s.data.len()),
+                    Event::Packet(p) => p.payload = rng.bytes(p.payload.len()).into(),
+                    Event::Syscall(s) => s.data = rng.bytes(s.data.len()).into(),
                     Event::Loss(_) => {}
                 }
             }

@@ -3,6 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use bytes::Bytes;
+
 use crate::capture::{Direction, Event, FileKind, FileRef, Packet, Syscall, SyscallKind, TcpFlags};
 
 pub const ET_PACKET: u32 = 1;
@@ -76,7 +78,7 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 }
 
 /// Parse one raw event as the ring or perf buffer handed it over.
-pub fn parse(raw: &[u8]) -> Result<Event, LayoutError> {
+pub fn parse(raw: &Bytes) -> Result<Event, LayoutError> {
     if raw.len() < 4 {
         return Err(LayoutError::Short(raw.len()));
     }
@@ -87,7 +89,7 @@ pub fn parse(raw: &[u8]) -> Result<Event, LayoutError> {
     }
 }
 
-fn parse_packet(raw: &[u8]) -> Result<Packet, LayoutError> {
+fn parse_packet(raw: &Bytes) -> Result<Packet, LayoutError> {
     if raw.len() < PACKET_HEADER_LEN {
         return Err(LayoutError::Short(raw.len()));
     }
@@ -123,7 +125,7 @@ fn parse_packet(raw: &[u8]) -> Result<Packet, LayoutError> {
         flags: TcpFlags(raw[pk::FLAGS]),
         window: u16_at(raw, pk::WINDOW),
         payload_len: u32_at(raw, pk::PAYLOAD_LEN),
-        payload: raw[PACKET_HEADER_LEN..end].to_vec(),
+        payload: raw.slice(PACKET_HEADER_LEN.min(end)..end),
     })
 }
 
@@ -140,7 +142,7 @@ fn call_of(n: u32) -> Result<SyscallKind, LayoutError> {
     })
 }
 
-fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
+fn parse_syscall(raw: &Bytes) -> Result<Syscall, LayoutError> {
     if raw.len() < NAMES_OFFSET {
         return Err(LayoutError::Short(raw.len()));
     }
@@ -154,17 +156,18 @@ fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
     }
     let file = match kind {
         FILE_DATA => {
-            // names[0] is the file, names[1] its parent, ...: join them outermost first.
-            let mut parts: Vec<String> = (0..depth)
-                .map(|i| {
-                    let off = NAMES_OFFSET + i * NAME_LEN;
-                    let name = &raw[off..off + NAME_LEN];
-                    let len = name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
-                    String::from_utf8_lossy(&name[..len]).into_owned()
-                })
-                .collect();
-            parts.reverse();
-            let path = parts.join("/");
+            // names[0] is the file, names[1] its parent, ...: join them outermost first,
+            // into one string (this runs for every WAL write and sync).
+            let mut path = String::with_capacity(depth * 24);
+            for i in (0..depth).rev() {
+                let off = NAMES_OFFSET + i * NAME_LEN;
+                let name = &raw[off..off + NAME_LEN];
+                let len = name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
+                if i + 1 < depth {
+                    path.push('/');
+                }
+                path.push_str(&String::from_utf8_lossy(&name[..len]));
+            }
             FileRef {
                 kind: FileKind::of_data_path(&path),
                 path,
@@ -198,14 +201,14 @@ fn parse_syscall(raw: &[u8]) -> Result<Syscall, LayoutError> {
         requested: u64_at(raw, sc::REQUESTED),
         ret: u64_at(raw, sc::RET) as i64,
         file,
-        data: raw[data_at..end].to_vec(),
+        data: raw.slice(data_at.min(end)..end),
     })
 }
 
 /// A raw syscall event as the programs write it (tests): entered at 100 ns, left at
 /// 350 ns, pid 42, tid 43, fd 7, local port 2379, peer port 50000.
 #[cfg(test)]
-pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> Vec<u8> {
+pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> Bytes {
     let mut raw = vec![0u8; NAMES_OFFSET + names.len() * NAME_LEN];
     raw[0..4].copy_from_slice(&ET_SYSCALL.to_ne_bytes());
     raw[4..8].copy_from_slice(&call.to_ne_bytes());
@@ -227,7 +230,7 @@ pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> V
         raw[off..off + n.len()].copy_from_slice(n.as_bytes());
     }
     raw.extend_from_slice(data);
-    raw
+    Bytes::from(raw)
 }
 
 #[cfg(test)]
@@ -291,7 +294,7 @@ mod tests {
         );
         assert_eq!(s.file.kind, FileKind::Wal);
         assert_eq!(s.offset, Some(4096));
-        assert_eq!(s.data, b"abc");
+        assert_eq!(s.data, &b"abc"[..]);
         assert_eq!(s.duration_ns(), 250);
     }
 
@@ -308,8 +311,14 @@ mod tests {
 
     #[test]
     fn short_and_unknown_events_are_errors() {
-        assert_eq!(parse(&[1, 0]), Err(LayoutError::Short(2)));
-        assert_eq!(parse(&[9, 0, 0, 0]), Err(LayoutError::UnknownType(9)));
-        assert!(parse(&[1, 0, 0, 0, 0]).is_err());
+        assert_eq!(
+            parse(&Bytes::from_static(&[1, 0])),
+            Err(LayoutError::Short(2))
+        );
+        assert_eq!(
+            parse(&Bytes::from_static(&[9, 0, 0, 0])),
+            Err(LayoutError::UnknownType(9))
+        );
+        assert!(parse(&Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
     }
 }

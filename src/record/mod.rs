@@ -583,7 +583,11 @@ fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
 }
 
 fn send_batch(state: &Rc<RefCell<DrainState>>, tx: &SinkSender) -> Result<()> {
-    let batch = std::mem::take(&mut state.borrow_mut().batch);
+    // The next batch gets room for as much as this one held.
+    let mut state = state.borrow_mut();
+    let room = state.batch.len_bytes() + state.batch.len_bytes() / 8;
+    let batch = std::mem::replace(&mut state.batch, RawBatch::with_capacity(room));
+    drop(state);
     if !batch.is_empty() {
         tx.send(SinkMessage::Raw(batch))?;
     }

@@ -33,18 +33,16 @@ impl TimeOrder {
         self.waiting.push(ev);
     }
 
-    /// Move every event handed over before `before` to `out`, oldest first (events of
-    /// the same time keep the order they came in); the rest wait.
-    pub fn release(&mut self, before: u64, out: &mut Vec<Event>) {
+    /// Hands `out` every event handed over before `before` (every event with `None`),
+    /// oldest first (events of the same time keep the order they came in); the rest wait.
+    pub fn release(&mut self, before: Option<u64>, out: impl FnMut(Event)) {
         // Each CPU's events arrive sorted: the stable sort merges a few runs.
         self.waiting.sort_by_key(handover_ns);
-        let cut = self.waiting.partition_point(|ev| handover_ns(ev) < before);
-        out.extend(self.waiting.drain(..cut));
-    }
-
-    pub fn release_all(&mut self, out: &mut Vec<Event>) {
-        self.release(u64::MAX, out);
-        out.append(&mut self.waiting);
+        let cut = match before {
+            Some(before) => self.waiting.partition_point(|ev| handover_ns(ev) < before),
+            None => self.waiting.len(),
+        };
+        self.waiting.drain(..cut).for_each(out);
     }
 
     #[cfg(test)]
@@ -88,14 +86,14 @@ mod tests {
             order.push(event(time, tag));
         }
         let mut out = Vec::new();
-        order.release(55, &mut out);
+        order.release(Some(55), |ev| out.push(ev));
         assert_eq!(tags(&out), [1, 2, 3, 4, 5]);
         assert!(!order.is_empty());
 
         // The next drain brings an event older than those still waiting.
         order.push(event(65, 65));
         let mut out = Vec::new();
-        order.release_all(&mut out);
+        order.release(None, |ev| out.push(ev));
         assert_eq!(tags(&out), [6, 65, 7]);
         assert!(order.is_empty());
     }
@@ -107,7 +105,7 @@ mod tests {
         order.push(event(5, 2));
         order.push(event(4, 3));
         let mut out = Vec::new();
-        order.release(6, &mut out);
+        order.release(Some(6), |ev| out.push(ev));
         assert_eq!(tags(&out), [3, 1, 2]);
     }
 }

@@ -11,11 +11,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, EventKind, Header};
+use crate::capture::{CaptureWriter, Event, Header};
 use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
@@ -38,6 +39,15 @@ pub struct RawBatch {
 }
 
 impl RawBatch {
+    /// An empty batch with room for `bytes` without growing (growing a batch copies it,
+    /// in the drain loop that competes with etcd for the CPU).
+    pub fn with_capacity(bytes: usize) -> RawBatch {
+        RawBatch {
+            bytes: Vec::with_capacity(bytes),
+            drained_ns: 0,
+        }
+    }
+
     pub fn drained_at(&mut self, ns: u64) {
         self.drained_ns = ns;
     }
@@ -57,14 +67,18 @@ impl RawBatch {
         self.bytes.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
-        let mut rest = self.bytes.as_slice();
+    /// The raw events, each a slice of the batch's one allocation: the events parsed
+    /// from them share it, rather than copy their payloads out one by one.
+    pub fn into_raws(self) -> impl Iterator<Item = Bytes> {
+        let bytes = Bytes::from(self.bytes);
+        let mut at = 0usize;
         std::iter::from_fn(move || {
-            let (len, tail) = rest.split_first_chunk::<4>()?;
-            let len = (u32::from_ne_bytes(*len) as usize).min(tail.len());
-            let (raw, tail) = tail.split_at(len);
-            rest = tail;
-            Some(raw)
+            let len = bytes.get(at..at + 4)?;
+            let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let start = at + 4;
+            let end = start.saturating_add(len).min(bytes.len());
+            at = end;
+            Some(bytes.slice(start..end))
         })
     }
 }
@@ -124,6 +138,8 @@ struct Sink {
     /// Events of the per-CPU buffers on their way back into one order.
     order: TimeOrder,
     scrubber: Option<SecretScrubber>,
+    /// What the scrubber let out, on its way into the block (kept for its allocation).
+    ready: Vec<Event>,
 }
 
 impl Sink {
@@ -162,9 +178,9 @@ impl Sink {
     }
 
     /// Parse a batch straight into the time order, counting what does not parse.
-    fn take_raw(&mut self, batch: &RawBatch) {
-        for raw in batch.iter() {
-            match layout::parse(raw) {
+    fn take_raw(&mut self, batch: RawBatch) {
+        for raw in batch.into_raws() {
+            match layout::parse(&raw) {
                 Ok(ev) => self.order.push(ev),
                 Err(e) => {
                     self.summary.malformed += 1;
@@ -180,35 +196,23 @@ impl Sink {
     /// that started at `drained_ns` (later ones wait for the next batch or flush), or
     /// with `None` at the end, all that wait.
     fn write_handed_over(&mut self, drained_ns: Option<u64>) -> Result<()> {
-        let mut ready = Vec::new();
-        match drained_ns {
-            Some(ns) => self.order.release(ns.saturating_sub(HOLD_NS), &mut ready),
-            None => self.order.release_all(&mut ready),
-        }
-        self.write(ready)
-    }
-
-    fn write(&mut self, events: Vec<Event>) -> Result<()> {
-        let Some(mut scrubber) = self.scrubber.take() else {
-            return self.write_final(events);
-        };
-        let mut ready = Vec::with_capacity(events.len());
-        for ev in events {
-            scrubber.push(ev, &mut ready);
-        }
-        self.scrubber = Some(scrubber);
-        self.write_final(ready)
-    }
-
-    /// Writes events that need no more redaction.
-    fn write_final(&mut self, events: Vec<Event>) -> Result<()> {
-        for ev in events {
-            self.summary.events += 1;
-            self.summary.counts[kind_index(ev.kind())] += 1;
-            let w = self.writer.as_mut().expect("a file is open while writing");
-            w.push(ev).context("writing events")?;
-        }
-        Ok(())
+        let before = drained_ns.map(|ns| ns.saturating_sub(HOLD_NS));
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut result = Ok(());
+        // One event at a time through redaction and into the block, while it is in the
+        // cache: no batch-sized vectors of events between the stages.
+        self.order.release(before, |ev| {
+            if result.is_err() {
+                return;
+            }
+            match self.scrubber.as_mut() {
+                Some(scrubber) => scrubber.push(ev, &mut ready),
+                None => ready.push(ev),
+            }
+            result = write_final(&mut self.writer, &mut self.summary, ready.drain(..));
+        });
+        self.ready = ready;
+        result
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -236,8 +240,19 @@ impl Sink {
     }
 }
 
-fn kind_index(kind: EventKind) -> usize {
-    kind.slot()
+/// Writes events that need no more redaction.
+fn write_final(
+    writer: &mut Option<CaptureWriter>,
+    summary: &mut SinkSummary,
+    events: impl Iterator<Item = Event>,
+) -> Result<()> {
+    let w = writer.as_mut().expect("a file is open while writing");
+    for ev in events {
+        summary.events += 1;
+        summary.counts[ev.kind().slot()] += 1;
+        w.push(ev).context("writing events")?;
+    }
+    Ok(())
 }
 
 /// Running totals the drain loop reads for its status line.
@@ -301,6 +316,7 @@ pub fn spawn(
         done_bytes: 0,
         order: TimeOrder::default(),
         scrubber,
+        ready: Vec::new(),
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -326,8 +342,9 @@ fn run(
         schedule.taken();
         match msg {
             SinkMessage::Raw(batch) => {
-                sink.take_raw(&batch);
-                sink.write_handed_over(Some(batch.drained_ns))?
+                let drained_ns = batch.drained_ns;
+                sink.take_raw(batch);
+                sink.write_handed_over(Some(drained_ns))?
             }
             SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
             SinkMessage::Flush { drained_ns } => {
@@ -344,8 +361,7 @@ fn run(
     }
     sink.write_handed_over(None)?;
     if let Some(mut scrubber) = sink.scrubber.take() {
-        let rest: Vec<Event> = scrubber.finish().collect();
-        sink.write_final(rest)?;
+        write_final(&mut sink.writer, &mut sink.summary, scrubber.finish())?;
         sink.summary.redaction = Some(scrubber.report().clone());
     }
     sink.finish_current()?;
@@ -364,8 +380,8 @@ mod tests {
         for raw in raws {
             batch.push(raw);
         }
-        assert_eq!(batch.iter().collect::<Vec<_>>(), raws);
         assert_eq!(batch.len_bytes(), 3 * 4 + 13);
+        assert_eq!(batch.into_raws().collect::<Vec<_>>(), raws);
     }
 
     /// An event that came too close to its drain to be written with its batch (it waits

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 
 use std::collections::hash_map::Entry;
 
+use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
 
 use super::frames::{ConnectionScrubber, Patch, Unscrubbable};
@@ -154,8 +155,11 @@ impl SecretScrubber {
                 if self.ports.contains(&packet.src.port())
                     || self.ports.contains(&packet.dst.port()) =>
             {
-                self.push_packet(packet)
+                self.push_packet(packet, ready)
             }
+            // Nothing waits ahead of it: out at once, without a trip through the queue
+            // (the usual case, and this runs for every event the recorder writes).
+            other if self.queue.is_empty() => return ready.push(other),
             other => self.enqueue(other, None),
         }
         self.bound_holding();
@@ -198,7 +202,7 @@ impl SecretScrubber {
         self.queue.push_back(Queued { event, hold });
     }
 
-    fn push_packet(&mut self, mut packet: Packet) {
+    fn push_packet(&mut self, mut packet: Packet, ready: &mut Vec<Event>) {
         self.packets += 1;
         if self.packets % SWEEP_EVERY == 0 {
             self.sweep_idle();
@@ -249,7 +253,11 @@ impl SecretScrubber {
             };
             work.scrub(conn, key, dir, &mut packet)
         };
-        self.enqueue(Event::Packet(packet), hold);
+        if hold.is_none() && self.queue.is_empty() {
+            ready.push(Event::Packet(packet));
+        } else {
+            self.enqueue(Event::Packet(packet), hold);
+        }
         if closed {
             // Nothing more to patch: release its packets and forget it.
             self.connections.remove(&key);
@@ -410,7 +418,9 @@ impl PacketWork<'_> {
 }
 
 /// Writes the part of `patch` that falls in a payload starting at stream offset `start`.
-fn apply(payload: &mut [u8], start: u64, patch: &Patch) {
+/// The payload shares its bytes with the batch it was read in, so a patched one gets
+/// its own copy (patches are rare: secrets only).
+fn apply(payload: &mut Bytes, start: u64, patch: &Patch) {
     let end = start + payload.len() as u64;
     let patch_end = patch.offset + patch.bytes.len() as u64;
     let (lo, hi) = (patch.offset.max(start), patch_end.min(end));
@@ -419,7 +429,9 @@ fn apply(payload: &mut [u8], start: u64, patch: &Patch) {
     }
     let dst = (lo - start) as usize..(hi - start) as usize;
     let src = (lo - patch.offset) as usize..(hi - patch.offset) as usize;
-    if let (Some(dst), Some(src)) = (payload.get_mut(dst), patch.bytes.get(src)) {
+    let mut own = payload.to_vec();
+    if let (Some(dst), Some(src)) = (own.get_mut(dst), patch.bytes.get(src)) {
         dst.copy_from_slice(src);
     }
+    *payload = Bytes::from(own);
 }

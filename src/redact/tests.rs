@@ -36,7 +36,7 @@ fn packet(from_client: bool, seq: u32, flags: u8, payload: &[u8]) -> Event {
         flags: TcpFlags(flags),
         window: 0,
         payload_len: payload.len() as u32,
-        payload: payload.to_vec(),
+        payload: payload.to_vec().into(),
     })
 }
 

@@ -463,7 +463,7 @@ fn packet(ts: u64, src: &str, dst: &str, flags: u8) -> Event {
         flags: TcpFlags(flags),
         window: 0,
         payload_len: 0,
-        payload: Vec::new(),
+        payload: Default::default(),
     })
 }
 

@@ -65,7 +65,7 @@ impl Wire {
             flags: TcpFlags(flags),
             window: 65535,
             payload_len: payload.len() as u32,
-            payload: payload.to_vec(),
+            payload: payload.to_vec().into(),
         }));
         self.seq[i] = self.seq[i].wrapping_add(payload.len() as u32 + advance);
     }
@@ -481,10 +481,12 @@ fn random_and_mutated_packets_never_panic() {
             if let Event::Packet(p) = &mut e {
                 if round % 2 == 0 && !p.payload.is_empty() {
                     let n = (next() % 4) as usize;
+                    let mut payload = p.payload.to_vec();
                     for _ in 0..n {
-                        let i = (next() as usize) % p.payload.len();
-                        p.payload[i] = next() as u8;
+                        let i = (next() as usize) % payload.len();
+                        payload[i] = next() as u8;
                     }
+                    p.payload = payload.into();
                 } else if round % 2 == 1 {
                     let len = (next() % 64) as usize;
                     p.payload = (0..len).map(|_| next() as u8).collect();

@@ -164,7 +164,7 @@ mod tests {
             flags: TcpFlags(flags),
             window: 65535,
             payload_len: payload.len() as u32,
-            payload: payload.to_vec(),
+            payload: payload.to_vec().into(),
         }
     }
 
