@@ -2,6 +2,7 @@
 //! the C structs; `tests::sizes_match_the_header` keeps the two in step.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -77,19 +78,24 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
 
-/// Parse one raw event as the ring or perf buffer handed it over.
-pub fn parse(raw: &Bytes) -> Result<Event, LayoutError> {
+/// Parse the raw event at `range` of `batch` (the bytes the ring or perf buffer handed
+/// over). Payloads are slices of `batch`: shared, not copied.
+pub fn parse(batch: &Bytes, range: Range<usize>) -> Result<Event, LayoutError> {
+    let Some(raw) = batch.get(range.clone()) else {
+        return Err(LayoutError::Short(0));
+    };
+    let share = |part: Range<usize>| batch.slice(range.start + part.start..range.start + part.end);
     if raw.len() < 4 {
         return Err(LayoutError::Short(raw.len()));
     }
     match u32_at(raw, 0) {
-        ET_PACKET => parse_packet(raw).map(Event::Packet),
-        ET_SYSCALL => parse_syscall(raw).map(Event::Syscall),
+        ET_PACKET => parse_packet(raw, share).map(Event::Packet),
+        ET_SYSCALL => parse_syscall(raw, share).map(Event::Syscall),
         other => Err(LayoutError::UnknownType(other)),
     }
 }
 
-fn parse_packet(raw: &Bytes) -> Result<Packet, LayoutError> {
+fn parse_packet(raw: &[u8], share: impl Fn(Range<usize>) -> Bytes) -> Result<Packet, LayoutError> {
     if raw.len() < PACKET_HEADER_LEN {
         return Err(LayoutError::Short(raw.len()));
     }
@@ -125,7 +131,7 @@ fn parse_packet(raw: &Bytes) -> Result<Packet, LayoutError> {
         flags: TcpFlags(raw[pk::FLAGS]),
         window: u16_at(raw, pk::WINDOW),
         payload_len: u32_at(raw, pk::PAYLOAD_LEN),
-        payload: raw.slice(PACKET_HEADER_LEN.min(end)..end),
+        payload: share(PACKET_HEADER_LEN.min(end)..end),
     })
 }
 
@@ -142,7 +148,10 @@ fn call_of(n: u32) -> Result<SyscallKind, LayoutError> {
     })
 }
 
-fn parse_syscall(raw: &Bytes) -> Result<Syscall, LayoutError> {
+fn parse_syscall(
+    raw: &[u8],
+    share: impl Fn(Range<usize>) -> Bytes,
+) -> Result<Syscall, LayoutError> {
     if raw.len() < NAMES_OFFSET {
         return Err(LayoutError::Short(raw.len()));
     }
@@ -201,7 +210,7 @@ fn parse_syscall(raw: &Bytes) -> Result<Syscall, LayoutError> {
         requested: u64_at(raw, sc::REQUESTED),
         ret: u64_at(raw, sc::RET) as i64,
         file,
-        data: raw.slice(data_at.min(end)..end),
+        data: share(data_at.min(end)..end),
     })
 }
 
@@ -236,6 +245,10 @@ pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_all(raw: &Bytes) -> Result<Event, LayoutError> {
+        parse(raw, 0..raw.len())
+    }
 
     #[test]
     fn sizes_match_the_header() {
@@ -285,7 +298,7 @@ mod tests {
             &["0000000000000000-0000000000000000.wal", "wal", "member"],
             b"abc",
         );
-        let Event::Syscall(s) = parse(&raw).unwrap() else {
+        let Event::Syscall(s) = parse_all(&raw).unwrap() else {
             panic!("not a syscall")
         };
         assert_eq!(
@@ -301,7 +314,7 @@ mod tests {
     #[test]
     fn socket_read_has_ports_and_no_offset() {
         let raw = syscall_raw(3, FILE_SOCKET, &[], b"");
-        let Event::Syscall(s) = parse(&raw).unwrap() else {
+        let Event::Syscall(s) = parse_all(&raw).unwrap() else {
             panic!("not a syscall")
         };
         assert_eq!(s.file.kind, FileKind::Socket);
@@ -312,13 +325,13 @@ mod tests {
     #[test]
     fn short_and_unknown_events_are_errors() {
         assert_eq!(
-            parse(&Bytes::from_static(&[1, 0])),
+            parse_all(&Bytes::from_static(&[1, 0])),
             Err(LayoutError::Short(2))
         );
         assert_eq!(
-            parse(&Bytes::from_static(&[9, 0, 0, 0])),
+            parse_all(&Bytes::from_static(&[9, 0, 0, 0])),
             Err(LayoutError::UnknownType(9))
         );
-        assert!(parse(&Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
+        assert!(parse_all(&Bytes::from_static(&[1, 0, 0, 0, 0])).is_err());
     }
 }

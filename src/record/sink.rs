@@ -4,6 +4,7 @@
 //! secrets run here, and the per-CPU buffers' events are put back in order (`order`), off
 //! the thread that drains the kernel buffers.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -67,19 +68,22 @@ impl RawBatch {
         self.bytes.is_empty()
     }
 
-    /// The raw events, each a slice of the batch's one allocation: the events parsed
-    /// from them share it, rather than copy their payloads out one by one.
-    pub fn into_raws(self) -> impl Iterator<Item = Bytes> {
+    /// The batch's bytes, and where each raw event lies in them: the events parsed from
+    /// them share the one allocation, rather than copy their payloads out one by one.
+    pub fn into_raws(self) -> (Bytes, impl Iterator<Item = Range<usize>>) {
         let bytes = Bytes::from(self.bytes);
         let mut at = 0usize;
-        std::iter::from_fn(move || {
-            let len = bytes.get(at..at + 4)?;
+        let total = bytes.len();
+        let lens = bytes.clone();
+        let ranges = std::iter::from_fn(move || {
+            let len = lens.get(at..at + 4)?;
             let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]) as usize;
             let start = at + 4;
-            let end = start.saturating_add(len).min(bytes.len());
+            let end = start.saturating_add(len).min(total);
             at = end;
-            Some(bytes.slice(start..end))
-        })
+            Some(start..end)
+        });
+        (bytes, ranges)
     }
 }
 
@@ -179,8 +183,9 @@ impl Sink {
 
     /// Parse a batch straight into the time order, counting what does not parse.
     fn take_raw(&mut self, batch: RawBatch) {
-        for raw in batch.into_raws() {
-            match layout::parse(&raw) {
+        let (bytes, raws) = batch.into_raws();
+        for raw in raws {
+            match layout::parse(&bytes, raw) {
                 Ok(ev) => self.order.push(ev),
                 Err(e) => {
                     self.summary.malformed += 1;
@@ -381,7 +386,9 @@ mod tests {
             batch.push(raw);
         }
         assert_eq!(batch.len_bytes(), 3 * 4 + 13);
-        assert_eq!(batch.into_raws().collect::<Vec<_>>(), raws);
+        let (bytes, ranges) = batch.into_raws();
+        let got: Vec<&[u8]> = ranges.map(|r| &bytes[r]).collect();
+        assert_eq!(got, raws);
     }
 
     /// An event that came too close to its drain to be written with its batch (it waits
