@@ -726,7 +726,7 @@ fn bench_stages(capture: &Path) -> Result<()> {
     let mut scrubber = SecretScrubber::new(ports);
     let mut out = Vec::with_capacity(input.len());
     for ev in input {
-        scrubber.push(ev, &mut out);
+        scrubber.push(ev, |e| out.push(e));
     }
     out.extend(scrubber.finish());
     let scrub_ns = started.elapsed().as_secs_f64() * 1e9 / n;
@@ -739,7 +739,7 @@ fn bench_stages(capture: &Path) -> Result<()> {
     let dir = ScratchDir::new("etcd-trace-bench-stages")?;
     // One block flush per second of capture time, as the recorder does.
     for level in [1, -1, -3, -5] {
-        let input = events.clone();
+        let input = &events;
         let path = dir.0.join(format!("level{level}.etr"));
         let options = WriterOptions {
             zstd_level: level,

@@ -146,7 +146,7 @@ fn small_blocks(events_per_block: u32) -> WriterOptions {
 fn write_capture(path: &Path, events: &[Event], options: WriterOptions) -> WriteSummary {
     let mut writer = CaptureWriter::create_with(path, &sample_header(), options).unwrap();
     for event in events {
-        writer.push(event.clone()).unwrap();
+        writer.push(event).unwrap();
     }
     writer.finish().unwrap()
 }
@@ -286,11 +286,11 @@ fn writer_accounting_and_auto_flush() {
     let start = writer.bytes_written();
     assert!(start > 0);
     for e in &events[..9] {
-        writer.push(e.clone()).unwrap();
+        writer.push(e).unwrap();
     }
     assert_eq!(writer.events_written(), 0);
     assert_eq!(writer.buffered_events(), 9);
-    writer.push(events[9].clone()).unwrap();
+    writer.push(&events[9]).unwrap();
     assert_eq!(writer.events_written(), 10);
     assert_eq!(writer.buffered_events(), 0);
     assert_eq!(writer.counts(), tally(&events[..10]));
@@ -302,7 +302,7 @@ fn writer_accounting_and_auto_flush() {
     writer.flush_block().unwrap(); // nothing buffered: no empty block
     assert_eq!(writer.blocks_written(), 1);
     for e in &events[10..] {
-        writer.push(e.clone()).unwrap();
+        writer.push(e).unwrap();
     }
     writer.flush_block().unwrap();
     assert_eq!(writer.blocks_written(), 3);

@@ -95,9 +95,9 @@ impl CaptureWriter {
     }
 
     /// Buffer one event, sealing and writing a block when the batch is full.
-    pub fn push(&mut self, event: Event) -> io::Result<()> {
+    pub fn push(&mut self, event: &Event) -> io::Result<()> {
         self.check_usable()?;
-        self.builder.push(&event)?;
+        self.builder.push(event)?;
         if self.builder.len() >= self.options.max_block_events
             || self.builder.raw_len() >= self.options.max_block_bytes
         {

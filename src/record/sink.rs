@@ -142,8 +142,6 @@ struct Sink {
     /// Events of the per-CPU buffers on their way back into one order.
     order: TimeOrder,
     scrubber: Option<SecretScrubber>,
-    /// What the scrubber let out, on its way into the block (kept for its allocation).
-    ready: Vec<Event>,
 }
 
 impl Sink {
@@ -202,21 +200,25 @@ impl Sink {
     /// with `None` at the end, all that wait.
     fn write_handed_over(&mut self, drained_ns: Option<u64>) -> Result<()> {
         let before = drained_ns.map(|ns| ns.saturating_sub(HOLD_NS));
-        let mut ready = std::mem::take(&mut self.ready);
+        let Sink {
+            order,
+            scrubber,
+            writer,
+            summary,
+            ..
+        } = self;
         let mut result = Ok(());
         // One event at a time through redaction and into the block, while it is in the
         // cache: no batch-sized vectors of events between the stages.
-        self.order.release(before, |ev| {
-            if result.is_err() {
-                return;
+        let mut write = |ev: Event| {
+            if result.is_ok() {
+                result = write_final(writer, summary, &ev);
             }
-            match self.scrubber.as_mut() {
-                Some(scrubber) => scrubber.push(ev, &mut ready),
-                None => ready.push(ev),
-            }
-            result = write_final(&mut self.writer, &mut self.summary, ready.drain(..));
+        };
+        order.release(before, |ev| match scrubber.as_mut() {
+            Some(scrubber) => scrubber.push(ev, &mut write),
+            None => write(ev),
         });
-        self.ready = ready;
         result
     }
 
@@ -245,19 +247,16 @@ impl Sink {
     }
 }
 
-/// Writes events that need no more redaction.
+/// Writes an event that needs no more redaction.
 fn write_final(
     writer: &mut Option<CaptureWriter>,
     summary: &mut SinkSummary,
-    events: impl Iterator<Item = Event>,
+    ev: &Event,
 ) -> Result<()> {
     let w = writer.as_mut().expect("a file is open while writing");
-    for ev in events {
-        summary.events += 1;
-        summary.counts[ev.kind().slot()] += 1;
-        w.push(ev).context("writing events")?;
-    }
-    Ok(())
+    summary.events += 1;
+    summary.counts[ev.kind().slot()] += 1;
+    w.push(ev).context("writing events")
 }
 
 /// Running totals the drain loop reads for its status line.
@@ -321,7 +320,6 @@ pub fn spawn(
         done_bytes: 0,
         order: TimeOrder::default(),
         scrubber,
-        ready: Vec::new(),
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -366,7 +364,9 @@ fn run(
     }
     sink.write_handed_over(None)?;
     if let Some(mut scrubber) = sink.scrubber.take() {
-        write_final(&mut sink.writer, &mut sink.summary, scrubber.finish())?;
+        for ev in scrubber.finish() {
+            write_final(&mut sink.writer, &mut sink.summary, &ev)?;
+        }
         sink.summary.redaction = Some(scrubber.report().clone());
     }
     sink.finish_current()?;

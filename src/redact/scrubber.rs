@@ -146,20 +146,20 @@ impl SecretScrubber {
         &self.report
     }
 
-    /// Takes the next event of the capture and appends to `ready` every event whose
-    /// bytes are now final, in capture order (often just this one).
-    pub fn push(&mut self, event: Event, ready: &mut Vec<Event>) {
+    /// Takes the next event of the capture and hands `ready` every event whose bytes
+    /// are now final, in capture order (often just this one).
+    pub fn push(&mut self, event: Event, mut ready: impl FnMut(Event)) {
         self.latest_ts = self.latest_ts.max(event.ts_ns());
         match event {
             Event::Packet(packet)
                 if self.ports.contains(&packet.src.port())
                     || self.ports.contains(&packet.dst.port()) =>
             {
-                self.push_packet(packet, ready)
+                self.push_packet(packet, &mut ready)
             }
             // Nothing waits ahead of it: out at once, without a trip through the queue
             // (the usual case, and this runs for every event the recorder writes).
-            other if self.queue.is_empty() => return ready.push(other),
+            other if self.queue.is_empty() => return ready(other),
             other => self.enqueue(other, None),
         }
         self.bound_holding();
@@ -169,7 +169,7 @@ impl SecretScrubber {
             }
             self.queue_base += 1;
             if let Some(q) = self.queue.pop_front() {
-                ready.push(q.event);
+                ready(q.event);
             }
         }
     }
@@ -202,7 +202,7 @@ impl SecretScrubber {
         self.queue.push_back(Queued { event, hold });
     }
 
-    fn push_packet(&mut self, mut packet: Packet, ready: &mut Vec<Event>) {
+    fn push_packet(&mut self, mut packet: Packet, ready: &mut impl FnMut(Event)) {
         self.packets += 1;
         if self.packets % SWEEP_EVERY == 0 {
             self.sweep_idle();
@@ -254,7 +254,7 @@ impl SecretScrubber {
             work.scrub(conn, key, dir, &mut packet)
         };
         if hold.is_none() && self.queue.is_empty() {
-            ready.push(Event::Packet(packet));
+            ready(Event::Packet(packet));
         } else {
             self.enqueue(Event::Packet(packet), hold);
         }

@@ -162,7 +162,7 @@ fn run(segments: &[(bool, u64, Vec<u8>)]) -> (Vec<Event>, ScrubReport) {
         events.push(packet(*from_client, seq, TcpFlags::ACK, bytes));
     }
     for ev in events {
-        scrubber.push(ev, &mut out);
+        scrubber.push(ev, |e| out.push(e));
     }
     out.extend(scrubber.finish());
     (out, scrubber.report().clone())
@@ -358,7 +358,7 @@ fn events_keep_their_order() {
         input.push(packet(false, SERVER_ISN, TcpFlags::ACK, &[]));
     }
     for ev in input.clone() {
-        scrubber.push(ev, &mut out);
+        scrubber.push(ev, |e| out.push(e));
     }
     out.extend(scrubber.finish());
     assert_eq!(out.len(), input.len());
@@ -376,7 +376,9 @@ fn what_cannot_be_scrubbed_is_counted() {
     // A connection already open: no SYN.
     let mut scrubber = SecretScrubber::new(vec![2379]);
     let mut out = Vec::new();
-    scrubber.push(packet(true, 77, TcpFlags::ACK, b"anything"), &mut out);
+    scrubber.push(packet(true, 77, TcpFlags::ACK, b"anything"), |e| {
+        out.push(e)
+    });
     assert_eq!(
         out.iter().map(Event::kind).collect::<Vec<_>>(),
         [crate::capture::EventKind::Packet]
