@@ -110,6 +110,34 @@ struct FrameWalker {
     block: Option<PendingBlock>,
     /// Messages of this direction on auth streams.
     messages: HashMap<u32, MessageAssembler>,
+    /// Buffers of frames and header blocks already handled, for the next ones: a
+    /// request's header block is collected for every call on the connection.
+    spare: Spare,
+}
+
+/// Emptied buffers kept for reuse, up to a size worth keeping.
+#[derive(Debug, Default)]
+struct Spare {
+    frame: Vec<u8>,
+    block: Vec<u8>,
+    spans: Vec<(usize, u64)>,
+}
+
+/// Larger buffers are dropped rather than kept for the next frame.
+const MAX_SPARE: usize = 16 << 10;
+
+/// An empty buffer with room for `len` bytes, `spare`'s when it has one.
+fn take_spare<T>(spare: &mut Vec<T>, len: usize) -> Vec<T> {
+    let mut buf = std::mem::take(spare);
+    buf.clear();
+    buf.reserve(len);
+    buf
+}
+
+fn keep_spare<T>(spare: &mut Vec<T>, buf: Vec<T>) {
+    if buf.capacity() <= MAX_SPARE {
+        *spare = buf;
+    }
 }
 
 #[derive(Debug)]
@@ -164,6 +192,7 @@ impl FrameWalker {
             state,
             block: None,
             messages: HashMap::new(),
+            spare: Spare::default(),
         }
     }
 
@@ -244,6 +273,7 @@ impl FrameWalker {
                         let payload = std::mem::take(payload);
                         self.state = NEXT_FRAME;
                         self.frame(conn, header, start, &payload, patches, report)?;
+                        keep_spare(&mut self.spare.frame, payload);
                     }
                 }
             }
@@ -297,7 +327,7 @@ impl FrameWalker {
         Ok(WalkState::Collect {
             header,
             start,
-            payload: Vec::with_capacity(header.len as usize),
+            payload: take_spare(&mut self.spare.frame, header.len as usize),
         })
     }
 
@@ -326,11 +356,15 @@ impl FrameWalker {
                         let f = parse_push_promise(&header, payload).map_err(broken)?;
                         (f.promised_stream_id, false, f.end_headers, f.fragment)
                     };
+                let mut bytes = take_spare(&mut self.spare.block, fragment.len());
+                bytes.extend_from_slice(fragment);
+                let mut spans = take_spare(&mut self.spare.spans, 1);
+                spans.push((0, at(fragment)));
                 self.block = Some(PendingBlock {
                     stream_id,
                     end_stream,
-                    bytes: fragment.to_vec(),
-                    spans: vec![(0, at(fragment))],
+                    bytes,
+                    spans,
                 });
                 if end_headers {
                     self.end_block(conn, patches, report)?;
@@ -438,6 +472,8 @@ impl FrameWalker {
         if block.end_stream {
             self.end_stream(conn, block.stream_id);
         }
+        keep_spare(&mut self.spare.block, block.bytes);
+        keep_spare(&mut self.spare.spans, block.spans);
         Ok(())
     }
 

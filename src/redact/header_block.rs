@@ -102,10 +102,15 @@ fn decode_run(decoder: &mut HpackDecoder, fields: &[u8], out: &mut ScrubbedBlock
     }
     // On error the decoder marks itself desynced: names it cannot resolve from then on
     // are unknown, and unknown names fall back to the token-shape rule.
-    if let Ok(decoded) = decoder.decode(fields) {
-        if let Some(path) = decoded.get(b":path") {
-            out.path = Some(path.to_vec());
+    // The first `:path` field, its value when known.
+    let mut path: Option<Option<Vec<u8>>> = None;
+    let decoded = decoder.decode_each(fields, |field| {
+        if path.is_none() && field.name.as_bytes() == Some(b":path") {
+            path = Some(field.value.as_bytes().map(<[u8]>::to_vec));
         }
+    });
+    if let (Ok(()), Some(Some(path))) = (decoded, path) {
+        out.path = Some(path);
     }
 }
 

@@ -280,7 +280,42 @@ impl HpackDecoder {
     /// Decodes one complete header block. On error the decoder marks itself desynced
     /// (except for [`HpackError::HeaderListTooLarge`], which decodes the block to the end).
     pub fn decode(&mut self, block: &[u8]) -> Result<HeaderBlock, HpackError> {
-        let result = self.decode_block(block);
+        let limit = self.max_header_list_size;
+        let mut out = HeaderBlock::default();
+        let mut list_size: usize = 0;
+        let mut over_limit = false;
+        self.decode_each(block, |field| {
+            out.uncertain |= !field.is_known();
+            if over_limit {
+                return;
+            }
+            list_size = list_size
+                .saturating_add(field.name.len())
+                .saturating_add(field.value.len())
+                .saturating_add(ENTRY_OVERHEAD);
+            if list_size > limit {
+                over_limit = true;
+                out.fields = Vec::new();
+            } else {
+                out.fields.push(field);
+            }
+        })?;
+        if over_limit {
+            return Err(HpackError::HeaderListTooLarge { limit });
+        }
+        Ok(out)
+    }
+
+    /// Decodes one complete header block like [`HpackDecoder::decode`], handing each
+    /// field to `each` instead of collecting them (no bound on the list's size then:
+    /// nothing accumulates here). For callers that look for one field, such as the
+    /// recorder's redaction, which runs for every request.
+    pub fn decode_each(
+        &mut self,
+        block: &[u8],
+        each: impl FnMut(HeaderField),
+    ) -> Result<(), HpackError> {
+        let result = self.decode_fields(block, each);
         if let Err(error) = &result {
             if !error.leaves_table_in_step() {
                 self.mark_desynced();
@@ -289,10 +324,11 @@ impl HpackDecoder {
         result
     }
 
-    fn decode_block(&mut self, block: &[u8]) -> Result<HeaderBlock, HpackError> {
-        let mut out = HeaderBlock::default();
-        let mut list_size: usize = 0;
-        let mut over_limit = false;
+    fn decode_fields(
+        &mut self,
+        block: &[u8],
+        mut each: impl FnMut(HeaderField),
+    ) -> Result<(), HpackError> {
         let mut pos = 0usize;
         while let Some(&first) = block.get(pos) {
             let offset = pos;
@@ -358,26 +394,9 @@ impl HpackDecoder {
                 };
                 self.read_literal(block, &mut pos, 4, indexing)?
             };
-            out.uncertain |= !field.is_known();
-            if !over_limit {
-                list_size = list_size
-                    .saturating_add(field.name.len())
-                    .saturating_add(field.value.len())
-                    .saturating_add(ENTRY_OVERHEAD);
-                if list_size > self.max_header_list_size {
-                    over_limit = true;
-                    out.fields = Vec::new();
-                } else {
-                    out.fields.push(field);
-                }
-            }
+            each(field);
         }
-        if over_limit {
-            return Err(HpackError::HeaderListTooLarge {
-                limit: self.max_header_list_size,
-            });
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Resolves a table index (§2.3.3).
