@@ -711,6 +711,46 @@ mod tests {
         }
     }
 
+    /// A packet whose payload claims far more bytes than the block holds is an error
+    /// within the decode limit, not an allocation of what it claims (capture files come
+    /// from strangers).
+    #[test]
+    fn a_huge_payload_claim_is_refused() {
+        let packet = Event::Packet(Packet {
+            ts_ns: 3,
+            ifindex: 1,
+            direction: crate::capture::event::Direction::Egress,
+            src: "127.0.0.1:40000".parse().unwrap(),
+            dst: "127.0.0.1:2379".parse().unwrap(),
+            seq: 1,
+            ack: 2,
+            flags: crate::capture::event::TcpFlags(0x18),
+            window: 100,
+            payload_len: 4,
+            payload: Bytes::from_static(b"abcd"),
+        });
+        let mut raw = bincode::encode_to_vec(vec![packet], bincode::config::standard()).unwrap();
+        // The payload is last: its length 4 and its bytes. Claim 2^40 bytes instead.
+        let at = raw.len() - 5;
+        assert_eq!(&raw[at..], b"\x04abcd");
+        raw.truncate(at);
+        raw.push(253);
+        raw.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let payload = zstd::bulk::compress(&raw, 3).unwrap();
+        let frame = FrameHeader {
+            payload_len: payload.len() as u32,
+            event_count: 1,
+            first_ts: 3,
+            last_ts: 3,
+            payload_crc: crc32c::crc32c(&payload),
+        };
+        let mut decoder = PayloadDecoder::default();
+        assert!(matches!(
+            decoder.decode(&frame, &payload, SyscallContents::Built),
+            Err(BlockError::Decode(DecodeError::LimitExceeded))
+        ));
+    }
+
     /// Payloads the writer does not make (no declared size, several frames) take the
     /// streaming path and decode the same; a decoder reused after damage still works.
     #[test]
