@@ -624,6 +624,23 @@ mod tests {
         assert!(decoder.decode(&j, &junk, SyscallContents::Built).is_err());
     }
 
+    /// A client packet at `ts` carrying `abcd`.
+    fn packet(ts: u64) -> Event {
+        Event::Packet(Packet {
+            ts_ns: ts,
+            ifindex: 1,
+            direction: crate::capture::event::Direction::Ingress,
+            src: "127.0.0.1:40000".parse().unwrap(),
+            dst: "127.0.0.1:2379".parse().unwrap(),
+            seq: 1,
+            ack: 2,
+            flags: crate::capture::event::TcpFlags(0x18),
+            window: 100,
+            payload_len: 4,
+            payload: Bytes::from_static(b"abcd"),
+        })
+    }
+
     fn syscall(ts: u64) -> Syscall {
         Syscall {
             enter_ns: ts,
@@ -664,19 +681,7 @@ mod tests {
     /// Skipping syscalls' contents changes nothing else, and accepts the same blocks.
     #[test]
     fn syscall_contents_can_be_skipped() {
-        let packet = Event::Packet(Packet {
-            ts_ns: 3,
-            ifindex: 1,
-            direction: crate::capture::event::Direction::Ingress,
-            src: "127.0.0.1:40000".parse().unwrap(),
-            dst: "127.0.0.1:2379".parse().unwrap(),
-            seq: 1,
-            ack: 2,
-            flags: crate::capture::event::TcpFlags(0x18),
-            window: 100,
-            payload_len: 4,
-            payload: Bytes::from_static(b"abcd"),
-        });
+        let packet = packet(3);
         let events = vec![packet, Event::Syscall(syscall(4)), loss(5)];
         let mut builder = BlockBuilder::new(DEFAULT_ZSTD_LEVEL).unwrap();
         for e in &events {
@@ -716,20 +721,7 @@ mod tests {
     /// from strangers).
     #[test]
     fn a_huge_payload_claim_is_refused() {
-        let packet = Event::Packet(Packet {
-            ts_ns: 3,
-            ifindex: 1,
-            direction: crate::capture::event::Direction::Egress,
-            src: "127.0.0.1:40000".parse().unwrap(),
-            dst: "127.0.0.1:2379".parse().unwrap(),
-            seq: 1,
-            ack: 2,
-            flags: crate::capture::event::TcpFlags(0x18),
-            window: 100,
-            payload_len: 4,
-            payload: Bytes::from_static(b"abcd"),
-        });
-        let mut raw = bincode::encode_to_vec(vec![packet], bincode::config::standard()).unwrap();
+        let mut raw = bincode::encode_to_vec(vec![packet(3)], bincode::config::standard()).unwrap();
         // The payload is last: its length 4 and its bytes. Claim 2^40 bytes instead.
         let at = raw.len() - 5;
         assert_eq!(&raw[at..], b"\x04abcd");
