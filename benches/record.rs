@@ -4,7 +4,9 @@
 //!
 //! 1. etcd throughput with and without the recorder attached (16 clients, alternating
 //!    rounds: each round with the recorder against the mean of the rounds around it, so
-//!    a drift in etcd's own throughput cancels out), and the median ratio;
+//!    a drift in etcd's own throughput cancels out), and the median ratio, with the
+//!    writer thread's CPU per event (the measure of writer changes that the host's
+//!    drift moves least);
 //! 2. the recorder's capacity: a process writing 64-byte chunks to a file in a data dir
 //!    at a fixed rate, then as fast as it can; events received, lost, recorder CPU;
 //! 3. the eBPF programs' own cost per run (`record --stats`);
@@ -255,7 +257,27 @@ impl RecorderReport {
 const SYSCALL_PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
 
 fn recorder_cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    cpu_ticks_in(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU ticks of the recorder's writer thread (`capture-writer`), 0 when it has none.
+fn writer_cpu_ticks(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .find(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim() == "capture-writer")
+        })
+        .and_then(|task| cpu_ticks_in(&task.path().join("stat").to_string_lossy()).ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of a /proc stat file (a process's or a thread's).
+fn cpu_ticks_in(stat_path: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(stat_path)?;
     // Fields after the command name (which may hold spaces) start at field 3 (state);
     // utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')').context("malformed /proc/pid/stat")?.1;
@@ -275,9 +297,10 @@ fn clock_ticks() -> f64 {
     }
 }
 
-/// CPU used by `pid` between two samples, as percent of one core.
+/// CPU used by `pid` (and by its writer thread) between two samples.
 struct CpuSample {
     ticks: u64,
+    writer_ticks: u64,
     at: Instant,
 }
 
@@ -285,14 +308,25 @@ impl CpuSample {
     fn take(pid: u32) -> Result<CpuSample> {
         Ok(CpuSample {
             ticks: recorder_cpu_ticks(pid)?,
+            writer_ticks: writer_cpu_ticks(pid),
             at: Instant::now(),
         })
     }
 
+    /// The whole recorder's CPU since `earlier`, in percent of one core.
     fn percent_since(&self, earlier: &CpuSample) -> f64 {
-        let cpu = self.ticks.saturating_sub(earlier.ticks) as f64 / clock_ticks();
         let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
-        100.0 * cpu / wall
+        100.0 * self.seconds_since(earlier, |s| s.ticks) / wall
+    }
+
+    /// CPU seconds of the writer thread since `earlier`: the work per event that the
+    /// host's drift moves least, so the measure to compare writer changes by.
+    fn writer_seconds_since(&self, earlier: &CpuSample) -> f64 {
+        self.seconds_since(earlier, |s| s.writer_ticks)
+    }
+
+    fn seconds_since(&self, earlier: &CpuSample, ticks: impl Fn(&CpuSample) -> u64) -> f64 {
+        ticks(self).saturating_sub(ticks(earlier)) as f64 / clock_ticks()
     }
 }
 
@@ -595,6 +629,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     let mut without = vec![without_round(0)?];
     let mut with: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut writer_ns_per_event: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 1..=cfg.repeats {
         for (v, variant) in variants.iter().enumerate() {
             let capture = dir.0.join(format!("etcd-{round}-{v}.etr"));
@@ -607,10 +642,14 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             let pid = rec.pid();
             let before = CpuSample::take(pid)?;
             let r = load_in(&netns, cfg.secs, cfg.clients)?;
-            let cpu = CpuSample::take(pid)?.percent_since(&before);
+            let after = CpuSample::take(pid)?;
+            let cpu = after.percent_since(&before);
+            let writer_s = after.writer_seconds_since(&before);
             let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
+            let writer_ns = writer_s * 1e9 / report.capture_events.max(1) as f64;
+            writer_ns_per_event[v].push(writer_ns);
             println!(
-                "[1] round {round} with {}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}%, {} events, {} lost, {:.1} bytes/event",
+                "[1] round {round} with {}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}% (writer {writer_ns:.0} ns/event), {} events, {} lost, {:.1} bytes/event",
                 variant_name(v, variant, compare_exe.is_some()),
                 r.ops_per_sec(),
                 r.puts,
@@ -647,10 +686,11 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         );
         let (lo, hi) = median_interval(&ratios[v]);
         println!(
-            "[1] {name}: median ratio {:.3}, 95% interval {lo:.3}-{hi:.3} (target >= {TARGET_RATIO}); medians without {:.0} ops/s, with {:.0} ops/s",
+            "[1] {name}: median ratio {:.3}, 95% interval {lo:.3}-{hi:.3} (target >= {TARGET_RATIO}); medians without {:.0} ops/s, with {:.0} ops/s; writer {:.0} ns/event",
             median(&ratios[v]),
             median(&without),
-            median(&with[v])
+            median(&with[v]),
+            median(&writer_ns_per_event[v])
         );
     }
     let ratios = ratios.swap_remove(0);
