@@ -157,10 +157,7 @@ impl SecretScrubber {
             {
                 self.push_packet(packet, &mut ready)
             }
-            // Nothing waits ahead of it: out at once, without a trip through the queue
-            // (the usual case, and this runs for every event the recorder writes).
-            other if self.queue.is_empty() => return ready(other),
-            other => self.enqueue(other, None),
+            other => self.enqueue(other, None, &mut ready),
         }
         self.bound_holding();
         while let Some(front) = self.queue.front() {
@@ -198,8 +195,14 @@ impl SecretScrubber {
         }
     }
 
-    fn enqueue(&mut self, event: Event, hold: Option<Hold>) {
-        self.queue.push_back(Queued { event, hold });
+    /// Queues an event behind those waiting; one that need not wait, with nothing ahead
+    /// of it, goes out at once (the usual case: this runs for every event recorded).
+    fn enqueue(&mut self, event: Event, hold: Option<Hold>, ready: &mut impl FnMut(Event)) {
+        if hold.is_none() && self.queue.is_empty() {
+            ready(event);
+        } else {
+            self.queue.push_back(Queued { event, hold });
+        }
     }
 
     fn push_packet(&mut self, mut packet: Packet, ready: &mut impl FnMut(Event)) {
@@ -226,7 +229,7 @@ impl SecretScrubber {
             Entry::Vacant(_) if full => {
                 self.report.connections_over_limit += 1;
                 self.report.unscrubbed_packets += u64::from(!packet.payload.is_empty());
-                return self.enqueue(Event::Packet(packet), None);
+                return self.enqueue(Event::Packet(packet), None, ready);
             }
             Entry::Vacant(v) => {
                 // Open before recording began: HPACK state and frame boundaries unknown.
@@ -253,11 +256,7 @@ impl SecretScrubber {
             };
             work.scrub(conn, key, dir, &mut packet)
         };
-        if hold.is_none() && self.queue.is_empty() {
-            ready(Event::Packet(packet));
-        } else {
-            self.enqueue(Event::Packet(packet), hold);
-        }
+        self.enqueue(Event::Packet(packet), hold, ready);
         if closed {
             // Nothing more to patch: release its packets and forget it.
             self.connections.remove(&key);
