@@ -68,23 +68,25 @@ impl RawBatch {
         self.bytes.is_empty()
     }
 
-    /// The batch's bytes, and where each raw event lies in them: the events parsed from
-    /// them share the one allocation, rather than copy their payloads out one by one.
-    pub fn into_raws(self) -> (Bytes, impl Iterator<Item = Range<usize>>) {
-        let bytes = Bytes::from(self.bytes);
-        let mut at = 0usize;
-        let total = bytes.len();
-        let lens = bytes.clone();
-        let ranges = std::iter::from_fn(move || {
-            let len = lens.get(at..at + 4)?;
-            let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            let start = at + 4;
-            let end = start.saturating_add(len).min(total);
-            at = end;
-            Some(start..end)
-        });
-        (bytes, ranges)
+    /// The batch's bytes, to be shared by the events parsed from them (see
+    /// [`raw_ranges`]) rather than copied out one by one.
+    pub fn into_bytes(self) -> Bytes {
+        Bytes::from(self.bytes)
     }
+}
+
+/// Where each raw event of a batch's bytes lies (each is behind its length).
+pub fn raw_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let (len, _) = bytes.get(at..)?.split_first_chunk::<4>()?;
+        let start = at + 4;
+        let end = start
+            .saturating_add(u32::from_ne_bytes(*len) as usize)
+            .min(bytes.len());
+        at = end;
+        Some(start..end)
+    })
 }
 
 /// What was written, over every file.
@@ -181,8 +183,8 @@ impl Sink {
 
     /// Parse a batch straight into the time order, counting what does not parse.
     fn take_raw(&mut self, batch: RawBatch) {
-        let (bytes, raws) = batch.into_raws();
-        for raw in raws {
+        let bytes = batch.into_bytes();
+        for raw in raw_ranges(&bytes) {
             match layout::parse(&bytes, raw) {
                 Ok(ev) => self.order.push(ev),
                 Err(e) => {
@@ -386,8 +388,8 @@ mod tests {
             batch.push(raw);
         }
         assert_eq!(batch.len_bytes(), 3 * 4 + 13);
-        let (bytes, ranges) = batch.into_raws();
-        let got: Vec<&[u8]> = ranges.map(|r| &bytes[r]).collect();
+        let bytes = batch.into_bytes();
+        let got: Vec<&[u8]> = raw_ranges(&bytes).map(|r| &bytes[r]).collect();
         assert_eq!(got, raws);
     }
 
