@@ -1,4 +1,4 @@
-//! Block framing: events travel in blocks (a batch of events, bincode-encoded then
+//! Block framing: events travel in blocks (a batch of events, encoded then
 //! zstd-compressed) behind a fixed frame header that carries the length, the event count,
 //! the time range and checksums. The frame is what makes a file without an index
 //! readable: a scanner can find, verify and skip blocks one at a time.
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::event::{Event, EventKind, FileKind, FileRef, Loss, Packet, Syscall, SyscallKind};
+use super::packed::{encoded_len_bound, PackedDecoder, PackedEncoder, PackedError};
 
 /// The first bytes of every block frame.
 pub const BLOCK_MAGIC: [u8; 4] = *b"ETRB";
@@ -35,9 +36,25 @@ pub const MAX_EVENT_LEN: usize = 16 << 20;
 /// encoding, 13% larger blocks).
 pub const DEFAULT_ZSTD_LEVEL: i32 = -1;
 
-/// Room reserved before the encoded events for the bincode length prefix of the
-/// `Vec<Event>` (a varint of at most 9 bytes), so a block is compressed without a copy.
-const PREFIX_ROOM: usize = 9;
+/// How a block's events are encoded, which the file's format version says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockEncoding {
+    /// Format 1: bincode's `Vec<Event>`.
+    Bincode,
+    /// Format 2 on: [`super::packed`].
+    Packed,
+}
+
+impl BlockEncoding {
+    /// The encoding of a format version; `None` for versions this build cannot read.
+    pub fn of_version(version: u32) -> Option<BlockEncoding> {
+        match version {
+            1 => Some(BlockEncoding::Bincode),
+            2 => Some(BlockEncoding::Packed),
+            _ => None,
+        }
+    }
+}
 
 /// The fixed header in front of every block payload (all integers little-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +150,8 @@ pub enum BlockError {
     TooLarge,
     #[error("payload does not decode: {0}")]
     Decode(bincode::error::DecodeError),
+    #[error("payload does not decode: {0}")]
+    Packed(PackedError),
     #[error("{0} unexpected bytes after the block's events")]
     TrailingBytes(usize),
     #[error("frame header says {header} events but the payload holds {decoded}")]
@@ -141,14 +160,23 @@ pub enum BlockError {
 
 /// Verifies, decompresses and decodes block payloads, keeping one zstd context and the
 /// decompressed bytes' buffer from block to block.
-#[derive(Default)]
 pub struct PayloadDecoder {
+    encoding: BlockEncoding,
     decompressed: Vec<u8>,
     /// Created at the first block that can use it.
     zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl PayloadDecoder {
+    /// A decoder for the blocks of a file whose events are encoded as `encoding` says.
+    pub fn new(encoding: BlockEncoding) -> PayloadDecoder {
+        PayloadDecoder {
+            encoding,
+            decompressed: Vec::new(),
+            zstd: None,
+        }
+    }
+
     /// Verify, decompress and decode one block payload. Syscalls' path and data are
     /// built or left empty as `contents` says; either way they are checked, so a block
     /// is good or damaged the same.
@@ -179,24 +207,17 @@ impl PayloadDecoder {
         if !self.decompress_whole(payload) {
             decompress_streaming(payload, &mut self.decompressed)?;
         }
-        let scratch = &self.decompressed;
-        let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
-        let context = BlockContext {
-            contents,
-            events: &mut *events,
+        let decoded = match self.encoding {
+            BlockEncoding::Bincode => decode_bincode(&self.decompressed, contents, events),
+            BlockEncoding::Packed => decode_packed(frame, &self.decompressed, contents, events),
         };
-        let decoded: Result<(BlockEvents, usize), _> =
-            bincode::borrow_decode_from_slice_with_context(scratch, config, context);
         let problem = match decoded {
-            Err(e) => BlockError::Decode(e),
-            Ok((_, used)) if used != scratch.len() => {
-                BlockError::TrailingBytes(scratch.len().saturating_sub(used))
-            }
-            Ok(_) if events.len() != frame.event_count as usize => BlockError::CountMismatch {
+            Err(e) => e,
+            Ok(()) if events.len() != frame.event_count as usize => BlockError::CountMismatch {
                 header: frame.event_count,
                 decoded: events.len(),
             },
-            Ok(_) => return Ok(()),
+            Ok(()) => return Ok(()),
         };
         events.clear();
         Err(problem)
@@ -235,6 +256,42 @@ impl PayloadDecoder {
             Ok(n) if n == len
         )
     }
+}
+
+/// Format 1's events: bincode's `Vec<Event>`, exactly the payload's bytes.
+fn decode_bincode(
+    payload: &[u8],
+    contents: SyscallContents,
+    events: &mut VecDeque<Event>,
+) -> Result<(), BlockError> {
+    let config = bincode::config::standard().with_limit::<BLOCK_DECODE_LIMIT>();
+    let context = BlockContext { contents, events };
+    let decoded: Result<(BlockEvents, usize), _> =
+        bincode::borrow_decode_from_slice_with_context(payload, config, context);
+    match decoded {
+        Err(e) => Err(BlockError::Decode(e)),
+        Ok((_, used)) if used != payload.len() => Err(BlockError::TrailingBytes(
+            payload.len().saturating_sub(used),
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Format 2's events: every event in the payload.
+fn decode_packed(
+    frame: &FrameHeader,
+    payload: &[u8],
+    contents: SyscallContents,
+    events: &mut VecDeque<Event>,
+) -> Result<(), BlockError> {
+    let mut decoder = PackedDecoder::new(payload, contents == SyscallContents::Built);
+    // Every event takes at least two bytes, so a count larger than that is a lie that
+    // must not size the queue. The caller compares the count with what was decoded.
+    events.reserve((frame.event_count as usize).min(payload.len() / 2));
+    while decoder.remaining() > 0 {
+        events.push_back(decoder.next_event().map_err(BlockError::Packed)?);
+    }
+    Ok(())
 }
 
 /// Whether decoding builds each syscall's path and data, or leaves them empty (saving
@@ -374,23 +431,13 @@ pub struct SealedBlock<'a> {
     pub counts: [u64; 3],
 }
 
-/// bincode output appended straight to a Vec: its `std::io::Write` adapter costs a
-/// fallible call per field, and this is the recorder's hot path.
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl bincode::enc::write::Writer for VecWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-}
-
 /// Collects events for the next block (the writer's hot path): each event is encoded
 /// into a reused buffer as it arrives; sealing compresses the batch with a reused zstd
 /// context.
 pub struct BlockBuilder {
-    /// `PREFIX_ROOM` bytes of room, then the encoded events.
+    /// The encoded events.
     raw: Vec<u8>,
+    encoder: PackedEncoder,
     compressed: Vec<u8>,
     compressor: zstd::bulk::Compressor<'static>,
     count: u32,
@@ -401,10 +448,9 @@ pub struct BlockBuilder {
 
 impl BlockBuilder {
     pub fn new(zstd_level: i32) -> std::io::Result<BlockBuilder> {
-        let mut raw = Vec::with_capacity(64 << 10);
-        raw.resize(PREFIX_ROOM, 0);
         Ok(BlockBuilder {
-            raw,
+            raw: Vec::with_capacity(64 << 10),
+            encoder: PackedEncoder::default(),
             compressed: Vec::new(),
             compressor: zstd::bulk::Compressor::new(zstd_level)?,
             count: 0,
@@ -425,31 +471,25 @@ impl BlockBuilder {
 
     /// Encoded (uncompressed) bytes of the events waiting.
     pub fn raw_len(&self) -> usize {
-        self.raw.len() - PREFIX_ROOM
+        self.raw.len()
     }
 
     /// Add one event. An event too large to ever be read back is refused with
     /// `InvalidInput` and leaves the block unchanged.
     pub fn push(&mut self, event: &Event) -> std::io::Result<()> {
-        let before = self.raw.len();
-        if let Err(e) = bincode::encode_into_writer(
-            event,
-            VecWriter(&mut self.raw),
-            bincode::config::standard(),
-        ) {
-            self.raw.truncate(before);
-            return Err(std::io::Error::other(e));
-        }
-        let len = self.raw.len() - before;
+        // Refused before encoding: the encoder's tables must hold only what the block
+        // does.
+        let len = encoded_len_bound(event);
         if len > MAX_EVENT_LEN || self.count == u32::MAX {
-            self.raw.truncate(before);
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
-                    "event of {len} encoded bytes exceeds the capture limit of {MAX_EVENT_LEN}"
+                    "event of up to {len} encoded bytes exceeds the capture limit of \
+                     {MAX_EVENT_LEN}"
                 ),
             ));
         }
+        self.encoder.encode(event, &mut self.raw);
         let ts = event.ts_ns();
         self.first_ts = self.first_ts.min(ts);
         self.last_ts = self.last_ts.max(ts);
@@ -463,19 +503,7 @@ impl BlockBuilder {
         if self.count == 0 {
             return Ok(None);
         }
-        // The payload is bincode's encoding of Vec<Event>: the length varint, then the
-        // events. Write the varint right before the events, into the reserved room.
-        let mut prefix = [0u8; PREFIX_ROOM];
-        let prefix_len = bincode::encode_into_slice(
-            u64::from(self.count),
-            &mut prefix,
-            bincode::config::standard(),
-        )
-        .map_err(std::io::Error::other)?;
-        let start = PREFIX_ROOM - prefix_len;
-        self.raw[start..PREFIX_ROOM].copy_from_slice(&prefix[..prefix_len]);
-        let source = &self.raw[start..];
-
+        let source = &self.raw;
         self.compressed.clear();
         self.compressed
             .reserve(zstd::zstd_safe::compress_bound(source.len()));
@@ -493,7 +521,8 @@ impl BlockBuilder {
             payload_crc: crc32c::crc32c(&self.compressed),
         };
         let counts = self.counts;
-        self.raw.truncate(PREFIX_ROOM);
+        self.raw.clear();
+        self.encoder.reset();
         self.count = 0;
         self.first_ts = u64::MAX;
         self.last_ts = 0;
@@ -567,7 +596,7 @@ mod tests {
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
         assert_eq!(
-            PayloadDecoder::default()
+            PayloadDecoder::new(BlockEncoding::Packed)
                 .decode(&frame, &payload, SyscallContents::Built)
                 .unwrap(),
             events
@@ -590,7 +619,7 @@ mod tests {
         let sealed = builder.seal().unwrap().unwrap();
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
-        let mut decoder = PayloadDecoder::default();
+        let mut decoder = PayloadDecoder::new(BlockEncoding::Packed);
         let mut bad = payload.clone();
         bad[payload.len() / 2] ^= 1;
         assert!(matches!(
@@ -689,7 +718,7 @@ mod tests {
         }
         let sealed = builder.seal().unwrap().unwrap();
         let (frame, payload) = (sealed.frame, sealed.payload.to_vec());
-        let mut decoder = PayloadDecoder::default();
+        let mut decoder = PayloadDecoder::new(BlockEncoding::Packed);
         let built = decoder
             .decode(&frame, &payload, SyscallContents::Built)
             .unwrap();
@@ -718,29 +747,42 @@ mod tests {
 
     /// A packet whose payload claims far more bytes than the block holds is an error
     /// within the decode limit, not an allocation of what it claims (capture files come
-    /// from strangers).
+    /// from strangers), in either format.
     #[test]
     fn a_huge_payload_claim_is_refused() {
-        let mut raw = bincode::encode_to_vec(vec![packet(3)], bincode::config::standard()).unwrap();
-        // The payload is last: its length 4 and its bytes. Claim 2^40 bytes instead.
-        let at = raw.len() - 5;
-        assert_eq!(&raw[at..], b"\x04abcd");
-        raw.truncate(at);
-        raw.push(253);
-        raw.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        let payload = zstd::bulk::compress(&raw, 3).unwrap();
-        let frame = FrameHeader {
-            payload_len: payload.len() as u32,
-            event_count: 1,
-            first_ts: 3,
-            last_ts: 3,
-            payload_crc: crc32c::crc32c(&payload),
-        };
-        let mut decoder = PayloadDecoder::default();
-        assert!(matches!(
-            decoder.decode(&frame, &payload, SyscallContents::Built),
-            Err(BlockError::Decode(DecodeError::LimitExceeded))
-        ));
+        let packet = packet(3);
+        let bincode_raw = bincode::encode_to_vec(vec![&packet], bincode::config::standard());
+        let mut packed_raw = Vec::new();
+        PackedEncoder::default().encode(&packet, &mut packed_raw);
+        for (encoding, mut raw) in [
+            (BlockEncoding::Bincode, bincode_raw.unwrap()),
+            (BlockEncoding::Packed, packed_raw),
+        ] {
+            // The payload is last: its length 4 and its bytes. Claim 2^40 bytes instead.
+            let at = raw.len() - 5;
+            assert_eq!(&raw[at..], b"\x04abcd");
+            raw.truncate(at);
+            raw.push(253);
+            raw.extend_from_slice(&(1u64 << 40).to_le_bytes());
+            let payload = zstd::bulk::compress(&raw, 3).unwrap();
+            let frame = FrameHeader {
+                payload_len: payload.len() as u32,
+                event_count: 1,
+                first_ts: 3,
+                last_ts: 3,
+                payload_crc: crc32c::crc32c(&payload),
+            };
+            let decoded =
+                PayloadDecoder::new(encoding).decode(&frame, &payload, SyscallContents::Built);
+            assert!(
+                matches!(
+                    decoded,
+                    Err(BlockError::Decode(DecodeError::LimitExceeded))
+                        | Err(BlockError::Packed(PackedError::Truncated(0)))
+                ),
+                "{encoding:?}: {decoded:?}"
+            );
+        }
     }
 
     /// Payloads the writer does not make (no declared size, several frames) take the
@@ -748,7 +790,11 @@ mod tests {
     #[test]
     fn payloads_of_any_zstd_shape_decode() {
         let events: Vec<Event> = (0..40).map(loss).collect();
-        let raw = bincode::encode_to_vec(&events, bincode::config::standard()).unwrap();
+        let mut raw = Vec::new();
+        let mut encoder = PackedEncoder::default();
+        for e in &events {
+            encoder.encode(e, &mut raw);
+        }
         let frame_for = |payload: &[u8]| FrameHeader {
             payload_len: payload.len() as u32,
             event_count: 40,
@@ -769,7 +815,7 @@ mod tests {
         two_frames.extend(zstd::bulk::compress(tail, 3).unwrap());
         let whole = zstd::bulk::compress(&raw, 3).unwrap();
 
-        let mut decoder = PayloadDecoder::default();
+        let mut decoder = PayloadDecoder::new(BlockEncoding::Packed);
         for payload in [&unsized_frame, &two_frames, &whole] {
             assert_eq!(
                 decoder

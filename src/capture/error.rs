@@ -16,8 +16,9 @@ pub enum CaptureError {
     /// The file is a capture, but of a format version this build cannot read.
     #[error(
         "{}: capture format version {found} is not supported: this build of etcd-trace \
-         reads format version {supported}; upgrade etcd-trace to read this file",
-        path.display()
+         reads format versions {} to {supported}; upgrade etcd-trace to read this file",
+        path.display(),
+        super::header::OLDEST_FORMAT_VERSION
     )]
     UnsupportedVersion {
         path: PathBuf,

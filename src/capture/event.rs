@@ -68,7 +68,7 @@ impl Event {
 }
 
 /// Where a packet was seen relative to the interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Ingress,
@@ -176,6 +176,34 @@ impl SyscallKind {
         }
     }
 
+    /// The number of this call in the kernel's events (`enum et_call` in bpf/events.h)
+    /// and in format 2's blocks.
+    pub fn code(self) -> u8 {
+        match self {
+            SyscallKind::Write => 0,
+            SyscallKind::Pwrite64 => 1,
+            SyscallKind::Writev => 2,
+            SyscallKind::Read => 3,
+            SyscallKind::Pread64 => 4,
+            SyscallKind::Fsync => 5,
+            SyscallKind::Fdatasync => 6,
+        }
+    }
+
+    /// The call numbered `code`, the inverse of [`code`](Self::code).
+    pub fn from_code(code: u32) -> Option<SyscallKind> {
+        Some(match code {
+            0 => SyscallKind::Write,
+            1 => SyscallKind::Pwrite64,
+            2 => SyscallKind::Writev,
+            3 => SyscallKind::Read,
+            4 => SyscallKind::Pread64,
+            5 => SyscallKind::Fsync,
+            6 => SyscallKind::Fdatasync,
+            _ => return None,
+        })
+    }
+
     pub fn is_write(self) -> bool {
         matches!(
             self,
@@ -234,7 +262,7 @@ impl FileKind {
 }
 
 /// The file an fd pointed to when the syscall ran.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
 pub struct FileRef {
     pub kind: FileKind,
     /// Relative to the etcd data dir for files (`member/wal/0000000000000000-0000000000000000.wal`);

@@ -7,8 +7,11 @@ use serde::Serialize;
 
 /// The first bytes of every capture file.
 pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
-/// The format version this build writes (and the only one it reads so far).
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. It reads every version from
+/// [`OLDEST_FORMAT_VERSION`] to this one.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Magic, format version and header length: the part of the preamble before the header.
 pub const PREAMBLE_FIXED_LEN: usize = FILE_MAGIC.len() + 4 + 4;
 /// Upper bound on the encoded header, so a damaged length field cannot make a reader

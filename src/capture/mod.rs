@@ -2,7 +2,7 @@
 //! format. Events, the header, the block framing, the index, and recovery of files whose
 //! recorder died before writing the index.
 //!
-//! # Layout (format version 1)
+//! # Layout (format version 2)
 //!
 //! All integers are little-endian; every checksum is CRC-32C; "bincode" means bincode 2
 //! with `config::standard()` (varint integers).
@@ -17,7 +17,9 @@
 //!             | first_ts u64 | last_ts u64     (min and max Event::ts_ns in the block)
 //!             | payload_crc u32                (of the payload)
 //!             | header_crc u32                 (of the 32 frame header bytes before it)
-//!           payload: zstd frame of bincode(Vec<Event>), payload_len bytes
+//!           payload: zstd frame of the block's events, payload_len bytes:
+//!             format 2: each event bincode-encoded as `packed` describes
+//!             format 1: bincode(Vec<Event>)
 //! index     magic b"ETRI" | len u32 | bincode(Index), len bytes
 //!           | crc u32 of the magic, len and index bytes
 //! trailer   index_offset u64 (offset of b"ETRI") | magic b"ETRIDX\0\0"
@@ -28,13 +30,15 @@
 //! index ≤ 256 MiB. Without a valid trailer and index, a reader walks the frames from
 //! the end of the preamble, resynchronising on the next `ETRB` whose header checksum
 //! verifies, and reports what it could not read. Any change to this layout, to the
-//! header or to the event types is a new format version.
+//! header or to the event types is a new format version, and readers keep reading the
+//! older ones (format 1 differs from 2 only in the block payload).
 
 pub mod block;
 pub mod error;
 pub mod event;
 pub mod header;
 pub mod index;
+pub mod packed;
 pub mod reader;
 pub mod writer;
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::block::{kind_counts, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN};
+use super::block::{
+    kind_counts, BlockEncoding, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN,
+};
 use super::error::CaptureError;
 use super::event::Event;
 use super::header::{
@@ -72,6 +74,7 @@ pub struct CaptureReader {
     file: File,
     file_len: u64,
     format_version: u32,
+    encoding: BlockEncoding,
     header: Header,
     index: Index,
     index_state: IndexState,
@@ -87,7 +90,7 @@ impl CaptureReader {
         };
         let file = File::open(&path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
-        let (format_version, header, data_start) = read_preamble(&file, file_len, &path)?;
+        let (format_version, encoding, header, data_start) = read_preamble(&file, file_len, &path)?;
 
         let (index, index_state, damage) = match read_index(&file, file_len, data_start) {
             Ok(index) => (index, IndexState::Present, Vec::new()),
@@ -97,7 +100,8 @@ impl CaptureReader {
                 index_offset,
             }) => {
                 let (blocks, damage) =
-                    scan_blocks(&file, file_len, data_start, index_offset).map_err(io_err)?;
+                    scan_blocks(&file, file_len, data_start, index_offset, encoding)
+                        .map_err(io_err)?;
                 (Index { blocks }, IndexState::Recovered { reason }, damage)
             }
         };
@@ -106,6 +110,7 @@ impl CaptureReader {
             file,
             file_len,
             format_version,
+            encoding,
             header,
             index,
             index_state,
@@ -164,7 +169,7 @@ impl CaptureReader {
             next_damage: 0,
             current: VecDeque::new(),
             payload: Vec::new(),
-            decoder: PayloadDecoder::default(),
+            decoder: PayloadDecoder::new(self.encoding),
             syscall_contents: SyscallContents::Built,
         }
     }
@@ -310,7 +315,7 @@ fn read_preamble(
     file: &File,
     file_len: u64,
     path: &Path,
-) -> Result<(u32, Header, u64), CaptureError> {
+) -> Result<(u32, BlockEncoding, Header, u64), CaptureError> {
     let corrupt = |reason: &str| CaptureError::CorruptHeader {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -344,13 +349,13 @@ fn read_preamble(
             .unwrap_or(0)
     };
     let version = word(FILE_MAGIC.len());
-    if version != FORMAT_VERSION {
+    let Some(encoding) = BlockEncoding::of_version(version) else {
         return Err(CaptureError::UnsupportedVersion {
             path: path.to_path_buf(),
             found: version,
             supported: FORMAT_VERSION,
         });
-    }
+    };
     let header_len = word(FILE_MAGIC.len() + 4);
     if header_len > MAX_HEADER_LEN {
         return Err(corrupt(&format!(
@@ -373,7 +378,7 @@ fn read_preamble(
         return Err(corrupt("header checksum mismatch"));
     }
     let header = decode_header(body).map_err(|reason| corrupt(&reason))?;
-    Ok((version, header, data_start))
+    Ok((version, encoding, header, data_start))
 }
 
 enum IndexProblem {
@@ -441,6 +446,7 @@ fn scan_blocks(
     file_len: u64,
     data_start: u64,
     index_offset: Option<u64>,
+    encoding: BlockEncoding,
 ) -> io::Result<(Vec<BlockInfo>, Vec<Damage>)> {
     // The index section (unusable, or we would not be scanning) ends the blocks.
     let is_index =
@@ -448,7 +454,7 @@ fn scan_blocks(
     let mut blocks = Vec::new();
     let mut damage = Vec::new();
     let mut payload = Vec::new();
-    let mut decoder = PayloadDecoder::default();
+    let mut decoder = PayloadDecoder::new(encoding);
     let mut pos = data_start;
     while pos < file_len {
         let remaining = file_len - pos;

@@ -136,16 +136,7 @@ fn parse_packet(raw: &[u8], share: impl Fn(Range<usize>) -> Bytes) -> Result<Pac
 }
 
 fn call_of(n: u32) -> Result<SyscallKind, LayoutError> {
-    Ok(match n {
-        0 => SyscallKind::Write,
-        1 => SyscallKind::Pwrite64,
-        2 => SyscallKind::Writev,
-        3 => SyscallKind::Read,
-        4 => SyscallKind::Pread64,
-        5 => SyscallKind::Fsync,
-        6 => SyscallKind::Fdatasync,
-        other => return Err(LayoutError::UnknownCall(other)),
-    })
+    SyscallKind::from_code(n).ok_or(LayoutError::UnknownCall(n))
 }
 
 fn parse_syscall(
