@@ -73,6 +73,20 @@ fn basic_v1_still_reads_the_same() {
     );
 }
 
+#[test]
+fn basic_v2_still_reads_the_same() {
+    check("basic-v2");
+    let reader = etcd_trace::capture::CaptureReader::open(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/basic-v2.etr"),
+    )
+    .unwrap();
+    assert_eq!(reader.format_version(), 2);
+    assert_eq!(
+        *reader.index_state(),
+        etcd_trace::capture::IndexState::Present
+    );
+}
+
 /// The fixture's events, written again by this version (in the current format), read
 /// back exactly as the original does: every command's output is the same but for the
 /// file's name and format version. And the file is smaller.
