@@ -94,6 +94,10 @@ fn basic_v2_still_reads_the_same() {
 fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
     use etcd_trace::capture::{CaptureReader, CaptureWriter, ReadItem, FORMAT_VERSION};
 
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        return; // the outputs it compares with are being rewritten
+    }
+
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let original = root.join("fixtures/basic-v1.etr");
     let dir = tempfile::tempdir().unwrap();

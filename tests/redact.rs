@@ -117,6 +117,25 @@ fn default_recordings_hold_no_password_or_token() {
     assert!(!raw_tokens(&kept_bytes).is_empty());
     let (reader, _) = read_events(&kept);
     assert!(!reader.header().config.redact_secrets);
+    assert_eq!(reader.index().redaction, None);
+
+    // What redaction did is kept in the capture, for whoever opens it later.
+    let info = etcd_trace(&["info", rig.capture.to_str().unwrap(), "--format", "json"]);
+    let info: Value = serde_json::from_str(&stdout(&info)).unwrap();
+    let redaction = &info["redaction"];
+    assert!(
+        redaction["fields_redacted"].as_u64().unwrap() >= 3,
+        "{info}"
+    );
+    assert!(
+        redaction["header_values_redacted"].as_u64().unwrap() >= 1,
+        "{info}"
+    );
+    assert_eq!(redaction["unscrubbed_packets"], 0, "{info}");
+    let text = stdout(&etcd_trace(&["info", rig.capture.to_str().unwrap()]));
+    assert!(text.contains("redaction    redacted "), "{text}");
+    let text = stdout(&etcd_trace(&["info", kept.to_str().unwrap()]));
+    assert!(text.contains("redaction    off"), "{text}");
 
     // The redacted capture: no password, no token, in raw bytes or decoded.
     let (reader, _) = read_events(&rig.capture);

@@ -6,6 +6,7 @@ use bincode::{Decode, Encode};
 use serde::Serialize;
 
 use super::event::EventKind;
+use super::scrub_report::ScrubReport;
 
 /// The first bytes of the index section.
 pub const INDEX_MAGIC: [u8; 4] = *b"ETRI";
@@ -48,10 +49,20 @@ impl BlockInfo {
     }
 }
 
-/// The block directory of a capture, in file order.
+/// The block directory of a capture, in file order, and what the recorder can only
+/// say at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
 pub struct Index {
     pub blocks: Vec<BlockInfo>,
+    /// What redaction did to this file's packets. `None` when secrets were kept, and
+    /// unknown for format 1 files and for indexes recovered by scanning.
+    pub redaction: Option<ScrubReport>,
+}
+
+/// Format 1's index: the blocks only.
+#[derive(Decode)]
+struct IndexV1 {
+    blocks: Vec<BlockInfo>,
 }
 
 impl Index {
@@ -130,8 +141,9 @@ impl Index {
         len.try_into().ok().map(u32::from_le_bytes)
     }
 
-    /// Decode a whole index section (magic, length, index, checksum).
-    pub fn decode_section(section: &[u8]) -> Result<Index, String> {
+    /// Decode a whole index section (magic, length, index, checksum) of a file of
+    /// format `version`.
+    pub fn decode_section(section: &[u8], version: u32) -> Result<Index, String> {
         let start: &[u8; 8] = section
             .get(..8)
             .and_then(|s| s.try_into().ok())
@@ -149,8 +161,18 @@ impl Index {
             return Err("index checksum mismatch".into());
         }
         let config = bincode::config::standard().with_limit::<INDEX_DECODE_LIMIT>();
-        let (index, used): (Index, usize) = bincode::decode_from_slice(body, config)
-            .map_err(|e| format!("index does not decode: {e}"))?;
+        let decoded = if version == 1 {
+            bincode::decode_from_slice(body, config).map(|(v1, used): (IndexV1, usize)| {
+                let index = Index {
+                    blocks: v1.blocks,
+                    redaction: None,
+                };
+                (index, used)
+            })
+        } else {
+            bincode::decode_from_slice(body, config)
+        };
+        let (index, used) = decoded.map_err(|e| format!("index does not decode: {e}"))?;
         if used != body.len() {
             return Err("unexpected bytes after the index".into());
         }
@@ -214,6 +236,7 @@ mod tests {
     fn totals_and_overlap() {
         let index = Index {
             blocks: vec![block(50, 10, 20), block(150, 15, 30), block(250, 40, 50)],
+            redaction: None,
         };
         assert_eq!(index.total_events(), 9);
         assert_eq!(index.counts(), [3, 3, 3]);
@@ -237,21 +260,48 @@ mod tests {
     fn tail_round_trip() {
         let index = Index {
             blocks: vec![block(50, 10, 20), block(150, 15, 30)],
+            redaction: Some(ScrubReport {
+                header_values_redacted: 3,
+                unscrubbed_packets: 7,
+                ..ScrubReport::default()
+            }),
         };
         let tail = index.encode_tail(250).unwrap();
         let (section, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
         assert_eq!(Index::parse_trailer(trailer.try_into().unwrap()), Some(250));
-        assert_eq!(Index::decode_section(section).unwrap(), index);
+        assert_eq!(Index::decode_section(section, 2).unwrap(), index);
         for i in 0..section.len() {
             let mut bad = section.to_vec();
             bad[i] ^= 0x08;
             assert!(
-                Index::decode_section(&bad).is_err(),
+                Index::decode_section(&bad, 2).is_err(),
                 "flip at {i} not caught"
             );
         }
         for cut in 0..section.len() {
-            assert!(Index::decode_section(&section[..cut]).is_err());
+            assert!(Index::decode_section(&section[..cut], 2).is_err());
         }
+    }
+
+    /// Format 1's index, the blocks alone, still decodes; read as format 2 it is
+    /// refused, not misread.
+    #[test]
+    fn format_1_index_decodes() {
+        #[derive(bincode::Encode)]
+        struct V1<'a> {
+            blocks: &'a [BlockInfo],
+        }
+        let blocks = vec![block(50, 10, 20)];
+        let body =
+            bincode::encode_to_vec(V1 { blocks: &blocks }, bincode::config::standard()).unwrap();
+        let mut section = INDEX_MAGIC.to_vec();
+        section.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        section.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&section);
+        section.extend_from_slice(&crc.to_le_bytes());
+        let index = Index::decode_section(&section, 1).unwrap();
+        assert_eq!(index.blocks, blocks);
+        assert_eq!(index.redaction, None);
+        assert!(Index::decode_section(&section, 2).is_err());
     }
 }

@@ -40,6 +40,7 @@ pub mod header;
 pub mod index;
 pub mod packed;
 pub mod reader;
+pub mod scrub_report;
 pub mod writer;
 
 #[cfg(test)]
@@ -51,4 +52,5 @@ pub use event::*;
 pub use header::{Header, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC, FORMAT_VERSION};
 pub use index::{BlockInfo, Index};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
+pub use scrub_report::ScrubReport;
 pub use writer::{CaptureWriter, WriteSummary, WriterOptions};

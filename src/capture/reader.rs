@@ -92,19 +92,24 @@ impl CaptureReader {
         let file_len = file.metadata().map_err(io_err)?.len();
         let (format_version, encoding, header, data_start) = read_preamble(&file, file_len, &path)?;
 
-        let (index, index_state, damage) = match read_index(&file, file_len, data_start) {
-            Ok(index) => (index, IndexState::Present, Vec::new()),
-            Err(IndexProblem::Io(e)) => return Err(io_err(e)),
-            Err(IndexProblem::Unusable {
-                reason,
-                index_offset,
-            }) => {
-                let (blocks, damage) =
-                    scan_blocks(&file, file_len, data_start, index_offset, encoding)
-                        .map_err(io_err)?;
-                (Index { blocks }, IndexState::Recovered { reason }, damage)
-            }
-        };
+        let (index, index_state, damage) =
+            match read_index(&file, file_len, data_start, format_version) {
+                Ok(index) => (index, IndexState::Present, Vec::new()),
+                Err(IndexProblem::Io(e)) => return Err(io_err(e)),
+                Err(IndexProblem::Unusable {
+                    reason,
+                    index_offset,
+                }) => {
+                    let (blocks, damage) =
+                        scan_blocks(&file, file_len, data_start, index_offset, encoding)
+                            .map_err(io_err)?;
+                    let index = Index {
+                        blocks,
+                        redaction: None,
+                    };
+                    (index, IndexState::Recovered { reason }, damage)
+                }
+            };
         Ok(CaptureReader {
             path,
             file,
@@ -397,7 +402,12 @@ impl From<io::Error> for IndexProblem {
 }
 
 /// Read the index through the trailer and verify it against the file.
-fn read_index(file: &File, file_len: u64, data_start: u64) -> Result<Index, IndexProblem> {
+fn read_index(
+    file: &File,
+    file_len: u64,
+    data_start: u64,
+    version: u32,
+) -> Result<Index, IndexProblem> {
     let unusable = |reason: &str| IndexProblem::Unusable {
         reason: reason.to_string(),
         index_offset: None,
@@ -432,7 +442,7 @@ fn read_index(file: &File, file_len: u64, data_start: u64) -> Result<Index, Inde
     }
     let mut section = vec![0u8; INDEX_SECTION_OVERHEAD + len as usize];
     read_at(file, &mut section, index_offset)?;
-    let index = Index::decode_section(&section).map_err(unusable)?;
+    let index = Index::decode_section(&section, version).map_err(unusable)?;
     index.validate(data_start, index_offset).map_err(unusable)?;
     Ok(index)
 }

@@ -10,6 +10,7 @@ use super::block::{BlockBuilder, DEFAULT_ZSTD_LEVEL, MAX_BLOCK_RAW_LEN};
 use super::event::Event;
 use super::header::{encode_preamble, Header};
 use super::index::{BlockInfo, Index};
+use super::scrub_report::ScrubReport;
 
 /// When the writer seals a block on its own (the recorder also seals one at least once
 /// a second with [`CaptureWriter::flush_block`]).
@@ -140,6 +141,12 @@ impl CaptureWriter {
             *total += n;
         }
         Ok(())
+    }
+
+    /// What redaction did to this file's packets, kept in its index (`None`: secrets
+    /// were kept).
+    pub fn set_redaction(&mut self, report: Option<ScrubReport>) {
+        self.index.redaction = report;
     }
 
     /// Write the last block and the index, and fsync the file.

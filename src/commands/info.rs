@@ -9,7 +9,7 @@ use serde_json::json;
 use super::open_capture;
 use super::timespec::wall_string;
 use crate::analyze::summary::SummaryBuilder;
-use crate::capture::{IndexState, ReadItem};
+use crate::capture::{CaptureReader, IndexState, ReadItem};
 use crate::cli::{Format, InfoArgs};
 use crate::output::{human_bytes, human_duration_ns, Progress};
 
@@ -66,6 +66,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             "socket_syscalls": summary.socket_syscalls,
             "damage": damage,
             "events_lost_to_damage": events_lost_to_damage,
+            "redaction": reader.index().redaction,
         });
         writeln!(out, "{obj}")?;
         return Ok(ExitCode::SUCCESS);
@@ -123,6 +124,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             truncate(&p.cmdline.join(" "), 100)
         )?;
     }
+    writeln!(out, "redaction    {}", redaction_line(&reader))?;
     match reader.index_state() {
         IndexState::Present => writeln!(
             out,
@@ -226,6 +228,21 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         writeln!(out, "socket syscalls {}", summary.socket_syscalls)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the capture's passwords and tokens were redacted, and how completely.
+fn redaction_line(reader: &CaptureReader) -> String {
+    if !reader.header().config.redact_secrets {
+        return "off: passwords and tokens were not redacted at record time".into();
+    }
+    match &reader.index().redaction {
+        Some(report) if report.incomplete() => format!("{report}: secrets may remain"),
+        Some(report) => format!("{report}"),
+        None if reader.format_version() == 1 => {
+            "on; what it did is not recorded in format 1 files".into()
+        }
+        None => "on; what it did is not known (the index was recovered by scanning)".into(),
+    }
 }
 
 fn join(ports: &[u16]) -> String {

@@ -144,6 +144,9 @@ struct Sink {
     /// Events of the per-CPU buffers on their way back into one order.
     order: TimeOrder,
     scrubber: Option<SecretScrubber>,
+    /// The scrubber's report when the current file was opened: each file's index keeps
+    /// its own share.
+    scrubbed_before: ScrubReport,
 }
 
 impl Sink {
@@ -174,7 +177,12 @@ impl Sink {
     }
 
     fn finish_current(&mut self) -> Result<()> {
-        if let Some(w) = self.writer.take() {
+        if let Some(mut w) = self.writer.take() {
+            let report = self.scrubber.as_ref().map(SecretScrubber::report);
+            w.set_redaction(report.map(|r| r.since(&self.scrubbed_before)));
+            if let Some(r) = report {
+                self.scrubbed_before = r.clone();
+            }
             let written = w.finish().context("writing the capture index")?;
             self.done_bytes += written.bytes_written;
         }
@@ -322,6 +330,7 @@ pub fn spawn(
         done_bytes: 0,
         order: TimeOrder::default(),
         scrubber,
+        scrubbed_before: ScrubReport::default(),
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -365,7 +374,7 @@ fn run(
         schedule.settle();
     }
     sink.write_handed_over(None)?;
-    if let Some(mut scrubber) = sink.scrubber.take() {
+    if let Some(scrubber) = sink.scrubber.as_mut() {
         for ev in scrubber.finish() {
             write_final(&mut sink.writer, &mut sink.summary, &ev)?;
         }
