@@ -703,7 +703,7 @@ mod tests {
     fn syscall(enter: u64, tid: u32, call: SyscallKind, file: FileRef, data: &[u8]) -> Event {
         Event::Syscall(Syscall {
             enter_ns: enter,
-            exit_ns: enter + 900,
+            exit_ns: enter.wrapping_add(900),
             pid: 4242,
             tid,
             call,
