@@ -161,11 +161,16 @@ pub struct RecordArgs {
     pub priority: PriorityArg,
 }
 
-/// Summarise a capture: header, time range, events per kind, connections, files, losses.
+/// Summarise a capture: header, time range, events per kind, connections, files, losses,
+/// and what redaction did to it.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace info incident.etr\n  \
-etcd-trace info incident.etr --format json | jq .lost")]
+etcd-trace info incident.etr --format json | jq .lost\n  \
+etcd-trace info incident.etr --format json | jq .redaction   # before sharing it\n\n\
+The redaction line says whether passwords and tokens were redacted at record time, how \
+many, and what passed unscrubbed (connections open before recording, directions given \
+up): read it before attaching a capture to a bug report.")]
 pub struct InfoArgs {
     /// Capture file.
     pub file: PathBuf,
