@@ -21,10 +21,11 @@
 //! A connection, file or thread is a u64 index into the block's table of them or,
 //! flagged in the tag, a new entry (connection: ifindex u32, direction u8, source and
 //! destination as family u8, address [u8; 4 or 16], port u16; file: kind u8, path
-//! &str, local and peer port u16; thread: pid u32, tid u32). A sequence number or ack
-//! is the difference from the connection's last one, a window is left out when the
-//! tag says it repeats. Every table starts empty in each block, so blocks decode on
-//! their own.
+//! &str, local and peer port u16; thread: pid u32, tid u32). `seq` is the difference
+//! from the sequence number the connection's last segment implied, `ack` from its last
+//! ack (both from 0 for a new connection); the tag's flags leave out a `seq` that is
+//! the implied one and an `ack` or `window` that repeats. Every table starts empty in
+//! each block, so blocks decode on their own.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -50,8 +51,9 @@ const KIND_LOSS: u8 = 2;
 const NEW_ENTRY: u8 = 0x04;
 /// Packets: the sequence number is the one the connection's last segment implied.
 const SEQ_EXPECTED: u8 = 0x08;
-/// Packets: the ack and the window are those of the connection's last segment.
+/// Packets: the ack is the connection's last segment's.
 const ACK_SAME: u8 = 0x10;
+/// Packets: the window is the connection's last segment's.
 const WINDOW_SAME: u8 = 0x20;
 /// Syscalls: a new thread entry follows instead of an index.
 const NEW_THREAD: u8 = 0x08;
