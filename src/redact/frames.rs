@@ -7,7 +7,7 @@
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::header_block::scrub_header_block;
+use super::header_block::CleanBlocks;
 use super::message::{secret_fields, MessageAssembler, MessageCounts, Overwrite, SecretFields};
 use super::ScrubReport;
 use crate::decode::hpack::{HpackDecoder, DEFAULT_MAX_TABLE_SIZE};
@@ -53,6 +53,8 @@ pub struct ConnectionScrubber {
 struct ConnectionTables {
     /// The HPACK decoder of the header blocks sent in each direction.
     hpack: [HpackDecoder; 2],
+    /// Blocks of each direction that scrubbed clean, to skip decoding them again.
+    clean_blocks: [CleanBlocks; 2],
     /// Streams of auth calls, by stream id, from their request `:path`.
     auth_streams: HashMap<u32, SecretFields>,
 }
@@ -76,6 +78,7 @@ impl Default for ConnectionScrubber {
                     HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE),
                     HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE),
                 ],
+                clean_blocks: Default::default(),
                 auth_streams: HashMap::new(),
             },
         }
@@ -442,7 +445,8 @@ impl FrameWalker {
         let Some(mut block) = self.block.take() else {
             return Ok(());
         };
-        let scrubbed = scrub_header_block(&mut conn.hpack[index(self.dir)], &mut block.bytes);
+        let dir = index(self.dir);
+        let scrubbed = conn.clean_blocks[dir].scrub(&mut conn.hpack[dir], &mut block.bytes);
         report.header_values_redacted += scrubbed.secret_values;
         report.header_values_suspected += scrubbed.suspected_values;
         report.header_blocks_unparsable += u64::from(scrubbed.unparsable_from.is_some());

@@ -51,6 +51,72 @@ struct Literal {
     value_huffman: bool,
 }
 
+/// Request header blocks that scrubbed clean and left the table as it was, kept per
+/// direction: a client sends the same few blocks again and again (etcd's clients one
+/// per method), and decoding each again, Huffman-coded `:path` included, was a tenth of
+/// the recorder's writer. A block is the same again only while the table is: a literal
+/// whose name indexes the dynamic table may name `token` after an insertion, so an
+/// entry counts only at the table generation it was decoded at.
+#[derive(Debug, Default)]
+pub struct CleanBlocks {
+    /// Oldest first, all of one generation.
+    blocks: Vec<CleanBlock>,
+}
+
+#[derive(Debug)]
+struct CleanBlock {
+    bytes: Vec<u8>,
+    generation: u64,
+    path: Option<Vec<u8>>,
+}
+
+/// Blocks kept per direction: the methods a client uses at a time.
+const CLEAN_BLOCKS_KEPT: usize = 8;
+/// Longer blocks are decoded every time (they are rare, and costly to compare and keep).
+const MAX_CLEAN_BLOCK_LEN: usize = 256;
+
+impl CleanBlocks {
+    /// [`scrub_header_block`], or what it gave for the same bytes at the same table
+    /// generation: nothing redacted, the table unchanged, the same `:path`.
+    pub fn scrub(&mut self, decoder: &mut HpackDecoder, block: &mut [u8]) -> ScrubbedBlock {
+        let generation = decoder.table().generation();
+        if let Some(seen) = self
+            .blocks
+            .iter()
+            .rev()
+            .find(|b| b.generation == generation && b.bytes == block)
+        {
+            return ScrubbedBlock {
+                path: seen.path.clone(),
+                ..ScrubbedBlock::default()
+            };
+        }
+        let scrubbed = scrub_header_block(decoder, block);
+        let clean = scrubbed.redacted.is_empty()
+            && scrubbed.secret_values == 0
+            && scrubbed.suspected_values == 0
+            && scrubbed.unparsable_from.is_none();
+        if clean && decoder.table().generation() == generation && block.len() <= MAX_CLEAN_BLOCK_LEN
+        {
+            self.blocks.retain(|b| b.generation == generation);
+            if self.blocks.len() == CLEAN_BLOCKS_KEPT {
+                self.blocks.remove(0);
+            }
+            self.blocks.push(CleanBlock {
+                bytes: block.to_vec(),
+                generation,
+                path: scrubbed.path.clone(),
+            });
+        }
+        scrubbed
+    }
+
+    #[cfg(test)]
+    pub fn kept(&self) -> usize {
+        self.blocks.len()
+    }
+}
+
 /// Scrubs `block` (a complete header block) in place and advances `decoder` over it.
 pub fn scrub_header_block(decoder: &mut HpackDecoder, block: &mut [u8]) -> ScrubbedBlock {
     let mut out = ScrubbedBlock::default();

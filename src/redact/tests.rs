@@ -492,3 +492,46 @@ fn hostile_input_never_panics() {
         assert_eq!(events.len(), 2 + segments.len());
     }
 }
+
+/// A block that scrubbed clean is not decoded again while the table stays as it was;
+/// once an insertion makes the same bytes name `token`, they are scrubbed again.
+#[test]
+fn clean_blocks_are_kept_only_while_the_table_is_the_same() {
+    let mut decoder = HpackDecoder::new(4096);
+    let mut clean = header_block::CleanBlocks::default();
+    // A literal with incremental indexing and a new name: dynamic entry 62.
+    let insert = |name: &[u8]| {
+        let mut block = vec![0x40];
+        block.extend(string(name, false));
+        block.extend(string(b"v", false));
+        block
+    };
+    // A literal without indexing whose name is dynamic entry 62 (4-bit prefix: 15 + 47).
+    let mut named_62 = vec![0x0f, 0x2f];
+    named_62.extend(string(TOKEN, false));
+    // A request path, as etcd clients send it: static name 4, not indexed.
+    let mut path = vec![0x04];
+    path.extend(string(b"/etcdserverpb.KV/Put", true));
+
+    let scrubbed = clean.scrub(&mut decoder, &mut insert(b"x-foo"));
+    assert!(scrubbed.redacted.is_empty());
+    let generation = decoder.table().generation();
+    for _ in 0..3 {
+        let mut block = named_62.clone();
+        let scrubbed = clean.scrub(&mut decoder, &mut block);
+        assert_eq!(scrubbed, header_block::ScrubbedBlock::default());
+        assert_eq!(block, named_62);
+        let scrubbed = clean.scrub(&mut decoder, &mut path.clone());
+        assert_eq!(scrubbed.path.as_deref(), Some(&b"/etcdserverpb.KV/Put"[..]));
+    }
+    assert_eq!(decoder.table().generation(), generation);
+    assert_eq!(clean.kept(), 2);
+
+    // Entry 62 is now `token`: the same bytes hold a secret.
+    let scrubbed = clean.scrub(&mut decoder, &mut insert(b"token"));
+    assert_eq!(scrubbed.secret_values, 1);
+    let mut block = named_62.clone();
+    let scrubbed = clean.scrub(&mut decoder, &mut block);
+    assert_eq!(scrubbed.secret_values, 1);
+    assert!(!contains(&block, TOKEN));
+}

@@ -142,6 +142,9 @@ pub struct DynamicTable {
     max_allowed: u32,
     /// Entries older than `entries` may exist that we never saw.
     unseen_older: bool,
+    /// Counts the changes to the table: equal generations of one table mean the same
+    /// contents, so a block decoded once decodes the same again.
+    generation: u64,
 }
 
 impl DynamicTable {
@@ -153,6 +156,7 @@ impl DynamicTable {
             capacity: Some(max_allowed),
             max_allowed,
             unseen_older: false,
+            generation: 0,
         }
     }
 
@@ -165,6 +169,7 @@ impl DynamicTable {
             capacity: None,
             max_allowed,
             unseen_older: true,
+            generation: 0,
         }
     }
 
@@ -199,6 +204,11 @@ impl DynamicTable {
     }
 
     /// The known entry at zero-based position `pos` (index `62 + pos`).
+    /// See the field: it changes whenever the table does.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn get(&self, pos: usize) -> Option<&DynamicEntry> {
         self.entries.get(pos)
     }
@@ -225,6 +235,7 @@ impl DynamicTable {
     /// minimal (32-byte) unseen entry cannot fit: the encoder evicts oldest first, so any
     /// unseen survivor would leave at least that much in its table.
     pub fn insert(&mut self, entry: DynamicEntry) {
+        self.generation = self.generation.wrapping_add(1);
         let entry_size = entry.size_lower_bound();
         let capacity = self.capacity_upper_bound();
         if self.unseen_older
@@ -250,6 +261,7 @@ impl DynamicTable {
     /// Applies a dynamic table size update from the encoder. The caller checks it against
     /// [`Self::max_allowed`].
     pub fn update_capacity(&mut self, capacity: u32) {
+        self.generation = self.generation.wrapping_add(1);
         self.capacity = Some(capacity);
         let capacity = self.capacity_upper_bound();
         if self.unseen_older && self.size.saturating_add(ENTRY_OVERHEAD) > capacity {
@@ -261,6 +273,7 @@ impl DynamicTable {
     /// Changes the SETTINGS bound. A known capacity above it is clamped to it (the encoder
     /// must shrink its table before its next header block anyway).
     pub fn set_max_allowed(&mut self, max_allowed: u32) {
+        self.generation = self.generation.wrapping_add(1);
         self.max_allowed = max_allowed;
         if let Some(capacity) = self.capacity {
             self.capacity = Some(capacity.min(max_allowed));
@@ -272,6 +285,7 @@ impl DynamicTable {
     /// inserted entries in front of ours (shifting them by an unknown amount) and changed
     /// its capacity, so all of ours become "unseen older" entries.
     pub fn forget_all(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
         self.entries.clear();
         self.size = 0;
         self.capacity = None;
