@@ -12,6 +12,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::event::{Event, EventKind, FileKind, FileRef, Loss, Packet, Syscall, SyscallKind};
+use super::header::CaptureFormat;
 use super::packed::{encoded_len_bound, PackedDecoder, PackedEncoder, PackedError};
 
 /// The first bytes of every block frame.
@@ -35,26 +36,6 @@ pub const MAX_EVENT_LEN: usize = 16 << 20;
 /// tenth of file size (on etcd traffic, -1 against 3: a quarter less time compressing and
 /// encoding, 13% larger blocks).
 pub const DEFAULT_ZSTD_LEVEL: i32 = -1;
-
-/// How a block's events are encoded, which the file's format version says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockEncoding {
-    /// Format 1: bincode's `Vec<Event>`.
-    Bincode,
-    /// Format 2 on: [`super::packed`].
-    Packed,
-}
-
-impl BlockEncoding {
-    /// The encoding of a format version; `None` for versions this build cannot read.
-    pub fn of_version(version: u32) -> Option<BlockEncoding> {
-        match version {
-            1 => Some(BlockEncoding::Bincode),
-            2 => Some(BlockEncoding::Packed),
-            _ => None,
-        }
-    }
-}
 
 /// The fixed header in front of every block payload (all integers little-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,17 +142,17 @@ pub enum BlockError {
 /// Verifies, decompresses and decodes block payloads, keeping one zstd context and the
 /// decompressed bytes' buffer from block to block.
 pub struct PayloadDecoder {
-    encoding: BlockEncoding,
+    format: CaptureFormat,
     decompressed: Vec<u8>,
     /// Created at the first block that can use it.
     zstd: Option<zstd::bulk::Decompressor<'static>>,
 }
 
 impl PayloadDecoder {
-    /// A decoder for the blocks of a file whose events are encoded as `encoding` says.
-    pub fn new(encoding: BlockEncoding) -> PayloadDecoder {
+    /// A decoder for the blocks of a file of this format.
+    pub fn new(format: CaptureFormat) -> PayloadDecoder {
         PayloadDecoder {
-            encoding,
+            format,
             decompressed: Vec::new(),
             zstd: None,
         }
@@ -207,9 +188,9 @@ impl PayloadDecoder {
         if !self.decompress_whole(payload) {
             decompress_streaming(payload, &mut self.decompressed)?;
         }
-        let decoded = match self.encoding {
-            BlockEncoding::Bincode => decode_bincode(&self.decompressed, contents, events),
-            BlockEncoding::Packed => decode_packed(frame, &self.decompressed, contents, events),
+        let decoded = match self.format {
+            CaptureFormat::V1 => decode_bincode(&self.decompressed, contents, events),
+            CaptureFormat::V2 => decode_packed(frame, &self.decompressed, contents, events),
         };
         let problem = match decoded {
             Err(e) => e,
@@ -596,7 +577,7 @@ mod tests {
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
         assert_eq!(
-            PayloadDecoder::new(BlockEncoding::Packed)
+            PayloadDecoder::new(CaptureFormat::V2)
                 .decode(&frame, &payload, SyscallContents::Built)
                 .unwrap(),
             events
@@ -619,7 +600,7 @@ mod tests {
         let sealed = builder.seal().unwrap().unwrap();
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
-        let mut decoder = PayloadDecoder::new(BlockEncoding::Packed);
+        let mut decoder = PayloadDecoder::new(CaptureFormat::V2);
         let mut bad = payload.clone();
         bad[payload.len() / 2] ^= 1;
         assert!(matches!(
@@ -718,7 +699,7 @@ mod tests {
         }
         let sealed = builder.seal().unwrap().unwrap();
         let (frame, payload) = (sealed.frame, sealed.payload.to_vec());
-        let mut decoder = PayloadDecoder::new(BlockEncoding::Packed);
+        let mut decoder = PayloadDecoder::new(CaptureFormat::V2);
         let built = decoder
             .decode(&frame, &payload, SyscallContents::Built)
             .unwrap();
@@ -754,9 +735,9 @@ mod tests {
         let bincode_raw = bincode::encode_to_vec(vec![&packet], bincode::config::standard());
         let mut packed_raw = Vec::new();
         PackedEncoder::default().encode(&packet, &mut packed_raw);
-        for (encoding, mut raw) in [
-            (BlockEncoding::Bincode, bincode_raw.unwrap()),
-            (BlockEncoding::Packed, packed_raw),
+        for (format, mut raw) in [
+            (CaptureFormat::V1, bincode_raw.unwrap()),
+            (CaptureFormat::V2, packed_raw),
         ] {
             // The payload is last: its length 4 and its bytes. Claim 2^40 bytes instead.
             let at = raw.len() - 5;
@@ -773,14 +754,14 @@ mod tests {
                 payload_crc: crc32c::crc32c(&payload),
             };
             let decoded =
-                PayloadDecoder::new(encoding).decode(&frame, &payload, SyscallContents::Built);
+                PayloadDecoder::new(format).decode(&frame, &payload, SyscallContents::Built);
             assert!(
                 matches!(
                     decoded,
                     Err(BlockError::Decode(DecodeError::LimitExceeded))
                         | Err(BlockError::Packed(PackedError::Truncated(0)))
                 ),
-                "{encoding:?}: {decoded:?}"
+                "{format:?}: {decoded:?}"
             );
         }
     }
@@ -815,7 +796,7 @@ mod tests {
         two_frames.extend(zstd::bulk::compress(tail, 3).unwrap());
         let whole = zstd::bulk::compress(&raw, 3).unwrap();
 
-        let mut decoder = PayloadDecoder::new(BlockEncoding::Packed);
+        let mut decoder = PayloadDecoder::new(CaptureFormat::V2);
         for payload in [&unsized_frame, &two_frames, &whole] {
             assert_eq!(
                 decoder

@@ -12,6 +12,35 @@ pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
 pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
+
+/// What a format version changes, for the readers that decode by it: the one place that
+/// maps version numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureFormat {
+    /// Blocks hold bincode's `Vec<Event>`; the index holds the blocks only.
+    V1,
+    /// Blocks hold events as [`super::packed`] encodes them; the index also holds what
+    /// redaction did.
+    V2,
+}
+
+impl CaptureFormat {
+    /// The format of a version number; `None` for versions this build cannot read.
+    pub fn of_version(version: u32) -> Option<CaptureFormat> {
+        match version {
+            1 => Some(CaptureFormat::V1),
+            2 => Some(CaptureFormat::V2),
+            _ => None,
+        }
+    }
+
+    pub fn version(self) -> u32 {
+        match self {
+            CaptureFormat::V1 => 1,
+            CaptureFormat::V2 => 2,
+        }
+    }
+}
 /// Magic, format version and header length: the part of the preamble before the header.
 pub const PREAMBLE_FIXED_LEN: usize = FILE_MAGIC.len() + 4 + 4;
 /// Upper bound on the encoded header, so a damaged length field cannot make a reader
@@ -131,6 +160,16 @@ pub fn decode_header(bytes: &[u8]) -> Result<Header, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_readable_version_has_its_format() {
+        for version in OLDEST_FORMAT_VERSION..=FORMAT_VERSION {
+            let format = CaptureFormat::of_version(version).unwrap();
+            assert_eq!(format.version(), version);
+        }
+        assert_eq!(CaptureFormat::of_version(OLDEST_FORMAT_VERSION - 1), None);
+        assert_eq!(CaptureFormat::of_version(FORMAT_VERSION + 1), None);
+    }
 
     fn sample() -> Header {
         Header {

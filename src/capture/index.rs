@@ -6,6 +6,7 @@ use bincode::{Decode, Encode};
 use serde::Serialize;
 
 use super::event::EventKind;
+use super::header::CaptureFormat;
 use super::scrub_report::ScrubReport;
 
 /// The first bytes of the index section.
@@ -141,9 +142,9 @@ impl Index {
         len.try_into().ok().map(u32::from_le_bytes)
     }
 
-    /// Decode a whole index section (magic, length, index, checksum) of a file of
-    /// format `version`.
-    pub fn decode_section(section: &[u8], version: u32) -> Result<Index, String> {
+    /// Decode a whole index section (magic, length, index, checksum) of a file of this
+    /// format.
+    pub fn decode_section(section: &[u8], format: CaptureFormat) -> Result<Index, String> {
         let start: &[u8; 8] = section
             .get(..8)
             .and_then(|s| s.try_into().ok())
@@ -161,7 +162,7 @@ impl Index {
             return Err("index checksum mismatch".into());
         }
         let config = bincode::config::standard().with_limit::<INDEX_DECODE_LIMIT>();
-        let decoded = if version == 1 {
+        let decoded = if format == CaptureFormat::V1 {
             bincode::decode_from_slice(body, config).map(|(v1, used): (IndexV1, usize)| {
                 let index = Index {
                     blocks: v1.blocks,
@@ -269,17 +270,20 @@ mod tests {
         let tail = index.encode_tail(250).unwrap();
         let (section, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
         assert_eq!(Index::parse_trailer(trailer.try_into().unwrap()), Some(250));
-        assert_eq!(Index::decode_section(section, 2).unwrap(), index);
+        assert_eq!(
+            Index::decode_section(section, CaptureFormat::V2).unwrap(),
+            index
+        );
         for i in 0..section.len() {
             let mut bad = section.to_vec();
             bad[i] ^= 0x08;
             assert!(
-                Index::decode_section(&bad, 2).is_err(),
+                Index::decode_section(&bad, CaptureFormat::V2).is_err(),
                 "flip at {i} not caught"
             );
         }
         for cut in 0..section.len() {
-            assert!(Index::decode_section(&section[..cut], 2).is_err());
+            assert!(Index::decode_section(&section[..cut], CaptureFormat::V2).is_err());
         }
     }
 
@@ -299,9 +303,9 @@ mod tests {
         section.extend_from_slice(&body);
         let crc = crc32c::crc32c(&section);
         section.extend_from_slice(&crc.to_le_bytes());
-        let index = Index::decode_section(&section, 1).unwrap();
+        let index = Index::decode_section(&section, CaptureFormat::V1).unwrap();
         assert_eq!(index.blocks, blocks);
         assert_eq!(index.redaction, None);
-        assert!(Index::decode_section(&section, 2).is_err());
+        assert!(Index::decode_section(&section, CaptureFormat::V2).is_err());
     }
 }

@@ -49,7 +49,9 @@ mod tests;
 pub use block::{FrameHeader, FRAME_HEADER_LEN, MAX_DECOMPRESSED_LEN, MAX_PAYLOAD_LEN};
 pub use error::CaptureError;
 pub use event::*;
-pub use header::{Header, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC, FORMAT_VERSION};
+pub use header::{
+    CaptureFormat, Header, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC, FORMAT_VERSION,
+};
 pub use index::{BlockInfo, Index};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
 pub use scrub_report::ScrubReport;

@@ -10,13 +10,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::block::{
-    kind_counts, BlockEncoding, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN,
-};
+use super::block::{kind_counts, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN};
 use super::error::CaptureError;
 use super::event::Event;
 use super::header::{
-    decode_header, Header, FILE_MAGIC, FORMAT_VERSION, MAX_HEADER_LEN, PREAMBLE_FIXED_LEN,
+    decode_header, CaptureFormat, Header, FILE_MAGIC, FORMAT_VERSION, MAX_HEADER_LEN,
+    PREAMBLE_FIXED_LEN,
 };
 use super::index::{
     BlockInfo, Index, INDEX_MAGIC, INDEX_SECTION_OVERHEAD, MAX_INDEX_LEN, TRAILER_LEN,
@@ -73,8 +72,7 @@ pub struct CaptureReader {
     path: PathBuf,
     file: File,
     file_len: u64,
-    format_version: u32,
-    encoding: BlockEncoding,
+    format: CaptureFormat,
     header: Header,
     index: Index,
     index_state: IndexState,
@@ -90,32 +88,30 @@ impl CaptureReader {
         };
         let file = File::open(&path).map_err(io_err)?;
         let file_len = file.metadata().map_err(io_err)?.len();
-        let (format_version, encoding, header, data_start) = read_preamble(&file, file_len, &path)?;
+        let (format, header, data_start) = read_preamble(&file, file_len, &path)?;
 
-        let (index, index_state, damage) =
-            match read_index(&file, file_len, data_start, format_version) {
-                Ok(index) => (index, IndexState::Present, Vec::new()),
-                Err(IndexProblem::Io(e)) => return Err(io_err(e)),
-                Err(IndexProblem::Unusable {
-                    reason,
-                    index_offset,
-                }) => {
-                    let (blocks, damage) =
-                        scan_blocks(&file, file_len, data_start, index_offset, encoding)
-                            .map_err(io_err)?;
-                    let index = Index {
-                        blocks,
-                        redaction: None,
-                    };
-                    (index, IndexState::Recovered { reason }, damage)
-                }
-            };
+        let (index, index_state, damage) = match read_index(&file, file_len, data_start, format) {
+            Ok(index) => (index, IndexState::Present, Vec::new()),
+            Err(IndexProblem::Io(e)) => return Err(io_err(e)),
+            Err(IndexProblem::Unusable {
+                reason,
+                index_offset,
+            }) => {
+                let (blocks, damage) =
+                    scan_blocks(&file, file_len, data_start, index_offset, format)
+                        .map_err(io_err)?;
+                let index = Index {
+                    blocks,
+                    redaction: None,
+                };
+                (index, IndexState::Recovered { reason }, damage)
+            }
+        };
         Ok(CaptureReader {
             path,
             file,
             file_len,
-            format_version,
-            encoding,
+            format,
             header,
             index,
             index_state,
@@ -132,7 +128,11 @@ impl CaptureReader {
     }
 
     pub fn format_version(&self) -> u32 {
-        self.format_version
+        self.format.version()
+    }
+
+    pub fn format(&self) -> CaptureFormat {
+        self.format
     }
 
     pub fn index_state(&self) -> &IndexState {
@@ -174,7 +174,7 @@ impl CaptureReader {
             next_damage: 0,
             current: VecDeque::new(),
             payload: Vec::new(),
-            decoder: PayloadDecoder::new(self.encoding),
+            decoder: PayloadDecoder::new(self.format),
             syscall_contents: SyscallContents::Built,
         }
     }
@@ -221,7 +221,7 @@ impl std::fmt::Debug for CaptureReader {
         f.debug_struct("CaptureReader")
             .field("path", &self.path)
             .field("file_len", &self.file_len)
-            .field("format_version", &self.format_version)
+            .field("format", &self.format)
             .field("index_state", &self.index_state)
             .field("blocks", &self.index.blocks.len())
             .field("damage", &self.damage.len())
@@ -320,7 +320,7 @@ fn read_preamble(
     file: &File,
     file_len: u64,
     path: &Path,
-) -> Result<(u32, BlockEncoding, Header, u64), CaptureError> {
+) -> Result<(CaptureFormat, Header, u64), CaptureError> {
     let corrupt = |reason: &str| CaptureError::CorruptHeader {
         path: path.to_path_buf(),
         reason: reason.to_string(),
@@ -354,7 +354,7 @@ fn read_preamble(
             .unwrap_or(0)
     };
     let version = word(FILE_MAGIC.len());
-    let Some(encoding) = BlockEncoding::of_version(version) else {
+    let Some(format) = CaptureFormat::of_version(version) else {
         return Err(CaptureError::UnsupportedVersion {
             path: path.to_path_buf(),
             found: version,
@@ -383,7 +383,7 @@ fn read_preamble(
         return Err(corrupt("header checksum mismatch"));
     }
     let header = decode_header(body).map_err(|reason| corrupt(&reason))?;
-    Ok((version, encoding, header, data_start))
+    Ok((format, header, data_start))
 }
 
 enum IndexProblem {
@@ -406,7 +406,7 @@ fn read_index(
     file: &File,
     file_len: u64,
     data_start: u64,
-    version: u32,
+    format: CaptureFormat,
 ) -> Result<Index, IndexProblem> {
     let unusable = |reason: &str| IndexProblem::Unusable {
         reason: reason.to_string(),
@@ -442,7 +442,7 @@ fn read_index(
     }
     let mut section = vec![0u8; INDEX_SECTION_OVERHEAD + len as usize];
     read_at(file, &mut section, index_offset)?;
-    let index = Index::decode_section(&section, version).map_err(unusable)?;
+    let index = Index::decode_section(&section, format).map_err(unusable)?;
     index.validate(data_start, index_offset).map_err(unusable)?;
     Ok(index)
 }
@@ -456,7 +456,7 @@ fn scan_blocks(
     file_len: u64,
     data_start: u64,
     index_offset: Option<u64>,
-    encoding: BlockEncoding,
+    format: CaptureFormat,
 ) -> io::Result<(Vec<BlockInfo>, Vec<Damage>)> {
     // The index section (unusable, or we would not be scanning) ends the blocks.
     let is_index =
@@ -464,7 +464,7 @@ fn scan_blocks(
     let mut blocks = Vec::new();
     let mut damage = Vec::new();
     let mut payload = Vec::new();
-    let mut decoder = PayloadDecoder::new(encoding);
+    let mut decoder = PayloadDecoder::new(format);
     let mut pos = data_start;
     while pos < file_len {
         let remaining = file_len - pos;

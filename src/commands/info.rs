@@ -9,7 +9,7 @@ use serde_json::json;
 use super::open_capture;
 use super::timespec::wall_string;
 use crate::analyze::summary::SummaryBuilder;
-use crate::capture::{CaptureReader, IndexState, ReadItem};
+use crate::capture::{CaptureFormat, CaptureReader, IndexState, ReadItem};
 use crate::cli::{Format, InfoArgs};
 use crate::output::{human_bytes, human_duration_ns, Progress};
 
@@ -238,7 +238,7 @@ fn redaction_line(reader: &CaptureReader) -> String {
     match &reader.index().redaction {
         Some(report) if report.incomplete() => format!("{report}: secrets may remain"),
         Some(report) => format!("{report}"),
-        None if reader.format_version() == 1 => {
+        None if reader.format() == CaptureFormat::V1 => {
             "on; what it did is not recorded in format 1 files".into()
         }
         None => "on; what it did is not known (the index was recovered by scanning)".into(),
