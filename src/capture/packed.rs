@@ -121,8 +121,9 @@ impl SegmentState {
     }
 }
 
-/// A connection or file as one integer, for the common cases (IPv4, sockets): hashing
-/// and comparing it costs a fraction of the full key's, on the recorder's hot path.
+/// A connection, file or thread as one integer, for the common cases (IPv4, sockets):
+/// hashing and comparing it costs a fraction of the full key's, on the recorder's hot
+/// path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ShortKey(u128);
 
@@ -146,6 +147,10 @@ impl ShortKey {
                 | u128::from(c.ifindex) << 1
                 | direction,
         ))
+    }
+
+    fn of_thread(pid: u32, tid: u32) -> Option<ShortKey> {
+        Some(ShortKey(u128::from(pid) << 32 | u128::from(tid)))
     }
 
     fn of_file(f: &FileRef) -> Option<ShortKey> {
@@ -212,7 +217,7 @@ pub struct PackedEncoder {
     connections: Table<Connection>,
     segments: Vec<SegmentState>,
     files: Table<FileRef>,
-    threads: HashMap<(u32, u32), usize, RandomState>,
+    threads: Table<(u32, u32)>,
 }
 
 impl PackedEncoder {
@@ -307,9 +312,10 @@ impl PackedEncoder {
     fn syscall(&mut self, s: &Syscall, fields: &mut Fields) -> u8 {
         let mut tag = KIND_SYSCALL;
         fields.put(s.exit_ns.wrapping_sub(s.enter_ns) as i64);
-        let next = self.threads.len();
-        let thread = *self.threads.entry((s.pid, s.tid)).or_insert(next);
-        if thread == next {
+        let (thread, new) = self
+            .threads
+            .index(ShortKey::of_thread(s.pid, s.tid), &(s.pid, s.tid));
+        if new {
             tag |= NEW_THREAD;
             fields.put(s.pid);
             fields.put(s.tid);
