@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use std::collections::hash_map::Entry;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use foldhash::{HashMap, HashMapExt};
 
 use super::frames::{ConnectionScrubber, Patch, Unscrubbable};
@@ -417,8 +417,8 @@ impl PacketWork<'_> {
 }
 
 /// Writes the part of `patch` that falls in a payload starting at stream offset `start`.
-/// The payload shares its bytes with the batch it was read in, so a patched one gets
-/// its own copy (patches are rare: secrets only).
+/// The payload shares its bytes with the batch it was read in, so the first patch gives
+/// it its own copy (patches are rare: secrets only); later ones write into that copy.
 fn apply(payload: &mut Bytes, start: u64, patch: &Patch) {
     let end = start + payload.len() as u64;
     let patch_end = patch.offset + patch.bytes.len() as u64;
@@ -428,9 +428,11 @@ fn apply(payload: &mut Bytes, start: u64, patch: &Patch) {
     }
     let dst = (lo - start) as usize..(hi - start) as usize;
     let src = (lo - patch.offset) as usize..(hi - patch.offset) as usize;
-    let mut own = payload.to_vec();
+    let mut own = std::mem::take(payload)
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
     if let (Some(dst), Some(src)) = (own.get_mut(dst), patch.bytes.get(src)) {
         dst.copy_from_slice(src);
     }
-    *payload = Bytes::from(own);
+    *payload = own.freeze();
 }
