@@ -2,7 +2,9 @@
 /* etcd-trace's eBPF programs: TC programs that copy TCP segments of the traced ports, and
  * syscall tracepoints that report the traced etcd processes' writes, reads and syncs on
  * data-dir files and traced sockets. Filtering happens here, so pipes, eventfds and
- * unrelated files never cost a ring-buffer slot. The event layout is in events.h. */
+ * unrelated files never cost a ring-buffer slot. Events are built in per-CPU staging
+ * areas and reach the ring buffers in batches; flush_stages, run by userspace before
+ * each drain, hands over the rest. The event layout is in events.h. */
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -33,6 +35,7 @@ const volatile __u32 l2_exceptions = 0;
 /* Read back by userspace tests to check its parser against this compiler's layout. */
 const volatile __u32 packet_header_size = sizeof(struct et_packet);
 const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
+const volatile __u32 batch_header_size = sizeof(struct et_batch);
 const volatile __u32 packet_offsets[] = {
 	__builtin_offsetof(struct et_packet, ts_ns),
 	__builtin_offsetof(struct et_packet, sport),
@@ -111,14 +114,6 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Scratch space to build an event before output: two slots per CPU (slot 2*cpu for
- * syscalls, 2*cpu+1 for packets) because an ingress TC program can interrupt a syscall
- * program on the same CPU. Too large for a per-CPU map; userspace sizes it to 2*ncpus. */
-#define SCRATCH_SIZE 0x20000
-struct scratch_slot {
-	__u8 bytes[SCRATCH_SIZE];
-};
-
 /* clang 14 tends to check a bound on one register and pass another to the helper, and
  * the verifier then sees an unbounded length. Masking right before the call, after a
  * compiler barrier, gives it a bound it can prove: [0, mask]. */
@@ -129,12 +124,41 @@ struct scratch_slot {
 		__n & (mask);           \
 	})
 
+/* Events are built in place in a per-CPU staging area and reach the CPU's ring in
+ * batches: a ring buffer reservation and commit (a lock with interrupts off, and an
+ * atomic exchange) cost ~100-150 ns here, more than building most events. A batch is
+ * handed over once it holds STAGE_HAND_OVER bytes; userspace hands over what is left
+ * before each drain (flush_stages, run on each CPU), so no event waits longer than a
+ * drain interval. Two areas per CPU (2*cpu for syscalls, 2*cpu+1 for packets), because a
+ * TC program in a softirq can interrupt a syscall program on the same CPU. `busy` is set
+ * while an event is being added: the flush, which interrupts whatever runs on the CPU,
+ * leaves both areas alone then and is asked again. With the perf buffer, each event is
+ * output on its own as soon as it is built (the area is only scratch space). */
+#define STAGE_HAND_OVER 0x4000 /* below this, where the next event starts (8-aligned) */
+#define STAGE_BYTES 0x20000    /* room for STAGE_HAND_OVER plus the largest event */
+struct stage {
+	__u32 busy;
+	__u32 count; /* events staged */
+	__u32 len;   /* bytes staged; each event starts 8-byte aligned */
+	__u32 _pad;
+	struct et_batch batch; /* filled in when handed over: sent with the events */
+	__u8 events[STAGE_BYTES];
+};
+
+_Static_assert(STAGE_HAND_OVER + sizeof(struct et_syscall) + ET_MAX_DATA <= STAGE_BYTES,
+	       "a syscall event fits after a nearly full stage");
+_Static_assert(STAGE_HAND_OVER + sizeof(struct et_packet) + ET_MAX_SNAPLEN <= STAGE_BYTES,
+	       "a packet event fits after a nearly full stage");
+
+#define STAGE_SYSCALLS 0
+#define STAGE_PACKETS 1
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 2); /* 2 per possible CPU, set by userspace */
 	__type(key, __u32);
-	__type(value, struct scratch_slot);
-} scratch SEC(".maps");
+	__type(value, struct stage);
+} stages SEC(".maps");
 
 /* Whether v is among the first count entries of a load-time list. */
 static __always_inline int in_list(const volatile __u32 *list, __u32 count, __u32 v)
@@ -222,11 +246,16 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
+static __always_inline void add(__u32 key, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+	if (v)
+		*v += n;
+}
+
 static __always_inline void count(__u32 key)
 {
-	__u64 *n = bpf_map_lookup_elem(&counters, &key);
-	if (n)
-		*n += 1;
+	add(key, 1);
 }
 
 static __always_inline void *ring_of_this_cpu(void)
@@ -235,25 +264,70 @@ static __always_inline void *ring_of_this_cpu(void)
 	return bpf_map_lookup_elem(&rings, &cpu);
 }
 
-static __always_inline void output(void *ctx, void *data, __u64 size)
+/* This CPU's staging area for `kind`, taken for adding an event (NULL: the area is in
+ * use by an interrupted program, which cannot happen with programs that run with
+ * preemption off, but costs one load to rule out; the event is counted as lost). */
+static __always_inline struct stage *stage_take(__u32 kind)
 {
-	long err;
-
-	if (size >= SCRATCH_SIZE)
-		return;
-	size = BOUNDED(size, SCRATCH_SIZE - 1);
-	if (use_ringbuf) {
-		void *ring = ring_of_this_cpu();
-		err = ring ? bpf_ringbuf_output(ring, data, size, RB_FLAGS) : -1;
-	} else
-		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, data, size);
-	count(err ? COUNTER_LOST : COUNTER_SENT);
+	__u32 idx = bpf_get_smp_processor_id() * 2 + kind;
+	struct stage *st = bpf_map_lookup_elem(&stages, &idx);
+	if (!st)
+		return NULL;
+	if (st->busy) {
+		count(COUNTER_LOST);
+		return NULL;
+	}
+	st->busy = 1;
+	barrier();
+	return st;
 }
 
-static __always_inline void *scratch_for(__u32 slot)
+/* Where the next event goes: below STAGE_HAND_OVER, 8-byte aligned. */
+static __always_inline void *stage_next(struct stage *st)
 {
-	__u32 idx = bpf_get_smp_processor_id() * 2 + slot;
-	return bpf_map_lookup_elem(&scratch, &idx);
+	return st->events + BOUNDED(st->len, STAGE_HAND_OVER - 8);
+}
+
+/* The staged events to the CPU's ring as one batch; counted as sent, or all as lost. */
+static __always_inline void stage_hand_over(struct stage *st)
+{
+	__u32 n = st->count;
+	if (!n)
+		return;
+	st->batch.type = ET_BATCH;
+	st->batch.count = n;
+	st->batch.len = st->len;
+	__u64 size = sizeof(st->batch) + BOUNDED(st->len, STAGE_BYTES - 1);
+	void *ring = ring_of_this_cpu();
+	long err = ring ? bpf_ringbuf_output(ring, &st->batch, size, RB_FLAGS) : -1;
+	add(err ? COUNTER_LOST : COUNTER_SENT, n);
+	st->count = 0;
+	st->len = 0;
+}
+
+/* The event of `size` bytes at stage_next() is complete: keep it (perf buffer: send
+ * it), hand the batch over when it is full, and release the area. */
+static __always_inline void stage_put(void *ctx, struct stage *st, __u64 size)
+{
+	if (use_ringbuf) {
+		st->len += (size + 7) & ~7ULL;
+		st->count += 1;
+		if (st->len >= STAGE_HAND_OVER)
+			stage_hand_over(st);
+	} else {
+		long err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU,
+						 st->events, BOUNDED(size, STAGE_BYTES - 1));
+		count(err ? COUNTER_LOST : COUNTER_SENT);
+	}
+	barrier();
+	st->busy = 0;
+}
+
+/* Release the area without an event. */
+static __always_inline void stage_drop(struct stage *st)
+{
+	barrier();
+	st->busy = 0;
 }
 
 /* ---------------------------------------------------------------- packets */
@@ -379,9 +453,10 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 	if (payload_len == 0 && !(flags & 0x07))
 		return TC_ACT_UNSPEC;
 
-	struct et_packet *ev = scratch_for(1);
-	if (!ev)
+	struct stage *st = stage_take(STAGE_PACKETS);
+	if (!st)
 		return TC_ACT_UNSPEC;
+	struct et_packet *ev = stage_next(st);
 	hdr.type = ET_PACKET;
 	hdr.ifindex = ifindex;
 	hdr.ts_ns = bpf_ktime_get_ns();
@@ -404,14 +479,14 @@ static __always_inline int handle_skb(struct __sk_buff *skb, __u8 direction)
 	if (cap > ET_MAX_SNAPLEN)
 		cap = ET_MAX_SNAPLEN;
 	if (cap > 0) {
-		/* [1, 65536]: within the slot after the 80-byte header */
+		/* [1, 65536]: within the stage after the 80-byte header */
 		cap = BOUNDED(cap - 1, 0xffff) + 1;
 		if (bpf_skb_load_bytes(skb, off, (__u8 *)ev + sizeof(*ev), cap))
 			cap = 0;
 	}
 	hdr.captured_len = cap;
 	__builtin_memcpy(ev, &hdr, sizeof(hdr));
-	output(skb, ev, sizeof(*ev) + cap);
+	stage_put(skb, st, sizeof(*ev) + cap);
 	return TC_ACT_UNSPEC;
 }
 
@@ -584,27 +659,18 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	if (offset == ET_OFFSET_UNKNOWN && kind == ET_FILE_DATA)
 		offset = start_offset(f, call, ret);
 
-	if (use_ringbuf && kind == ET_FILE_SOCKET && !socket_data_limit) {
-		/* The common event, sizes and times of a socket read or write, has a fixed
-		 * size: built in the ring itself, without the scratch copy. */
-		void *ring = ring_of_this_cpu();
-		struct et_syscall *rec =
-			ring ? bpf_ringbuf_reserve(ring, ET_SYSCALL_NAMES_OFFSET, 0) : NULL;
-		if (!rec) {
-			count(COUNTER_LOST);
-			return 0;
-		}
-		fill_syscall_head(rec, inf, &v, offset, id, ret);
-		rec->data_len = 0;
-		bpf_ringbuf_submit(rec, RB_FLAGS);
-		count(COUNTER_SENT);
+	struct stage *st = stage_take(STAGE_SYSCALLS);
+	if (!st)
+		return 0;
+	struct et_syscall *ev = stage_next(st);
+	fill_syscall_head(ev, inf, &v, offset, id, ret);
+	if (kind == ET_FILE_SOCKET && !socket_data_limit) {
+		/* The common event, sizes and times of a socket read or write: no names, no
+		 * data. */
+		ev->data_len = 0;
+		stage_put(ctx, st, ET_SYSCALL_NAMES_OFFSET);
 		return 0;
 	}
-
-	struct et_syscall *ev = scratch_for(0);
-	if (!ev)
-		return 0;
-	fill_syscall_head(ev, inf, &v, offset, id, ret);
 
 	__u32 depth = v.depth;
 	if (depth > ET_PATH_DEPTH)
@@ -653,7 +719,7 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 			n = 0;
 	}
 	ev->data_len = n;
-	output(ctx, ev, head + n);
+	stage_put(ctx, st, head + n);
 	return 0;
 }
 
@@ -761,4 +827,26 @@ int sys_exit(__u64 *ctx)
 		return 0;
 	}
 	return on_exit(ctx, call, ret);
+}
+
+/* Userspace runs this on each CPU before each drain (BPF_PROG_TEST_RUN with
+ * BPF_F_TEST_RUN_ON_CPU, so in an interrupt on that CPU): it hands over what the CPU's
+ * staging areas hold, so no event waits for a batch to fill. Returns 1 when the
+ * interrupted program was adding an event (it may hold the ring's lock): ask again. */
+SEC("raw_tp")
+int flush_stages(void *ctx)
+{
+	if (!use_ringbuf) /* nothing is staged for the perf buffer */
+		return 0;
+	__u32 idx = bpf_get_smp_processor_id() * 2;
+	struct stage *sys = bpf_map_lookup_elem(&stages, &idx);
+	idx += 1;
+	struct stage *pkt = bpf_map_lookup_elem(&stages, &idx);
+	if (!sys || !pkt)
+		return 0;
+	if (sys->busy || pkt->busy)
+		return 1;
+	stage_hand_over(sys);
+	stage_hand_over(pkt);
+	return 0;
 }

@@ -1,7 +1,9 @@
 /* The kernel -> userspace event layout. This header is the one place that fixes it:
  * the eBPF programs fill these structs and src/record/layout.rs parses them by the same
  * offsets (a test there checks the sizes). Every event starts with a __u32 type.
- * Variable-length data follows the fixed part; only the bytes captured are sent. */
+ * Variable-length data follows the fixed part; only the bytes captured are sent.
+ * Through the ring buffers, events come in batches (struct et_batch); through the perf
+ * buffer, one by one. */
 #ifndef ETCD_TRACE_EVENTS_H
 #define ETCD_TRACE_EVENTS_H
 
@@ -13,6 +15,7 @@
 enum et_event_type {
 	ET_PACKET = 1,
 	ET_SYSCALL = 2,
+	ET_BATCH = 3,
 };
 
 enum et_direction {
@@ -80,6 +83,16 @@ struct et_syscall {
 	__u16 rport;
 	__u32 data_len;
 	char names[ET_PATH_DEPTH][ET_NAME_LEN];
+};
+
+/* 16 bytes, then `len` bytes holding `count` events, each starting 8-byte aligned (its
+ * length follows from its own header: et_packet's captured_len, et_syscall's depth and
+ * data_len). */
+struct et_batch {
+	__u32 type;        /* ET_BATCH */
+	__u32 count;
+	__u32 len;
+	__u32 _pad;
 };
 
 #endif

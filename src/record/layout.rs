@@ -1,5 +1,7 @@
 //! Parses the raw events of bpf/events.h into capture events. The offsets here mirror
-//! the C structs; `tests::sizes_match_the_header` keeps the two in step.
+//! the C structs; `tests::sizes_match_the_header` keeps the two in step. Through the ring
+//! buffers the events come in batches ([`batch_events`] finds them), through the perf
+//! buffer one by one.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
@@ -10,6 +12,8 @@ use crate::capture::{Direction, Event, FileKind, FileRef, Packet, Syscall, Sysca
 
 pub const ET_PACKET: u32 = 1;
 pub const ET_SYSCALL: u32 = 2;
+pub const ET_BATCH: u32 = 3;
+pub const BATCH_HEADER_LEN: usize = 16;
 pub const PACKET_HEADER_LEN: usize = 80;
 /// The largest fixed part of a syscall event (all names); only `depth` names are sent.
 pub const SYSCALL_HEADER_LEN: usize = 328;
@@ -76,6 +80,81 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 }
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+
+mod bt {
+    pub const COUNT: usize = 4;
+    pub const LEN: usize = 8;
+}
+
+/// How many events a raw record holds: a batch's count, else one.
+pub fn event_count(raw: &[u8]) -> u64 {
+    match raw.get(..BATCH_HEADER_LEN) {
+        Some(head) if u32_at(head, 0) == ET_BATCH => u64::from(u32_at(head, bt::COUNT)),
+        _ => 1,
+    }
+}
+
+/// Where the events of the raw record at `range` of `bytes` lie: each event of a batch,
+/// or the record itself when it is a single event. A batch whose events do not add up
+/// ends with an error (nothing after it can be found).
+pub fn batch_events(
+    bytes: &[u8],
+    range: Range<usize>,
+) -> impl Iterator<Item = Result<Range<usize>, LayoutError>> + '_ {
+    let raw = bytes.get(range.clone()).unwrap_or_default();
+    let (mut at, end, single) = if raw.len() >= BATCH_HEADER_LEN && u32_at(raw, 0) == ET_BATCH {
+        let len = u32_at(raw, bt::LEN) as usize;
+        let start = range.start + BATCH_HEADER_LEN;
+        (start, start.saturating_add(len).min(range.end), false)
+    } else {
+        (range.start, range.end, true)
+    };
+    let first = at;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done || at >= end {
+            return None;
+        }
+        if single {
+            done = true;
+            return Some(Ok(at..end));
+        }
+        let next = match event_len(&bytes[at..end]) {
+            Ok(len) => Ok(at..at + len),
+            Err(e) => Err(e),
+        };
+        match &next {
+            // Each event starts 8-byte aligned within the batch.
+            Ok(r) => at = first + ((r.end - first).saturating_add(7) & !7),
+            Err(_) => done = true,
+        }
+        Some(next)
+    })
+}
+
+/// The length of the event at the start of `raw` (within a batch), from its own header.
+fn event_len(raw: &[u8]) -> Result<usize, LayoutError> {
+    let need = |len: usize| {
+        if len <= raw.len() {
+            Ok(len)
+        } else {
+            Err(LayoutError::Short(raw.len()))
+        }
+    };
+    match raw.get(..4).map(|t| u32_at(t, 0)) {
+        Some(ET_PACKET) => {
+            need(PACKET_HEADER_LEN)?;
+            need(PACKET_HEADER_LEN + u32_at(raw, pk::CAPTURED_LEN) as usize)
+        }
+        Some(ET_SYSCALL) => {
+            need(NAMES_OFFSET)?;
+            let depth = (raw[sc::DEPTH] as usize).min(PATH_DEPTH);
+            need(NAMES_OFFSET + depth * NAME_LEN + u32_at(raw, sc::DATA_LEN) as usize)
+        }
+        Some(other) => Err(LayoutError::UnknownType(other)),
+        None => Err(LayoutError::Short(raw.len())),
+    }
 }
 
 /// Parse the raw event at `range` of `batch` (the bytes the ring or perf buffer handed
@@ -253,6 +332,7 @@ mod tests {
         let rodata = open.maps.rodata_data.as_deref().unwrap();
         assert_eq!(rodata.packet_header_size as usize, PACKET_HEADER_LEN);
         assert_eq!(rodata.syscall_header_size as usize, SYSCALL_HEADER_LEN);
+        assert_eq!(rodata.batch_header_size as usize, BATCH_HEADER_LEN);
         let packet = [
             pk::TS,
             pk::SPORT,
@@ -311,6 +391,86 @@ mod tests {
         assert_eq!(s.file.kind, FileKind::Socket);
         assert_eq!((s.file.local_port, s.file.peer_port), (2379, 50000));
         assert_eq!(s.offset, None);
+    }
+
+    /// A packet event with `payload` captured.
+    fn packet_raw(payload: &[u8]) -> Vec<u8> {
+        let mut raw = vec![0u8; PACKET_HEADER_LEN];
+        raw[0..4].copy_from_slice(&ET_PACKET.to_ne_bytes());
+        raw[pk::FAMILY] = 4;
+        raw[pk::CAPTURED_LEN..pk::CAPTURED_LEN + 4]
+            .copy_from_slice(&(payload.len() as u32).to_ne_bytes());
+        raw.extend_from_slice(payload);
+        raw
+    }
+
+    /// A batch as the programs hand it over, behind `lead` bytes (the drain's length
+    /// prefix puts batches at any alignment).
+    fn batch_raw(lead: usize, events: &[&[u8]]) -> (Vec<u8>, Range<usize>) {
+        let mut body = Vec::new();
+        for ev in events {
+            body.extend_from_slice(ev);
+            body.resize(body.len().next_multiple_of(8), 0xee);
+        }
+        let mut raw = vec![0u8; lead];
+        raw.extend_from_slice(&ET_BATCH.to_ne_bytes());
+        raw.extend_from_slice(&(events.len() as u32).to_ne_bytes());
+        raw.extend_from_slice(&(body.len() as u32).to_ne_bytes());
+        raw.extend_from_slice(&[0; 4]);
+        raw.extend_from_slice(&body);
+        let range = lead..raw.len();
+        (raw, range)
+    }
+
+    #[test]
+    fn a_batch_is_split_into_its_events_wherever_it_lies() {
+        let packet = packet_raw(b"hello");
+        let syscall = syscall_raw(3, FILE_SOCKET, &[], b"");
+        let wal = syscall_raw(0, FILE_DATA, &["0.wal", "wal", "member"], b"abc");
+        for lead in [0, 4, 5] {
+            let (raw, range) = batch_raw(lead, &[&packet, &syscall, &wal]);
+            assert_eq!(event_count(&raw[range.clone()]), 3);
+            let bytes = Bytes::from(raw);
+            let events: Vec<Event> = batch_events(&bytes, range)
+                .map(|r| parse(&bytes, r.unwrap()).unwrap())
+                .collect();
+            assert_eq!(events.len(), 3, "lead {lead}");
+            let Event::Packet(p) = &events[0] else {
+                panic!("not a packet")
+            };
+            assert_eq!(p.payload, &b"hello"[..]);
+            let Event::Syscall(s) = &events[2] else {
+                panic!("not a syscall")
+            };
+            assert_eq!(s.file.path, "member/wal/0.wal");
+            assert_eq!(s.data, &b"abc"[..]);
+        }
+    }
+
+    #[test]
+    fn a_single_event_is_its_own_range() {
+        let raw = syscall_raw(3, FILE_SOCKET, &[], b"");
+        assert_eq!(event_count(&raw), 1);
+        let ranges: Vec<_> = batch_events(&raw, 0..raw.len()).collect();
+        assert_eq!(ranges, [Ok(0..raw.len())]);
+    }
+
+    #[test]
+    fn a_batch_that_does_not_add_up_ends_with_an_error() {
+        let packet = packet_raw(b"hello");
+        let (mut raw, range) = batch_raw(0, &[&packet, &packet]);
+        // The second packet claims more payload than the batch holds.
+        let second = BATCH_HEADER_LEN + packet.len().next_multiple_of(8);
+        raw[second + pk::CAPTURED_LEN..second + pk::CAPTURED_LEN + 4]
+            .copy_from_slice(&1000u32.to_ne_bytes());
+        let got: Vec<_> = batch_events(&raw, range.clone()).collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        assert!(matches!(got[1], Err(LayoutError::Short(_))));
+        // An unknown type inside a batch stops it too.
+        raw[second..second + 4].copy_from_slice(&7u32.to_ne_bytes());
+        let got: Vec<_> = batch_events(&raw, range).collect();
+        assert_eq!(got[1], Err(LayoutError::UnknownType(7)));
     }
 
     #[test]

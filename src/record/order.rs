@@ -1,11 +1,12 @@
-//! Puts the events of per-CPU buffers back in the order they were handed over. Each
-//! CPU's ring (or perf buffer) is in order, but the drain reads them one after another,
-//! so a connection's packets sent from two CPUs would reach the writer swapped, and the
-//! redaction scrubber gives up on a direction whose bytes come out of order. Events wait
-//! here until every CPU has certainly handed over what came before them: an event is
-//! written within microseconds of its time, so one older than a drain's start by
-//! [`HOLD_NS`] is complete. This runs in the writer thread, at the writer's low
-//! priority, not in the drain that competes with etcd for the CPU.
+//! Puts the events of per-CPU buffers back in the order they were handed over. The
+//! drain reads the CPUs' buffers one after another, and a CPU's ring holds its batches of
+//! syscalls and of packets as each filled up, so a connection's packets sent from two
+//! CPUs would reach the writer swapped, and the redaction scrubber gives up on a
+//! direction whose bytes come out of order. Events wait here until every CPU has
+//! certainly handed over what came before them: each drain first has every CPU hand over
+//! what it staged, and an event is written within microseconds of its time, so one older
+//! than a drain's start by [`HOLD_NS`] is complete. This runs in the writer thread, at
+//! the writer's low priority, not in the drain that competes with etcd for the CPU.
 
 use crate::capture::Event;
 
@@ -36,7 +37,7 @@ impl TimeOrder {
     /// Hands `out` every event handed over before `before` (every event with `None`),
     /// oldest first (events of the same time keep the order they came in); the rest wait.
     pub fn release(&mut self, before: Option<u64>, out: impl FnMut(Event)) {
-        // Each CPU's events arrive sorted: the stable sort merges a few runs.
+        // Each batch arrives sorted: the stable sort merges runs.
         self.waiting.sort_by_key(handover_ns);
         let cut = match before {
             Some(before) => self.waiting.partition_point(|ev| handover_ns(ev) < before),

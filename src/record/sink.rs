@@ -193,12 +193,14 @@ impl Sink {
     fn take_raw(&mut self, batch: RawBatch) {
         let bytes = batch.into_bytes();
         for raw in raw_ranges(&bytes) {
-            match layout::parse(&bytes, raw) {
-                Ok(ev) => self.order.push(ev),
-                Err(e) => {
-                    self.summary.malformed += 1;
-                    if self.summary.first_malformed.is_none() {
-                        self.summary.first_malformed = Some(e.to_string());
+            for event in layout::batch_events(&bytes, raw) {
+                match event.and_then(|range| layout::parse(&bytes, range)) {
+                    Ok(ev) => self.order.push(ev),
+                    Err(e) => {
+                        self.summary.malformed += 1;
+                        if self.summary.first_malformed.is_none() {
+                            self.summary.first_malformed = Some(e.to_string());
+                        }
                     }
                 }
             }
