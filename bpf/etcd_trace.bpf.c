@@ -140,7 +140,7 @@ struct stage {
 	__u32 busy;
 	__u32 count; /* events staged */
 	__u32 len;   /* bytes staged; each event starts 8-byte aligned */
-	__u32 _pad;
+	__u32 idx;   /* which area this is (2 * cpu + kind), set when an event is added */
 	struct et_batch batch; /* filled in when handed over: sent with the events */
 	__u8 events[STAGE_BYTES];
 };
@@ -278,6 +278,7 @@ static __always_inline struct stage *stage_take(__u32 kind)
 		return NULL;
 	}
 	st->busy = 1;
+	st->idx = idx;
 	barrier();
 	return st;
 }
@@ -297,6 +298,7 @@ static __always_inline void stage_hand_over(struct stage *st)
 	st->batch.type = ET_BATCH;
 	st->batch.count = n;
 	st->batch.len = st->len;
+	st->batch.stage = st->idx;
 	__u64 size = sizeof(st->batch) + BOUNDED(st->len, STAGE_BYTES - 1);
 	void *ring = ring_of_this_cpu();
 	long err = ring ? bpf_ringbuf_output(ring, &st->batch, size, RB_FLAGS) : -1;

@@ -92,7 +92,8 @@ struct et_batch {
 	__u32 type;        /* ET_BATCH */
 	__u32 count;
 	__u32 len;
-	__u32 _pad;
+	__u32 stage;       /* 2 * cpu + 0 (syscalls) or 1 (packets): one area's batches hold
+			    * its events in time order */
 };
 
 #endif

@@ -85,6 +85,16 @@ fn u64_at(b: &[u8], off: usize) -> u64 {
 mod bt {
     pub const COUNT: usize = 4;
     pub const LEN: usize = 8;
+    pub const STAGE: usize = 12;
+}
+
+/// Which staging area a batch came from (its events are in time order, and so are its
+/// batches); `u32::MAX` for a single event.
+pub fn batch_stage(raw: &[u8]) -> u32 {
+    match raw.get(..BATCH_HEADER_LEN) {
+        Some(head) if u32_at(head, 0) == ET_BATCH => u32_at(head, bt::STAGE),
+        _ => u32::MAX,
+    }
 }
 
 /// How many events a raw record holds: a batch's count, else one.
@@ -416,7 +426,7 @@ mod tests {
         raw.extend_from_slice(&ET_BATCH.to_ne_bytes());
         raw.extend_from_slice(&(events.len() as u32).to_ne_bytes());
         raw.extend_from_slice(&(body.len() as u32).to_ne_bytes());
-        raw.extend_from_slice(&[0; 4]);
+        raw.extend_from_slice(&3u32.to_ne_bytes());
         raw.extend_from_slice(&body);
         let range = lead..raw.len();
         (raw, range)
@@ -430,6 +440,7 @@ mod tests {
         for lead in [0, 4, 5] {
             let (raw, range) = batch_raw(lead, &[&packet, &syscall, &wal]);
             assert_eq!(event_count(&raw[range.clone()]), 3);
+            assert_eq!(batch_stage(&raw[range.clone()]), 3);
             let bytes = Bytes::from(raw);
             let events: Vec<Event> = batch_events(&bytes, range)
                 .map(|r| parse(&bytes, r.unwrap()).unwrap())
@@ -451,6 +462,7 @@ mod tests {
     fn a_single_event_is_its_own_range() {
         let raw = syscall_raw(3, FILE_SOCKET, &[], b"");
         assert_eq!(event_count(&raw), 1);
+        assert_eq!(batch_stage(&raw), u32::MAX);
         let ranges: Vec<_> = batch_events(&raw, 0..raw.len()).collect();
         assert_eq!(ranges, [Ok(0..raw.len())]);
     }

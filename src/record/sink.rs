@@ -189,10 +189,16 @@ impl Sink {
         Ok(())
     }
 
-    /// Parse a batch straight into the time order, counting what does not parse.
+    /// Parse a batch straight into the time order, counting what does not parse. Each
+    /// staging area's batches hold its events in time order, so they go in area by area:
+    /// the order's sort then merges one run per area, not one per kernel batch.
     fn take_raw(&mut self, batch: RawBatch) {
         let bytes = batch.into_bytes();
-        for raw in raw_ranges(&bytes) {
+        let mut raws: Vec<(u32, Range<usize>)> = raw_ranges(&bytes)
+            .map(|raw| (layout::batch_stage(&bytes[raw.clone()]), raw))
+            .collect();
+        raws.sort_by_key(|(stage, _)| *stage);
+        for (_, raw) in raws {
             for event in layout::batch_events(&bytes, raw) {
                 match event.and_then(|range| layout::parse(&bytes, range)) {
                     Ok(ev) => self.order.push(ev),
