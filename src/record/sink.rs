@@ -190,18 +190,16 @@ impl Sink {
     }
 
     /// Parse a batch straight into the time order, counting what does not parse. Each
-    /// staging area's batches hold its events in time order, so they go in area by area:
-    /// the order's sort then merges one run per area, not one per kernel batch.
+    /// kernel batch says which staging area it came from; single events (the perf
+    /// buffer's) come on their own.
     fn take_raw(&mut self, batch: RawBatch) {
         let bytes = batch.into_bytes();
-        let mut raws: Vec<(u32, Range<usize>)> = raw_ranges(&bytes)
-            .map(|raw| (layout::batch_stage(&bytes[raw.clone()]), raw))
-            .collect();
-        raws.sort_by_key(|(stage, _)| *stage);
-        for (_, raw) in raws {
+        for raw in raw_ranges(&bytes) {
+            let area = layout::batch_stage(&bytes[raw.clone()]);
             for event in layout::batch_events(&bytes, raw) {
                 match event.and_then(|range| layout::parse(&bytes, range)) {
-                    Ok(ev) => self.order.push(ev),
+                    Ok(ev) if area == u32::MAX => self.order.push(ev),
+                    Ok(ev) => self.order.push_from(area as usize, ev),
                     Err(e) => {
                         self.summary.malformed += 1;
                         if self.summary.first_malformed.is_none() {
