@@ -516,7 +516,7 @@ fn drain(
                 // Detach first so nothing new arrives, then take what is still buffered.
                 attached.detach();
                 tx.finishing();
-                buffer.consume()?;
+                buffer.consume_all()?;
                 send_batch(state, tx)?;
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
@@ -525,24 +525,32 @@ fn drain(
             // The ring buffer programs never wake us (a wakeup costs etcd an interrupt):
             // every 50 ms take what is there.
             buffer.poll(Duration::from_millis(50))?;
+            let flush_due = last_flush.elapsed() >= Duration::from_secs(1);
+            let send_due = flush_due
+                || state.borrow().batch.len_bytes() >= BATCH_BYTES
+                || last_send.elapsed() >= Duration::from_millis(250);
+            if !send_due {
+                buffer.consume()?;
+                tx.check_writer();
+                continue;
+            }
+            // Before a batch goes to the writer, the CPUs hand over what they staged too
+            // (an interrupt on each CPU, so not every 50 ms): then everything handed over
+            // before this drain is in the batch, and the writer may put it in order.
             let drained_at = system::monotonic_ns();
-            buffer.consume()?;
+            buffer.consume_all()?;
             state.borrow_mut().batch.drained_at(drained_at);
             tx.check_writer();
-            if state.borrow().batch.len_bytes() >= BATCH_BYTES
-                || last_send.elapsed() >= Duration::from_millis(250)
-            {
-                send_batch(state, tx)?;
-                last_send = Instant::now();
-            }
-            if last_flush.elapsed() >= Duration::from_secs(1) {
+            if flush_due {
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
                 last_lost = lost;
-                // Everything drained so far goes first, so the writer can put in order
-                // and write what came before this drain, quiet spells included.
-                send_batch(state, tx)?;
-                last_send = Instant::now();
+            }
+            send_batch(state, tx)?;
+            last_send = Instant::now();
+            if flush_due {
+                // After everything drained so far, so the writer can put in order and
+                // write what came before this drain, quiet spells included.
                 tx.send(SinkMessage::Flush {
                     drained_ns: drained_at,
                 })?;
@@ -681,17 +689,22 @@ impl<'a> EventBuffer<'a> {
         }
     }
 
-    /// Take everything handed over until now (with the ring buffers, after the CPUs'
-    /// staged events are handed over).
+    /// Take what the programs have handed over.
     fn consume(&self) -> Result<()> {
         match self {
-            EventBuffer::Ring { rings, stages } => {
-                stages.flush()?;
-                rings.consume()?
-            }
+            EventBuffer::Ring { rings, .. } => rings.consume()?,
             EventBuffer::Perf(p) => p.consume()?,
         }
         Ok(())
+    }
+
+    /// Take everything until now: with the ring buffers, the CPUs first hand over what
+    /// they staged.
+    fn consume_all(&self) -> Result<()> {
+        if let EventBuffer::Ring { stages, .. } = self {
+            stages.flush()?;
+        }
+        self.consume()
     }
 }
 
