@@ -160,21 +160,22 @@ struct {
 	__type(value, struct stage);
 } stages SEC(".maps");
 
-/* Whether v is among the first count entries of a load-time list. */
-static __always_inline int in_list(const volatile __u32 *list, __u32 count, __u32 v)
+/* Where v is among the first count entries of a load-time list, or -1. */
+static __always_inline int list_index(const volatile __u32 *list, __u32 count, __u32 v)
 {
 #pragma unroll
 	for (int i = 0; i < MAX_TRACED; i++) {
 		if (i >= count)
-			return 0;
+			return -1;
 		if (list[i] == v)
-			return 1;
+			return i;
 	}
-	return 0;
+	return -1;
 }
 
-#define is_traced_pid(tgid) in_list(traced_pid_list, traced_pid_count, (tgid))
-#define is_traced_port(port) in_list(traced_port_list, traced_port_count, (port))
+#define traced_pid_index(tgid) list_index(traced_pid_list, traced_pid_count, (tgid))
+#define is_traced_pid(tgid) (traced_pid_index(tgid) >= 0)
+#define is_traced_port(port) (list_index(traced_port_list, traced_port_count, (port)) >= 0)
 
 /* A data dir by (kernel dev_t, inode): a file belongs to it when an ancestor matches. */
 struct dir_key {
@@ -202,7 +203,13 @@ struct {
 /* What classify() decided for an fd of a traced process, so that the walk up the
  * dentries and the socket reads happen once per open file, not once per syscall. An
  * entry is used only while the fd still points to the same struct file, and is dropped
- * when the process closes or dup2s over the fd. */
+ * when the process closes or dup2s over the fd. Fds below FD_SLOTS have a slot in an
+ * array (fd_slots), the rest an entry in a hash: a hash lookup cost ~180 ns of every
+ * traced syscall here (its bucket and element are cold after etcd's own work), an array
+ * slot is one cache line at a computed address. */
+#define FD_SLOTS 4096
+/* Read by userspace, which sizes fd_slots to FD_SLOTS per traced process. */
+const volatile __u32 fd_slots_per_process = FD_SLOTS;
 struct fd_key {
 	__u32 tgid;
 	__s32 fd;
@@ -223,6 +230,23 @@ struct {
 	__type(key, struct fd_key);
 	__type(value, struct fd_verdict);
 } fd_verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FD_SLOTS); /* FD_SLOTS per traced process, set by userspace */
+	__type(key, __u32);
+	__type(value, struct fd_verdict);
+} fd_slots SEC(".maps");
+
+/* The array slot of a traced process's fd (the process's place in the pid list), or
+ * NULL when the fd is past FD_SLOTS. */
+static __always_inline struct fd_verdict *fd_slot(int pid_index, int fd)
+{
+	if (pid_index < 0 || fd < 0 || fd >= FD_SLOTS)
+		return NULL;
+	__u32 idx = (__u32)pid_index * FD_SLOTS + (__u32)fd;
+	return bpf_map_lookup_elem(&fd_slots, &idx);
+}
 
 /* A syscall between its enter and exit tracepoints, in the thread's own storage (cheaper
  * than a hash keyed by thread id: no bucket lock, no delete). Only the arguments and the
@@ -584,17 +608,31 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 
 /* What the fd of a traced process is (kind 0: not traced), from the cache while the fd
  * still points to the same struct file. */
-static __always_inline int fd_verdict(struct file *f, __u32 tgid, int fd, struct fd_verdict *out)
+static __always_inline int fd_verdict(struct file *f, __u32 tgid, int pid_index, int fd,
+				      struct fd_verdict *out)
 {
 	struct fd_key key = { .tgid = tgid, .fd = fd };
-	struct fd_verdict *known = bpf_map_lookup_elem(&fd_verdicts, &key);
+	struct fd_verdict *slot = fd_slot(pid_index, fd);
+	struct fd_verdict *known = slot ? slot : bpf_map_lookup_elem(&fd_verdicts, &key);
 	if (known && known->file == (__u64)f) {
 		*out = *known;
 		return out->kind;
 	}
 	struct fd_verdict v = { .file = (__u64)f };
 	classify(f, &v);
-	bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
+	if (slot) {
+		/* The file last: a reader that sees it sees the verdict that goes with it
+		 * (threads of one process see the same file behind an fd, so two writers
+		 * write the same). */
+		slot->kind = v.kind;
+		slot->depth = v.depth;
+		slot->lport = v.lport;
+		slot->rport = v.rport;
+		barrier();
+		slot->file = v.file;
+	} else {
+		bpf_map_update_elem(&fd_verdicts, &key, &v, BPF_ANY);
+	}
 	*out = v;
 	return v.kind;
 }
@@ -636,7 +674,8 @@ static __always_inline __u64 start_offset(struct file *f, __u32 call, long ret)
 static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!is_traced_pid(id >> 32))
+	int pid_index = traced_pid_index(id >> 32);
+	if (pid_index < 0)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct inflight *inf = bpf_task_storage_get(&inflight, task, 0, 0);
@@ -654,7 +693,7 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	if (!f)
 		return 0;
 	struct fd_verdict v;
-	__u8 kind = fd_verdict(f, id >> 32, inf->fd, &v);
+	__u8 kind = fd_verdict(f, id >> 32, pid_index, inf->fd, &v);
 	if (!kind)
 		return 0;
 	__u64 offset = inf->offset;
@@ -745,8 +784,14 @@ static __always_inline __u64 iov_total(__u64 iov_ptr, __u64 iovcnt)
 static __always_inline int forget_fd(int fd)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!is_traced_pid(tgid))
+	int pid_index = traced_pid_index(tgid);
+	if (pid_index < 0)
 		return 0;
+	struct fd_verdict *slot = fd_slot(pid_index, fd);
+	if (slot) {
+		slot->file = 0;
+		return 0;
+	}
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	bpf_map_delete_elem(&fd_verdicts, &key);
 	return 0;

@@ -406,3 +406,73 @@ fn number_after(log: &str, label: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// What the programs remember about an fd follows it when it is closed: a process that
+/// keeps opening a WAL file and a file outside the data dir, under the same fd number
+/// (and often the same kernel file object, which the kernel reuses at once), gets every
+/// WAL write recorded, with its path, and none of the others.
+#[test]
+fn fd_verdicts_follow_closed_fds() {
+    use std::io::Write;
+    require_root();
+    let dir = etcd_trace::testbed::ScratchDir::new("etcd-trace-test-fdreuse").unwrap();
+    let data = dir.0.join("data");
+    std::fs::create_dir_all(data.join("member/wal")).unwrap();
+    let netns = etcd_trace::testbed::Netns::create().unwrap();
+    // perl (part of every Debian system) makes the system calls as written.
+    let script = r#"
+        use POSIX;
+        my ($wal, $outside) = @ARGV;
+        <STDIN>;
+        for my $i (1..40) {
+            for my $f ([$wal, "in"], [$outside, "out"]) {
+                my $fd = POSIX::open($f->[0], O_WRONLY | O_APPEND | O_CREAT, 0600);
+                my $line = "$f->[1]-$i\n";
+                POSIX::write($fd, $line, length $line);
+                POSIX::close($fd);
+            }
+        }
+    "#;
+    let mut writer = netns
+        .command("perl")
+        .args(["-e", script])
+        .arg(data.join("member/wal/a.wal"))
+        .arg(dir.0.join("outside.txt"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let capture = dir.0.join("fdreuse.etr");
+    let args: Vec<String> = [
+        "-o",
+        capture.to_str().unwrap(),
+        "--pid",
+        &writer.id().to_string(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rec = etcd_trace::testbed::RecorderProcess::start(&bin(), &args).unwrap();
+    writer.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(writer.wait().unwrap().success());
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lost 0 events"), "{log}");
+
+    let (_, events) = read_events(&capture);
+    let writes: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Syscall(s) if s.call == SyscallKind::Write => Some((
+                s.file.path.clone(),
+                String::from_utf8_lossy(&s.data).into_owned(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(String, String)> = (1..=40)
+        .map(|i| ("member/wal/a.wal".to_string(), format!("in-{i}\n")))
+        .collect();
+    assert_eq!(writes, expected);
+}

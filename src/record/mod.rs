@@ -309,7 +309,7 @@ fn load<'obj>(
     let mut open = EtcdTraceSkelBuilder::default()
         .open(object)
         .context("opening the eBPF object")?;
-    {
+    let fd_slots_per_process = {
         let rodata = open
             .maps
             .rodata_data
@@ -337,9 +337,13 @@ fn load<'obj>(
             *slot = u32::from(*port);
         }
         rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
-    }
+        rodata.fd_slots_per_process
+    };
     let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
     open.maps.stages.set_max_entries(2 * ncpus)?;
+    open.maps
+        .fd_slots
+        .set_max_entries(fd_slots_per_process * processes.len().max(1) as u32)?;
     match rings {
         Some(rings) => rings.prepare(&mut open.maps.rings)?,
         None => open.maps.rings.set_autocreate(false)?,
