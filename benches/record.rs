@@ -470,8 +470,17 @@ fn median(values: &[f64]) -> f64 {
 /// median of 20 rounds moves by several points from run to run; the interval says how
 /// far to trust one.
 fn median_interval(values: &[f64]) -> (f64, f64) {
+    bootstrap_interval(values, median)
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+/// A 95% bootstrap interval for `stat` of `values` (see [`median_interval`]).
+fn bootstrap_interval(values: &[f64], stat: fn(&[f64]) -> f64) -> (f64, f64) {
     if values.len() < 2 {
-        let m = median(values);
+        let m = stat(values);
         return (m, m);
     }
     // xorshift64, fixed seed: the same rounds give the same interval.
@@ -487,7 +496,7 @@ fn median_interval(values: &[f64]) -> (f64, f64) {
             let sample: Vec<f64> = (0..values.len())
                 .map(|_| values[next(values.len())])
                 .collect();
-            median(&sample)
+            stat(&sample)
         })
         .collect();
     medians.sort_by(f64::total_cmp);
@@ -691,6 +700,24 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             median(&without),
             median(&with[v]),
             median(&writer_ns_per_event[v])
+        );
+    }
+    // Each repeat runs every setting next to the same rounds without: the difference
+    // within a repeat leaves out the host's drift between repeats, so it tells settings
+    // apart that the medians cannot.
+    for (v, variant) in variants.iter().enumerate().skip(1) {
+        let name = variant_name(v, variant, compare_exe.is_some());
+        let diffs: Vec<f64> = ratios[v]
+            .iter()
+            .zip(&ratios[0])
+            .map(|(b, a)| b - a)
+            .collect();
+        let (lo, hi) = bootstrap_interval(&diffs, mean);
+        println!(
+            "[1] {name} against the recorder, repeat by repeat: mean difference in ratio {:+.3} (95% interval {lo:+.3} to {hi:+.3}), higher in {} of {} repeats",
+            mean(&diffs),
+            diffs.iter().filter(|d| **d > 0.0).count(),
+            diffs.len()
         );
     }
     let ratios = ratios.swap_remove(0);
