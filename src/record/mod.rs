@@ -97,15 +97,16 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     } else {
         None
     };
+    // Per-CPU rings, staging areas and perf buffer slots: one per possible CPU.
+    let ncpus = libbpf_rs::num_possible_cpus()
+        .context("counting CPUs")?
+        .max(1) as u32;
     let rings = match opts.buffer {
-        BufferKind::Ring => Some(CpuRings::create(
-            opts.buffer_mb,
-            libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32,
-        )?),
+        BufferKind::Ring => Some(CpuRings::create(opts.buffer_mb, ncpus)?),
         BufferKind::Perf => None,
     };
     let mut object = MaybeUninit::uninit();
-    let skel = load(&opts, &targets, rings.as_ref(), &mut object)?;
+    let skel = load(&opts, &targets, ncpus, rings.as_ref(), &mut object)?;
 
     // The capture file, before attaching, so a bad path fails early.
     let progress = Arc::new(sink::SinkProgress::default());
@@ -136,7 +137,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     // The event buffer before attaching: a perf buffer's per-CPU slots are empty until it
     // exists, and outputs into them would fail (counted as lost).
     let state = Rc::new(RefCell::new(DrainState::default()));
-    let buffer = EventBuffer::build(&skel, rings.as_ref(), opts.buffer_mb, &state)?;
+    let buffer = EventBuffer::build(&skel, rings.as_ref(), ncpus, opts.buffer_mb, &state)?;
     let mut attached = Attached::attach(&skel, &opts, &targets)?;
     eprintln!(
         "recording ports {} on {} into {}",
@@ -298,6 +299,7 @@ impl Targets {
 fn load<'obj>(
     opts: &RecordOptions,
     targets: &Targets,
+    ncpus: u32,
     rings: Option<&CpuRings>,
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> Result<EtcdTraceSkel<'obj>> {
@@ -339,7 +341,6 @@ fn load<'obj>(
         rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
         rodata.fd_slots_per_process
     };
-    let ncpus = libbpf_rs::num_possible_cpus().context("counting CPUs")? as u32;
     open.maps.stages.set_max_entries(2 * ncpus)?;
     open.maps
         .fd_slots
@@ -644,6 +645,7 @@ impl<'a> EventBuffer<'a> {
     fn build(
         skel: &'a EtcdTraceSkel<'_>,
         rings: Option<&'a CpuRings>,
+        ncpus: u32,
         buffer_mb: u32,
         state: &Rc<RefCell<DrainState>>,
     ) -> Result<EventBuffer<'a>> {
@@ -661,7 +663,7 @@ impl<'a> EventBuffer<'a> {
                     rings: b.build()?,
                     stages: StageFlush {
                         program: &skel.progs.flush_stages,
-                        cpus: rings.maps().len() as u32,
+                        cpus: ncpus,
                     },
                 })
             }
@@ -669,7 +671,7 @@ impl<'a> EventBuffer<'a> {
                 let st = state.clone();
                 let st_lost = state.clone();
                 let pb = libbpf_rs::PerfBufferBuilder::new(&skel.maps.perf_events)
-                    .pages(perf_pages(buffer_mb))
+                    .pages(perf_pages(buffer_mb, ncpus))
                     .sample_cb(move |_cpu: i32, raw: &[u8]| st.borrow_mut().on_raw(raw))
                     // The same events are counted by the programs (their output failed),
                     // so this count is only a cross-check, never added to the losses.
@@ -756,9 +758,8 @@ impl StageFlush<'_> {
 
 /// Pages per CPU for the perf buffer: `--buffer-mb` shared out over the CPUs, a power
 /// of two as perf requires (at least 64 pages, so a few 64 KiB events fit).
-fn perf_pages(buffer_mb: u32) -> usize {
-    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1).max(1);
-    let pages = ((buffer_mb as usize) << 20) / 4096 / cpus;
+fn perf_pages(buffer_mb: u32, ncpus: u32) -> usize {
+    let pages = ((buffer_mb as usize) << 20) / 4096 / ncpus.max(1) as usize;
     pages.max(64).next_power_of_two()
 }
 
