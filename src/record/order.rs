@@ -72,7 +72,7 @@ impl TimeOrder {
     /// oldest first (events of the same time in the order they came in, area by area,
     /// the loose ones last); the rest wait.
     pub fn release(&mut self, before: Option<u64>, mut out: impl FnMut(Event)) {
-        let before = before.unwrap_or(u64::MAX);
+        let due = |t: u64| before.is_none_or(|before| t < before);
         self.loose.make_contiguous().sort_by_key(handover_ns);
         let loose = self.areas.len();
         // The oldest waiting event of each queue, smallest first.
@@ -82,7 +82,7 @@ impl TimeOrder {
             .chain(std::iter::once(&self.loose))
             .enumerate()
             .filter_map(|(q, events)| events.front().map(|ev| Reverse((handover_ns(ev), q))))
-            .filter(|Reverse((t, _))| *t < before)
+            .filter(|Reverse((t, _))| due(*t))
             .collect();
         while let Some(Reverse((_, q))) = heads.pop() {
             let events = if q == loose {
@@ -96,7 +96,7 @@ impl TimeOrder {
             out(ev);
             if let Some(next) = events.front() {
                 let t = handover_ns(next);
-                if t < before {
+                if due(t) {
                     heads.push(Reverse((t, q)));
                 }
             }
@@ -195,6 +195,16 @@ mod tests {
         let mut out = Vec::new();
         order.release(Some(6), |ev| out.push(ev));
         assert_eq!(tags(&out), [20, 10, 1, 2]);
+    }
+
+    #[test]
+    fn the_last_release_takes_every_event() {
+        let mut order = TimeOrder::default();
+        order.push_from(0, event(u64::MAX, 1));
+        order.push(event(u64::MAX, 2));
+        let mut out = Vec::new();
+        order.release(None, |ev| out.push(ev));
+        assert_eq!(tags(&out), [1, 2]);
     }
 
     #[test]
