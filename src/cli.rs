@@ -54,7 +54,7 @@ pub enum Format {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BufferArg {
-    /// BPF ring buffers, one per CPU (the default).
+    /// BPF ring buffers, one per CPU, fed whole batches of events (the default).
     Ring,
     /// Per-CPU perf buffers (kernels without ring buffer support; costlier per event).
     Perf,
