@@ -3,8 +3,9 @@
  * syscall tracepoints that report the traced etcd processes' writes, reads and syncs on
  * data-dir files and traced sockets. Filtering happens here, so pipes, eventfds and
  * unrelated files never cost a ring-buffer slot. Events are built in per-CPU staging
- * areas and reach the ring buffers in batches; flush_stages, run by userspace before
- * each drain, hands over the rest. The event layout is in events.h. */
+ * areas and reach the ring buffers in batches; flush_stages, run by userspace on each
+ * CPU before it sends a batch to the writer, hands over the rest. The event layout is in
+ * events.h. */
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -127,9 +128,9 @@ struct {
 /* Events are built in place in a per-CPU staging area and reach the CPU's ring in
  * batches: a ring buffer reservation and commit (a lock with interrupts off, and an
  * atomic exchange) cost ~100-150 ns here, more than building most events. A batch is
- * handed over once it holds STAGE_HAND_OVER bytes; userspace hands over what is left
- * before each drain (flush_stages, run on each CPU), so no event waits longer than a
- * drain interval. Two areas per CPU (2*cpu for syscalls, 2*cpu+1 for packets), because a
+ * handed over once it holds STAGE_HAND_OVER bytes; userspace has what is left handed
+ * over before it sends a batch to the writer (flush_stages, run on each CPU, 4 times a
+ * second), so no event waits longer than that. Two areas per CPU (2*cpu for syscalls, 2*cpu+1 for packets), because a
  * TC program in a softirq can interrupt a syscall program on the same CPU. `busy` is set
  * while an event is being added: the flush, which interrupts whatever runs on the CPU,
  * leaves both areas alone then and is asked again. With the perf buffer, each event is
@@ -876,9 +877,9 @@ int sys_exit(__u64 *ctx)
 	return on_exit(ctx, call, ret);
 }
 
-/* Userspace runs this on each CPU before each drain (BPF_PROG_TEST_RUN with
- * BPF_F_TEST_RUN_ON_CPU, so in an interrupt on that CPU): it hands over what the CPU's
- * staging areas hold, so no event waits for a batch to fill. Returns 1 when the
+/* Userspace runs this on each CPU before it sends a batch to the writer
+ * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, so in an interrupt on that CPU): it
+ * hands over what the CPU's staging areas hold, so no event waits for a batch to fill. Returns 1 when the
  * interrupted program was adding an event (it may hold the ring's lock): ask again. */
 SEC("raw_tp")
 int flush_stages(void *ctx)
