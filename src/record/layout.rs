@@ -89,11 +89,11 @@ mod bt {
 }
 
 /// Which staging area a batch came from (its events are in time order, and so are its
-/// batches); `u32::MAX` for a single event.
-pub fn batch_stage(raw: &[u8]) -> u32 {
+/// batches); None for a single event.
+pub fn batch_stage(raw: &[u8]) -> Option<u32> {
     match raw.get(..BATCH_HEADER_LEN) {
-        Some(head) if u32_at(head, 0) == ET_BATCH => u32_at(head, bt::STAGE),
-        _ => u32::MAX,
+        Some(head) if u32_at(head, 0) == ET_BATCH => Some(u32_at(head, bt::STAGE)),
+        _ => None,
     }
 }
 
@@ -440,7 +440,7 @@ mod tests {
         for lead in [0, 4, 5] {
             let (raw, range) = batch_raw(lead, &[&packet, &syscall, &wal]);
             assert_eq!(event_count(&raw[range.clone()]), 3);
-            assert_eq!(batch_stage(&raw[range.clone()]), 3);
+            assert_eq!(batch_stage(&raw[range.clone()]), Some(3));
             let bytes = Bytes::from(raw);
             let events: Vec<Event> = batch_events(&bytes, range)
                 .map(|r| parse(&bytes, r.unwrap()).unwrap())
@@ -462,7 +462,7 @@ mod tests {
     fn a_single_event_is_its_own_range() {
         let raw = syscall_raw(3, FILE_SOCKET, &[], b"");
         assert_eq!(event_count(&raw), 1);
-        assert_eq!(batch_stage(&raw), u32::MAX);
+        assert_eq!(batch_stage(&raw), None);
         let ranges: Vec<_> = batch_events(&raw, 0..raw.len()).collect();
         assert_eq!(ranges, [Ok(0..raw.len())]);
     }

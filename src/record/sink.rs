@@ -198,8 +198,10 @@ impl Sink {
             let area = layout::batch_stage(&bytes[raw.clone()]);
             for event in layout::batch_events(&bytes, raw) {
                 match event.and_then(|range| layout::parse(&bytes, range)) {
-                    Ok(ev) if area == u32::MAX => self.order.push(ev),
-                    Ok(ev) => self.order.push_from(area as usize, ev),
+                    Ok(ev) => match area {
+                        Some(area) => self.order.push_from(area as usize, ev),
+                        None => self.order.push(ev),
+                    },
                     Err(e) => {
                         self.summary.malformed += 1;
                         if self.summary.first_malformed.is_none() {
