@@ -21,13 +21,19 @@ pub const HOLD_NS: u64 = 25_000_000;
 /// Staging areas kept apart (two per CPU); an event naming another comes on its own.
 const MAX_AREAS: usize = 1 << 14;
 
-/// When an event was handed over: a packet's time, a syscall's exit (when its event was
-/// written), a loss record's time.
-fn handover_ns(ev: &Event) -> u64 {
-    match ev {
-        Event::Packet(p) => p.ts_ns,
-        Event::Syscall(s) => s.exit_ns,
-        Event::Loss(l) => l.ts_ns,
+/// What the time order sorts by: when an event was handed over to the ring (a packet's
+/// time, a syscall's exit, when its event was written; a loss record's time).
+pub trait Timed {
+    fn handover_ns(&self) -> u64;
+}
+
+impl Timed for Event {
+    fn handover_ns(&self) -> u64 {
+        match self {
+            Event::Packet(p) => p.ts_ns,
+            Event::Syscall(s) => s.exit_ns,
+            Event::Loss(l) => l.ts_ns,
+        }
     }
 }
 
@@ -35,22 +41,30 @@ fn handover_ns(ev: &Event) -> u64 {
 /// each in time order as it came (so putting them in order is a merge, each event moved
 /// once), and the events that came one by one (the perf buffer's, loss records), sorted
 /// when released.
-#[derive(Default)]
-pub struct TimeOrder {
+pub struct TimeOrder<T> {
     /// Indexed by staging area.
-    areas: Vec<VecDeque<Event>>,
-    loose: VecDeque<Event>,
+    areas: Vec<VecDeque<T>>,
+    loose: VecDeque<T>,
 }
 
-impl TimeOrder {
+impl<T> Default for TimeOrder<T> {
+    fn default() -> Self {
+        TimeOrder {
+            areas: Vec::new(),
+            loose: VecDeque::new(),
+        }
+    }
+}
+
+impl<T: Timed> TimeOrder<T> {
     /// An event that came on its own.
-    pub fn push(&mut self, ev: Event) {
+    pub fn push(&mut self, ev: T) {
         self.loose.push_back(ev);
     }
 
     /// An event from staging area `area`, whose events come in time order; one that
     /// does not (never seen) still finds its place.
-    pub fn push_from(&mut self, area: usize, ev: Event) {
+    pub fn push_from(&mut self, area: usize, ev: T) {
         if area >= MAX_AREAS {
             return self.push(ev);
         }
@@ -58,10 +72,10 @@ impl TimeOrder {
             self.areas.resize_with(area + 1, VecDeque::new);
         }
         let queue = &mut self.areas[area];
-        let t = handover_ns(&ev);
+        let t = ev.handover_ns();
         match queue.back() {
-            Some(last) if handover_ns(last) > t => {
-                let at = queue.partition_point(|e| handover_ns(e) <= t);
+            Some(last) if last.handover_ns() > t => {
+                let at = queue.partition_point(|e| e.handover_ns() <= t);
                 queue.insert(at, ev);
             }
             _ => queue.push_back(ev),
@@ -71,9 +85,9 @@ impl TimeOrder {
     /// Hands `out` every event handed over before `before` (every event with `None`),
     /// oldest first (events of the same time in the order they came in, area by area,
     /// the loose ones last); the rest wait.
-    pub fn release(&mut self, before: Option<u64>, mut out: impl FnMut(Event)) {
+    pub fn release(&mut self, before: Option<u64>, mut out: impl FnMut(T)) {
         let due = |t: u64| before.is_none_or(|before| t < before);
-        self.loose.make_contiguous().sort_by_key(handover_ns);
+        self.loose.make_contiguous().sort_by_key(T::handover_ns);
         let loose = self.areas.len();
         // The oldest waiting event of each queue, smallest first.
         let mut heads: BinaryHeap<Reverse<(u64, usize)>> = self
@@ -81,7 +95,7 @@ impl TimeOrder {
             .iter()
             .chain(std::iter::once(&self.loose))
             .enumerate()
-            .filter_map(|(q, events)| events.front().map(|ev| Reverse((handover_ns(ev), q))))
+            .filter_map(|(q, events)| events.front().map(|ev| Reverse((ev.handover_ns(), q))))
             .filter(|Reverse((t, _))| due(*t))
             .collect();
         while let Some(Reverse((_, q))) = heads.pop() {
@@ -95,7 +109,7 @@ impl TimeOrder {
             };
             out(ev);
             if let Some(next) = events.front() {
-                let t = handover_ns(next);
+                let t = next.handover_ns();
                 if due(t) {
                     heads.push(Reverse((t, q)));
                 }
@@ -135,7 +149,7 @@ mod tests {
 
     #[test]
     fn two_cpus_merge_in_time_order_and_recent_events_wait() {
-        let mut order = TimeOrder::default();
+        let mut order = TimeOrder::<Event>::default();
         // CPU 0's ring, then CPU 1's: each sorted, interleaved in time.
         for (time, tag) in [(10, 1), (30, 3), (50, 5), (70, 7)] {
             order.push(event(time, tag));
@@ -158,7 +172,7 @@ mod tests {
 
     #[test]
     fn staging_areas_merge_in_time_order() {
-        let mut order = TimeOrder::default();
+        let mut order = TimeOrder::<Event>::default();
         // Two CPUs' syscall and packet areas, batches taken area by area.
         for (area, times) in [
             (0, &[10u64, 40, 90][..]),
@@ -187,7 +201,7 @@ mod tests {
 
     #[test]
     fn equal_times_go_area_by_area_and_loose_ones_keep_their_order() {
-        let mut order = TimeOrder::default();
+        let mut order = TimeOrder::<Event>::default();
         order.push(event(5, 1));
         order.push_from(2, event(5, 10));
         order.push_from(0, event(5, 20));
@@ -199,7 +213,7 @@ mod tests {
 
     #[test]
     fn the_last_release_takes_every_event() {
-        let mut order = TimeOrder::default();
+        let mut order = TimeOrder::<Event>::default();
         order.push_from(0, event(u64::MAX, 1));
         order.push(event(u64::MAX, 2));
         let mut out = Vec::new();
@@ -209,7 +223,7 @@ mod tests {
 
     #[test]
     fn equal_times_keep_their_order() {
-        let mut order = TimeOrder::default();
+        let mut order = TimeOrder::<Event>::default();
         order.push(event(5, 1));
         order.push(event(5, 2));
         order.push(event(4, 3));
