@@ -167,21 +167,6 @@ fn event_len(raw: &[u8]) -> Result<usize, LayoutError> {
     }
 }
 
-/// When the raw event `raw` was handed over (a packet's time, a syscall's exit): what
-/// the writer orders events by before it parses them.
-pub fn handover_ns(raw: &[u8]) -> Result<u64, LayoutError> {
-    let at = match raw.get(..4).map(|t| u32_at(t, 0)) {
-        Some(ET_PACKET) => pk::TS,
-        Some(ET_SYSCALL) => sc::EXIT,
-        Some(other) => return Err(LayoutError::UnknownType(other)),
-        None => return Err(LayoutError::Short(raw.len())),
-    };
-    match raw.get(at..at + 8) {
-        Some(ts) => Ok(u64_at(ts, 0)),
-        None => Err(LayoutError::Short(raw.len())),
-    }
-}
-
 /// Parse the raw event at `range` of `batch` (the bytes the ring or perf buffer handed
 /// over). Payloads are slices of `batch`: shared, not copied.
 pub fn parse(batch: &Bytes, range: Range<usize>) -> Result<Event, LayoutError> {
@@ -480,27 +465,6 @@ mod tests {
         assert_eq!(batch_stage(&raw), None);
         let ranges: Vec<_> = batch_events(&raw, 0..raw.len()).collect();
         assert_eq!(ranges, [Ok(0..raw.len())]);
-    }
-
-    #[test]
-    fn the_handover_time_is_read_without_parsing() {
-        use crate::record::order::Timed;
-        let mut packet = packet_raw(b"hi");
-        packet[pk::TS..pk::TS + 8].copy_from_slice(&77u64.to_ne_bytes());
-        let packet = Bytes::from(packet);
-        let syscall = syscall_raw(3, FILE_SOCKET, &[], b"");
-        for raw in [packet, syscall] {
-            let parsed = parse_all(&raw).unwrap();
-            assert_eq!(handover_ns(&raw), Ok(parsed.handover_ns()));
-        }
-        let mut cut = ET_PACKET.to_ne_bytes().to_vec();
-        cut.push(9);
-        assert_eq!(handover_ns(&cut), Err(LayoutError::Short(5)));
-        assert_eq!(
-            handover_ns(&7u32.to_ne_bytes()),
-            Err(LayoutError::UnknownType(7))
-        );
-        assert_eq!(handover_ns(&[2]), Err(LayoutError::Short(1)));
     }
 
     #[test]

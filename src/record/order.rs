@@ -21,19 +21,13 @@ pub const HOLD_NS: u64 = 25_000_000;
 /// Staging areas kept apart (two per CPU); an event naming another comes on its own.
 const MAX_AREAS: usize = 1 << 14;
 
-/// What the time order sorts by: when an event was handed over to the ring (a packet's
-/// time, a syscall's exit, when its event was written; a loss record's time).
-pub trait Timed {
-    fn handover_ns(&self) -> u64;
-}
-
-impl Timed for Event {
-    fn handover_ns(&self) -> u64 {
-        match self {
-            Event::Packet(p) => p.ts_ns,
-            Event::Syscall(s) => s.exit_ns,
-            Event::Loss(l) => l.ts_ns,
-        }
+/// When an event was handed over: a packet's time, a syscall's exit (when its event was
+/// written), a loss record's time.
+fn handover_ns(ev: &Event) -> u64 {
+    match ev {
+        Event::Packet(p) => p.ts_ns,
+        Event::Syscall(s) => s.exit_ns,
+        Event::Loss(l) => l.ts_ns,
     }
 }
 
@@ -41,30 +35,22 @@ impl Timed for Event {
 /// each in time order as it came (so putting them in order is a merge, each event moved
 /// once), and the events that came one by one (the perf buffer's, loss records), sorted
 /// when released.
-pub struct TimeOrder<T> {
+#[derive(Default)]
+pub struct TimeOrder {
     /// Indexed by staging area.
-    areas: Vec<VecDeque<T>>,
-    loose: VecDeque<T>,
+    areas: Vec<VecDeque<Event>>,
+    loose: VecDeque<Event>,
 }
 
-impl<T> Default for TimeOrder<T> {
-    fn default() -> Self {
-        TimeOrder {
-            areas: Vec::new(),
-            loose: VecDeque::new(),
-        }
-    }
-}
-
-impl<T: Timed> TimeOrder<T> {
+impl TimeOrder {
     /// An event that came on its own.
-    pub fn push(&mut self, ev: T) {
+    pub fn push(&mut self, ev: Event) {
         self.loose.push_back(ev);
     }
 
     /// An event from staging area `area`, whose events come in time order; one that
     /// does not (never seen) still finds its place.
-    pub fn push_from(&mut self, area: usize, ev: T) {
+    pub fn push_from(&mut self, area: usize, ev: Event) {
         if area >= MAX_AREAS {
             return self.push(ev);
         }
@@ -72,10 +58,10 @@ impl<T: Timed> TimeOrder<T> {
             self.areas.resize_with(area + 1, VecDeque::new);
         }
         let queue = &mut self.areas[area];
-        let t = ev.handover_ns();
+        let t = handover_ns(&ev);
         match queue.back() {
-            Some(last) if last.handover_ns() > t => {
-                let at = queue.partition_point(|e| e.handover_ns() <= t);
+            Some(last) if handover_ns(last) > t => {
+                let at = queue.partition_point(|e| handover_ns(e) <= t);
                 queue.insert(at, ev);
             }
             _ => queue.push_back(ev),
@@ -85,9 +71,9 @@ impl<T: Timed> TimeOrder<T> {
     /// Hands `out` every event handed over before `before` (every event with `None`),
     /// oldest first (events of the same time in the order they came in, area by area,
     /// the loose ones last); the rest wait.
-    pub fn release(&mut self, before: Option<u64>, mut out: impl FnMut(T)) {
+    pub fn release(&mut self, before: Option<u64>, mut out: impl FnMut(Event)) {
         let due = |t: u64| before.is_none_or(|before| t < before);
-        self.loose.make_contiguous().sort_by_key(T::handover_ns);
+        self.loose.make_contiguous().sort_by_key(handover_ns);
         let loose = self.areas.len();
         // The oldest waiting event of each queue, smallest first.
         let mut heads: BinaryHeap<Reverse<(u64, usize)>> = self
@@ -95,7 +81,7 @@ impl<T: Timed> TimeOrder<T> {
             .iter()
             .chain(std::iter::once(&self.loose))
             .enumerate()
-            .filter_map(|(q, events)| events.front().map(|ev| Reverse((ev.handover_ns(), q))))
+            .filter_map(|(q, events)| events.front().map(|ev| Reverse((handover_ns(ev), q))))
             .filter(|Reverse((t, _))| due(*t))
             .collect();
         while let Some(Reverse((_, q))) = heads.pop() {
@@ -109,7 +95,7 @@ impl<T: Timed> TimeOrder<T> {
             };
             out(ev);
             if let Some(next) = events.front() {
-                let t = next.handover_ns();
+                let t = handover_ns(next);
                 if due(t) {
                     heads.push(Reverse((t, q)));
                 }
@@ -149,7 +135,7 @@ mod tests {
 
     #[test]
     fn two_cpus_merge_in_time_order_and_recent_events_wait() {
-        let mut order = TimeOrder::<Event>::default();
+        let mut order = TimeOrder::default();
         // CPU 0's ring, then CPU 1's: each sorted, interleaved in time.
         for (time, tag) in [(10, 1), (30, 3), (50, 5), (70, 7)] {
             order.push(event(time, tag));
@@ -172,7 +158,7 @@ mod tests {
 
     #[test]
     fn staging_areas_merge_in_time_order() {
-        let mut order = TimeOrder::<Event>::default();
+        let mut order = TimeOrder::default();
         // Two CPUs' syscall and packet areas, batches taken area by area.
         for (area, times) in [
             (0, &[10u64, 40, 90][..]),
@@ -201,7 +187,7 @@ mod tests {
 
     #[test]
     fn equal_times_go_area_by_area_and_loose_ones_keep_their_order() {
-        let mut order = TimeOrder::<Event>::default();
+        let mut order = TimeOrder::default();
         order.push(event(5, 1));
         order.push_from(2, event(5, 10));
         order.push_from(0, event(5, 20));
@@ -213,7 +199,7 @@ mod tests {
 
     #[test]
     fn the_last_release_takes_every_event() {
-        let mut order = TimeOrder::<Event>::default();
+        let mut order = TimeOrder::default();
         order.push_from(0, event(u64::MAX, 1));
         order.push(event(u64::MAX, 2));
         let mut out = Vec::new();
@@ -223,7 +209,7 @@ mod tests {
 
     #[test]
     fn equal_times_keep_their_order() {
-        let mut order = TimeOrder::<Event>::default();
+        let mut order = TimeOrder::default();
         order.push(event(5, 1));
         order.push(event(5, 2));
         order.push(event(4, 3));

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 
 use super::layout;
-use super::order::{TimeOrder, Timed, HOLD_NS};
+use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{CaptureWriter, Event, Header};
 use crate::redact::{ScrubReport, SecretScrubber};
@@ -89,68 +89,6 @@ pub fn raw_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
     })
 }
 
-/// An event in the time order: still in the bytes it came in (parsed when it is
-/// written: a queue entry of 24 bytes instead of a parsed event's 136, fewer bytes moved
-/// and a smaller share of the cache for the events that wait), or made in userspace.
-enum Waiting {
-    Raw(RawEvent),
-    Made(Box<Event>),
-}
-
-/// Where a raw event lies: its batch (by [`RawBatches`] id) and its byte range there.
-struct RawEvent {
-    ts: u64,
-    batch: u32,
-    start: u32,
-    end: u32,
-}
-
-impl Timed for Waiting {
-    fn handover_ns(&self) -> u64 {
-        match self {
-            Waiting::Raw(raw) => raw.ts,
-            Waiting::Made(ev) => ev.handover_ns(),
-        }
-    }
-}
-
-/// The raw batches whose events still wait, oldest first, each with how many of its
-/// events are not written yet. A batch is let go once they all are and every batch
-/// before it is gone too (its payloads live on in events that share its bytes).
-#[derive(Default)]
-struct RawBatches {
-    /// The id of the front batch; ids count up and wrap.
-    first: u32,
-    live: std::collections::VecDeque<(Bytes, u32)>,
-}
-
-impl RawBatches {
-    fn next_id(&self) -> u32 {
-        self.first.wrapping_add(self.live.len() as u32)
-    }
-
-    fn add(&mut self, bytes: Bytes, waiting: u32) {
-        self.live.push_back((bytes, waiting));
-    }
-
-    /// Parse a waiting event out of its batch; it no longer waits, parsed or not.
-    fn parse(&mut self, raw: &RawEvent) -> Result<Event, layout::LayoutError> {
-        let index = raw.batch.wrapping_sub(self.first) as usize;
-        let Some((bytes, waiting)) = self.live.get_mut(index) else {
-            return Err(layout::LayoutError::Short(0));
-        };
-        *waiting = waiting.saturating_sub(1);
-        layout::parse(bytes, raw.start as usize..raw.end as usize)
-    }
-
-    fn trim(&mut self) {
-        while self.live.front().is_some_and(|(_, waiting)| *waiting == 0) {
-            self.live.pop_front();
-            self.first = self.first.wrapping_add(1);
-        }
-    }
-}
-
 /// What was written, over every file.
 #[derive(Debug, Default, Clone)]
 pub struct SinkSummary {
@@ -165,15 +103,6 @@ pub struct SinkSummary {
     /// reason.
     pub malformed: u64,
     pub first_malformed: Option<String>,
-}
-
-impl SinkSummary {
-    fn count_malformed(&mut self, e: layout::LayoutError) {
-        self.malformed += 1;
-        if self.first_malformed.is_none() {
-            self.first_malformed = Some(e.to_string());
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -213,9 +142,7 @@ struct Sink {
     /// Bytes and events of the files already finished.
     done_bytes: u64,
     /// Events of the per-CPU buffers on their way back into one order.
-    order: TimeOrder<Waiting>,
-    /// The bytes of the raw events waiting there.
-    batches: RawBatches,
+    order: TimeOrder,
     scrubber: Option<SecretScrubber>,
     /// The scrubber's report when the current file was opened: each file's index keeps
     /// its own share.
@@ -262,44 +189,28 @@ impl Sink {
         Ok(())
     }
 
-    /// Put a batch's events into the time order as they are, unparsed, counting what
-    /// does not add up. Each kernel batch says which staging area it came from; single
-    /// events (the perf buffer's) come on their own.
+    /// Parse a batch straight into the time order, counting what does not parse. Each
+    /// kernel batch says which staging area it came from; single events (the perf
+    /// buffer's) come on their own.
     fn take_raw(&mut self, batch: RawBatch) {
         let bytes = batch.into_bytes();
-        let Sink {
-            order,
-            batches,
-            summary,
-            ..
-        } = self;
-        let id = batches.next_id();
-        let mut waiting = 0u32;
         for raw in raw_ranges(&bytes) {
             let area = layout::batch_stage(&bytes[raw.clone()]);
             for event in layout::batch_events(&bytes, raw) {
-                let timed = event.and_then(|range| {
-                    let ts = layout::handover_ns(&bytes[range.clone()])?;
-                    Ok(RawEvent {
-                        ts,
-                        batch: id,
-                        start: range.start as u32,
-                        end: range.end as u32,
-                    })
-                });
-                match timed {
-                    Ok(ev) => {
-                        waiting += 1;
-                        match area {
-                            Some(area) => order.push_from(area as usize, Waiting::Raw(ev)),
-                            None => order.push(Waiting::Raw(ev)),
+                match event.and_then(|range| layout::parse(&bytes, range)) {
+                    Ok(ev) => match area {
+                        Some(area) => self.order.push_from(area as usize, ev),
+                        None => self.order.push(ev),
+                    },
+                    Err(e) => {
+                        self.summary.malformed += 1;
+                        if self.summary.first_malformed.is_none() {
+                            self.summary.first_malformed = Some(e.to_string());
                         }
                     }
-                    Err(e) => summary.count_malformed(e),
                 }
             }
         }
-        batches.add(bytes, waiting);
     }
 
     /// Writes, in time order, the events every CPU had certainly handed over by a drain
@@ -309,38 +220,23 @@ impl Sink {
         let before = drained_ns.map(|ns| ns.saturating_sub(HOLD_NS));
         let Sink {
             order,
-            batches,
             scrubber,
             writer,
             summary,
             ..
         } = self;
         let mut result = Ok(());
-        let mut malformed = Vec::new();
-        // One event at a time parsed, redacted and put into the block, while it is in
-        // the cache: no batch-sized vectors of events between the stages.
+        // One event at a time through redaction and into the block, while it is in the
+        // cache: no batch-sized vectors of events between the stages.
         let mut write = |ev: Event| {
             if result.is_ok() {
                 result = write_final(writer, summary, &ev);
             }
         };
-        order.release(before, |waiting| {
-            let ev = match waiting {
-                Waiting::Raw(raw) => match batches.parse(&raw) {
-                    Ok(ev) => ev,
-                    Err(e) => return malformed.push(e),
-                },
-                Waiting::Made(ev) => *ev,
-            };
-            match scrubber.as_mut() {
-                Some(scrubber) => scrubber.push(ev, &mut write),
-                None => write(ev),
-            }
+        order.release(before, |ev| match scrubber.as_mut() {
+            Some(scrubber) => scrubber.push(ev, &mut write),
+            None => write(ev),
         });
-        batches.trim();
-        for e in malformed {
-            self.summary.count_malformed(e);
-        }
         result
     }
 
@@ -441,7 +337,6 @@ pub fn spawn(
         summary: SinkSummary::default(),
         done_bytes: 0,
         order: TimeOrder::default(),
-        batches: RawBatches::default(),
         scrubber,
         scrubbed_before: ScrubReport::default(),
     };
@@ -473,9 +368,7 @@ fn run(
                 sink.take_raw(batch);
                 sink.write_handed_over(Some(drained_ns))?
             }
-            SinkMessage::Events(evs) => evs
-                .into_iter()
-                .for_each(|ev| sink.order.push(Waiting::Made(Box::new(ev)))),
+            SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
             SinkMessage::Flush { drained_ns } => {
                 sink.write_handed_over(Some(drained_ns))?;
                 sink.flush()?;
@@ -515,40 +408,6 @@ mod tests {
         let bytes = batch.into_bytes();
         let got: Vec<&[u8]> = raw_ranges(&bytes).map(|r| &bytes[r]).collect();
         assert_eq!(got, raws);
-    }
-
-    /// A batch is let go once its events are written and the batches before it are
-    /// gone; ids wrap.
-    #[test]
-    fn raw_batches_go_oldest_first_once_their_events_are_written() {
-        let raw = layout::syscall_raw(3, 2, &[], b"");
-        let mut batches = RawBatches {
-            first: u32::MAX,
-            ..RawBatches::default()
-        };
-        let a = batches.next_id();
-        batches.add(raw.clone(), 1);
-        let b = batches.next_id();
-        batches.add(raw.clone(), 2);
-        assert_eq!(b, 0);
-        let event = |batch| RawEvent {
-            ts: 0,
-            batch,
-            start: 0,
-            end: raw.len() as u32,
-        };
-        batches.parse(&event(b)).unwrap();
-        batches.parse(&event(b)).unwrap();
-        batches.trim();
-        assert_eq!(batches.live.len(), 2, "the older batch still waits");
-        let Event::Syscall(s) = batches.parse(&event(a)).unwrap() else {
-            panic!("not a syscall")
-        };
-        assert_eq!(s.exit_ns, 350);
-        batches.trim();
-        assert!(batches.live.is_empty());
-        assert_eq!(batches.next_id(), 1);
-        assert!(batches.parse(&event(a)).is_err(), "a batch let go is gone");
     }
 
     /// An event that came too close to its drain to be written with its batch (it waits
