@@ -88,21 +88,21 @@ mod bt {
     pub const STAGE: usize = 12;
 }
 
+/// The header of a raw record that is a batch; None for a single event.
+fn batch_header(raw: &[u8]) -> Option<&[u8]> {
+    raw.get(..BATCH_HEADER_LEN)
+        .filter(|head| u32_at(head, 0) == ET_BATCH)
+}
+
 /// Which staging area a batch came from (its events are in time order, and so are its
 /// batches); None for a single event.
 pub fn batch_stage(raw: &[u8]) -> Option<u32> {
-    match raw.get(..BATCH_HEADER_LEN) {
-        Some(head) if u32_at(head, 0) == ET_BATCH => Some(u32_at(head, bt::STAGE)),
-        _ => None,
-    }
+    batch_header(raw).map(|head| u32_at(head, bt::STAGE))
 }
 
 /// How many events a raw record holds: a batch's count, else one.
 pub fn event_count(raw: &[u8]) -> u64 {
-    match raw.get(..BATCH_HEADER_LEN) {
-        Some(head) if u32_at(head, 0) == ET_BATCH => u64::from(u32_at(head, bt::COUNT)),
-        _ => 1,
-    }
+    batch_header(raw).map_or(1, |head| u64::from(u32_at(head, bt::COUNT)))
 }
 
 /// Where the events of the raw record at `range` of `bytes` lie: each event of a batch,
@@ -113,12 +113,13 @@ pub fn batch_events(
     range: Range<usize>,
 ) -> impl Iterator<Item = Result<Range<usize>, LayoutError>> + '_ {
     let raw = bytes.get(range.clone()).unwrap_or_default();
-    let (mut at, end, single) = if raw.len() >= BATCH_HEADER_LEN && u32_at(raw, 0) == ET_BATCH {
-        let len = u32_at(raw, bt::LEN) as usize;
-        let start = range.start + BATCH_HEADER_LEN;
-        (start, start.saturating_add(len).min(range.end), false)
-    } else {
-        (range.start, range.end, true)
+    let (mut at, end, single) = match batch_header(raw) {
+        Some(head) => {
+            let len = u32_at(head, bt::LEN) as usize;
+            let start = range.start + BATCH_HEADER_LEN;
+            (start, start.saturating_add(len).min(range.end), false)
+        }
+        None => (range.start, range.end, true),
     };
     let first = at;
     let mut done = false;
