@@ -491,7 +491,7 @@ fn bootstrap_interval(values: &[f64], stat: fn(&[f64]) -> f64) -> (f64, f64) {
         state ^= state << 17;
         (state % n as u64) as usize
     };
-    let mut medians: Vec<f64> = (0..2000)
+    let mut stats: Vec<f64> = (0..2000)
         .map(|_| {
             let sample: Vec<f64> = (0..values.len())
                 .map(|_| values[next(values.len())])
@@ -499,8 +499,8 @@ fn bootstrap_interval(values: &[f64], stat: fn(&[f64]) -> f64) -> (f64, f64) {
             stat(&sample)
         })
         .collect();
-    medians.sort_by(f64::total_cmp);
-    (medians[50], medians[1949])
+    stats.sort_by(f64::total_cmp);
+    (stats[50], stats[1949])
 }
 
 // ------------------------------------------------------------------ the benchmark

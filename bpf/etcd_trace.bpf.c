@@ -130,8 +130,9 @@ struct {
  * atomic exchange) cost ~100-150 ns here, more than building most events. A batch is
  * handed over once it holds STAGE_HAND_OVER bytes; userspace has what is left handed
  * over before it sends a batch to the writer (flush_stages, run on each CPU, 4 times a
- * second), so no event waits longer than that. Two areas per CPU (2*cpu for syscalls, 2*cpu+1 for packets), because a
- * TC program in a softirq can interrupt a syscall program on the same CPU. `busy` is set
+ * second), so no event waits longer than that. Two areas per CPU (2*cpu for syscalls,
+ * 2*cpu+1 for packets), because a TC program in a softirq can interrupt a syscall
+ * program on the same CPU. `busy` is set
  * while an event is being added: the flush, which interrupts whatever runs on the CPU,
  * leaves both areas alone then and is asked again. With the perf buffer, each event is
  * output on its own as soon as it is built (the area is only scratch space). */
@@ -346,13 +347,6 @@ static __always_inline void stage_put(void *ctx, struct stage *st, __u64 size)
 						 st->events, BOUNDED(size, STAGE_BYTES - 1));
 		count(err ? COUNTER_LOST : COUNTER_SENT);
 	}
-	barrier();
-	st->busy = 0;
-}
-
-/* Release the area without an event. */
-static __always_inline void stage_drop(struct stage *st)
-{
 	barrier();
 	st->busy = 0;
 }
@@ -879,8 +873,9 @@ int sys_exit(__u64 *ctx)
 
 /* Userspace runs this on each CPU before it sends a batch to the writer
  * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, so in an interrupt on that CPU): it
- * hands over what the CPU's staging areas hold, so no event waits for a batch to fill. Returns 1 when the
- * interrupted program was adding an event (it may hold the ring's lock): ask again. */
+ * hands over what the CPU's staging areas hold, so no event waits for a batch to fill.
+ * Returns 1 when the interrupted program was adding an event (it may hold the ring's
+ * lock): ask again. */
 SEC("raw_tp")
 int flush_stages(void *ctx)
 {
