@@ -37,6 +37,7 @@ const volatile __u32 l2_exceptions = 0;
 const volatile __u32 packet_header_size = sizeof(struct et_packet);
 const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
 const volatile __u32 batch_header_size = sizeof(struct et_batch);
+const volatile __u32 tls_header_size = sizeof(struct et_tls);
 const volatile __u32 packet_offsets[] = {
 	__builtin_offsetof(struct et_packet, ts_ns),
 	__builtin_offsetof(struct et_packet, sport),
@@ -58,6 +59,20 @@ const volatile __u32 syscall_offsets[] = {
 	__builtin_offsetof(struct et_syscall, lport),
 	__builtin_offsetof(struct et_syscall, data_len),
 	__builtin_offsetof(struct et_syscall, names),
+};
+const volatile __u32 tls_offsets[] = {
+	__builtin_offsetof(struct et_tls, ts_ns),
+	__builtin_offsetof(struct et_tls, conn_id),
+	__builtin_offsetof(struct et_tls, offset),
+	__builtin_offsetof(struct et_tls, tid),
+	__builtin_offsetof(struct et_tls, len),
+	__builtin_offsetof(struct et_tls, data_len),
+	__builtin_offsetof(struct et_tls, direction),
+	__builtin_offsetof(struct et_tls, family),
+	__builtin_offsetof(struct et_tls, lport),
+	__builtin_offsetof(struct et_tls, rport),
+	__builtin_offsetof(struct et_tls, laddr),
+	__builtin_offsetof(struct et_tls, raddr),
 };
 
 #define ETH_HLEN 14

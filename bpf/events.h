@@ -11,11 +11,14 @@
 #define ET_MAX_DATA 65536         /* largest buffer prefix a syscall event carries */
 #define ET_PATH_DEPTH 4           /* path components kept below the data dir */
 #define ET_NAME_LEN 64            /* bytes per path component, NUL included */
+#define ET_TLS_CHUNK 16384        /* plaintext bytes per TLS event at most: a larger
+				   * Read or Write gives several events */
 
 enum et_event_type {
 	ET_PACKET = 1,
 	ET_SYSCALL = 2,
 	ET_BATCH = 3,
+	ET_TLS = 4,
 };
 
 enum et_direction {
@@ -85,9 +88,37 @@ struct et_syscall {
 	char names[ET_PATH_DEPTH][ET_NAME_LEN];
 };
 
+/* 88 bytes, then data_len plaintext bytes. What a traced etcd process wrote to
+ * (ET_EGRESS, at the entry of Go's crypto/tls.(*Conn).Write) or read from (ET_INGRESS, at
+ * the return of (*Conn).Read) one TLS connection. Each direction of a connection is a
+ * byte stream numbered from its first byte seen: `offset` places the chunk in it, so the
+ * reader can tell what is missing. The socket is learned from the first socket syscall
+ * made inside a Read or Write: events before that (a client's first Write, which does
+ * the handshake) have family 0, and the reader takes the addresses from a later event
+ * of the same conn_id. */
+struct et_tls {
+	__u32 type;        /* ET_TLS */
+	__u32 pid;         /* tgid */
+	__u64 ts_ns;       /* CLOCK_MONOTONIC */
+	__u64 conn_id;     /* the connection, numbered from 1 by the programs */
+	__u64 offset;      /* of data's first byte in this direction's plaintext */
+	__u32 tid;
+	__u32 len;         /* plaintext bytes this event stands for, at most ET_TLS_CHUNK */
+	__u32 data_len;    /* bytes captured, which follow; fewer than len when the rest
+			    * could not be read from etcd's memory */
+	__u8 direction;    /* enum et_direction: ET_EGRESS etcd wrote, ET_INGRESS etcd read */
+	__u8 family;       /* 4 or 6; 0 while the connection's socket is not known */
+	__u16 lport;       /* host byte order */
+	__u16 rport;
+	__u16 _pad0;
+	__u32 _pad1;
+	__u8 laddr[16];    /* IPv4 uses the first 4 bytes */
+	__u8 raddr[16];
+};
+
 /* 16 bytes, then `len` bytes holding `count` events, each starting 8-byte aligned (its
  * length follows from its own header: et_packet's captured_len, et_syscall's depth and
- * data_len). */
+ * data_len, et_tls's data_len). */
 struct et_batch {
 	__u32 type;        /* ET_BATCH */
 	__u32 count;
