@@ -1,0 +1,73 @@
+//! Everything one recording attaches, held together so that one call detaches it all
+//! before the last drain: the programs attached as BPF links and the TC attachments.
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::Skel;
+use libbpf_rs::Link;
+
+use super::attach::{self, Hook, TcAttachment};
+use super::load::is_syscall_program;
+use super::options::RecordOptions;
+use super::skel::EtcdTraceSkel;
+use super::targets::Targets;
+
+/// The programs attached: BPF links (the tracepoint programs', and any other program
+/// attached through a libbpf link) and TC attachments, detached when dropped.
+pub(super) struct Attached {
+    links: Vec<Link>,
+    tc: Vec<TcAttachment>,
+    /// "lo Egress (tcx)" and the like, for the summary.
+    pub(super) names: Vec<String>,
+}
+
+impl Attached {
+    pub(super) fn attach(
+        skel: &EtcdTraceSkel<'_>,
+        opts: &RecordOptions,
+        targets: &Targets,
+    ) -> Result<Attached> {
+        let mut links: Vec<Link> = Vec::new();
+        if opts.trace_syscalls {
+            links.extend(tracepoint_links(skel)?);
+        }
+        let tc = tc_attachments(skel, targets)?;
+        let names: Vec<String> = tc
+            .iter()
+            .map(|a| format!("{} {:?} ({})", a.interface, a.hook, a.mechanism_name()))
+            .collect();
+        Ok(Attached { links, tc, names })
+    }
+
+    /// Detach everything (idempotent): nothing new arrives after this.
+    pub(super) fn detach(&mut self) {
+        self.links.clear();
+        self.tc.clear();
+    }
+}
+
+/// The syscall programs, each on its tracepoint.
+fn tracepoint_links(skel: &EtcdTraceSkel<'_>) -> Result<Vec<Link>> {
+    let mut links: Vec<Link> = Vec::new();
+    for prog in skel.object().progs_mut() {
+        if is_syscall_program(prog.section()) {
+            links.push(
+                prog.attach()
+                    .with_context(|| format!("attaching tracepoint program {:?}", prog.name()))?,
+            );
+        }
+    }
+    Ok(links)
+}
+
+/// The TC programs on each traced interface.
+fn tc_attachments(skel: &EtcdTraceSkel<'_>, targets: &Targets) -> Result<Vec<TcAttachment>> {
+    let mut tc: Vec<TcAttachment> = Vec::new();
+    for i in &targets.ifaces {
+        if !i.loopback {
+            tc.push(attach::attach(&skel.progs.tc_ingress, i, Hook::Ingress)?);
+        }
+        // On lo every segment passes egress then ingress: egress alone sees each once.
+        tc.push(attach::attach(&skel.progs.tc_egress, i, Hook::Egress)?);
+    }
+    Ok(tc)
+}

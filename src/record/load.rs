@@ -1,0 +1,177 @@
+//! Turning the eBPF object into loaded programs for one recording: open the skeleton,
+//! configure its read-only data and map sizes for the targets, load it, fill its maps;
+//! and the capture header that records the same configuration.
+
+use std::mem::MaybeUninit;
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, ProgramAttachType};
+
+use super::options::{self, BufferKind, RecordOptions};
+use super::rings::CpuRings;
+use super::skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
+use super::system;
+use super::targets::Targets;
+use crate::capture::{Header, InterfaceInfo, ProcessInfo, RecordConfig};
+
+/// The link-layer header length the programs assume unless told otherwise.
+const ETH_HLEN: u32 = 14;
+
+/// Open the skeleton, configure it for `targets`, load it and fill its maps.
+pub(super) fn load<'obj>(
+    opts: &RecordOptions,
+    targets: &Targets,
+    ncpus: u32,
+    rings: Option<&CpuRings>,
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> Result<EtcdTraceSkel<'obj>> {
+    let Targets {
+        processes,
+        data_dirs,
+        ifaces,
+    } = targets;
+    let mut open = EtcdTraceSkelBuilder::default()
+        .open(object)
+        .context("opening the eBPF object")?;
+    let fd_slots_per_process = {
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("the eBPF object has no read-only data")?;
+        rodata.use_ringbuf = u32::from(opts.buffer == BufferKind::Ring);
+        rodata.snaplen = opts.snaplen;
+        rodata.file_data_limit = opts.file_data_limit;
+        rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
+        rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
+        rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
+        if processes.len() > options::MAX_TRACED_PIDS {
+            bail!(
+                "found {} etcd processes; one recorder traces at most {}: choose with --pid",
+                processes.len(),
+                options::MAX_TRACED_PIDS
+            );
+        }
+        rodata.traced_pid_count = processes.len() as u32;
+        for (slot, p) in rodata.traced_pid_list.iter_mut().zip(processes) {
+            *slot = p.pid;
+        }
+        rodata.traced_port_count = opts.ports.len() as u32;
+        for (slot, port) in rodata.traced_port_list.iter_mut().zip(&opts.ports) {
+            *slot = u32::from(*port);
+        }
+        rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
+        rodata.fd_slots_per_process
+    };
+    open.maps.stages.set_max_entries(2 * ncpus)?;
+    open.maps
+        .fd_slots
+        .set_max_entries(fd_slots_per_process * processes.len().max(1) as u32)?;
+    match rings {
+        Some(rings) => rings.prepare(&mut open.maps.rings)?,
+        None => open.maps.rings.set_autocreate(false)?,
+    }
+    open.progs
+        .tc_ingress
+        .set_attach_type(ProgramAttachType::TcxIngress);
+    open.progs
+        .tc_egress
+        .set_attach_type(ProgramAttachType::TcxEgress);
+    if !opts.trace_syscalls {
+        for mut prog in open.open_object_mut().progs_mut() {
+            if is_syscall_program(prog.section()) {
+                prog.set_autoload(false);
+            }
+        }
+    }
+    let skel = open.load().map_err(load_error)?;
+    if let Some(rings) = rings {
+        rings.install(&skel.maps.rings)?;
+    }
+
+    // Tell the programs what to trace.
+    for dir in data_dirs {
+        match std::fs::metadata(dir) {
+            Ok(meta) => {
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&meta.ino().to_ne_bytes());
+                key[8..12].copy_from_slice(&system::kernel_dev(meta.dev()).to_ne_bytes());
+                skel.maps.data_dirs.update(&key, &[1], MapFlags::ANY)?;
+            }
+            Err(e) => eprintln!(
+                "warning: data dir {} is not readable ({e}): WAL and backend writes will not be traced",
+                dir.display()
+            ),
+        }
+    }
+    for i in ifaces.iter().filter(|i| i.l2_len != ETH_HLEN) {
+        skel.maps.l2_len.update(
+            &i.ifindex.to_ne_bytes(),
+            &i.l2_len.to_ne_bytes(),
+            MapFlags::ANY,
+        )?;
+    }
+    Ok(skel)
+}
+
+/// The capture file's header: this machine, the configuration, the traced processes.
+pub(super) fn capture_header(opts: &RecordOptions, targets: &Targets) -> Header {
+    let Targets {
+        processes,
+        data_dirs,
+        ifaces,
+    } = targets;
+    let (offset, wall) = system::clock_offset_ns();
+    Header {
+        recorder_version: env!("CARGO_PKG_VERSION").to_string(),
+        hostname: system::hostname(),
+        kernel_release: system::kernel_release(),
+        clock_offset_ns: offset,
+        started_wall_ns: wall,
+        config: RecordConfig {
+            ports: opts.ports.clone(),
+            interfaces: ifaces.iter().map(|i| i.name.clone()).collect(),
+            pids: processes.iter().map(|p| p.pid).collect(),
+            snaplen: opts.snaplen,
+            file_data_limit: opts.file_data_limit,
+            data_dir: data_dirs.first().map(|d| d.display().to_string()),
+            socket_payload: opts.socket_payload,
+            buffer: opts.buffer.name().to_string(),
+            redact_secrets: opts.redact_secrets,
+        },
+        processes: processes
+            .iter()
+            .map(|p| ProcessInfo {
+                pid: p.pid,
+                cmdline: p.cmdline.clone(),
+                data_dir: p.data_dir.as_ref().map(|d| d.display().to_string()),
+            })
+            .collect(),
+        interfaces: ifaces
+            .iter()
+            .map(|i| InterfaceInfo {
+                ifindex: i.ifindex,
+                name: i.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The syscall programs: on the raw syscall tracepoints, BTF-typed.
+pub(super) fn is_syscall_program(section: &std::ffi::OsStr) -> bool {
+    section.to_string_lossy().starts_with("tp_btf/")
+}
+
+fn load_error(e: libbpf_rs::Error) -> anyhow::Error {
+    let msg = e.to_string();
+    if msg.contains("Operation not permitted") || msg.contains("EPERM") {
+        anyhow::anyhow!(
+            "the kernel refused to load the eBPF programs ({msg}). Run as root, or check \
+             that the kernel allows BPF (kernel.unprivileged_bpf_disabled, lockdown)"
+        )
+    } else {
+        anyhow::Error::new(e).context("loading the eBPF programs")
+    }
+}
