@@ -3,6 +3,7 @@
 //! everything, drains what is left, writes the index and reports.
 
 pub mod attach;
+pub mod go_binary;
 pub mod layout;
 pub mod options;
 mod order;
