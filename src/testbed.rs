@@ -1,7 +1,8 @@
-//! A private etcd in a network namespace of its own, on 127.0.0.1:2379/2380 there. The
-//! demo and the integration tests both use it: each gets its own namespace, so they can
-//! run in parallel, attach to that namespace's `lo`, and never see each other's traffic.
-//! Needs root, `ip` (iproute2), `etcd` and `etcdctl` on PATH.
+//! A private etcd in a network namespace of its own, on 127.0.0.1:2379/2380 there (other
+//! ports and client-certificate TLS on request). The demo and the integration tests both
+//! use it: each gets its own namespace, so they can run in parallel, attach to that
+//! namespace's `lo`, and never see each other's traffic. Needs root, `ip` (iproute2),
+//! `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -84,43 +85,207 @@ impl Drop for ScratchDir {
     }
 }
 
+/// A CA and the certificates it signed for a TLS etcd and its clients: PEM files with
+/// EC P-256 keys, made by the `openssl` command line tool.
+#[derive(Debug, Clone)]
+pub struct TlsCerts {
+    pub ca: PathBuf,
+    /// etcd's, on its client port and on its peer port, where it both serves and connects
+    /// with it: SAN IP:127.0.0.1 and DNS:localhost, for server and client authentication.
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    /// The clients' (etcdctl, the tests' own clients).
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsCerts {
+    /// Write a new CA, server and client certificate into `dir` (created if missing).
+    pub fn generate(dir: &Path) -> Result<TlsCerts> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let openssl = which("openssl")?;
+        let ca_key = dir.join("ca.key");
+        let certs = TlsCerts {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        };
+        run_checked(
+            Command::new(&openssl)
+                .args(["req", "-x509", "-new", "-days", "7"])
+                .args(NEW_EC_KEY)
+                .arg("-keyout")
+                .arg(&ca_key)
+                .arg("-out")
+                .arg(&certs.ca)
+                .args(["-subj", "/CN=etcd-trace test CA"])
+                .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+                .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
+        )
+        .context("making the test CA with openssl")?;
+        let server_extensions = "basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth,clientAuth\n\
+             subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+        let client_extensions = "basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=clientAuth\n";
+        for (name, cert, key, serial, extensions) in [
+            (
+                "server",
+                &certs.server_cert,
+                &certs.server_key,
+                "2",
+                server_extensions,
+            ),
+            (
+                "client",
+                &certs.client_cert,
+                &certs.client_key,
+                "3",
+                client_extensions,
+            ),
+        ] {
+            let csr = dir.join(format!("{name}.csr"));
+            let ext = dir.join(format!("{name}.ext"));
+            std::fs::write(&ext, extensions)
+                .with_context(|| format!("writing {}", ext.display()))?;
+            run_checked(
+                Command::new(&openssl)
+                    .args(["req", "-new"])
+                    .args(NEW_EC_KEY)
+                    .arg("-keyout")
+                    .arg(key)
+                    .arg("-out")
+                    .arg(&csr)
+                    .args(["-subj", &format!("/CN=etcd-trace test {name}")]),
+            )
+            .with_context(|| format!("making the {name} key and request with openssl"))?;
+            run_checked(
+                Command::new(&openssl)
+                    .args(["x509", "-req", "-days", "7", "-set_serial", serial])
+                    .arg("-in")
+                    .arg(&csr)
+                    .arg("-CA")
+                    .arg(&certs.ca)
+                    .arg("-CAkey")
+                    .arg(&ca_key)
+                    .arg("-extfile")
+                    .arg(&ext)
+                    .arg("-out")
+                    .arg(cert),
+            )
+            .with_context(|| format!("signing the {name} certificate with openssl"))?;
+        }
+        Ok(certs)
+    }
+}
+
+/// openssl arguments for a new unencrypted EC P-256 key.
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
+/// How an etcd is started: its ports, and whether both speak TLS with client
+/// certificates required.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub tls: Option<TlsCerts>,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> EtcdOptions {
+        EtcdOptions {
+            client_port: 2379,
+            peer_port: 2380,
+            tls: None,
+        }
+    }
+}
+
 /// A single-member etcd cluster inside `netns`, stopped on drop.
 #[derive(Debug)]
 pub struct EtcdServer {
     child: Child,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// `127.0.0.1:PORT` of the client port.
     pub endpoint: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    /// The certificates of a TLS etcd; etcdctl from [`EtcdServer::etcdctl`] uses them.
+    pub tls: Option<TlsCerts>,
 }
 
 impl EtcdServer {
     /// Start etcd with its data dir under `dir`, and wait until it answers.
     pub fn start(netns: &Netns, dir: &Path) -> Result<EtcdServer> {
+        EtcdServer::start_with(netns, dir, &EtcdOptions::default())
+    }
+
+    /// Start etcd with client-certificate TLS on its client and peer ports.
+    pub fn start_tls(netns: &Netns, dir: &Path, certs: &TlsCerts) -> Result<EtcdServer> {
+        let options = EtcdOptions {
+            tls: Some(certs.clone()),
+            ..EtcdOptions::default()
+        };
+        EtcdServer::start_with(netns, dir, &options)
+    }
+
+    /// Start etcd as `options` say, with its data dir and log under `dir` (created if
+    /// missing; give each etcd of a namespace its own), and wait until it answers.
+    pub fn start_with(netns: &Netns, dir: &Path, options: &EtcdOptions) -> Result<EtcdServer> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data_dir = dir.join("etcd-data");
         let log = dir.join("etcd.log");
         let log_file = std::fs::File::create(&log)?;
-        let child = netns
-            .command(which("etcd")?)
-            .args([
-                "--name",
-                "m1",
-                "--data-dir",
-                data_dir.to_str().context("data dir path is not UTF-8")?,
-                "--listen-client-urls",
-                "http://127.0.0.1:2379",
-                "--advertise-client-urls",
-                "http://127.0.0.1:2379",
-                "--listen-peer-urls",
-                "http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls",
-                "http://127.0.0.1:2380",
-                "--initial-cluster",
-                "m1=http://127.0.0.1:2380",
-                "--logger",
-                "zap",
-                "--log-outputs",
-                "stderr",
-            ])
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client_url = format!("{scheme}://127.0.0.1:{}", options.client_port);
+        let peer_url = format!("{scheme}://127.0.0.1:{}", options.peer_port);
+        let mut command = netns.command(which("etcd")?);
+        command.args([
+            "--name",
+            "m1",
+            "--data-dir",
+            data_dir.to_str().context("data dir path is not UTF-8")?,
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("m1={peer_url}"),
+            "--logger",
+            "zap",
+            "--log-outputs",
+            "stderr",
+        ]);
+        if let Some(certs) = &options.tls {
+            for (client, peer, file) in [
+                ("--cert-file", "--peer-cert-file", &certs.server_cert),
+                ("--key-file", "--peer-key-file", &certs.server_key),
+                ("--trusted-ca-file", "--peer-trusted-ca-file", &certs.ca),
+            ] {
+                command.arg(client).arg(file).arg(peer).arg(file);
+            }
+            command.args(["--client-cert-auth", "--peer-client-cert-auth"]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -129,7 +294,10 @@ impl EtcdServer {
             child,
             data_dir,
             log,
-            endpoint: "127.0.0.1:2379".into(),
+            endpoint: format!("127.0.0.1:{}", options.client_port),
+            client_port: options.client_port,
+            peer_port: options.peer_port,
+            tls: options.tls.clone(),
         };
         server.wait_ready(netns)?;
         Ok(server)
@@ -144,7 +312,8 @@ impl EtcdServer {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
-            let ok = etcdctl_in(netns, &self.endpoint, &["endpoint", "health"])
+            let ok = self
+                .etcdctl(netns, &["endpoint", "health"])
                 .map(|o| o.status.success())
                 .unwrap_or(false);
             if ok {
@@ -165,21 +334,39 @@ impl EtcdServer {
         self.child.id()
     }
 
+    /// `http://` or `https://` and the endpoint.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.endpoint)
+    }
+
     /// Run etcdctl (v3 API) inside the namespace against this server.
     pub fn etcdctl(&self, netns: &Netns, args: &[&str]) -> Result<Output> {
-        etcdctl_in(netns, &self.endpoint, args)
+        self.etcdctl_command(netns)?
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .context("running etcdctl")
     }
-}
 
-fn etcdctl_in(netns: &Netns, endpoint: &str, args: &[&str]) -> Result<Output> {
-    netns
-        .command(which("etcdctl")?)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("running etcdctl")
+    /// etcdctl inside the namespace, with this server's endpoint and, for TLS, the CA
+    /// and the client certificate; the caller adds the command and its arguments.
+    pub fn etcdctl_command(&self, netns: &Netns) -> Result<Command> {
+        let mut command = netns.command(which("etcdctl")?);
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.url()));
+        if let Some(certs) = &self.tls {
+            command
+                .arg("--cacert")
+                .arg(&certs.ca)
+                .arg("--cert")
+                .arg(&certs.client_cert)
+                .arg("--key")
+                .arg(&certs.client_key);
+        }
+        Ok(command)
+    }
 }
 
 impl Drop for EtcdServer {
@@ -317,7 +504,7 @@ pub fn basic_workload(etcd: &EtcdServer, netns: &Netns) -> Result<()> {
     ];
     for args in steps {
         let out = if args == &["txn"] {
-            etcd_txn(netns, &etcd.endpoint)?
+            etcd_txn(netns, etcd)?
         } else {
             etcd.etcdctl(netns, args)?
         };
@@ -333,12 +520,10 @@ pub fn basic_workload(etcd: &EtcdServer, netns: &Netns) -> Result<()> {
 }
 
 /// `etcdctl txn` reads its compares and ops from stdin.
-fn etcd_txn(netns: &Netns, endpoint: &str) -> Result<Output> {
+fn etcd_txn(netns: &Netns, etcd: &EtcdServer) -> Result<Output> {
     use std::io::Write;
-    let mut child = netns
-        .command(which("etcdctl")?)
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={endpoint}"))
+    let mut child = etcd
+        .etcdctl_command(netns)?
         .arg("txn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -31,15 +31,6 @@ fn concurrent_writes(rig: &Rig, writers: usize, each: usize) {
     });
 }
 
-fn correlate_json(path: &std::path::Path) -> Vec<serde_json::Value> {
-    let out = etcd_trace(&["correlate", "--format", "json", path.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn acknowledged_writes_link_to_wal_entry_and_fsync() {
     let rig = Rig::start("correlate");

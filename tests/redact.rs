@@ -5,28 +5,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use etcd_trace::capture::Event;
 use serde_json::Value;
 
 const PASSWORD: &str = "Redact-Me-9731";
-
-fn replay_json(capture: &std::path::Path) -> Vec<Value> {
-    let out = etcd_trace(&[
-        "replay",
-        "--format",
-        "json",
-        "--show-secrets",
-        capture.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
 
 /// Every packet payload of a capture, concatenated.
 fn payload_bytes(capture: &std::path::Path) -> Vec<u8> {
@@ -69,43 +52,14 @@ fn raw_tokens(bytes: &[u8]) -> Vec<String> {
 #[test]
 fn default_recordings_hold_no_password_or_token() {
     let rig = Rig::start("redact");
-    let user = format!("root:{PASSWORD}");
-    let rec = rig.record(&[]);
-    rig.etcdctl(&["user", "add", &user]);
-    rig.etcdctl(&["role", "add", "root"]);
-    rig.etcdctl(&["user", "grant-role", "root", "root"]);
-    rig.etcdctl(&["auth", "enable"]);
-    rig.etcdctl(&["--user", &user, "put", "k1", "v1"]);
-    rig.etcdctl(&["--user", &user, "get", "k1"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = rec.stop(2).unwrap();
-    assert!(status.success(), "{log}");
+    let (log, kept) = record_auth_calls(&rig, &format!("root:{PASSWORD}"));
     assert!(
         log.contains("redacted"),
         "the summary says what was redacted: {log}"
     );
 
-    // The same calls recorded with --keep-secrets.
-    let kept = rig.dir.0.join("kept.etr");
-    let rec = RecorderProcess::start(
-        &bin(),
-        &[
-            "-o".into(),
-            kept.display().to_string(),
-            "--pid".into(),
-            rig.etcd.pid().to_string(),
-            "--keep-secrets".into(),
-        ],
-    )
-    .unwrap();
-    rig.etcdctl(&["--user", &user, "put", "k2", "v2"]);
-    rig.etcdctl(&["--user", &user, "auth", "disable"]);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = rec.stop(2).unwrap();
-    assert!(status.success(), "{log}");
-
     // What a token looks like, learned from the unredacted capture.
-    let kept_records = replay_json(&kept);
+    let kept_records = replay_json(&kept, &["--show-secrets"]);
     let issued: Vec<String> = of(&kept_records, "/etcdserverpb.Auth/Authenticate")
         .iter()
         .filter_map(|r| r["response"]["token"].as_str().map(str::to_string))
@@ -146,23 +100,8 @@ fn default_recordings_hold_no_password_or_token() {
         "the password leaked"
     );
     assert_eq!(raw_tokens(&bytes), Vec::<String>::new(), "a token leaked");
-    let records = replay_json(&rig.capture);
-    let text = format!("{records:?}");
-    assert!(!text.contains(PASSWORD));
-    let auths = of(&records, "/etcdserverpb.Auth/Authenticate");
-    assert_eq!(auths.len(), 2, "{text}");
-    for a in &auths {
-        let password = a["request"]["password"].as_str().unwrap();
-        assert_eq!(password, "*".repeat(PASSWORD.len()), "{a}");
-        let token = a["response"]["token"].as_str().unwrap();
-        assert!(!token.is_empty() && token.bytes().all(|b| b == b'*'), "{a}");
-    }
-    let user_add = of(&records, "/etcdserverpb.Auth/UserAdd")[0];
-    assert_eq!(
-        user_add["request"]["password"],
-        "*".repeat(PASSWORD.len()),
-        "{user_add}"
-    );
+    let records = replay_json(&rig.capture, &["--show-secrets"]);
+    let text = assert_auth_redacted(&records, PASSWORD);
     let with_token: Vec<&Value> = records.iter().filter(|r| !r["token"].is_null()).collect();
     assert!(!with_token.is_empty(), "calls with a token header: {text}");
     for r in &with_token {

@@ -7,9 +7,14 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use etcd_trace::capture::{CaptureReader, Event, ReadItem};
+use etcd_trace::capture::{CaptureReader, Event, FileKind, ReadItem};
 #[cfg(feature = "record")]
-pub use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
+pub use etcd_trace::testbed::{
+    EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts,
+};
+
+#[cfg(feature = "record")]
+pub mod uprobes;
 
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_etcd-trace"))
@@ -55,10 +60,24 @@ pub struct Rig {
 #[cfg(feature = "record")]
 impl Rig {
     pub fn start(name: &str) -> Rig {
+        Rig::start_with(name, false)
+    }
+
+    /// etcd with client-certificate TLS on both ports; the certificates are made in the
+    /// rig's directory (`certs/`).
+    pub fn start_tls(name: &str) -> Rig {
+        Rig::start_with(name, true)
+    }
+
+    fn start_with(name: &str, tls: bool) -> Rig {
         require_root();
         let dir = ScratchDir::new(&format!("etcd-trace-test-{name}")).unwrap();
         let netns = Netns::create().unwrap();
-        let etcd = EtcdServer::start(&netns, &dir.0).unwrap();
+        let options = EtcdOptions {
+            tls: tls.then(|| TlsCerts::generate(&dir.0.join("certs")).unwrap()),
+            ..EtcdOptions::default()
+        };
+        let etcd = EtcdServer::start_with(&netns, &dir.0, &options).unwrap();
         let capture = dir.0.join(format!("{name}.etr"));
         Rig {
             dir,
@@ -68,10 +87,16 @@ impl Rig {
         }
     }
 
+    /// Record the rig's etcd into the rig's capture file.
     pub fn record(&self, extra: &[&str]) -> RecorderProcess {
+        self.record_to(&self.capture, extra)
+    }
+
+    /// Record the rig's etcd (and what `extra` adds) into `capture`.
+    pub fn record_to(&self, capture: &Path, extra: &[&str]) -> RecorderProcess {
         let mut args = vec![
             "-o".to_string(),
-            self.capture.display().to_string(),
+            capture.display().to_string(),
             "--pid".to_string(),
             self.etcd.pid().to_string(),
         ];
@@ -80,13 +105,7 @@ impl Rig {
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> Output {
-        let out = self.etcd.etcdctl(&self.netns, args).unwrap();
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        etcdctl_ok(&self.etcd, &self.netns, args)
     }
 
     /// A command inside this rig's namespace.
@@ -99,9 +118,9 @@ impl Rig {
     pub fn etcdctl_with_input(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;
         let mut child = self
-            .in_netns("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints=127.0.0.1:2379")
+            .etcd
+            .etcdctl_command(&self.netns)
+            .unwrap()
             .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -116,6 +135,52 @@ impl Rig {
             .unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+/// Stop a recorder with SIGINT, once what the last calls sent has had time to reach it,
+/// and check that it ended well; what it printed.
+#[cfg(feature = "record")]
+pub fn stop_cleanly(rec: RecorderProcess) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, log) = rec.stop(libc::SIGINT).unwrap();
+    assert!(status.success(), "recorder failed: {log}");
+    log
+}
+
+/// The redaction tests' calls, recorded twice: user root (`user` is `root:PASSWORD`) and
+/// role root added, auth enabled, and a put and a get of k1 as root, recorded into the
+/// rig's capture by default; then a put of k2 and auth disabled as root, recorded with
+/// `--keep-secrets` into `kept.etr` in the rig's dir. The first recorder's summary and
+/// the second capture.
+#[cfg(feature = "record")]
+pub fn record_auth_calls(rig: &Rig, user: &str) -> (String, PathBuf) {
+    let rec = rig.record(&[]);
+    rig.etcdctl(&["user", "add", user]);
+    rig.etcdctl(&["role", "add", "root"]);
+    rig.etcdctl(&["user", "grant-role", "root", "root"]);
+    rig.etcdctl(&["auth", "enable"]);
+    rig.etcdctl(&["--user", user, "put", "k1", "v1"]);
+    rig.etcdctl(&["--user", user, "get", "k1"]);
+    let log = stop_cleanly(rec);
+    let kept = rig.dir.0.join("kept.etr");
+    let rec = rig.record_to(&kept, &["--keep-secrets"]);
+    rig.etcdctl(&["--user", user, "put", "k2", "v2"]);
+    rig.etcdctl(&["--user", user, "auth", "disable"]);
+    stop_cleanly(rec);
+    (log, kept)
+}
+
+/// etcdctl against `etcd` (TLS or not) inside `netns`, which must succeed.
+#[cfg(feature = "record")]
+pub fn etcdctl_ok(etcd: &EtcdServer, netns: &Netns, args: &[&str]) -> Output {
+    let out = etcd.etcdctl(netns, args).unwrap();
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?} against {} failed: {}",
+        etcd.url(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// The records of `replay --format json` for one method path.
@@ -136,6 +201,125 @@ pub fn in_netns<T: Send + 'static>(rig: &Rig, f: impl FnOnce() -> T + Send + 'st
     })
     .join()
     .unwrap()
+}
+
+/// Run the future that `make` builds to its end, on a thread inside the rig's network
+/// namespace with a runtime of its own.
+#[cfg(feature = "record")]
+pub fn block_on_in_netns<T, F>(rig: &Rig, make: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    in_netns(rig, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(make())
+    })
+}
+
+/// A client that keeps ONE connection to `etcd` (in the rig's namespace; TLS with the
+/// client certificate when the etcd has TLS) open for `n` puts of `{prefix}{i}` =
+/// `value-{i}`, each followed by a get of it; returns the number of calls that completed
+/// (2 × n when all did).
+#[cfg(feature = "record")]
+pub fn client_on_one_connection(rig: &Rig, etcd: &EtcdServer, prefix: &str, n: usize) -> usize {
+    use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+    let read = |p: &Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let options = etcd.tls.as_ref().map(|certs| {
+        ConnectOptions::new().with_tls(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(read(&certs.ca)))
+                .identity(Identity::from_pem(
+                    read(&certs.client_cert),
+                    read(&certs.client_key),
+                )),
+        )
+    });
+    let url = etcd.url();
+    let prefix = prefix.to_string();
+    block_on_in_netns(rig, move || async move {
+        let mut client = Client::connect([url], options).await.unwrap();
+        let mut calls = 0;
+        for i in 0..n {
+            let key = format!("{prefix}{i}");
+            client
+                .put(key.as_str(), format!("value-{i}"), None)
+                .await
+                .unwrap();
+            calls += 1;
+            let got = client.get(key.as_str(), None).await.unwrap();
+            assert_eq!(got.kvs()[0].value(), format!("value-{i}").as_bytes());
+            calls += 1;
+        }
+        calls
+    })
+}
+
+/// `replay --format json` of a capture (with `extra` arguments): one record per line.
+pub fn replay_json(path: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["replay", "--format", "json", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = etcd_trace(&args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
+/// `correlate --format json` of a capture: one record per write call.
+pub fn correlate_json(path: &Path) -> Vec<serde_json::Value> {
+    let out = etcd_trace(&["correlate", "--format", "json", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// What a capture holds of the traffic, whatever the kind of event: every event but the
+/// data-dir file I/O, each encoded on its own (bincode, as the capture's blocks hold
+/// them once decompressed) and concatenated, so that every byte string is in one piece,
+/// to search for what must not be there. The WAL writes are left out: they hold the raft
+/// entries as etcd wrote them (on etcd 3.4 a UserAdd's password), which redaction leaves
+/// alone.
+pub fn traffic_bytes(path: &Path) -> Vec<u8> {
+    let (_, events) = read_events(path);
+    let mut all = Vec::new();
+    for ev in &events {
+        if matches!(ev, Event::Syscall(s) if s.file.kind != FileKind::Socket) {
+            continue;
+        }
+        all.extend(bincode::encode_to_vec(ev, bincode::config::standard()).unwrap());
+    }
+    all
+}
+
+/// The checks of a redacted capture's `replay --show-secrets` records, after the
+/// redaction tests' calls (see [`record_auth_calls`]): the password nowhere, and `*` of
+/// its length in both Authenticates and the UserAdd, tokens all `*`. The records as text.
+pub fn assert_auth_redacted(records: &[serde_json::Value], password: &str) -> String {
+    let text = format!("{records:?}");
+    assert!(!text.contains(password), "replay shows the password");
+    let auths = of(records, "/etcdserverpb.Auth/Authenticate");
+    assert_eq!(auths.len(), 2, "{text}");
+    for a in &auths {
+        assert_eq!(a["request"]["password"], "*".repeat(password.len()), "{a}");
+        let token = a["response"]["token"].as_str().unwrap();
+        assert!(!token.is_empty() && token.bytes().all(|b| b == b'*'), "{a}");
+    }
+    let user_add = of(records, "/etcdserverpb.Auth/UserAdd");
+    assert_eq!(user_add.len(), 1, "{text}");
+    assert_eq!(
+        user_add[0]["request"]["password"],
+        "*".repeat(password.len()),
+        "{}",
+        user_add[0]
+    );
+    text
 }
 
 /// Every event of a capture (panics on damage: a clean capture has none).
