@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, Header};
+use crate::capture::{CaptureWriter, Event, Header, KindCounts};
 use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
@@ -96,7 +96,8 @@ pub struct SinkSummary {
     pub removed: Vec<PathBuf>,
     pub events: u64,
     pub bytes: u64,
-    pub counts: [u64; 3],
+    /// Events per kind, in `EventKind::ALL` order.
+    pub counts: KindCounts,
     /// What was redacted; None when secrets were kept.
     pub redaction: Option<ScrubReport>,
     /// Raw events that could not be parsed (a layout mismatch: a bug), and the first
