@@ -77,12 +77,83 @@ fn basic_v2_still_reads_the_same() {
     check("basic-v2", 2);
 }
 
+/// basic-v1's events written again by this version (in the current format) to `copy`,
+/// with a TLS event after each socket read or write when `tls` says so (what etcd
+/// would have read or written in plaintext on a TLS connection; the first of each
+/// connection before its socket is known).
+fn rewrite_basic_v1(copy: &Path, tls: bool) -> usize {
+    use etcd_trace::capture::{
+        CaptureReader, CaptureWriter, Direction, Event, FileKind, ReadItem, TlsData, TlsEndpoints,
+    };
+    use std::collections::HashMap;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reader = CaptureReader::open(root.join("fixtures/basic-v1.etr")).unwrap();
+    let mut writer = CaptureWriter::create(copy, reader.header()).unwrap();
+    let mut offsets: HashMap<(u16, u16, bool), u64> = HashMap::new();
+    let mut added = 0;
+    for item in reader.events() {
+        let e = match item {
+            ReadItem::Event(e) => e,
+            ReadItem::Damaged(d) => panic!("{d:?}"),
+        };
+        writer.push(&e).unwrap();
+        let Event::Syscall(s) = e else { continue };
+        if !tls || s.file.kind != FileKind::Socket || s.transferred() == 0 {
+            continue;
+        }
+        let (local, peer) = (s.file.local_port, s.file.peer_port);
+        let egress = s.call.is_write();
+        let offset = offsets.entry((local, peer, egress)).or_default();
+        let len = s.transferred() as u32;
+        writer
+            .push(&Event::Tls(TlsData {
+                ts_ns: s.enter_ns,
+                pid: s.pid,
+                tid: s.tid,
+                conn_id: u64::from(peer),
+                direction: if egress {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                },
+                endpoints: (*offset > 0).then(|| TlsEndpoints {
+                    local: ([127, 0, 0, 1], local).into(),
+                    remote: ([127, 0, 0, 1], peer).into(),
+                }),
+                offset: *offset,
+                len,
+                data: b"plaintext"[..9.min(len as usize)].to_vec().into(),
+            }))
+            .unwrap();
+        *offset += u64::from(len);
+        added += 1;
+    }
+    writer.finish().unwrap();
+    added
+}
+
+/// A fixture's expected output of `suffix`, for the same events in a file at `path` of
+/// the current format.
+fn expected_for(fixture: &str, suffix: &str, path: &str) -> String {
+    use etcd_trace::capture::FORMAT_VERSION;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(root.join(format!("fixtures/{fixture}.{suffix}")))
+        .unwrap()
+        .replace(&format!("fixtures/{fixture}.etr"), path)
+        .replace(
+            "\"format_version\":1,",
+            &format!("\"format_version\":{FORMAT_VERSION},"),
+        )
+}
+
 /// The fixture's events, written again by this version (in the current format), read
 /// back exactly as the original does: every command's output is the same but for the
-/// file's name and format version. And the file is smaller.
+/// file's name and format version, and `info`'s count and list of the TLS events that
+/// format 1 cannot hold (none). And the file is smaller.
 #[test]
 fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
-    use etcd_trace::capture::{CaptureReader, CaptureWriter, ReadItem, FORMAT_VERSION};
+    use etcd_trace::capture::{CaptureReader, FORMAT_VERSION};
 
     if std::env::var_os("UPDATE_FIXTURES").is_some() {
         return; // the outputs it compares with are being rewritten
@@ -92,15 +163,7 @@ fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
     let original = root.join("fixtures/basic-v1.etr");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("basic-current.etr");
-    let reader = CaptureReader::open(&original).unwrap();
-    let mut writer = CaptureWriter::create(&copy, reader.header()).unwrap();
-    for item in reader.events() {
-        match item {
-            ReadItem::Event(e) => writer.push(&e).unwrap(),
-            ReadItem::Damaged(d) => panic!("{d:?}"),
-        }
-    }
-    writer.finish().unwrap();
+    rewrite_basic_v1(&copy, false);
     assert_eq!(
         CaptureReader::open(&copy).unwrap().format_version(),
         FORMAT_VERSION
@@ -110,13 +173,82 @@ fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
 
     let copy_name = copy.to_str().unwrap();
     for (suffix, args) in commands(copy_name) {
-        let expected = std::fs::read_to_string(root.join(format!("fixtures/basic-v1.{suffix}")))
-            .unwrap()
-            .replace("fixtures/basic-v1.etr", copy_name)
-            .replace(
-                "\"format_version\":1,",
-                &format!("\"format_version\":{FORMAT_VERSION},"),
-            );
-        assert_eq!(run(&args), expected, "{}", args.join(" "));
+        let expected = expected_for("basic-v1", suffix, copy_name);
+        let out = run(&args);
+        if suffix == "info.json" {
+            let mut expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
+            expected["counts"]["tls"] = 0.into();
+            expected["tls_connections"] = serde_json::json!({});
+            let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(out, expected, "{}", args.join(" "));
+        } else {
+            assert_eq!(out, expected, "{}", args.join(" "));
+        }
     }
+}
+
+/// TLS events among the fixture's: `dump` and `info` show them, and every analysis
+/// passes them by (its output is the fixture's).
+#[test]
+fn tls_events_are_dumped_and_counted_and_left_to_the_analyses() {
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        return; // the outputs it compares with are being rewritten
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("basic-tls.etr");
+    let added = rewrite_basic_v1(&copy, true);
+    assert!(added > 20, "{added}");
+    let copy_name = copy.to_str().unwrap();
+    for (suffix, args) in commands(copy_name) {
+        let expected = expected_for("basic-v1", suffix, copy_name);
+        let out = run(&args);
+        match suffix {
+            "dump.txt" => {
+                let (tls, rest): (Vec<&str>, Vec<&str>) =
+                    out.lines().partition(|l| l.contains(" tls     pid "));
+                assert_eq!(tls.len(), added);
+                assert_eq!(rest, expected.lines().collect::<Vec<_>>());
+                assert!(
+                    tls[0].contains("socket not yet known off 0 len "),
+                    "{}",
+                    tls[0]
+                );
+                assert!(
+                    tls.iter().any(|l| l.contains(" Ingress 127.0.0.1:")
+                        && l.contains(" > 127.0.0.1:2379 off ")
+                        && l.contains(" (captured 9) | 70 6c 61 69")),
+                    "{tls:#?}"
+                );
+            }
+            "dump.jsonl" => {
+                let (tls, rest): (Vec<&str>, Vec<&str>) =
+                    out.lines().partition(|l| l.contains("\"kind\":\"tls\""));
+                assert_eq!(tls.len(), added);
+                assert_eq!(rest, expected.lines().collect::<Vec<_>>());
+                let first: serde_json::Value = serde_json::from_str(tls[0]).unwrap();
+                assert_eq!(first["endpoints"], serde_json::Value::Null);
+                assert_eq!(first["offset"], 0);
+            }
+            "info.json" => {
+                let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+                let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
+                assert_eq!(out["counts"]["tls"], added);
+                assert_eq!(out["connections"], expected["connections"]);
+                let conns = out["tls_connections"].as_object().unwrap();
+                assert_eq!(
+                    conns.len(),
+                    expected["connections"].as_object().unwrap().len()
+                );
+                for c in conns.values() {
+                    assert_eq!(c["local"].as_str().unwrap(), "127.0.0.1:2379");
+                    assert!(c["bytes_written"].as_u64().unwrap() > 0, "{c}");
+                    assert!(c["captured_bytes"].as_u64() < c["bytes_read"].as_u64());
+                }
+            }
+            _ => assert_eq!(out, expected, "{}", args.join(" ")),
+        }
+    }
+    let info = run(&["info", copy_name]);
+    assert!(info.contains(&format!("tls {added}")), "{info}");
+    assert!(info.contains("tls          8 connections"), "{info}");
 }

@@ -1,11 +1,12 @@
 //! What a capture holds at a glance, for `info`: counts, time range, connections seen,
-//! files written, losses. One pass over the events.
+//! files written, TLS plaintext, losses. One pass over the events.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::capture::{Event, EventKind, FileKind, Header, LossSource};
+use crate::capture::{Direction, Event, EventKind, FileKind, Header, LossSource};
 use crate::decode::tcp::ConnectionKey;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -31,6 +32,22 @@ pub struct FileStats {
     pub sync_ns_max: u64,
 }
 
+/// The plaintext of one TLS connection, as its events tell it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TlsConnectionStats {
+    /// etcd's end and the other end, once an event knew them.
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+    pub events: u64,
+    /// Plaintext bytes etcd wrote and read, as the events stand for them.
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    /// Of those, the bytes captured.
+    pub captured_bytes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CaptureSummary {
     pub events: u64,
@@ -42,6 +59,8 @@ pub struct CaptureSummary {
     pub connections: BTreeMap<String, ConnectionStats>,
     pub files: BTreeMap<String, FileStats>,
     pub socket_syscalls: u64,
+    /// By the recorder's connection number.
+    pub tls_connections: BTreeMap<u64, TlsConnectionStats>,
 }
 
 /// Streams events into a summary.
@@ -52,9 +71,11 @@ pub struct SummaryBuilder {
 }
 
 impl SummaryBuilder {
-    pub fn new(header: &Header) -> SummaryBuilder {
+    /// A summary of a capture with this header, counting the `kinds` its format holds
+    /// (and any other kind that comes).
+    pub fn new(header: &Header, kinds: &[EventKind]) -> SummaryBuilder {
         let mut summary = CaptureSummary::default();
-        for k in EventKind::ALL {
+        for &k in kinds {
             summary.counts.insert(k.name(), 0);
         }
         SummaryBuilder {
@@ -121,6 +142,28 @@ impl SummaryBuilder {
                     LossSource::PerfBuffer => "perf_buffer",
                 };
                 *s.lost_by_source.entry(src).or_default() += l.count;
+            }
+            Event::Tls(t) => {
+                let c = s
+                    .tls_connections
+                    .entry(t.conn_id)
+                    .or_insert_with(|| TlsConnectionStats {
+                        first_ns: t.ts_ns,
+                        ..Default::default()
+                    });
+                c.events += 1;
+                if let Some(e) = t.endpoints {
+                    c.local = Some(e.local);
+                    c.remote = Some(e.remote);
+                }
+                let bytes = match t.direction {
+                    Direction::Egress => &mut c.bytes_written,
+                    Direction::Ingress => &mut c.bytes_read,
+                };
+                *bytes += u64::from(t.len);
+                c.captured_bytes += t.data.len() as u64;
+                c.first_ns = c.first_ns.min(t.ts_ns);
+                c.last_ns = c.last_ns.max(t.ts_ns);
             }
         }
     }

@@ -11,7 +11,9 @@ use bincode::error::{AllowedEnumVariants, DecodeError};
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::event::{Event, EventKind, FileKind, FileRef, Loss, Packet, Syscall, SyscallKind};
+use super::event::{
+    Event, EventKind, FileKind, FileRef, KindCounts, Loss, Packet, Syscall, SyscallKind,
+};
 use super::header::CaptureFormat;
 use super::packed::{encoded_len_bound, PackedDecoder, PackedEncoder, PackedError};
 
@@ -160,7 +162,7 @@ impl PayloadDecoder {
 
     /// Verify, decompress and decode one block payload. Syscalls' path and data are
     /// built or left empty as `contents` says; either way they are checked, so a block
-    /// is good or damaged the same.
+    /// is good or damaged the same. TLS events' data is always built.
     pub fn decode(
         &mut self,
         frame: &FrameHeader,
@@ -190,7 +192,9 @@ impl PayloadDecoder {
         }
         let decoded = match self.format {
             CaptureFormat::V1 => decode_bincode(&self.decompressed, contents, events),
-            CaptureFormat::V2 => decode_packed(frame, &self.decompressed, contents, events),
+            CaptureFormat::V2 | CaptureFormat::V3 => {
+                decode_packed(self.format, frame, &self.decompressed, contents, events)
+            }
         };
         let problem = match decoded {
             Err(e) => e,
@@ -258,14 +262,16 @@ fn decode_bincode(
     }
 }
 
-/// Format 2's events: every event in the payload.
+/// Format 2's and 3's events: every event in the payload.
 fn decode_packed(
+    format: CaptureFormat,
     frame: &FrameHeader,
     payload: &[u8],
     contents: SyscallContents,
     events: &mut VecDeque<Event>,
 ) -> Result<(), BlockError> {
-    let mut decoder = PackedDecoder::new(payload, contents == SyscallContents::Built);
+    let mut decoder = PackedDecoder::new(payload, contents == SyscallContents::Built)
+        .with_tls(format.holds(EventKind::Tls));
     // Every event takes at least two bytes, so a count larger than that is a lie that
     // must not size the queue. The caller compares the count with what was decoded.
     events.reserve((frame.event_count as usize).min(payload.len() / 2));
@@ -394,8 +400,8 @@ fn decompress_streaming(payload: &[u8], out: &mut Vec<u8>) -> Result<(), BlockEr
 }
 
 /// Events per kind, in `EventKind::ALL` order.
-pub fn kind_counts(events: &[Event]) -> [u64; 3] {
-    let mut counts = [0u64; 3];
+pub fn kind_counts(events: &[Event]) -> KindCounts {
+    let mut counts = KindCounts::default();
     for event in events {
         if let Some(c) = counts.get_mut(event.kind().slot()) {
             *c += 1;
@@ -409,7 +415,7 @@ pub fn kind_counts(events: &[Event]) -> [u64; 3] {
 pub struct SealedBlock<'a> {
     pub frame: FrameHeader,
     pub payload: &'a [u8],
-    pub counts: [u64; 3],
+    pub counts: KindCounts,
 }
 
 /// Collects events for the next block (the writer's hot path): each event is encoded
@@ -424,7 +430,7 @@ pub struct BlockBuilder {
     count: u32,
     first_ts: u64,
     last_ts: u64,
-    counts: [u64; 3],
+    counts: KindCounts,
 }
 
 impl BlockBuilder {
@@ -437,7 +443,7 @@ impl BlockBuilder {
             count: 0,
             first_ts: u64::MAX,
             last_ts: 0,
-            counts: [0; 3],
+            counts: KindCounts::default(),
         })
     }
 
@@ -507,7 +513,7 @@ impl BlockBuilder {
         self.count = 0;
         self.first_ts = u64::MAX;
         self.last_ts = 0;
-        self.counts = [0; 3];
+        self.counts = KindCounts::default();
         Ok(Some(SealedBlock {
             frame,
             payload: &self.compressed,
@@ -573,7 +579,7 @@ mod tests {
         assert_eq!(sealed.frame.event_count, 300);
         assert_eq!(sealed.frame.first_ts, 701);
         assert_eq!(sealed.frame.last_ts, 1000);
-        assert_eq!(sealed.counts, [0, 0, 300]);
+        assert_eq!(sealed.counts, [0, 0, 300, 0]);
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
         assert_eq!(
@@ -824,7 +830,7 @@ mod tests {
             assert_eq!(kind.slot(), i);
             assert_eq!(kind_of_slot(i), Some(*kind));
         }
-        assert_eq!(kind_of_slot(3), None);
-        assert_eq!(kind_counts(&[loss(1), loss(2)]), [0, 0, 2]);
+        assert_eq!(kind_of_slot(EventKind::COUNT), None);
+        assert_eq!(kind_counts(&[loss(1), loss(2)]), [0, 0, 2, 0]);
     }
 }

@@ -15,6 +15,7 @@ pub enum Event {
     Packet(Packet),
     Syscall(Syscall),
     Loss(Loss),
+    Tls(TlsData),
 }
 
 /// The kinds of events, for counts in the index and summaries.
@@ -24,10 +25,22 @@ pub enum EventKind {
     Packet,
     Syscall,
     Loss,
+    Tls,
 }
 
+/// Events per kind, in `EventKind::ALL` order.
+pub type KindCounts = [u64; EventKind::COUNT];
+
 impl EventKind {
-    pub const ALL: [EventKind; 3] = [EventKind::Packet, EventKind::Syscall, EventKind::Loss];
+    /// How many kinds there are: the length of every per-kind count array.
+    pub const COUNT: usize = 4;
+
+    pub const ALL: [EventKind; EventKind::COUNT] = [
+        EventKind::Packet,
+        EventKind::Syscall,
+        EventKind::Loss,
+        EventKind::Tls,
+    ];
 
     /// Position of this kind in `ALL`, and so in every per-kind count array.
     pub fn slot(self) -> usize {
@@ -35,6 +48,7 @@ impl EventKind {
             EventKind::Packet => 0,
             EventKind::Syscall => 1,
             EventKind::Loss => 2,
+            EventKind::Tls => 3,
         }
     }
 
@@ -43,6 +57,7 @@ impl EventKind {
             EventKind::Packet => "packet",
             EventKind::Syscall => "syscall",
             EventKind::Loss => "loss",
+            EventKind::Tls => "tls",
         }
     }
 }
@@ -55,6 +70,7 @@ impl Event {
             Event::Packet(p) => p.ts_ns,
             Event::Syscall(s) => s.enter_ns,
             Event::Loss(l) => l.ts_ns,
+            Event::Tls(t) => t.ts_ns,
         }
     }
 
@@ -63,6 +79,7 @@ impl Event {
             Event::Packet(_) => EventKind::Packet,
             Event::Syscall(_) => EventKind::Syscall,
             Event::Loss(_) => EventKind::Loss,
+            Event::Tls(_) => EventKind::Tls,
         }
     }
 }
@@ -329,6 +346,46 @@ pub struct Loss {
     pub ts_ns: u64,
     pub source: LossSource,
     pub count: u64,
+}
+
+/// Plaintext of a TLS connection of a traced etcd process, taken from Go's crypto/tls.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TlsData {
+    pub ts_ns: u64,
+    /// Process (tgid) and thread id.
+    pub pid: u32,
+    pub tid: u32,
+    /// The connection, numbered by the recorder's programs (unique within one recording).
+    pub conn_id: u64,
+    /// Egress: etcd wrote it ((*Conn).Write); Ingress: etcd read it ((*Conn).Read).
+    pub direction: Direction,
+    /// etcd's end and the other end of the connection; None while its socket was not
+    /// known.
+    pub endpoints: Option<TlsEndpoints>,
+    /// Offset of `data`'s first byte in this direction's plaintext stream.
+    pub offset: u64,
+    /// Plaintext bytes this event stands for; `data` may hold fewer (the rest could not
+    /// be read).
+    pub len: u32,
+    /// Shared bytes, like [`Packet::payload`].
+    #[bincode(with_serde)]
+    #[serde(serialize_with = "crate::capture::event::base64_bytes")]
+    pub data: Bytes,
+}
+
+impl TlsData {
+    /// True when `data` holds fewer bytes than the event stands for.
+    pub fn truncated(&self) -> bool {
+        (self.data.len() as u64) < u64::from(self.len)
+    }
+}
+
+/// The two ends of a TLS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
+pub struct TlsEndpoints {
+    /// etcd's end.
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
 }
 
 pub(crate) fn base64_bytes<S: serde::Serializer, B: AsRef<[u8]>>(

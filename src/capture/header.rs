@@ -5,11 +5,13 @@
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
+use super::event::EventKind;
+
 /// The first bytes of every capture file.
 pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
 /// The format version this build writes. It reads every version from
 /// [`OLDEST_FORMAT_VERSION`] to this one.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -22,6 +24,9 @@ pub enum CaptureFormat {
     /// Blocks hold events as [`super::packed`] encodes them; the index also holds what
     /// redaction did.
     V2,
+    /// As format 2, with TLS plaintext events (packed kind 3), and four counts per
+    /// block in the index.
+    V3,
 }
 
 impl CaptureFormat {
@@ -30,6 +35,7 @@ impl CaptureFormat {
         match version {
             1 => Some(CaptureFormat::V1),
             2 => Some(CaptureFormat::V2),
+            3 => Some(CaptureFormat::V3),
             _ => None,
         }
     }
@@ -38,9 +44,23 @@ impl CaptureFormat {
         match self {
             CaptureFormat::V1 => 1,
             CaptureFormat::V2 => 2,
+            CaptureFormat::V3 => 3,
         }
     }
+
+    /// The kinds of events a file of this format can hold, in `EventKind::ALL` order.
+    pub fn kinds(self) -> &'static [EventKind] {
+        match self {
+            CaptureFormat::V1 | CaptureFormat::V2 => &EventKind::ALL[..3],
+            CaptureFormat::V3 => &EventKind::ALL,
+        }
+    }
+
+    pub fn holds(self, kind: EventKind) -> bool {
+        self.kinds().contains(&kind)
+    }
 }
+
 /// Magic, format version and header length: the part of the preamble before the header.
 pub const PREAMBLE_FIXED_LEN: usize = FILE_MAGIC.len() + 4 + 4;
 /// Upper bound on the encoded header, so a damaged length field cannot make a reader
@@ -169,6 +189,10 @@ mod tests {
         }
         assert_eq!(CaptureFormat::of_version(OLDEST_FORMAT_VERSION - 1), None);
         assert_eq!(CaptureFormat::of_version(FORMAT_VERSION + 1), None);
+        let current = CaptureFormat::of_version(FORMAT_VERSION).unwrap();
+        assert_eq!(current.kinds(), EventKind::ALL);
+        assert!(!CaptureFormat::V2.holds(EventKind::Tls));
+        assert!(CaptureFormat::V2.holds(EventKind::Loss));
     }
 
     fn sample() -> Header {

@@ -5,7 +5,7 @@
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
-use super::event::EventKind;
+use super::event::{EventKind, KindCounts};
 use super::header::CaptureFormat;
 use super::scrub_report::ScrubReport;
 
@@ -33,8 +33,9 @@ pub struct BlockInfo {
     /// Smallest and largest `Event::ts_ns()` in the block.
     pub first_ts: u64,
     pub last_ts: u64,
-    /// Events per kind, in `EventKind::ALL` order.
-    pub counts: [u64; 3],
+    /// Events per kind, in `EventKind::ALL` order (formats 1 and 2 store the first
+    /// three: they hold no TLS events).
+    pub counts: KindCounts,
 }
 
 impl BlockInfo {
@@ -62,8 +63,49 @@ pub struct Index {
 
 /// Format 1's index: the blocks only.
 #[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
 struct IndexV1 {
-    blocks: Vec<BlockInfo>,
+    blocks: Vec<BlockInfoV2>,
+}
+
+/// Format 2's index: as format 3's, with three counts per block.
+#[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
+struct IndexV2 {
+    blocks: Vec<BlockInfoV2>,
+    redaction: Option<ScrubReport>,
+}
+
+/// A block entry of formats 1 and 2: packet, syscall and loss counts.
+#[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
+struct BlockInfoV2 {
+    offset: u64,
+    len: u64,
+    event_count: u32,
+    first_ts: u64,
+    last_ts: u64,
+    counts: [u64; 3],
+}
+
+impl BlockInfoV2 {
+    fn upgrade(blocks: Vec<BlockInfoV2>) -> Vec<BlockInfo> {
+        blocks
+            .into_iter()
+            .map(|b| {
+                let mut counts = KindCounts::default();
+                counts[..3].copy_from_slice(&b.counts);
+                BlockInfo {
+                    offset: b.offset,
+                    len: b.len,
+                    event_count: b.event_count,
+                    first_ts: b.first_ts,
+                    last_ts: b.last_ts,
+                    counts,
+                }
+            })
+            .collect()
+    }
 }
 
 impl Index {
@@ -74,8 +116,8 @@ impl Index {
     }
 
     /// Events per kind over all blocks, in `EventKind::ALL` order.
-    pub fn counts(&self) -> [u64; 3] {
-        let mut total = [0u64; 3];
+    pub fn counts(&self) -> KindCounts {
+        let mut total = KindCounts::default();
         for block in &self.blocks {
             for (t, c) in total.iter_mut().zip(block.counts) {
                 *t = t.saturating_add(c);
@@ -162,16 +204,26 @@ impl Index {
             return Err("index checksum mismatch".into());
         }
         let config = bincode::config::standard().with_limit::<INDEX_DECODE_LIMIT>();
-        let decoded = if format == CaptureFormat::V1 {
-            bincode::decode_from_slice(body, config).map(|(v1, used): (IndexV1, usize)| {
-                let index = Index {
-                    blocks: v1.blocks,
-                    redaction: None,
-                };
-                (index, used)
-            })
-        } else {
-            bincode::decode_from_slice(body, config)
+        let decoded = match format {
+            CaptureFormat::V1 => {
+                bincode::decode_from_slice(body, config).map(|(v1, used): (IndexV1, usize)| {
+                    let index = Index {
+                        blocks: BlockInfoV2::upgrade(v1.blocks),
+                        redaction: None,
+                    };
+                    (index, used)
+                })
+            }
+            CaptureFormat::V2 => {
+                bincode::decode_from_slice(body, config).map(|(v2, used): (IndexV2, usize)| {
+                    let index = Index {
+                        blocks: BlockInfoV2::upgrade(v2.blocks),
+                        redaction: v2.redaction,
+                    };
+                    (index, used)
+                })
+            }
+            CaptureFormat::V3 => bincode::decode_from_slice(body, config),
         };
         let (index, used) = decoded.map_err(|e| format!("index does not decode: {e}"))?;
         if used != body.len() {
@@ -229,7 +281,7 @@ mod tests {
             event_count: 3,
             first_ts: first,
             last_ts: last,
-            counts: [1, 1, 1],
+            counts: [1, 1, 0, 1],
         }
     }
 
@@ -240,8 +292,9 @@ mod tests {
             redaction: None,
         };
         assert_eq!(index.total_events(), 9);
-        assert_eq!(index.counts(), [3, 3, 3]);
+        assert_eq!(index.counts(), [3, 3, 0, 3]);
         assert_eq!(index.count(EventKind::Syscall), 3);
+        assert_eq!(index.count(EventKind::Tls), 3);
         assert_eq!(index.time_range(), Some((10, 50)));
         let offs =
             |s, u| -> Vec<u64> { index.blocks_overlapping(s, u).map(|b| b.offset).collect() };
@@ -271,41 +324,81 @@ mod tests {
         let (section, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
         assert_eq!(Index::parse_trailer(trailer.try_into().unwrap()), Some(250));
         assert_eq!(
-            Index::decode_section(section, CaptureFormat::V2).unwrap(),
+            Index::decode_section(section, CaptureFormat::V3).unwrap(),
             index
         );
         for i in 0..section.len() {
             let mut bad = section.to_vec();
             bad[i] ^= 0x08;
             assert!(
-                Index::decode_section(&bad, CaptureFormat::V2).is_err(),
+                Index::decode_section(&bad, CaptureFormat::V3).is_err(),
                 "flip at {i} not caught"
             );
         }
         for cut in 0..section.len() {
-            assert!(Index::decode_section(&section[..cut], CaptureFormat::V2).is_err());
+            assert!(Index::decode_section(&section[..cut], CaptureFormat::V3).is_err());
         }
+    }
+
+    /// An index section around `body`, as the writer frames one.
+    fn section_of(body: &[u8]) -> Vec<u8> {
+        let mut section = INDEX_MAGIC.to_vec();
+        section.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        section.extend_from_slice(body);
+        let crc = crc32c::crc32c(&section);
+        section.extend_from_slice(&crc.to_le_bytes());
+        section
+    }
+
+    /// `block(..)` without a TLS event, in the new and the old shape.
+    fn old_block(offset: u64, first: u64, last: u64) -> (BlockInfo, BlockInfoV2) {
+        let mut new = block(offset, first, last);
+        new.counts = [1, 1, 1, 0];
+        let old = BlockInfoV2 {
+            offset,
+            len: new.len,
+            event_count: new.event_count,
+            first_ts: first,
+            last_ts: last,
+            counts: [1, 1, 1],
+        };
+        (new, old)
     }
 
     /// Format 1's index, the blocks alone, still decodes; read as format 2 it is
     /// refused, not misread.
     #[test]
     fn format_1_index_decodes() {
-        #[derive(bincode::Encode)]
-        struct V1<'a> {
-            blocks: &'a [BlockInfo],
-        }
-        let blocks = vec![block(50, 10, 20)];
-        let body =
-            bincode::encode_to_vec(V1 { blocks: &blocks }, bincode::config::standard()).unwrap();
-        let mut section = INDEX_MAGIC.to_vec();
-        section.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        section.extend_from_slice(&body);
-        let crc = crc32c::crc32c(&section);
-        section.extend_from_slice(&crc.to_le_bytes());
+        let (block, old) = old_block(50, 10, 20);
+        let v1 = IndexV1 { blocks: vec![old] };
+        let body = bincode::encode_to_vec(v1, bincode::config::standard()).unwrap();
+        let section = section_of(&body);
         let index = Index::decode_section(&section, CaptureFormat::V1).unwrap();
-        assert_eq!(index.blocks, blocks);
+        assert_eq!(index.blocks, [block]);
         assert_eq!(index.redaction, None);
         assert!(Index::decode_section(&section, CaptureFormat::V2).is_err());
+    }
+
+    /// Format 2's index, three counts a block, still decodes, its counts in the first
+    /// three slots; read as format 3 it is refused, not misread.
+    #[test]
+    fn format_2_index_decodes() {
+        let (first, old_first) = old_block(50, 10, 20);
+        let (second, old_second) = old_block(150, 15, 30);
+        let redaction = Some(ScrubReport {
+            fields_redacted: 2,
+            ..ScrubReport::default()
+        });
+        let old = IndexV2 {
+            blocks: vec![old_first, old_second],
+            redaction: redaction.clone(),
+        };
+        let section =
+            section_of(&bincode::encode_to_vec(old, bincode::config::standard()).unwrap());
+        let index = Index::decode_section(&section, CaptureFormat::V2).unwrap();
+        assert_eq!(index.blocks, [first, second]);
+        assert_eq!(index.redaction, redaction);
+        assert_eq!(index.count(EventKind::Tls), 0);
+        assert!(Index::decode_section(&section, CaptureFormat::V3).is_err());
     }
 }

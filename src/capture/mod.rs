@@ -2,7 +2,7 @@
 //! format. Events, the header, the block framing, the index, and recovery of files whose
 //! recorder died before writing the index.
 //!
-//! # Layout (format version 2)
+//! # Layout (format version 3)
 //!
 //! All integers are little-endian; every checksum is CRC-32C; "bincode" means bincode 2
 //! with `config::standard()` (varint integers).
@@ -18,9 +18,11 @@
 //!             | payload_crc u32                (of the payload)
 //!             | header_crc u32                 (of the 32 frame header bytes before it)
 //!           payload: zstd frame of the block's events, payload_len bytes:
-//!             format 2: each event bincode-encoded as `packed` describes
+//!             formats 2, 3: each event bincode-encoded as `packed` describes
 //!             format 1: bincode(Vec<Event>)
 //! index     magic b"ETRI" | len u32 | bincode(Index), len bytes
+//!             (a block's counts: [u64; 4], packet, syscall, loss, tls;
+//!             formats 1, 2: [u64; 3]; format 1: no `redaction`)
 //!           | crc u32 of the magic, len and index bytes
 //! trailer   index_offset u64 (offset of b"ETRI") | magic b"ETRIDX\0\0"
 //! ```
@@ -31,7 +33,9 @@
 //! the end of the preamble, resynchronising on the next `ETRB` whose header checksum
 //! verifies, and reports what it could not read. Any change to this layout, to the
 //! header or to the event types is a new format version, and readers keep reading the
-//! older ones (format 1 differs from 2 only in the block payload).
+//! older ones. Format 1 differs from 2 in the block payload and the index; format 3
+//! adds TLS plaintext events (`Event::Tls`, packed kind 3, refused in format 2 blocks)
+//! and their count in the index.
 
 pub mod block;
 pub mod error;

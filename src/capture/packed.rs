@@ -1,31 +1,38 @@
-//! Format 2's encoding of a block's events. Format 1 wrote bincode's `Vec<Event>`, which
-//! spent ~42 bytes on a packet's header and ~40 on a socket syscall: nine for every
-//! timestamp, both socket addresses, a data file's path on every write. Format 2 is
-//! still bincode (standard configuration: varint integers, zigzag for signed ones), of
-//! fewer and smaller fields: an event's time as the difference from the event before
-//! it, a TCP sequence number as the difference from the one its connection's last
-//! segment implied, and connections, files and threads written out once per block and
-//! named by their index after that. zstd, the recorder's largest cost, takes time per
-//! byte it is given, and the block's events are about 40% smaller.
+//! Format 2's and 3's encoding of a block's events. Format 1 wrote bincode's
+//! `Vec<Event>`, which spent ~42 bytes on a packet's header and ~40 on a socket syscall:
+//! nine for every timestamp, both socket addresses, a data file's path on every write.
+//! Format 2 is still bincode (standard configuration: varint integers, zigzag for signed
+//! ones), of fewer and smaller fields: an event's time as the difference from the event
+//! before it, a TCP sequence number as the difference from the one its connection's
+//! last segment implied, and connections, files and threads written out once per block
+//! and named by their index after that. zstd, the recorder's largest cost, takes time
+//! per byte it is given, and the block's events are about 40% smaller. Format 3 adds
+//! kind 3, TLS plaintext, the same way; a format-2 block holding it does not decode.
 //!
 //! ```text
-//! event    tag u8 (kind in bits 0-1: 0 packet, 1 syscall, 2 loss; the rest: flags)
-//!          | ts: i64, the difference from the previous event's ts (0 before the first)
+//! event    tag u8 (kind in bits 0-1: 0 packet, 1 syscall, 2 loss, 3 tls; the rest:
+//!          flags) | ts: i64, the difference from the previous event's ts (0 before
+//!          the first)
 //! packet   | connection | [seq: i32] | [ack: i32] | flags u8 | [window u16]
 //!          | payload_len u32 | payload &[u8]
 //! syscall  | exit - enter: i64 | thread | call u8 | fd i32 | file | [offset u64]
 //!          | requested u64 | ret i64 | data &[u8]
 //! loss     | source u8 | count u64
+//! tls      | thread | stream | [offset: i64] | [len u32] | data &[u8]
 //! ```
 //!
-//! A connection, file or thread is a u64 index into the block's table of them or,
-//! flagged in the tag, a new entry (connection: ifindex u32, direction u8, source and
-//! destination as family u8, address [u8; 4 or 16], port u16; file: kind u8, path
-//! &str, local and peer port u16; thread: pid u32, tid u32). `seq` is the difference
-//! from the sequence number the connection's last segment implied, `ack` from its last
-//! ack (both from 0 for a new connection); the tag's flags leave out a `seq` that is
-//! the implied one and an `ack` or `window` that repeats. Every table starts empty in
-//! each block, so blocks decode on their own.
+//! A connection, file, thread or stream is a u64 index into the block's table of them
+//! or, flagged in the tag, a new entry (connection: ifindex u32, direction u8, source
+//! and destination as family u8, address [u8; 4 or 16], port u16; file: kind u8, path
+//! &str, local and peer port u16; thread: pid u32, tid u32; stream: conn_id u64,
+//! direction u8, endpoints as family 0 when not known, else the local and the remote
+//! address as a connection's are). `seq` is the difference from the sequence number the
+//! connection's last segment implied, `ack` from its last ack (both from 0 for a new
+//! connection); the tag's flags leave out a `seq` that is the implied one and an `ack`
+//! or `window` that repeats. A TLS event's `offset` is the difference from the offset
+//! its stream's last event implied (its offset + len; 0 for a new stream), left out
+//! when it is that one, and its `len` is left out when `data` holds all of it. Every
+//! table starts empty in each block, so blocks decode on their own.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -41,13 +48,16 @@ use thiserror::Error;
 
 use super::event::{
     Direction, Event, FileKind, FileRef, Loss, LossSource, Packet, Syscall, SyscallKind, TcpFlags,
+    TlsData, TlsEndpoints,
 };
 
 const KIND_MASK: u8 = 0x03;
 const KIND_PACKET: u8 = 0;
 const KIND_SYSCALL: u8 = 1;
 const KIND_LOSS: u8 = 2;
-/// A new connection (packets) or file (syscalls) entry follows instead of an index.
+const KIND_TLS: u8 = 3;
+/// A new connection (packets), file (syscalls) or stream (TLS) entry follows instead of
+/// an index.
 const NEW_ENTRY: u8 = 0x04;
 /// Packets: the sequence number is the one the connection's last segment implied.
 const SEQ_EXPECTED: u8 = 0x08;
@@ -55,10 +65,16 @@ const SEQ_EXPECTED: u8 = 0x08;
 const ACK_SAME: u8 = 0x10;
 /// Packets: the window is the connection's last segment's.
 const WINDOW_SAME: u8 = 0x20;
-/// Syscalls: a new thread entry follows instead of an index.
+/// Syscalls and TLS: a new thread entry follows instead of an index.
 const NEW_THREAD: u8 = 0x08;
 /// Syscalls: an offset follows.
 const HAS_OFFSET: u8 = 0x10;
+/// TLS: the offset is the one the stream's last event implied.
+const OFFSET_EXPECTED: u8 = 0x10;
+/// TLS: `len` is the length of `data`.
+const LEN_CAPTURED: u8 = 0x20;
+/// Every flag a TLS tag may carry.
+const TLS_FLAGS: u8 = NEW_ENTRY | NEW_THREAD | OFFSET_EXPECTED | LEN_CAPTURED;
 
 /// Upper bound on the fixed part of one event (everything but its path and bytes).
 const MAX_HEAD_LEN: usize = 160;
@@ -93,6 +109,25 @@ struct Connection {
     direction: Direction,
     src: SocketAddr,
     dst: SocketAddr,
+}
+
+/// The key of a TLS stream entry: one direction of one TLS connection, with its
+/// endpoints as far as they were known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct TlsStream {
+    conn_id: u64,
+    direction: Direction,
+    endpoints: Option<TlsEndpoints>,
+}
+
+impl TlsStream {
+    fn of(t: &TlsData) -> TlsStream {
+        TlsStream {
+            conn_id: t.conn_id,
+            direction: t.direction,
+            endpoints: t.endpoints,
+        }
+    }
 }
 
 /// What a connection's last segment lets the next one be written as a difference from.
@@ -218,6 +253,9 @@ pub struct PackedEncoder {
     segments: Vec<SegmentState>,
     files: Table<FileRef>,
     threads: Table<(u32, u32)>,
+    streams: Table<TlsStream>,
+    /// Per stream entry: the offset its last event implied for the next.
+    stream_offsets: Vec<u64>,
 }
 
 impl PackedEncoder {
@@ -228,6 +266,8 @@ impl PackedEncoder {
         self.segments.clear();
         self.files.clear();
         self.threads.clear();
+        self.streams.clear();
+        self.stream_offsets.clear();
     }
 
     /// Append `event` to `out`.
@@ -254,6 +294,7 @@ impl PackedEncoder {
                 fields.put(l.count);
                 KIND_LOSS
             }
+            Event::Tls(t) => self.tls(t, &mut fields),
         };
         out[tag_at] = tag;
     }
@@ -270,10 +311,7 @@ impl PackedEncoder {
         let last = if new {
             tag |= NEW_ENTRY;
             fields.put(p.ifindex);
-            fields.put(match p.direction {
-                Direction::Ingress => 0u8,
-                Direction::Egress => 1,
-            });
+            fields.put(direction_code(p.direction));
             fields.address(p.src);
             fields.address(p.dst);
             self.segments.push(SegmentState::after(p));
@@ -312,16 +350,7 @@ impl PackedEncoder {
     fn syscall(&mut self, s: &Syscall, fields: &mut Fields) -> u8 {
         let mut tag = KIND_SYSCALL;
         fields.put(s.exit_ns.wrapping_sub(s.enter_ns) as i64);
-        let (thread, new) = self
-            .threads
-            .index(ShortKey::of_thread(s.pid, s.tid), &(s.pid, s.tid));
-        if new {
-            tag |= NEW_THREAD;
-            fields.put(s.pid);
-            fields.put(s.tid);
-        } else {
-            fields.put(thread as u64);
-        }
+        tag |= self.thread(s.pid, s.tid, fields);
         fields.put(s.call.code());
         fields.put(s.fd);
         let (file, new) = self.files.index(ShortKey::of_file(&s.file), &s.file);
@@ -342,6 +371,64 @@ impl PackedEncoder {
         fields.put(s.ret);
         fields.put(&s.data[..]);
         tag
+    }
+
+    /// The thread's index, or a new entry; returns the tag's flag for it.
+    fn thread(&mut self, pid: u32, tid: u32, fields: &mut Fields) -> u8 {
+        let (thread, new) = self
+            .threads
+            .index(ShortKey::of_thread(pid, tid), &(pid, tid));
+        if new {
+            fields.put(pid);
+            fields.put(tid);
+            NEW_THREAD
+        } else {
+            fields.put(thread as u64);
+            0
+        }
+    }
+
+    fn tls(&mut self, t: &TlsData, fields: &mut Fields) -> u8 {
+        let mut tag = KIND_TLS | self.thread(t.pid, t.tid, fields);
+        let key = TlsStream::of(t);
+        let (index, new) = self.streams.index(None, &key);
+        let implied = if new {
+            tag |= NEW_ENTRY;
+            fields.put(t.conn_id);
+            fields.put(direction_code(t.direction));
+            match t.endpoints {
+                None => fields.put(0u8),
+                Some(e) => {
+                    fields.address(e.local);
+                    fields.address(e.remote);
+                }
+            }
+            self.stream_offsets.push(0);
+            0
+        } else {
+            fields.put(index as u64);
+            self.stream_offsets[index]
+        };
+        self.stream_offsets[index] = t.offset.wrapping_add(u64::from(t.len));
+        if t.offset == implied {
+            tag |= OFFSET_EXPECTED;
+        } else {
+            fields.put(t.offset.wrapping_sub(implied) as i64);
+        }
+        if t.data.len() as u64 == u64::from(t.len) {
+            tag |= LEN_CAPTURED;
+        } else {
+            fields.put(t.len);
+        }
+        fields.put(&t.data[..]);
+        tag
+    }
+}
+
+fn direction_code(direction: Direction) -> u8 {
+    match direction {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
     }
 }
 
@@ -386,6 +473,7 @@ fn payload_len(event: &Event) -> usize {
         Event::Packet(p) => p.payload.len(),
         Event::Syscall(s) => s.file.path.len() + s.data.len(),
         Event::Loss(_) => 0,
+        Event::Tls(t) => t.data.len(),
     }
 }
 
@@ -447,11 +535,16 @@ pub struct PackedDecoder<'a> {
     connections: Vec<(Connection, SegmentState)>,
     files: Vec<FileRef>,
     threads: Vec<(u32, u32)>,
+    /// Each stream entry, and the offset its last event implied for the next.
+    streams: Vec<(TlsStream, u64)>,
     /// Whether syscalls get their path and data, or empty ones (still checked).
     with_contents: bool,
+    /// Whether TLS events may come (format 3) or are an unknown kind (format 2).
+    tls: bool,
 }
 
 impl<'a> PackedDecoder<'a> {
+    /// A decoder of format 3's events.
     pub fn new(input: &'a [u8], with_contents: bool) -> PackedDecoder<'a> {
         let input = Input {
             bytes: input,
@@ -464,8 +557,15 @@ impl<'a> PackedDecoder<'a> {
             connections: Vec::new(),
             files: Vec::new(),
             threads: Vec::new(),
+            streams: Vec::new(),
             with_contents,
+            tls: true,
         }
+    }
+
+    /// Whether TLS events are accepted: not in format 2, which has none.
+    pub fn with_tls(self, tls: bool) -> PackedDecoder<'a> {
+        PackedDecoder { tls, ..self }
     }
 
     /// Bytes not decoded yet.
@@ -492,6 +592,7 @@ impl<'a> PackedDecoder<'a> {
                 },
                 count: self.get()?,
             }),
+            KIND_TLS if self.tls => Event::Tls(self.tls(tag, ts)?),
             other => return Err(self.unknown("event kind", other.into())),
         };
         self.event += 1;
@@ -501,11 +602,7 @@ impl<'a> PackedDecoder<'a> {
     fn packet(&mut self, tag: u8, ts_ns: u64) -> Result<Packet, PackedError> {
         let (index, last) = if tag & NEW_ENTRY != 0 {
             let ifindex = self.get()?;
-            let direction = match self.get::<u8>()? {
-                0 => Direction::Ingress,
-                1 => Direction::Egress,
-                other => return Err(self.unknown("direction", other.into())),
-            };
+            let direction = self.direction()?;
             let src = self.address()?;
             let dst = self.address()?;
             let key = Connection {
@@ -556,14 +653,7 @@ impl<'a> PackedDecoder<'a> {
 
     fn syscall(&mut self, tag: u8, enter_ns: u64) -> Result<Syscall, PackedError> {
         let exit_ns = enter_ns.wrapping_add(self.get::<i64>()? as u64);
-        let (pid, tid) = if tag & NEW_THREAD != 0 {
-            let thread = (self.get()?, self.get()?);
-            self.threads.push(thread);
-            thread
-        } else {
-            let index = self.index("thread", self.threads.len())?;
-            self.threads[index]
-        };
+        let (pid, tid) = self.thread(tag)?;
         let code = self.get::<u8>()?;
         let call = SyscallKind::from_code(code.into())
             .ok_or_else(|| self.unknown("syscall", code.into()))?;
@@ -626,6 +716,84 @@ impl<'a> PackedDecoder<'a> {
         })
     }
 
+    fn tls(&mut self, tag: u8, ts_ns: u64) -> Result<TlsData, PackedError> {
+        if tag & !(KIND_MASK | TLS_FLAGS) != 0 {
+            return Err(self.unknown("TLS flags", tag.into()));
+        }
+        let (pid, tid) = self.thread(tag)?;
+        let (index, implied) = if tag & NEW_ENTRY != 0 {
+            let conn_id = self.get()?;
+            let direction = self.direction()?;
+            let endpoints = match self.get::<u8>()? {
+                0 => None,
+                family => Some(TlsEndpoints {
+                    local: self.address_of(family)?,
+                    remote: self.address()?,
+                }),
+            };
+            let key = TlsStream {
+                conn_id,
+                direction,
+                endpoints,
+            };
+            self.streams.push((key, 0));
+            (self.streams.len() - 1, 0)
+        } else {
+            let index = self.index("stream", self.streams.len())?;
+            (index, self.streams[index].1)
+        };
+        let offset = if tag & OFFSET_EXPECTED != 0 {
+            implied
+        } else {
+            implied.wrapping_add(self.get::<i64>()? as u64)
+        };
+        let len = if tag & LEN_CAPTURED != 0 {
+            None
+        } else {
+            Some(self.get::<u32>()?)
+        };
+        let data = self.slice()?;
+        let len = match len {
+            Some(len) => len,
+            None => u32::try_from(data.len()).map_err(|_| PackedError::Malformed {
+                event: self.event,
+                reason: "TLS data longer than a u32 length".into(),
+            })?,
+        };
+        let (key, next) = &mut self.streams[index];
+        *next = offset.wrapping_add(u64::from(len));
+        Ok(TlsData {
+            ts_ns,
+            pid,
+            tid,
+            conn_id: key.conn_id,
+            direction: key.direction,
+            endpoints: key.endpoints,
+            offset,
+            len,
+            data: Bytes::copy_from_slice(data),
+        })
+    }
+
+    fn thread(&mut self, tag: u8) -> Result<(u32, u32), PackedError> {
+        if tag & NEW_THREAD != 0 {
+            let thread = (self.get()?, self.get()?);
+            self.threads.push(thread);
+            Ok(thread)
+        } else {
+            let index = self.index("thread", self.threads.len())?;
+            Ok(self.threads[index])
+        }
+    }
+
+    fn direction(&mut self) -> Result<Direction, PackedError> {
+        match self.get::<u8>()? {
+            0 => Ok(Direction::Ingress),
+            1 => Ok(Direction::Egress),
+            other => Err(self.unknown("direction", other.into())),
+        }
+    }
+
     fn get<T: Decode<()>>(&mut self) -> Result<T, PackedError> {
         T::decode(&mut self.fields).map_err(|e| self.field_error(e))
     }
@@ -668,7 +836,13 @@ impl<'a> PackedDecoder<'a> {
     }
 
     fn address(&mut self) -> Result<SocketAddr, PackedError> {
-        let ip = match self.get::<u8>()? {
+        let family = self.get()?;
+        self.address_of(family)
+    }
+
+    /// An address whose family byte was read already.
+    fn address_of(&mut self, family: u8) -> Result<SocketAddr, PackedError> {
+        let ip = match family {
             4 => IpAddr::V4(Ipv4Addr::from(self.get::<[u8; 4]>()?)),
             6 => IpAddr::V6(Ipv6Addr::from(self.get::<[u8; 16]>()?)),
             other => return Err(self.unknown("address family", other.into())),
@@ -724,6 +898,32 @@ mod tests {
         })
     }
 
+    /// A TLS event of connection `conn` at `offset`, standing for `len` bytes of which
+    /// `data` was read.
+    fn tls(
+        ts: u64,
+        conn: u64,
+        endpoints: Option<(&str, &str)>,
+        offset: u64,
+        len: u32,
+        data: &[u8],
+    ) -> Event {
+        Event::Tls(TlsData {
+            ts_ns: ts,
+            pid: 4242,
+            tid: 13,
+            conn_id: conn,
+            direction: Direction::Egress,
+            endpoints: endpoints.map(|(local, remote)| TlsEndpoints {
+                local: local.parse().unwrap(),
+                remote: remote.parse().unwrap(),
+            }),
+            offset,
+            len,
+            data: Bytes::copy_from_slice(data),
+        })
+    }
+
     fn socket(local: u16, peer: u16) -> FileRef {
         FileRef {
             kind: FileKind::Socket,
@@ -742,9 +942,10 @@ mod tests {
         }
     }
 
-    /// Every shape the encoding has a case for: new and known connections, files and
-    /// threads, sequence numbers that follow, repeat and jump, cut payloads, IPv6, the
-    /// long keys, times that go backwards, and extreme values.
+    /// Every shape the encoding has a case for: new and known connections, files,
+    /// threads and streams, sequence numbers and offsets that follow, repeat and jump,
+    /// cut payloads and plaintext, IPv6, the long keys, times that go backwards, and
+    /// extreme values.
     fn varied_events() -> Vec<Event> {
         const CLIENT: (&str, &str) = ("127.0.0.1:40000", "127.0.0.1:2379");
         const SERVER: (&str, &str) = ("127.0.0.1:2379", "127.0.0.1:40000");
@@ -790,6 +991,20 @@ mod tests {
             }),
             syscall(u64::MAX, 12, SyscallKind::Pwrite64, wal(), b"p"),
             syscall(0, 12, SyscallKind::Fsync, socket(1, 2), b""),
+            // A client's first writes, before its socket is known; then the same
+            // connection with its endpoints, one chunk of which was not read whole.
+            tls(2_000, 1, None, 0, 5, b"hello"),
+            tls(2_010, 1, None, 5, 3, b"abc"),
+            tls(2_020, 1, Some(SERVER), 8, 100, b"only-this"),
+            tls(2_030, 1, Some(SERVER), 108, 2, b"ok"),
+            // The stream jumps ahead, then goes back; an empty chunk.
+            tls(2_040, 1, Some(SERVER), 5_000, 1, b"j"),
+            tls(2_050, 1, Some(SERVER), 7, 1, b"b"),
+            tls(2_060, 1, Some(SERVER), 8, 0, b""),
+            // IPv6, a late first offset, extreme values.
+            tls(2_070, 2, Some(V6), 1 << 40, 4, b"six!"),
+            tls(2_080, u64::MAX, Some(V6), u64::MAX, u32::MAX, b"max"),
+            tls(2_090, u64::MAX, Some(V6), 2, 0, b""),
         ];
         // A payload cut at the snaplen, a changed window, an interface index beyond
         // the short key, odd syscall fields.
@@ -812,6 +1027,18 @@ mod tests {
             s.exit_ns = 0;
             s.requested = u64::MAX;
         }
+        // The other direction of connection 1, on another thread of another process;
+        // mixed families.
+        if let Event::Tls(t) = &mut events[17] {
+            t.direction = Direction::Ingress;
+            t.pid = 1;
+            t.tid = u32::MAX;
+        }
+        if let Event::Tls(t) = &mut events[22] {
+            if let Some(e) = &mut t.endpoints {
+                e.remote = "[::ffff:10.1.2.3]:443".parse().unwrap();
+            }
+        }
         events
     }
 
@@ -825,7 +1052,10 @@ mod tests {
     }
 
     fn decode_all(bytes: &[u8], with_contents: bool) -> Result<Vec<Event>, PackedError> {
-        let mut decoder = PackedDecoder::new(bytes, with_contents);
+        decode_with(PackedDecoder::new(bytes, with_contents))
+    }
+
+    fn decode_with(mut decoder: PackedDecoder) -> Result<Vec<Event>, PackedError> {
         let mut events = Vec::new();
         while decoder.remaining() > 0 {
             events.push(decoder.next_event()?);
@@ -965,6 +1195,7 @@ mod tests {
                             Event::Packet(p) => p.payload.len(),
                             Event::Syscall(s) => s.data.len() + s.file.path.len(),
                             Event::Loss(_) => 0,
+                            Event::Tls(t) => t.data.len(),
                         })
                         .sum();
                     assert!(events.len() <= input.len());
@@ -992,12 +1223,115 @@ mod tests {
             decode_all(&[KIND_LOSS, 254, 0, 0], true),
             Err(PackedError::Malformed { event: 0, .. })
         ));
+        // Kind 3 is not one of format 2's.
         assert!(matches!(
-            decode_all(&[3, 0], true),
+            decode_with(PackedDecoder::new(&[3, 0, 8, 1, 1], true).with_tls(false)),
             Err(PackedError::Unknown {
                 what: "event kind",
+                value: 3,
                 ..
             })
         ));
+        // A TLS event naming a stream of an empty table, and one with a flag TLS
+        // events do not have.
+        assert_eq!(
+            decode_all(&[KIND_TLS | NEW_THREAD, 0, 1, 1, 0], true),
+            Err(PackedError::BadIndex {
+                event: 0,
+                what: "stream",
+                index: 0,
+                len: 0
+            })
+        );
+        assert!(matches!(
+            decode_all(&[KIND_TLS | 0x40, 0], true),
+            Err(PackedError::Unknown {
+                what: "TLS flags",
+                ..
+            })
+        ));
+        // A new stream with an unknown direction, and one with an unknown family.
+        let stream = |direction: u8, family: u8| {
+            vec![
+                KIND_TLS | NEW_THREAD | NEW_ENTRY,
+                0,
+                1,
+                1,
+                9,
+                direction,
+                family,
+            ]
+        };
+        assert!(matches!(
+            decode_all(&stream(2, 0), true),
+            Err(PackedError::Unknown {
+                what: "direction",
+                value: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_all(&stream(1, 5), true),
+            Err(PackedError::Unknown {
+                what: "address family",
+                value: 5,
+                ..
+            })
+        ));
+    }
+
+    /// Format 2's events decode as they always did, and the same bytes decode the
+    /// same as format 3: the encoding of the first three kinds did not change.
+    #[test]
+    fn a_format_2_block_still_decodes() {
+        let old: Vec<Event> = varied_events()
+            .into_iter()
+            .filter(|e| !matches!(e, Event::Tls(_)))
+            .collect();
+        let bytes = encode_all(&old);
+        let v2 = decode_with(PackedDecoder::new(&bytes, true).with_tls(false)).unwrap();
+        assert_eq!(v2, old);
+        assert_eq!(decode_all(&bytes, true).unwrap(), old);
+        // Hand-made bytes of a format-2 loss record and a syscall.
+        let loss = [KIND_LOSS, 20, 0, 3];
+        assert_eq!(
+            decode_with(PackedDecoder::new(&loss, true).with_tls(false)).unwrap(),
+            [Event::Loss(Loss {
+                ts_ns: 10,
+                source: LossSource::Kernel,
+                count: 3
+            })]
+        );
+    }
+
+    /// A TLS event's fields, in the module doc's order: a new stream carries its
+    /// connection and endpoints, a known one is a few bytes beside its data.
+    #[test]
+    fn a_tls_event_is_bincode_of_its_fields() {
+        let ends = Some(("10.0.0.2:2379", "10.0.0.1:5000"));
+        let mut encoder = PackedEncoder::default();
+        let mut first = Vec::new();
+        encoder.encode(&tls(300, 7, ends, 10, 9, b"hi"), &mut first);
+        // The next chunk, where the first ended, read whole.
+        let mut next = Vec::new();
+        encoder.encode(&tls(310, 7, ends, 19, 3, b"abc"), &mut next);
+        let config = bincode::config::standard();
+        let new_stream = (
+            (KIND_TLS | NEW_THREAD | NEW_ENTRY, 300i64, (4242u32, 13u32)),
+            (7u64, 1u8, (4u8, [10u8, 0, 0, 2], 2379u16)),
+            (4u8, [10u8, 0, 0, 1], 5000u16),
+            (10i64, 9u32, &b"hi"[..]),
+        );
+        assert_eq!(first, bincode::encode_to_vec(new_stream, config).unwrap());
+        // Tag, ts, thread, stream, then the data.
+        let known = (
+            KIND_TLS | OFFSET_EXPECTED | LEN_CAPTURED,
+            10i64,
+            0u64,
+            0u64,
+            &b"abc"[..],
+        );
+        assert_eq!(next, bincode::encode_to_vec(known, config).unwrap());
+        assert_eq!(next.len(), 8);
     }
 }

@@ -52,7 +52,7 @@ fn varied_events(rng: &mut Rng, n: usize) -> Vec<Event> {
     for i in 0..n {
         ts += 1 + rng.below(20_000);
         let jittered = ts.saturating_sub(rng.below(5_000));
-        let event = match rng.below(10) {
+        let event = match rng.below(12) {
             0..=4 => {
                 let len = [0, 1, 9, 100, 700, 2048][rng.below(6) as usize];
                 Event::Packet(Packet {
@@ -121,6 +121,42 @@ fn varied_events(rng: &mut Rng, n: usize) -> Vec<Event> {
                     data: rng.bytes(data_len).into(),
                 })
             }
+            9..=10 => {
+                let len = [0, 1, 100, 2048, 16384][rng.below(5) as usize];
+                let conn_id = 1 + rng.below(6);
+                let endpoints = match conn_id % 3 {
+                    0 => None,
+                    1 => Some(TlsEndpoints {
+                        local: addr(2379),
+                        remote: addr(40000 + conn_id as u16),
+                    }),
+                    _ => Some(TlsEndpoints {
+                        local: "[::1]:2379".parse().unwrap(),
+                        remote: SocketAddr::new("2001:db8::9".parse().unwrap(), 40100),
+                    }),
+                };
+                // Most chunks were read whole; some only partly.
+                let captured = if rng.below(4) == 0 {
+                    rng.below(len as u64 + 1) as usize
+                } else {
+                    len
+                };
+                Event::Tls(TlsData {
+                    ts_ns: jittered,
+                    pid: 4242,
+                    tid: 4242 + rng.below(8) as u32,
+                    conn_id,
+                    direction: if rng.below(2) == 0 {
+                        Direction::Ingress
+                    } else {
+                        Direction::Egress
+                    },
+                    endpoints,
+                    offset: rng.below(1 << 30),
+                    len: len as u32,
+                    data: rng.bytes(captured).into(),
+                })
+            }
             _ => Event::Loss(Loss {
                 ts_ns: jittered,
                 source: if rng.below(2) == 0 {
@@ -170,8 +206,8 @@ fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-fn tally(events: &[Event]) -> [u64; 3] {
-    let mut counts = [0u64; 3];
+fn tally(events: &[Event]) -> KindCounts {
+    let mut counts = KindCounts::default();
     for e in events {
         counts[e.kind().slot()] += 1;
     }
@@ -530,6 +566,143 @@ fn a_damaged_index_falls_back_to_the_scan() {
     }
 }
 
+/// The bytes of the format-2 file that holds what the format-3 file at `path` holds
+/// (no TLS event): the same blocks, behind format 2's version, and its index with three
+/// counts a block.
+fn as_format_2(path: &Path) -> Vec<u8> {
+    let reader = CaptureReader::open(path).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    let header_len = u32::from_le_bytes(bytes[14..18].try_into().unwrap()) as usize;
+    let preamble_len = 18 + header_len + 4;
+    let mut out = bytes[..preamble_len].to_vec();
+    out[10..14].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&out[..preamble_len - 4]);
+    out[preamble_len - 4..].copy_from_slice(&crc.to_le_bytes());
+    let index_offset = reader
+        .blocks()
+        .last()
+        .map_or(preamble_len as u64, BlockInfo::end);
+    out.extend_from_slice(&bytes[preamble_len..index_offset as usize]);
+    let blocks: Vec<_> = reader
+        .blocks()
+        .iter()
+        .map(|b| {
+            assert_eq!(b.counts[EventKind::Tls.slot()], 0);
+            let [packets, syscalls, losses, _] = b.counts;
+            (
+                b.offset,
+                b.len,
+                b.event_count,
+                b.first_ts,
+                b.last_ts,
+                [packets, syscalls, losses],
+            )
+        })
+        .collect();
+    let body = bincode::encode_to_vec(
+        (blocks, reader.index().redaction.clone()),
+        bincode::config::standard(),
+    )
+    .unwrap();
+    let section_at = out.len();
+    out.extend_from_slice(&super::index::INDEX_MAGIC);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out[section_at..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&index_offset.to_le_bytes());
+    out.extend_from_slice(&super::index::TRAILER_MAGIC);
+    out
+}
+
+/// Files of format 2 read as they always did, with their index or without; a TLS event
+/// in one of their blocks is damage, not an event: the format has none.
+#[test]
+fn a_format_2_file_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Event> = varied_events(&mut Rng(0x2222), 1000)
+        .into_iter()
+        .filter(|e| e.kind() != EventKind::Tls)
+        .collect();
+    let path = dir.path().join("v3.etr");
+    write_capture(&path, &events, small_blocks(100));
+    let v2 = as_format_2(&path);
+    let reader = CaptureReader::open(write_bytes(dir.path(), "v2.etr", &v2)).unwrap();
+    assert_eq!(reader.format_version(), 2);
+    assert_eq!(reader.index_state(), &IndexState::Present);
+    assert_eq!(reader.index().counts(), tally(&events));
+    assert_eq!(drain(reader.events()), (events.clone(), Vec::new()));
+
+    let no_index = write_bytes(dir.path(), "v2-cut.etr", &v2[..v2.len() - TRAILER_LEN]);
+    let recovered = CaptureReader::open(no_index).unwrap();
+    assert!(matches!(
+        recovered.index_state(),
+        IndexState::Recovered { .. }
+    ));
+    assert_eq!(recovered.blocks(), reader.blocks());
+    assert_eq!(drain(recovered.events()), (events, Vec::new()));
+
+    // One block of a TLS event, labelled format 2.
+    let tls = varied_events(&mut Rng(0x3333), 200)
+        .into_iter()
+        .find(|e| e.kind() == EventKind::Tls)
+        .unwrap();
+    let path = dir.path().join("tls.etr");
+    write_capture(&path, &[tls], WriterOptions::default());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10..14].copy_from_slice(&2u32.to_le_bytes());
+    let header_len = u32::from_le_bytes(bytes[14..18].try_into().unwrap()) as usize;
+    let crc = crc32c::crc32c(&bytes[..18 + header_len]);
+    bytes[18 + header_len..22 + header_len].copy_from_slice(&crc.to_le_bytes());
+    let reader = CaptureReader::open(write_bytes(dir.path(), "tls-v2.etr", &bytes)).unwrap();
+    let (read, damage) = drain(reader.events());
+    assert!(read.is_empty());
+    assert_eq!(damage.len(), 1);
+    assert!(
+        damage[0].reason.contains("unknown event kind 3"),
+        "{}",
+        damage[0].reason
+    );
+}
+
+/// TLS events serialize like the other kinds: tagged, their data in base64, their
+/// endpoints null until known.
+#[test]
+fn tls_events_serialize_with_their_kind() {
+    let mut tls = TlsData {
+        ts_ns: 5,
+        pid: 1,
+        tid: 2,
+        conn_id: 3,
+        direction: Direction::Egress,
+        endpoints: None,
+        offset: 10,
+        len: 4,
+        data: bytes::Bytes::from_static(b"hi"),
+    };
+    assert!(tls.truncated());
+    let json = serde_json::to_value(Event::Tls(tls.clone())).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "kind": "tls", "ts_ns": 5, "pid": 1, "tid": 2, "conn_id": 3,
+            "direction": "egress", "endpoints": null, "offset": 10, "len": 4,
+            "data": "aGk=",
+        })
+    );
+    tls.endpoints = Some(TlsEndpoints {
+        local: addr(2379),
+        remote: "[::1]:40000".parse().unwrap(),
+    });
+    tls.len = 2;
+    assert!(!tls.truncated());
+    let json = serde_json::to_value(Event::Tls(tls)).unwrap();
+    assert_eq!(
+        json["endpoints"],
+        serde_json::json!({"local": "127.0.0.1:2379", "remote": "[::1]:40000"})
+    );
+}
+
 #[test]
 fn wrong_version_is_reported() {
     let fx = Fixture::new(1, 10, 100);
@@ -791,7 +964,7 @@ fn bytes_per_event_for_a_realistic_mix() {
                 match e {
                     Event::Packet(p) => p.payload = rng.bytes(p.payload.len()).into(),
                     Event::Syscall(s) => s.data = rng.bytes(s.data.len()).into(),
-                    Event::Loss(_) => {}
+                    Event::Loss(_) | Event::Tls(_) => {}
                 }
             }
             events

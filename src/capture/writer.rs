@@ -7,7 +7,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::block::{BlockBuilder, DEFAULT_ZSTD_LEVEL, MAX_BLOCK_RAW_LEN};
-use super::event::Event;
+use super::event::{Event, KindCounts};
 use super::header::{encode_preamble, Header};
 use super::index::{BlockInfo, Index};
 use super::scrub_report::ScrubReport;
@@ -42,7 +42,7 @@ pub struct WriteSummary {
     pub events_written: u64,
     pub blocks_written: u64,
     /// Events per kind, in `EventKind::ALL` order.
-    pub counts: [u64; 3],
+    pub counts: KindCounts,
 }
 
 /// Writes one capture file. Call [`CaptureWriter::finish`] to write the index; a file
@@ -55,7 +55,7 @@ pub struct CaptureWriter {
     index: Index,
     options: WriterOptions,
     events_written: u64,
-    counts: [u64; 3],
+    counts: KindCounts,
     /// After a failed write the file's tail is unknown, so the writer refuses more work
     /// rather than record wrong offsets in the index.
     failed: bool,
@@ -90,7 +90,7 @@ impl CaptureWriter {
             index: Index::default(),
             options,
             events_written: 0,
-            counts: [0; 3],
+            counts: KindCounts::default(),
             failed: false,
         })
     }
@@ -175,7 +175,7 @@ impl CaptureWriter {
     }
 
     /// Events in written blocks per kind, in `EventKind::ALL` order.
-    pub fn counts(&self) -> [u64; 3] {
+    pub fn counts(&self) -> KindCounts {
         self.counts
     }
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::open_capture;
 use super::timespec::resolve;
-use crate::capture::{Event, ReadItem};
+use crate::capture::{Direction, Event, ReadItem};
 use crate::cli::{DumpArgs, Format};
 use crate::output::{hex_prefix, human_duration_ns, offset};
 
@@ -69,11 +69,7 @@ fn write_text(
                 p.ack,
                 p.window,
                 p.payload_len,
-                if p.truncated() {
-                    format!(" (captured {})", p.payload.len())
-                } else {
-                    String::new()
-                },
+                captured_note(p.truncated(), p.payload.len()),
                 hex_prefix(&p.payload, max_bytes)
             )
         }
@@ -95,14 +91,43 @@ fn write_text(
                 s.requested,
                 s.ret,
                 human_duration_ns(s.duration_ns()),
-                if (s.data.len() as u64) < s.transferred() && !s.call.is_sync() {
-                    format!(" (captured {})", s.data.len())
-                } else {
-                    String::new()
-                },
+                captured_note(
+                    (s.data.len() as u64) < s.transferred() && !s.call.is_sync(),
+                    s.data.len()
+                ),
                 hex_prefix(&s.data, max_bytes)
             )
         }
         Event::Loss(l) => writeln!(out, "loss    {:?} {} events", l.source, l.count),
+        Event::Tls(t) => {
+            // Like a packet's, the addresses in the direction the bytes went.
+            let ends = match (t.endpoints, t.direction) {
+                (None, _) => "socket not yet known".to_string(),
+                (Some(e), Direction::Egress) => format!("{} > {}", e.local, e.remote),
+                (Some(e), Direction::Ingress) => format!("{} > {}", e.remote, e.local),
+            };
+            writeln!(
+                out,
+                "tls     pid {}/{} conn {} {:?} {} off {} len {}{}{}",
+                t.pid,
+                t.tid,
+                t.conn_id,
+                t.direction,
+                ends,
+                t.offset,
+                t.len,
+                captured_note(t.truncated(), t.data.len()),
+                hex_prefix(&t.data, max_bytes)
+            )
+        }
+    }
+}
+
+/// ` (captured N)` after a length whose bytes were not all captured.
+fn captured_note(truncated: bool, captured: usize) -> String {
+    if truncated {
+        format!(" (captured {captured})")
+    } else {
+        String::new()
     }
 }

@@ -9,14 +9,16 @@ use serde_json::json;
 use super::open_capture;
 use super::timespec::wall_string;
 use crate::analyze::summary::SummaryBuilder;
-use crate::capture::{CaptureFormat, CaptureReader, IndexState, ReadItem};
+use crate::capture::{CaptureFormat, CaptureReader, EventKind, IndexState, ReadItem};
 use crate::cli::{Format, InfoArgs};
 use crate::output::{human_bytes, human_duration_ns, Progress};
 
 pub fn run(args: InfoArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let header = reader.header().clone();
-    let mut builder = SummaryBuilder::new(&header);
+    let kinds = reader.format().kinds();
+    let tls = reader.format().holds(EventKind::Tls);
+    let mut builder = SummaryBuilder::new(&header, kinds);
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "reading capture");
     let mut damage = Vec::new();
     let mut last_block_ts = None;
@@ -43,7 +45,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
 
     if args.format == Format::Json {
-        let obj = json!({
+        let mut obj = json!({
             "file": args.file.display().to_string(),
             "format_version": reader.format_version(),
             "header": header,
@@ -68,6 +70,12 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             "events_lost_to_damage": events_lost_to_damage,
             "redaction": reader.index().redaction,
         });
+        if let (true, Some(fields)) = (tls, obj.as_object_mut()) {
+            fields.insert(
+                "tls_connections".into(),
+                serde_json::to_value(&summary.tls_connections)?,
+            );
+        }
         writeln!(out, "{obj}")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -141,7 +149,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         out,
         "events       {} ({})",
         summary.events,
-        crate::capture::EventKind::ALL
+        kinds
             .iter()
             .map(|k| format!(
                 "{} {}",
@@ -226,6 +234,32 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
     }
     if summary.socket_syscalls > 0 {
         writeln!(out, "socket syscalls {}", summary.socket_syscalls)?;
+    }
+    if tls {
+        writeln!(
+            out,
+            "tls          {} connections",
+            summary.tls_connections.len()
+        )?;
+    }
+    for (id, c) in &summary.tls_connections {
+        let ends = match (c.local, c.remote) {
+            (Some(local), Some(remote)) => format!("{local} <-> {remote}"),
+            _ => "socket not known".into(),
+        };
+        let total = c.bytes_written + c.bytes_read;
+        writeln!(
+            out,
+            "  #{id:<5} {ends:<46} {:>7} events {:>10} written {:>10} read{}",
+            c.events,
+            human_bytes(c.bytes_written),
+            human_bytes(c.bytes_read),
+            if c.captured_bytes < total {
+                format!("  (captured {})", human_bytes(c.captured_bytes))
+            } else {
+                String::new()
+            }
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

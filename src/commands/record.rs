@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use crate::capture::EventKind;
 use crate::cli::{BufferArg, PriorityArg, RecordArgs};
 use crate::output::human_bytes;
 use crate::record::priority::WriterPriority;
@@ -71,13 +72,14 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     let s = &summary.sink;
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "recorded {} events in {:.1} s ({:.0}/s): packet {}, syscall {}, loss records {}",
+        "recorded {} events in {:.1} s ({:.0}/s): packet {}, syscall {}, tls {}, loss records {}",
         s.events,
         secs,
         s.events as f64 / secs,
-        s.counts[0],
-        s.counts[1],
-        s.counts[2]
+        s.counts[EventKind::Packet.slot()],
+        s.counts[EventKind::Syscall.slot()],
+        s.counts[EventKind::Tls.slot()],
+        s.counts[EventKind::Loss.slot()]
     );
     eprintln!(
         "wrote {} to {}{}",

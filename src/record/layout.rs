@@ -8,20 +8,28 @@ use std::ops::Range;
 
 use bytes::Bytes;
 
-use crate::capture::{Direction, Event, FileKind, FileRef, Packet, Syscall, SyscallKind, TcpFlags};
+use crate::capture::{
+    Direction, Event, FileKind, FileRef, Packet, Syscall, SyscallKind, TcpFlags, TlsData,
+    TlsEndpoints,
+};
 
 pub const ET_PACKET: u32 = 1;
 pub const ET_SYSCALL: u32 = 2;
 pub const ET_BATCH: u32 = 3;
+pub const ET_TLS: u32 = 4;
 pub const BATCH_HEADER_LEN: usize = 16;
 pub const PACKET_HEADER_LEN: usize = 80;
+pub const TLS_HEADER_LEN: usize = 88;
+/// The most plaintext one TLS event carries (ET_TLS_CHUNK).
+pub const TLS_CHUNK: u32 = 16384;
 /// The largest fixed part of a syscall event (all names); only `depth` names are sent.
 pub const SYSCALL_HEADER_LEN: usize = 328;
 const PATH_DEPTH: usize = 4;
 const NAME_LEN: usize = 64;
 const NAMES_OFFSET: usize = 72;
 
-// Field offsets of struct et_packet and struct et_syscall (bpf/events.h).
+// Field offsets of struct et_packet, struct et_syscall and struct et_tls
+// (bpf/events.h).
 mod pk {
     pub const IFINDEX: usize = 4;
     pub const TS: usize = 8;
@@ -54,6 +62,21 @@ mod sc {
     pub const RPORT: usize = 66;
     pub const DATA_LEN: usize = 68;
 }
+mod tl {
+    pub const PID: usize = 4;
+    pub const TS: usize = 8;
+    pub const CONN_ID: usize = 16;
+    pub const OFFSET: usize = 24;
+    pub const TID: usize = 32;
+    pub const LEN: usize = 36;
+    pub const DATA_LEN: usize = 40;
+    pub const DIRECTION: usize = 44;
+    pub const FAMILY: usize = 45;
+    pub const LPORT: usize = 46;
+    pub const RPORT: usize = 48;
+    pub const LADDR: usize = 56;
+    pub const RADDR: usize = 72;
+}
 const FILE_DATA: u8 = 1;
 const FILE_SOCKET: u8 = 2;
 const OFFSET_UNKNOWN: u64 = u64::MAX;
@@ -70,6 +93,12 @@ pub enum LayoutError {
     UnknownCall(u32),
     #[error("unknown file kind {0} in raw event")]
     UnknownFileKind(u8),
+    #[error("TLS event captured {data_len} bytes of {len} (at most {TLS_CHUNK})")]
+    TlsLength { len: u32, data_len: u32 },
+    #[error("unknown direction {0} in raw TLS event")]
+    UnknownDirection(u8),
+    #[error("unknown address family {0} in raw TLS event")]
+    UnknownFamily(u8),
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -163,6 +192,10 @@ fn event_len(raw: &[u8]) -> Result<usize, LayoutError> {
             let depth = (raw[sc::DEPTH] as usize).min(PATH_DEPTH);
             need(NAMES_OFFSET + depth * NAME_LEN + u32_at(raw, sc::DATA_LEN) as usize)
         }
+        Some(ET_TLS) => {
+            need(TLS_HEADER_LEN)?;
+            need(TLS_HEADER_LEN + tls_data_len(raw)? as usize)
+        }
         Some(other) => Err(LayoutError::UnknownType(other)),
         None => Err(LayoutError::Short(raw.len())),
     }
@@ -181,29 +214,78 @@ pub fn parse(batch: &Bytes, range: Range<usize>) -> Result<Event, LayoutError> {
     match u32_at(raw, 0) {
         ET_PACKET => parse_packet(raw, share).map(Event::Packet),
         ET_SYSCALL => parse_syscall(raw, share).map(Event::Syscall),
+        ET_TLS => parse_tls(raw, share).map(Event::Tls),
         other => Err(LayoutError::UnknownType(other)),
     }
+}
+
+/// The IPv4 (first 4 bytes) or IPv6 address at `off`.
+fn ip_at(raw: &[u8], off: usize, v6: bool) -> IpAddr {
+    if v6 {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&raw[off..off + 16]);
+        IpAddr::V6(Ipv6Addr::from(a))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(
+            raw[off],
+            raw[off + 1],
+            raw[off + 2],
+            raw[off + 3],
+        ))
+    }
+}
+
+/// A TLS event's captured bytes, checked against what it stands for (`raw` holds its
+/// header).
+fn tls_data_len(raw: &[u8]) -> Result<u32, LayoutError> {
+    let len = u32_at(raw, tl::LEN);
+    let data_len = u32_at(raw, tl::DATA_LEN);
+    if data_len > len || data_len > TLS_CHUNK {
+        return Err(LayoutError::TlsLength { len, data_len });
+    }
+    Ok(data_len)
+}
+
+fn parse_tls(raw: &[u8], share: impl Fn(Range<usize>) -> Bytes) -> Result<TlsData, LayoutError> {
+    if raw.len() < TLS_HEADER_LEN {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    let end = TLS_HEADER_LEN + tls_data_len(raw)? as usize;
+    if raw.len() < end {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    let direction = match raw[tl::DIRECTION] {
+        0 => Direction::Ingress,
+        1 => Direction::Egress,
+        other => return Err(LayoutError::UnknownDirection(other)),
+    };
+    let endpoints = match raw[tl::FAMILY] {
+        0 => None,
+        family @ (4 | 6) => Some(TlsEndpoints {
+            local: SocketAddr::new(ip_at(raw, tl::LADDR, family == 6), u16_at(raw, tl::LPORT)),
+            remote: SocketAddr::new(ip_at(raw, tl::RADDR, family == 6), u16_at(raw, tl::RPORT)),
+        }),
+        other => return Err(LayoutError::UnknownFamily(other)),
+    };
+    Ok(TlsData {
+        ts_ns: u64_at(raw, tl::TS),
+        pid: u32_at(raw, tl::PID),
+        tid: u32_at(raw, tl::TID),
+        conn_id: u64_at(raw, tl::CONN_ID),
+        direction,
+        endpoints,
+        offset: u64_at(raw, tl::OFFSET),
+        len: u32_at(raw, tl::LEN),
+        data: share(TLS_HEADER_LEN..end),
+    })
 }
 
 fn parse_packet(raw: &[u8], share: impl Fn(Range<usize>) -> Bytes) -> Result<Packet, LayoutError> {
     if raw.len() < PACKET_HEADER_LEN {
         return Err(LayoutError::Short(raw.len()));
     }
-    let family = raw[pk::FAMILY];
-    let addr = |off: usize| -> IpAddr {
-        if family == 6 {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&raw[off..off + 16]);
-            IpAddr::V6(Ipv6Addr::from(a))
-        } else {
-            IpAddr::V4(Ipv4Addr::new(
-                raw[off],
-                raw[off + 1],
-                raw[off + 2],
-                raw[off + 3],
-            ))
-        }
-    };
+    let v6 = raw[pk::FAMILY] == 6;
+    let addr = |off: usize| ip_at(raw, off, v6);
     let captured = u32_at(raw, pk::CAPTURED_LEN) as usize;
     let end = PACKET_HEADER_LEN.saturating_add(captured).min(raw.len());
     Ok(Packet {
@@ -323,6 +405,37 @@ pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> B
     Bytes::from(raw)
 }
 
+/// A TLS event as the programs write it: pid 42, tid 43, connection 9, at 500 ns,
+/// offset 1000, standing for `len` bytes of which `data` was read; `family` 0
+/// leaves the addresses out.
+#[cfg(test)]
+pub(crate) fn tls_raw(direction: u8, family: u8, len: u32, data: &[u8]) -> Vec<u8> {
+    let mut raw = vec![0u8; TLS_HEADER_LEN];
+    raw[0..4].copy_from_slice(&ET_TLS.to_ne_bytes());
+    raw[tl::PID..tl::PID + 4].copy_from_slice(&42u32.to_ne_bytes());
+    raw[tl::TS..tl::TS + 8].copy_from_slice(&500u64.to_ne_bytes());
+    raw[tl::CONN_ID..tl::CONN_ID + 8].copy_from_slice(&9u64.to_ne_bytes());
+    raw[tl::OFFSET..tl::OFFSET + 8].copy_from_slice(&1000u64.to_ne_bytes());
+    raw[tl::TID..tl::TID + 4].copy_from_slice(&43u32.to_ne_bytes());
+    raw[tl::LEN..tl::LEN + 4].copy_from_slice(&len.to_ne_bytes());
+    raw[tl::DATA_LEN..tl::DATA_LEN + 4].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    raw[tl::DIRECTION] = direction;
+    raw[tl::FAMILY] = family;
+    if family != 0 {
+        raw[tl::LPORT..tl::LPORT + 2].copy_from_slice(&2379u16.to_ne_bytes());
+        raw[tl::RPORT..tl::RPORT + 2].copy_from_slice(&50000u16.to_ne_bytes());
+        let (local, remote): (&[u8], &[u8]) = if family == 6 {
+            (&[0xfd; 16], &[0xfe; 16])
+        } else {
+            (&[10, 0, 0, 1], &[10, 0, 0, 2])
+        };
+        raw[tl::LADDR..tl::LADDR + local.len()].copy_from_slice(local);
+        raw[tl::RADDR..tl::RADDR + remote.len()].copy_from_slice(remote);
+    }
+    raw.extend_from_slice(data);
+    raw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +446,7 @@ mod tests {
 
     #[test]
     fn sizes_match_the_header() {
-        // The object records sizeof() of both structs as compiled; opening it parses the
+        // The object records sizeof() of the structs as compiled; opening it parses the
         // ELF only (no privileges needed).
         use libbpf_rs::skel::SkelBuilder;
         let mut object = std::mem::MaybeUninit::uninit();
@@ -344,6 +457,7 @@ mod tests {
         assert_eq!(rodata.packet_header_size as usize, PACKET_HEADER_LEN);
         assert_eq!(rodata.syscall_header_size as usize, SYSCALL_HEADER_LEN);
         assert_eq!(rodata.batch_header_size as usize, BATCH_HEADER_LEN);
+        assert_eq!(rodata.tls_header_size as usize, TLS_HEADER_LEN);
         let packet = [
             pk::TS,
             pk::SPORT,
@@ -354,8 +468,9 @@ mod tests {
             pk::SADDR,
             pk::DADDR,
         ];
-        let compiled: Vec<usize> = rodata.packet_offsets.iter().map(|&o| o as usize).collect();
-        assert_eq!(compiled, packet);
+        let compiled =
+            |offsets: &[u32]| -> Vec<usize> { offsets.iter().map(|&o| o as usize).collect() };
+        assert_eq!(compiled(&rodata.packet_offsets), packet);
         let syscall = [
             sc::ENTER,
             sc::PID,
@@ -368,8 +483,134 @@ mod tests {
             sc::DATA_LEN,
             NAMES_OFFSET,
         ];
-        let compiled: Vec<usize> = rodata.syscall_offsets.iter().map(|&o| o as usize).collect();
-        assert_eq!(compiled, syscall);
+        assert_eq!(compiled(&rodata.syscall_offsets), syscall);
+        let tls = [
+            tl::TS,
+            tl::CONN_ID,
+            tl::OFFSET,
+            tl::TID,
+            tl::LEN,
+            tl::DATA_LEN,
+            tl::DIRECTION,
+            tl::FAMILY,
+            tl::LPORT,
+            tl::RPORT,
+            tl::LADDR,
+            tl::RADDR,
+        ];
+        assert_eq!(compiled(&rodata.tls_offsets), tls);
+    }
+
+    fn parse_tls_raw(raw: Vec<u8>) -> Result<TlsData, LayoutError> {
+        match parse_all(&Bytes::from(raw))? {
+            Event::Tls(t) => Ok(t),
+            other => panic!("not a TLS event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tls_events_parse_with_and_without_their_socket() {
+        let t = parse_tls_raw(tls_raw(1, 4, 5, b"hello")).unwrap();
+        assert_eq!(
+            (t.ts_ns, t.pid, t.tid, t.conn_id, t.offset, t.len),
+            (500, 42, 43, 9, 1000, 5)
+        );
+        assert_eq!(t.direction, Direction::Egress);
+        assert_eq!(
+            t.endpoints,
+            Some(TlsEndpoints {
+                local: "10.0.0.1:2379".parse().unwrap(),
+                remote: "10.0.0.2:50000".parse().unwrap(),
+            })
+        );
+        assert_eq!(t.data, &b"hello"[..]);
+        assert!(!t.truncated());
+
+        let t = parse_tls_raw(tls_raw(0, 6, 100, b"abc")).unwrap();
+        assert_eq!(t.direction, Direction::Ingress);
+        let ends = t.endpoints.unwrap();
+        assert_eq!(
+            ends.local,
+            "[fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd:fdfd]:2379"
+                .parse()
+                .unwrap()
+        );
+        assert_eq!(
+            ends.remote,
+            "[fefe:fefe:fefe:fefe:fefe:fefe:fefe:fefe]:50000"
+                .parse()
+                .unwrap()
+        );
+        assert_eq!(t.data, &b"abc"[..]);
+        assert!(t.truncated());
+
+        let t = parse_tls_raw(tls_raw(1, 0, 0, b"")).unwrap();
+        assert_eq!(t.endpoints, None);
+        assert!(t.data.is_empty());
+    }
+
+    #[test]
+    fn inconsistent_tls_events_are_errors() {
+        // More captured than the event stands for; more than a chunk.
+        assert_eq!(
+            parse_tls_raw(tls_raw(1, 4, 2, b"abc")),
+            Err(LayoutError::TlsLength {
+                len: 2,
+                data_len: 3
+            })
+        );
+        let big = vec![0u8; TLS_CHUNK as usize + 1];
+        assert_eq!(
+            parse_tls_raw(tls_raw(1, 4, u32::MAX, &big)),
+            Err(LayoutError::TlsLength {
+                len: u32::MAX,
+                data_len: TLS_CHUNK + 1
+            })
+        );
+        assert!(parse_tls_raw(tls_raw(1, 4, TLS_CHUNK, &big[1..])).is_ok());
+        // Cut in the header, and in the data.
+        let raw = tls_raw(1, 4, 5, b"hello");
+        for cut in [4, TLS_HEADER_LEN - 1, TLS_HEADER_LEN, raw.len() - 1] {
+            assert_eq!(
+                parse_tls_raw(raw[..cut].to_vec()),
+                Err(LayoutError::Short(cut)),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            parse_tls_raw(tls_raw(2, 4, 0, b"")),
+            Err(LayoutError::UnknownDirection(2))
+        );
+        assert_eq!(
+            parse_tls_raw(tls_raw(1, 5, 0, b"")),
+            Err(LayoutError::UnknownFamily(5))
+        );
+    }
+
+    #[test]
+    fn tls_events_are_found_in_batches() {
+        let first = tls_raw(1, 0, 5, b"hello");
+        let second = tls_raw(0, 4, 300, b"x");
+        let syscall = syscall_raw(3, FILE_SOCKET, &[], b"");
+        let (raw, range) = batch_raw(4, &[&first, &syscall, &second]);
+        let bytes = Bytes::from(raw);
+        let events: Vec<Event> = batch_events(&bytes, range.clone())
+            .map(|r| parse(&bytes, r.unwrap()).unwrap())
+            .collect();
+        let kinds: Vec<_> = events.iter().map(Event::kind).collect();
+        use crate::capture::EventKind;
+        assert_eq!(kinds, [EventKind::Tls, EventKind::Syscall, EventKind::Tls]);
+        let Event::Tls(t) = &events[2] else {
+            panic!("not a TLS event")
+        };
+        assert_eq!((t.len, &t.data[..]), (300, &b"x"[..]));
+
+        // A TLS event whose length does not add up ends the batch with an error.
+        let mut raw = bytes.to_vec();
+        let at = range.start + BATCH_HEADER_LEN + tl::DATA_LEN;
+        raw[at..at + 4].copy_from_slice(&(TLS_CHUNK + 1).to_ne_bytes());
+        let got: Vec<_> = batch_events(&raw, range).collect();
+        assert!(matches!(got[..], [Err(LayoutError::TlsLength { .. })]));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, Header};
+use crate::capture::{CaptureWriter, Event, Header, KindCounts};
 use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
@@ -96,7 +96,8 @@ pub struct SinkSummary {
     pub removed: Vec<PathBuf>,
     pub events: u64,
     pub bytes: u64,
-    pub counts: [u64; 3],
+    /// Events per kind, in `EventKind::ALL` order.
+    pub counts: KindCounts,
     /// What was redacted; None when secrets were kept.
     pub redaction: Option<ScrubReport>,
     /// Raw events that could not be parsed (a layout mismatch: a bug), and the first
@@ -410,6 +411,24 @@ mod tests {
         assert_eq!(got, raws);
     }
 
+    /// A writer of one file at `path`, without rotation or redaction.
+    fn spawn_plain(path: &Path) -> (SinkSender, JoinHandle<Result<SinkSummary>>) {
+        let rotation = Rotation {
+            size_bytes: None,
+            interval: None,
+            keep: None,
+        };
+        spawn(
+            path.to_path_buf(),
+            Header::default(),
+            rotation,
+            None,
+            WriterPriority::Normal,
+            Arc::new(SinkProgress::default()),
+        )
+        .unwrap()
+    }
+
     /// An event that came too close to its drain to be written with its batch (it waits
     /// for other CPUs' older ones) is written by the next flush, though no batch follows:
     /// a recorder killed in a quiet spell keeps it.
@@ -417,20 +436,7 @@ mod tests {
     fn a_flush_writes_the_events_that_waited() {
         let dir = crate::testbed::ScratchDir::new("etcd-trace-sink").unwrap();
         let path = dir.0.join("quiet.etr");
-        let rotation = Rotation {
-            size_bytes: None,
-            interval: None,
-            keep: None,
-        };
-        let (tx, writer) = spawn(
-            path.clone(),
-            Header::default(),
-            rotation,
-            None,
-            WriterPriority::Normal,
-            Arc::new(SinkProgress::default()),
-        )
-        .unwrap();
+        let (tx, writer) = spawn_plain(&path);
         // A socket read that left the kernel at 350 ns, drained at 1 ms: it waits.
         let mut batch = RawBatch::default();
         batch.push(&layout::syscall_raw(3, 2, &[], b""));
@@ -453,6 +459,38 @@ mod tests {
         assert_eq!(events, 1, "the flush wrote the event that waited");
         drop(tx);
         assert_eq!(writer.join().unwrap().unwrap().events, 1);
+    }
+
+    /// A raw TLS event goes through the sink into the file as a TLS event, counted as
+    /// one, in time order with the rest.
+    #[test]
+    fn raw_tls_events_are_written() {
+        let dir = crate::testbed::ScratchDir::new("etcd-trace-sink-tls").unwrap();
+        let path = dir.0.join("tls.etr");
+        let (tx, writer) = spawn_plain(&path);
+        let mut batch = RawBatch::default();
+        // Handed over at 500 ns and at 350 ns.
+        batch.push(&layout::tls_raw(1, 4, 5, b"hel"));
+        batch.push(&layout::syscall_raw(3, 2, &[], b""));
+        tx.send(SinkMessage::Raw(batch)).unwrap();
+        drop(tx);
+        let summary = writer.join().unwrap().unwrap();
+        assert_eq!(summary.events, 2);
+        assert_eq!(summary.malformed, 0);
+        assert_eq!(summary.counts[crate::capture::EventKind::Tls.slot()], 1);
+        let reader = crate::capture::CaptureReader::open(&path).unwrap();
+        let events: Vec<Event> = reader
+            .events()
+            .map(|item| match item {
+                crate::capture::ReadItem::Event(ev) => ev,
+                crate::capture::ReadItem::Damaged(d) => panic!("{d}"),
+            })
+            .collect();
+        let [Event::Syscall(_), Event::Tls(tls)] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!((tls.conn_id, tls.len, &tls.data[..]), (9, 5, &b"hel"[..]));
+        assert!(tls.endpoints.is_some());
     }
 
     #[test]

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use super::header_block::{huffman_filler, looks_like_token};
 use super::message::secret_field_values;
 use super::*;
-use crate::capture::{Direction, Event, Packet, TcpFlags};
+use crate::capture::{Direction, Event, Packet, TcpFlags, TlsData, TlsEndpoints};
 use crate::decode::hpack::huffman::tests::huffman_encode;
 use crate::decode::hpack::integer::tests::encode_integer;
 use crate::decode::hpack::{huffman, HpackDecoder};
@@ -369,6 +369,37 @@ fn events_keep_their_order() {
         }
     }
     assert!(!contains(&stream_of(&out, true), PASSWORD));
+}
+
+/// TLS events pass through as they came, in their place among the packets.
+#[test]
+fn tls_events_pass_through_unchanged() {
+    let tls = Event::Tls(TlsData {
+        ts_ns: 1,
+        pid: 42,
+        tid: 43,
+        conn_id: 1,
+        direction: Direction::Ingress,
+        endpoints: Some(TlsEndpoints {
+            local: server(),
+            remote: client(),
+        }),
+        offset: 0,
+        len: PASSWORD.len() as u32,
+        data: PASSWORD.to_vec().into(),
+    });
+    let input = vec![
+        packet(true, 0, TcpFlags::SYN, &[]),
+        tls,
+        packet(true, 1, TcpFlags::ACK, CLIENT_PREFACE),
+    ];
+    let mut scrubber = SecretScrubber::new(vec![2379]);
+    let mut out = Vec::new();
+    for ev in input.clone() {
+        scrubber.push(ev, |e| out.push(e));
+    }
+    out.extend(scrubber.finish());
+    assert_eq!(out, input);
 }
 
 #[test]
