@@ -22,6 +22,9 @@ const volatile __u32 file_data_limit = 65536; /* WAL writes and reads */
  * only a prefix to recognise them by. */
 const volatile __u32 other_file_data_limit = 512;
 const volatile __u32 socket_data_limit = 0;
+/* Capture TLS plaintext: the uprobes on Go's crypto/tls are loaded, and the syscall
+ * programs learn each TLS connection's socket. */
+const volatile __u32 trace_tls = 0;
 /* Report etcd's reads and writes on sockets of the traced ports (their times and sizes). */
 const volatile __u32 trace_socket_syscalls = 1;
 /* What to trace, fixed at load time so that the checks every syscall and segment on the
@@ -278,6 +281,11 @@ struct inflight {
 	__u32 call;
 	__u32 active; /* 0: nothing in flight */
 	__u32 _pad;
+	/* Set by the TLS uprobes: the goroutine (g) of a (*Conn).Read or Write running on
+	 * this thread and its tls.Conn, until a syscall of that goroutine names the
+	 * connection's socket. */
+	__u64 tls_g;
+	__u64 tls_conn;
 };
 
 struct {
@@ -598,7 +606,11 @@ static __always_inline void classify(struct file *f, struct fd_verdict *v)
 	}
 }
 
-static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 requested, __u64 offset)
+static __noinline void tls_learn_socket(struct pt_regs *regs, struct inflight *inf, int fd);
+static __always_inline void tls_forget_fd(__u32 tgid, int fd);
+
+static __always_inline int on_enter(struct pt_regs *regs, __u32 call, int fd, __u64 buf,
+				    __u64 requested, __u64 offset)
 {
 	if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
 		return 0;
@@ -606,6 +618,8 @@ static __always_inline int on_enter(__u32 call, int fd, __u64 buf, __u64 request
 						    BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!inf)
 		return 0;
+	if (trace_tls && inf->tls_conn && (call == ET_READ || call == ET_WRITE))
+		tls_learn_socket(regs, inf, fd);
 	inf->enter_ns = bpf_ktime_get_ns();
 	inf->buf = buf;
 	inf->requested = requested;
@@ -797,6 +811,8 @@ static __always_inline int forget_fd(int fd)
 	int pid_index = traced_pid_index(tgid);
 	if (pid_index < 0)
 		return 0;
+	if (trace_tls)
+		tls_forget_fd(tgid, fd);
 	struct fd_verdict *slot = fd_slot(pid_index, fd);
 	if (slot) {
 		slot->file = 0;
@@ -819,29 +835,29 @@ int sys_enter(__u64 *ctx)
 
 	switch (nr) {
 	case NR_write:
-		return on_enter(ET_WRITE, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+		return on_enter(regs, ET_WRITE, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
 				SYSCALL_ARG2(regs), ET_OFFSET_UNKNOWN);
 	case NR_read:
-		return on_enter(ET_READ, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+		return on_enter(regs, ET_READ, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
 				SYSCALL_ARG2(regs), ET_OFFSET_UNKNOWN);
 	case NR_writev:
 		/* The pid first: iov_total reads the caller's iovecs, and most writevs on
 		 * the machine are not etcd's. */
 		if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
 			return 0;
-		return on_enter(ET_WRITEV, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+		return on_enter(regs, ET_WRITEV, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
 				iov_total(SYSCALL_ARG1(regs), SYSCALL_ARG2(regs)),
 				ET_OFFSET_UNKNOWN);
 	case NR_pwrite64:
-		return on_enter(ET_PWRITE64, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+		return on_enter(regs, ET_PWRITE64, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
 				SYSCALL_ARG2(regs), SYSCALL_ARG3(regs));
 	case NR_pread64:
-		return on_enter(ET_PREAD64, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
+		return on_enter(regs, ET_PREAD64, SYSCALL_ARG0(regs), SYSCALL_ARG1(regs),
 				SYSCALL_ARG2(regs), SYSCALL_ARG3(regs));
 	case NR_fsync:
-		return on_enter(ET_FSYNC, SYSCALL_ARG0(regs), 0, 0, ET_OFFSET_UNKNOWN);
+		return on_enter(regs, ET_FSYNC, SYSCALL_ARG0(regs), 0, 0, ET_OFFSET_UNKNOWN);
 	case NR_fdatasync:
-		return on_enter(ET_FDATASYNC, SYSCALL_ARG0(regs), 0, 0, ET_OFFSET_UNKNOWN);
+		return on_enter(regs, ET_FDATASYNC, SYSCALL_ARG0(regs), 0, 0, ET_OFFSET_UNKNOWN);
 	case NR_close:
 		return forget_fd(SYSCALL_ARG0(regs));
 	case NR_dup2:
@@ -884,6 +900,300 @@ int sys_exit(__u64 *ctx)
 		return 0;
 	}
 	return on_exit(ctx, call, ret);
+}
+
+/* ---------------------------------------------------------------- TLS plaintext */
+
+/* Go's crypto/tls: uprobes at the entry of (*Conn).Write (the plaintext is in its
+ * arguments) and at the entry and every RET of (*Conn).Read (the plaintext is in the
+ * caller's buffer once it returns; uretprobes break Go, which moves goroutine stacks).
+ * Go's register ABI: receiver c in RAX, the slice b in RBX (pointer) and RCX (length),
+ * the result n in RAX at a RET, the goroutine in R14. A Read is keyed by its goroutine
+ * from entry to return, since a goroutine may move to another thread when it blocks.
+ * Userspace finds the addresses (record/go_binary.rs) and attaches per traced process. */
+
+struct tls_conn_key {
+	__u64 conn; /* the *tls.Conn: Go's heap objects do not move */
+	__u32 tgid;
+	__u32 _pad;
+};
+
+/* What the programs know of one tls.Conn. */
+struct tls_conn {
+	__u64 id;      /* numbered from 1; a new number when the pointer is reused */
+	__u64 sk;      /* the struct sock it was seen on; 0 while not known */
+	__u64 next[2]; /* the next byte's offset, per direction (enum et_direction) */
+	__u8 family;   /* 0 while not known */
+	__u8 ignore;   /* a socket on no traced port (a TLS metrics listener, say) */
+	__u16 lport;
+	__u16 rport;
+	__u16 _pad;
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_conn_key);
+	__type(value, struct tls_conn);
+} tls_conns SEC(".maps");
+
+/* The connection on each socket fd, so that closing the fd forgets the connection: a
+ * tls.Conn allocated later at the same address is a new one, even before its socket is
+ * learned (a client's first Write does the handshake, after the probe). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fd_key);
+	__type(value, __u64);
+} tls_fds SEC(".maps");
+
+struct tls_call_key {
+	__u64 g;
+	__u32 tgid;
+	__u32 _pad;
+};
+
+struct tls_read {
+	__u64 conn;
+	__u64 buf;
+};
+
+/* Reads between their entry and return, by goroutine. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tls_call_key);
+	__type(value, struct tls_read);
+} tls_reads SEC(".maps");
+
+/* [0]: the last connection number given out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} tls_conn_ids SEC(".maps");
+
+static __always_inline __u64 tls_new_conn_id(void)
+{
+	__u32 zero = 0;
+	__u64 *last = bpf_map_lookup_elem(&tls_conn_ids, &zero);
+	return last ? __sync_fetch_and_add(last, 1) + 1 : 0;
+}
+
+static __always_inline struct tls_conn *tls_conn_of(__u32 tgid, __u64 conn)
+{
+	struct tls_conn_key key = { .conn = conn, .tgid = tgid };
+	struct tls_conn *c = bpf_map_lookup_elem(&tls_conns, &key);
+	if (c)
+		return c;
+	struct tls_conn fresh = { .id = tls_new_conn_id() };
+	bpf_map_update_elem(&tls_conns, &key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&tls_conns, &key);
+}
+
+/* The thread runs a Read or Write of goroutine g on conn: its next read or write
+ * syscall from g names the socket. */
+static __always_inline void tls_note_call(__u64 g, __u64 conn)
+{
+	struct inflight *inf = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0,
+						    BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!inf)
+		return;
+	inf->tls_g = g;
+	inf->tls_conn = conn;
+}
+
+static __always_inline void tls_forget_fd(__u32 tgid, int fd)
+{
+	struct fd_key key = { .tgid = tgid, .fd = fd };
+	__u64 *conn = bpf_map_lookup_elem(&tls_fds, &key);
+	if (!conn)
+		return;
+	struct tls_conn_key ck = { .conn = *conn, .tgid = tgid };
+	bpf_map_delete_elem(&tls_conns, &ck);
+	bpf_map_delete_elem(&tls_fds, &key);
+}
+
+/* A read or write syscall of the goroutine inside a Read or Write: its fd is the
+ * connection's socket (the syscall stubs leave R14 alone, so it still names g). */
+static __noinline void tls_learn_socket(struct pt_regs *regs, struct inflight *inf, int fd)
+{
+	if (inf->tls_g != GO_G(regs))
+		return;
+	__u64 conn = inf->tls_conn;
+	inf->tls_conn = 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct tls_conn_key key = { .conn = conn, .tgid = tgid };
+	struct tls_conn *c = bpf_map_lookup_elem(&tls_conns, &key);
+	if (!c)
+		return;
+	struct file *f = fd_file(bpf_get_current_task_btf(), fd);
+	if (!f)
+		return;
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if ((__u64)sk == c->sk)
+		return;
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	if (c->sk) {
+		/* Another socket behind the same pointer: a new connection. */
+		c->id = tls_new_conn_id();
+		c->next[0] = 0;
+		c->next[1] = 0;
+	}
+	c->sk = (__u64)sk;
+	c->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	c->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	c->ignore = !is_traced_port(c->lport) && !is_traced_port(c->rport);
+	if (family == AF_INET) {
+		__be32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__be32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(c->laddr, &l, 4);
+		__builtin_memcpy(c->raddr, &r, 4);
+		c->family = 4;
+	} else {
+		bpf_core_read(c->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(c->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+		c->family = 6;
+	}
+	struct fd_key fk = { .tgid = tgid, .fd = fd };
+	bpf_map_update_elem(&tls_fds, &fk, &conn, BPF_ANY);
+}
+
+/* A Read's or Write's plaintext, cut into events of at most ET_TLS_CHUNK bytes. */
+struct tls_emit {
+	void *ctx;
+	struct tls_conn *conn;
+	__u64 buf;
+	__u64 len;
+	__u64 offset; /* of buf's first byte */
+	__u64 ts_ns;
+	__u64 id;     /* pid_tgid */
+	__u8 direction;
+};
+
+/* Calls longer than this many chunks (64 MiB) are cut: the reader sees the rest as a
+ * gap, from the offsets. */
+#define TLS_MAX_CHUNKS 4096
+
+static long tls_emit_chunk(__u32 i, struct tls_emit *e)
+{
+	__u64 done = (__u64)i * ET_TLS_CHUNK;
+	if (done >= e->len)
+		return 1;
+	__u64 n = e->len - done;
+	if (n > ET_TLS_CHUNK)
+		n = ET_TLS_CHUNK;
+	struct stage *st = stage_take(STAGE_SYSCALLS);
+	if (!st)
+		return 0;
+	struct et_tls *ev = stage_next(st);
+	struct tls_conn *c = e->conn;
+	ev->type = ET_TLS;
+	ev->pid = e->id >> 32;
+	ev->ts_ns = e->ts_ns;
+	ev->conn_id = c->id;
+	ev->offset = e->offset + done;
+	ev->tid = (__u32)e->id;
+	ev->len = n;
+	ev->direction = e->direction;
+	ev->family = c->family;
+	ev->lport = c->lport;
+	ev->rport = c->rport;
+	ev->_pad0 = 0;
+	ev->_pad1 = 0;
+	__builtin_memcpy(ev->laddr, c->laddr, 16);
+	__builtin_memcpy(ev->raddr, c->raddr, 16);
+	n = BOUNDED(n - 1, ET_TLS_CHUNK - 1) + 1;
+	if (bpf_probe_read_user((__u8 *)ev + sizeof(*ev), n, (void *)(e->buf + done)))
+		n = 0;
+	ev->data_len = n;
+	stage_put(e->ctx, st, sizeof(*ev) + n);
+	return 0;
+}
+
+static __always_inline void tls_emit(void *ctx, __u64 conn, __u8 direction, __u64 buf,
+				     __u64 len)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_conn *c = tls_conn_of(id >> 32, conn);
+	if (!c || c->ignore || !len)
+		return;
+	struct tls_emit e = {
+		.ctx = ctx,
+		.conn = c,
+		.buf = buf,
+		.len = len,
+		.offset = __sync_fetch_and_add(&c->next[direction & 1], len),
+		.ts_ns = bpf_ktime_get_ns(),
+		.id = id,
+		.direction = direction,
+	};
+	__u64 chunks = (len + ET_TLS_CHUNK - 1) / ET_TLS_CHUNK;
+	if (chunks > TLS_MAX_CHUNKS)
+		chunks = TLS_MAX_CHUNKS;
+	bpf_loop(chunks, tls_emit_chunk, &e, 0);
+}
+
+SEC("uprobe")
+int tls_write_enter(struct pt_regs *ctx)
+{
+	if (!is_traced_pid(bpf_get_current_pid_tgid() >> 32))
+		return 0;
+	__u64 conn = GO_ARG0(ctx);
+	tls_note_call(GO_G(ctx), conn);
+	tls_emit(ctx, conn, ET_EGRESS, GO_ARG1(ctx), GO_ARG2(ctx));
+	return 0;
+}
+
+/* At each RET of Write: a Write that made no syscall leaves no stale note behind. */
+SEC("uprobe")
+int tls_write_return(struct pt_regs *ctx)
+{
+	struct inflight *inf = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (inf && inf->tls_g == GO_G(ctx))
+		inf->tls_conn = 0;
+	return 0;
+}
+
+SEC("uprobe")
+int tls_read_enter(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!is_traced_pid(tgid))
+		return 0;
+	struct tls_call_key key = { .g = GO_G(ctx), .tgid = tgid };
+	struct tls_read r = { .conn = GO_ARG0(ctx), .buf = GO_ARG1(ctx) };
+	tls_note_call(key.g, r.conn);
+	bpf_map_update_elem(&tls_reads, &key, &r, BPF_ANY);
+	return 0;
+}
+
+SEC("uprobe")
+int tls_read_return(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct tls_call_key key = { .g = GO_G(ctx), .tgid = tgid };
+	struct tls_read *r = bpf_map_lookup_elem(&tls_reads, &key);
+	if (!r)
+		return 0;
+	struct tls_read read = *r;
+	bpf_map_delete_elem(&tls_reads, &key);
+	struct inflight *inf = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
+	if (inf && inf->tls_g == key.g)
+		inf->tls_conn = 0;
+	long n = (long)GO_RESULT0(ctx);
+	if (n > 0)
+		tls_emit(ctx, read.conn, ET_INGRESS, read.buf, n);
+	return 0;
 }
 
 /* Userspace runs this on each CPU before it sends a batch to the writer

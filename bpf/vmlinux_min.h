@@ -40,6 +40,7 @@ enum {
 
 enum {
 	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
 };
 
 enum {
@@ -78,14 +79,25 @@ struct __sk_buff {
  * the arguments, and the syscall's number (still there at the exit). */
 #if defined(__TARGET_ARCH_x86)
 struct pt_regs {
+	unsigned long r14; /* Go's current goroutine (g) in Go code */
+	unsigned long bx;
 	unsigned long r10;
 	unsigned long r8;
 	unsigned long r9;
 	unsigned long dx;
 	unsigned long si;
 	unsigned long di;
+	unsigned long ax;
+	unsigned long cx;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));
+/* Go's register ABI (Go >= 1.17) at a function's entry: the receiver and a slice
+ * argument (pointer, length); at its RET, the first result. */
+#define GO_ARG0(r) ((r)->ax)
+#define GO_ARG1(r) ((r)->bx)
+#define GO_ARG2(r) ((r)->cx)
+#define GO_RESULT0(r) ((r)->ax)
+#define GO_G(r) ((r)->r14)
 #define SYSCALL_ARG0(r) ((r)->di)
 #define SYSCALL_ARG1(r) ((r)->si)
 #define SYSCALL_ARG2(r) ((r)->dx)
@@ -122,6 +134,13 @@ struct pt_regs {
 #define NR_fsync 82
 #define NR_fdatasync 83
 #define NR_dup2 (-1) /* none: dup3 only */
+/* Go's register ABI on arm64 (x0-x7 arguments, x28 the goroutine); the recorder attaches
+ * TLS probes on x86-64 only. */
+#define GO_ARG0(r) ((r)->regs[0])
+#define GO_ARG1(r) ((r)->regs[1])
+#define GO_ARG2(r) ((r)->regs[2])
+#define GO_RESULT0(r) ((r)->regs[0])
+#define GO_G(r) ((r)->regs[28])
 #else
 #error "bpf/vmlinux_min.h: add this architecture's pt_regs and syscall numbers"
 #endif
@@ -170,7 +189,15 @@ struct task_struct {
 	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
+struct in6_addr {
+	__u8 in6_u[16];
+};
+
 struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
 	__be16 skc_dport;
 	__u16 skc_num;
 	unsigned short skc_family;
