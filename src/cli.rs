@@ -81,7 +81,8 @@ payload_size: 65535     # bytes of TCP payload per segment\n      \
 trace_syscalls: true    # WAL writes, reads, fsyncs\n      \
 monitor_files: true     # keep the first bytes of data-dir writes\n      \
 capture_payload: true   # false: TCP headers and sizes only\n      \
-redact_secrets: true    # false: like --keep-secrets\n\n\
+redact_secrets: true    # false: like --keep-secrets\n      \
+tls_plaintext: true     # false: like --no-tls\n\n\
 Without --pid, every running process named etcd is traced, with the data dir from its \
 command line. Capture files hold keys and values: they are created with mode 0600. \
 Passwords and auth tokens in client traffic are overwritten before they are written \
@@ -122,6 +123,13 @@ pub struct RecordArgs {
     /// wrote each reply): about half the events, and much of the recorder's cost.
     #[arg(long, conflicts_with = "socket_payload")]
     pub no_socket_syscalls: bool,
+    /// Do not capture the plaintext of etcd's TLS connections. By default, uprobes on
+    /// Go's crypto/tls in each traced etcd (Go 1.17 or newer, x86-64) take what etcd
+    /// writes and reads on its TLS connections before encryption and after decryption,
+    /// so every analysis works on TLS traffic as on cleartext; the packets of a TLS
+    /// connection are still recorded (ciphertext, for timing).
+    #[arg(long)]
+    pub no_tls: bool,
     /// etcd data dir (default: from each etcd's command line).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -39,6 +39,9 @@ pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
     if args.no_socket_syscalls {
         opts.socket_syscalls = false;
     }
+    if args.no_tls {
+        opts.tls_plaintext = false;
+    }
     if let Some(d) = &args.data_dir {
         opts.data_dir = Some(d.clone());
     }

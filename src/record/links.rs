@@ -1,15 +1,17 @@
 //! Everything one recording attaches, held together so that one call detaches it all
-//! before the last drain: the programs attached as BPF links and the TC attachments.
+//! before the last drain: the programs attached as BPF links (tracepoints, the TLS
+//! uprobes) and the TC attachments.
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::Skel;
 use libbpf_rs::Link;
 
 use super::attach::{self, Hook, TcAttachment};
-use super::load::is_syscall_program;
+use super::load::{captures_tls, is_syscall_program};
 use super::options::RecordOptions;
 use super::skel::EtcdTraceSkel;
 use super::targets::Targets;
+use super::uprobes::{TlsProbeOutcome, TlsProbes};
 
 /// The programs attached: BPF links (the tracepoint programs', and any other program
 /// attached through a libbpf link) and TC attachments, detached when dropped.
@@ -18,6 +20,8 @@ pub(super) struct Attached {
     tc: Vec<TcAttachment>,
     /// "lo Egress (tcx)" and the like, for the summary.
     pub(super) names: Vec<String>,
+    /// What the TLS probes of each traced process came to.
+    pub(super) tls: Vec<TlsProbeOutcome>,
 }
 
 impl Attached {
@@ -30,12 +34,24 @@ impl Attached {
         if opts.trace_syscalls {
             links.extend(tracepoint_links(skel)?);
         }
+        // After the syscall programs, which learn the TLS connections' sockets.
+        let mut tls = Vec::new();
+        if captures_tls(opts) {
+            let probes = TlsProbes::attach(skel, &targets.processes);
+            links.extend(probes.links);
+            tls = probes.outcomes;
+        }
         let tc = tc_attachments(skel, targets)?;
         let names: Vec<String> = tc
             .iter()
             .map(|a| format!("{} {:?} ({})", a.interface, a.hook, a.mechanism_name()))
             .collect();
-        Ok(Attached { links, tc, names })
+        Ok(Attached {
+            links,
+            tc,
+            names,
+            tls,
+        })
     }
 
     /// Detach everything (idempotent): nothing new arrives after this.

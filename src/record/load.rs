@@ -14,6 +14,7 @@ use super::rings::CpuRings;
 use super::skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
 use super::system;
 use super::targets::Targets;
+use super::uprobes;
 use crate::capture::{Header, InterfaceInfo, ProcessInfo, RecordConfig};
 
 /// The link-layer header length the programs assume unless told otherwise.
@@ -47,6 +48,7 @@ pub(super) fn load<'obj>(
         rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
         rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
+        rodata.trace_tls = u32::from(captures_tls(opts));
         if processes.len() > options::MAX_TRACED_PIDS {
             bail!(
                 "found {} etcd processes; one recorder traces at most {}: choose with --pid",
@@ -79,11 +81,13 @@ pub(super) fn load<'obj>(
     open.progs
         .tc_egress
         .set_attach_type(ProgramAttachType::TcxEgress);
-    if !opts.trace_syscalls {
-        for mut prog in open.open_object_mut().progs_mut() {
-            if is_syscall_program(prog.section()) {
-                prog.set_autoload(false);
-            }
+    let tls = captures_tls(opts);
+    for mut prog in open.open_object_mut().progs_mut() {
+        let section = prog.section();
+        if !opts.trace_syscalls && is_syscall_program(section)
+            || !tls && uprobes::is_tls_program(section)
+        {
+            prog.set_autoload(false);
         }
     }
     let skel = open.load().map_err(load_error)?;
@@ -160,6 +164,12 @@ pub(super) fn capture_header(opts: &RecordOptions, targets: &Targets) -> Header 
 }
 
 /// The syscall programs: on the raw syscall tracepoints, BTF-typed.
+/// TLS plaintext is captured when asked for and the syscall programs run: they learn
+/// each TLS connection's socket.
+pub(super) fn captures_tls(opts: &RecordOptions) -> bool {
+    opts.tls_plaintext && opts.trace_syscalls
+}
+
 pub(super) fn is_syscall_program(section: &std::ffi::OsStr) -> bool {
     section.to_string_lossy().starts_with("tp_btf/")
 }

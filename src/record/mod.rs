@@ -21,6 +21,7 @@ mod load;
 mod stats;
 mod status;
 mod targets;
+mod uprobes;
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -117,6 +118,16 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let state = Rc::new(RefCell::new(DrainState::default()));
     let buffer = EventBuffer::build(&skel, rings.as_ref(), ncpus, opts.buffer_mb, &state)?;
     let mut attached = Attached::attach(&skel, &opts, &targets)?;
+    for outcome in &attached.tls {
+        match &outcome.result {
+            Ok(how) => eprintln!("TLS plaintext of etcd pid {}: probed ({how})", outcome.pid),
+            Err(why) => eprintln!(
+                "note: TLS plaintext of etcd pid {} is not captured: {why}; its packets are \
+                 still recorded",
+                outcome.pid
+            ),
+        }
+    }
     eprintln!(
         "recording ports {} on {} into {}",
         opts.ports

@@ -58,6 +58,8 @@ pub struct RecordOptions {
     pub socket_payload: bool,
     /// Report etcd's socket reads and writes on the traced ports.
     pub socket_syscalls: bool,
+    /// Capture the plaintext of etcd's TLS connections (uprobes on Go's crypto/tls).
+    pub tls_plaintext: bool,
     pub data_dir: Option<PathBuf>,
     pub duration: Option<Duration>,
     pub buffer: BufferKind,
@@ -85,6 +87,7 @@ impl RecordOptions {
             file_data_limit: DEFAULT_FILE_DATA_LIMIT,
             socket_payload: false,
             socket_syscalls: true,
+            tls_plaintext: true,
             data_dir: None,
             duration: None,
             buffer: BufferKind::Ring,
@@ -199,6 +202,9 @@ impl RecordOptions {
         if let Some(redact) = etcd.redact_secrets {
             self.redact_secrets = redact;
         }
+        if let Some(tls) = etcd.tls_plaintext {
+            self.tls_plaintext = tls;
+        }
         Ok(())
     }
 }
@@ -232,6 +238,8 @@ struct EtcdCollector {
     interfaces: Option<Vec<String>>,
     /// Overwrite passwords and auth tokens in client traffic (false: --keep-secrets).
     redact_secrets: Option<bool>,
+    /// Capture the plaintext of TLS connections (false: --no-tls).
+    tls_plaintext: Option<bool>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,127 @@
+//! Uprobes on Go's crypto/tls in each traced etcd process. On a TLS etcd (every
+//! Kubernetes control plane) the TC programs see only ciphertext; the plaintext passes
+//! through `crypto/tls.(*Conn).Write` and `Read`, where these probes take it. A process
+//! whose binary cannot be probed is named with the reason, and recording goes on
+//! without its plaintext.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::Skel;
+use libbpf_rs::Link;
+
+use super::go_binary::{self, TlsProbeSites};
+use super::skel::EtcdTraceSkel;
+use super::system::EtcdProcess;
+
+/// What the probes of one process came to, for the start-up messages and the summary.
+#[derive(Debug, Clone)]
+pub struct TlsProbeOutcome {
+    pub pid: u32,
+    /// Attached: the Go version and how the functions were found; or why not.
+    pub result: std::result::Result<String, String>,
+}
+
+/// The uprobe links of every traced process (detached when dropped).
+#[derive(Default)]
+pub struct TlsProbes {
+    pub links: Vec<Link>,
+    pub outcomes: Vec<TlsProbeOutcome>,
+}
+
+/// The executable a process runs, as the kernel sees it: the magic link works for a
+/// process in another mount namespace (a container) too.
+fn executable(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/exe"))
+}
+
+impl TlsProbes {
+    /// Find the probe sites in each process's binary (once per binary) and attach.
+    pub fn attach(skel: &EtcdTraceSkel<'_>, processes: &[EtcdProcess]) -> TlsProbes {
+        let mut probes = TlsProbes::default();
+        let mut sites_of: HashMap<(u64, u64), std::result::Result<TlsProbeSites, String>> =
+            HashMap::new();
+        for p in processes {
+            let exe = executable(p.pid);
+            let sites = match binary_id(&exe) {
+                Ok(id) => sites_of
+                    .entry(id)
+                    .or_insert_with(|| {
+                        go_binary::find_tls_probe_sites(&exe).map_err(|e| e.to_string())
+                    })
+                    .clone(),
+                Err(e) => Err(format!("{e:#}")),
+            };
+            let result = sites.and_then(|sites| {
+                let before = probes.links.len();
+                match attach_sites(skel, p.pid, &exe, &sites, &mut probes.links) {
+                    Ok(()) => Ok(format!(
+                        "{}, found by {}",
+                        sites.go_version.as_deref().unwrap_or("Go version unknown"),
+                        sites.found_by
+                    )),
+                    Err(e) => {
+                        probes.links.truncate(before);
+                        Err(format!("{e:#}"))
+                    }
+                }
+            });
+            probes.outcomes.push(TlsProbeOutcome { pid: p.pid, result });
+        }
+        probes
+    }
+}
+
+/// (device, inode) of the binary: several members on one host usually run one file.
+fn binary_id(exe: &std::path::Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(exe).with_context(|| format!("reading {}", exe.display()))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+fn attach_sites(
+    skel: &EtcdTraceSkel<'_>,
+    pid: u32,
+    exe: &std::path::Path,
+    sites: &TlsProbeSites,
+    links: &mut Vec<Link>,
+) -> Result<()> {
+    let pid = i32::try_from(pid).context("pid out of range")?;
+    // Each program, and where it goes.
+    let sites_of = |name: &str| -> Vec<(u64, &'static str)> {
+        match name {
+            "tls_write_enter" => vec![(sites.write_entry, "(*Conn).Write")],
+            "tls_write_return" => sites
+                .write_returns
+                .iter()
+                .map(|&o| (o, "a RET of (*Conn).Write"))
+                .collect(),
+            "tls_read_enter" => vec![(sites.read_entry, "(*Conn).Read")],
+            "tls_read_return" => sites
+                .read_returns
+                .iter()
+                .map(|&o| (o, "a RET of (*Conn).Read"))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    for prog in skel.object().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        for (offset, what) in sites_of(&name) {
+            let offset = usize::try_from(offset).context("probe offset out of range")?;
+            let link = prog
+                .attach_uprobe(false, pid, exe, offset)
+                .with_context(|| {
+                    format!("attaching a uprobe at {what} (file offset {offset:#x})")
+                })?;
+            links.push(link);
+        }
+    }
+    Ok(())
+}
+
+/// True for the uprobe programs (loaded only when TLS plaintext is captured).
+pub fn is_tls_program(section: &std::ffi::OsStr) -> bool {
+    section.as_encoded_bytes().starts_with(b"uprobe")
+}
