@@ -1,11 +1,12 @@
-//! Decoders for untrusted bytes, layer by layer: TCP reassembly, HTTP/2 frames, HPACK,
-//! gRPC framing, etcd protobuf, WAL records. Each takes borrowed bytes, returns explicit
-//! "incomplete" or error results, never panics, and never allocates from a length field
-//! without a bound.
+//! Decoders for untrusted bytes, layer by layer: TCP reassembly (and TLS plaintext
+//! streams), HTTP/2 frames, HPACK, gRPC framing, etcd protobuf, WAL records. Each takes
+//! borrowed bytes, returns explicit "incomplete" or error results, never panics, and
+//! never allocates from a length field without a bound.
 
 pub mod etcdpb;
 pub mod grpc;
 pub mod hpack;
 pub mod http2;
 pub mod tcp;
+pub mod tls;
 pub mod wal;

@@ -128,6 +128,8 @@ pub enum GapReason {
     /// Out-of-order data waited beyond the reassembly buffer bound; the hole in front of it
     /// was given up.
     BufferLimit,
+    /// TLS plaintext the recorder could not read from etcd's memory.
+    Unreadable,
 }
 
 /// How a connection ended.
