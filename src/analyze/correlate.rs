@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use serde::Serialize;
 
 use crate::analyze::disk::{DiskActivity, DiskPhase};
-use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall, RpcDecoder};
+use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats};
 use crate::analyze::wal_log::{WalDetail, WalLog, WalLogOutput};
 use crate::capture::{Event, FileKind};
 use crate::decode::etcdpb::kv::request_op::Request as TxnOp;
@@ -253,12 +253,17 @@ impl Correlator {
         self.settle(false, out);
     }
 
-    pub fn finish(mut self, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
+    pub fn finish(
+        mut self,
+        out: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+    ) -> RpcStats {
         self.rpc.finish(&mut self.calls);
         let wal = std::mem::take(&mut self.wal);
         wal.finish(&mut self.wal_out);
         self.absorb(phases);
         self.settle(true, out);
+        self.rpc.stats().clone()
     }
 
     fn absorb(&mut self, phases: &mut Vec<DiskPhase>) {

@@ -10,7 +10,9 @@ use base64::Engine;
 use serde_json::json;
 
 use super::open_capture;
+use super::replay::write_tls_summary;
 use crate::analyze::correlate::{CorrelatedCall, Correlator, Unlinked};
+use crate::analyze::rpc::RpcStats;
 use crate::capture::ReadItem;
 use crate::cli::{CorrelateArgs, Format};
 use crate::decode::etcdpb::describe_range;
@@ -36,15 +38,14 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
         }
         progress.tick_events(1);
     }
-    let lost = correlator.rpc_decoder().stats().events_lost;
-    correlator.finish(&mut calls, &mut phases);
+    let rpc_stats = correlator.finish(&mut calls, &mut phases);
     for c in calls.drain(..) {
         tally.count(&c);
         emit(&mut out, &c, &args, start)?;
     }
     progress.finish();
     if args.format == Format::Text {
-        tally.print(&mut out, lost)?;
+        tally.print(&mut out, &rpc_stats)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -162,25 +163,28 @@ impl Tally {
         }
     }
 
-    fn print(&self, out: &mut impl Write, lost: u64) -> std::io::Result<()> {
-        let pct = |n: u64, of: u64| {
-            if of == 0 {
-                100.0
-            } else {
-                n as f64 * 100.0 / of as f64
-            }
-        };
+    fn print(&self, out: &mut impl Write, stats: &RpcStats) -> std::io::Result<()> {
+        let pct = |n: u64, of: u64| n as f64 * 100.0 / of as f64;
         writeln!(out)?;
-        writeln!(
-            out,
-            "{} write RPCs, {} acknowledged: {} linked to their WAL entry ({:.1}%), {} of them to an fsync that finished before the reply ({:.1}%)",
-            self.writes,
-            self.acknowledged,
-            self.linked,
-            pct(self.linked, self.acknowledged),
-            self.linked_with_fsync,
-            pct(self.linked_with_fsync, self.acknowledged),
-        )?;
+        if self.acknowledged == 0 {
+            // No percentage of nothing: say there was nothing to link.
+            writeln!(
+                out,
+                "{} write RPCs, none acknowledged: there is no write to link to the WAL",
+                self.writes
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{} write RPCs, {} acknowledged: {} linked to their WAL entry ({:.1}%), {} of them to an fsync that finished before the reply ({:.1}%)",
+                self.writes,
+                self.acknowledged,
+                self.linked,
+                pct(self.linked, self.acknowledged),
+                self.linked_with_fsync,
+                pct(self.linked_with_fsync, self.acknowledged),
+            )?;
+        }
         for (why, n) in &self.unlinked {
             writeln!(out, "  {n} not linked: {}", why.describe())?;
         }
@@ -189,12 +193,13 @@ impl Tally {
             "{} other RPC records (reads, watches, ...) need no WAL entry; --all lists them",
             self.others
         )?;
+        let lost = stats.events_lost;
         if lost > 0 {
             writeln!(
                 out,
                 "{lost} events were lost while recording: some links may be missing"
             )?;
         }
-        Ok(())
+        write_tls_summary(out, stats)
     }
 }

@@ -188,6 +188,14 @@ fn footer(
             stats.midstream_connections
         )?;
     }
+    if stats.tls_without_plaintext > 0 {
+        writeln!(
+            out,
+            "{} TLS connections have no plaintext in the capture (--no-tls, an etcd binary that \
+             could not be probed, or opened before recording): their calls cannot be judged",
+            stats.tls_without_plaintext
+        )?;
+    }
     Ok(())
 }
 

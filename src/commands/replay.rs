@@ -396,7 +396,37 @@ fn write_summary(out: &mut dyn Write, t: &Tally, stats: &RpcStats) -> std::io::R
         human_bytes(stats.gap_bytes),
         stats.events_lost.saturating_add(t.events_lost),
         t.damaged
-    )
+    )?;
+    write_tls_summary(out, stats)
+}
+
+/// TLS connections, and those whose plaintext the capture lacks: their calls are not
+/// in the records, which must not pass for "no calls".
+pub fn write_tls_summary(out: &mut dyn Write, stats: &RpcStats) -> std::io::Result<()> {
+    if stats.tls_connections == 0 {
+        return Ok(());
+    }
+    write!(
+        out,
+        "{} TLS connections, decoded from the plaintext taken inside etcd",
+        stats.tls_connections
+    )?;
+    if stats.tls_without_plaintext > 0 {
+        write!(
+            out,
+            "; {} without plaintext, so their calls are missing above (recorded with --no-tls, \
+             from an etcd binary that could not be probed, or opened before recording began)",
+            stats.tls_without_plaintext
+        )?;
+    }
+    if stats.tls_unplaced_bytes > 0 {
+        write!(
+            out,
+            "; {} of plaintext on connections whose socket was never learned",
+            human_bytes(stats.tls_unplaced_bytes)
+        )?;
+    }
+    writeln!(out)
 }
 
 fn body_json(obj: &mut Map<String, Value>, name: &str, body: &Option<RpcBody>) {
@@ -487,6 +517,9 @@ fn to_json(call: &RpcCall) -> Value {
         obj.insert("token".into(), t.clone().into());
     }
     obj.insert("gaps".into(), call.gaps.into());
+    if call.tls {
+        obj.insert("tls".into(), true.into());
+    }
     obj.insert("notes".into(), json!(call.notes));
     Value::Object(obj)
 }

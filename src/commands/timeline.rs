@@ -167,7 +167,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         view.add_all(&mut calls, &mut phases)?;
         view.release(Some(now))?;
     }
-    correlator.finish(&mut calls, &mut phases);
+    let rpc_stats = correlator.finish(&mut calls, &mut phases);
     view.add_all(&mut calls, &mut phases)?;
     view.release(None)?;
     let View {
@@ -188,6 +188,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         );
     } else {
         print_summary(&mut out, &stats, slow_ns)?;
+        super::replay::write_tls_summary(&mut out, &rpc_stats)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

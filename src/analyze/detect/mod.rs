@@ -313,6 +313,8 @@ pub struct DetectStats {
     pub gap_bytes: u64,
     /// Connections already open when recording began (their early calls are unseen).
     pub midstream_connections: u64,
+    /// TLS connections whose plaintext was not captured (their calls are unseen).
+    pub tls_without_plaintext: u64,
 }
 
 /// Events and correlated calls in, findings out. The caller owns the [`Correlator`]
@@ -442,6 +444,7 @@ impl Detector {
         self.stats.events_lost = rpc.events_lost;
         self.stats.gap_bytes = rpc.gap_bytes;
         self.stats.midstream_connections = rpc.midstream_connections;
+        self.stats.tls_without_plaintext = rpc.tls_without_plaintext;
         let mut ctx = Ctx {
             rules: &self.rules,
             episodes: &mut self.episodes,
@@ -496,8 +499,7 @@ impl Detector {
         phases: &mut Vec<DiskPhase>,
         out: &mut Vec<Finding>,
     ) {
-        let rpc = correlator.rpc_decoder().stats().clone();
-        correlator.finish(calls, phases);
+        let rpc = correlator.finish(calls, phases);
         for c in calls.iter() {
             self.push_call(c, out);
         }

@@ -41,6 +41,7 @@ fn call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCal
         range_end,
         token: None,
         gaps: false,
+        tls: false,
         notes: Vec::new(),
     }
 }

@@ -103,6 +103,8 @@ struct StreamState {
     status: Option<u32>,
     grpc_message: Option<String>,
     gaps: bool,
+    /// Decoded from TLS plaintext.
+    tls: bool,
     notes: Vec<String>,
 }
 
@@ -132,6 +134,7 @@ impl StreamState {
             status: None,
             grpc_message: None,
             gaps: false,
+            tls: false,
             notes: Vec::new(),
         }
     }
@@ -177,6 +180,7 @@ impl StreamState {
             range_end: self.range_end.clone(),
             token: self.token.clone(),
             gaps: self.gaps,
+            tls: self.tls,
             notes: self.notes.clone(),
         }
     }
@@ -323,6 +327,8 @@ fn emit_message(
 pub(super) struct ConnectionDecoder {
     key: ConnectionKey,
     midstream: bool,
+    /// The connection carries TLS: fed plaintext only.
+    tls: bool,
     h2: Http2Connection,
     hpack: [HpackDecoder; 2],
     epoch: [u64; 2],
@@ -347,6 +353,7 @@ impl ConnectionDecoder {
         ConnectionDecoder {
             key,
             midstream: !handshake_seen,
+            tls: false,
             h2: Http2Connection::new(handshake_seen),
             hpack: [hpack(0), hpack(1)],
             epoch: [0, 0],
@@ -356,6 +363,14 @@ impl ConnectionDecoder {
             resolved: HashMap::new(),
             h2_events: Vec::new(),
         }
+    }
+
+    pub(super) fn set_tls(&mut self) {
+        self.tls = true;
+    }
+
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls
     }
 
     pub(super) fn push_data(
@@ -558,8 +573,10 @@ impl ConnectionDecoder {
             return None;
         }
         let midstream = self.midstream;
+        let tls = self.tls;
         Some(self.streams.entry(id).or_insert_with(|| {
             let mut s = StreamState::new(id, ts_ns);
+            s.tls = tls;
             // Data before any HEADERS: the call began before recording; such calls are
             // long-lived streams (Watch, LeaseKeepAlive), so report their messages one
             // by one.

@@ -1,6 +1,9 @@
 //! The etcd RPCs that clients made, recovered from captured traffic: the capture's
 //! packets go through TCP reassembly, HTTP/2 framing, HPACK, gRPC message framing and
-//! etcd's protobuf types, and come out as [`RpcCall`] records. Streaming: state is kept
+//! etcd's protobuf types, and come out as [`RpcCall`] records. On a TLS connection the
+//! packets carry ciphertext, which is recognised and set aside, and the plaintext the
+//! recorder took inside Go's crypto/tls takes its place (`decode::tls` reassembles it
+//! into the same stream events as TCP). Streaming: state is kept
 //! per open connection and stream only; a stream's records are emitted when it ends (a
 //! streaming call's messages as they arrive) and its state dropped.
 //!
@@ -16,9 +19,10 @@ use std::net::SocketAddr;
 
 use foldhash::{HashMap, HashMapExt};
 
-use crate::capture::Event;
+use crate::capture::{Event, TlsData};
 use crate::decode::etcdpb::{self, EtcdMessage};
 use crate::decode::tcp::{ConnectionKey, TcpEvent, TcpReassembler, DEFAULT_SERVER_PORTS};
+use crate::decode::tls::TlsReassembler;
 
 use crate::analyze::order::TimeOrder;
 use crate::capture::Packet;
@@ -125,6 +129,8 @@ pub struct RpcCall {
     pub token: Option<String>,
     /// Some bytes of the call were not captured.
     pub gaps: bool,
+    /// The call went over TLS and was decoded from the plaintext the recorder took.
+    pub tls: bool,
     /// What could not be decoded, and why.
     pub notes: Vec<String>,
 }
@@ -215,21 +221,59 @@ pub struct RpcStats {
     pub connections: u64,
     /// Connections already open when recording began.
     pub midstream_connections: u64,
+    /// Connections that carried TLS (ciphertext seen, or plaintext captured).
+    pub tls_connections: u64,
+    /// TLS connections whose ciphertext was seen but no plaintext: recorded with
+    /// `--no-tls`, from a binary that could not be probed, or opened before recording.
+    pub tls_without_plaintext: u64,
+    /// Plaintext bytes of TLS connections whose socket the recorder never learned.
+    pub tls_unplaced_bytes: u64,
 }
 
 /// Packets in, RPC records out. Feed every event of a capture in file order with
 /// [`push`](Self::push), then call [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct RpcDecoder {
-    reorder: TimeOrder<Packet>,
-    /// Packets the reorder window released, waiting for reassembly (kept for its
+    reorder: TimeOrder<Ordered>,
+    /// Events the reorder window released, waiting for reassembly (kept for its
     /// allocation).
-    released: Vec<Packet>,
+    released: Vec<Ordered>,
     tcp: TcpReassembler,
+    tls: TlsReassembler,
     conns: HashMap<ConnectionKey, ConnectionDecoder>,
+    /// Connections known to carry TLS, and whether plaintext was seen for them.
+    tls_conns: HashMap<ConnectionKey, TlsSeen>,
     tcp_events: Vec<TcpEvent>,
+    plain_events: Vec<TcpEvent>,
     stats: RpcStats,
     since_flush: u64,
+}
+
+/// What the reorder window holds: the events that carry stream bytes.
+#[derive(Debug)]
+enum Ordered {
+    Packet(Packet),
+    Tls(TlsData),
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct TlsSeen {
+    plaintext: bool,
+}
+
+/// The first bytes of a TLS record: handshake, alert, change cipher spec or application
+/// data, version 3.x, a length a record can have. An HTTP/2 stream never starts so: a
+/// client's starts with its preface, a server's with a frame header whose first byte is
+/// the high byte of a length below 2^16 (0).
+fn looks_like_tls_record(bytes: &[u8]) -> bool {
+    match bytes {
+        [t, 3, minor, hi, lo, ..] => {
+            (0x14..=0x17).contains(t)
+                && *minor <= 4
+                && u16::from_be_bytes([*hi, *lo]) <= (1 << 14) + 2048
+        }
+        _ => false,
+    }
 }
 
 /// Packets re-sorted by time within this window (events come only roughly in order).
@@ -253,9 +297,12 @@ impl RpcDecoder {
         RpcDecoder {
             reorder: TimeOrder::new(REORDER_WINDOW_NS, MAX_HELD_PACKETS),
             released: Vec::new(),
+            tls: TlsReassembler::new(ports.clone()),
             tcp: TcpReassembler::new(ports),
             conns: HashMap::new(),
+            tls_conns: HashMap::new(),
             tcp_events: Vec::new(),
+            plain_events: Vec::new(),
             stats: RpcStats::default(),
             since_flush: 0,
         }
@@ -270,7 +317,8 @@ impl RpcDecoder {
     /// [`push_owned`](Self::push_owned) instead.
     pub fn push(&mut self, event: &Event, out: &mut Vec<RpcCall>) {
         match event {
-            Event::Packet(p) => self.push_packet(p.clone(), out),
+            Event::Packet(p) => self.push_ordered(p.ts_ns, Ordered::Packet(p.clone()), out),
+            Event::Tls(t) => self.push_ordered(t.ts_ns, Ordered::Tls(t.clone()), out),
             other => self.push_other(other),
         }
     }
@@ -278,7 +326,8 @@ impl RpcDecoder {
     /// Takes one event by value (no copy of the payload); finished records go to `out`.
     pub fn push_owned(&mut self, event: Event, out: &mut Vec<RpcCall>) {
         match event {
-            Event::Packet(p) => self.push_packet(p, out),
+            Event::Packet(p) => self.push_ordered(p.ts_ns, Ordered::Packet(p), out),
+            Event::Tls(t) => self.push_ordered(t.ts_ns, Ordered::Tls(t), out),
             other => self.push_other(&other),
         }
     }
@@ -289,31 +338,52 @@ impl RpcDecoder {
         }
     }
 
-    fn push_packet(&mut self, p: Packet, out: &mut Vec<RpcCall>) {
-        self.stats.packets = self.stats.packets.saturating_add(1);
-        let ts = p.ts_ns;
-        self.reorder.push(ts, p);
+    fn push_ordered(&mut self, ts: u64, item: Ordered, out: &mut Vec<RpcCall>) {
+        if let Ordered::Packet(_) = item {
+            self.stats.packets = self.stats.packets.saturating_add(1);
+        }
+        self.reorder.push(ts, item);
         self.reorder.release(ts, &mut self.released);
-        for packet in self.released.drain(..) {
-            self.tcp.push(&packet, &mut self.tcp_events);
-            self.since_flush += 1;
-            if self.since_flush >= IDLE_FLUSH_EVERY {
-                self.since_flush = 0;
-                self.tcp.idle_flush(packet.ts_ns, &mut self.tcp_events);
+        let mut released = std::mem::take(&mut self.released);
+        for item in released.drain(..) {
+            self.reassemble(item, out);
+        }
+        self.released = released;
+    }
+
+    /// One event in time order: through its reassembler, and what that completes on to
+    /// the connections (in the order the events came, so that a TLS connection is known
+    /// as one before its plaintext arrives).
+    fn reassemble(&mut self, item: Ordered, out: &mut Vec<RpcCall>) {
+        match item {
+            Ordered::Packet(packet) => {
+                self.tcp.push(&packet, &mut self.tcp_events);
+                self.since_flush += 1;
+                if self.since_flush >= IDLE_FLUSH_EVERY {
+                    self.since_flush = 0;
+                    self.tcp.idle_flush(packet.ts_ns, &mut self.tcp_events);
+                }
+                self.drain_tcp(out);
+            }
+            Ordered::Tls(chunk) => {
+                self.tls.push(&chunk, &mut self.plain_events);
+                self.drain_plaintext(out);
             }
         }
-        self.drain_tcp(out);
     }
 
     /// The capture ended: every call still open is emitted with what was seen of it.
     pub fn finish(&mut self, out: &mut Vec<RpcCall>) {
         let mut ready = Vec::new();
         self.reorder.drain(&mut ready);
-        for packet in ready {
-            self.tcp.push(&packet, &mut self.tcp_events);
+        for item in ready {
+            self.reassemble(item, out);
         }
+        self.tls.finish(&mut self.plain_events);
+        self.drain_plaintext(out);
         self.tcp.finish(&mut self.tcp_events);
         self.drain_tcp(out);
+        self.stats.tls_unplaced_bytes = self.tls.stats().unplaced_bytes;
         let mut keys: Vec<ConnectionKey> = self.conns.keys().copied().collect();
         keys.sort();
         for key in keys {
@@ -321,28 +391,43 @@ impl RpcDecoder {
                 conn.finish("the capture ended before the call did", out);
             }
         }
+        for (_, seen) in self.tls_conns.drain() {
+            self.stats.tls_connections += 1;
+            if !seen.plaintext {
+                self.stats.tls_without_plaintext += 1;
+            }
+        }
     }
 
-    fn drain_tcp(&mut self, out: &mut Vec<RpcCall>) {
-        // Taken out while the connections use `self`, then put back for its allocation.
-        let mut tcp_events = std::mem::take(&mut self.tcp_events);
-        for ev in tcp_events.drain(..) {
+    /// A connection seen to carry TLS is done with: count it.
+    fn tls_closed(&mut self, key: &ConnectionKey) {
+        if let Some(seen) = self.tls_conns.remove(key) {
+            self.stats.tls_connections += 1;
+            if !seen.plaintext {
+                self.stats.tls_without_plaintext += 1;
+            }
+        }
+    }
+
+    /// The reassembled plaintext of TLS connections.
+    fn drain_plaintext(&mut self, out: &mut Vec<RpcCall>) {
+        let mut events = std::mem::take(&mut self.plain_events);
+        for ev in events.drain(..) {
             match ev {
-                TcpEvent::Opened {
-                    key,
-                    ts_ns: _,
-                    handshake_seen,
-                } => {
-                    self.stats.connections += 1;
-                    if !handshake_seen {
-                        self.stats.midstream_connections += 1;
+                TcpEvent::Opened { key, .. } => {
+                    let known = self.tls_conns.entry(key).or_default();
+                    let ciphertext_seen = !known.plaintext && self.conns.contains_key(&key);
+                    known.plaintext = true;
+                    // A connection known as TLS keeps its decoder, which was fed nothing
+                    // and knows whether the stream's start was seen; one whose
+                    // ciphertext was taken for HTTP/2 (opened before recording, cut
+                    // mid-record) starts over on the plaintext.
+                    let keep = ciphertext_seen
+                        && self.conns.get(&key).is_some_and(ConnectionDecoder::is_tls);
+                    if !keep {
+                        self.conns.insert(key, ConnectionDecoder::new(key, false));
                     }
-                    if let Some(mut old) = self
-                        .conns
-                        .insert(key, ConnectionDecoder::new(key, handshake_seen))
-                    {
-                        old.finish("the connection was replaced before the call ended", out);
-                    }
+                    self.conn(key).set_tls();
                 }
                 TcpEvent::Data {
                     key,
@@ -362,7 +447,73 @@ impl RpcDecoder {
                     self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(len);
                     self.conn(key).push_gap(dir, offset, len, ts_ns, out);
                 }
+                TcpEvent::Closed { .. } => {}
+            }
+        }
+        self.plain_events = events;
+    }
+
+    /// Ciphertext of a connection: recognised at its first bytes, and set aside.
+    fn is_ciphertext(&mut self, key: ConnectionKey, offset: u64, bytes: &[u8]) -> bool {
+        if self.tls_conns.contains_key(&key) {
+            return true;
+        }
+        if offset != 0 || !looks_like_tls_record(bytes) {
+            return false;
+        }
+        self.tls_conns.insert(key, TlsSeen::default());
+        self.conn(key).set_tls();
+        true
+    }
+
+    fn drain_tcp(&mut self, out: &mut Vec<RpcCall>) {
+        // Taken out while the connections use `self`, then put back for its allocation.
+        let mut tcp_events = std::mem::take(&mut self.tcp_events);
+        for ev in tcp_events.drain(..) {
+            match ev {
+                TcpEvent::Opened {
+                    key,
+                    ts_ns: _,
+                    handshake_seen,
+                } => {
+                    self.stats.connections += 1;
+                    if !handshake_seen {
+                        self.stats.midstream_connections += 1;
+                    }
+                    self.tls_closed(&key);
+                    if let Some(mut old) = self
+                        .conns
+                        .insert(key, ConnectionDecoder::new(key, handshake_seen))
+                    {
+                        old.finish("the connection was replaced before the call ended", out);
+                    }
+                }
+                TcpEvent::Data {
+                    key,
+                    dir,
+                    ts_ns,
+                    offset,
+                    bytes,
+                } => {
+                    if !self.is_ciphertext(key, offset, &bytes) {
+                        self.conn(key).push_data(dir, offset, &bytes, ts_ns, out)
+                    }
+                }
+                TcpEvent::Gap {
+                    key,
+                    dir,
+                    ts_ns,
+                    offset,
+                    len,
+                    reason: _,
+                } => {
+                    if !self.tls_conns.contains_key(&key) {
+                        self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(len);
+                        self.conn(key).push_gap(dir, offset, len, ts_ns, out);
+                    }
+                }
                 TcpEvent::Closed { key, .. } => {
+                    self.tls_closed(&key);
                     if let Some(mut conn) = self.conns.remove(&key) {
                         conn.finish("the connection closed before the call ended", out);
                     }
