@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::capture::{Direction, Event, EventKind, FileKind, Header, LossSource};
 use crate::decode::tcp::ConnectionKey;
+use crate::decode::tls::looks_like_tls_record;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConnectionStats {
@@ -18,6 +19,18 @@ pub struct ConnectionStats {
     pub rst_seen: bool,
     pub first_ns: u64,
     pub last_ns: u64,
+    /// The connection's first payload is a TLS record: its segments carry ciphertext.
+    #[serde(skip_serializing_if = "is_false")]
+    pub tls: bool,
+    /// Plaintext bytes the recorder took inside etcd for this connection (TLS only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_plaintext_bytes: Option<u64>,
+    #[serde(skip)]
+    payload_seen: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -111,6 +124,10 @@ impl SummaryBuilder {
                     });
                 c.segments += 1;
                 c.payload_bytes += u64::from(p.payload_len);
+                if !c.payload_seen && !p.payload.is_empty() {
+                    c.payload_seen = true;
+                    c.tls = looks_like_tls_record(&p.payload);
+                }
                 c.syn_seen |= p.flags.syn();
                 c.fin_seen |= p.flags.fin();
                 c.rst_seen |= p.flags.rst();
@@ -155,6 +172,23 @@ impl SummaryBuilder {
                 if let Some(e) = t.endpoints {
                     c.local = Some(e.local);
                     c.remote = Some(e.remote);
+                    let ports = &self.ports;
+                    let canonical =
+                        |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+                    let (addrs, _) = ConnectionKey::of_segment(
+                        canonical(e.local),
+                        canonical(e.remote),
+                        |port| ports.contains(&port),
+                    );
+                    let conn = s
+                        .connections
+                        .entry(format!("{} -> {}", addrs.client, addrs.server))
+                        .or_insert_with(|| ConnectionStats {
+                            first_ns: t.ts_ns,
+                            ..Default::default()
+                        });
+                    conn.tls = true;
+                    *conn.tls_plaintext_bytes.get_or_insert(0) += u64::from(t.len);
                 }
                 let bytes = match t.direction {
                     Direction::Egress => &mut c.bytes_written,

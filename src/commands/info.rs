@@ -192,9 +192,14 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         if c.rst_seen {
             flags.push("RST");
         }
+        let tls = match (c.tls, c.tls_plaintext_bytes) {
+            (_, Some(n)) => format!("  TLS, plaintext {}", human_bytes(n)),
+            (true, None) => "  TLS, no plaintext".to_string(),
+            (false, None) => String::new(),
+        };
         writeln!(
             out,
-            "  {addrs:<46} {:>7} segments {:>10}{}",
+            "  {addrs:<46} {:>7} segments {:>10}{}{tls}",
             c.segments,
             human_bytes(c.payload_bytes),
             if flags.is_empty() {

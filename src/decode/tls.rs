@@ -34,6 +34,21 @@ const IDLE_NS: u64 = 120_000_000_000;
 /// How often (in chunks) idle connections are swept.
 const SWEEP_EVERY: u64 = 4096;
 
+/// The first bytes of a TLS record: handshake, alert, change cipher spec or application
+/// data, version 3.x, a length a record can have. An HTTP/2 stream never starts so: a
+/// client's starts with its preface, a server's with a frame header whose first byte is
+/// the high byte of a length below 2^16 (0).
+pub fn looks_like_tls_record(bytes: &[u8]) -> bool {
+    match bytes {
+        [t, 3, minor, hi, lo, ..] => {
+            (0x14..=0x17).contains(t)
+                && *minor <= 4
+                && u16::from_be_bytes([*hi, *lo]) <= (1 << 14) + 2048
+        }
+        _ => false,
+    }
+}
+
 /// Counters over a whole run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsStats {

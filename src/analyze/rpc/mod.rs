@@ -22,7 +22,7 @@ use foldhash::{HashMap, HashMapExt};
 use crate::capture::{Event, TlsData};
 use crate::decode::etcdpb::{self, EtcdMessage};
 use crate::decode::tcp::{ConnectionKey, TcpEvent, TcpReassembler, DEFAULT_SERVER_PORTS};
-use crate::decode::tls::TlsReassembler;
+use crate::decode::tls::{looks_like_tls_record, TlsReassembler};
 
 use crate::analyze::order::TimeOrder;
 use crate::capture::Packet;
@@ -259,21 +259,6 @@ enum Ordered {
 #[derive(Debug, Clone, Copy, Default)]
 struct TlsSeen {
     plaintext: bool,
-}
-
-/// The first bytes of a TLS record: handshake, alert, change cipher spec or application
-/// data, version 3.x, a length a record can have. An HTTP/2 stream never starts so: a
-/// client's starts with its preface, a server's with a frame header whose first byte is
-/// the high byte of a length below 2^16 (0).
-fn looks_like_tls_record(bytes: &[u8]) -> bool {
-    match bytes {
-        [t, 3, minor, hi, lo, ..] => {
-            (0x14..=0x17).contains(t)
-                && *minor <= 4
-                && u16::from_be_bytes([*hi, *lo]) <= (1 << 14) + 2048
-        }
-        _ => false,
-    }
 }
 
 /// Packets re-sorted by time within this window (events come only roughly in order).
