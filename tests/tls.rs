@@ -456,3 +456,96 @@ fn no_uprobe_stays_after_sigint() {
 fn no_uprobe_stays_after_sigkill() {
     nothing_stays_attached_after(libc::SIGKILL);
 }
+
+/// What replay, correlate and detect say of a capture, without times, ports and byte
+/// counts that differ from run to run: each call's method, key, status and whether it
+/// decoded whole; the linked writes; the findings' rules and severities.
+fn answers(capture: &Path) -> (Vec<String>, (usize, usize), Vec<String>) {
+    let calls = replay_json(capture, &[])
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} status {} gaps {} inferred {}",
+                r["method"], r["key"], r["status"], r["gaps"], r["inferred"]
+            )
+        })
+        .collect();
+    let linked = linked_writes(&correlate_json(capture));
+    let out = etcd_trace(&["detect", "--format", "json", capture.to_str().unwrap()]);
+    let mut findings: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|f| f["rule"].is_string())
+        .map(|f| format!("{} {}", f["rule"], f["severity"]))
+        .collect();
+    findings.sort();
+    (calls, linked, findings)
+}
+
+/// The demo's workload (puts, gets, a txn, a delete, a read of the whole keyspace) on a
+/// cleartext etcd and on a TLS etcd: replay, correlate and detect say the same of both.
+#[test]
+fn the_same_workload_gives_the_same_answers_over_tls_and_cleartext() {
+    let _shared = shared();
+    let mut results = Vec::new();
+    for tls in [false, true] {
+        let rig = if tls {
+            Rig::start_tls("tls-same")
+        } else {
+            Rig::start("tls-same-clear")
+        };
+        let rec = rig.record(&[]);
+        etcd_trace::testbed::basic_workload(&rig.etcd, &rig.netns).unwrap();
+        stop_cleanly(rec);
+        results.push(answers(&rig.capture));
+    }
+    let (clear, tls) = (&results[0], &results[1]);
+    assert_eq!(clear.0.len(), 8, "{:#?}", clear.0);
+    assert_eq!(tls, clear, "TLS (left) and cleartext (right) differ");
+    assert_eq!(clear.1 .0, clear.1 .1, "every write linked: {:?}", clear.1);
+    assert!(
+        clear.2.iter().any(|f| f.contains("bulk-range-unbounded")),
+        "{:?}",
+        clear.2
+    );
+}
+
+/// With --no-tls the TLS connections are still recorded (ciphertext), and every
+/// analysis names them as connections whose calls it cannot see.
+#[test]
+fn tls_connections_without_plaintext_are_named() {
+    let _shared = shared();
+    let rig = Rig::start_tls("tls-none");
+    let rec = rig.record(&["--no-tls"]);
+    for i in 0..3 {
+        rig.etcdctl(&["put", &format!("/none/{i}"), "v"]);
+    }
+    stop_cleanly(rec);
+    let path = rig.capture.to_str().unwrap();
+    assert!(replay_json(&rig.capture, &[]).is_empty());
+    for (command, says) in [
+        ("replay", "without plaintext"),
+        ("correlate", "without plaintext"),
+        ("timeline", "without plaintext"),
+        ("detect", "have no plaintext"),
+    ] {
+        let out = etcd_trace(&[command, path]);
+        let text = stdout(&out);
+        assert!(
+            text.contains(says) && text.contains("--no-tls"),
+            "{command} does not name the TLS connections without plaintext:\n{text}"
+        );
+    }
+    let out = etcd_trace(&["correlate", path]);
+    assert!(
+        stdout(&out).contains("none acknowledged"),
+        "{}",
+        stdout(&out)
+    );
+    let out = etcd_trace(&["info", path]);
+    assert!(
+        stdout(&out).contains("TLS, no plaintext"),
+        "{}",
+        stdout(&out)
+    );
+}
