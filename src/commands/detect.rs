@@ -191,8 +191,8 @@ fn footer(
     if stats.tls_without_plaintext > 0 {
         writeln!(
             out,
-            "{} TLS connections have no plaintext in the capture (--no-tls, an etcd binary that \
-             could not be probed, or opened before recording): their calls cannot be judged",
+            "{} TLS connections have no plaintext in the capture (recorded with --no-tls, or no \
+             traced etcd there could be probed): their calls cannot be judged",
             stats.tls_without_plaintext
         )?;
     }

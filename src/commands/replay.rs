@@ -415,7 +415,7 @@ pub fn write_tls_summary(out: &mut dyn Write, stats: &RpcStats) -> std::io::Resu
         write!(
             out,
             "; {} without plaintext, so their calls are missing above (recorded with --no-tls, \
-             from an etcd binary that could not be probed, or opened before recording began)",
+             or no traced etcd there could be probed: see the recorder's start-up messages)",
             stats.tls_without_plaintext
         )?;
     }

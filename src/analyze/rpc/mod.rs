@@ -224,7 +224,7 @@ pub struct RpcStats {
     /// Connections that carried TLS (ciphertext seen, or plaintext captured).
     pub tls_connections: u64,
     /// TLS connections whose ciphertext was seen but no plaintext: recorded with
-    /// `--no-tls`, from a binary that could not be probed, or opened before recording.
+    /// `--no-tls`, or no traced etcd at either end could be probed.
     pub tls_without_plaintext: u64,
     /// Plaintext bytes of TLS connections whose socket the recorder never learned.
     pub tls_unplaced_bytes: u64,
