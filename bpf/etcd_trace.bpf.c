@@ -934,7 +934,7 @@ struct tls_conn {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, struct tls_conn_key);
 	__type(value, struct tls_conn);
 } tls_conns SEC(".maps");
@@ -944,7 +944,7 @@ struct {
  * learned (a client's first Write does the handshake, after the probe). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, struct fd_key);
 	__type(value, __u64);
 } tls_fds SEC(".maps");
@@ -960,10 +960,12 @@ struct tls_read {
 	__u64 buf;
 };
 
-/* Reads between their entry and return, by goroutine. */
+/* Reads between their entry and return, by goroutine: one per connection idle in a
+ * Read, so room for many. A Read whose entry was not seen (it began before the probes
+ * were attached) is not reported. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, struct tls_call_key);
 	__type(value, struct tls_read);
 } tls_reads SEC(".maps");
