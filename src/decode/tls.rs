@@ -9,6 +9,10 @@
 //! A chunk's addresses are known once the recorder has seen the connection's socket (a
 //! client's first Write does the handshake after the probe has fired): chunks before
 //! that wait, within a bound, for a later chunk of the same connection that names them.
+//!
+//! When both ends of a connection are traced (two members on one host, or etcd talking
+//! to itself), the same bytes come twice, once from each end's view: the first view
+//! placed is kept and the other, which has the opposite role, is counted and dropped.
 
 #![forbid(unsafe_code)]
 
@@ -59,6 +63,8 @@ pub struct TlsStats {
     pub connections: u64,
     /// Plaintext bytes of connections whose endpoints never became known.
     pub unplaced_bytes: u64,
+    /// Plaintext bytes of the second view of a connection traced at both ends.
+    pub mirrored_bytes: u64,
 }
 
 /// Plaintext chunks in, [`TcpEvent`]s out. Feed chunks in capture-time order.
@@ -66,6 +72,8 @@ pub struct TlsStats {
 pub struct TlsReassembler {
     server_ports: Vec<u16>,
     conns: HashMap<(u32, u64), Stream>,
+    /// The view each TCP connection is decoded from, and which way its writes flow.
+    views: HashMap<ConnectionKey, ((u32, u64), FlowDirection)>,
     stats: TlsStats,
     since_sweep: u64,
 }
@@ -75,6 +83,8 @@ pub struct TlsReassembler {
 struct Stream {
     /// The TCP connection, and which way etcd's writes flow on it.
     placed: Option<(ConnectionKey, FlowDirection)>,
+    /// The other end's view of a connection already decoded: dropped.
+    mirror: bool,
     /// Chunks that came before the endpoints were known.
     unplaced: Vec<TlsData>,
     unplaced_bytes: usize,
@@ -117,6 +127,7 @@ impl TlsReassembler {
         TlsReassembler {
             server_ports,
             conns: HashMap::new(),
+            views: HashMap::new(),
             stats: TlsStats::default(),
             since_sweep: 0,
         }
@@ -135,8 +146,13 @@ impl TlsReassembler {
             self.since_sweep = 0;
             self.sweep(chunk.ts_ns, out);
         }
-        let stream = self.conns.entry((chunk.pid, chunk.conn_id)).or_default();
+        let id = (chunk.pid, chunk.conn_id);
+        let stream = self.conns.entry(id).or_default();
         stream.last_ts = stream.last_ts.max(chunk.ts_ns);
+        if stream.mirror {
+            self.stats.mirrored_bytes += u64::from(chunk.len);
+            return;
+        }
         if stream.placed.is_none() {
             let Some(ends) = chunk.endpoints else {
                 if stream.unplaced_bytes + chunk.data.len() <= MAX_WAITING_BYTES {
@@ -147,13 +163,28 @@ impl TlsReassembler {
                 }
                 return;
             };
-            let local = canonical(ends.local);
-            let remote = canonical(ends.remote);
             let ports = &self.server_ports;
             let (key, etcd_writes) =
-                ConnectionKey::of_segment(local, remote, |p| ports.contains(&p));
-            stream.placed = Some((key, etcd_writes));
+                ConnectionKey::of_segment(canonical(ends.local), canonical(ends.remote), |p| {
+                    ports.contains(&p)
+                });
+            if self.is_mirror(id, key, etcd_writes) {
+                let Some(stream) = self.conns.get_mut(&id) else {
+                    return;
+                };
+                stream.mirror = true;
+                let early: u64 = stream.unplaced.iter().map(|c| u64::from(c.len)).sum();
+                self.stats.mirrored_bytes += early + u64::from(chunk.len);
+                stream.unplaced = Vec::new();
+                stream.unplaced_bytes = 0;
+                return;
+            }
+            self.views.insert(key, (id, etcd_writes));
             self.stats.connections += 1;
+            let Some(stream) = self.conns.get_mut(&id) else {
+                return;
+            };
+            stream.placed = Some((key, etcd_writes));
             out.push(TcpEvent::Opened {
                 key,
                 ts_ns: stream
@@ -168,8 +199,19 @@ impl TlsReassembler {
             }
             stream.unplaced_bytes = 0;
         }
+        let Some(stream) = self.conns.get_mut(&id) else {
+            return;
+        };
         stream.give_up_old_holes(chunk.ts_ns, out);
         stream.place(chunk, out);
+    }
+
+    /// A view of `key` with the opposite role of the live view already decoded is the
+    /// other end's (a view with the same role is a new connection on the same ports).
+    fn is_mirror(&self, id: (u32, u64), key: ConnectionKey, etcd_writes: FlowDirection) -> bool {
+        self.views.get(&key).is_some_and(|&(other, other_writes)| {
+            other != id && other_writes != etcd_writes && self.conns.contains_key(&other)
+        })
     }
 
     /// The capture ended: every hole is a gap, every waiting byte delivered.
@@ -196,6 +238,8 @@ impl TlsReassembler {
                 self.stats.unplaced_bytes += stream.close(out);
             }
         }
+        let conns = &self.conns;
+        self.views.retain(|_, (id, _)| conns.contains_key(id));
     }
 }
 

@@ -253,3 +253,49 @@ fn hostile_offsets_do_not_grow_memory_without_bound() {
     );
     r.finish(&mut out);
 }
+
+#[test]
+fn a_connection_traced_at_both_ends_is_decoded_once() {
+    let mut client_view = chunk(1, Direction::Egress, Some((CLIENT, ETCD)), 11, 0, b"req");
+    client_view.pid = 8;
+    let (events, stats) = run(&[
+        served(Direction::Ingress, 12, 0, b"req"),
+        client_view,
+        served(Direction::Egress, 13, 0, b"reply"),
+    ]);
+    let opened = events
+        .iter()
+        .filter(|e| matches!(e, TcpEvent::Opened { .. }))
+        .count();
+    assert_eq!(opened, 1, "{events:?}");
+    let (data, _) = streams(&events);
+    assert_eq!(
+        data,
+        vec![
+            (FlowDirection::ClientToServer, 0, b"req".to_vec()),
+            (FlowDirection::ServerToClient, 0, b"reply".to_vec()),
+        ]
+    );
+    assert_eq!(stats.mirrored_bytes, 3);
+}
+
+#[test]
+fn a_new_connection_on_the_same_ports_is_not_a_mirror() {
+    let (events, stats) = run(&[
+        served(Direction::Ingress, 10, 0, b"first"),
+        chunk(
+            2,
+            Direction::Ingress,
+            Some((ETCD, CLIENT)),
+            20,
+            0,
+            b"second",
+        ),
+    ]);
+    let opened = events
+        .iter()
+        .filter(|e| matches!(e, TcpEvent::Opened { .. }))
+        .count();
+    assert_eq!(opened, 2, "{events:?}");
+    assert_eq!(stats.mirrored_bytes, 0);
+}
