@@ -14,3 +14,4 @@ pub mod redact;
 mod test_rng;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod testbed;
+pub mod units;

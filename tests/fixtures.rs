@@ -1,5 +1,5 @@
 //! Captures recorded by earlier versions keep decoding the same way. Each fixture in
-//! fixtures/ has its expected `dump` and `info --format json` output beside it;
+//! fixtures/ has the expected output of each command in `commands` beside it;
 //! `UPDATE_FIXTURES=1 cargo test --test fixtures` rewrites them after a deliberate change.
 
 mod common;

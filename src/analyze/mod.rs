@@ -1,6 +1,8 @@
 //! Analyses over a capture's events. Each streams: bounded memory whatever the capture's
 //! size (state grows with connections and files, not with events).
 
+#![forbid(unsafe_code)]
+
 pub mod correlate;
 pub mod detect;
 pub mod diff;

@@ -37,6 +37,8 @@
 //! adds TLS plaintext events (`Event::Tls`, packed kind 3, refused in format 2 blocks)
 //! and their count in the index.
 
+#![forbid(unsafe_code)]
+
 pub mod block;
 pub mod error;
 pub mod event;

@@ -1,6 +1,6 @@
 //! One module per subcommand: each composes the library's stages and formats what comes
-//! out. Errors surface here with context; the exit codes follow DESIGN.md (2 for
-//! usage and input errors, 1 for "found something" in checks, 0 otherwise).
+//! out. Errors surface here with context; the exit codes are 2 for usage and input
+//! errors, 1 for "found something" in checks (diff, detect), 0 otherwise.
 
 mod completions;
 mod correlate;

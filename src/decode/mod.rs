@@ -3,6 +3,8 @@
 //! borrowed bytes, returns explicit "incomplete" or error results, never panics, and
 //! never allocates from a length field without a bound.
 
+#![forbid(unsafe_code)]
+
 pub mod etcdpb;
 pub mod grpc;
 pub mod hpack;

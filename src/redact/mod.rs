@@ -16,6 +16,8 @@
 //! `scrubber` follows TCP and holds packets, `frames` walks HTTP/2 frames, `header_block`
 //! scrubs HPACK blocks, `message` scrubs the auth calls' protobuf messages.
 
+#![forbid(unsafe_code)]
+
 mod frames;
 mod header_block;
 mod message;

@@ -260,7 +260,7 @@ impl Auth {
                 call,
                 format!(
                     "a token first used from {first} {} earlier",
-                    crate::output::human_duration_ns(call.ts_ns.saturating_sub(first_ns))
+                    crate::units::human_duration_ns(call.ts_ns.saturating_sub(first_ns))
                 ),
             ),
             volume: Volume {

@@ -8,7 +8,7 @@ use super::window::{Fired, Tumbling};
 use super::{client_ip, plural, span, Ctx, Evidence, Observation, Opening, Volume};
 use crate::analyze::rpc::{MessageDirection, RecordKind, RpcBody, RpcCall};
 use crate::decode::etcdpb::{describe_range, prefix_range_end, watch_request, EtcdMessage};
-use crate::output::human_bytes;
+use crate::units::human_bytes;
 
 /// True when the range (key, range_end) selects every key.
 pub fn whole_keyspace(key: &[u8], range_end: &[u8]) -> bool {

@@ -468,7 +468,7 @@ pub(crate) fn plural(n: u64, noun: &str) -> String {
 
 /// A span of time for sentences: "within 2.31 s".
 pub(crate) fn span(f: &Finding) -> String {
-    crate::output::human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
+    crate::units::human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
 }
 
 impl Detector {

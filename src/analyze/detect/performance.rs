@@ -15,7 +15,7 @@ use crate::analyze::rpc::{MessageDirection, RecordKind, RpcBody, RpcCall};
 use crate::decode::etcdpb::kv::request_op::Request as TxnOp;
 use crate::decode::etcdpb::kv::RequestOp;
 use crate::decode::etcdpb::{describe_range, watch_request, EtcdMessage};
-use crate::output::human_duration_ns;
+use crate::units::human_duration_ns;
 
 #[derive(Debug, Default)]
 struct FsyncTally {
