@@ -169,6 +169,8 @@ _Static_assert(STAGE_HAND_OVER + sizeof(struct et_syscall) + ET_MAX_DATA <= STAG
 	       "a syscall event fits after a nearly full stage");
 _Static_assert(STAGE_HAND_OVER + sizeof(struct et_packet) + ET_MAX_SNAPLEN <= STAGE_BYTES,
 	       "a packet event fits after a nearly full stage");
+_Static_assert(STAGE_HAND_OVER + sizeof(struct et_tls) + ET_TLS_CHUNK <= STAGE_BYTES,
+	       "a TLS event fits after a nearly full stage");
 
 #define STAGE_SYSCALLS 0
 #define STAGE_PACKETS 1
