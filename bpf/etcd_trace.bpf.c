@@ -907,12 +907,15 @@ int sys_exit(__u64 *ctx)
 /* ---------------------------------------------------------------- TLS plaintext */
 
 /* Go's crypto/tls: uprobes at the entry of (*Conn).Write (the plaintext is in its
- * arguments) and at the entry and every RET of (*Conn).Read (the plaintext is in the
- * caller's buffer once it returns; uretprobes break Go, which moves goroutine stacks).
- * Go's register ABI: receiver c in RAX, the slice b in RBX (pointer) and RCX (length),
- * the result n in RAX at a RET, the goroutine in R14. A Read is keyed by its goroutine
- * from entry to return, since a goroutine may move to another thread when it blocks.
- * Userspace finds the addresses (record/go_binary.rs) and attaches per traced process. */
+ * arguments), and at the entry of (*Conn).Read and where it copies the plaintext into
+ * the caller's buffer (its one call to runtime.memmove: destination RAX, source RBX,
+ * length RCX), or, where Read has no such call, at every RET (the result n in RAX;
+ * uretprobes break Go, which moves goroutine stacks). Go's register ABI: receiver c in
+ * RAX, the slice b in RBX (pointer) and RCX (length), the goroutine in R14. A Read is
+ * keyed by its goroutine from entry to copy, since a goroutine may move to another
+ * thread when it blocks. Userspace finds the addresses (record/go_binary) and
+ * attaches per traced process, on instructions the kernel emulates (a jump, a call)
+ * where it can: any other costs a second trap. */
 
 struct tls_conn_key {
 	__u64 conn; /* the *tls.Conn: Go's heap objects do not move */
@@ -1158,15 +1161,6 @@ int tls_write_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-/* At each RET of Write: a Write that made no syscall leaves no stale note behind. */
-SEC("uprobe")
-int tls_write_return(struct pt_regs *ctx)
-{
-	struct inflight *inf = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
-	if (inf && inf->tls_g == GO_G(ctx))
-		inf->tls_conn = 0;
-	return 0;
-}
 
 SEC("uprobe")
 int tls_read_enter(struct pt_regs *ctx)
@@ -1181,19 +1175,42 @@ int tls_read_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe")
-int tls_read_return(struct pt_regs *ctx)
+/* The Read of this goroutine, taken out of the map; its note cleared. */
+static __always_inline int tls_read_done(struct pt_regs *ctx, struct tls_read *out)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct tls_call_key key = { .g = GO_G(ctx), .tgid = tgid };
 	struct tls_read *r = bpf_map_lookup_elem(&tls_reads, &key);
 	if (!r)
-		return 0;
-	struct tls_read read = *r;
+		return -1;
+	*out = *r;
 	bpf_map_delete_elem(&tls_reads, &key);
 	struct inflight *inf = bpf_task_storage_get(&inflight, bpf_get_current_task_btf(), 0, 0);
 	if (inf && inf->tls_g == key.g)
 		inf->tls_conn = 0;
+	return 0;
+}
+
+/* At Read's copy into the caller's buffer: the plaintext is at the source. */
+SEC("uprobe")
+int tls_read_copy(struct pt_regs *ctx)
+{
+	struct tls_read read;
+	if (tls_read_done(ctx, &read))
+		return 0;
+	__u64 n = GO_ARG2(ctx);
+	if (n > 0)
+		tls_emit(ctx, read.conn, ET_INGRESS, GO_ARG1(ctx), n);
+	return 0;
+}
+
+/* At each RET of a Read without a copy to probe: the plaintext is in the buffer. */
+SEC("uprobe")
+int tls_read_return(struct pt_regs *ctx)
+{
+	struct tls_read read;
+	if (tls_read_done(ctx, &read))
+		return 0;
 	long n = (long)GO_RESULT0(ctx);
 	if (n > 0)
 		tls_emit(ctx, read.conn, ET_INGRESS, read.buf, n);

@@ -89,16 +89,18 @@ fn attach_sites(
 ) -> Result<()> {
     let pid = i32::try_from(pid).context("pid out of range")?;
     // Each program, and where it goes.
+    // Read's copy into the caller's buffer where it has one, else its returns.
+    let copies = !sites.read_copies.is_empty();
     let sites_of = |name: &str| -> Vec<(u64, &'static str)> {
         match name {
-            "tls_write_enter" => vec![(sites.write_entry, "(*Conn).Write")],
-            "tls_write_return" => sites
-                .write_returns
+            "tls_write_enter" => vec![(sites.write_probe, "(*Conn).Write")],
+            "tls_read_enter" => vec![(sites.read_probe, "(*Conn).Read")],
+            "tls_read_copy" if copies => sites
+                .read_copies
                 .iter()
-                .map(|&o| (o, "a RET of (*Conn).Write"))
+                .map(|&o| (o, "(*Conn).Read's copy"))
                 .collect(),
-            "tls_read_enter" => vec![(sites.read_entry, "(*Conn).Read")],
-            "tls_read_return" => sites
+            "tls_read_return" if !copies => sites
                 .read_returns
                 .iter()
                 .map(|&o| (o, "a RET of (*Conn).Read"))

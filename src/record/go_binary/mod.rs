@@ -24,6 +24,8 @@ use pclntab::{FuncRange, Layout, Pclntab, PclntabError};
 
 pub const WRITE: &str = "crypto/tls.(*Conn).Write";
 pub const READ: &str = "crypto/tls.(*Conn).Read";
+/// The runtime's copy routine, which Read calls to hand over the plaintext.
+pub const MEMMOVE: &str = "runtime.memmove";
 
 /// Files above this size are refused: they are read whole (no memory mapping).
 const MAX_FILE: u64 = 2 << 30;
@@ -39,6 +41,14 @@ pub struct TlsProbeSites {
     pub write_entry: u64,
     /// File offset of `crypto/tls.(*Conn).Read`'s first instruction.
     pub read_entry: u64,
+    /// Where to probe Write's and Read's entry: the stack check's jump (one trap), or
+    /// the first instruction when there is none.
+    pub write_probe: u64,
+    pub read_probe: u64,
+    /// File offsets of Read's one call to `runtime.memmove`, the copy of the plaintext
+    /// into the caller's buffer (source, destination and length in the registers); empty
+    /// when Read does not have exactly one, and its returns are probed instead.
+    pub read_copies: Vec<u64>,
     /// File offsets of every `ret` inside Read (never empty).
     pub read_returns: Vec<u64>,
     /// The same for Write.
@@ -153,8 +163,8 @@ pub fn find_tls_probe_sites_in(data: &[u8]) -> Result<TlsProbeSites, ProbeSiteEr
     };
     check_abi(go_version.as_deref(), layout)?;
 
-    let ([write, read], found_by) = match symbols.ranges {
-        [Some(w), Some(r)] => ([w, r], "ELF symbols"),
+    let ([write, read], memmove, found_by) = match symbols.ranges {
+        [Some(w), Some(r), m] => ([w, r], m, "ELF symbols"),
         _ => {
             let (table_vaddr, table) = match table {
                 Some(found) => found?,
@@ -162,24 +172,40 @@ pub fn find_tls_probe_sites_in(data: &[u8]) -> Result<TlsProbeSites, ProbeSiteEr
                 None => return Err(ProbeSiteError::NotFound(WRITE)),
             };
             let text_start = text_start(&file, &table, table_vaddr)?;
-            match table.find([WRITE, READ], text_start)? {
-                [Some(w), Some(r)] => ([w, r], ".gopclntab"),
-                [_, None] => return Err(ProbeSiteError::NotFound(READ)),
-                [None, _] => return Err(ProbeSiteError::NotFound(WRITE)),
+            match table.find([WRITE, READ, MEMMOVE], text_start)? {
+                [Some(w), Some(r), m] => ([w, r], m, ".gopclntab"),
+                [_, None, _] => return Err(ProbeSiteError::NotFound(READ)),
+                [None, _, _] => return Err(ProbeSiteError::NotFound(WRITE)),
             }
         }
     };
-    let (write_entry, write_returns) = loads.probe_sites(WRITE, write)?;
-    let (read_entry, read_returns) = loads.probe_sites(READ, read)?;
-    if read_returns.is_empty() {
+    let write_code = loads.probe_sites(WRITE, write)?;
+    let read_code = loads.probe_sites(READ, read)?;
+    if read_code.returns.is_empty() {
         return Err(ProbeSiteError::NoReturns(READ));
     }
+    let copies: Vec<u64> = match memmove {
+        Some(m) => read_code
+            .calls
+            .iter()
+            .filter(|(_, target)| *target == m.entry)
+            .map(|(at, _)| *at)
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(TlsProbeSites {
         go_version,
-        write_entry,
-        read_entry,
-        read_returns,
-        write_returns,
+        write_entry: write_code.entry,
+        read_entry: read_code.entry,
+        write_probe: write_code.entry_probe,
+        read_probe: read_code.entry_probe,
+        read_copies: if copies.len() == 1 {
+            copies
+        } else {
+            Vec::new()
+        },
+        read_returns: read_code.returns,
+        write_returns: write_code.returns,
         found_by,
     })
 }
@@ -256,8 +282,8 @@ fn text_start(
 
 /// What the ELF symbol table says.
 struct Symbols {
-    /// Write's and Read's code, when named there with a size.
-    ranges: [Option<FuncRange>; 2],
+    /// Write's, Read's and runtime.memmove's code, when named there with a size.
+    ranges: [Option<FuncRange>; 3],
     /// The table names Go's runtime.
     go: bool,
 }
@@ -265,7 +291,7 @@ struct Symbols {
 impl Symbols {
     fn of(file: &object::File<'_>) -> Symbols {
         let mut out = Symbols {
-            ranges: [None, None],
+            ranges: [None, None, None],
             go: false,
         };
         for symbol in file.symbols() {
@@ -276,7 +302,7 @@ impl Symbols {
             if symbol.kind() != SymbolKind::Text || symbol.size() == 0 {
                 continue;
             }
-            for (k, wanted) in [WRITE, READ].iter().enumerate() {
+            for (k, wanted) in [WRITE, READ, MEMMOVE].iter().enumerate() {
                 if name == wanted.as_bytes() && out.ranges[k].is_none() {
                     out.ranges[k] =
                         symbol
@@ -343,13 +369,14 @@ impl<'a> Loads<'a> {
         self.data.get(start..start.checked_add(len)?)
     }
 
-    /// A function's entry and returns as file offsets, after checking that its code
-    /// decodes whole and starts like register-ABI Go code.
+    /// A function's entry, entry probe, returns and direct calls as file offsets (call
+    /// targets stay virtual addresses), after checking that its code decodes whole and
+    /// starts like register-ABI Go code.
     fn probe_sites(
         &self,
         name: &'static str,
         range: FuncRange,
-    ) -> Result<(u64, Vec<u64>), ProbeSiteError> {
+    ) -> Result<FuncCode, ProbeSiteError> {
         let vaddr = range.entry;
         let len = range.end - range.entry;
         if len > MAX_FUNCTION {
@@ -372,11 +399,25 @@ impl<'a> Loads<'a> {
         if !scan.register_abi_stack_check {
             return Err(ProbeSiteError::NoRegisterAbi { name, vaddr });
         }
-        let returns = scan
-            .returns
-            .iter()
-            .map(|ret| offset + ret.wrapping_sub(vaddr))
-            .collect();
-        Ok((offset, returns))
+        let at = |ip: u64| offset + ip.wrapping_sub(vaddr);
+        Ok(FuncCode {
+            entry: offset,
+            entry_probe: scan.stack_check_jump.map_or(offset, at),
+            returns: scan.returns.iter().map(|&ret| at(ret)).collect(),
+            calls: scan
+                .calls
+                .iter()
+                .map(|&(ip, target)| (at(ip), target))
+                .collect(),
+        })
     }
+}
+
+/// One function's probe sites as file offsets.
+struct FuncCode {
+    entry: u64,
+    entry_probe: u64,
+    returns: Vec<u64>,
+    /// (file offset of the call, virtual address of its target).
+    calls: Vec<(u64, u64)>,
 }

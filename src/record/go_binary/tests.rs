@@ -101,6 +101,25 @@ fn debian_etcd_is_found_through_gopclntab() {
         // Debian's etcd 3.4.23: what a separate reading of its table gave.
         assert_eq!((sites.write_entry, sites.read_entry), (0x237400, 0x2388c0));
     }
+
+    // The entry probes sit on the stack check's jump (the kernel emulates it), a few
+    // bytes in; Read's one copy to the caller is a call the kernel emulates too.
+    for (entry, probe) in [
+        (sites.write_entry, sites.write_probe),
+        (sites.read_entry, sites.read_probe),
+    ] {
+        assert!(probe > entry && probe < entry + 16, "{entry:#x} {probe:#x}");
+        let op = data[probe as usize];
+        assert!(
+            (0x70..=0x7f).contains(&op)
+                || op == 0x0f && (0x80..=0x8f).contains(&data[probe as usize + 1]),
+            "not a conditional jump at {probe:#x}: {op:#x}"
+        );
+    }
+    assert_eq!(sites.read_copies.len(), 1, "{sites:#x?}");
+    let call = sites.read_copies[0];
+    assert_eq!(data[call as usize], 0xe8, "not a call at {call:#x}");
+    assert!(call > sites.read_entry && sites.read_returns.iter().any(|&r| r > call));
 }
 
 /// The Go programs in the directories of PATH, canonical and sorted: those with an
@@ -175,7 +194,7 @@ fn go_programs_in_path_agree_with_their_symbols() {
         let symbols = Symbols::of(&file);
         let (table, text) = pclntab_of(&data);
         let [write, read] = table.find([WRITE, READ], text).unwrap();
-        if let [Some(sym_write), Some(sym_read)] = symbols.ranges {
+        if let [Some(sym_write), Some(sym_read), _] = symbols.ranges {
             assert_eq!(sites.found_by, "ELF symbols");
             // Both name the same entries; a symbol's size leaves out the padding up to
             // the next function.
