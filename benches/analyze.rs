@@ -347,7 +347,7 @@ impl Bench {
         } else {
             None
         };
-        let load = load_in(&self.netns, secs, self.cfg.clients)?;
+        let load = load_in(&self.netns, &self.etcd, secs, self.cfg.clients)?;
         let pcap = ts.map(TsharkCapture::stop).transpose()?;
         let (status, stderr) = rec.stop(libc::SIGINT)?;
         if !status.success() {
@@ -537,7 +537,7 @@ fn bench_main() -> Result<()> {
         netns,
         etcd,
     };
-    let warm = load_in(&b.netns, b.cfg.secs.min(2.0), b.cfg.clients)?;
+    let warm = load_in(&b.netns, &b.etcd, b.cfg.secs.min(2.0), b.cfg.clients)?;
     println!("    warm-up: {:.0} ops/s", warm.ops_per_sec());
 
     // [1] capture

@@ -6,7 +6,10 @@
 //!    rounds: each round with the recorder against the mean of the rounds around it, so
 //!    a drift in etcd's own throughput cancels out), and the median ratio, with the
 //!    writer thread's CPU per event (the measure of writer changes that the host's
-//!    drift moves least);
+//!    drift moves least); etcd's CPU per op (utime + stime over the round / ops) in every
+//!    round, and the recorder's, each setting's against the rounds around it without.
+//!    The load is not paced: every client sends its next call as soon as the last
+//!    returns, so etcd runs saturated;
 //! 2. the recorder's capacity: a process writing 64-byte chunks to a file in a data dir
 //!    at a fixed rate, then as fast as it can; events received, lost, recorder CPU;
 //! 3. the eBPF programs' own cost per run (`record --stats`);
@@ -25,6 +28,9 @@
 //! settings separated by `;`),
 //! `ETCD_TRACE_BENCH_COMPARE_EXE` (the second round runs this `etcd-trace` binary: an
 //! older build against this one),
+//! `ETCD_TRACE_BENCH_TLS=1` (etcd with client-certificate TLS on both ports, made in the
+//! scratch dir, and the load over TLS: with `ETCD_TRACE_BENCH_COMPARE="--no-tls"` the
+//! summary says what capturing the plaintext adds to etcd's CPU per op),
 //! `ETCD_TRACE_BENCH_STAGES=FILE` (only stage 5, on a capture of your own).
 
 mod common;
@@ -36,11 +42,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use common::{
-    env_number, exit_code, load_in, load_main, CaptureCounts, ChildGuard, Rounds, ROLE_ENV,
+    env_number, exit_code, load_in, load_main, CaptureCounts, ChildGuard, LoadResult, Rounds,
+    ROLE_ENV,
 };
 use etcd_trace::capture::{CaptureReader, CaptureWriter, Event, ReadItem, WriterOptions};
 use etcd_trace::redact::SecretScrubber;
-use etcd_trace::testbed::{EtcdServer, Netns, RecorderProcess, ScratchDir};
+use etcd_trace::testbed::{EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts};
 use serde::{Deserialize, Serialize};
 
 /// The writer's file, relative to its data dir.
@@ -53,6 +60,9 @@ const MAX_WRITES: u64 = 200_000_000;
 const TARGET_RATIO: f64 = 0.97;
 const TARGET_NS_PACKET: f64 = 50.0;
 const TARGET_NS_SYSCALL: f64 = 100.0;
+/// What capturing TLS plaintext may add to etcd's CPU per op, in % of it without the
+/// recorder.
+const TARGET_TLS_CPU: f64 = 5.0;
 
 fn main() -> ExitCode {
     exit_code(match std::env::var(ROLE_ENV).as_deref() {
@@ -72,6 +82,8 @@ struct Config {
     repeats: usize,
     clients: usize,
     rate: u64,
+    /// etcd with client-certificate TLS, the load over TLS.
+    tls: bool,
 }
 
 impl Config {
@@ -86,6 +98,7 @@ impl Config {
             repeats,
             clients,
             rate: env_number("ETCD_TRACE_BENCH_RATE", 200_000)?,
+            tls: env_number("ETCD_TRACE_BENCH_TLS", 0u8)? != 0,
         };
         Ok(cfg)
     }
@@ -253,10 +266,33 @@ impl RecorderReport {
     }
 }
 
+impl RecorderReport {
+    /// Runs of the TLS uprobe programs.
+    fn uprobe_runs(&self) -> u64 {
+        self.uprobe_stats().map(|(_, runs, _)| runs).sum()
+    }
+
+    /// `tls_write_enter 850 (12345 hits), ...`: each uprobe program's ns per hit.
+    fn uprobe_text(&self) -> String {
+        self.uprobe_stats()
+            .map(|(name, runs, ns)| format!("{name} {ns:.0} ({runs} hits)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn uprobe_stats(&self) -> impl Iterator<Item = (&str, u64, f64)> {
+        self.stats
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("tls_"))
+            .map(|(n, runs, ns)| (n.as_str(), *runs, *ns))
+    }
+}
+
 /// The programs on the raw syscall tracepoints, as `--stats` names them.
 const SYSCALL_PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
 
-fn recorder_cpu_ticks(pid: u32) -> Result<u64> {
+/// utime + stime of a whole process, all its threads.
+fn process_cpu_ticks(pid: u32) -> Result<u64> {
     cpu_ticks_in(&format!("/proc/{pid}/stat"))
 }
 
@@ -307,7 +343,7 @@ struct CpuSample {
 impl CpuSample {
     fn take(pid: u32) -> Result<CpuSample> {
         Ok(CpuSample {
-            ticks: recorder_cpu_ticks(pid)?,
+            ticks: process_cpu_ticks(pid)?,
             writer_ticks: writer_cpu_ticks(pid),
             at: Instant::now(),
         })
@@ -537,6 +573,90 @@ struct Overhead {
     stats_ops: f64,
     stats_packets: u64,
     stats_syscalls: u64,
+    /// etcd's CPU per op without the recorder: median and its 95% interval, in µs.
+    without_cpu_us: f64,
+    without_cpu_interval: (f64, f64),
+    /// Each recorder setting's CPU per op (the default first).
+    cpu_per_op: Vec<CpuPerOp>,
+    /// Each compared setting's `record` arguments, and etcd's CPU per op at the default
+    /// setting above it, repeat by repeat, as a share of etcd's CPU per op without.
+    cpu_above: Vec<(Vec<String>, Paired)>,
+    /// Runs of the TLS uprobes per completed call in the --stats round.
+    uprobe_hits_per_op: f64,
+}
+
+/// One load round on the etcd under test, and etcd's CPU (user + system, all its
+/// threads) over it.
+struct EtcdRound {
+    load: LoadResult,
+    cpu_us_per_op: f64,
+}
+
+impl EtcdRound {
+    /// `cpu_s` seconds of CPU over this round's ops, in µs per op.
+    fn per_op_us(&self, cpu_s: f64) -> f64 {
+        cpu_s * 1e6 / (self.load.puts + self.load.gets).max(1) as f64
+    }
+}
+
+/// A load round with etcd's CPU sampled around it (the load generator's start and its
+/// connections included, the same in every round).
+fn etcd_round(cfg: &Config, netns: &Netns, etcd: &EtcdServer) -> Result<EtcdRound> {
+    let before = process_cpu_ticks(etcd.pid())?;
+    let load = load_in(netns, etcd, cfg.secs, cfg.clients)?;
+    let ticks = process_cpu_ticks(etcd.pid())?.saturating_sub(before);
+    let mut round = EtcdRound {
+        load,
+        cpu_us_per_op: 0.0,
+    };
+    round.cpu_us_per_op = round.per_op_us(ticks as f64 / clock_ticks());
+    Ok(round)
+}
+
+/// etcd's and the recorder's CPU per op with one recorder setting (medians over its
+/// rounds, with 95% intervals).
+struct CpuPerOp {
+    name: String,
+    etcd_us: f64,
+    etcd_us_interval: (f64, f64),
+    /// etcd's CPU per op against the mean of the rounds around it without the recorder.
+    ratio: f64,
+    ratio_interval: (f64, f64),
+    recorder_us: f64,
+    recorder_us_interval: (f64, f64),
+}
+
+/// Two settings measured in the same repeats: the mean of their differences, its 95%
+/// bootstrap interval, and in how many repeats the first was higher.
+struct Paired {
+    mean: f64,
+    interval: (f64, f64),
+    higher: usize,
+    repeats: usize,
+}
+
+impl Paired {
+    fn of(first: &[f64], second: &[f64]) -> Paired {
+        let diffs: Vec<f64> = first.iter().zip(second).map(|(a, b)| a - b).collect();
+        Paired {
+            mean: mean(&diffs),
+            interval: bootstrap_interval(&diffs, mean),
+            higher: diffs.iter().filter(|d| **d > 0.0).count(),
+            repeats: diffs.len(),
+        }
+    }
+
+    /// The differences of etcd's CPU per op, in % of it without the recorder.
+    fn share_text(&self) -> String {
+        format!(
+            "{:+.1}% of etcd's CPU per op without the recorder (95% interval {:+.1}% to {:+.1}%), higher in {} of {} repeats",
+            100.0 * self.mean,
+            100.0 * self.interval.0,
+            100.0 * self.interval.1,
+            self.higher,
+            self.repeats
+        )
+    }
 }
 
 struct Capacity {
@@ -576,8 +696,12 @@ fn bench_main() -> Result<()> {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_etcd-trace"));
     let started = Instant::now();
     println!(
-        "etcd-trace recorder benchmark: {} s rounds, {} repeats, {} clients, paced writer at {} writes/s",
-        cfg.secs, cfg.repeats, cfg.clients, cfg.rate
+        "etcd-trace recorder benchmark: {} s rounds, {} repeats, {} clients{}, paced writer at {} writes/s",
+        cfg.secs,
+        cfg.repeats,
+        cfg.clients,
+        if cfg.tls { " over TLS" } else { "" },
+        cfg.rate
     );
     let extra = extra_record_args();
     if !extra.is_empty() {
@@ -593,13 +717,26 @@ fn bench_main() -> Result<()> {
 fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     let dir = ScratchDir::new("etcd-trace-bench-etcd")?;
     let netns = Netns::create()?;
-    let etcd = EtcdServer::start(&netns, &dir.0)?;
+    let options = EtcdOptions {
+        tls: cfg
+            .tls
+            .then(|| TlsCerts::generate(&dir.0.join("certs")))
+            .transpose()?,
+        ..EtcdOptions::default()
+    };
+    let etcd = EtcdServer::start_with(&netns, &dir.0, &options)?;
     println!(
-        "[1] overhead on etcd throughput ({} clients, 3 puts : 1 range, one connection each)",
-        cfg.clients
+        "[1] overhead on etcd throughput ({} clients, 3 puts : 1 range, one connection each{})",
+        cfg.clients,
+        if cfg.tls {
+            ", TLS with client certificates"
+        } else {
+            ""
+        }
     );
-    let warm = load_in(&netns, cfg.secs.min(2.0), cfg.clients)?;
+    let warm = load_in(&netns, &etcd, cfg.secs.min(2.0), cfg.clients)?;
     println!("[1] warm-up: {:.0} ops/s", warm.ops_per_sec());
+    let load_round = || etcd_round(cfg, &netns, &etcd);
 
     let record_args = |capture: &Path, extra: &[&str]| -> Vec<String> {
         let mut args = vec![
@@ -615,16 +752,17 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     // without, with, without, with, ..., without: each round with the recorder is
     // compared with the mean of the rounds just before and after it, so a slow drift of
     // etcd's throughput (its WAL, backend and GC warming up) cancels out of the ratio.
-    let without_round = |round: usize| -> Result<f64> {
-        let r = load_in(&netns, cfg.secs, cfg.clients)?;
+    let without_round = |round: usize| -> Result<EtcdRound> {
+        let e = load_round()?;
         println!(
-            "[1] round {round} without recorder: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s)",
-            r.ops_per_sec(),
-            r.puts,
-            r.gets,
-            r.secs
+            "[1] round {round} without recorder: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); etcd CPU {:.1} µs/op",
+            e.load.ops_per_sec(),
+            e.load.puts,
+            e.load.gets,
+            e.load.secs,
+            e.cpu_us_per_op
         );
-        Ok(r.ops_per_sec())
+        Ok(e)
     };
     // With ETCD_TRACE_BENCH_COMPARE, each repeat has one more round with the recorder
     // per setting: the settings under the same conditions. With only
@@ -636,13 +774,16 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         variants.push(Vec::new());
     }
     let mut without = vec![without_round(0)?];
-    let mut with: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    let mut writer_ns_per_event: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let n = variants.len();
+    let mut with: Vec<Vec<EtcdRound>> = (0..n).map(|_| Vec::new()).collect();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
+    // etcd's CPU per op in each round with the recorder against the same rounds around it.
+    let mut cpu_ratios: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut recorder_us_per_op: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let mut writer_ns_per_event: Vec<Vec<f64>> = vec![Vec::new(); n];
     for round in 1..=cfg.repeats {
         // The settings take turns going first: in six runs of 40 repeats comparing two
         // builds, whichever went second measured ~1 point better.
-        let n = variants.len();
         for v in (0..n).map(|i| (i + round) % n) {
             let variant = &variants[v];
             let capture = dir.0.join(format!("etcd-{round}-{v}.etr"));
@@ -654,20 +795,24 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             let rec = start_recorder(rec_exe, &record_args(&capture, &extra))?;
             let pid = rec.pid();
             let before = CpuSample::take(pid)?;
-            let r = load_in(&netns, cfg.secs, cfg.clients)?;
+            let e = load_round()?;
             let after = CpuSample::take(pid)?;
             let cpu = after.percent_since(&before);
             let writer_s = after.writer_seconds_since(&before);
+            let rec_us = e.per_op_us(after.seconds_since(&before, |s| s.ticks));
             let (report, _) = stop_recorder(rec, &capture, cpu, None)?;
             let writer_ns = writer_s * 1e9 / report.capture_events.max(1) as f64;
             writer_ns_per_event[v].push(writer_ns);
+            recorder_us_per_op[v].push(rec_us);
+            let r = &e.load;
             println!(
-                "[1] round {round} with {}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); recorder CPU {:.1}% (writer {writer_ns:.0} ns/event), {} events, {} lost, {:.1} bytes/event",
+                "[1] round {round} with {}: {:>8.0} ops/s ({} puts, {} ranges in {:.2} s); etcd CPU {:.1} µs/op; recorder CPU {:.1}% ({rec_us:.2} µs/op, writer {writer_ns:.0} ns/event), {} events, {} lost, {:.1} bytes/event",
                 variant_name(v, variant, compare_exe.is_some()),
                 r.ops_per_sec(),
                 r.puts,
                 r.gets,
                 r.secs,
+                e.cpu_us_per_op,
                 report.cpu_percent,
                 report.capture_events,
                 report.lost_in_capture,
@@ -680,13 +825,35 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
             {
                 println!("      recorder: {line}");
             }
-            let before = *without.last().unwrap_or(&0.0);
+            let before = without.last().context("a round without comes first")?;
             let after = without_round(round)?;
+            ratios[v].push(bracketed_ratio(
+                e.load.ops_per_sec(),
+                before.load.ops_per_sec(),
+                after.load.ops_per_sec(),
+            ));
+            cpu_ratios[v].push(bracketed_ratio(
+                e.cpu_us_per_op,
+                before.cpu_us_per_op,
+                after.cpu_us_per_op,
+            ));
             without.push(after);
-            with[v].push(r.ops_per_sec());
-            ratios[v].push(bracketed_ratio(r.ops_per_sec(), before, after));
+            with[v].push(e);
         }
     }
+    let ops = |rounds: &[EtcdRound]| -> Vec<f64> {
+        rounds.iter().map(|e| e.load.ops_per_sec()).collect()
+    };
+    let cpu =
+        |rounds: &[EtcdRound]| -> Vec<f64> { rounds.iter().map(|e| e.cpu_us_per_op).collect() };
+    let without_cpu = cpu(&without);
+    let (wlo, whi) = median_interval(&without_cpu);
+    println!(
+        "[1] etcd CPU per op without the recorder: median {:.1} µs (95% interval {wlo:.1}-{whi:.1}) over {} rounds",
+        median(&without_cpu),
+        without_cpu.len()
+    );
+    let mut cpu_per_op = Vec::new();
     for (v, variant) in variants.iter().enumerate() {
         let name = variant_name(v, variant, compare_exe.is_some());
         println!(
@@ -701,28 +868,53 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         println!(
             "[1] {name}: median ratio {:.3}, 95% interval {lo:.3}-{hi:.3} (target >= {TARGET_RATIO}); medians without {:.0} ops/s, with {:.0} ops/s; writer {:.0} ns/event",
             median(&ratios[v]),
-            median(&without),
-            median(&with[v]),
+            median(&ops(&without)),
+            median(&ops(&with[v])),
             median(&writer_ns_per_event[v])
         );
+        let s = CpuPerOp {
+            name,
+            etcd_us: median(&cpu(&with[v])),
+            etcd_us_interval: median_interval(&cpu(&with[v])),
+            ratio: median(&cpu_ratios[v]),
+            ratio_interval: median_interval(&cpu_ratios[v]),
+            recorder_us: median(&recorder_us_per_op[v]),
+            recorder_us_interval: median_interval(&recorder_us_per_op[v]),
+        };
+        println!(
+            "[1] {}: etcd CPU per op median {:.1} µs (95% interval {:.1}-{:.1}), {:.3} of its neighbours' without (95% interval {:.3}-{:.3}); recorder CPU per op median {:.2} µs (95% interval {:.2}-{:.2})",
+            s.name,
+            s.etcd_us,
+            s.etcd_us_interval.0,
+            s.etcd_us_interval.1,
+            s.ratio,
+            s.ratio_interval.0,
+            s.ratio_interval.1,
+            s.recorder_us,
+            s.recorder_us_interval.0,
+            s.recorder_us_interval.1
+        );
+        cpu_per_op.push(s);
     }
     // Each repeat runs every setting next to the same rounds without: the difference
     // within a repeat leaves out the host's drift between repeats, so it tells settings
     // apart that the medians cannot.
+    let mut cpu_above = Vec::new();
     for (v, variant) in variants.iter().enumerate().skip(1) {
         let name = variant_name(v, variant, compare_exe.is_some());
-        let diffs: Vec<f64> = ratios[v]
-            .iter()
-            .zip(&ratios[0])
-            .map(|(b, a)| b - a)
-            .collect();
-        let (lo, hi) = bootstrap_interval(&diffs, mean);
+        let d = Paired::of(&ratios[v], &ratios[0]);
         println!(
-            "[1] {name} against the recorder, repeat by repeat: mean difference in ratio {:+.3} (95% interval {lo:+.3} to {hi:+.3}), higher in {} of {} repeats",
-            mean(&diffs),
-            diffs.iter().filter(|d| **d > 0.0).count(),
-            diffs.len()
+            "[1] {name} against the recorder, repeat by repeat: mean difference in ratio {:+.3} (95% interval {:+.3} to {:+.3}), higher in {} of {} repeats",
+            d.mean, d.interval.0, d.interval.1, d.higher, d.repeats
         );
+        // In etcd's CPU per op without the recorder: what the default setting costs
+        // beyond this one (with `--no-tls`, what capturing TLS plaintext costs).
+        let d = Paired::of(&cpu_ratios[0], &cpu_ratios[v]);
+        println!(
+            "[1] etcd CPU per op with the recorder above {name}, repeat by repeat: mean {}",
+            d.share_text()
+        );
+        cpu_above.push((variant.clone(), d));
     }
     let ratios = ratios.swap_remove(0);
 
@@ -732,18 +924,19 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     let pid = rec.pid();
     let before = CpuSample::take(pid)?;
     let irq_before = irq_work_interrupts();
-    let r = load_in(&netns, cfg.secs, cfg.clients)?;
+    let r = load_in(&netns, &etcd, cfg.secs, cfg.clients)?;
     let cpu = CpuSample::take(pid)?.percent_since(&before);
     let irq_work = irq_work_interrupts().saturating_sub(irq_before);
     let (stats, _) = stop_recorder(rec, &capture, cpu, None)?;
     let counts = CaptureCounts::read(&capture)?;
     let (packets, syscalls, by_kind) = (counts.packets, counts.syscalls, counts.by_kind_text());
     println!(
-        "[3] etcd round with --stats: {:.0} ops/s, {} packets, {} syscalls ({}), {} lost, recorder CPU {:.1}%",
+        "[3] etcd round with --stats: {:.0} ops/s, {} packets, {} syscalls ({}), {} TLS plaintext chunks, {} lost, recorder CPU {:.1}%",
         r.ops_per_sec(),
         packets,
         syscalls,
         by_kind,
+        counts.tls,
         stats.lost_in_capture,
         stats.cpu_percent
     );
@@ -758,6 +951,14 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         stats.syscall_ns(),
         stats.syscall_ns_per_event(syscalls)
     );
+    // Every call the recorder saw, the clients' first ones included.
+    let uprobe_hits_per_op = stats.uprobe_runs() as f64 / r.completed_calls().max(1) as f64;
+    if stats.uprobe_runs() > 0 {
+        println!(
+            "[3] etcd: TLS uprobes {} ns per hit (run_time_ns / run_cnt: the program alone, not the trap into the kernel), {uprobe_hits_per_op:.1} hits per op",
+            stats.uprobe_text()
+        );
+    }
     println!(
         "[4] etcd capture: {} bytes for {} events = {:.1} bytes/event",
         stats.capture_bytes,
@@ -772,6 +973,11 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         stats_ops: r.ops_per_sec(),
         stats_packets: packets,
         stats_syscalls: syscalls,
+        without_cpu_us: median(&without_cpu),
+        without_cpu_interval: (wlo, whi),
+        cpu_per_op,
+        cpu_above,
+        uprobe_hits_per_op,
     })
 }
 
@@ -1043,6 +1249,38 @@ fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
         mark(tc <= TARGET_NS_PACKET * 1.5),
         mark(gen_write <= TARGET_NS_SYSCALL * 1.5),
     );
+    let (wlo, whi) = o.without_cpu_interval;
+    println!(
+        "etcd CPU per op (user + system, medians): without the recorder {:.1} µs (95% interval {wlo:.1}-{whi:.1}); {}",
+        o.without_cpu_us,
+        o.cpu_per_op
+            .iter()
+            .map(|s| format!(
+                "with {} {:.1} µs, {:.3} of without (95% interval {:.3}-{:.3}), recorder {:.2} µs/op",
+                s.name, s.etcd_us, s.ratio, s.ratio_interval.0, s.ratio_interval.1, s.recorder_us
+            ))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    for (args, d) in &o.cpu_above {
+        let share = d.share_text();
+        if cfg.tls && args.as_slice() == ["--no-tls"] {
+            // What etcd pays per probe hit, trap included: the difference per op spread
+            // over the hits per op of the --stats round.
+            let per_hit = d.mean * o.without_cpu_us * 1e3 / o.uprobe_hits_per_op.max(1e-9);
+            println!(
+                "TLS plaintext capture (default against --no-tls) adds {share} [target <= {TARGET_TLS_CPU}%: {}]; uprobes {} ns per hit, {:.1} hits per op, so ~{per_hit:.0} ns of etcd CPU per hit",
+                mark(100.0 * d.mean <= TARGET_TLS_CPU),
+                o.stats.uprobe_text(),
+                o.uprobe_hits_per_op
+            );
+        } else {
+            println!(
+                "etcd CPU per op, the recorder above the recorder with {}: {share}",
+                args.join(" ")
+            );
+        }
+    }
     println!(
         "capture size: etcd {:.1} bytes/event ({} packets + {} syscalls at {:.0} ops/s), writer {:.1} bytes/event",
         o.stats.bytes_per_event(),

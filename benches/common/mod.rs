@@ -1,6 +1,7 @@
 //! What the benchmarks share: the etcd load generator (this same bench binary started
 //! again with `ETCD_TRACE_BENCH_ROLE=load`, so it can run inside etcd's network
-//! namespace), child-process handling, and counting what a capture holds. Included by
+//! namespace; over TLS with the client certificate when the etcd has TLS), child-process
+//! handling, and counting what a capture holds. Included by
 //! benches/record.rs and benches/analyze.rs with `mod common;`; each uses a subset.
 #![allow(dead_code)]
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etcd_trace::capture::{CaptureReader, Event, ReadItem};
-use etcd_trace::testbed::Netns;
+use etcd_trace::testbed::{EtcdServer, Netns};
 use serde::{Deserialize, Serialize};
 
 pub const ROLE_ENV: &str = "ETCD_TRACE_BENCH_ROLE";
@@ -91,8 +92,9 @@ impl LoadResult {
     }
 }
 
-/// `ETCD_TRACE_BENCH_ROLE=load BENCH SECS CLIENTS`: run inside etcd's namespace, print
-/// the result as one JSON line.
+/// `ETCD_TRACE_BENCH_ROLE=load BENCH SECS CLIENTS ENDPOINT [CA CERT KEY]`: run inside
+/// etcd's namespace (over TLS with the client certificate CERT and KEY when they are
+/// given), print the result as one JSON line.
 pub fn load_main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let secs: f64 = args
@@ -105,24 +107,47 @@ pub fn load_main() -> Result<()> {
         .context("load: missing CLIENTS")?
         .parse()
         .context("load: CLIENTS")?;
+    let endpoint = args.get(2).context("load: missing ENDPOINT")?.clone();
+    let tls = match &args[3.min(args.len())..] {
+        [] => None,
+        [ca, cert, key] => Some(tls_options(ca, cert, key)?),
+        _ => bail!("load: give all of CA CERT KEY or none"),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(load(Duration::from_secs_f64(secs), clients))?;
+    let result = rt.block_on(load(Duration::from_secs_f64(secs), clients, endpoint, tls))?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
 
-async fn load(duration: Duration, clients: usize) -> Result<LoadResult> {
+/// The CA to trust and the client certificate to show, from PEM files.
+fn tls_options(ca: &str, cert: &str, key: &str) -> Result<etcd_client::TlsOptions> {
+    use etcd_client::{Certificate, Identity, TlsOptions};
+    let read = |p: &str| std::fs::read(p).with_context(|| format!("load: reading {p}"));
+    Ok(TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read(ca)?))
+        .identity(Identity::from_pem(read(cert)?, read(key)?)))
+}
+
+async fn load(
+    duration: Duration,
+    clients: usize,
+    endpoint: String,
+    tls: Option<etcd_client::TlsOptions>,
+) -> Result<LoadResult> {
     use etcd_client::{Client, ConnectOptions};
-    let options = ConnectOptions::new()
+    let mut options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        options = options.with_tls(tls);
+    }
     // One client each, so one HTTP/2 connection each; the first request opens it
     // before the clock starts.
     let mut conns = Vec::with_capacity(clients);
     for c in 0..clients {
-        let mut client = Client::connect(["127.0.0.1:2379"], Some(options.clone()))
+        let mut client = Client::connect([endpoint.as_str()], Some(options.clone()))
             .await
             .with_context(|| format!("client {c}: connecting"))?;
         client
@@ -248,12 +273,19 @@ impl Drop for ChildGuard {
     }
 }
 
-pub fn load_in(netns: &Netns, secs: f64, clients: usize) -> Result<LoadResult> {
+/// `clients` clients on `etcd` for `secs`, from inside `netns`.
+pub fn load_in(netns: &Netns, etcd: &EtcdServer, secs: f64, clients: usize) -> Result<LoadResult> {
     let mut cmd = netns.command(std::env::current_exe()?);
     cmd.env(ROLE_ENV, "load")
         .arg(secs.to_string())
         .arg(clients.to_string())
+        .arg(&etcd.endpoint)
         .stdin(Stdio::null());
+    if let Some(certs) = &etcd.tls {
+        cmd.arg(&certs.ca)
+            .arg(&certs.client_cert)
+            .arg(&certs.client_key);
+    }
     let mut child = ChildGuard::spawn(cmd)?;
     let line = child
         .finish(Duration::from_secs_f64(secs + 60.0))
@@ -274,6 +306,8 @@ pub struct CaptureCounts {
     pub events: u64,
     pub packets: u64,
     pub syscalls: u64,
+    /// Chunks of TLS plaintext.
+    pub tls: u64,
     /// Events the recorder reported lost (the sum of the loss records' counts).
     pub lost: u64,
     pub damaged: u64,
@@ -297,7 +331,7 @@ impl CaptureCounts {
                             *c.by_kind.entry(s.file.kind.name()).or_default() += 1;
                         }
                         Event::Loss(l) => c.lost += l.count,
-                        Event::Tls(_) => {}
+                        Event::Tls(_) => c.tls += 1,
                     }
                 }
                 ReadItem::Damaged(_) => c.damaged += 1,
