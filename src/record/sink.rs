@@ -3,7 +3,11 @@
 //! incidents (a flight recorder keeping the newest N). Compression and the redaction of
 //! secrets run here, and the per-CPU buffers' events are put back in order (`order`), off
 //! the thread that drains the kernel buffers.
+//!
+//! A write that fails stops the writer (its summary says why) after it has closed the
+//! file with the index of the blocks written.
 
+use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -17,7 +21,7 @@ use bytes::Bytes;
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, Header, KindCounts};
+use crate::capture::{CaptureWriter, Event, Header, KindCounts, WriteSummary};
 use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
@@ -94,6 +98,7 @@ pub fn raw_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 pub struct SinkSummary {
     pub files: Vec<PathBuf>,
     pub removed: Vec<PathBuf>,
+    /// Events in the files (removed ones too).
     pub events: u64,
     pub bytes: u64,
     /// Events per kind, in `EventKind::ALL` order.
@@ -104,7 +109,36 @@ pub struct SinkSummary {
     /// reason.
     pub malformed: u64,
     pub first_malformed: Option<String>,
+    /// Why the writer stopped before the end of the recording, if it did.
+    pub failure: Option<SinkFailure>,
 }
+
+/// A write that failed for good, and what became of the file being written.
+#[derive(Debug, Clone)]
+pub struct SinkFailure {
+    /// With the file, in the OS's words: "writing the capture x.etr: No space left on
+    /// device (os error 28)".
+    pub error: String,
+    /// The file that was open; none when a new one could not be created.
+    pub closed: Option<ClosedFile>,
+}
+
+/// The file that was open when the writer stopped.
+#[derive(Debug, Clone)]
+pub struct ClosedFile {
+    pub path: PathBuf,
+    /// Its whole blocks, the only ones it keeps.
+    pub holds: WriteSummary,
+    /// Why its index could not be written either, if it could not: the file then ends
+    /// at its last whole block and opens by scanning.
+    pub index_error: Option<String>,
+}
+
+/// What sending to a writer that has stopped returns; the writer's summary says why it
+/// stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the capture writer stopped")]
+pub struct WriterStopped;
 
 #[derive(Debug, Clone)]
 pub struct Rotation {
@@ -132,16 +166,41 @@ pub fn rotated_path(base: &Path, n: u32) -> PathBuf {
     base.with_file_name(name)
 }
 
+/// The file being written and the set it belongs to, with what went into them.
+struct Output {
+    rotation: Rotation,
+    writer: Option<CaptureWriter>,
+    summary: SinkSummary,
+}
+
+impl Output {
+    /// Runs `op` on the open file. Errors name the file.
+    fn write<T>(&mut self, op: impl FnOnce(&mut CaptureWriter) -> io::Result<T>) -> Result<T> {
+        let w = self.writer.as_mut().expect("a file is open while writing");
+        op(w).map_err(|e| {
+            let path = self.summary.files.last().cloned().unwrap_or_default();
+            anyhow::Error::new(e).context(format!("writing the capture {}", path.display()))
+        })
+    }
+
+    /// Writes an event that needs no more redaction.
+    fn push(&mut self, ev: &Event) -> Result<()> {
+        self.summary.events += 1;
+        self.summary.counts[ev.kind().slot()] += 1;
+        self.write(|w| w.push(ev))
+    }
+}
+
 struct Sink {
     base: PathBuf,
     header: Header,
-    rotation: Rotation,
-    writer: Option<CaptureWriter>,
+    out: Output,
     opened_at: Instant,
     file_no: u32,
-    summary: SinkSummary,
     /// Bytes and events of the files already finished.
     done_bytes: u64,
+    done_events: u64,
+    done_counts: KindCounts,
     /// Events of the per-CPU buffers on their way back into one order.
     order: TimeOrder,
     scrubber: Option<SecretScrubber>,
@@ -152,7 +211,7 @@ struct Sink {
 
 impl Sink {
     fn current_path(&self) -> PathBuf {
-        if self.rotation.enabled() {
+        if self.out.rotation.enabled() {
             rotated_path(&self.base, self.file_no)
         } else {
             self.base.clone()
@@ -164,30 +223,84 @@ impl Sink {
         let path = self.current_path();
         let writer = CaptureWriter::create(&path, &self.header)
             .with_context(|| format!("creating capture file {}", path.display()))?;
-        self.writer = Some(writer);
+        self.out.writer = Some(writer);
         self.opened_at = Instant::now();
-        self.summary.files.push(path);
-        if let Some(keep) = self.rotation.keep {
-            while self.summary.files.len() - self.summary.removed.len() > keep {
-                let old = self.summary.files[self.summary.removed.len()].clone();
+        self.out.summary.files.push(path);
+        if let Some(keep) = self.out.rotation.keep {
+            let s = &mut self.out.summary;
+            while s.files.len() - s.removed.len() > keep {
+                let old = s.files[s.removed.len()].clone();
                 let _ = std::fs::remove_file(&old);
-                self.summary.removed.push(old);
+                s.removed.push(old);
             }
         }
         Ok(())
     }
 
-    fn finish_current(&mut self) -> Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            let report = self.scrubber.as_ref().map(SecretScrubber::report);
+    /// Give the open file its share of the redaction report, as it stands.
+    fn set_redaction(&mut self) {
+        let report = self.scrubber.as_ref().map(SecretScrubber::report);
+        if let Some(w) = self.out.writer.as_mut() {
             w.set_redaction(report.map(|r| r.since(&self.scrubbed_before)));
-            if let Some(r) = report {
-                self.scrubbed_before = r.clone();
-            }
-            let written = w.finish().context("writing the capture index")?;
-            self.done_bytes += written.bytes_written;
+        }
+    }
+
+    /// Write the open file's last block and index, and count it as done.
+    fn finish_current(&mut self) -> Result<()> {
+        if self.out.writer.is_none() {
+            return Ok(());
+        }
+        self.set_redaction();
+        self.out.write(CaptureWriter::flush_block)?;
+        let written = self.out.write(CaptureWriter::write_index)?;
+        self.out.writer = None;
+        self.count_done(&written);
+        if let Some(scrubber) = &self.scrubber {
+            self.scrubbed_before = scrubber.report().clone();
         }
         Ok(())
+    }
+
+    fn count_done(&mut self, written: &WriteSummary) {
+        self.done_bytes += written.bytes_written;
+        self.done_events += written.events_written;
+        for (total, n) in self.done_counts.iter_mut().zip(written.counts) {
+            *total += n;
+        }
+    }
+
+    /// After a write failed for good: close the open file with the index of its whole
+    /// blocks if that can be written, and count only what the files hold.
+    fn stop_on(&mut self, error: anyhow::Error) {
+        self.set_redaction();
+        let closed = self.out.writer.take().map(|mut w| {
+            let (holds, index_error) = match w.write_index() {
+                Ok(written) => (written, None),
+                Err(e) => {
+                    let holds = WriteSummary {
+                        bytes_written: w.bytes_written(),
+                        events_written: w.events_written(),
+                        blocks_written: w.blocks_written(),
+                        counts: w.counts(),
+                    };
+                    (holds, Some(e.to_string()))
+                }
+            };
+            self.count_done(&holds);
+            ClosedFile {
+                path: self.out.summary.files.last().cloned().unwrap_or_default(),
+                holds,
+                index_error,
+            }
+        });
+        let s = &mut self.out.summary;
+        s.events = self.done_events;
+        s.counts = self.done_counts;
+        s.redaction = self.scrubber.as_ref().map(|r| r.report().clone());
+        s.failure = Some(SinkFailure {
+            error: format!("{error:#}"),
+            closed,
+        });
     }
 
     /// Parse a batch straight into the time order, counting what does not parse. Each
@@ -204,9 +317,9 @@ impl Sink {
                         None => self.order.push(ev),
                     },
                     Err(e) => {
-                        self.summary.malformed += 1;
-                        if self.summary.first_malformed.is_none() {
-                            self.summary.first_malformed = Some(e.to_string());
+                        self.out.summary.malformed += 1;
+                        if self.out.summary.first_malformed.is_none() {
+                            self.out.summary.first_malformed = Some(e.to_string());
                         }
                     }
                 }
@@ -222,8 +335,7 @@ impl Sink {
         let Sink {
             order,
             scrubber,
-            writer,
-            summary,
+            out,
             ..
         } = self;
         let mut result = Ok(());
@@ -231,7 +343,7 @@ impl Sink {
         // cache: no batch-sized vectors of events between the stages.
         let mut write = |ev: Event| {
             if result.is_ok() {
-                result = write_final(writer, summary, &ev);
+                result = out.push(&ev);
             }
         };
         order.release(before, |ev| match scrubber.as_mut() {
@@ -242,16 +354,15 @@ impl Sink {
     }
 
     fn flush(&mut self) -> Result<()> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush_block().context("flushing a block")?;
+        if self.out.writer.is_some() {
+            self.out.write(CaptureWriter::flush_block)?;
         }
-        let due = self.rotation.enabled()
-            && (self
-                .rotation
+        let rotation = &self.out.rotation;
+        let due = rotation.enabled()
+            && (rotation
                 .size_bytes
                 .is_some_and(|s| self.current_bytes() >= s)
-                || self
-                    .rotation
+                || rotation
                     .interval
                     .is_some_and(|i| self.opened_at.elapsed() >= i));
         if due {
@@ -262,20 +373,8 @@ impl Sink {
     }
 
     fn current_bytes(&self) -> u64 {
-        self.writer.as_ref().map_or(0, |w| w.bytes_written())
+        self.out.writer.as_ref().map_or(0, |w| w.bytes_written())
     }
-}
-
-/// Writes an event that needs no more redaction.
-fn write_final(
-    writer: &mut Option<CaptureWriter>,
-    summary: &mut SinkSummary,
-    ev: &Event,
-) -> Result<()> {
-    let w = writer.as_mut().expect("a file is open while writing");
-    summary.events += 1;
-    summary.counts[ev.kind().slot()] += 1;
-    w.push(ev).context("writing events")
 }
 
 /// Running totals the drain loop reads for its status line.
@@ -299,9 +398,7 @@ impl SinkSender {
             self.schedule.flush_asked();
         }
         self.schedule.sent();
-        self.tx
-            .send(msg)
-            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))
+        self.tx.send(msg).map_err(|_| WriterStopped.into())
     }
 
     /// Raise an idle writer that has fallen behind (called each round of the drain loop).
@@ -327,16 +424,20 @@ pub fn spawn(
     scrubber: Option<SecretScrubber>,
     priority: WriterPriority,
     progress: Arc<SinkProgress>,
-) -> Result<(SinkSender, JoinHandle<Result<SinkSummary>>)> {
+) -> Result<(SinkSender, JoinHandle<SinkSummary>)> {
     let mut sink = Sink {
         base,
         header,
-        rotation,
-        writer: None,
+        out: Output {
+            rotation,
+            writer: None,
+            summary: SinkSummary::default(),
+        },
         opened_at: Instant::now(),
         file_no: 0,
-        summary: SinkSummary::default(),
         done_bytes: 0,
+        done_events: 0,
+        done_counts: KindCounts::default(),
         order: TimeOrder::default(),
         scrubber,
         scrubbed_before: ScrubReport::default(),
@@ -352,15 +453,32 @@ pub fn spawn(
     Ok((SinkSender { tx, schedule }, handle))
 }
 
+/// The writer thread: everything sent, into the files, until the channel closes or a
+/// write fails for good.
 fn run(
     mut sink: Sink,
     rx: Receiver<SinkMessage>,
     schedule: &WriterSchedule,
     progress: &SinkProgress,
-) -> Result<SinkSummary> {
+) -> SinkSummary {
     if let Err(e) = schedule.enter_writer() {
         eprintln!("note: the capture writer runs at normal priority ({e})");
     }
+    // The channel closes when this returns, even on a failure: the drain loop then
+    // stops, and detaches, while the file is being closed.
+    if let Err(e) = write_all(&mut sink, rx, schedule, progress) {
+        sink.stop_on(e);
+    }
+    sink.out.summary.bytes = sink.done_bytes;
+    sink.out.summary
+}
+
+fn write_all(
+    sink: &mut Sink,
+    rx: Receiver<SinkMessage>,
+    schedule: &WriterSchedule,
+    progress: &SinkProgress,
+) -> Result<()> {
     for msg in rx {
         schedule.taken();
         match msg {
@@ -385,13 +503,11 @@ fn run(
     sink.write_handed_over(None)?;
     if let Some(scrubber) = sink.scrubber.as_mut() {
         for ev in scrubber.finish() {
-            write_final(&mut sink.writer, &mut sink.summary, &ev)?;
+            sink.out.push(&ev)?;
         }
-        sink.summary.redaction = Some(scrubber.report().clone());
+        sink.out.summary.redaction = Some(scrubber.report().clone());
     }
-    sink.finish_current()?;
-    sink.summary.bytes = sink.done_bytes;
-    Ok(sink.summary)
+    sink.finish_current()
 }
 
 #[cfg(test)]
@@ -412,7 +528,7 @@ mod tests {
     }
 
     /// A writer of one file at `path`, without rotation or redaction.
-    fn spawn_plain(path: &Path) -> (SinkSender, JoinHandle<Result<SinkSummary>>) {
+    fn spawn_plain(path: &Path) -> (SinkSender, JoinHandle<SinkSummary>) {
         let rotation = Rotation {
             size_bytes: None,
             interval: None,
@@ -458,7 +574,7 @@ mod tests {
         };
         assert_eq!(events, 1, "the flush wrote the event that waited");
         drop(tx);
-        assert_eq!(writer.join().unwrap().unwrap().events, 1);
+        assert_eq!(writer.join().unwrap().events, 1);
     }
 
     /// A raw TLS event goes through the sink into the file as a TLS event, counted as
@@ -474,7 +590,7 @@ mod tests {
         batch.push(&layout::syscall_raw(3, 2, &[], b""));
         tx.send(SinkMessage::Raw(batch)).unwrap();
         drop(tx);
-        let summary = writer.join().unwrap().unwrap();
+        let summary = writer.join().unwrap();
         assert_eq!(summary.events, 2);
         assert_eq!(summary.malformed, 0);
         assert_eq!(summary.counts[crate::capture::EventKind::Tls.slot()], 1);
