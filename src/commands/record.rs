@@ -97,10 +97,13 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        if s.removed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} older files removed by --keep)", s.removed.len())
+        match (s.removed.len() - s.removed_for_room, s.removed_for_room) {
+            (0, 0) => String::new(),
+            (keep, 0) => format!(" ({keep} older files removed by --keep)"),
+            (0, room) => format!(" ({room} older files removed to make room on a full disk)"),
+            (keep, room) => format!(
+                " ({keep} older files removed by --keep, {room} to make room on a full disk)"
+            ),
         }
     );
     eprintln!(

@@ -5,7 +5,9 @@
 //! the thread that drains the kernel buffers.
 //!
 //! A write that fails stops the writer (its summary says why) after it has closed the
-//! file with the index of the blocks written.
+//! file with the index of the blocks written. On a full disk, a flight recorder
+//! (rotation with `--keep`) first removes the oldest files of its own set, one at a
+//! time, and goes on.
 
 use std::io;
 use std::ops::Range;
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 
 use super::layout;
@@ -23,6 +25,7 @@ use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{CaptureWriter, Event, Header, KindCounts, WriteSummary};
 use crate::redact::{ScrubReport, SecretScrubber};
+use crate::units::human_bytes;
 
 pub enum SinkMessage {
     /// Events as the kernel wrote them (bpf/events.h), parsed here.
@@ -97,7 +100,10 @@ pub fn raw_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 #[derive(Debug, Default, Clone)]
 pub struct SinkSummary {
     pub files: Vec<PathBuf>,
+    /// The files of `files` removed again, oldest first: by `--keep`, or
+    /// (`removed_for_room` of them) to make room on a full disk.
     pub removed: Vec<PathBuf>,
+    pub removed_for_room: usize,
     /// Events in the files (removed ones too).
     pub events: u64,
     pub bytes: u64,
@@ -166,7 +172,8 @@ pub fn rotated_path(base: &Path, n: u32) -> PathBuf {
     base.with_file_name(name)
 }
 
-/// The file being written and the set it belongs to, with what went into them.
+/// The file being written and the set it belongs to, with what went into them: what a
+/// write needs to make room on a full disk.
 struct Output {
     rotation: Rotation,
     writer: Option<CaptureWriter>,
@@ -174,20 +181,80 @@ struct Output {
 }
 
 impl Output {
-    /// Runs `op` on the open file. Errors name the file.
-    fn write<T>(&mut self, op: impl FnOnce(&mut CaptureWriter) -> io::Result<T>) -> Result<T> {
-        let w = self.writer.as_mut().expect("a file is open while writing");
-        op(w).map_err(|e| {
-            let path = self.summary.files.last().cloned().unwrap_or_default();
-            anyhow::Error::new(e).context(format!("writing the capture {}", path.display()))
-        })
+    /// Runs `op` on the open file. On a full disk, when the set's oldest files may go
+    /// (`--keep`), removes the oldest, says so, and runs `op` again, until it succeeds
+    /// or no file is left but the open one. Errors name the file.
+    fn write<T>(&mut self, mut op: impl FnMut(&mut CaptureWriter) -> io::Result<T>) -> Result<T> {
+        loop {
+            let w = self.writer.as_mut().expect("a file is open while writing");
+            match op(w) {
+                Ok(v) => return Ok(v),
+                Err(e) if self.make_room(&e) => continue,
+                Err(e) => {
+                    let path = self.summary.files.last().cloned().unwrap_or_default();
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("writing the capture {}", path.display())));
+                }
+            }
+        }
     }
 
     /// Writes an event that needs no more redaction.
     fn push(&mut self, ev: &Event) -> Result<()> {
         self.summary.events += 1;
         self.summary.counts[ev.kind().slot()] += 1;
-        self.write(|w| w.push(ev))
+        // A failed push keeps the event in the block that waits: a retry writes that.
+        let mut pushed = false;
+        self.write(|w| {
+            if std::mem::replace(&mut pushed, true) {
+                w.flush_block()
+            } else {
+                w.push(ev)
+            }
+        })
+    }
+
+    /// Whether `error` is a full disk and the oldest file of the set was removed (never
+    /// the open one), so that writing may be tried again.
+    fn make_room(&mut self, error: &io::Error) -> bool {
+        let full = matches!(
+            error.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        );
+        if !full || self.rotation.keep.is_none() {
+            return false;
+        }
+        let Some((old, removed)) = self.remove_oldest() else {
+            return false;
+        };
+        self.summary.removed_for_room += 1;
+        match removed {
+            Ok(size) => eprintln!(
+                "disk full: removed the oldest capture {} ({}) to go on",
+                old.display(),
+                human_bytes(size)
+            ),
+            Err(e) => eprintln!(
+                "disk full: could not remove the oldest capture {} ({e}); trying the next",
+                old.display()
+            ),
+        }
+        true
+    }
+
+    /// Removes the oldest file of the set that is not open: its path and size. `None`
+    /// when no such file is left.
+    fn remove_oldest(&mut self) -> Option<(PathBuf, io::Result<u64>)> {
+        let s = &mut self.summary;
+        let open = usize::from(self.writer.is_some());
+        if s.files.len() - s.removed.len() <= open {
+            return None;
+        }
+        let old = s.files[s.removed.len()].clone();
+        let size = std::fs::metadata(&old).map(|m| m.len());
+        let removed = std::fs::remove_file(&old).and(size);
+        s.removed.push(old.clone());
+        Some((old, removed))
     }
 }
 
@@ -221,17 +288,23 @@ impl Sink {
     fn open_next(&mut self) -> Result<()> {
         self.file_no += 1;
         let path = self.current_path();
-        let writer = CaptureWriter::create(&path, &self.header)
-            .with_context(|| format!("creating capture file {}", path.display()))?;
+        let writer = loop {
+            match CaptureWriter::create(&path, &self.header) {
+                Ok(w) => break w,
+                Err(e) if self.out.make_room(&e) => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("creating capture file {}", path.display())))
+                }
+            }
+        };
         self.out.writer = Some(writer);
         self.opened_at = Instant::now();
         self.out.summary.files.push(path);
         if let Some(keep) = self.out.rotation.keep {
-            let s = &mut self.out.summary;
-            while s.files.len() - s.removed.len() > keep {
-                let old = s.files[s.removed.len()].clone();
-                let _ = std::fs::remove_file(&old);
-                s.removed.push(old);
+            let s = &self.out.summary;
+            for _ in keep..s.files.len() - s.removed.len() {
+                self.out.remove_oldest();
             }
         }
         Ok(())
