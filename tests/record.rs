@@ -325,6 +325,55 @@ fn a_full_disk_stops_the_recording_and_keeps_the_file() {
     assert_eq!(puts, (0..puts.len()).collect::<Vec<_>>(), "{log}");
 }
 
+/// A flight recorder (rotation with --keep) on a full disk removes its oldest files, one
+/// at a time, says so, and goes on recording; each file left opens with its index.
+#[test]
+fn a_flight_recorder_makes_room_on_a_full_disk() {
+    let rig = Rig::start("room");
+    let disk = small_disk(&rig, 4 << 20);
+    let rec = rig.record_with(
+        disk.command(bin()),
+        &disk.dir.join("room.etr"),
+        &["--rotate-size", "1", "--keep", "20"],
+    );
+    // About 10 MB of capture, at about 1 MB a second, for a 4 MB disk.
+    let puts = 400;
+    put_random(&rig, "/room/", puts, 24 << 10, Duration::from_millis(20));
+    let log = stop_cleanly(rec);
+    assert!(
+        log.contains(&format!(
+            "disk full: removed the oldest capture {}",
+            disk.dir.join("room-0001.etr").display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("to make room on a full disk"), "{log}");
+    let files = disk.files();
+    assert!(!files.contains(&"room-0001.etr".to_string()), "{files:?}");
+    // Every file but the newest reached 1 MiB before the next one started: more of them
+    // than the disk holds went through it.
+    let newest = files.last().unwrap();
+    let number: u64 = newest["room-".len()..newest.len() - ".etr".len()]
+        .parse()
+        .unwrap();
+    assert!(number - 1 > 4, "{files:?}\n{log}");
+    // Each file left opens with its index, and the last put, long after the disk first
+    // filled up, is in one of them (a file may start or end inside a call, so its
+    // request and etcd's WAL write are looked for, not a decoded call).
+    let key = format!("/room/{}", puts - 1);
+    let mut holds_last = false;
+    for f in &files {
+        let (reader, events) = read_events(&disk.outside(f));
+        assert_eq!(*reader.index_state(), IndexState::Present, "{f}");
+        holds_last |= events.iter().any(|e| match e {
+            Event::Packet(p) => contains(&p.payload, key.as_bytes()),
+            Event::Syscall(s) => contains(&s.data, key.as_bytes()),
+            _ => false,
+        });
+    }
+    assert!(holds_last, "{key} is in none of {files:?}\n{log}");
+}
+
 /// `info --format json` carries the keys that scripts rely on.
 #[test]
 fn info_json_has_the_documented_keys() {
