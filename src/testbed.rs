@@ -401,9 +401,15 @@ impl RecorderProcess {
     /// Start `exe record ARGS` and wait until it says it is recording. It runs in our
     /// own namespaces and attaches in the traced etcd's network namespace by itself.
     pub fn start(exe: &Path, args: &[String]) -> Result<RecorderProcess> {
-        let mut child = Command::new(exe)
-            .arg("record")
-            .args(args)
+        let mut command = Command::new(exe);
+        command.arg("record").args(args);
+        RecorderProcess::start_command(command)
+    }
+
+    /// Start `command`, which runs `etcd-trace record` as this very process (through
+    /// programs that exec it, such as `nsenter`), and wait until it says it is recording.
+    pub fn start_command(mut command: Command) -> Result<RecorderProcess> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -468,8 +474,33 @@ impl RecorderProcess {
     pub fn stop(mut self, sig: i32) -> Result<(std::process::ExitStatus, String)> {
         signal(self.child.id(), sig);
         let status = self.child.wait()?;
-        // Everything it printed, up to the end of its stderr: the reader thread ends the
-        // channel at EOF. A busy machine may take a while to forward the last lines.
+        Ok((status, self.printed()))
+    }
+
+    /// Wait up to `within` for it to end by itself; the exit status and everything it
+    /// printed on stderr. One still running then is stopped on drop.
+    pub fn wait_for_exit(mut self, within: Duration) -> Result<(std::process::ExitStatus, String)> {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.lines.extend(self.stderr.try_iter());
+                bail!(
+                    "etcd-trace record still runs after {within:?}:\n{}",
+                    self.lines.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        Ok((status, self.printed()))
+    }
+
+    /// Everything it printed on stderr, once it has ended.
+    fn printed(&mut self) -> String {
+        // Up to the end of its stderr: the reader thread ends the channel at EOF. A busy
+        // machine may take a while to forward the last lines.
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
@@ -477,7 +508,7 @@ impl RecorderProcess {
                 Err(_) => break,
             }
         }
-        Ok((status, self.lines.join("\n")))
+        self.lines.join("\n")
     }
 }
 

@@ -5,6 +5,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::small_disk::SmallDisk;
+use common::uprobes::{bpf_ids_of, still_loaded, BpfIds};
 use common::*;
 use etcd_trace::capture::{Event, FileKind, IndexState, SyscallKind};
 
@@ -210,6 +212,11 @@ fn sigkilled_recorder_leaves_a_readable_file_and_nothing_attached() {
             .collect::<Vec<_>>()
     );
 
+    assert_nothing_on_lo(&rig);
+}
+
+/// No TC filter or TCX link of a recorder stays on the rig's `lo`.
+fn assert_nothing_on_lo(rig: &Rig) {
     let tc = rig
         .in_netns("tc")
         .args(["filter", "show", "dev", "lo", "egress"])
@@ -230,6 +237,141 @@ fn sigkilled_recorder_leaves_a_readable_file_and_nothing_attached() {
         "a TCX link stayed: {}",
         stdout(&net)
     );
+}
+
+/// `n` puts of `{prefix}{i}`, each of `size` random bytes, on one connection, with a
+/// pause of `every` after each: a capture grows by about twice `size` per put (the
+/// request's packets and etcd's WAL write), and random bytes do not compress.
+fn put_random(rig: &Rig, prefix: &str, n: usize, size: usize, every: Duration) {
+    use std::io::Read;
+    let url = rig.etcd.url();
+    let prefix = prefix.to_string();
+    let mut urandom = std::fs::File::open("/dev/urandom").unwrap();
+    block_on_in_netns(rig, move || async move {
+        let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+        let mut value = vec![0u8; size];
+        for i in 0..n {
+            urandom.read_exact(&mut value).unwrap();
+            client
+                .put(format!("{prefix}{i}"), value.clone(), None)
+                .await
+                .unwrap();
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+/// A tmpfs of `size` bytes that only the recorder sees, on `disk/` in the rig's dir.
+fn small_disk(rig: &Rig, size: u64) -> SmallDisk {
+    let dir = rig.dir.0.join("disk");
+    std::fs::create_dir(&dir).unwrap();
+    SmallDisk::mount(&dir, size)
+}
+
+/// A recorder whose disk fills up stops by itself: it says why in the OS's words, leaves
+/// nothing attached, and closes its file, which keeps every whole block, with its index
+/// (or, if even that does not fit, readable by scanning, as it says).
+#[test]
+fn a_full_disk_stops_the_recording_and_keeps_the_file() {
+    let rig = Rig::start("full");
+    let disk = small_disk(&rig, 2 << 20);
+    let rec = rig.record_with(disk.command(bin()), &disk.dir.join("full.etr"), &[]);
+    let held = bpf_ids_of(rec.pid());
+    assert!(!held.progs.is_empty(), "the recorder holds its programs");
+    // About 6 MB of capture for a 2 MB disk.
+    put_random(&rig, "/full/", 100, 32 << 10, Duration::ZERO);
+    let (status, log) = rec.wait_for_exit(Duration::from_secs(60)).unwrap();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(
+        log.contains(&format!(
+            "error: writing the capture {}: No space left on device",
+            disk.dir.join("full.etr").display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("the eBPF programs are detached"), "{log}");
+    // The closing summary follows.
+    assert!(log.contains("recorded ") && log.contains("lost "), "{log}");
+    assert_eq!(still_loaded(&held), BpfIds::default(), "{log}");
+    assert_nothing_on_lo(&rig);
+
+    let path = disk.outside("full.etr");
+    let out = etcd_trace(&["info", "--format", "json", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let indexed = log.contains("full.etr is closed with its index");
+    if indexed {
+        assert_eq!(info["index"], "present", "{log}");
+    } else {
+        assert!(log.contains("the file opens by scanning"), "{log}");
+        assert_eq!(info["index"], "recovered", "{log}");
+    }
+    let (_, events) = read_events(&path);
+    assert_eq!(
+        Some(events.len() as u64),
+        number_after(&log, "recorded "),
+        "{log}"
+    );
+    // The puts recorded before the disk filled up, from the first one on.
+    let puts: Vec<usize> = of(&replay_json(&path, &[]), "/etcdserverpb.KV/Put")
+        .iter()
+        .map(|r| {
+            r["key"].as_str().unwrap()["/full/".len()..]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(puts.len() >= 10, "{puts:?}\n{log}");
+    assert_eq!(puts, (0..puts.len()).collect::<Vec<_>>(), "{log}");
+}
+
+/// A flight recorder (rotation with --keep) on a full disk removes its oldest files, one
+/// at a time, says so, and goes on recording; each file left opens with its index.
+#[test]
+fn a_flight_recorder_makes_room_on_a_full_disk() {
+    let rig = Rig::start("room");
+    let disk = small_disk(&rig, 4 << 20);
+    let rec = rig.record_with(
+        disk.command(bin()),
+        &disk.dir.join("room.etr"),
+        &["--rotate-size", "1", "--keep", "20"],
+    );
+    // About 10 MB of capture, at about 1 MB a second, for a 4 MB disk.
+    let puts = 400;
+    put_random(&rig, "/room/", puts, 24 << 10, Duration::from_millis(20));
+    let log = stop_cleanly(rec);
+    assert!(
+        log.contains(&format!(
+            "disk full: removed the oldest capture {}",
+            disk.dir.join("room-0001.etr").display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("to make room on a full disk"), "{log}");
+    let files = disk.files();
+    assert!(!files.contains(&"room-0001.etr".to_string()), "{files:?}");
+    // Every file but the newest reached 1 MiB before the next one started: more of them
+    // than the disk holds went through it.
+    let newest = files.last().unwrap();
+    let number: u64 = newest["room-".len()..newest.len() - ".etr".len()]
+        .parse()
+        .unwrap();
+    assert!(number - 1 > 4, "{files:?}\n{log}");
+    // Each file left opens with its index, and the last put, long after the disk first
+    // filled up, is in one of them (a file may start or end inside a call, so its
+    // request and etcd's WAL write are looked for, not a decoded call).
+    let key = format!("/room/{}", puts - 1);
+    let mut holds_last = false;
+    for f in &files {
+        let (reader, events) = read_events(&disk.outside(f));
+        assert_eq!(*reader.index_state(), IndexState::Present, "{f}");
+        holds_last |= events.iter().any(|e| match e {
+            Event::Packet(p) => contains(&p.payload, key.as_bytes()),
+            Event::Syscall(s) => contains(&s.data, key.as_bytes()),
+            _ => false,
+        });
+    }
+    assert!(holds_last, "{key} is in none of {files:?}\n{log}");
 }
 
 /// `info --format json` carries the keys that scripts rely on.

@@ -373,6 +373,39 @@ fn writer_accounting_and_auto_flush() {
     assert_eq!(reader.events().count(), 0);
 }
 
+/// An index closes a file at any point (as after a write that failed for good), with the
+/// blocks written so far; blocks written after it go over it, and the next index ends
+/// the file.
+#[test]
+fn an_early_index_is_replaced_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("early.etrace");
+    let events = varied_events(&mut Rng(9), 30);
+    let mut writer = CaptureWriter::create_with(&path, &sample_header(), small_blocks(10)).unwrap();
+    for e in &events[..15] {
+        writer.push(e).unwrap();
+    }
+    let early = writer.write_index().unwrap();
+    assert_eq!((early.events_written, early.blocks_written), (10, 1));
+    assert_eq!(writer.unwritten_events(), 5);
+    let reader = CaptureReader::open(&path).unwrap();
+    assert_eq!(*reader.index_state(), IndexState::Present);
+    assert_eq!(drain(reader.events()).0, events[..10]);
+
+    for e in &events[15..] {
+        writer.push(e).unwrap();
+    }
+    let summary = writer.finish().unwrap();
+    assert_eq!(summary.events_written, 30);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        summary.bytes_written
+    );
+    let reader = CaptureReader::open(&path).unwrap();
+    assert_eq!(*reader.index_state(), IndexState::Present);
+    assert_eq!(drain(reader.events()).0, events);
+}
+
 #[test]
 fn events_between_uses_the_time_range() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,7 +3,7 @@
 //! loses at most the unsealed batch), and appends the index when recording stops.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::block::{BlockBuilder, DEFAULT_ZSTD_LEVEL, MAX_BLOCK_RAW_LEN};
@@ -47,18 +47,27 @@ pub struct WriteSummary {
 
 /// Writes one capture file. Call [`CaptureWriter::finish`] to write the index; a file
 /// left without one (crash, kill) is still readable by scanning its blocks.
+///
+/// A write that fails (a full disk) leaves the file as it was before it: the bytes of
+/// the cut write are cut off again, and the block is kept, so that calling
+/// [`CaptureWriter::flush_block`] tries it again once there is room, or
+/// [`CaptureWriter::write_index`] closes the file with the blocks it holds.
 pub struct CaptureWriter {
-    out: BufWriter<File>,
-    /// File offset of the next byte written.
+    file: File,
+    /// File offset of the next byte written: the end of the last whole block.
     pos: u64,
     builder: BlockBuilder,
+    /// The sealed block on its way to the file (frame header and payload), and where it
+    /// goes in the index; it stays here until a write of it succeeds.
+    block_bytes: Vec<u8>,
+    unwritten: Option<BlockInfo>,
+    /// A write failed: the file may hold bytes past `pos`, and its position may be
+    /// anywhere. They are cut off before the next write.
+    cut: bool,
     index: Index,
     options: WriterOptions,
     events_written: u64,
     counts: KindCounts,
-    /// After a failed write the file's tail is unknown, so the writer refuses more work
-    /// rather than record wrong offsets in the index.
-    failed: bool,
 }
 
 impl CaptureWriter {
@@ -67,6 +76,7 @@ impl CaptureWriter {
         Self::create_with(path, header, WriterOptions::default())
     }
 
+    /// A file whose header could not be written is removed again: it would not open.
     pub fn create_with(
         path: impl AsRef<Path>,
         header: &Header,
@@ -79,25 +89,29 @@ impl CaptureWriter {
         };
         let preamble = encode_preamble(header)?;
         let builder = BlockBuilder::new(options.zstd_level)?;
-        let file = create_private(path.as_ref())?;
-        let mut out = BufWriter::with_capacity(256 << 10, file);
-        out.write_all(&preamble)?;
-        out.flush()?;
+        let mut file = create_private(path.as_ref())?;
+        if let Err(e) = file.write_all(&preamble) {
+            drop(file);
+            let _ = std::fs::remove_file(path.as_ref());
+            return Err(e);
+        }
         Ok(CaptureWriter {
-            out,
+            file,
             pos: preamble.len() as u64,
             builder,
+            block_bytes: Vec::new(),
+            unwritten: None,
+            cut: false,
             index: Index::default(),
             options,
             events_written: 0,
             counts: KindCounts::default(),
-            failed: false,
         })
     }
 
-    /// Buffer one event, sealing and writing a block when the batch is full.
+    /// Buffer one event, sealing and writing a block when the batch is full. When the
+    /// write fails, the event is kept all the same (in the block that waits).
     pub fn push(&mut self, event: &Event) -> io::Result<()> {
-        self.check_usable()?;
         self.builder.push(event)?;
         if self.builder.len() >= self.options.max_block_events
             || self.builder.raw_len() >= self.options.max_block_bytes
@@ -108,37 +122,57 @@ impl CaptureWriter {
     }
 
     /// Seal the buffered events into a block and write it through to the file (not
-    /// fsynced). Nothing happens when no event is buffered.
+    /// fsynced), after the block of a failed write, if one waits. Nothing happens when no
+    /// event is buffered and no block waits.
     pub fn flush_block(&mut self) -> io::Result<()> {
-        self.check_usable()?;
-        let result = self.write_block();
-        if result.is_err() {
-            self.failed = true;
+        self.write_unwritten()?;
+        if let Some(block) = self.builder.seal()? {
+            self.block_bytes.clear();
+            self.block_bytes.extend_from_slice(&block.frame.to_bytes());
+            self.block_bytes.extend_from_slice(block.payload);
+            self.unwritten = Some(BlockInfo {
+                offset: 0,
+                len: block.frame.frame_len(),
+                event_count: block.frame.event_count,
+                first_ts: block.frame.first_ts,
+                last_ts: block.frame.last_ts,
+                counts: block.counts,
+            });
         }
-        result
+        self.write_unwritten()
     }
 
-    fn write_block(&mut self) -> io::Result<()> {
-        let Some(block) = self.builder.seal()? else {
+    fn write_unwritten(&mut self) -> io::Result<()> {
+        let Some(block) = self.unwritten else {
             return Ok(());
         };
-        let frame_bytes = block.frame.to_bytes();
-        self.out.write_all(&frame_bytes)?;
-        self.out.write_all(block.payload)?;
-        self.out.flush()?;
-        let len = block.frame.frame_len();
+        self.cut_back()?;
+        if let Err(e) = self.file.write_all(&self.block_bytes) {
+            self.cut = true;
+            // The cut write's bytes go at once: they are room that others may need.
+            let _ = self.cut_back();
+            return Err(e);
+        }
         self.index.blocks.push(BlockInfo {
             offset: self.pos,
-            len,
-            event_count: block.frame.event_count,
-            first_ts: block.frame.first_ts,
-            last_ts: block.frame.last_ts,
-            counts: block.counts,
+            ..block
         });
-        self.pos += len;
-        self.events_written += u64::from(block.frame.event_count);
+        self.unwritten = None;
+        self.pos += block.len;
+        self.events_written += u64::from(block.event_count);
         for (total, n) in self.counts.iter_mut().zip(block.counts) {
             *total += n;
+        }
+        Ok(())
+    }
+
+    /// After a failed write, cut the file back to its last whole block and write on from
+    /// there.
+    fn cut_back(&mut self) -> io::Result<()> {
+        if self.cut {
+            self.file.set_len(self.pos)?;
+            self.file.seek(SeekFrom::Start(self.pos))?;
+            self.cut = false;
         }
         Ok(())
     }
@@ -152,10 +186,29 @@ impl CaptureWriter {
     /// Write the last block and the index, and fsync the file.
     pub fn finish(mut self) -> io::Result<WriteSummary> {
         self.flush_block()?;
+        self.write_index()
+    }
+
+    /// Write the index of the blocks written so far, and fsync the file: what `finish`
+    /// does after the last block. After a write that failed for good, this closes the
+    /// file with the blocks it holds; the events not written
+    /// ([`CaptureWriter::unwritten_events`]) are left out. When it fails, the file ends
+    /// at its last whole block (it opens by scanning), and it may be tried again.
+    pub fn write_index(&mut self) -> io::Result<WriteSummary> {
         let tail = self.index.encode_tail(self.pos)?;
-        self.out.write_all(&tail)?;
-        self.out.flush()?;
-        self.out.get_ref().sync_all()?;
+        // The index goes right after the last whole block, whatever came after it.
+        self.cut = true;
+        self.cut_back()?;
+        let written = self
+            .file
+            .write_all(&tail)
+            .and_then(|()| self.file.sync_all());
+        // Blocks written after this go over the index, and a new one follows them.
+        self.cut = true;
+        if let Err(e) = written {
+            let _ = self.cut_back();
+            return Err(e);
+        }
         Ok(WriteSummary {
             bytes_written: self.pos + tail.len() as u64,
             events_written: self.events_written,
@@ -184,17 +237,13 @@ impl CaptureWriter {
         self.builder.len()
     }
 
-    pub fn blocks_written(&self) -> u64 {
-        self.index.blocks.len() as u64
+    /// Events pushed and not in the file: buffered, or in a block whose write failed.
+    pub fn unwritten_events(&self) -> u64 {
+        u64::from(self.builder.len()) + self.unwritten.map_or(0, |b| u64::from(b.event_count))
     }
 
-    fn check_usable(&self) -> io::Result<()> {
-        if self.failed {
-            return Err(io::Error::other(
-                "an earlier write to the capture file failed; the writer is stopped",
-            ));
-        }
-        Ok(())
+    pub fn blocks_written(&self) -> u64 {
+        self.index.blocks.len() as u64
     }
 }
 

@@ -10,7 +10,8 @@ use crate::capture::EventKind;
 use crate::cli::{BufferArg, PriorityArg, RecordArgs};
 use crate::output::human_bytes;
 use crate::record::priority::WriterPriority;
-use crate::record::{self, BufferKind, RecordOptions};
+use crate::record::sink::SinkFailure;
+use crate::record::{self, BufferKind, RecordOptions, RecordSummary};
 
 pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
     let mut opts = RecordOptions::new(args.output.clone());
@@ -73,6 +74,9 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     }
     let summary = record::run(opts, stop)?;
     let s = &summary.sink;
+    if let Some(failure) = &s.failure {
+        report_failure(failure, &summary);
+    }
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
         "recorded {} events in {:.1} s ({:.0}/s): packet {}, syscall {}, tls {}, loss records {}",
@@ -93,10 +97,13 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
             .map(|f| f.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        if s.removed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({} older files removed by --keep)", s.removed.len())
+        match (s.removed.len() - s.removed_for_room, s.removed_for_room) {
+            (0, 0) => String::new(),
+            (keep, 0) => format!(" ({keep} older files removed by --keep)"),
+            (0, room) => format!(" ({room} older files removed to make room on a full disk)"),
+            (keep, room) => format!(
+                " ({keep} older files removed by --keep, {room} to make room on a full disk)"
+            ),
         }
     );
     eprintln!(
@@ -129,5 +136,39 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if s.failure.is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Why the recording stopped before it was asked to, and what the open file keeps; the
+/// usual summary follows.
+fn report_failure(failure: &SinkFailure, summary: &RecordSummary) {
+    eprintln!("error: {}", failure.error);
+    eprintln!("the recording stopped there and the eBPF programs are detached");
+    if let Some(closed) = &failure.closed {
+        let holds = format!(
+            "{} whole blocks, {} events",
+            closed.holds.blocks_written, closed.holds.events_written
+        );
+        match &closed.index_error {
+            None => eprintln!(
+                "{} is closed with its index ({holds})",
+                closed.path.display()
+            ),
+            Some(e) => eprintln!(
+                "error: the index of {} could not be written either: {e}; the file opens by \
+                 scanning ({holds})",
+                closed.path.display()
+            ),
+        }
+    }
+    let s = &summary.sink;
+    let from_kernel = s.events - s.counts[EventKind::Loss.slot()];
+    let missing = summary.kernel_sent.saturating_sub(from_kernel);
+    if missing > 0 {
+        eprintln!("{missing} events the kernel handed over were not written");
+    }
 }

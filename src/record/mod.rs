@@ -1,6 +1,8 @@
 //! The recorder (Linux, `record` feature): opens the eBPF skeleton, configures it, loads
 //! and attaches it, drains the event buffer into the capture writer, and on stop detaches
-//! everything, drains what is left, writes the index and reports.
+//! everything, drains what is left, writes the index and reports. A capture writer that
+//! fails (a full disk) ends the recording too: everything is detached, and the summary
+//! says why.
 
 pub mod attach;
 pub mod go_binary;
@@ -152,11 +154,14 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     tx.finishing();
     let writer_raises = tx.writer_raises();
     drop(tx);
-    let sink_result = writer
+    let sink = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the capture writer thread panicked"))?;
-    drained?;
-    let sink = sink_result?;
+    // A writer that failed ends the drain loop too; its summary says why.
+    match drained {
+        Err(e) if sink.failure.is_some() && e.downcast_ref::<sink::WriterStopped>().is_some() => {}
+        drained => drained?,
+    }
 
     let kernel_sent = read_counter(&skel, COUNTER_SENT)?;
     let lost = read_counter(&skel, COUNTER_LOST)?;

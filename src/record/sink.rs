@@ -3,7 +3,13 @@
 //! incidents (a flight recorder keeping the newest N). Compression and the redaction of
 //! secrets run here, and the per-CPU buffers' events are put back in order (`order`), off
 //! the thread that drains the kernel buffers.
+//!
+//! A write that fails stops the writer (its summary says why) after it has closed the
+//! file with the index of the blocks written. On a full disk, a flight recorder
+//! (rotation with `--keep`) first removes the oldest files of its own set, one at a
+//! time, and goes on.
 
+use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -11,14 +17,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, Header, KindCounts};
+use crate::capture::{CaptureWriter, Event, Header, KindCounts, WriteSummary};
 use crate::redact::{ScrubReport, SecretScrubber};
+use crate::units::human_bytes;
 
 pub enum SinkMessage {
     /// Events as the kernel wrote them (bpf/events.h), parsed here.
@@ -93,7 +100,11 @@ pub fn raw_ranges(bytes: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 #[derive(Debug, Default, Clone)]
 pub struct SinkSummary {
     pub files: Vec<PathBuf>,
+    /// The files of `files` removed again, oldest first: by `--keep`, or
+    /// (`removed_for_room` of them) to make room on a full disk.
     pub removed: Vec<PathBuf>,
+    pub removed_for_room: usize,
+    /// Events in the files (removed ones too).
     pub events: u64,
     pub bytes: u64,
     /// Events per kind, in `EventKind::ALL` order.
@@ -104,7 +115,36 @@ pub struct SinkSummary {
     /// reason.
     pub malformed: u64,
     pub first_malformed: Option<String>,
+    /// Why the writer stopped before the end of the recording, if it did.
+    pub failure: Option<SinkFailure>,
 }
+
+/// A write that failed for good, and what became of the file being written.
+#[derive(Debug, Clone)]
+pub struct SinkFailure {
+    /// With the file, in the OS's words: "writing the capture x.etr: No space left on
+    /// device (os error 28)".
+    pub error: String,
+    /// The file that was open; none when a new one could not be created.
+    pub closed: Option<ClosedFile>,
+}
+
+/// The file that was open when the writer stopped.
+#[derive(Debug, Clone)]
+pub struct ClosedFile {
+    pub path: PathBuf,
+    /// Its whole blocks, the only ones it keeps.
+    pub holds: WriteSummary,
+    /// Why its index could not be written either, if it could not: the file then ends
+    /// at its last whole block and opens by scanning.
+    pub index_error: Option<String>,
+}
+
+/// What sending to a writer that has stopped returns; the writer's summary says why it
+/// stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the capture writer stopped")]
+pub struct WriterStopped;
 
 #[derive(Debug, Clone)]
 pub struct Rotation {
@@ -132,16 +172,102 @@ pub fn rotated_path(base: &Path, n: u32) -> PathBuf {
     base.with_file_name(name)
 }
 
+/// The file being written and the set it belongs to, with what went into them: what a
+/// write needs to make room on a full disk.
+struct Output {
+    rotation: Rotation,
+    writer: Option<CaptureWriter>,
+    summary: SinkSummary,
+}
+
+impl Output {
+    /// Runs `op` on the open file. On a full disk, when the set's oldest files may go
+    /// (`--keep`), removes the oldest, says so, and runs `op` again, until it succeeds
+    /// or no file is left but the open one. Errors name the file.
+    fn write<T>(&mut self, mut op: impl FnMut(&mut CaptureWriter) -> io::Result<T>) -> Result<T> {
+        loop {
+            let w = self.writer.as_mut().expect("a file is open while writing");
+            match op(w) {
+                Ok(v) => return Ok(v),
+                Err(e) if self.make_room(&e) => continue,
+                Err(e) => {
+                    let path = self.summary.files.last().cloned().unwrap_or_default();
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("writing the capture {}", path.display())));
+                }
+            }
+        }
+    }
+
+    /// Writes an event that needs no more redaction.
+    fn push(&mut self, ev: &Event) -> Result<()> {
+        self.summary.events += 1;
+        self.summary.counts[ev.kind().slot()] += 1;
+        // A failed push keeps the event in the block that waits: a retry writes that.
+        let mut pushed = false;
+        self.write(|w| {
+            if std::mem::replace(&mut pushed, true) {
+                w.flush_block()
+            } else {
+                w.push(ev)
+            }
+        })
+    }
+
+    /// Whether `error` is a full disk and the oldest file of the set was removed (never
+    /// the open one), so that writing may be tried again.
+    fn make_room(&mut self, error: &io::Error) -> bool {
+        let full = matches!(
+            error.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        );
+        if !full || self.rotation.keep.is_none() {
+            return false;
+        }
+        let Some((old, removed)) = self.remove_oldest() else {
+            return false;
+        };
+        self.summary.removed_for_room += 1;
+        match removed {
+            Ok(size) => eprintln!(
+                "disk full: removed the oldest capture {} ({}) to go on",
+                old.display(),
+                human_bytes(size)
+            ),
+            Err(e) => eprintln!(
+                "disk full: could not remove the oldest capture {} ({e}); trying the next",
+                old.display()
+            ),
+        }
+        true
+    }
+
+    /// Removes the oldest file of the set that is not open: its path and size. `None`
+    /// when no such file is left.
+    fn remove_oldest(&mut self) -> Option<(PathBuf, io::Result<u64>)> {
+        let s = &mut self.summary;
+        let open = usize::from(self.writer.is_some());
+        if s.files.len() - s.removed.len() <= open {
+            return None;
+        }
+        let old = s.files[s.removed.len()].clone();
+        let size = std::fs::metadata(&old).map(|m| m.len());
+        let removed = std::fs::remove_file(&old).and(size);
+        s.removed.push(old.clone());
+        Some((old, removed))
+    }
+}
+
 struct Sink {
     base: PathBuf,
     header: Header,
-    rotation: Rotation,
-    writer: Option<CaptureWriter>,
+    out: Output,
     opened_at: Instant,
     file_no: u32,
-    summary: SinkSummary,
     /// Bytes and events of the files already finished.
     done_bytes: u64,
+    done_events: u64,
+    done_counts: KindCounts,
     /// Events of the per-CPU buffers on their way back into one order.
     order: TimeOrder,
     scrubber: Option<SecretScrubber>,
@@ -152,7 +278,7 @@ struct Sink {
 
 impl Sink {
     fn current_path(&self) -> PathBuf {
-        if self.rotation.enabled() {
+        if self.out.rotation.enabled() {
             rotated_path(&self.base, self.file_no)
         } else {
             self.base.clone()
@@ -162,32 +288,92 @@ impl Sink {
     fn open_next(&mut self) -> Result<()> {
         self.file_no += 1;
         let path = self.current_path();
-        let writer = CaptureWriter::create(&path, &self.header)
-            .with_context(|| format!("creating capture file {}", path.display()))?;
-        self.writer = Some(writer);
+        let writer = loop {
+            match CaptureWriter::create(&path, &self.header) {
+                Ok(w) => break w,
+                Err(e) if self.out.make_room(&e) => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("creating capture file {}", path.display())))
+                }
+            }
+        };
+        self.out.writer = Some(writer);
         self.opened_at = Instant::now();
-        self.summary.files.push(path);
-        if let Some(keep) = self.rotation.keep {
-            while self.summary.files.len() - self.summary.removed.len() > keep {
-                let old = self.summary.files[self.summary.removed.len()].clone();
-                let _ = std::fs::remove_file(&old);
-                self.summary.removed.push(old);
+        self.out.summary.files.push(path);
+        if let Some(keep) = self.out.rotation.keep {
+            let s = &self.out.summary;
+            for _ in keep..s.files.len() - s.removed.len() {
+                self.out.remove_oldest();
             }
         }
         Ok(())
     }
 
-    fn finish_current(&mut self) -> Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            let report = self.scrubber.as_ref().map(SecretScrubber::report);
+    /// Give the open file its share of the redaction report, as it stands.
+    fn set_redaction(&mut self) {
+        let report = self.scrubber.as_ref().map(SecretScrubber::report);
+        if let Some(w) = self.out.writer.as_mut() {
             w.set_redaction(report.map(|r| r.since(&self.scrubbed_before)));
-            if let Some(r) = report {
-                self.scrubbed_before = r.clone();
-            }
-            let written = w.finish().context("writing the capture index")?;
-            self.done_bytes += written.bytes_written;
+        }
+    }
+
+    /// Write the open file's last block and index, and count it as done.
+    fn finish_current(&mut self) -> Result<()> {
+        if self.out.writer.is_none() {
+            return Ok(());
+        }
+        self.set_redaction();
+        self.out.write(CaptureWriter::flush_block)?;
+        let written = self.out.write(CaptureWriter::write_index)?;
+        self.out.writer = None;
+        self.count_done(&written);
+        if let Some(scrubber) = &self.scrubber {
+            self.scrubbed_before = scrubber.report().clone();
         }
         Ok(())
+    }
+
+    fn count_done(&mut self, written: &WriteSummary) {
+        self.done_bytes += written.bytes_written;
+        self.done_events += written.events_written;
+        for (total, n) in self.done_counts.iter_mut().zip(written.counts) {
+            *total += n;
+        }
+    }
+
+    /// After a write failed for good: close the open file with the index of its whole
+    /// blocks if that can be written, and count only what the files hold.
+    fn stop_on(&mut self, error: anyhow::Error) {
+        self.set_redaction();
+        let closed = self.out.writer.take().map(|mut w| {
+            let (holds, index_error) = match w.write_index() {
+                Ok(written) => (written, None),
+                Err(e) => {
+                    let holds = WriteSummary {
+                        bytes_written: w.bytes_written(),
+                        events_written: w.events_written(),
+                        blocks_written: w.blocks_written(),
+                        counts: w.counts(),
+                    };
+                    (holds, Some(e.to_string()))
+                }
+            };
+            self.count_done(&holds);
+            ClosedFile {
+                path: self.out.summary.files.last().cloned().unwrap_or_default(),
+                holds,
+                index_error,
+            }
+        });
+        let s = &mut self.out.summary;
+        s.events = self.done_events;
+        s.counts = self.done_counts;
+        s.redaction = self.scrubber.as_ref().map(|r| r.report().clone());
+        s.failure = Some(SinkFailure {
+            error: format!("{error:#}"),
+            closed,
+        });
     }
 
     /// Parse a batch straight into the time order, counting what does not parse. Each
@@ -204,9 +390,9 @@ impl Sink {
                         None => self.order.push(ev),
                     },
                     Err(e) => {
-                        self.summary.malformed += 1;
-                        if self.summary.first_malformed.is_none() {
-                            self.summary.first_malformed = Some(e.to_string());
+                        self.out.summary.malformed += 1;
+                        if self.out.summary.first_malformed.is_none() {
+                            self.out.summary.first_malformed = Some(e.to_string());
                         }
                     }
                 }
@@ -222,8 +408,7 @@ impl Sink {
         let Sink {
             order,
             scrubber,
-            writer,
-            summary,
+            out,
             ..
         } = self;
         let mut result = Ok(());
@@ -231,7 +416,7 @@ impl Sink {
         // cache: no batch-sized vectors of events between the stages.
         let mut write = |ev: Event| {
             if result.is_ok() {
-                result = write_final(writer, summary, &ev);
+                result = out.push(&ev);
             }
         };
         order.release(before, |ev| match scrubber.as_mut() {
@@ -242,16 +427,15 @@ impl Sink {
     }
 
     fn flush(&mut self) -> Result<()> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush_block().context("flushing a block")?;
+        if self.out.writer.is_some() {
+            self.out.write(CaptureWriter::flush_block)?;
         }
-        let due = self.rotation.enabled()
-            && (self
-                .rotation
+        let rotation = &self.out.rotation;
+        let due = rotation.enabled()
+            && (rotation
                 .size_bytes
                 .is_some_and(|s| self.current_bytes() >= s)
-                || self
-                    .rotation
+                || rotation
                     .interval
                     .is_some_and(|i| self.opened_at.elapsed() >= i));
         if due {
@@ -262,20 +446,8 @@ impl Sink {
     }
 
     fn current_bytes(&self) -> u64 {
-        self.writer.as_ref().map_or(0, |w| w.bytes_written())
+        self.out.writer.as_ref().map_or(0, |w| w.bytes_written())
     }
-}
-
-/// Writes an event that needs no more redaction.
-fn write_final(
-    writer: &mut Option<CaptureWriter>,
-    summary: &mut SinkSummary,
-    ev: &Event,
-) -> Result<()> {
-    let w = writer.as_mut().expect("a file is open while writing");
-    summary.events += 1;
-    summary.counts[ev.kind().slot()] += 1;
-    w.push(ev).context("writing events")
 }
 
 /// Running totals the drain loop reads for its status line.
@@ -299,9 +471,7 @@ impl SinkSender {
             self.schedule.flush_asked();
         }
         self.schedule.sent();
-        self.tx
-            .send(msg)
-            .map_err(|_| anyhow::anyhow!("the capture writer stopped"))
+        self.tx.send(msg).map_err(|_| WriterStopped.into())
     }
 
     /// Raise an idle writer that has fallen behind (called each round of the drain loop).
@@ -327,16 +497,20 @@ pub fn spawn(
     scrubber: Option<SecretScrubber>,
     priority: WriterPriority,
     progress: Arc<SinkProgress>,
-) -> Result<(SinkSender, JoinHandle<Result<SinkSummary>>)> {
+) -> Result<(SinkSender, JoinHandle<SinkSummary>)> {
     let mut sink = Sink {
         base,
         header,
-        rotation,
-        writer: None,
+        out: Output {
+            rotation,
+            writer: None,
+            summary: SinkSummary::default(),
+        },
         opened_at: Instant::now(),
         file_no: 0,
-        summary: SinkSummary::default(),
         done_bytes: 0,
+        done_events: 0,
+        done_counts: KindCounts::default(),
         order: TimeOrder::default(),
         scrubber,
         scrubbed_before: ScrubReport::default(),
@@ -352,15 +526,32 @@ pub fn spawn(
     Ok((SinkSender { tx, schedule }, handle))
 }
 
+/// The writer thread: everything sent, into the files, until the channel closes or a
+/// write fails for good.
 fn run(
     mut sink: Sink,
     rx: Receiver<SinkMessage>,
     schedule: &WriterSchedule,
     progress: &SinkProgress,
-) -> Result<SinkSummary> {
+) -> SinkSummary {
     if let Err(e) = schedule.enter_writer() {
         eprintln!("note: the capture writer runs at normal priority ({e})");
     }
+    // The channel closes when this returns, even on a failure: the drain loop then
+    // stops, and detaches, while the file is being closed.
+    if let Err(e) = write_all(&mut sink, rx, schedule, progress) {
+        sink.stop_on(e);
+    }
+    sink.out.summary.bytes = sink.done_bytes;
+    sink.out.summary
+}
+
+fn write_all(
+    sink: &mut Sink,
+    rx: Receiver<SinkMessage>,
+    schedule: &WriterSchedule,
+    progress: &SinkProgress,
+) -> Result<()> {
     for msg in rx {
         schedule.taken();
         match msg {
@@ -385,13 +576,11 @@ fn run(
     sink.write_handed_over(None)?;
     if let Some(scrubber) = sink.scrubber.as_mut() {
         for ev in scrubber.finish() {
-            write_final(&mut sink.writer, &mut sink.summary, &ev)?;
+            sink.out.push(&ev)?;
         }
-        sink.summary.redaction = Some(scrubber.report().clone());
+        sink.out.summary.redaction = Some(scrubber.report().clone());
     }
-    sink.finish_current()?;
-    sink.summary.bytes = sink.done_bytes;
-    Ok(sink.summary)
+    sink.finish_current()
 }
 
 #[cfg(test)]
@@ -412,7 +601,7 @@ mod tests {
     }
 
     /// A writer of one file at `path`, without rotation or redaction.
-    fn spawn_plain(path: &Path) -> (SinkSender, JoinHandle<Result<SinkSummary>>) {
+    fn spawn_plain(path: &Path) -> (SinkSender, JoinHandle<SinkSummary>) {
         let rotation = Rotation {
             size_bytes: None,
             interval: None,
@@ -458,7 +647,7 @@ mod tests {
         };
         assert_eq!(events, 1, "the flush wrote the event that waited");
         drop(tx);
-        assert_eq!(writer.join().unwrap().unwrap().events, 1);
+        assert_eq!(writer.join().unwrap().events, 1);
     }
 
     /// A raw TLS event goes through the sink into the file as a TLS event, counted as
@@ -474,7 +663,7 @@ mod tests {
         batch.push(&layout::syscall_raw(3, 2, &[], b""));
         tx.send(SinkMessage::Raw(batch)).unwrap();
         drop(tx);
-        let summary = writer.join().unwrap().unwrap();
+        let summary = writer.join().unwrap();
         assert_eq!(summary.events, 2);
         assert_eq!(summary.malformed, 0);
         assert_eq!(summary.counts[crate::capture::EventKind::Tls.slot()], 1);

@@ -14,6 +14,8 @@ pub use etcd_trace::testbed::{
 };
 
 #[cfg(feature = "record")]
+pub mod small_disk;
+#[cfg(feature = "record")]
 pub mod uprobes;
 
 pub fn bin() -> PathBuf {
@@ -94,14 +96,23 @@ impl Rig {
 
     /// Record the rig's etcd (and what `extra` adds) into `capture`.
     pub fn record_to(&self, capture: &Path, extra: &[&str]) -> RecorderProcess {
-        let mut args = vec![
-            "-o".to_string(),
-            capture.display().to_string(),
-            "--pid".to_string(),
-            self.etcd.pid().to_string(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        RecorderProcess::start(&bin(), &args).unwrap()
+        self.record_with(Command::new(bin()), capture, extra)
+    }
+
+    /// Record as [`Rig::record_to`] does, with `command` for the binary: one that execs
+    /// it with the arguments added (`nsenter ... -- etcd-trace`).
+    pub fn record_with(
+        &self,
+        mut command: Command,
+        capture: &Path,
+        extra: &[&str],
+    ) -> RecorderProcess {
+        command
+            .args(["record", "-o"])
+            .arg(capture)
+            .args(["--pid", &self.etcd.pid().to_string()])
+            .args(extra);
+        RecorderProcess::start_command(command).unwrap()
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> Output {
@@ -135,6 +146,24 @@ impl Rig {
             .unwrap();
         child.wait_with_output().unwrap()
     }
+}
+
+/// `sh -c script` in a mount namespace of its own, with `$0` = `sh` (add the arguments
+/// that follow). Private: what it mounts is never seen outside, and goes when the last
+/// process in the namespace does.
+#[cfg(feature = "record")]
+pub fn sh_in_private_mount_ns(script: &str) -> Command {
+    let mut command = Command::new("unshare");
+    command.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]);
+    command
 }
 
 /// Stop a recorder with SIGINT, once what the last calls sent has had time to reach it,

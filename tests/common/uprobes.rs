@@ -67,14 +67,7 @@ fn uprobe_events() -> Vec<Uprobe> {
         None => {
             let script = "mount -t tracefs tracefs /sys/kernel/tracing && \
                           cat /sys/kernel/tracing/uprobe_events";
-            output_of(Command::new("unshare").args([
-                "--mount",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-                script,
-            ]))
+            output_of(&mut super::sh_in_private_mount_ns(script))
         }
     };
     text.lines().filter_map(parse_uprobe_event).collect()
@@ -214,5 +207,23 @@ pub fn loaded_bpf_ids() -> BpfIds {
     BpfIds {
         progs: ids(&["prog", "list"]),
         links: ids(&["link", "list"]),
+    }
+}
+
+/// What of `held` (the programs and links of a recorder that has ended) is still loaded
+/// after up to five seconds: the kernel lets go of what a dead process held soon, not at
+/// once.
+pub fn still_loaded(held: &BpfIds) -> BpfIds {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let loaded = loaded_bpf_ids();
+        let left = BpfIds {
+            progs: held.progs.intersection(&loaded.progs).copied().collect(),
+            links: held.links.intersection(&loaded.links).copied().collect(),
+        };
+        if left == BpfIds::default() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
