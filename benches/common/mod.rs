@@ -297,7 +297,7 @@ impl CaptureCounts {
                             *c.by_kind.entry(s.file.kind.name()).or_default() += 1;
                         }
                         Event::Loss(l) => c.lost += l.count,
-                        Event::Tls(_) => {}
+                        Event::Tls(_) | Event::Process(_) => {}
                     }
                 }
                 ReadItem::Damaged(_) => c.damaged += 1,

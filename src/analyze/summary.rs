@@ -199,6 +199,7 @@ impl SummaryBuilder {
                 c.first_ns = c.first_ns.min(t.ts_ns);
                 c.last_ns = c.last_ns.max(t.ts_ns);
             }
+            Event::Process(_) => {}
         }
     }
 
