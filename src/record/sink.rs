@@ -4,6 +4,7 @@
 //! secrets run here, and the per-CPU buffers' events are put back in order (`order`), off
 //! the thread that drains the kernel buffers.
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -17,14 +18,18 @@ use bytes::Bytes;
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, Header, KindCounts};
+use crate::capture::{CaptureWriter, Event, Header, KindCounts, ProcessChange, ProcessInfo};
 use crate::redact::{ScrubReport, SecretScrubber};
 
 pub enum SinkMessage {
     /// Events as the kernel wrote them (bpf/events.h), parsed here.
     Raw(RawBatch),
-    /// Events made in userspace (loss records).
+    /// Events made in userspace (loss records, etcd processes that start and end). A
+    /// process's start comes before any batch with its events.
     Events(Vec<Event>),
+    /// Processes the programs traced for a moment and let go: their events are dropped
+    /// (until one of these pids starts as a traced etcd again).
+    Untraced(Vec<u32>),
     /// Write out a block: everything handed over before `drained_ns` (less
     /// `order::HOLD_NS`) has been sent by now.
     Flush { drained_ns: u64 },
@@ -148,6 +153,8 @@ struct Sink {
     /// The scrubber's report when the current file was opened: each file's index keeps
     /// its own share.
     scrubbed_before: ScrubReport,
+    /// Processes let go (SinkMessage::Untraced).
+    untraced: HashSet<u32>,
 }
 
 impl Sink {
@@ -199,6 +206,7 @@ impl Sink {
             let area = layout::batch_stage(&bytes[raw.clone()]);
             for event in layout::batch_events(&bytes, raw) {
                 match event.and_then(|range| layout::parse(&bytes, range)) {
+                    Ok(ev) if self.is_untraced(&ev) => {}
                     Ok(ev) => match area {
                         Some(area) => self.order.push_from(area as usize, ev),
                         None => self.order.push(ev),
@@ -214,6 +222,32 @@ impl Sink {
         }
     }
 
+    /// An event of a process let go.
+    fn is_untraced(&self, ev: &Event) -> bool {
+        if self.untraced.is_empty() {
+            return false;
+        }
+        let pid = match ev {
+            Event::Syscall(s) => s.pid,
+            Event::Tls(t) => t.pid,
+            _ => return false,
+        };
+        self.untraced.contains(&pid)
+    }
+
+    /// Events made in userspace; a process that starts is traced, whatever its pid was
+    /// before.
+    fn take_events(&mut self, events: Vec<Event>) {
+        for ev in events {
+            if let Event::Process(p) = &ev {
+                if matches!(p.change, ProcessChange::Start { .. }) {
+                    self.untraced.remove(&p.pid);
+                }
+            }
+            self.order.push(ev);
+        }
+    }
+
     /// Writes, in time order, the events every CPU had certainly handed over by a drain
     /// that started at `drained_ns` (later ones wait for the next batch or flush), or
     /// with `None` at the end, all that wait.
@@ -224,6 +258,7 @@ impl Sink {
             scrubber,
             writer,
             summary,
+            header,
             ..
         } = self;
         let mut result = Ok(());
@@ -231,7 +266,7 @@ impl Sink {
         // cache: no batch-sized vectors of events between the stages.
         let mut write = |ev: Event| {
             if result.is_ok() {
-                result = write_final(writer, summary, &ev);
+                result = write_final(writer, summary, header, &ev);
             }
         };
         order.release(before, |ev| match scrubber.as_mut() {
@@ -266,15 +301,27 @@ impl Sink {
     }
 }
 
-/// Writes an event that needs no more redaction.
+/// Writes an event that needs no more redaction. The header of the next file (rotation)
+/// lists the etcd processes running when it is opened.
 fn write_final(
     writer: &mut Option<CaptureWriter>,
     summary: &mut SinkSummary,
+    header: &mut Header,
     ev: &Event,
 ) -> Result<()> {
     let w = writer.as_mut().expect("a file is open while writing");
     summary.events += 1;
     summary.counts[ev.kind().slot()] += 1;
+    if let Event::Process(p) = ev {
+        header.processes.retain(|known| known.pid != p.pid);
+        if let ProcessChange::Start { data_dir, cmdline } = &p.change {
+            header.processes.push(ProcessInfo {
+                pid: p.pid,
+                cmdline: cmdline.clone(),
+                data_dir: data_dir.clone(),
+            });
+        }
+    }
     w.push(ev).context("writing events")
 }
 
@@ -340,6 +387,7 @@ pub fn spawn(
         order: TimeOrder::default(),
         scrubber,
         scrubbed_before: ScrubReport::default(),
+        untraced: HashSet::new(),
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -369,7 +417,8 @@ fn run(
                 sink.take_raw(batch);
                 sink.write_handed_over(Some(drained_ns))?
             }
-            SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
+            SinkMessage::Events(evs) => sink.take_events(evs),
+            SinkMessage::Untraced(pids) => sink.untraced.extend(pids),
             SinkMessage::Flush { drained_ns } => {
                 sink.write_handed_over(Some(drained_ns))?;
                 sink.flush()?;
@@ -385,7 +434,7 @@ fn run(
     sink.write_handed_over(None)?;
     if let Some(scrubber) = sink.scrubber.as_mut() {
         for ev in scrubber.finish() {
-            write_final(&mut sink.writer, &mut sink.summary, &ev)?;
+            write_final(&mut sink.writer, &mut sink.summary, &mut sink.header, &ev)?;
         }
         sink.summary.redaction = Some(scrubber.report().clone());
     }
