@@ -929,8 +929,9 @@ int sys_exit(__u64 *ctx)
 
 /* ---------------------------------------------------------------- etcd processes */
 
-/* A process event, on its own, straight to this CPU's ring (or the perf buffer): rare,
- * and userspace acts on it at once (it probes a new etcd's TLS). */
+/* A process event, on its own, straight to this CPU's ring (or the perf buffer),
+ * waking the reader: these are rare, and a new etcd's TLS must be probed before it
+ * serves. */
 static __always_inline void process_event(void *ctx, __u32 tgid, __u8 change, __s32 exit_code)
 {
 	struct et_process ev = {
@@ -943,7 +944,7 @@ static __always_inline void process_event(void *ctx, __u32 tgid, __u8 change, __
 	long err;
 	if (use_ringbuf) {
 		void *ring = ring_of_this_cpu();
-		err = ring ? bpf_ringbuf_output(ring, &ev, sizeof(ev), RB_FLAGS) : -1;
+		err = ring ? bpf_ringbuf_output(ring, &ev, sizeof(ev), BPF_RB_FORCE_WAKEUP) : -1;
 	} else {
 		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
 	}

@@ -83,9 +83,17 @@ impl TlsProbes {
         TlsProbeOutcome { pid: p.pid, result }
     }
 
-    /// Drop the probes of a process (it ended).
+    /// Drop the probes of a process (it ended, or exec'd again). Detaching a uprobe waits
+    /// for the kernel (1.7 s for a process's 17 probes here), so they are dropped on a
+    /// thread of their own: the drain loop goes on, and probes an etcd started in the
+    /// dead one's place at once.
     pub fn detach(&mut self, pid: u32) {
-        self.links.remove(&pid);
+        if let Some(links) = self.links.remove(&pid) {
+            // Should the thread not start, the links are dropped here.
+            let _ = std::thread::Builder::new()
+                .name("uprobe-detach".into())
+                .spawn(move || drop(links));
+        }
     }
 
     /// Drop every probe.
