@@ -27,11 +27,19 @@ const volatile __u32 socket_data_limit = 0;
 const volatile __u32 trace_tls = 0;
 /* Report etcd's reads and writes on sockets of the traced ports (their times and sizes). */
 const volatile __u32 trace_socket_syscalls = 1;
-/* What to trace, fixed at load time so that the checks every syscall and segment on the
- * machine pass through are a few compares against constants, not map lookups. */
+/* What to trace: a few compares that every syscall and segment on the machine passes
+ * through, not map lookups. The ports are fixed at load time (constants to the
+ * verifier). The pids change while recording: with follow_exec, a process that execs a
+ * binary named etcd takes a free place in traced_pid_list, and a traced process's place
+ * is freed when it ends. Writable global data (mmapped), changed only by the programs,
+ * with compare-and-swap; userspace sets the first entries before loading. */
 #define MAX_TRACED 16 /* pids, and ports */
-const volatile __u32 traced_pid_count = 0;
-const volatile __u32 traced_pid_list[MAX_TRACED] = {};
+const volatile __u32 follow_exec = 0;
+/* The traced processes by tgid, 0 for a free place. A process's place also numbers its
+ * fd slots. 64-bit entries: clang has no 32-bit compare-and-swap for BPF before -mcpu=v3. */
+__u64 traced_pid_list[MAX_TRACED] = {};
+/* Places in use or used since loading (it only grows): the checks look no further. */
+__u64 traced_pid_count = 0;
 const volatile __u32 traced_port_count = 0;
 const volatile __u32 traced_port_list[MAX_TRACED] = {};
 /* Set when an interface's link-layer header is not Ethernet's 14 bytes (l2_len has it). */
@@ -41,6 +49,7 @@ const volatile __u32 packet_header_size = sizeof(struct et_packet);
 const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
 const volatile __u32 batch_header_size = sizeof(struct et_batch);
 const volatile __u32 tls_header_size = sizeof(struct et_tls);
+const volatile __u32 process_header_size = sizeof(struct et_process);
 const volatile __u32 packet_offsets[] = {
 	__builtin_offsetof(struct et_packet, ts_ns),
 	__builtin_offsetof(struct et_packet, sport),
@@ -76,6 +85,12 @@ const volatile __u32 tls_offsets[] = {
 	__builtin_offsetof(struct et_tls, rport),
 	__builtin_offsetof(struct et_tls, laddr),
 	__builtin_offsetof(struct et_tls, raddr),
+};
+const volatile __u32 process_offsets[] = {
+	__builtin_offsetof(struct et_process, pid),
+	__builtin_offsetof(struct et_process, ts_ns),
+	__builtin_offsetof(struct et_process, change),
+	__builtin_offsetof(struct et_process, exit_code),
 };
 
 #define ETH_HLEN 14
@@ -182,20 +197,29 @@ struct {
 	__type(value, struct stage);
 } stages SEC(".maps");
 
-/* Where v is among the first count entries of a load-time list, or -1. */
-static __always_inline int list_index(const volatile __u32 *list, __u32 count, __u32 v)
+/* Where v is among the first count entries of list (of MAX_TRACED), or -1. */
+#define list_index(list, count, v)                          \
+	({                                                  \
+		int __at = -1;                              \
+		__u64 __count = (count);                    \
+		_Pragma("unroll") for (int __i = 0; __i < MAX_TRACED; __i++) \
+		{                                           \
+			if (__i >= __count)                 \
+				break;                      \
+			if ((list)[__i] == (v)) {           \
+				__at = __i;                 \
+				break;                      \
+			}                                   \
+		}                                           \
+		__at;                                       \
+	})
+
+/* The place of a traced process, or -1. */
+static __always_inline int traced_pid_index(__u32 tgid)
 {
-#pragma unroll
-	for (int i = 0; i < MAX_TRACED; i++) {
-		if (i >= count)
-			return -1;
-		if (list[i] == v)
-			return i;
-	}
-	return -1;
+	return list_index(traced_pid_list, traced_pid_count, tgid);
 }
 
-#define traced_pid_index(tgid) list_index(traced_pid_list, traced_pid_count, (tgid))
 #define is_traced_pid(tgid) (traced_pid_index(tgid) >= 0)
 #define is_traced_port(port) (list_index(traced_port_list, traced_port_count, (port)) >= 0)
 
@@ -230,7 +254,8 @@ struct {
  * traced syscall here (its bucket and element are cold after etcd's own work), an array
  * slot is one cache line at a computed address. */
 #define FD_SLOTS 4096
-/* Read by userspace, which sizes fd_slots to FD_SLOTS per traced process. */
+/* Read by userspace, which sizes fd_slots to FD_SLOTS per place in traced_pid_list (all
+ * MAX_TRACED when following). A place taken again has its slots cleared first. */
 const volatile __u32 fd_slots_per_process = FD_SLOTS;
 struct fd_key {
 	__u32 tgid;
@@ -255,7 +280,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, FD_SLOTS); /* FD_SLOTS per traced process, set by userspace */
+	__uint(max_entries, FD_SLOTS); /* FD_SLOTS per place, set by userspace */
 	__type(key, __u32);
 	__type(value, struct fd_verdict);
 } fd_slots SEC(".maps");
@@ -902,6 +927,137 @@ int sys_exit(__u64 *ctx)
 		return 0;
 	}
 	return on_exit(ctx, call, ret);
+}
+
+/* ---------------------------------------------------------------- etcd processes */
+
+/* A process event, on its own, straight to this CPU's ring (or the perf buffer),
+ * waking the reader: these are rare, and a new etcd's TLS must be probed before it
+ * serves. */
+static __always_inline void process_event(void *ctx, __u32 tgid, __u8 change, __s32 exit_code)
+{
+	struct et_process ev = {
+		.type = ET_PROCESS,
+		.pid = tgid,
+		.ts_ns = bpf_ktime_get_ns(),
+		.change = change,
+		.exit_code = exit_code,
+	};
+	long err;
+	if (use_ringbuf) {
+		void *ring = ring_of_this_cpu();
+		err = ring ? bpf_ringbuf_output(ring, &ev, sizeof(ev), BPF_RB_FORCE_WAKEUP) : -1;
+	} else {
+		err = bpf_perf_event_output(ctx, &perf_events, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+	}
+	count(err ? COUNTER_LOST : COUNTER_SENT);
+}
+
+/* traced_pid_count is at least n. Each failed swap means another program raised it, which
+ * happens at most MAX_TRACED times: this many tries always succeed. */
+static __always_inline void raise_traced_pid_count(__u64 n)
+{
+#pragma unroll
+	for (int i = 0; i <= MAX_TRACED; i++) {
+		__u64 now = traced_pid_count;
+		if (now >= n || __sync_val_compare_and_swap(&traced_pid_count, now, n) == now)
+			return;
+	}
+}
+
+static long clear_fd_slot(__u32 i, __u32 *first)
+{
+	__u32 idx = *first + i;
+	struct fd_verdict *slot = bpf_map_lookup_elem(&fd_slots, &idx);
+	if (slot)
+		slot->file = 0;
+	return 0;
+}
+
+/* Forget what the place's last process had in its fd slots. */
+static __always_inline void clear_fd_slots(int place)
+{
+	if (place < 0 || place >= MAX_TRACED)
+		return;
+	__u32 first = (__u32)place * FD_SLOTS;
+	bpf_loop(FD_SLOTS, clear_fd_slot, &first, 0);
+}
+
+/* The lowest free place for tgid, or -1 when all are taken. */
+static __always_inline int take_place(__u32 tgid)
+{
+#pragma unroll
+	for (int i = 0; i < MAX_TRACED; i++) {
+		if (__sync_val_compare_and_swap(&traced_pid_list[i], 0, (__u64)tgid) == 0) {
+			raise_traced_pid_count(i + 1);
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* The process's name after exec (the new binary's file name) is etcd. */
+static __always_inline bool is_etcd(struct task_struct *p)
+{
+	return p->comm[0] == 'e' && p->comm[1] == 't' && p->comm[2] == 'c' && p->comm[3] == 'd' &&
+	       p->comm[4] == 0;
+}
+
+/* With follow_exec: a process that execs etcd is traced from here on, before it makes a
+ * system call as etcd (its WAL reads at startup, its first writes). One that was traced
+ * already (etcd exec'd again) keeps its place; its fds are looked at anew. */
+SEC("tp_btf/sched_process_exec")
+int process_exec(__u64 *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx[0];
+	if (!follow_exec || !is_etcd(p))
+		return 0;
+	__u32 tgid = p->tgid;
+	if (!tgid)
+		return 0;
+	int place = traced_pid_index(tgid);
+	if (place < 0)
+		place = take_place(tgid);
+	if (place < 0) {
+		process_event(ctx, tgid, ET_PROCESS_UNTRACED, 0);
+		return 0;
+	}
+	/* The process runs no other thread while it execs: nothing uses its slots now. */
+	clear_fd_slots(place);
+	process_event(ctx, tgid, ET_PROCESS_START, 0);
+	return 0;
+}
+
+/* A traced process ends when its last thread exits (signal->live reaches 0 before this
+ * tracepoint; two threads may both see it, the swap picks one): its place is freed and
+ * its exit code or killing signal reported. */
+SEC("tp_btf/sched_process_exit")
+int process_exit(__u64 *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx[0];
+	__u32 tgid = p->tgid;
+	int place = traced_pid_index(tgid);
+	if (place < 0 || place >= MAX_TRACED)
+		return 0;
+	if (p->signal->live.counter != 0)
+		return 0;
+	if (__sync_val_compare_and_swap(&traced_pid_list[place], (__u64)tgid, 0) != tgid)
+		return 0;
+	process_event(ctx, tgid, ET_PROCESS_EXIT, p->exit_code);
+	return 0;
+}
+
+/* Userspace runs this (BPF_PROG_TEST_RUN, the pid in args[0]) for a process it will not
+ * trace (its data dir is not the one asked for): the process's place is freed. Returns 1
+ * when it was traced. */
+SEC("raw_tp")
+int untrace_pid(__u64 *ctx)
+{
+	__u32 tgid = (__u32)ctx[0];
+	int place = traced_pid_index(tgid);
+	if (!tgid || place < 0 || place >= MAX_TRACED)
+		return 0;
+	return __sync_val_compare_and_swap(&traced_pid_list[place], (__u64)tgid, 0) == tgid;
 }
 
 /* ---------------------------------------------------------------- TLS plaintext */

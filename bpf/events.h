@@ -2,8 +2,8 @@
  * the eBPF programs fill these structs and src/record/layout.rs parses them by the same
  * offsets (a test there checks the sizes). Every event starts with a __u32 type.
  * Variable-length data follows the fixed part; only the bytes captured are sent.
- * Through the ring buffers, events come in batches (struct et_batch); through the perf
- * buffer, one by one. */
+ * Through the ring buffers, events come in batches (struct et_batch), but for process
+ * events; through the perf buffer, one by one. */
 #ifndef ETCD_TRACE_EVENTS_H
 #define ETCD_TRACE_EVENTS_H
 
@@ -19,6 +19,7 @@ enum et_event_type {
 	ET_SYSCALL = 2,
 	ET_BATCH = 3,
 	ET_TLS = 4,
+	ET_PROCESS = 5,
 };
 
 enum et_direction {
@@ -114,6 +115,25 @@ struct et_tls {
 	__u32 _pad1;
 	__u8 laddr[16];    /* IPv4 uses the first 4 bytes */
 	__u8 raddr[16];
+};
+
+enum et_process_change {
+	ET_PROCESS_START = 0,    /* exec'd a binary named etcd, and is traced from now on */
+	ET_PROCESS_EXIT = 1,     /* a traced process ended: its last thread exited */
+	ET_PROCESS_UNTRACED = 2, /* exec'd etcd, but MAX_TRACED processes are traced already */
+};
+
+/* 24 bytes. A traced etcd process started or ended. Sent on its own, never in a batch:
+ * userspace picks these out as they come, to look at a new process at once. */
+struct et_process {
+	__u32 type;        /* ET_PROCESS */
+	__u32 pid;         /* tgid */
+	__u64 ts_ns;       /* CLOCK_MONOTONIC */
+	__u8 change;       /* enum et_process_change */
+	__u8 _pad0;
+	__u16 _pad1;
+	__s32 exit_code;   /* ET_PROCESS_EXIT: the task's exit_code as wait(2) reports it (the
+			    * killing signal in bits 0-6, else the exit status in bits 8-15) */
 };
 
 /* 16 bytes, then `len` bytes holding `count` events, each starting 8-byte aligned (its

@@ -185,8 +185,20 @@ struct files_struct {
 	struct fdtable *fdt;
 } __attribute__((preserve_access_index));
 
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct signal_struct {
+	atomic_t live; /* threads not yet exiting */
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	struct files_struct *files;
+	int tgid;
+	char comm[16];
+	int exit_code;
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
 struct in6_addr {

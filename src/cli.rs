@@ -71,7 +71,8 @@ pub enum PriorityArg {
 /// Record etcd's traffic and disk activity into a capture file (Linux, root).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
-sudo etcd-trace record -o incident.etr                  # every etcd found, until Ctrl-C\n  \
+sudo etcd-trace record -o incident.etr                  # every etcd, until Ctrl-C\n  \
+sudo etcd-trace record -o restart.etr --data-dir /var/lib/etcd   # that etcd, restarts too\n  \
 sudo etcd-trace record -o incident.etr --duration 30s --pid 4242\n  \
 sudo etcd-trace record -o flight.etr --rotate-size 256 --keep 8   # flight recorder\n  \
 sudo etcd-trace record -o c.etr --config etcd-trace.yaml\n\n\
@@ -83,15 +84,18 @@ monitor_files: true     # keep the first bytes of data-dir writes\n      \
 capture_payload: true   # false: TCP headers and sizes only\n      \
 redact_secrets: true    # false: like --keep-secrets\n      \
 tls_plaintext: true     # false: like --no-tls\n\n\
-Without --pid, every running process named etcd is traced, with the data dir from its \
-command line. Capture files hold keys and values: they are created with mode 0600. \
+Without --pid, every process named etcd is traced, with the data dir from its command \
+line: those running at the start, and those that start while recording, from their exec \
+(an etcd killed and restarted is recorded whole; its start and end are events of the \
+capture). With --data-dir too, only the etcd of that data dir. Capture files hold keys and values: they are created with mode 0600. \
 Passwords and auth tokens in client traffic are overwritten before they are written \
 (see --keep-secrets); the closing summary says what could not be redacted.")]
 pub struct RecordArgs {
     /// Capture file to write (with rotation: FILE-0001.etr, FILE-0002.etr, ...).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
-    /// etcd process to trace (repeatable, up to 16); default: every process named etcd.
+    /// etcd process to trace (repeatable, up to 16); default: every process named etcd,
+    /// and each that starts while recording.
     #[arg(long = "pid", value_name = "PID")]
     pub pids: Vec<u32>,
     /// TCP port to capture (repeatable, up to 16); default: 2379 and 2380.
@@ -130,7 +134,8 @@ pub struct RecordArgs {
     /// connection are still recorded (ciphertext, for timing).
     #[arg(long)]
     pub no_tls: bool,
-    /// etcd data dir (default: from each etcd's command line).
+    /// etcd data dir (default: from each etcd's command line). Without --pid, only the
+    /// etcd of this data dir is traced, and followed when it restarts.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C or SIGTERM.

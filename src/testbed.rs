@@ -369,8 +369,20 @@ impl EtcdServer {
     }
 }
 
+impl EtcdServer {
+    /// Send `sig` (SIGKILL for a crash) and wait for etcd to end; how it ended.
+    pub fn kill(&mut self, sig: i32) -> Result<std::process::ExitStatus> {
+        signal(self.child.id(), sig);
+        Ok(self.child.wait()?)
+    }
+}
+
 impl Drop for EtcdServer {
     fn drop(&mut self) {
+        // One that ended already (killed) is not signalled: its pid may be another's.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         signal(self.child.id(), libc::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {

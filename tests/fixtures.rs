@@ -149,8 +149,8 @@ fn expected_for(fixture: &str, suffix: &str, path: &str) -> String {
 
 /// The fixture's events, written again by this version (in the current format), read
 /// back exactly as the original does: every command's output is the same but for the
-/// file's name and format version, and `info`'s count and list of the TLS events that
-/// format 1 cannot hold (none). And the file is smaller.
+/// file's name and format version, and `info`'s counts and lists of the TLS and process
+/// events that format 1 cannot hold (none). And the file is smaller.
 #[test]
 fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
     use etcd_trace::capture::{CaptureReader, FORMAT_VERSION};
@@ -178,6 +178,20 @@ fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
         if suffix == "info.json" {
             let mut expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
             expected["counts"]["tls"] = 0.into();
+            expected["counts"]["process"] = 0.into();
+            // Every process is the header's, running from start to end.
+            let header_processes = expected["header"]["processes"].as_array().unwrap();
+            let processes: Vec<serde_json::Value> = header_processes
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "pid": p["pid"], "data_dir": p["data_dir"], "cmdline": p["cmdline"],
+                        "started_ns": null, "ended_ns": null, "exit_code": null,
+                        "signal": null,
+                    })
+                })
+                .collect();
+            expected["processes"] = processes.into();
             expected["tls_connections"] = serde_json::json!({});
             let out: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(out, expected, "{}", args.join(" "));

@@ -138,21 +138,6 @@ fn says_tls(v: &Value) -> bool {
     }
 }
 
-/// Acknowledged writes in `correlate --format json`, and how many of them are linked to
-/// their WAL entry and to an fsync that ended before the reply.
-fn linked_writes(calls: &[Value]) -> (usize, usize) {
-    let acked: Vec<&Value> = calls.iter().filter(|c| c["status"] == 0).collect();
-    let linked = acked
-        .iter()
-        .filter(|c| {
-            let reply = c["reply_ts_ns"].as_u64();
-            let fsync = c["wal"]["fsync_ts_ns"].as_u64();
-            matches!((fsync, reply), (Some(f), Some(r)) if f <= r)
-        })
-        .count();
-    (linked, acked.len())
-}
-
 const PUTS: usize = 20;
 const LONG_LIVED: usize = 50;
 

@@ -332,6 +332,7 @@ impl CaptureCounts {
                         }
                         Event::Loss(l) => c.lost += l.count,
                         Event::Tls(_) => c.tls += 1,
+                        Event::Process(_) => {}
                     }
                 }
                 ReadItem::Damaged(_) => c.damaged += 1,

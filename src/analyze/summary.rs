@@ -1,12 +1,12 @@
 //! What a capture holds at a glance, for `info`: counts, time range, connections seen,
-//! files written, TLS plaintext, losses. One pass over the events.
+//! files written, TLS plaintext, etcd processes, losses. One pass over the events.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::Serialize;
 
-use crate::capture::{Direction, Event, EventKind, FileKind, Header, LossSource};
+use crate::capture::{Direction, Event, EventKind, FileKind, Header, LossSource, ProcessChange};
 use crate::decode::tcp::ConnectionKey;
 use crate::decode::tls::looks_like_tls_record;
 
@@ -61,6 +61,34 @@ pub struct TlsConnectionStats {
     pub last_ns: u64,
 }
 
+/// An etcd process the capture knows of: one of the header's (running when recording
+/// started), or one that started while recording; and its end, when it came.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProcessSummary {
+    pub pid: u32,
+    pub data_dir: Option<String>,
+    pub cmdline: Vec<String>,
+    /// When it started; None for a process that ran when recording started.
+    pub started_ns: Option<u64>,
+    /// When it ended; None while it ran when recording stopped.
+    pub ended_ns: Option<u64>,
+    /// How it ended: its exit code, or the signal that killed it.
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl ProcessSummary {
+    /// How it ended, in words ("killed by SIGKILL", "exit code 0").
+    pub fn end_reason(&self) -> Option<String> {
+        self.ended_ns?;
+        ProcessChange::Exit {
+            code: self.exit_code,
+            signal: self.signal,
+        }
+        .exit_reason()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CaptureSummary {
     pub events: u64,
@@ -74,6 +102,8 @@ pub struct CaptureSummary {
     pub socket_syscalls: u64,
     /// By the recorder's connection number.
     pub tls_connections: BTreeMap<u64, TlsConnectionStats>,
+    /// The header's processes, then each that started, in the order they came.
+    pub processes: Vec<ProcessSummary>,
 }
 
 /// Streams events into a summary.
@@ -91,6 +121,16 @@ impl SummaryBuilder {
         for &k in kinds {
             summary.counts.insert(k.name(), 0);
         }
+        summary.processes = header
+            .processes
+            .iter()
+            .map(|p| ProcessSummary {
+                pid: p.pid,
+                data_dir: p.data_dir.clone(),
+                cmdline: p.cmdline.clone(),
+                ..ProcessSummary::default()
+            })
+            .collect();
         SummaryBuilder {
             ports: header.config.ports.clone(),
             summary,
@@ -199,10 +239,103 @@ impl SummaryBuilder {
                 c.first_ns = c.first_ns.min(t.ts_ns);
                 c.last_ns = c.last_ns.max(t.ts_ns);
             }
+            Event::Process(p) => {
+                let running = s
+                    .processes
+                    .iter_mut()
+                    .rev()
+                    .find(|known| known.pid == p.pid && known.ended_ns.is_none());
+                match (&p.change, running) {
+                    (ProcessChange::Start { data_dir, cmdline }, running) => {
+                        // One that runs etcd again under the same pid is a new start.
+                        if let Some(known) = running {
+                            known.ended_ns = Some(p.ts_ns);
+                        }
+                        s.processes.push(ProcessSummary {
+                            pid: p.pid,
+                            data_dir: data_dir.clone(),
+                            cmdline: cmdline.clone(),
+                            started_ns: Some(p.ts_ns),
+                            ..ProcessSummary::default()
+                        });
+                    }
+                    (ProcessChange::Exit { code, signal }, running) => {
+                        let ended = ProcessSummary {
+                            ended_ns: Some(p.ts_ns),
+                            exit_code: *code,
+                            signal: *signal,
+                            ..ProcessSummary::default()
+                        };
+                        match running {
+                            Some(known) => {
+                                known.ended_ns = ended.ended_ns;
+                                known.exit_code = ended.exit_code;
+                                known.signal = ended.signal;
+                            }
+                            // Its start is not in this file (rotation).
+                            None => s.processes.push(ProcessSummary {
+                                pid: p.pid,
+                                ..ended
+                            }),
+                        }
+                    }
+                }
+            }
         }
     }
 
     pub fn finish(self) -> CaptureSummary {
         self.summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{ProcessEvent, ProcessInfo};
+
+    fn process(ts_ns: u64, pid: u32, change: ProcessChange) -> Event {
+        Event::Process(ProcessEvent { ts_ns, pid, change })
+    }
+
+    fn start(dir: &str) -> ProcessChange {
+        ProcessChange::Start {
+            data_dir: Some(dir.into()),
+            cmdline: vec!["etcd".into()],
+        }
+    }
+
+    /// The header's process, killed; one started in its place; one that ended whose
+    /// start is in an earlier file.
+    #[test]
+    fn processes_are_listed_with_their_start_and_end() {
+        let header = Header {
+            processes: vec![ProcessInfo {
+                pid: 10,
+                cmdline: vec!["etcd".into()],
+                data_dir: Some("/d".into()),
+            }],
+            ..Header::default()
+        };
+        let mut b = SummaryBuilder::new(&header, &EventKind::ALL);
+        b.push(&process(100, 10, ProcessChange::exit_of_status(9)));
+        b.push(&process(200, 11, start("/d")));
+        b.push(&process(300, 12, ProcessChange::exit_of_status(1 << 8)));
+        let s = b.finish();
+        assert_eq!(s.counts["process"], 3);
+        let got: Vec<_> = s
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.started_ns, p.ended_ns, p.end_reason()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (10, None, Some(100), Some("killed by SIGKILL".to_string())),
+                (11, Some(200), None, None),
+                (12, None, Some(300), Some("exit code 1".to_string())),
+            ]
+        );
+        assert_eq!(s.processes[1].data_dir.as_deref(), Some("/d"));
     }
 }

@@ -16,6 +16,7 @@ pub enum Event {
     Syscall(Syscall),
     Loss(Loss),
     Tls(TlsData),
+    Process(ProcessEvent),
 }
 
 /// The kinds of events, for counts in the index and summaries.
@@ -26,6 +27,7 @@ pub enum EventKind {
     Syscall,
     Loss,
     Tls,
+    Process,
 }
 
 /// Events per kind, in `EventKind::ALL` order.
@@ -33,13 +35,14 @@ pub type KindCounts = [u64; EventKind::COUNT];
 
 impl EventKind {
     /// How many kinds there are: the length of every per-kind count array.
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 5;
 
     pub const ALL: [EventKind; EventKind::COUNT] = [
         EventKind::Packet,
         EventKind::Syscall,
         EventKind::Loss,
         EventKind::Tls,
+        EventKind::Process,
     ];
 
     /// Position of this kind in `ALL`, and so in every per-kind count array.
@@ -49,6 +52,7 @@ impl EventKind {
             EventKind::Syscall => 1,
             EventKind::Loss => 2,
             EventKind::Tls => 3,
+            EventKind::Process => 4,
         }
     }
 
@@ -58,6 +62,7 @@ impl EventKind {
             EventKind::Syscall => "syscall",
             EventKind::Loss => "loss",
             EventKind::Tls => "tls",
+            EventKind::Process => "process",
         }
     }
 }
@@ -71,6 +76,7 @@ impl Event {
             Event::Syscall(s) => s.enter_ns,
             Event::Loss(l) => l.ts_ns,
             Event::Tls(t) => t.ts_ns,
+            Event::Process(p) => p.ts_ns,
         }
     }
 
@@ -80,6 +86,7 @@ impl Event {
             Event::Syscall(_) => EventKind::Syscall,
             Event::Loss(_) => EventKind::Loss,
             Event::Tls(_) => EventKind::Tls,
+            Event::Process(_) => EventKind::Process,
         }
     }
 }
@@ -386,6 +393,134 @@ pub struct TlsEndpoints {
     /// etcd's end.
     pub local: SocketAddr,
     pub remote: SocketAddr,
+}
+
+/// A traced etcd process that started or ended while recording (those running when it
+/// started are in the header).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct ProcessEvent {
+    /// When it exec'd etcd, or when its last thread exited.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    #[serde(flatten)]
+    pub change: ProcessChange,
+}
+
+impl ProcessEvent {
+    /// One line for people: "etcd pid 4301 started, data dir /var/lib/etcd", "etcd pid
+    /// 4242 killed by SIGKILL", "etcd pid 4242 exited, exit code 1".
+    pub fn describe(&self) -> String {
+        let pid = self.pid;
+        match &self.change {
+            ProcessChange::Start { data_dir, .. } => format!(
+                "etcd pid {pid} started, data dir {}",
+                data_dir.as_deref().unwrap_or("unknown")
+            ),
+            ProcessChange::Exit {
+                signal: Some(_), ..
+            } => format!(
+                "etcd pid {pid} {}",
+                self.change.exit_reason().unwrap_or_default()
+            ),
+            ProcessChange::Exit { .. } => format!(
+                "etcd pid {pid} exited, {}",
+                self.change.exit_reason().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// What happened to the process.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum ProcessChange {
+    /// It exec'd etcd and was traced from then on: its data dir and command line as the
+    /// recorder found them (as for the processes of the header).
+    Start {
+        data_dir: Option<String>,
+        cmdline: Vec<String>,
+    },
+    /// It ended: with an exit code, or killed by a signal.
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+impl ProcessChange {
+    /// The end of a process whose wait(2) status is `status` (the kernel's exit_code of
+    /// its last thread): the killing signal in bits 0-6, else the exit code in bits 8-15.
+    pub fn exit_of_status(status: i32) -> ProcessChange {
+        match status & 0x7f {
+            0 => ProcessChange::Exit {
+                code: Some((status >> 8) & 0xff),
+                signal: None,
+            },
+            signal => ProcessChange::Exit {
+                code: None,
+                signal: Some(signal),
+            },
+        }
+    }
+
+    /// How an exit ended the process: "killed by SIGKILL", "exit code 1"; None for a
+    /// start.
+    pub fn exit_reason(&self) -> Option<String> {
+        match self {
+            ProcessChange::Start { .. } => None,
+            ProcessChange::Exit {
+                signal: Some(signal),
+                ..
+            } => Some(format!("killed by {}", signal_name(*signal))),
+            ProcessChange::Exit {
+                code: Some(code), ..
+            } => Some(format!("exit code {code}")),
+            ProcessChange::Exit { .. } => Some("exit status unknown".to_string()),
+        }
+    }
+}
+
+/// `SIGKILL` for 9, and so on for Linux's signals; `signal 40` for the others.
+pub fn signal_name(signal: i32) -> String {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(signal)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("signal {signal}"), |name| name.to_string())
 }
 
 pub(crate) fn base64_bytes<S: serde::Serializer, B: AsRef<[u8]>>(

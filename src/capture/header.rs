@@ -24,8 +24,9 @@ pub enum CaptureFormat {
     /// Blocks hold events as [`super::packed`] encodes them; the index also holds what
     /// redaction did.
     V2,
-    /// As format 2, with TLS plaintext events (packed kind 3), and four counts per
-    /// block in the index.
+    /// As format 2, with TLS plaintext events (packed kind 3) and etcd processes that
+    /// start and end (kind 4) behind a packed tag of a 3-bit kind, and one count per
+    /// `EventKind` (five) per block in the index.
     V3,
 }
 
@@ -192,6 +193,7 @@ mod tests {
         let current = CaptureFormat::of_version(FORMAT_VERSION).unwrap();
         assert_eq!(current.kinds(), EventKind::ALL);
         assert!(!CaptureFormat::V2.holds(EventKind::Tls));
+        assert!(!CaptureFormat::V2.holds(EventKind::Process));
         assert!(CaptureFormat::V2.holds(EventKind::Loss));
     }
 

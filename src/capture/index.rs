@@ -34,7 +34,7 @@ pub struct BlockInfo {
     pub first_ts: u64,
     pub last_ts: u64,
     /// Events per kind, in `EventKind::ALL` order (formats 1 and 2 store the first
-    /// three: they hold no TLS events).
+    /// three: they hold no TLS or process events).
     pub counts: KindCounts,
 }
 
@@ -68,7 +68,8 @@ struct IndexV1 {
     blocks: Vec<BlockInfoV2>,
 }
 
-/// Format 2's index: as format 3's, with three counts per block.
+/// Format 2's index: as format 3's, with three counts per block (format 3: one per
+/// `EventKind`).
 #[derive(Decode)]
 #[cfg_attr(test, derive(Encode))]
 struct IndexV2 {
@@ -281,7 +282,7 @@ mod tests {
             event_count: 3,
             first_ts: first,
             last_ts: last,
-            counts: [1, 1, 0, 1],
+            counts: [1, 1, 0, 1, 0],
         }
     }
 
@@ -292,7 +293,7 @@ mod tests {
             redaction: None,
         };
         assert_eq!(index.total_events(), 9);
-        assert_eq!(index.counts(), [3, 3, 0, 3]);
+        assert_eq!(index.counts(), [3, 3, 0, 3, 0]);
         assert_eq!(index.count(EventKind::Syscall), 3);
         assert_eq!(index.count(EventKind::Tls), 3);
         assert_eq!(index.time_range(), Some((10, 50)));
@@ -353,7 +354,7 @@ mod tests {
     /// `block(..)` without a TLS event, in the new and the old shape.
     fn old_block(offset: u64, first: u64, last: u64) -> (BlockInfo, BlockInfoV2) {
         let mut new = block(offset, first, last);
-        new.counts = [1, 1, 1, 0];
+        new.counts = [1, 1, 1, 0, 0];
         let old = BlockInfoV2 {
             offset,
             len: new.len,

@@ -21,7 +21,7 @@
 //!             formats 2, 3: each event bincode-encoded as `packed` describes
 //!             format 1: bincode(Vec<Event>)
 //! index     magic b"ETRI" | len u32 | bincode(Index), len bytes
-//!             (a block's counts: [u64; 4], packet, syscall, loss, tls;
+//!             (a block's counts: [u64; 5], packet, syscall, loss, tls, process;
 //!             formats 1, 2: [u64; 3]; format 1: no `redaction`)
 //!           | crc u32 of the magic, len and index bytes
 //! trailer   index_offset u64 (offset of b"ETRI") | magic b"ETRIDX\0\0"
@@ -34,8 +34,9 @@
 //! verifies, and reports what it could not read. Any change to this layout, to the
 //! header or to the event types is a new format version, and readers keep reading the
 //! older ones. Format 1 differs from 2 in the block payload and the index; format 3
-//! adds TLS plaintext events (`Event::Tls`, packed kind 3, refused in format 2 blocks)
-//! and their count in the index.
+//! adds TLS plaintext events (`Event::Tls`, packed kind 3) and etcd processes that start
+//! and end (`Event::Process`, kind 4), with a 3-bit kind in the packed tag (format 2's
+//! has two bits, all taken, and refuses kind 3), and their counts in the index.
 
 #![forbid(unsafe_code)]
 

@@ -7,19 +7,32 @@
 //! last segment implied, and connections, files and threads written out once per block
 //! and named by their index after that. zstd, the recorder's largest cost, takes time
 //! per byte it is given, and the block's events are about 40% smaller. Format 3 adds
-//! kind 3, TLS plaintext, the same way; a format-2 block holding it does not decode.
+//! kind 3, TLS plaintext, and kind 4, etcd processes that start and end, the same way;
+//! its tag has a 3-bit kind, so that there is room for more. A format-2 block holds
+//! neither and decodes with its own tag.
 //!
 //! ```text
-//! event    tag u8 (kind in bits 0-1: 0 packet, 1 syscall, 2 loss, 3 tls; the rest:
-//!          flags) | ts: i64, the difference from the previous event's ts (0 before
+//! event    tag u8 | ts: i64, the difference from the previous event's ts (0 before
 //!          the first)
+//!          tag, format 3: kind in bits 0-2 (0 packet, 1 syscall, 2 loss, 3 tls,
+//!            4 process), the kind's flags in bits 3-7
+//!          tag, format 2: kind in bits 0-1 (0 packet, 1 syscall, 2 loss), the kind's
+//!            flags in bits 2-7
 //! packet   | connection | [seq: i32] | [ack: i32] | flags u8 | [window u16]
 //!          | payload_len u32 | payload &[u8]
 //! syscall  | exit - enter: i64 | thread | call u8 | fd i32 | file | [offset u64]
 //!          | requested u64 | ret i64 | data &[u8]
 //! loss     | source u8 | count u64
 //! tls      | thread | stream | [offset: i64] | [len u32] | data &[u8]
+//! process  | pid u32 | change u8 (0 start, 1 exit)
+//!          | start: data_dir Option<&str> | cmdline: count u64, then each &str
+//!          | exit: code Option<i32> | signal Option<i32>
 //! ```
+//!
+//! The flags, numbered from the flags' first bit: packets: 0 a new connection entry, 1
+//! `seq` left out, 2 `ack` left out, 3 `window` left out; syscalls: 0 a new file entry,
+//! 1 a new thread entry, 2 `offset` present; TLS: 0 a new stream entry, 1 a new thread
+//! entry, 2 `offset` left out, 3 `len` left out. Loss and process events have none.
 //!
 //! A connection, file, thread or stream is a u64 index into the block's table of them
 //! or, flagged in the tag, a new entry (connection: ifindex u32, direction u8, source
@@ -47,34 +60,74 @@ use foldhash::fast::RandomState;
 use thiserror::Error;
 
 use super::event::{
-    Direction, Event, FileKind, FileRef, Loss, LossSource, Packet, Syscall, SyscallKind, TcpFlags,
-    TlsData, TlsEndpoints,
+    Direction, Event, EventKind, FileKind, FileRef, Loss, LossSource, Packet, ProcessChange,
+    ProcessEvent, Syscall, SyscallKind, TcpFlags, TlsData, TlsEndpoints,
 };
+use super::header::CaptureFormat;
 
-const KIND_MASK: u8 = 0x03;
 const KIND_PACKET: u8 = 0;
 const KIND_SYSCALL: u8 = 1;
 const KIND_LOSS: u8 = 2;
 const KIND_TLS: u8 = 3;
+const KIND_PROCESS: u8 = 4;
+// The flags, as numbered from the flags' first bit of the tag (see `TagLayout`).
 /// A new connection (packets), file (syscalls) or stream (TLS) entry follows instead of
 /// an index.
-const NEW_ENTRY: u8 = 0x04;
+const NEW_ENTRY: u8 = 0x01;
 /// Packets: the sequence number is the one the connection's last segment implied.
-const SEQ_EXPECTED: u8 = 0x08;
+const SEQ_EXPECTED: u8 = 0x02;
 /// Packets: the ack is the connection's last segment's.
-const ACK_SAME: u8 = 0x10;
+const ACK_SAME: u8 = 0x04;
 /// Packets: the window is the connection's last segment's.
-const WINDOW_SAME: u8 = 0x20;
+const WINDOW_SAME: u8 = 0x08;
 /// Syscalls and TLS: a new thread entry follows instead of an index.
-const NEW_THREAD: u8 = 0x08;
+const NEW_THREAD: u8 = 0x02;
 /// Syscalls: an offset follows.
-const HAS_OFFSET: u8 = 0x10;
+const HAS_OFFSET: u8 = 0x04;
 /// TLS: the offset is the one the stream's last event implied.
-const OFFSET_EXPECTED: u8 = 0x10;
+const OFFSET_EXPECTED: u8 = 0x04;
 /// TLS: `len` is the length of `data`.
-const LEN_CAPTURED: u8 = 0x20;
+const LEN_CAPTURED: u8 = 0x08;
 /// Every flag a TLS tag may carry.
 const TLS_FLAGS: u8 = NEW_ENTRY | NEW_THREAD | OFFSET_EXPECTED | LEN_CAPTURED;
+const PROCESS_START: u8 = 0;
+const PROCESS_EXIT: u8 = 1;
+
+/// How a tag byte holds an event's kind and its flags: the kind in the low bits, the
+/// flags above them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TagLayout {
+    /// Format 2: a 2-bit kind (packet, syscall, loss), six bits of flags.
+    KindBits2,
+    /// Format 3: a 3-bit kind, five bits of flags.
+    KindBits3,
+}
+
+impl TagLayout {
+    fn of(format: CaptureFormat) -> TagLayout {
+        match format {
+            CaptureFormat::V1 | CaptureFormat::V2 => TagLayout::KindBits2,
+            CaptureFormat::V3 => TagLayout::KindBits3,
+        }
+    }
+
+    fn kind_bits(self) -> u32 {
+        match self {
+            TagLayout::KindBits2 => 2,
+            TagLayout::KindBits3 => 3,
+        }
+    }
+
+    fn tag(self, kind: u8, flags: u8) -> u8 {
+        kind | flags << self.kind_bits()
+    }
+
+    /// The kind and the flags of a tag.
+    fn split(self, tag: u8) -> (u8, u8) {
+        let bits = self.kind_bits();
+        (tag & ((1 << bits) - 1), tag >> bits)
+    }
+}
 
 /// Upper bound on the fixed part of one event (everything but its path and bytes).
 const MAX_HEAD_LEN: usize = 160;
@@ -245,9 +298,10 @@ impl<K: std::hash::Hash + Eq + Clone> Table<K> {
     }
 }
 
-/// Encodes one block's events; [`reset`](Self::reset) starts the next block.
-#[derive(Default)]
+/// Encodes one block's events (in the current format); [`reset`](Self::reset) starts the
+/// next block.
 pub struct PackedEncoder {
+    layout: TagLayout,
     prev_ts: u64,
     connections: Table<Connection>,
     segments: Vec<SegmentState>,
@@ -258,7 +312,32 @@ pub struct PackedEncoder {
     stream_offsets: Vec<u64>,
 }
 
+impl Default for PackedEncoder {
+    fn default() -> Self {
+        PackedEncoder {
+            layout: TagLayout::KindBits3,
+            prev_ts: 0,
+            connections: Table::default(),
+            segments: Vec::new(),
+            files: Table::default(),
+            threads: Table::default(),
+            streams: Table::default(),
+            stream_offsets: Vec::new(),
+        }
+    }
+}
+
 impl PackedEncoder {
+    /// An encoder of format 2's blocks (tests make format-2 files with it): only its
+    /// kinds may be given to it.
+    #[cfg(test)]
+    pub(crate) fn format_2() -> PackedEncoder {
+        PackedEncoder {
+            layout: TagLayout::KindBits2,
+            ..PackedEncoder::default()
+        }
+    }
+
     /// Forget the block's tables and time: the next event starts a block.
     pub fn reset(&mut self) {
         self.prev_ts = 0;
@@ -283,22 +362,27 @@ impl PackedEncoder {
         ));
         fields.put(0u8); // the tag, set below
         fields.put(delta);
-        let tag = match event {
-            Event::Packet(p) => self.packet(p, &mut fields),
-            Event::Syscall(s) => self.syscall(s, &mut fields),
+        let (kind, flags) = match event {
+            Event::Packet(p) => (KIND_PACKET, self.packet(p, &mut fields)),
+            Event::Syscall(s) => (KIND_SYSCALL, self.syscall(s, &mut fields)),
             Event::Loss(l) => {
                 fields.put(match l.source {
                     LossSource::Kernel => 0u8,
                     LossSource::PerfBuffer => 1,
                 });
                 fields.put(l.count);
-                KIND_LOSS
+                (KIND_LOSS, 0)
             }
-            Event::Tls(t) => self.tls(t, &mut fields),
+            Event::Tls(t) => (KIND_TLS, self.tls(t, &mut fields)),
+            Event::Process(p) => {
+                process(p, &mut fields);
+                (KIND_PROCESS, 0)
+            }
         };
-        out[tag_at] = tag;
+        out[tag_at] = self.layout.tag(kind, flags);
     }
 
+    /// A packet's fields; returns its flags.
     fn packet(&mut self, p: &Packet, fields: &mut Fields) -> u8 {
         let key = Connection {
             ifindex: p.ifindex,
@@ -307,9 +391,9 @@ impl PackedEncoder {
             dst: p.dst,
         };
         let (index, new) = self.connections.index(ShortKey::of_connection(&key), &key);
-        let mut tag = KIND_PACKET;
+        let mut flags = 0;
         let last = if new {
-            tag |= NEW_ENTRY;
+            flags |= NEW_ENTRY;
             fields.put(p.ifindex);
             fields.put(direction_code(p.direction));
             fields.address(p.src);
@@ -327,35 +411,36 @@ impl PackedEncoder {
             last
         };
         if last.next_seq == p.seq && !new {
-            tag |= SEQ_EXPECTED;
+            flags |= SEQ_EXPECTED;
         } else {
             fields.put(p.seq.wrapping_sub(last.next_seq) as i32);
         }
         if last.ack == p.ack && !new {
-            tag |= ACK_SAME;
+            flags |= ACK_SAME;
         } else {
             fields.put(p.ack.wrapping_sub(last.ack) as i32);
         }
         fields.put(p.flags.0);
         if last.window == p.window && !new {
-            tag |= WINDOW_SAME;
+            flags |= WINDOW_SAME;
         } else {
             fields.put(p.window);
         }
         fields.put(p.payload_len);
         fields.put(&p.payload[..]);
-        tag
+        flags
     }
 
+    /// A syscall's fields; returns its flags.
     fn syscall(&mut self, s: &Syscall, fields: &mut Fields) -> u8 {
-        let mut tag = KIND_SYSCALL;
+        let mut flags = 0;
         fields.put(s.exit_ns.wrapping_sub(s.enter_ns) as i64);
-        tag |= self.thread(s.pid, s.tid, fields);
+        flags |= self.thread(s.pid, s.tid, fields);
         fields.put(s.call.code());
         fields.put(s.fd);
         let (file, new) = self.files.index(ShortKey::of_file(&s.file), &s.file);
         if new {
-            tag |= NEW_ENTRY;
+            flags |= NEW_ENTRY;
             fields.put(file_kind_code(s.file.kind));
             fields.put(s.file.path.as_str());
             fields.put(s.file.local_port);
@@ -364,16 +449,16 @@ impl PackedEncoder {
             fields.put(file as u64);
         }
         if let Some(offset) = s.offset {
-            tag |= HAS_OFFSET;
+            flags |= HAS_OFFSET;
             fields.put(offset);
         }
         fields.put(s.requested);
         fields.put(s.ret);
         fields.put(&s.data[..]);
-        tag
+        flags
     }
 
-    /// The thread's index, or a new entry; returns the tag's flag for it.
+    /// The thread's index, or a new entry; returns its flag.
     fn thread(&mut self, pid: u32, tid: u32, fields: &mut Fields) -> u8 {
         let (thread, new) = self
             .threads
@@ -388,12 +473,13 @@ impl PackedEncoder {
         }
     }
 
+    /// A TLS event's fields; returns its flags.
     fn tls(&mut self, t: &TlsData, fields: &mut Fields) -> u8 {
-        let mut tag = KIND_TLS | self.thread(t.pid, t.tid, fields);
+        let mut flags = self.thread(t.pid, t.tid, fields);
         let key = TlsStream::of(t);
         let (index, new) = self.streams.index(None, &key);
         let implied = if new {
-            tag |= NEW_ENTRY;
+            flags |= NEW_ENTRY;
             fields.put(t.conn_id);
             fields.put(direction_code(t.direction));
             match t.endpoints {
@@ -411,17 +497,37 @@ impl PackedEncoder {
         };
         self.stream_offsets[index] = t.offset.wrapping_add(u64::from(t.len));
         if t.offset == implied {
-            tag |= OFFSET_EXPECTED;
+            flags |= OFFSET_EXPECTED;
         } else {
             fields.put(t.offset.wrapping_sub(implied) as i64);
         }
         if t.data.len() as u64 == u64::from(t.len) {
-            tag |= LEN_CAPTURED;
+            flags |= LEN_CAPTURED;
         } else {
             fields.put(t.len);
         }
         fields.put(&t.data[..]);
-        tag
+        flags
+    }
+}
+
+/// A process event's fields (it has no flags).
+fn process(p: &ProcessEvent, fields: &mut Fields) {
+    fields.put(p.pid);
+    match &p.change {
+        ProcessChange::Start { data_dir, cmdline } => {
+            fields.put(PROCESS_START);
+            fields.put(data_dir.as_deref());
+            fields.put(cmdline.len() as u64);
+            for arg in cmdline {
+                fields.put(arg.as_str());
+            }
+        }
+        ProcessChange::Exit { code, signal } => {
+            fields.put(PROCESS_EXIT);
+            fields.put(*code);
+            fields.put(*signal);
+        }
     }
 }
 
@@ -474,6 +580,14 @@ fn payload_len(event: &Event) -> usize {
         Event::Syscall(s) => s.file.path.len() + s.data.len(),
         Event::Loss(_) => 0,
         Event::Tls(t) => t.data.len(),
+        Event::Process(p) => match &p.change {
+            // Each argument's length takes at most 10 bytes.
+            ProcessChange::Start { data_dir, cmdline } => {
+                data_dir.as_ref().map_or(0, String::len)
+                    + cmdline.iter().map(|a| a.len() + 10).sum::<usize>()
+            }
+            ProcessChange::Exit { .. } => 0,
+        },
     }
 }
 
@@ -539,8 +653,8 @@ pub struct PackedDecoder<'a> {
     streams: Vec<(TlsStream, u64)>,
     /// Whether syscalls get their path and data, or empty ones (still checked).
     with_contents: bool,
-    /// Whether TLS events may come (format 3) or are an unknown kind (format 2).
-    tls: bool,
+    /// The format of the block: its flags layout, and the kinds it may hold.
+    format: CaptureFormat,
 }
 
 impl<'a> PackedDecoder<'a> {
@@ -559,13 +673,13 @@ impl<'a> PackedDecoder<'a> {
             threads: Vec::new(),
             streams: Vec::new(),
             with_contents,
-            tls: true,
+            format: CaptureFormat::V3,
         }
     }
 
-    /// Whether TLS events are accepted: not in format 2, which has none.
-    pub fn with_tls(self, tls: bool) -> PackedDecoder<'a> {
-        PackedDecoder { tls, ..self }
+    /// A decoder of a block of this format (2 or 3).
+    pub fn with_format(self, format: CaptureFormat) -> PackedDecoder<'a> {
+        PackedDecoder { format, ..self }
     }
 
     /// Bytes not decoded yet.
@@ -576,13 +690,15 @@ impl<'a> PackedDecoder<'a> {
 
     /// The next event; call it only while [`remaining`](Self::remaining) is not zero.
     pub fn next_event(&mut self) -> Result<Event, PackedError> {
-        let tag: u8 = self.get()?;
+        let flags: u8 = self.get()?;
+        let (kind, flags) = TagLayout::of(self.format).split(flags);
         let delta: i64 = self.get()?;
         let ts = self.prev_ts.wrapping_add(delta as u64);
         self.prev_ts = ts;
-        let event = match tag & KIND_MASK {
-            KIND_PACKET => Event::Packet(self.packet(tag, ts)?),
-            KIND_SYSCALL => Event::Syscall(self.syscall(tag, ts)?),
+        let holds = |kind: EventKind| self.format.holds(kind);
+        let event = match kind {
+            KIND_PACKET => Event::Packet(self.packet(flags, ts)?),
+            KIND_SYSCALL => Event::Syscall(self.syscall(flags, ts)?),
             KIND_LOSS => Event::Loss(Loss {
                 ts_ns: ts,
                 source: match self.get::<u8>()? {
@@ -592,15 +708,16 @@ impl<'a> PackedDecoder<'a> {
                 },
                 count: self.get()?,
             }),
-            KIND_TLS if self.tls => Event::Tls(self.tls(tag, ts)?),
+            KIND_TLS if holds(EventKind::Tls) => Event::Tls(self.tls(flags, ts)?),
+            KIND_PROCESS if holds(EventKind::Process) => Event::Process(self.process(flags, ts)?),
             other => return Err(self.unknown("event kind", other.into())),
         };
         self.event += 1;
         Ok(event)
     }
 
-    fn packet(&mut self, tag: u8, ts_ns: u64) -> Result<Packet, PackedError> {
-        let (index, last) = if tag & NEW_ENTRY != 0 {
+    fn packet(&mut self, flags: u8, ts_ns: u64) -> Result<Packet, PackedError> {
+        let (index, last) = if flags & NEW_ENTRY != 0 {
             let ifindex = self.get()?;
             let direction = self.direction()?;
             let src = self.address()?;
@@ -619,16 +736,16 @@ impl<'a> PackedDecoder<'a> {
         };
         let base = last.unwrap_or_default();
         let seq = match last {
-            Some(last) if tag & SEQ_EXPECTED != 0 => last.next_seq,
+            Some(last) if flags & SEQ_EXPECTED != 0 => last.next_seq,
             _ => base.next_seq.wrapping_add(self.get::<i32>()? as u32),
         };
         let ack = match last {
-            Some(last) if tag & ACK_SAME != 0 => last.ack,
+            Some(last) if flags & ACK_SAME != 0 => last.ack,
             _ => base.ack.wrapping_add(self.get::<i32>()? as u32),
         };
-        let flags = TcpFlags(self.get()?);
+        let tcp_flags = TcpFlags(self.get()?);
         let window = match last {
-            Some(last) if tag & WINDOW_SAME != 0 => last.window,
+            Some(last) if flags & WINDOW_SAME != 0 => last.window,
             _ => self.get()?,
         };
         let payload_len = self.get()?;
@@ -642,7 +759,7 @@ impl<'a> PackedDecoder<'a> {
             dst: key.dst,
             seq,
             ack,
-            flags,
+            flags: tcp_flags,
             window,
             payload_len,
             payload,
@@ -651,14 +768,14 @@ impl<'a> PackedDecoder<'a> {
         Ok(packet)
     }
 
-    fn syscall(&mut self, tag: u8, enter_ns: u64) -> Result<Syscall, PackedError> {
+    fn syscall(&mut self, flags: u8, enter_ns: u64) -> Result<Syscall, PackedError> {
         let exit_ns = enter_ns.wrapping_add(self.get::<i64>()? as u64);
-        let (pid, tid) = self.thread(tag)?;
+        let (pid, tid) = self.thread(flags)?;
         let code = self.get::<u8>()?;
         let call = SyscallKind::from_code(code.into())
             .ok_or_else(|| self.unknown("syscall", code.into()))?;
         let fd = self.get()?;
-        let file = if tag & NEW_ENTRY != 0 {
+        let file = if flags & NEW_ENTRY != 0 {
             let kind = match self.get::<u8>()? {
                 0 => FileKind::Wal,
                 1 => FileKind::Snap,
@@ -681,7 +798,7 @@ impl<'a> PackedDecoder<'a> {
         } else {
             self.index("file", self.files.len())?
         };
-        let offset = if tag & HAS_OFFSET != 0 {
+        let offset = if flags & HAS_OFFSET != 0 {
             Some(self.get()?)
         } else {
             None
@@ -716,12 +833,12 @@ impl<'a> PackedDecoder<'a> {
         })
     }
 
-    fn tls(&mut self, tag: u8, ts_ns: u64) -> Result<TlsData, PackedError> {
-        if tag & !(KIND_MASK | TLS_FLAGS) != 0 {
-            return Err(self.unknown("TLS flags", tag.into()));
+    fn tls(&mut self, flags: u8, ts_ns: u64) -> Result<TlsData, PackedError> {
+        if flags & !TLS_FLAGS != 0 {
+            return Err(self.unknown("TLS flags", flags.into()));
         }
-        let (pid, tid) = self.thread(tag)?;
-        let (index, implied) = if tag & NEW_ENTRY != 0 {
+        let (pid, tid) = self.thread(flags)?;
+        let (index, implied) = if flags & NEW_ENTRY != 0 {
             let conn_id = self.get()?;
             let direction = self.direction()?;
             let endpoints = match self.get::<u8>()? {
@@ -742,12 +859,12 @@ impl<'a> PackedDecoder<'a> {
             let index = self.index("stream", self.streams.len())?;
             (index, self.streams[index].1)
         };
-        let offset = if tag & OFFSET_EXPECTED != 0 {
+        let offset = if flags & OFFSET_EXPECTED != 0 {
             implied
         } else {
             implied.wrapping_add(self.get::<i64>()? as u64)
         };
-        let len = if tag & LEN_CAPTURED != 0 {
+        let len = if flags & LEN_CAPTURED != 0 {
             None
         } else {
             Some(self.get::<u32>()?)
@@ -775,8 +892,41 @@ impl<'a> PackedDecoder<'a> {
         })
     }
 
-    fn thread(&mut self, tag: u8) -> Result<(u32, u32), PackedError> {
-        if tag & NEW_THREAD != 0 {
+    fn process(&mut self, flags: u8, ts_ns: u64) -> Result<ProcessEvent, PackedError> {
+        if flags != 0 {
+            return Err(self.unknown("process flags", flags.into()));
+        }
+        let pid = self.get()?;
+        let change = match self.get::<u8>()? {
+            PROCESS_START => {
+                let data_dir = Option::<&str>::borrow_decode(&mut self.fields)
+                    .map_err(|e| self.field_error(e))?
+                    .map(str::to_owned);
+                // Each argument takes at least its length's byte: a count past the
+                // block's end is refused before anything is allocated for it.
+                let count: u64 = self.get()?;
+                if count > self.remaining() as u64 {
+                    return Err(PackedError::Truncated(self.event));
+                }
+                let mut cmdline = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let arg =
+                        <&str>::borrow_decode(&mut self.fields).map_err(|e| self.field_error(e))?;
+                    cmdline.push(arg.to_owned());
+                }
+                ProcessChange::Start { data_dir, cmdline }
+            }
+            PROCESS_EXIT => ProcessChange::Exit {
+                code: self.get()?,
+                signal: self.get()?,
+            },
+            other => return Err(self.unknown("process change", other.into())),
+        };
+        Ok(ProcessEvent { ts_ns, pid, change })
+    }
+
+    fn thread(&mut self, flags: u8) -> Result<(u32, u32), PackedError> {
+        if flags & NEW_THREAD != 0 {
             let thread = (self.get()?, self.get()?);
             self.threads.push(thread);
             Ok(thread)
@@ -924,6 +1074,23 @@ mod tests {
         })
     }
 
+    fn process(ts: u64, pid: u32, change: ProcessChange) -> Event {
+        Event::Process(ProcessEvent {
+            ts_ns: ts,
+            pid,
+            change,
+        })
+    }
+
+    fn exit(code: Option<i32>, signal: Option<i32>) -> ProcessChange {
+        ProcessChange::Exit { code, signal }
+    }
+
+    /// A format-3 tag.
+    fn tag(kind: u8, flags: u8) -> u8 {
+        TagLayout::KindBits3.tag(kind, flags)
+    }
+
     fn socket(local: u16, peer: u16) -> FileRef {
         FileRef {
             kind: FileKind::Socket,
@@ -1005,6 +1172,26 @@ mod tests {
             tls(2_070, 2, Some(V6), 1 << 40, 4, b"six!"),
             tls(2_080, u64::MAX, Some(V6), u64::MAX, u32::MAX, b"max"),
             tls(2_090, u64::MAX, Some(V6), 2, 0, b""),
+            // A process killed, one started in its place, one that exited, odd values.
+            process(3_000, 4242, exit(None, Some(9))),
+            process(
+                3_100,
+                4301,
+                ProcessChange::Start {
+                    data_dir: Some("/var/lib/etcd".into()),
+                    cmdline: vec!["etcd".into(), "--data-dir".into(), "/var/lib/etcd".into()],
+                },
+            ),
+            process(
+                3_050,
+                u32::MAX,
+                ProcessChange::Start {
+                    data_dir: None,
+                    cmdline: vec![String::new(), "é".into()],
+                },
+            ),
+            process(3_200, 0, exit(Some(i32::MIN), None)),
+            process(3_300, 4301, exit(Some(0), Some(i32::MAX))),
         ];
         // A payload cut at the snaplen, a changed window, an interface index beyond
         // the short key, odd syscall fields.
@@ -1119,7 +1306,7 @@ mod tests {
         let mut ours = Vec::new();
         PackedEncoder::default().encode(&event, &mut ours);
         let fields = (
-            KIND_PACKET | NEW_ENTRY,
+            TagLayout::KindBits3.tag(KIND_PACKET, NEW_ENTRY),
             300i64,
             1u32,
             1u8,
@@ -1196,6 +1383,13 @@ mod tests {
                             Event::Syscall(s) => s.data.len() + s.file.path.len(),
                             Event::Loss(_) => 0,
                             Event::Tls(t) => t.data.len(),
+                            Event::Process(p) => match &p.change {
+                                ProcessChange::Start { data_dir, cmdline } => {
+                                    data_dir.as_ref().map_or(0, String::len)
+                                        + cmdline.iter().map(String::len).sum::<usize>()
+                                }
+                                ProcessChange::Exit { .. } => 0,
+                            },
                         })
                         .sum();
                     assert!(events.len() <= input.len());
@@ -1225,7 +1419,7 @@ mod tests {
         ));
         // Kind 3 is not one of format 2's.
         assert!(matches!(
-            decode_with(PackedDecoder::new(&[3, 0, 8, 1, 1], true).with_tls(false)),
+            decode_with(PackedDecoder::new(&[3, 0, 8, 1, 1], true).with_format(CaptureFormat::V2)),
             Err(PackedError::Unknown {
                 what: "event kind",
                 value: 3,
@@ -1235,7 +1429,7 @@ mod tests {
         // A TLS event naming a stream of an empty table, and one with a flag TLS
         // events do not have.
         assert_eq!(
-            decode_all(&[KIND_TLS | NEW_THREAD, 0, 1, 1, 0], true),
+            decode_all(&[tag(KIND_TLS, NEW_THREAD), 0, 1, 1, 0], true),
             Err(PackedError::BadIndex {
                 event: 0,
                 what: "stream",
@@ -1244,7 +1438,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            decode_all(&[KIND_TLS | 0x40, 0], true),
+            decode_all(&[tag(KIND_TLS, 0x10), 0], true),
             Err(PackedError::Unknown {
                 what: "TLS flags",
                 ..
@@ -1253,7 +1447,7 @@ mod tests {
         // A new stream with an unknown direction, and one with an unknown family.
         let stream = |direction: u8, family: u8| {
             vec![
-                KIND_TLS | NEW_THREAD | NEW_ENTRY,
+                tag(KIND_TLS, NEW_THREAD | NEW_ENTRY),
                 0,
                 1,
                 1,
@@ -1280,22 +1474,33 @@ mod tests {
         ));
     }
 
-    /// Format 2's events decode as they always did, and the same bytes decode the
-    /// same as format 3: the encoding of the first three kinds did not change.
+    /// Format 2's events decode as they always did, with its tag of a 2-bit kind; format
+    /// 3 encodes the same fields behind a tag of a 3-bit kind.
     #[test]
     fn a_format_2_block_still_decodes() {
         let old: Vec<Event> = varied_events()
             .into_iter()
-            .filter(|e| !matches!(e, Event::Tls(_)))
+            .filter(|e| CaptureFormat::V2.holds(e.kind()))
             .collect();
-        let bytes = encode_all(&old);
-        let v2 = decode_with(PackedDecoder::new(&bytes, true).with_tls(false)).unwrap();
-        assert_eq!(v2, old);
-        assert_eq!(decode_all(&bytes, true).unwrap(), old);
-        // Hand-made bytes of a format-2 loss record and a syscall.
+        let mut encoder = PackedEncoder::format_2();
+        let mut bytes = Vec::new();
+        for e in &old {
+            encoder.encode(e, &mut bytes);
+        }
+        let as_v2 = |bytes: &[u8]| {
+            decode_with(PackedDecoder::new(bytes, true).with_format(CaptureFormat::V2))
+        };
+        assert_eq!(as_v2(&bytes).unwrap(), old);
+        let v3 = encode_all(&old);
+        assert_eq!(v3.len(), bytes.len());
+        assert_eq!(decode_all(&v3, true).unwrap(), old);
+        // A new connection's first packet: the flag right above the kind's bits.
+        assert_eq!(bytes[0], KIND_PACKET | 0x04);
+        assert_eq!(v3[0], KIND_PACKET | 0x08);
+        // Hand-made bytes of a format-2 loss record.
         let loss = [KIND_LOSS, 20, 0, 3];
         assert_eq!(
-            decode_with(PackedDecoder::new(&loss, true).with_tls(false)).unwrap(),
+            as_v2(&loss).unwrap(),
             [Event::Loss(Loss {
                 ts_ns: 10,
                 source: LossSource::Kernel,
@@ -1317,7 +1522,11 @@ mod tests {
         encoder.encode(&tls(310, 7, ends, 19, 3, b"abc"), &mut next);
         let config = bincode::config::standard();
         let new_stream = (
-            (KIND_TLS | NEW_THREAD | NEW_ENTRY, 300i64, (4242u32, 13u32)),
+            (
+                tag(KIND_TLS, NEW_THREAD | NEW_ENTRY),
+                300i64,
+                (4242u32, 13u32),
+            ),
             (7u64, 1u8, (4u8, [10u8, 0, 0, 2], 2379u16)),
             (4u8, [10u8, 0, 0, 1], 5000u16),
             (10i64, 9u32, &b"hi"[..]),
@@ -1325,7 +1534,7 @@ mod tests {
         assert_eq!(first, bincode::encode_to_vec(new_stream, config).unwrap());
         // Tag, ts, thread, stream, then the data.
         let known = (
-            KIND_TLS | OFFSET_EXPECTED | LEN_CAPTURED,
+            tag(KIND_TLS, OFFSET_EXPECTED | LEN_CAPTURED),
             10i64,
             0u64,
             0u64,
@@ -1333,5 +1542,91 @@ mod tests {
         );
         assert_eq!(next, bincode::encode_to_vec(known, config).unwrap());
         assert_eq!(next.len(), 8);
+    }
+
+    /// A process event's fields, in the module doc's order.
+    #[test]
+    fn a_process_event_is_bincode_of_its_fields() {
+        let config = bincode::config::standard();
+        let start = process(
+            10,
+            7,
+            ProcessChange::Start {
+                data_dir: Some("/d".into()),
+                cmdline: vec!["etcd".into(), "-x".into()],
+            },
+        );
+        let fields = (
+            tag(KIND_PROCESS, 0),
+            10i64,
+            7u32,
+            PROCESS_START,
+            Some("/d"),
+            2u64,
+            ("etcd", "-x"),
+        );
+        assert_eq!(
+            encode_all(&[start]),
+            bincode::encode_to_vec(fields, config).unwrap()
+        );
+        let end = process(20, 7, exit(None, Some(9)));
+        let fields = (
+            tag(KIND_PROCESS, 0),
+            20i64,
+            7u32,
+            PROCESS_EXIT,
+            None::<i32>,
+            Some(9i32),
+        );
+        assert_eq!(
+            encode_all(&[end]),
+            bincode::encode_to_vec(fields, config).unwrap()
+        );
+    }
+
+    /// A command line's count that the block cannot hold is refused before anything is
+    /// allocated; flags, a change or a kind that does not exist are errors.
+    #[test]
+    fn bad_process_events_are_errors() {
+        let huge = [
+            tag(KIND_PROCESS, 0),
+            0,
+            1,
+            PROCESS_START,
+            0,
+            253,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            16,
+        ];
+        assert_eq!(decode_all(&huge, true), Err(PackedError::Truncated(0)));
+        assert!(matches!(
+            decode_all(&[tag(KIND_PROCESS, 1), 0, 1, 1, 0, 0], true),
+            Err(PackedError::Unknown {
+                what: "process flags",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_all(&[tag(KIND_PROCESS, 0), 0, 1, 2], true),
+            Err(PackedError::Unknown {
+                what: "process change",
+                value: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode_all(&[tag(5, 0), 0], true),
+            Err(PackedError::Unknown {
+                what: "event kind",
+                value: 5,
+                ..
+            })
+        ));
     }
 }

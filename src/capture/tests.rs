@@ -157,6 +157,19 @@ fn varied_events(rng: &mut Rng, n: usize) -> Vec<Event> {
                     data: rng.bytes(captured).into(),
                 })
             }
+            // Now and then an etcd process that starts or ends.
+            _ if rng.below(4) == 0 => Event::Process(ProcessEvent {
+                ts_ns: jittered,
+                pid: 4242 + rng.below(3) as u32,
+                change: if rng.below(2) == 0 {
+                    ProcessChange::Start {
+                        data_dir: (rng.below(3) > 0).then(|| "/var/lib/etcd".to_string()),
+                        cmdline: (0..rng.below(6)).map(|i| format!("--arg{i}")).collect(),
+                    }
+                } else {
+                    ProcessChange::exit_of_status(rng.below(1 << 16) as i32)
+                },
+            }),
             _ => Event::Loss(Loss {
                 ts_ns: jittered,
                 source: if rng.below(2) == 0 {
@@ -600,9 +613,11 @@ fn a_damaged_index_falls_back_to_the_scan() {
 }
 
 /// The bytes of the format-2 file that holds what the format-3 file at `path` holds
-/// (no TLS event): the same blocks, behind format 2's version, and its index with three
-/// counts a block.
+/// (only format 2's kinds): the same events in the same blocks, encoded as format 2 does
+/// (its tag of a 2-bit kind), behind format 2's version, and its index with three counts
+/// a block.
 fn as_format_2(path: &Path) -> Vec<u8> {
+    use super::block::{BlockBuilder, FrameHeader, PayloadDecoder, SyscallContents};
     let reader = CaptureReader::open(path).unwrap();
     let bytes = std::fs::read(path).unwrap();
     let header_len = u32::from_le_bytes(bytes[14..18].try_into().unwrap()) as usize;
@@ -611,27 +626,35 @@ fn as_format_2(path: &Path) -> Vec<u8> {
     out[10..14].copy_from_slice(&2u32.to_le_bytes());
     let crc = crc32c::crc32c(&out[..preamble_len - 4]);
     out[preamble_len - 4..].copy_from_slice(&crc.to_le_bytes());
-    let index_offset = reader
-        .blocks()
-        .last()
-        .map_or(preamble_len as u64, BlockInfo::end);
-    out.extend_from_slice(&bytes[preamble_len..index_offset as usize]);
-    let blocks: Vec<_> = reader
-        .blocks()
-        .iter()
-        .map(|b| {
-            assert_eq!(b.counts[EventKind::Tls.slot()], 0);
-            let [packets, syscalls, losses, _] = b.counts;
-            (
-                b.offset,
-                b.len,
-                b.event_count,
-                b.first_ts,
-                b.last_ts,
-                [packets, syscalls, losses],
-            )
-        })
-        .collect();
+    let mut decoder = PayloadDecoder::new(CaptureFormat::V3);
+    let mut builder = BlockBuilder::format_2(3).unwrap();
+    let mut blocks = Vec::new();
+    for b in reader.blocks() {
+        let frame_bytes = &bytes[b.offset as usize..b.end() as usize];
+        let (head, payload) = frame_bytes.split_at(FRAME_HEADER_LEN);
+        let frame = FrameHeader::parse(head.try_into().unwrap()).unwrap();
+        for e in decoder
+            .decode(&frame, payload, SyscallContents::Built)
+            .unwrap()
+        {
+            assert!(CaptureFormat::V2.holds(e.kind()), "{e:?}");
+            builder.push(&e).unwrap();
+        }
+        let sealed = builder.seal().unwrap().unwrap();
+        let offset = out.len() as u64;
+        out.extend_from_slice(&sealed.frame.to_bytes());
+        out.extend_from_slice(sealed.payload);
+        let [packets, syscalls, losses, ..] = sealed.counts;
+        blocks.push((
+            offset,
+            out.len() as u64 - offset,
+            sealed.frame.event_count,
+            sealed.frame.first_ts,
+            sealed.frame.last_ts,
+            [packets, syscalls, losses],
+        ));
+    }
+    let index_offset = out.len() as u64;
     let body = bincode::encode_to_vec(
         (blocks, reader.index().redaction.clone()),
         bincode::config::standard(),
@@ -655,7 +678,7 @@ fn a_format_2_file_still_reads() {
     let dir = tempfile::tempdir().unwrap();
     let events: Vec<Event> = varied_events(&mut Rng(0x2222), 1000)
         .into_iter()
-        .filter(|e| e.kind() != EventKind::Tls)
+        .filter(|e| CaptureFormat::V2.holds(e.kind()))
         .collect();
     let path = dir.path().join("v3.etr");
     write_capture(&path, &events, small_blocks(100));
@@ -696,6 +719,58 @@ fn a_format_2_file_still_reads() {
         "{}",
         damage[0].reason
     );
+}
+
+/// Process events serialize tagged with their kind and what changed.
+#[test]
+fn process_events_serialize_with_their_kind() {
+    let start = Event::Process(ProcessEvent {
+        ts_ns: 5,
+        pid: 4301,
+        change: ProcessChange::Start {
+            data_dir: Some("/var/lib/etcd".into()),
+            cmdline: vec!["etcd".into()],
+        },
+    });
+    assert_eq!(
+        serde_json::to_value(&start).unwrap(),
+        serde_json::json!({
+            "kind": "process", "ts_ns": 5, "pid": 4301, "change": "start",
+            "data_dir": "/var/lib/etcd", "cmdline": ["etcd"],
+        })
+    );
+    let end = Event::Process(ProcessEvent {
+        ts_ns: 6,
+        pid: 4242,
+        change: ProcessChange::exit_of_status(9),
+    });
+    assert_eq!(
+        serde_json::to_value(&end).unwrap(),
+        serde_json::json!({
+            "kind": "process", "ts_ns": 6, "pid": 4242, "change": "exit",
+            "code": null, "signal": 9,
+        })
+    );
+}
+
+/// A wait(2) status says how a process ended, in words too.
+#[test]
+fn exits_are_told_by_code_or_signal() {
+    let describe = |status: i32| {
+        let p = ProcessEvent {
+            ts_ns: 0,
+            pid: 4242,
+            change: ProcessChange::exit_of_status(status),
+        };
+        p.describe()
+    };
+    assert_eq!(describe(9), "etcd pid 4242 killed by SIGKILL");
+    assert_eq!(describe(15 | 0x80), "etcd pid 4242 killed by SIGTERM");
+    assert_eq!(describe(1 << 8), "etcd pid 4242 exited, exit code 1");
+    assert_eq!(describe(0), "etcd pid 4242 exited, exit code 0");
+    assert_eq!(describe(40), "etcd pid 4242 killed by signal 40");
+    assert_eq!(signal_name(0), "signal 0");
+    assert_eq!(signal_name(31), "SIGSYS");
 }
 
 /// TLS events serialize like the other kinds: tagged, their data in base64, their
@@ -997,7 +1072,7 @@ fn bytes_per_event_for_a_realistic_mix() {
                 match e {
                     Event::Packet(p) => p.payload = rng.bytes(p.payload.len()).into(),
                     Event::Syscall(s) => s.data = rng.bytes(s.data.len()).into(),
-                    Event::Loss(_) | Event::Tls(_) => {}
+                    Event::Loss(_) | Event::Tls(_) | Event::Process(_) => {}
                 }
             }
             events

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::open_capture;
 use super::timespec::resolve;
-use crate::capture::{Direction, Event, ReadItem};
+use crate::capture::{Direction, Event, ProcessChange, ReadItem};
 use crate::cli::{DumpArgs, Format};
 use crate::output::{hex_prefix, human_duration_ns, offset};
 
@@ -120,6 +120,12 @@ fn write_text(
                 hex_prefix(&t.data, max_bytes)
             )
         }
+        Event::Process(p) => match &p.change {
+            ProcessChange::Start { cmdline, .. } => {
+                writeln!(out, "process {}: {}", p.describe(), cmdline.join(" "))
+            }
+            ProcessChange::Exit { .. } => writeln!(out, "process {}", p.describe()),
+        },
     }
 }
 

@@ -18,6 +18,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
     let header = reader.header().clone();
     let kinds = reader.format().kinds();
     let tls = reader.format().holds(EventKind::Tls);
+    let processes = reader.format().holds(EventKind::Process);
     let mut builder = SummaryBuilder::new(&header, kinds);
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "reading capture");
     let mut damage = Vec::new();
@@ -76,6 +77,12 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
                 serde_json::to_value(&summary.tls_connections)?,
             );
         }
+        if let (true, Some(fields)) = (processes, obj.as_object_mut()) {
+            fields.insert(
+                "processes".into(),
+                serde_json::to_value(&summary.processes)?,
+            );
+        }
         writeln!(out, "{obj}")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -123,7 +130,9 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             ""
         }
     )?;
-    for p in &header.processes {
+    // Every etcd process seen: the header's, then each that started while recording;
+    // a format that cannot tell when they started and ended lists the header's only.
+    for p in &summary.processes {
         writeln!(
             out,
             "etcd         pid {}  data dir {}  ({})",
@@ -131,6 +140,17 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
             p.data_dir.as_deref().unwrap_or("unknown"),
             truncate(&p.cmdline.join(" "), 100)
         )?;
+        if processes {
+            let start = match p.started_ns {
+                Some(t) => format!("started {}", wall_string(&header, t)),
+                None => "running at the start".to_string(),
+            };
+            let end = match (p.ended_ns, p.end_reason()) {
+                (Some(t), Some(reason)) => format!("{reason} {}", wall_string(&header, t)),
+                _ => "running at the end".to_string(),
+            };
+            writeln!(out, "               {start}; {end}")?;
+        }
     }
     writeln!(out, "redaction    {}", redaction_line(&reader))?;
     match reader.index_state() {

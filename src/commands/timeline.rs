@@ -25,8 +25,20 @@ use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 enum Item {
     Call(Box<CorrelatedCall>),
     Disk(DiskPhase),
-    Conn { ts: u64, text: String },
-    Loss { ts: u64, count: u64 },
+    Conn {
+        ts: u64,
+        text: String,
+    },
+    Loss {
+        ts: u64,
+        count: u64,
+    },
+    /// An etcd process started or ended.
+    Process {
+        ts: u64,
+        text: String,
+        pid: u32,
+    },
 }
 
 impl Item {
@@ -34,7 +46,7 @@ impl Item {
         match self {
             Item::Call(c) => c.call.ts_ns,
             Item::Disk(d) => d.start_ns(),
-            Item::Conn { ts, .. } | Item::Loss { ts, .. } => *ts,
+            Item::Conn { ts, .. } | Item::Loss { ts, .. } | Item::Process { ts, .. } => *ts,
         }
     }
 }
@@ -159,6 +171,11 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
             Event::Loss(l) => view.add(Item::Loss {
                 ts: l.ts_ns,
                 count: l.count,
+            })?,
+            Event::Process(p) => view.add(Item::Process {
+                ts: p.ts_ns,
+                text: p.describe(),
+                pid: p.pid,
             })?,
             _ => {}
         }
@@ -350,6 +367,7 @@ fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64
             }
         },
         Item::Conn { text, .. } => writeln!(out, "{t} conn   {text}")?,
+        Item::Process { text, .. } => writeln!(out, "{t} proc   {text}")?,
         Item::Loss { count, .. } => writeln!(
             out,
             "{t} LOSS   {count} events the kernel could not hand over"
@@ -463,6 +481,10 @@ fn to_trace(
         Item::Conn { ts, text } => {
             let tid = t.track("connections", 5)?;
             t.instant(tid, text, *ts, json!({}))?;
+        }
+        Item::Process { ts, text, pid } => {
+            let tid = t.track("etcd processes", 6)?;
+            t.instant(tid, text, *ts, json!({ "pid": pid }))?;
         }
         Item::Loss { ts, count } => {
             let tid = t.track("losses", 0)?;

@@ -19,6 +19,8 @@ use super::skel::EtcdTraceSkel;
 pub(super) struct DrainState {
     /// What goes to the writer next.
     pub(super) batch: RawBatch,
+    /// Process events, picked out for the drain loop to act on (follow.rs).
+    pub(super) processes: Vec<Result<layout::KernelProcess, layout::LayoutError>>,
     pub(super) received: u64,
     pub(super) perf_lost: u64,
 }
@@ -26,7 +28,10 @@ pub(super) struct DrainState {
 impl DrainState {
     fn on_raw(&mut self, raw: &[u8]) {
         self.received += layout::event_count(raw);
-        self.batch.push(raw);
+        match layout::process_event(raw) {
+            Some(process) => self.processes.push(process),
+            None => self.batch.push(raw),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The loop that runs while recording: move events from the kernel's buffer to the
-//! capture writer in batches, with loss records, flushes and the status line on a clock.
+//! capture writer in batches, with loss records, flushes and the status line on a clock,
+//! and act on etcd processes that start and end (follow.rs) as their reports come.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::buffer::{DrainState, EventBuffer};
+use super::follow::Follower;
 use super::links::Attached;
 use super::options::RecordOptions;
 use super::sink::{self, RawBatch, SinkMessage, SinkSender};
@@ -38,6 +40,7 @@ pub(super) fn drain(
     stop: &AtomicBool,
     pipeline: &Pipeline<'_, '_>,
     attached: &mut Attached,
+    follower: &mut Follower,
 ) -> Result<()> {
     let Pipeline {
         skel,
@@ -62,6 +65,7 @@ pub(super) fn drain(
                 attached.detach();
                 tx.finishing();
                 buffer.consume_all()?;
+                follow(pipeline, attached, follower, true)?;
                 send_batch(state, tx)?;
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
@@ -76,6 +80,7 @@ pub(super) fn drain(
                 || last_send.elapsed() >= Duration::from_millis(250);
             if !send_due {
                 buffer.consume()?;
+                follow(pipeline, attached, follower, false)?;
                 tx.check_writer();
                 continue;
             }
@@ -85,6 +90,8 @@ pub(super) fn drain(
             let drained_at = system::monotonic_ns();
             buffer.consume_all()?;
             state.borrow_mut().batch.drained_at(drained_at);
+            // Before the batch: the writer learns of a process before its events.
+            follow(pipeline, attached, follower, false)?;
             tx.check_writer();
             if flush_due {
                 let lost = read_counter(skel, COUNTER_LOST)?;
@@ -116,6 +123,24 @@ pub(super) fn drain(
     })();
     status.finish();
     result
+}
+
+/// Act on the process reports taken so far, and tell the writer.
+fn follow(
+    pipeline: &Pipeline<'_, '_>,
+    attached: &mut Attached,
+    follower: &mut Follower,
+    stopping: bool,
+) -> Result<()> {
+    let reports = std::mem::take(&mut pipeline.state.borrow_mut().processes);
+    let followed = follower.handle(pipeline.skel, attached, reports, stopping);
+    if !followed.untraced.is_empty() {
+        pipeline.tx.send(SinkMessage::Untraced(followed.untraced))?;
+    }
+    if !followed.events.is_empty() {
+        pipeline.tx.send(SinkMessage::Events(followed.events))?;
+    }
+    Ok(())
 }
 
 fn send_batch(state: &Rc<RefCell<DrainState>>, tx: &SinkSender) -> Result<()> {

@@ -17,7 +17,9 @@ pub const ET_PACKET: u32 = 1;
 pub const ET_SYSCALL: u32 = 2;
 pub const ET_BATCH: u32 = 3;
 pub const ET_TLS: u32 = 4;
+pub const ET_PROCESS: u32 = 5;
 pub const BATCH_HEADER_LEN: usize = 16;
+pub const PROCESS_LEN: usize = 24;
 pub const PACKET_HEADER_LEN: usize = 80;
 pub const TLS_HEADER_LEN: usize = 88;
 /// The most plaintext one TLS event carries (ET_TLS_CHUNK).
@@ -77,6 +79,16 @@ mod tl {
     pub const LADDR: usize = 56;
     pub const RADDR: usize = 72;
 }
+mod pr {
+    pub const PID: usize = 4;
+    pub const TS: usize = 8;
+    pub const CHANGE: usize = 16;
+    pub const EXIT_CODE: usize = 20;
+}
+// enum et_process_change
+const PROCESS_START: u8 = 0;
+const PROCESS_EXIT: u8 = 1;
+const PROCESS_UNTRACED: u8 = 2;
 const FILE_DATA: u8 = 1;
 const FILE_SOCKET: u8 = 2;
 const OFFSET_UNKNOWN: u64 = u64::MAX;
@@ -99,6 +111,51 @@ pub enum LayoutError {
     UnknownDirection(u8),
     #[error("unknown address family {0} in raw TLS event")]
     UnknownFamily(u8),
+    #[error("unknown process change {0} in raw process event")]
+    UnknownChange(u8),
+}
+
+/// A process event of the programs (struct et_process): what the recorder learns of a
+/// traced etcd's start or end, before it looks at the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelProcess {
+    pub pid: u32,
+    pub ts_ns: u64,
+    pub change: KernelChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelChange {
+    /// It exec'd etcd and is traced from then on.
+    Start,
+    /// It ended; its wait(2) status.
+    Exit { status: i32 },
+    /// It exec'd etcd, but the programs trace as many processes as they can already.
+    Untraced,
+}
+
+/// The process event a raw record holds; None when it holds something else (a batch,
+/// another single event). Process events never come in batches.
+pub fn process_event(raw: &[u8]) -> Option<Result<KernelProcess, LayoutError>> {
+    if raw.get(..4).map(|t| u32_at(t, 0)) != Some(ET_PROCESS) {
+        return None;
+    }
+    if raw.len() < PROCESS_LEN {
+        return Some(Err(LayoutError::Short(raw.len())));
+    }
+    let change = match raw[pr::CHANGE] {
+        PROCESS_START => KernelChange::Start,
+        PROCESS_EXIT => KernelChange::Exit {
+            status: u32_at(raw, pr::EXIT_CODE) as i32,
+        },
+        PROCESS_UNTRACED => KernelChange::Untraced,
+        other => return Some(Err(LayoutError::UnknownChange(other))),
+    };
+    Some(Ok(KernelProcess {
+        pid: u32_at(raw, pr::PID),
+        ts_ns: u64_at(raw, pr::TS),
+        change,
+    }))
 }
 
 fn u16_at(b: &[u8], off: usize) -> u16 {
@@ -499,6 +556,48 @@ mod tests {
             tl::RADDR,
         ];
         assert_eq!(compiled(&rodata.tls_offsets), tls);
+        assert_eq!(rodata.process_header_size as usize, PROCESS_LEN);
+        let process = [pr::PID, pr::TS, pr::CHANGE, pr::EXIT_CODE];
+        assert_eq!(compiled(&rodata.process_offsets), process);
+    }
+
+    /// A process event as the programs write it.
+    fn process_raw(pid: u32, change: u8, exit_code: i32) -> Vec<u8> {
+        let mut raw = vec![0u8; PROCESS_LEN];
+        raw[0..4].copy_from_slice(&ET_PROCESS.to_ne_bytes());
+        raw[pr::PID..pr::PID + 4].copy_from_slice(&pid.to_ne_bytes());
+        raw[pr::TS..pr::TS + 8].copy_from_slice(&77u64.to_ne_bytes());
+        raw[pr::CHANGE] = change;
+        raw[pr::EXIT_CODE..pr::EXIT_CODE + 4].copy_from_slice(&exit_code.to_ne_bytes());
+        raw
+    }
+
+    #[test]
+    fn process_events_are_told_apart_and_parsed() {
+        let start = process_event(&process_raw(4301, PROCESS_START, 0));
+        assert_eq!(
+            start,
+            Some(Ok(KernelProcess {
+                pid: 4301,
+                ts_ns: 77,
+                change: KernelChange::Start
+            }))
+        );
+        let end = process_event(&process_raw(4242, PROCESS_EXIT, 9)).unwrap();
+        assert_eq!(end.unwrap().change, KernelChange::Exit { status: 9 });
+        let full = process_event(&process_raw(1, PROCESS_UNTRACED, 0)).unwrap();
+        assert_eq!(full.unwrap().change, KernelChange::Untraced);
+        assert_eq!(
+            process_event(&process_raw(1, 7, 0)),
+            Some(Err(LayoutError::UnknownChange(7)))
+        );
+        assert_eq!(
+            process_event(&process_raw(1, 0, 0)[..20]),
+            Some(Err(LayoutError::Short(20)))
+        );
+        // Anything else is not a process event.
+        assert_eq!(process_event(&syscall_raw(3, FILE_SOCKET, &[], b"")), None);
+        assert_eq!(process_event(&[5, 0]), None);
     }
 
     fn parse_tls_raw(raw: Vec<u8>) -> Result<TlsData, LayoutError> {

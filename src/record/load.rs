@@ -4,6 +4,7 @@
 
 use std::mem::MaybeUninit;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -49,17 +50,7 @@ pub(super) fn load<'obj>(
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
         rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
         rodata.trace_tls = u32::from(captures_tls(opts));
-        if processes.len() > options::MAX_TRACED_PIDS {
-            bail!(
-                "found {} etcd processes; one recorder traces at most {}: choose with --pid",
-                processes.len(),
-                options::MAX_TRACED_PIDS
-            );
-        }
-        rodata.traced_pid_count = processes.len() as u32;
-        for (slot, p) in rodata.traced_pid_list.iter_mut().zip(processes) {
-            *slot = p.pid;
-        }
+        rodata.follow_exec = u32::from(opts.follows());
         rodata.traced_port_count = opts.ports.len() as u32;
         for (slot, port) in rodata.traced_port_list.iter_mut().zip(&opts.ports) {
             *slot = u32::from(*port);
@@ -67,10 +58,35 @@ pub(super) fn load<'obj>(
         rodata.l2_exceptions = u32::from(ifaces.iter().any(|i| i.l2_len != ETH_HLEN));
         rodata.fd_slots_per_process
     };
+    if processes.len() > options::MAX_TRACED_PIDS {
+        bail!(
+            "found {} etcd processes; one recorder traces at most {}: choose with --pid",
+            processes.len(),
+            options::MAX_TRACED_PIDS
+        );
+    }
+    {
+        // The first places of the traced pid list; only the programs change it later.
+        let bss = open
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .context("the eBPF object has no zero-initialised data")?;
+        bss.traced_pid_count = processes.len() as u64;
+        for (place, p) in bss.traced_pid_list.iter_mut().zip(processes) {
+            *place = u64::from(p.pid);
+        }
+    }
+    // Following, a process that starts may take any place.
+    let places = if opts.follows() {
+        options::MAX_TRACED_PIDS
+    } else {
+        processes.len().max(1)
+    };
     open.maps.stages.set_max_entries(2 * ncpus)?;
     open.maps
         .fd_slots
-        .set_max_entries(fd_slots_per_process * processes.len().max(1) as u32)?;
+        .set_max_entries(fd_slots_per_process * places as u32)?;
     match rings {
         Some(rings) => rings.prepare(&mut open.maps.rings)?,
         None => open.maps.rings.set_autocreate(false)?,
@@ -86,6 +102,7 @@ pub(super) fn load<'obj>(
         let section = prog.section();
         if !opts.trace_syscalls && is_syscall_program(section)
             || !tls && uprobes::is_tls_program(section)
+            || !opts.follows() && section.to_string_lossy() == "tp_btf/sched_process_exec"
         {
             prog.set_autoload(false);
         }
@@ -97,17 +114,12 @@ pub(super) fn load<'obj>(
 
     // Tell the programs what to trace.
     for dir in data_dirs {
-        match std::fs::metadata(dir) {
-            Ok(meta) => {
-                let mut key = [0u8; 16];
-                key[..8].copy_from_slice(&meta.ino().to_ne_bytes());
-                key[8..12].copy_from_slice(&system::kernel_dev(meta.dev()).to_ne_bytes());
-                skel.maps.data_dirs.update(&key, &[1], MapFlags::ANY)?;
-            }
-            Err(e) => eprintln!(
-                "warning: data dir {} is not readable ({e}): WAL and backend writes will not be traced",
+        if let Err(e) = trace_data_dir(&skel, dir) {
+            eprintln!(
+                "warning: data dir {} is not readable ({e:#}): WAL and backend writes will \
+                 not be traced",
                 dir.display()
-            ),
+            );
         }
     }
     for i in ifaces.iter().filter(|i| i.l2_len != ETH_HLEN) {
@@ -118,6 +130,40 @@ pub(super) fn load<'obj>(
         )?;
     }
     Ok(skel)
+}
+
+/// A data dir as the programs know it (struct dir_key): the kernel's device number and
+/// the inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct DirKey {
+    ino: u64,
+    dev: u32,
+}
+
+impl DirKey {
+    pub(super) fn of(dir: &Path) -> std::io::Result<DirKey> {
+        let meta = std::fs::metadata(dir)?;
+        Ok(DirKey {
+            ino: meta.ino(),
+            dev: system::kernel_dev(meta.dev()),
+        })
+    }
+
+    fn bytes(self) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.ino.to_ne_bytes());
+        key[8..12].copy_from_slice(&self.dev.to_ne_bytes());
+        key
+    }
+}
+
+/// Have the programs trace the files below `dir` (the data_dirs map).
+pub(super) fn trace_data_dir(skel: &EtcdTraceSkel<'_>, dir: &Path) -> Result<DirKey> {
+    let key = DirKey::of(dir)?;
+    skel.maps
+        .data_dirs
+        .update(&key.bytes(), &[1], MapFlags::ANY)?;
+    Ok(key)
 }
 
 /// The capture file's header: this machine, the configuration, the traced processes.
@@ -163,15 +209,22 @@ pub(super) fn capture_header(opts: &RecordOptions, targets: &Targets) -> Header 
     }
 }
 
-/// The syscall programs: on the raw syscall tracepoints, BTF-typed.
 /// TLS plaintext is captured when asked for and the syscall programs run: they learn
 /// each TLS connection's socket.
 pub(super) fn captures_tls(opts: &RecordOptions) -> bool {
     opts.tls_plaintext && opts.trace_syscalls
 }
 
+/// The syscall programs: on the raw syscall tracepoints, BTF-typed.
 pub(super) fn is_syscall_program(section: &std::ffi::OsStr) -> bool {
-    section.to_string_lossy().starts_with("tp_btf/")
+    section.to_string_lossy().starts_with("tp_btf/sys_")
+}
+
+/// The programs that see etcd processes start and end.
+pub(super) fn is_process_program(section: &std::ffi::OsStr) -> bool {
+    section
+        .to_string_lossy()
+        .starts_with("tp_btf/sched_process_")
 }
 
 fn load_error(e: libbpf_rs::Error) -> anyhow::Error {

@@ -18,6 +18,7 @@ pub mod system;
 // The steps of `run`, one module each.
 mod buffer;
 mod drain;
+mod follow;
 mod links;
 mod load;
 mod stats;
@@ -120,16 +121,10 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
     let state = Rc::new(RefCell::new(DrainState::default()));
     let buffer = EventBuffer::build(&skel, rings.as_ref(), ncpus, opts.buffer_mb, &state)?;
     let mut attached = Attached::attach(&skel, &opts, &targets)?;
-    for outcome in &attached.tls {
-        match &outcome.result {
-            Ok(how) => eprintln!("TLS plaintext of etcd pid {}: probed ({how})", outcome.pid),
-            Err(why) => eprintln!(
-                "note: TLS plaintext of etcd pid {} is not captured: {why}; its packets are \
-                 still recorded",
-                outcome.pid
-            ),
-        }
+    for outcome in &attached.tls_outcomes {
+        outcome.report();
     }
+    let mut follower = follow::Follower::new(&opts, &targets);
     eprintln!(
         "recording ports {} on {} into {}",
         opts.ports
@@ -141,6 +136,14 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         opts.output.display()
     );
 
+    if opts.follows() {
+        eprintln!(
+            "following etcd: a process that starts etcd{} is traced from its start",
+            opts.data_dir
+                .as_ref()
+                .map_or(String::new(), |d| format!(" on data dir {}", d.display()))
+        );
+    }
     let started = Instant::now();
     let pipeline = Pipeline {
         skel: &skel,
@@ -149,7 +152,7 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         tx: &tx,
         progress: &progress,
     };
-    let drained = drain(&opts, &stop, &pipeline, &mut attached);
+    let drained = drain(&opts, &stop, &pipeline, &mut attached, &mut follower);
     attached.detach();
     tx.finishing();
     let writer_raises = tx.writer_raises();

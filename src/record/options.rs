@@ -103,6 +103,12 @@ impl RecordOptions {
         }
     }
 
+    /// Without --pid, etcd processes are followed: one that starts while recording is
+    /// traced from its exec, as those found at the start are.
+    pub fn follows(&self) -> bool {
+        self.pids.is_empty()
+    }
+
     pub fn validate(&mut self) -> Result<()> {
         if self.snaplen > MAX_SNAPLEN {
             bail!(

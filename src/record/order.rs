@@ -22,13 +22,14 @@ pub const HOLD_NS: u64 = 25_000_000;
 const MAX_AREAS: usize = 1 << 14;
 
 /// When an event was handed over: a packet's time, a syscall's exit (when its event was
-/// written), a TLS event's or a loss record's time.
+/// written), a TLS event's, a process event's or a loss record's time.
 fn handover_ns(ev: &Event) -> u64 {
     match ev {
         Event::Packet(p) => p.ts_ns,
         Event::Syscall(s) => s.exit_ns,
         Event::Loss(l) => l.ts_ns,
         Event::Tls(t) => t.ts_ns,
+        Event::Process(p) => p.ts_ns,
     }
 }
 

@@ -9,6 +9,7 @@
 //! (rotation with `--keep`) first removes the oldest files of its own set, one at a
 //! time, and goes on.
 
+use std::collections::HashSet;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -23,15 +24,21 @@ use bytes::Bytes;
 use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
-use crate::capture::{CaptureWriter, Event, Header, KindCounts, WriteSummary};
+use crate::capture::{
+    CaptureWriter, Event, Header, KindCounts, ProcessChange, ProcessInfo, WriteSummary,
+};
 use crate::redact::{ScrubReport, SecretScrubber};
 use crate::units::human_bytes;
 
 pub enum SinkMessage {
     /// Events as the kernel wrote them (bpf/events.h), parsed here.
     Raw(RawBatch),
-    /// Events made in userspace (loss records).
+    /// Events made in userspace (loss records, etcd processes that start and end). A
+    /// process's start comes before any batch with its events.
     Events(Vec<Event>),
+    /// Processes the programs traced for a moment and let go: their events are dropped
+    /// (until one of these pids starts as a traced etcd again).
+    Untraced(Vec<u32>),
     /// Write out a block: everything handed over before `drained_ns` (less
     /// `order::HOLD_NS`) has been sent by now.
     Flush { drained_ns: u64 },
@@ -274,6 +281,8 @@ struct Sink {
     /// The scrubber's report when the current file was opened: each file's index keeps
     /// its own share.
     scrubbed_before: ScrubReport,
+    /// Processes let go (SinkMessage::Untraced).
+    untraced: HashSet<u32>,
 }
 
 impl Sink {
@@ -385,6 +394,7 @@ impl Sink {
             let area = layout::batch_stage(&bytes[raw.clone()]);
             for event in layout::batch_events(&bytes, raw) {
                 match event.and_then(|range| layout::parse(&bytes, range)) {
+                    Ok(ev) if self.is_untraced(&ev) => {}
                     Ok(ev) => match area {
                         Some(area) => self.order.push_from(area as usize, ev),
                         None => self.order.push(ev),
@@ -400,6 +410,32 @@ impl Sink {
         }
     }
 
+    /// An event of a process let go.
+    fn is_untraced(&self, ev: &Event) -> bool {
+        if self.untraced.is_empty() {
+            return false;
+        }
+        let pid = match ev {
+            Event::Syscall(s) => s.pid,
+            Event::Tls(t) => t.pid,
+            _ => return false,
+        };
+        self.untraced.contains(&pid)
+    }
+
+    /// Events made in userspace; a process that starts is traced, whatever its pid was
+    /// before.
+    fn take_events(&mut self, events: Vec<Event>) {
+        for ev in events {
+            if let Event::Process(p) = &ev {
+                if matches!(p.change, ProcessChange::Start { .. }) {
+                    self.untraced.remove(&p.pid);
+                }
+            }
+            self.order.push(ev);
+        }
+    }
+
     /// Writes, in time order, the events every CPU had certainly handed over by a drain
     /// that started at `drained_ns` (later ones wait for the next batch or flush), or
     /// with `None` at the end, all that wait.
@@ -409,6 +445,7 @@ impl Sink {
             order,
             scrubber,
             out,
+            header,
             ..
         } = self;
         let mut result = Ok(());
@@ -416,6 +453,7 @@ impl Sink {
         // cache: no batch-sized vectors of events between the stages.
         let mut write = |ev: Event| {
             if result.is_ok() {
+                note_process(header, &ev);
                 result = out.push(&ev);
             }
         };
@@ -447,6 +485,21 @@ impl Sink {
 
     fn current_bytes(&self) -> u64 {
         self.out.writer.as_ref().map_or(0, |w| w.bytes_written())
+    }
+}
+
+/// The header of the next file (rotation) lists the etcd processes running when it is
+/// opened.
+fn note_process(header: &mut Header, ev: &Event) {
+    if let Event::Process(p) = ev {
+        header.processes.retain(|known| known.pid != p.pid);
+        if let ProcessChange::Start { data_dir, cmdline } = &p.change {
+            header.processes.push(ProcessInfo {
+                pid: p.pid,
+                cmdline: cmdline.clone(),
+                data_dir: data_dir.clone(),
+            });
+        }
     }
 }
 
@@ -514,6 +567,7 @@ pub fn spawn(
         order: TimeOrder::default(),
         scrubber,
         scrubbed_before: ScrubReport::default(),
+        untraced: HashSet::new(),
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -560,7 +614,8 @@ fn write_all(
                 sink.take_raw(batch);
                 sink.write_handed_over(Some(drained_ns))?
             }
-            SinkMessage::Events(evs) => evs.into_iter().for_each(|ev| sink.order.push(ev)),
+            SinkMessage::Events(evs) => sink.take_events(evs),
+            SinkMessage::Untraced(pids) => sink.untraced.extend(pids),
             SinkMessage::Flush { drained_ns } => {
                 sink.write_handed_over(Some(drained_ns))?;
                 sink.flush()?;
@@ -576,6 +631,7 @@ fn write_all(
     sink.write_handed_over(None)?;
     if let Some(scrubber) = sink.scrubber.as_mut() {
         for ev in scrubber.finish() {
+            note_process(&mut sink.header, &ev);
             sink.out.push(&ev)?;
         }
         sink.out.summary.redaction = Some(scrubber.report().clone());

@@ -84,6 +84,24 @@ impl EtcdProcess {
     }
 }
 
+impl EtcdProcess {
+    /// Whether the process's data dir is `dir`: the same directory (device and inode,
+    /// looked up through the process's root, so that an etcd in a container matches the
+    /// host's path), or, while it does not exist, the same path.
+    pub fn has_data_dir(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(own) = &self.data_dir else {
+            return false;
+        };
+        let seen = Path::new(&format!("/proc/{}/root", self.pid))
+            .join(own.strip_prefix("/").unwrap_or(own));
+        match (fs::metadata(&seen), fs::metadata(dir)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => own == dir,
+        }
+    }
+}
+
 /// Every process whose executable name is `etcd`.
 pub fn find_etcd_processes() -> Result<Vec<EtcdProcess>> {
     let mut found = Vec::new();

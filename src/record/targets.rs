@@ -1,5 +1,6 @@
-//! What one recording traces: the etcd processes (found or named), their data dirs and
-//! the network interfaces, looked up once before anything is loaded.
+//! What one recording traces at its start: the etcd processes (found or named), their
+//! data dirs and the network interfaces, looked up once before anything is loaded (etcd
+//! processes that start later are follow.rs's).
 
 use anyhow::{bail, Context, Result};
 
@@ -18,11 +19,31 @@ impl Targets {
     /// taken where etcd lives, which may be a container's.
     pub(super) fn find(opts: &RecordOptions) -> Result<(Targets, Option<system::NetnsGuard>)> {
         let processes = if opts.pids.is_empty() {
-            let found = system::find_etcd_processes()?;
+            let all = system::find_etcd_processes()?;
+            // With --data-dir, only the etcd of that data dir.
+            let found: Vec<system::EtcdProcess> = match &opts.data_dir {
+                Some(dir) => all
+                    .iter()
+                    .filter(|p| p.has_data_dir(dir))
+                    .cloned()
+                    .collect(),
+                None => all.clone(),
+            };
             if found.is_empty() && opts.trace_syscalls {
+                let others = match (&opts.data_dir, all.is_empty()) {
+                    (Some(dir), false) => format!(
+                        " with data dir {} (found: {})",
+                        dir.display(),
+                        all.iter()
+                            .map(|p| format!("pid {} data dir {}", p.pid, data_dir_text(p)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    _ => String::new(),
+                };
                 bail!(
-                    "no running etcd process found. Start etcd, or name it with --pid PID \
-                     (several --pid for several members), or record packets only with \
+                    "no running etcd process found{others}. Start etcd, or name it with --pid \
+                     PID (several --pid for several members), or record packets only with \
                      --no-syscalls"
                 );
             }
@@ -77,13 +98,7 @@ impl Targets {
                 .collect::<Result<_>>()?
         };
         for p in &processes {
-            eprintln!(
-                "tracing etcd pid {} (data dir {})",
-                p.pid,
-                p.data_dir
-                    .as_ref()
-                    .map_or("unknown".into(), |d| d.display().to_string())
-            );
+            eprintln!("tracing etcd pid {} (data dir {})", p.pid, data_dir_text(p));
         }
         Ok((
             Targets {
@@ -94,4 +109,11 @@ impl Targets {
             netns,
         ))
     }
+}
+
+/// A process's data dir for messages: its path, or "unknown".
+pub(super) fn data_dir_text(p: &system::EtcdProcess) -> String {
+    p.data_dir
+        .as_ref()
+        .map_or("unknown".into(), |d| d.display().to_string())
 }

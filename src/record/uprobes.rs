@@ -1,8 +1,9 @@
 //! Uprobes on Go's crypto/tls in each traced etcd process. On a TLS etcd (every
 //! Kubernetes control plane) the TC programs see only ciphertext; the plaintext passes
-//! through `crypto/tls.(*Conn).Write` and `Read`, where these probes take it. A process
-//! whose binary cannot be probed is named with the reason, and recording goes on
-//! without its plaintext.
+//! through `crypto/tls.(*Conn).Write` and `Read`, where these probes take it: in the
+//! processes traced at the start, and in each etcd that starts while recording (its
+//! probes are dropped when it ends). A process whose binary cannot be probed is named
+//! with the reason, and recording goes on without its plaintext.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,11 +24,26 @@ pub struct TlsProbeOutcome {
     pub result: std::result::Result<String, String>,
 }
 
-/// The uprobe links of every traced process (detached when dropped).
+impl TlsProbeOutcome {
+    /// Say it on stderr.
+    pub fn report(&self) {
+        match &self.result {
+            Ok(how) => eprintln!("TLS plaintext of etcd pid {}: probed ({how})", self.pid),
+            Err(why) => eprintln!(
+                "note: TLS plaintext of etcd pid {} is not captured: {why}; its packets are \
+                 still recorded",
+                self.pid
+            ),
+        }
+    }
+}
+
+/// The uprobe links of each traced process (detached when dropped), and the probe sites
+/// of each binary seen, found once per binary.
 #[derive(Default)]
 pub struct TlsProbes {
-    pub links: Vec<Link>,
-    pub outcomes: Vec<TlsProbeOutcome>,
+    links: HashMap<u32, Vec<Link>>,
+    sites_of: HashMap<(u64, u64), std::result::Result<TlsProbeSites, String>>,
 }
 
 /// The executable a process runs, as the kernel sees it: the magic link works for a
@@ -37,39 +53,52 @@ fn executable(pid: u32) -> PathBuf {
 }
 
 impl TlsProbes {
-    /// Find the probe sites in each process's binary (once per binary) and attach.
-    pub fn attach(skel: &EtcdTraceSkel<'_>, processes: &[EtcdProcess]) -> TlsProbes {
-        let mut probes = TlsProbes::default();
-        let mut sites_of: HashMap<(u64, u64), std::result::Result<TlsProbeSites, String>> =
-            HashMap::new();
-        for p in processes {
-            let exe = executable(p.pid);
-            let sites = match binary_id(&exe) {
-                Ok(id) => sites_of
-                    .entry(id)
-                    .or_insert_with(|| {
-                        go_binary::find_tls_probe_sites(&exe).map_err(|e| e.to_string())
-                    })
-                    .clone(),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            let result = sites.and_then(|sites| {
-                let before = probes.links.len();
-                match attach_sites(skel, p.pid, &exe, &sites, &mut probes.links) {
-                    Ok(()) => Ok(format!(
+    /// Find the probe sites in the process's binary (once per binary) and attach; the
+    /// process's earlier probes (etcd exec'd again) are dropped first.
+    pub fn attach(&mut self, skel: &EtcdTraceSkel<'_>, p: &EtcdProcess) -> TlsProbeOutcome {
+        self.detach(p.pid);
+        let exe = executable(p.pid);
+        let sites = match binary_id(&exe) {
+            Ok(id) => self
+                .sites_of
+                .entry(id)
+                .or_insert_with(|| go_binary::find_tls_probe_sites(&exe).map_err(|e| e.to_string()))
+                .clone(),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let result = sites.and_then(|sites| {
+            let mut links = Vec::new();
+            match attach_sites(skel, p.pid, &exe, &sites, &mut links) {
+                Ok(()) => {
+                    self.links.insert(p.pid, links);
+                    Ok(format!(
                         "{}, found by {}",
                         sites.go_version.as_deref().unwrap_or("Go version unknown"),
                         sites.found_by
-                    )),
-                    Err(e) => {
-                        probes.links.truncate(before);
-                        Err(format!("{e:#}"))
-                    }
+                    ))
                 }
-            });
-            probes.outcomes.push(TlsProbeOutcome { pid: p.pid, result });
+                Err(e) => Err(format!("{e:#}")),
+            }
+        });
+        TlsProbeOutcome { pid: p.pid, result }
+    }
+
+    /// Drop the probes of a process (it ended, or exec'd again). Detaching a uprobe waits
+    /// for the kernel (1.7 s for a process's 17 probes here), so they are dropped on a
+    /// thread of their own: the drain loop goes on, and probes an etcd started in the
+    /// dead one's place at once.
+    pub fn detach(&mut self, pid: u32) {
+        if let Some(links) = self.links.remove(&pid) {
+            // Should the thread not start, the links are dropped here.
+            let _ = std::thread::Builder::new()
+                .name("uprobe-detach".into())
+                .spawn(move || drop(links));
         }
-        probes
+    }
+
+    /// Drop every probe.
+    pub fn detach_all(&mut self) {
+        self.links.clear();
     }
 }
 

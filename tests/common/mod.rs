@@ -57,6 +57,8 @@ pub struct Rig {
     pub netns: Netns,
     pub etcd: EtcdServer,
     pub capture: PathBuf,
+    /// How the etcd was started (and is started again by `kill_and_restart_etcd`).
+    pub options: EtcdOptions,
 }
 
 #[cfg(feature = "record")]
@@ -86,7 +88,29 @@ impl Rig {
             netns,
             etcd,
             capture,
+            options,
         }
+    }
+
+    /// Record without --pid, following the etcd of the rig's data dir as it restarts (and
+    /// no other: other tests' etcds start and end meanwhile), on the rig's `lo`.
+    pub fn record_following(&self, extra: &[&str]) -> RecorderProcess {
+        let mut args = vec![
+            "-o".to_string(),
+            self.capture.display().to_string(),
+            "--data-dir".to_string(),
+            self.etcd.data_dir.display().to_string(),
+            "--iface".to_string(),
+            "lo".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        RecorderProcess::start(&bin(), &args).unwrap()
+    }
+
+    /// SIGKILL the rig's etcd and start a new one on the same data dir, ports and
+    /// certificates, once it answers; the old pid and the new.
+    pub fn kill_and_restart_etcd(&mut self) -> (u32, u32) {
+        kill_and_restart(&mut self.etcd, &self.netns, &self.dir.0, &self.options)
     }
 
     /// Record the rig's etcd into the rig's capture file.
@@ -164,6 +188,24 @@ pub fn sh_in_private_mount_ns(script: &str) -> Command {
         "sh",
     ]);
     command
+}
+
+/// SIGKILL `etcd` and start a new one in its place (`options`, data dir and log under
+/// `dir`), once it answers; the old pid and the new. A rig's fields, for a test whose
+/// other threads use the rig's namespace meanwhile.
+#[cfg(feature = "record")]
+pub fn kill_and_restart(
+    etcd: &mut EtcdServer,
+    netns: &Netns,
+    dir: &Path,
+    options: &EtcdOptions,
+) -> (u32, u32) {
+    use std::os::unix::process::ExitStatusExt;
+    let old = etcd.pid();
+    let status = etcd.kill(libc::SIGKILL).unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+    *etcd = EtcdServer::start_with(netns, dir, options).unwrap();
+    (old, etcd.pid())
 }
 
 /// Stop a recorder with SIGINT, once what the last calls sent has had time to reach it,
@@ -307,6 +349,21 @@ pub fn correlate_json(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Acknowledged writes in `correlate --format json`, and how many of them are linked to
+/// their WAL entry and to an fsync that ended before the reply.
+pub fn linked_writes(calls: &[serde_json::Value]) -> (usize, usize) {
+    let acked: Vec<&serde_json::Value> = calls.iter().filter(|c| c["status"] == 0).collect();
+    let linked = acked
+        .iter()
+        .filter(|c| {
+            let reply = c["reply_ts_ns"].as_u64();
+            let fsync = c["wal"]["fsync_ts_ns"].as_u64();
+            matches!((fsync, reply), (Some(f), Some(r)) if f <= r)
+        })
+        .count();
+    (linked, acked.len())
 }
 
 /// What a capture holds of the traffic, whatever the kind of event: every event but the
