@@ -275,6 +275,9 @@ impl Correlator {
                 request,
             } = r.detail
             {
+                let (Some(write_ts), Some(write_end)) = (r.write_ts_ns, r.write_end_ns) else {
+                    continue;
+                };
                 let (op, key) = match request {
                     Some(q) => (q.op, q.key),
                     None if entry_type.starts_with("conf_change") => {
@@ -288,8 +291,8 @@ impl Correlator {
                         term,
                         index,
                         file: r.file,
-                        write_ts: r.write_ts_ns,
-                        write_end: r.write_end_ns,
+                        write_ts,
+                        write_end,
                     },
                 );
             }

@@ -16,6 +16,8 @@ use crate::output::offset;
 pub fn run(args: WalArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    // Members traced together are told apart in text (JSON always says whose).
+    let several = reader.header().processes.len() > 1;
     let mut log = WalLog::new();
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut buf = WalLogOutput::default();
@@ -32,21 +34,21 @@ pub fn run(args: WalArgs) -> Result<ExitCode> {
             }
             match args.format {
                 Format::Json => writeln!(out, "{}", serde_json::to_string(&r)?)?,
-                Format::Text => writeln!(out, "{}", text_line(&r, start))?,
+                Format::Text => writeln!(out, "{}", text_line(&r, start, several))?,
             }
         }
         for p in buf.problems.drain(..) {
             problems += 1;
-            eprintln!("note: {}: {}", p.file, p.what);
+            if several {
+                eprintln!("note: {} {}: {}", p.member, p.file, p.what);
+            } else {
+                eprintln!("note: {}: {}", p.file, p.what);
+            }
         }
         Ok(())
     };
     if args.format == Format::Text {
-        writeln!(
-            out,
-            "{:>13} {:>6} {:>8}  {:<6} data",
-            "time", "term", "index", "type"
-        )?;
+        writeln!(out, "{}", header_line(several))?;
     }
     for item in reader.events() {
         match item {
@@ -64,8 +66,28 @@ pub fn run(args: WalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn text_line(r: &WalLogRecord, start: u64) -> String {
-    let time = offset(r.write_ts_ns, start, 6);
+fn header_line(several: bool) -> String {
+    let member = if several {
+        format!(" {:<16}", "member")
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>13}{member} {:>6} {:>8}  {:<6} data",
+        "time", "term", "index", "type"
+    )
+}
+
+/// One record as a line under [`header_line`]: the time of its write (`-` for a WAL
+/// read from disk), whose it is when `several`, then as etcd-dump-logs shows it.
+fn text_line(r: &WalLogRecord, start: u64, several: bool) -> String {
+    let time = r
+        .write_ts_ns
+        .map_or_else(|| "-".to_string(), |ts| offset(ts, start, 6));
+    let mut time = format!("{time:>13}");
+    if several {
+        time.push_str(&format!(" {:<16}", r.member.to_string()));
+    }
     match &r.detail {
         WalDetail::Entry {
             term,
@@ -96,21 +118,21 @@ fn text_line(r: &WalLogRecord, start: u64) -> String {
                 "conf_change_v2" => "confv2",
                 other => other,
             };
-            format!("{time:>13} {term:>6} {index:>8}  {short:<6} {data}")
+            format!("{time} {term:>6} {index:>8}  {short:<6} {data}")
         }
         WalDetail::HardState { term, vote, commit } => {
             format!(
-                "{time:>13} {term:>6} {:>8}  state  vote {vote:x} commit {commit}",
+                "{time} {term:>6} {:>8}  state  vote {vote:x} commit {commit}",
                 ""
             )
         }
         WalDetail::Snapshot { term, index } => {
-            format!("{time:>13} {term:>6} {index:>8}  snap")
+            format!("{time} {term:>6} {index:>8}  snap")
         }
-        WalDetail::Other => format!("{time:>13} {:>6} {:>8}  {}", "", "", r.record),
+        WalDetail::Other => format!("{time} {:>6} {:>8}  {}", "", "", r.record),
         WalDetail::Undecodable { reason } => {
             format!(
-                "{time:>13} {:>6} {:>8}  {} (undecodable: {reason})",
+                "{time} {:>6} {:>8}  {} (undecodable: {reason})",
                 "", "", r.record
             )
         }
