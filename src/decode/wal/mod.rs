@@ -19,9 +19,11 @@
 //! carries the chain value the previous file ended with (0 in the first file), then the
 //! metadata record, so a file can be checked on its own and against its predecessor.
 //!
-//! `record` holds the framing and the chain, `stream` the decoders that use them.
+//! `record` holds the framing and the chain, `stream` the decoders that follow a file
+//! through writes or read it whole, and `segments` a directory's files as one chain.
 
 mod record;
+mod segments;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -29,5 +31,8 @@ mod tests;
 pub use record::{
     frame_record, parse_record, WalCrc, WalEncoder, WalError, WalMetadata, WalPayload, WalRecord,
     WalRecordKind, WalSnapshot, FRAME_HEADER_BYTES, MAX_RECORD_BYTES,
+};
+pub use segments::{
+    BreakKind, ChainBreak, SegmentChain, SegmentDecode, SegmentEnd, SegmentName, MAX_SEGMENT_BYTES,
 };
 pub use stream::{decode_wal_file, SkipReason, WalEvent, WalFileDecode, WalRecordAt, WalStream};

@@ -424,7 +424,7 @@ impl WalStream {
 
 /// Whether a record parsed at a candidate boundary looks like one etcd wrote: a known
 /// type whose payload decodes.
-fn plausible(record: &WalRecord) -> bool {
+pub(super) fn plausible(record: &WalRecord) -> bool {
     match record.kind {
         WalRecordKind::Unknown(_) => false,
         WalRecordKind::Crc => record.data.is_empty(),

@@ -39,47 +39,67 @@ fn hard_state(term: u64, commit: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// Builds a WAL file record by record, keeping each record's offset.
+struct FileBuilder {
+    enc: WalEncoder,
+    out: Vec<u8>,
+    offsets: Vec<u64>,
+}
+
+impl FileBuilder {
+    /// A file's head as etcd writes it: the crc record carrying `enc`'s chain in, then
+    /// the metadata.
+    fn new(mut enc: WalEncoder, node_id: u64, cluster_id: u64) -> Self {
+        let crc = enc.crc_record();
+        let mut b = FileBuilder {
+            enc,
+            out: Vec::new(),
+            offsets: Vec::new(),
+        };
+        b.push(crc);
+        let meta = WalMetadata {
+            node_id,
+            cluster_id,
+        };
+        b.record(WalRecordKind::Metadata, &meta.encode_to_vec());
+        b
+    }
+
+    fn push(&mut self, bytes: Vec<u8>) {
+        self.offsets.push(self.out.len() as u64);
+        self.out.extend_from_slice(&bytes);
+    }
+
+    fn record(&mut self, kind: WalRecordKind, data: &[u8]) {
+        let bytes = self.enc.record(kind, data);
+        self.push(bytes);
+    }
+
+    /// A put of `foo` and the HardState after it, for each index.
+    fn puts(&mut self, indexes: std::ops::RangeInclusive<u64>, value_len: impl Fn(u64) -> usize) {
+        for i in indexes {
+            let value = vec![b'v'; value_len(i)];
+            self.record(WalRecordKind::Entry, &put_entry(2, i, b"foo", &value));
+            self.record(WalRecordKind::State, &hard_state(2, i));
+        }
+    }
+}
+
 /// A WAL file as etcd writes it at bootstrap and after a few puts, with the offsets
 /// of every record.
 fn sample_file() -> (Vec<u8>, Vec<u64>) {
-    let mut enc = WalEncoder::new(0);
-    let mut out = Vec::new();
-    let mut offsets = Vec::new();
-    let mut add = |bytes: Vec<u8>, out: &mut Vec<u8>| {
-        offsets.push(out.len() as u64);
-        out.extend_from_slice(&bytes);
-    };
-    add(enc.crc_record(), &mut out);
-    let meta = WalMetadata {
-        node_id: 10276657743932975437,
-        cluster_id: 14841639068965178418,
-    };
-    add(
-        enc.record(WalRecordKind::Metadata, &meta.encode_to_vec()),
-        &mut out,
+    let mut b = FileBuilder::new(
+        WalEncoder::new(0),
+        10276657743932975437,
+        14841639068965178418,
     );
-    let snap = WalSnapshot {
-        index: 0,
-        term: 0,
-        conf_state: None,
-    };
     // etcd writes the empty snapshot record with explicit zero fields.
     let mut snap_bytes = Vec::new();
-    prost::encoding::uint64::encode(1, &snap.index, &mut snap_bytes);
-    prost::encoding::uint64::encode(2, &snap.term, &mut snap_bytes);
-    add(enc.record(WalRecordKind::Snapshot, &snap_bytes), &mut out);
-    for i in 1..=6u64 {
-        let value = vec![b'v'; usize::try_from(i).unwrap() * 3];
-        add(
-            enc.record(WalRecordKind::Entry, &put_entry(2, i, b"foo", &value)),
-            &mut out,
-        );
-        add(
-            enc.record(WalRecordKind::State, &hard_state(2, i)),
-            &mut out,
-        );
-    }
-    (out, offsets)
+    prost::encoding::uint64::encode(1, &0, &mut snap_bytes);
+    prost::encoding::uint64::encode(2, &0, &mut snap_bytes);
+    b.record(WalRecordKind::Snapshot, &snap_bytes);
+    b.puts(1..=6, |i| usize::try_from(i).unwrap() * 3);
+    (b.out, b.offsets)
 }
 
 fn records_of(events: &[WalEvent]) -> Vec<WalRecordAt> {
@@ -639,5 +659,193 @@ fn random_and_mutated_bytes_never_panic() {
             pos = end;
         }
         let _ = stream.finish();
+        let mut chain = SegmentChain::new();
+        let _ = chain.next(seg(0, 0), &bytes);
+        let _ = chain.next(seg(1, 0), &bytes);
     }
+}
+
+/// A segment file as etcd writes it, continuing `enc`'s chain: `count` puts from
+/// `first`, then `prealloc` zero bytes. Returns the bytes and the offset of every record.
+fn segment(enc: &mut WalEncoder, first: u64, count: u64, prealloc: usize) -> (Vec<u8>, Vec<u64>) {
+    let mut b = FileBuilder::new(enc.clone(), 0x8e9e_05c5_2164_694d, 7);
+    b.puts(first..=first + count - 1, |_| 40);
+    *enc = b.enc;
+    b.out.resize(b.out.len() + prealloc, 0);
+    (b.out, b.offsets)
+}
+
+fn seg(seq: u64, index: u64) -> SegmentName {
+    SegmentName { seq, index }
+}
+
+/// The decode of a segment `name` read after the first one (sequence number 0).
+fn after_first(first: &[u8], name: SegmentName, bytes: &[u8]) -> SegmentDecode {
+    let mut chain = SegmentChain::new();
+    chain.next(seg(0, 0), first);
+    chain.next(name, bytes)
+}
+
+#[test]
+fn segment_names() {
+    let name = SegmentName::parse("000000000000000a-00000000000000ff.wal").unwrap();
+    assert_eq!(name, seg(10, 255));
+    assert_eq!(name.to_string(), "000000000000000a-00000000000000ff.wal");
+    for other in [
+        "0.tmp",
+        "000000000000000a-00000000000000ff.wal.broken",
+        "a-ff.wal",
+        "000000000000000g-00000000000000ff.wal",
+        "+00000000000000a-00000000000000ff.wal",
+    ] {
+        assert_eq!(SegmentName::parse(other), None, "{other}");
+    }
+}
+
+#[test]
+fn chain_across_two_files() {
+    let mut enc = WalEncoder::new(0);
+    let (first, _) = segment(&mut enc, 1, 5, 4096);
+    let end_of_first = enc.crc();
+    let (second, _) = segment(&mut enc, 6, 5, 4096);
+    let mut chain = SegmentChain::new();
+    let a = chain.next(seg(0, 0), &first);
+    let b = chain.next(seg(1, 6), &second);
+    for d in [&a, &b] {
+        assert!(d.breaks.is_empty(), "{:?}", d.breaks);
+        assert!(matches!(d.end, SegmentEnd::Preallocated { .. }));
+        assert_eq!(d.records.len(), 12);
+        assert!(d.records[1..].iter().all(|r| r.crc_ok == Some(true)));
+    }
+    // The second file's head carries the first's chain, and is checked against it.
+    assert_eq!(b.records[0].record.crc, end_of_first);
+    assert_eq!(b.records[0].crc_ok, Some(true));
+
+    // A second file that carries another value breaks the chain at its head; its own
+    // records still verify among themselves.
+    let (other, _) = segment(&mut WalEncoder::new(0xdead_beef), 6, 5, 0);
+    let b = after_first(&first, seg(1, 6), &other);
+    assert_eq!(
+        b.breaks,
+        vec![ChainBreak {
+            offset: 0,
+            kind: BreakKind::CarriedCrc {
+                expected: end_of_first,
+                found: 0xdead_beef
+            },
+            resumes_at: Some(b.records[1].offset),
+        }]
+    );
+    assert_eq!(b.records[0].crc_ok, Some(false));
+    assert!(b.records[1..].iter().all(|r| r.crc_ok == Some(true)));
+    assert_eq!(
+        b.end,
+        SegmentEnd::EndOfFile {
+            offset: other.len() as u64
+        }
+    );
+}
+
+#[test]
+fn torn_last_write_is_the_tail() {
+    let mut enc = WalEncoder::new(0);
+    let (mut file, offsets) = segment(&mut enc, 1, 5, 0);
+    let written = file.len();
+    let big = enc.record(
+        WalRecordKind::Entry,
+        &put_entry(2, 6, b"big", &vec![b'x'; 3000]),
+    );
+    file.extend_from_slice(&big);
+    // The crash wrote the record's first sector only.
+    let torn_from = (written + 8).next_multiple_of(512);
+    file[torn_from..].fill(0);
+    file.resize(file.len() + 8192, 0);
+    let d = SegmentChain::new().next(seg(0, 0), &file);
+    assert!(d.breaks.is_empty(), "{:?}", d.breaks);
+    assert_eq!(d.records.len(), offsets.len());
+    assert_eq!(
+        d.end,
+        SegmentEnd::Tail {
+            offset: written as u64,
+            bytes: (torn_from - written) as u64
+        }
+    );
+}
+
+#[test]
+fn flipped_byte_mid_file_breaks_one_record() {
+    let mut enc = WalEncoder::new(0);
+    let (mut file, offsets) = segment(&mut enc, 1, 6, 1024);
+    let o = |i: usize| usize::try_from(offsets[i]).unwrap();
+    // A byte of record 6's value: the record decodes, its CRC does not match.
+    let at = file[..o(7)].iter().rposition(|&b| b == b'v').unwrap();
+    assert!(at > o(6));
+    file[at] = b'w';
+    let d = SegmentChain::new().next(seg(0, 0), &file);
+    let [ChainBreak {
+        offset,
+        kind:
+            BreakKind::RecordCrc {
+                kind,
+                expected,
+                found,
+            },
+        resumes_at,
+    }] = d.breaks.as_slice()
+    else {
+        panic!("{:?}", d.breaks);
+    };
+    assert_eq!(
+        (*offset, *kind, *resumes_at),
+        (offsets[6], "entry", Some(offsets[7]))
+    );
+    assert_eq!(*found, d.records[6].record.crc);
+    assert_eq!(
+        *expected,
+        crc32c::crc32c_append(d.records[5].record.crc, &d.records[6].record.data)
+    );
+    assert_eq!(d.records.len(), offsets.len());
+    assert_eq!(d.records[6].crc_ok, Some(false));
+    assert!(d.records[7..].iter().all(|r| r.crc_ok == Some(true)));
+
+    // A flipped length word: the record is lost, the scan finds the next proven one.
+    let (mut file, offsets) = segment(&mut WalEncoder::new(0), 1, 6, 1024);
+    file[o(6) + 7] = 0x7f;
+    let d = SegmentChain::new().next(seg(0, 0), &file);
+    assert!(
+        matches!(
+            d.breaks.as_slice(),
+            [ChainBreak {
+                kind: BreakKind::Undecodable(WalError::BadFrame { .. }),
+                resumes_at: Some(r),
+                offset,
+            }] if *r == offsets[7] && *offset == offsets[6]
+        ),
+        "{:?}",
+        d.breaks
+    );
+    let got: Vec<u64> = d.records.iter().map(|r| r.offset).collect();
+    let want: Vec<u64> = offsets[..6].iter().chain(&offsets[7..]).copied().collect();
+    assert_eq!(got, want);
+    assert_eq!(d.records[6].crc_ok, None);
+    assert!(matches!(d.end, SegmentEnd::Preallocated { .. }));
+}
+
+#[test]
+fn missing_middle_file_is_said() {
+    let mut enc = WalEncoder::new(0);
+    let (first, _) = segment(&mut enc, 1, 3, 0);
+    segment(&mut enc, 4, 3, 0);
+    let (third, _) = segment(&mut enc, 7, 3, 0);
+    let d = after_first(&first, seg(2, 7), &third);
+    assert_eq!(
+        d.breaks,
+        vec![ChainBreak {
+            offset: 0,
+            kind: BreakKind::MissingSegments { after: 0 },
+            resumes_at: None
+        }]
+    );
+    assert_eq!(d.records[0].crc_ok, None);
+    assert!(d.records[1..].iter().all(|r| r.crc_ok == Some(true)));
 }
