@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use common::*;
 use etcd_trace::decode::wal::{decode_wal_file, WalPayload};
@@ -72,4 +73,83 @@ fn captured_wal_matches_the_files_on_disk() {
         .filter(|k| **k >= first && !captured.contains_key(k))
         .collect();
     assert!(missing.is_empty(), "on disk but not captured: {missing:?}");
+}
+
+/// The WAL records of `etcd-trace wal --all --format json PATH`, by (file name, offset),
+/// and its stderr.
+fn wal_records(path: &Path) -> (BTreeMap<(String, u64), serde_json::Value>, String) {
+    let out = etcd_trace(&["wal", "--all", "--format", "json", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut records = BTreeMap::new();
+    for line in stdout(&out).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let file = v["file"].as_str().unwrap();
+        let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+        records.insert((name.to_string(), v["offset"].as_u64().unwrap()), v);
+    }
+    (records, stderr(&out))
+}
+
+/// `wal DATA_DIR` reads what etcd left on disk the way `wal CAPTURE` reads what the
+/// recorder saw written: every record the capture has is on disk, the same.
+#[test]
+fn wal_of_the_data_dir_agrees_with_the_capture() {
+    let rig = Rig::start("wal-dir");
+    let rec = rig.record(&[]);
+    for i in 0..20 {
+        rig.etcdctl(&["put", &format!("/dir/key-{i}"), &"y".repeat(i * 7)]);
+    }
+    rig.etcdctl(&["del", "--prefix", "/dir/key-1"]);
+    rig.etcdctl(&["lease", "grant", "60"]);
+    let txn =
+        "value(\"/dir/key-2\") = \"yyyyyyyyyyyyyy\"\n\nput /dir/txn yes\n\nput /dir/txn no\n\n";
+    let out = rig.etcdctl_with_input(&["txn"], txn);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rig.etcdctl(&["compaction", "5"]);
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    let Rig {
+        dir: _dir,
+        etcd,
+        capture,
+        ..
+    } = rig;
+    let data_dir = etcd.data_dir.clone();
+    drop(etcd); // stopped: what is on disk is final
+
+    let (captured, _) = wal_records(&capture);
+    let (on_disk, notes) = wal_records(&data_dir);
+    assert!(notes.contains("CRC chain intact"), "{notes}");
+    let entries = captured.values().filter(|v| v["record"] == "entry").count();
+    assert!(entries >= 24, "{entries} entries captured");
+    for (at, seen) in &captured {
+        let disk = on_disk
+            .get(at)
+            .unwrap_or_else(|| panic!("{at:?} from the capture is not on disk"));
+        // term, index, type and request of entries; the HardStates too.
+        assert_eq!(seen["record"], disk["record"], "{at:?}");
+        assert_eq!(seen["detail"], disk["detail"], "{at:?}");
+        assert_eq!(disk["crc_ok"], true, "{at:?}");
+        assert!(disk["write_ts_ns"].is_null());
+    }
+    // On disk, every record names the member by its ID, as the metadata record gives
+    // it (the capture, begun after the file's head, knows only the process).
+    let member = on_disk.values().next().unwrap()["member"].clone();
+    assert!(
+        member.as_str().is_some_and(|m| !m.starts_with("pid:")),
+        "{member}"
+    );
+    assert!(on_disk.values().all(|v| v["member"] == member));
+
+    // A member dir, the member/wal dir and the segment file itself read the same.
+    let whole = etcd_trace(&["wal", data_dir.to_str().unwrap()]);
+    for path in [
+        data_dir.join("member"),
+        data_dir.join("member/wal"),
+        data_dir.join("member/wal/0000000000000000-0000000000000000.wal"),
+    ] {
+        let out = etcd_trace(&["wal", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), stdout(&whole), "{}", path.display());
+    }
 }

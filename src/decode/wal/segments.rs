@@ -68,7 +68,7 @@ impl fmt::Display for BreakKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BreakKind::MissingSegments { after } => {
-                write!(f, "segments missing after sequence number {after:#x}")
+                write!(f, "segments missing after sequence number {after}")
             }
             BreakKind::NoCrcHead { found } => {
                 write!(f, "the file starts with a {found} record, not a crc record")
@@ -104,7 +104,7 @@ pub struct ChainBreak {
 }
 
 /// How a segment's written data ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SegmentEnd {
     /// A zero length word at `offset`, zeros after it: the preallocated space, etcd's
     /// normal end of data.
@@ -112,9 +112,14 @@ pub enum SegmentEnd {
     /// The file ends right after its last record (etcd truncates a segment it cuts).
     EndOfFile { offset: u64 },
     /// After the last good record at `offset`: `bytes` bytes that make no record
-    /// (through the last non-zero byte), and no valid record after them. In the last
-    /// file this is a torn write, which etcd discards; elsewhere the chain breaks here.
-    Tail { offset: u64, bytes: u64 },
+    /// (through the last non-zero byte; `error` says why), and no valid record after
+    /// them. In the last file this is a torn write, which etcd discards; elsewhere the
+    /// chain breaks here.
+    Tail {
+        offset: u64,
+        bytes: u64,
+        error: WalError,
+    },
 }
 
 /// One segment file decoded as part of the chain.
@@ -229,6 +234,7 @@ impl SegmentChain {
                     break SegmentEnd::Tail {
                         offset,
                         bytes: last as u64,
+                        error,
                     };
                 }
             }

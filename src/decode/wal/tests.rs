@@ -767,7 +767,10 @@ fn torn_last_write_is_the_tail() {
         d.end,
         SegmentEnd::Tail {
             offset: written as u64,
-            bytes: (torn_from - written) as u64
+            bytes: (torn_from - written) as u64,
+            error: WalError::TornWrite {
+                sector_offset: torn_from as u64
+            }
         }
     );
 }
