@@ -227,6 +227,23 @@ fn members_recorded_together_are_kept_apart() {
         assert_eq!(unique.len(), keys.len(), "{member}");
     }
 
+    // Text names whose each record, link and disk phase is.
+    let text = |args: &[&str]| {
+        let out = etcd_trace(args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let capture_path = capture.to_str().unwrap();
+    let wal = text(&["wal", capture_path]);
+    assert!(wal.lines().next().unwrap().contains("member"), "{wal}");
+    for pid in &pids {
+        assert!(wal.contains(&format!(" pid:{pid} ")), "{wal}");
+    }
+    let correlate = text(&["correlate", capture_path]);
+    assert!(correlate.contains(" of pid:"), "{correlate}");
+    let timeline = text(&["timeline", capture_path]);
+    assert!(timeline.contains(".wal of pid:"), "{timeline}");
+
     // Each put links to the WAL copy of the member whose client port served it.
     let calls = correlate_json(&capture);
     let mut linked = 0;
