@@ -206,11 +206,14 @@ impl SegmentChain {
                         None
                     }
                 }
-                Err(WalError::EndOfData) if rest.iter().all(|&b| b == 0) => {
-                    break SegmentEnd::Preallocated { offset };
-                }
                 Err(WalError::Incomplete { .. }) if rest.is_empty() => {
                     break SegmentEnd::EndOfFile { offset };
+                }
+                // Zeros to the end, even fewer than a length word's 8 bytes.
+                Err(WalError::EndOfData | WalError::Incomplete { .. })
+                    if rest.iter().all(|&b| b == 0) =>
+                {
+                    break SegmentEnd::Preallocated { offset };
                 }
                 Err(WalError::Record(e)) => Some(match zero_sector(rest, offset) {
                     Some(sector_offset) => WalError::TornWrite { sector_offset },

@@ -747,6 +747,26 @@ fn chain_across_two_files() {
 }
 
 #[test]
+fn how_a_segment_ends() {
+    let (file, _) = segment(&mut WalEncoder::new(0), 1, 2, 0);
+    let end = |bytes: &[u8]| SegmentChain::new().next(seg(0, 0), bytes).end;
+    let len = file.len() as u64;
+    assert_eq!(end(&file), SegmentEnd::EndOfFile { offset: len });
+    for zeros in [3, 8, 4096] {
+        let mut padded = file.clone();
+        padded.resize(file.len() + zeros, 0);
+        assert_eq!(
+            end(&padded),
+            SegmentEnd::Preallocated { offset: len },
+            "{zeros}"
+        );
+    }
+    let mut odd = file.clone();
+    odd.extend_from_slice(&[0, 0, 7]);
+    assert!(matches!(end(&odd), SegmentEnd::Tail { offset, bytes: 3, .. } if offset == len));
+}
+
+#[test]
 fn torn_last_write_is_the_tail() {
     let mut enc = WalEncoder::new(0);
     let (mut file, offsets) = segment(&mut enc, 1, 5, 0);
