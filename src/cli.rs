@@ -256,17 +256,30 @@ pub struct ReplayArgs {
     pub show_secrets: bool,
 }
 
-/// Print the WAL records etcd wrote during the capture, decoded from its captured writes.
+/// Print the WAL records etcd wrote: from a capture's writes, or from a WAL on disk.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace wal incident.etr                 # entries: term, index, type, request\n  \
 etcd-trace wal incident.etr --all           # also HardState and other records\n  \
-etcd-trace wal incident.etr --format json | jq 'select(.detail.request.op == \"put\")'\n\n\
-Entries are shown as etcd-dump-logs shows them, with the time of the write that carried \
-them. Only what the recorder kept of each write can be decoded (--file-data at record \
-time, whole writes up to 64 KiB by default); what could not be decoded is said on stderr.")]
+etcd-trace wal incident.etr --format json | jq 'select(.detail.request.op == \"put\")'\n  \
+etcd-trace wal /var/lib/etcd                # the WAL on disk, its CRC chain checked\n  \
+etcd-trace wal /var/lib/etcd/member/wal/0000000000000002-0000000000001f41.wal\n\n\
+Entries are shown as etcd-dump-logs shows them. From a capture, each has the time of the \
+write that carried it; only what the recorder kept of each write can be decoded \
+(--file-data at record time, whole writes up to 64 KiB by default); what could not be \
+decoded is said on stderr. JSON records say whose WAL they are in `member`: the member \
+ID in hex once a WAL metadata record gave it, `pid:N` before; text names the member \
+when the capture traced several.\n\n\
+From disk (a data dir, a member dir, a member/wal dir or one segment file), the segment \
+files are read in sequence order and the CRC chain is checked across them, as etcd does \
+when it opens the WAL. Where it breaks is said on stderr: file, offset, what was expected \
+and found, and what follows (valid records again, or nothing). Zeros after the last \
+record are the preallocated space; bytes that make no record there, in the last file, \
+are a torn write, which etcd discards. Exit status 1 when the chain is broken elsewhere.")]
 pub struct WalArgs {
-    /// Capture file.
+    /// Capture file, or a WAL on disk: an etcd data dir, a member dir, a member/wal dir
+    /// or one segment file.
+    #[arg(value_name = "PATH")]
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -192,13 +192,17 @@ const NEW_EC_KEY: [&str; 5] = [
     "-nodes",
 ];
 
-/// How an etcd is started: its ports, and whether both speak TLS with client
-/// certificates required.
+/// How an etcd is started: its ports, whether both speak TLS with client certificates
+/// required, and the cluster it is a member of.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
     pub client_port: u16,
     pub peer_port: u16,
     pub tls: Option<TlsCerts>,
+    /// The member's name.
+    pub name: String,
+    /// `--initial-cluster` (`name=peer URL,...`); None: a cluster of this member alone.
+    pub initial_cluster: Option<String>,
 }
 
 impl Default for EtcdOptions {
@@ -207,6 +211,8 @@ impl Default for EtcdOptions {
             client_port: 2379,
             peer_port: 2380,
             tls: None,
+            name: "m1".to_string(),
+            initial_cluster: None,
         }
     }
 }
@@ -243,6 +249,13 @@ impl EtcdServer {
     /// Start etcd as `options` say, with its data dir and log under `dir` (created if
     /// missing; give each etcd of a namespace its own), and wait until it answers.
     pub fn start_with(netns: &Netns, dir: &Path, options: &EtcdOptions) -> Result<EtcdServer> {
+        let mut server = EtcdServer::spawn(netns, dir, options)?;
+        server.wait_ready(netns)?;
+        Ok(server)
+    }
+
+    /// Start etcd as `options` say, without waiting for it.
+    fn spawn(netns: &Netns, dir: &Path, options: &EtcdOptions) -> Result<EtcdServer> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data_dir = dir.join("etcd-data");
         let log = dir.join("etcd.log");
@@ -255,9 +268,10 @@ impl EtcdServer {
         let client_url = format!("{scheme}://127.0.0.1:{}", options.client_port);
         let peer_url = format!("{scheme}://127.0.0.1:{}", options.peer_port);
         let mut command = netns.command(which("etcd")?);
+        let alone = format!("{}={peer_url}", options.name);
         command.args([
             "--name",
-            "m1",
+            &options.name,
             "--data-dir",
             data_dir.to_str().context("data dir path is not UTF-8")?,
             "--listen-client-urls",
@@ -269,7 +283,7 @@ impl EtcdServer {
             "--initial-advertise-peer-urls",
             &peer_url,
             "--initial-cluster",
-            &format!("m1={peer_url}"),
+            options.initial_cluster.as_deref().unwrap_or(&alone),
             "--logger",
             "zap",
             "--log-outputs",
@@ -290,7 +304,7 @@ impl EtcdServer {
             .stderr(log_file)
             .spawn()
             .context("starting etcd")?;
-        let mut server = EtcdServer {
+        Ok(EtcdServer {
             child,
             data_dir,
             log,
@@ -298,9 +312,7 @@ impl EtcdServer {
             client_port: options.client_port,
             peer_port: options.peer_port,
             tls: options.tls.clone(),
-        };
-        server.wait_ready(netns)?;
-        Ok(server)
+        })
     }
 
     fn wait_ready(&mut self, netns: &Netns) -> Result<()> {
@@ -393,6 +405,46 @@ impl Drop for EtcdServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A cluster of several cleartext members in one namespace, each with its data dir
+/// under `dir/mN`, stopped on drop. Member N (from 1) has client port 2379 + 10000 (N-1)
+/// and peer port 2380 + 10000 (N-1).
+#[derive(Debug)]
+pub struct EtcdCluster {
+    pub members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// Start `size` members (at most 6) and wait until each answers.
+    pub fn start(netns: &Netns, dir: &Path, size: u16) -> Result<EtcdCluster> {
+        if !(1..=6).contains(&size) {
+            bail!("a test cluster has 1 to 6 members, not {size}");
+        }
+        let options: Vec<EtcdOptions> = (0..size)
+            .map(|i| EtcdOptions {
+                client_port: 2379 + 10000 * i,
+                peer_port: 2380 + 10000 * i,
+                name: format!("m{}", i + 1),
+                ..EtcdOptions::default()
+            })
+            .collect();
+        let cluster = options
+            .iter()
+            .map(|o| format!("{}=http://127.0.0.1:{}", o.name, o.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        // All start before any is waited for: none answers before a quorum is up.
+        for mut o in options {
+            o.initial_cluster = Some(cluster.clone());
+            members.push(EtcdServer::spawn(netns, &dir.join(&o.name), &o)?);
+        }
+        for m in &mut members {
+            m.wait_ready(netns)?;
+        }
+        Ok(EtcdCluster { members })
     }
 }
 

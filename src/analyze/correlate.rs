@@ -5,12 +5,19 @@
 //! operation on the same key, written while the call was in flight, and the first WAL
 //! sync after that write that finished before the reply. Every link says how it was made
 //! and how sure it is; an RPC left unlinked says why.
+//!
+//! With several members traced, each writes the same entry to its own WAL. A call is
+//! linked to the copy of the member that served it (known from the process behind the
+//! connection's socket calls), else to the earliest copy, and the sync must be of that
+//! member's file. One raft entry is one proposal, so once linked, no copy of it links
+//! to another call.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
 use crate::analyze::disk::{DiskActivity, DiskPhase};
+use crate::analyze::member::Member;
 use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats};
 use crate::analyze::wal_log::{WalDetail, WalLog, WalLogOutput};
 use crate::capture::{Event, FileKind};
@@ -35,6 +42,8 @@ const SLACK_NS: u64 = 1_000_000;
 pub struct WalLink {
     pub term: u64,
     pub index: u64,
+    /// Whose WAL copy of the entry this is.
+    pub member: Member,
     pub file: String,
     pub write_ts_ns: u64,
     pub write_end_ns: u64,
@@ -94,6 +103,7 @@ impl CorrelatedCall {
 struct PendingEntry {
     term: u64,
     index: u64,
+    member: Member,
     file: String,
     write_ts: u64,
     write_end: u64,
@@ -126,25 +136,42 @@ impl PendingEntries {
         });
     }
 
-    /// The earliest entry of `key` written while the call was in flight, taken out, and
-    /// how many such entries there were.
-    fn take(&mut self, key: &EntryKey, call: &RpcCall) -> Option<(PendingEntry, usize)> {
+    /// The earliest entry of `key` written while the call was in flight, preferring the
+    /// copy in the WAL of `pid` (the process that served the call, when known), and how
+    /// many distinct entries (by term and index) fitted. Every copy of the chosen entry
+    /// is taken out.
+    fn take(
+        &mut self,
+        key: &EntryKey,
+        (call_ts, call_end): (u64, u64),
+        pid: Option<u32>,
+    ) -> Option<(PendingEntry, usize)> {
         let q = self.by_key.get_mut(key)?;
         let fits = |e: &PendingEntry| {
-            e.write_ts.saturating_add(SLACK_NS) >= call.ts_ns && e.write_end <= call.end_ns
+            e.write_ts.saturating_add(SLACK_NS) >= call_ts && e.write_end <= call_end
         };
-        let candidates = q.iter().filter(|e| fits(e)).count();
-        let pos = q.iter().position(fits)?;
+        let mut distinct: Vec<(u64, u64)> = q
+            .iter()
+            .filter(|e| fits(e))
+            .map(|e| (e.term, e.index))
+            .collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let pos = pid
+            .and_then(|pid| q.iter().position(|e| e.member.pid == Some(pid) && fits(e)))
+            .or_else(|| q.iter().position(fits))?;
         let entry = q.remove(pos)?;
+        q.retain(|e| (e.term, e.index) != (entry.term, entry.index));
         if q.is_empty() {
             self.by_key.remove(key);
         }
-        Some((entry, candidates))
+        Some((entry, distinct.len()))
     }
 }
 
-/// WAL syncs per file, by start time (and arrival, for equal starts) → end time.
-type WalSyncs = HashMap<String, BTreeMap<(u64, u64), u64>>;
+/// WAL syncs per process and file, by start time (and arrival, for equal starts) → end
+/// time.
+type WalSyncs = HashMap<(Option<u32>, String), BTreeMap<(u64, u64), u64>>;
 
 /// The WAL operation a method appends, if it is a write.
 pub fn wal_op(call: &RpcCall) -> Option<&'static str> {
@@ -211,6 +238,9 @@ pub struct Correlator {
     disk: DiskActivity,
     entries: PendingEntries,
     syncs: WalSyncs,
+    /// The process behind each connection seen in socket calls: (local port, peer port)
+    /// → pid. A call's server and client ports find the member that served it.
+    servers: HashMap<(u16, u16), u32>,
     sync_seq: u64,
     last_sweep_ns: u64,
     waiting: VecDeque<RpcCall>,
@@ -228,6 +258,7 @@ impl Correlator {
             disk: DiskActivity::new(),
             entries: PendingEntries::default(),
             syncs: WalSyncs::new(),
+            servers: HashMap::new(),
             sync_seq: 0,
             last_sweep_ns: 0,
             waiting: VecDeque::new(),
@@ -246,6 +277,12 @@ impl Correlator {
     /// `phases`.
     pub fn push(&mut self, ev: Event, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
         self.now_ns = self.now_ns.max(ev.ts_ns());
+        if let Event::Syscall(s) = &ev {
+            if s.file.kind == FileKind::Socket {
+                self.servers
+                    .insert((s.file.local_port, s.file.peer_port), s.pid);
+            }
+        }
         self.wal.push(&ev, &mut self.wal_out);
         self.disk.push(&ev, &mut self.phases);
         self.rpc.push_owned(ev, &mut self.calls);
@@ -275,6 +312,9 @@ impl Correlator {
                 request,
             } = r.detail
             {
+                let (Some(write_ts), Some(write_end)) = (r.write_ts_ns, r.write_end_ns) else {
+                    continue;
+                };
                 let (op, key) = match request {
                     Some(q) => (q.op, q.key),
                     None if entry_type.starts_with("conf_change") => {
@@ -287,17 +327,20 @@ impl Correlator {
                     PendingEntry {
                         term,
                         index,
+                        member: r.member,
                         file: r.file,
-                        write_ts: r.write_ts_ns,
-                        write_end: r.write_end_ns,
+                        write_ts,
+                        write_end,
                     },
                 );
             }
         }
         self.wal_out.problems.clear();
-        for p in self.phases.drain(..) {
+        for mut p in self.phases.drain(..) {
+            p.name_member(self.wal.members());
             if let DiskPhase::Sync {
                 kind: FileKind::Wal,
+                member,
                 file,
                 start_ns,
                 end_ns,
@@ -306,7 +349,7 @@ impl Correlator {
             {
                 self.sync_seq += 1;
                 self.syncs
-                    .entry(file.clone())
+                    .entry((member.pid, file.clone()))
                     .or_default()
                     .insert((*start_ns, self.sync_seq), *end_ns);
             }
@@ -377,12 +420,20 @@ impl Correlator {
         } else {
             Vec::new()
         };
-        let Some((entry, candidates)) = self.entries.take(&(op.to_string(), key), &call) else {
+        let server = self
+            .servers
+            .get(&(call.server.port(), call.client.port()))
+            .copied();
+        let in_flight = (call.ts_ns, call.end_ns);
+        let Some((entry, candidates)) =
+            self.entries.take(&(op.to_string(), key), in_flight, server)
+        else {
             return unlinked(call, Some(op), Unlinked::NoWalEntry);
         };
         // Only a sync that started after the write ended proves the entry durable: the
-        // first such sync of that file, if it finished before the reply.
-        let sync = self.syncs.get(&entry.file).and_then(|syncs| {
+        // first such sync of that member's file, if it finished before the reply.
+        let synced_file = (entry.member.pid, entry.file.clone());
+        let sync = self.syncs.get(&synced_file).and_then(|syncs| {
             syncs
                 .range((entry.write_end, 0)..)
                 .next()
@@ -398,6 +449,11 @@ impl Correlator {
         let wal = WalLink {
             term: entry.term,
             index: entry.index,
+            // Named by member ID if a later metadata record gave it.
+            member: entry
+                .member
+                .pid
+                .map_or(entry.member, |pid| self.wal.members().of(pid)),
             file: entry.file.clone(),
             write_ts_ns: entry.write_ts,
             write_end_ns: entry.write_end,
@@ -413,5 +469,44 @@ impl Correlator {
             wal: Some(wal),
             unlinked: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(pid: u32, term: u64, index: u64, write_ts: u64) -> PendingEntry {
+        PendingEntry {
+            term,
+            index,
+            member: Member::process(pid),
+            file: "member/wal/0000000000000000-0000000000000000.wal".into(),
+            write_ts,
+            write_end: write_ts + 10,
+        }
+    }
+
+    #[test]
+    fn a_call_takes_its_members_copy_and_every_copy_goes() {
+        let key: EntryKey = ("put".into(), b"foo".to_vec());
+        let mut pending = PendingEntries::default();
+        // Entry 2/7 on three members (the leader, pid 1, first), then 2/8 on two.
+        pending.add(key.clone(), copy(1, 2, 7, 1_000));
+        pending.add(key.clone(), copy(2, 2, 7, 1_100));
+        pending.add(key.clone(), copy(3, 2, 7, 1_200));
+        pending.add(key.clone(), copy(1, 2, 8, 5_000));
+        pending.add(key.clone(), copy(3, 2, 8, 5_100));
+
+        // A call served by pid 3 links to pid 3's copy; one entry fitted, not three.
+        let (e, candidates) = pending.take(&key, (900, 2_000), Some(3)).unwrap();
+        assert_eq!((e.index, e.member.pid, candidates), (7, Some(3), 1));
+        // No copy of 2/7 is left for another call.
+        assert!(pending.take(&key, (900, 2_000), None).is_none());
+
+        // Whose server is unknown: the earliest copy.
+        let (e, _) = pending.take(&key, (4_900, 6_000), None).unwrap();
+        assert_eq!((e.index, e.member.pid), (8, Some(1)));
+        assert!(pending.by_key.is_empty());
     }
 }

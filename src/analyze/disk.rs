@@ -1,11 +1,13 @@
 //! etcd's disk work as phases: WAL appends, syncs with their durations, backend (bbolt)
 //! commits, snapshot file writes. Built from the syscall events alone, so it works on
-//! captures whose network side could not be decoded.
+//! captures whose network side could not be decoded. Each phase says whose it is: the
+//! process, which [`crate::analyze::wal_log::WalLog`] can name by member ID.
 
 use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::analyze::member::Member;
 use crate::capture::{Event, FileKind, Syscall};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,6 +17,7 @@ pub enum DiskPhase {
     WalWrite {
         start_ns: u64,
         end_ns: u64,
+        member: Member,
         file: String,
         fd: i32,
         bytes: u64,
@@ -23,6 +26,7 @@ pub enum DiskPhase {
     Sync {
         start_ns: u64,
         end_ns: u64,
+        member: Member,
         file: String,
         kind: FileKind,
         fd: i32,
@@ -33,6 +37,7 @@ pub enum DiskPhase {
     BackendCommit {
         start_ns: u64,
         end_ns: u64,
+        member: Member,
         writes: u64,
         bytes: u64,
         sync_ns: u64,
@@ -41,6 +46,7 @@ pub enum DiskPhase {
     SnapshotWrite {
         start_ns: u64,
         end_ns: u64,
+        member: Member,
         file: String,
         bytes: u64,
     },
@@ -64,6 +70,26 @@ impl DiskPhase {
             | DiskPhase::SnapshotWrite { end_ns, .. } => *end_ns,
         }
     }
+
+    pub fn member(&self) -> Member {
+        match self {
+            DiskPhase::WalWrite { member, .. }
+            | DiskPhase::Sync { member, .. }
+            | DiskPhase::BackendCommit { member, .. }
+            | DiskPhase::SnapshotWrite { member, .. } => *member,
+        }
+    }
+
+    /// Names the phase's process by member ID, when `members` knows it.
+    pub fn name_member(&mut self, members: &crate::analyze::member::Members) {
+        let (DiskPhase::WalWrite { member, .. }
+        | DiskPhase::Sync { member, .. }
+        | DiskPhase::BackendCommit { member, .. }
+        | DiskPhase::SnapshotWrite { member, .. }) = self;
+        if let Some(pid) = member.pid {
+            *member = members.of(pid);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -76,7 +102,8 @@ struct PendingCommit {
 /// Turns syscall events into disk phases.
 #[derive(Debug, Default)]
 pub struct DiskActivity {
-    backend: HashMap<String, PendingCommit>,
+    /// Backend writes not yet synced, per process and file.
+    backend: HashMap<(u32, String), PendingCommit>,
 }
 
 impl DiskActivity {
@@ -97,6 +124,7 @@ impl DiskActivity {
                     out.push(DiskPhase::WalWrite {
                         start_ns: s.enter_ns,
                         end_ns: s.exit_ns,
+                        member: Member::process(s.pid),
                         file: s.file.path.clone(),
                         fd: s.fd,
                         bytes: s.transferred(),
@@ -107,7 +135,10 @@ impl DiskActivity {
             }
             FileKind::Db => {
                 if s.call.is_write() && s.ret > 0 {
-                    let p = self.backend.entry(s.file.path.clone()).or_default();
+                    let p = self
+                        .backend
+                        .entry((s.pid, s.file.path.clone()))
+                        .or_default();
                     if p.writes == 0 {
                         p.first_ns = s.enter_ns;
                     }
@@ -115,10 +146,14 @@ impl DiskActivity {
                     p.bytes += s.transferred();
                 } else if s.call.is_sync() {
                     out.push(sync_phase(s));
-                    let p = self.backend.remove(&s.file.path).unwrap_or_default();
+                    let p = self
+                        .backend
+                        .remove(&(s.pid, s.file.path.clone()))
+                        .unwrap_or_default();
                     out.push(DiskPhase::BackendCommit {
                         start_ns: if p.writes > 0 { p.first_ns } else { s.enter_ns },
                         end_ns: s.exit_ns,
+                        member: Member::process(s.pid),
                         writes: p.writes,
                         bytes: p.bytes,
                         sync_ns: s.duration_ns(),
@@ -130,6 +165,7 @@ impl DiskActivity {
                     out.push(DiskPhase::SnapshotWrite {
                         start_ns: s.enter_ns,
                         end_ns: s.exit_ns,
+                        member: Member::process(s.pid),
                         file: s.file.path.clone(),
                         bytes: s.transferred(),
                     });
@@ -145,6 +181,7 @@ fn sync_phase(s: &Syscall) -> DiskPhase {
     DiskPhase::Sync {
         start_ns: s.enter_ns,
         end_ns: s.exit_ns,
+        member: Member::process(s.pid),
         file: s.file.path.clone(),
         kind: s.file.kind,
         fd: s.fd,
@@ -205,6 +242,7 @@ mod tests {
         assert!(out.contains(&DiskPhase::BackendCommit {
             start_ns: 10,
             end_ns: 40,
+            member: Member::process(1),
             writes: 2,
             bytes: 8192,
             sync_ns: 24
@@ -218,5 +256,54 @@ mod tests {
             })
         ));
         assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn members_backends_are_kept_apart() {
+        let on = |pid: u32, ev: Event| match ev {
+            Event::Syscall(mut s) => {
+                s.pid = pid;
+                Event::Syscall(s)
+            }
+            other => other,
+        };
+        let mut d = DiskActivity::new();
+        let mut out = Vec::new();
+        let db = "member/snap/db";
+        d.push(
+            &on(1, sc(SyscallKind::Pwrite64, db, 10, 12, 4096)),
+            &mut out,
+        );
+        d.push(
+            &on(2, sc(SyscallKind::Pwrite64, db, 11, 13, 4096)),
+            &mut out,
+        );
+        d.push(
+            &on(2, sc(SyscallKind::Pwrite64, db, 14, 15, 4096)),
+            &mut out,
+        );
+        d.push(&on(1, sc(SyscallKind::Fdatasync, db, 16, 40, 0)), &mut out);
+        d.push(&on(2, sc(SyscallKind::Fdatasync, db, 41, 50, 0)), &mut out);
+        let commits: Vec<(Member, u64, u64)> = out
+            .iter()
+            .filter_map(|p| match p {
+                DiskPhase::BackendCommit {
+                    member,
+                    start_ns,
+                    writes,
+                    ..
+                } => Some((*member, *start_ns, *writes)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            commits,
+            vec![(Member::process(1), 10, 1), (Member::process(2), 11, 2)]
+        );
+        let mut members = crate::analyze::member::Members::default();
+        members.learn(2, 0xabc);
+        let mut last = out.pop().unwrap();
+        last.name_member(&members);
+        assert_eq!(last.member().to_string(), "abc");
     }
 }

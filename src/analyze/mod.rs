@@ -8,6 +8,7 @@ pub mod detect;
 pub mod diff;
 pub mod disk;
 pub mod histogram;
+pub mod member;
 pub mod order;
 pub mod pattern;
 pub mod phases;

@@ -2,21 +2,28 @@
 //! each file's byte stream goes through the WAL record decoder, and every record comes
 //! out with the time of the write that carried it. This needs no access to the etcd
 //! host: a capture is enough.
+//!
+//! Members traced together write files of the same relative paths, so each WAL file is
+//! followed per process, and every record says whose it is ([`Member`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::analyze::member::{Member, Members};
 use crate::capture::{Event, FileKind};
 use crate::decode::etcdpb::raft_internal::EntryRequest;
-use crate::decode::wal::{WalEvent, WalPayload, WalStream};
+use crate::decode::wal::{WalEvent, WalPayload, WalRecord, WalRecordAt, WalStream};
 
 /// What one WAL record says, flattened for output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WalLogRecord {
-    /// Monotonic time the carrying write started and ended.
-    pub write_ts_ns: u64,
-    pub write_end_ns: u64,
+    /// Monotonic time the carrying write started and ended; None for a WAL read from
+    /// disk.
+    pub write_ts_ns: Option<u64>,
+    pub write_end_ns: Option<u64>,
+    /// Whose WAL: the member ID in hex once known, else `pid:N`.
+    pub member: Member,
     pub file: String,
     pub offset: u64,
     /// `entry`, `state`, `crc`, `metadata`, `snapshot`.
@@ -68,6 +75,7 @@ pub struct WalRequest {
 /// Something in a WAL file's byte stream that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WalProblem {
+    pub member: Member,
     pub file: String,
     pub ts_ns: u64,
     pub what: String,
@@ -80,10 +88,12 @@ pub struct WalLogOutput {
     pub problems: Vec<WalProblem>,
 }
 
-/// Follows every WAL file of a capture.
+/// Follows every WAL file of a capture, per process.
 #[derive(Debug, Default)]
 pub struct WalLog {
-    files: HashMap<String, WalStream>,
+    files: HashMap<(u32, String), WalStream>,
+    members: Members,
+    writers: BTreeSet<u32>,
 }
 
 impl WalLog {
@@ -98,97 +108,152 @@ impl WalLog {
             return;
         }
         let Some(offset) = s.offset else { return };
-        let stream = self.files.entry(s.file.path.clone()).or_default();
+        self.writers.insert(s.pid);
+        let stream = self.files.entry((s.pid, s.file.path.clone())).or_default();
         let events = stream.push(offset, &s.data);
-        convert(&s.file.path, s.enter_ns, s.exit_ns, events, out);
+        // A write that carries a metadata record names its member, the records before
+        // it in the same write included.
+        for ev in &events {
+            if let Some(id) = member_id(ev) {
+                self.members.learn(s.pid, id);
+            }
+        }
+        let member = self.members.of(s.pid);
+        convert(member, &s.file.path, (s.enter_ns, s.exit_ns), events, out);
     }
 
     /// Flush what is still held (records awaiting CRC proof).
     pub fn finish(self, out: &mut WalLogOutput) {
         let mut files: Vec<_> = self.files.into_iter().collect();
         files.sort_by(|a, b| a.0.cmp(&b.0));
-        for (path, stream) in files {
-            convert(&path, 0, 0, stream.finish(), out);
+        for ((pid, path), stream) in files {
+            let member = self.members.of(pid);
+            convert(member, &path, (0, 0), stream.finish(), out);
         }
+    }
+
+    /// The member IDs learned so far, per process.
+    pub fn members(&self) -> &Members {
+        &self.members
+    }
+
+    /// How many processes have written WAL files so far.
+    pub fn writers(&self) -> usize {
+        self.writers.len()
     }
 }
 
-fn convert(path: &str, ts: u64, end: u64, events: Vec<WalEvent>, out: &mut WalLogOutput) {
-    for ev in events {
-        match ev {
-            WalEvent::Record(r) => {
-                let detail = match r.record.decode() {
-                    Ok(WalPayload::Entry(e)) => {
-                        let request = e.decode_request().and_then(Result::ok).map(|req| {
-                            match req {
-                                EntryRequest::Internal(i) => {
-                                    let s = i.summary();
-                                    WalRequest {
-                                        id: s.id,
-                                        op: s.op.to_string(),
-                                        key: s.key.unwrap_or_default().to_vec(),
-                                        range_end: s.range_end.unwrap_or_default().to_vec(),
-                                        value_len: s.value_len,
-                                        lease: s.lease,
-                                    }
-                                }
-                                EntryRequest::V2(v2) => WalRequest {
-                                    id: v2.id,
-                                    op: format!("v2 {}", v2.method),
-                                    key: v2.path.into_bytes(),
-                                    range_end: Vec::new(),
-                                    value_len: Some(v2.val.len()),
-                                    lease: None,
-                                },
-                            }
-                        });
-                        WalDetail::Entry {
-                            term: e.term,
-                            index: e.index,
-                            entry_type: match e.r#type {
-                                0 => "normal",
-                                1 => "conf_change",
-                                2 => "conf_change_v2",
-                                _ => "unknown",
-                            },
-                            request,
+/// The member ID a decoded metadata record gives (one that failed its CRC gives none).
+fn member_id(ev: &WalEvent) -> Option<u64> {
+    let WalEvent::Record(r) = ev else { return None };
+    if r.crc_ok == Some(false) {
+        return None;
+    }
+    match r.record.decode() {
+        Ok(WalPayload::Metadata(m)) => Some(m.node_id),
+        _ => None,
+    }
+}
+
+/// One record, flattened for output. `when` is the carrying write's start and end.
+pub fn log_record(
+    member: Member,
+    path: &str,
+    when: Option<(u64, u64)>,
+    r: WalRecordAt,
+) -> WalLogRecord {
+    WalLogRecord {
+        write_ts_ns: when.map(|(ts, _)| ts),
+        write_end_ns: when.map(|(_, end)| end),
+        member,
+        file: path.to_string(),
+        offset: r.offset,
+        record: r.record.kind.name(),
+        crc_ok: r.crc_ok,
+        detail: detail(&r.record),
+    }
+}
+
+fn detail(record: &WalRecord) -> WalDetail {
+    match record.decode() {
+        Ok(WalPayload::Entry(e)) => {
+            let request = e
+                .decode_request()
+                .and_then(Result::ok)
+                .map(|req| match req {
+                    EntryRequest::Internal(i) => {
+                        let s = i.summary();
+                        WalRequest {
+                            id: s.id,
+                            op: s.op.to_string(),
+                            key: s.key.unwrap_or_default().to_vec(),
+                            range_end: s.range_end.unwrap_or_default().to_vec(),
+                            value_len: s.value_len,
+                            lease: s.lease,
                         }
                     }
-                    Ok(WalPayload::State(h)) => WalDetail::HardState {
-                        term: h.term,
-                        vote: h.vote,
-                        commit: h.commit,
+                    EntryRequest::V2(v2) => WalRequest {
+                        id: v2.id,
+                        op: format!("v2 {}", v2.method),
+                        key: v2.path.into_bytes(),
+                        range_end: Vec::new(),
+                        value_len: Some(v2.val.len()),
+                        lease: None,
                     },
-                    Ok(WalPayload::Snapshot(s)) => WalDetail::Snapshot {
-                        term: s.term,
-                        index: s.index,
-                    },
-                    Ok(_) => WalDetail::Other,
-                    Err(e) => WalDetail::Undecodable {
-                        reason: e.to_string(),
-                    },
-                };
-                out.records.push(WalLogRecord {
-                    write_ts_ns: ts,
-                    write_end_ns: end,
-                    file: path.to_string(),
-                    offset: r.offset,
-                    record: r.record.kind.name(),
-                    crc_ok: r.crc_ok,
-                    detail,
                 });
+            WalDetail::Entry {
+                term: e.term,
+                index: e.index,
+                entry_type: match e.r#type {
+                    0 => "normal",
+                    1 => "conf_change",
+                    2 => "conf_change_v2",
+                    _ => "unknown",
+                },
+                request,
             }
+        }
+        Ok(WalPayload::State(h)) => WalDetail::HardState {
+            term: h.term,
+            vote: h.vote,
+            commit: h.commit,
+        },
+        Ok(WalPayload::Snapshot(s)) => WalDetail::Snapshot {
+            term: s.term,
+            index: s.index,
+        },
+        Ok(_) => WalDetail::Other,
+        Err(e) => WalDetail::Undecodable {
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// A write's (at `ts`..`end`) decoded events, as records and problems.
+fn convert(
+    member: Member,
+    path: &str,
+    (ts, end): (u64, u64),
+    events: Vec<WalEvent>,
+    out: &mut WalLogOutput,
+) {
+    for ev in events {
+        match ev {
+            WalEvent::Record(r) => out.records.push(log_record(member, path, Some((ts, end)), r)),
             WalEvent::Gap { start, end } => out.problems.push(WalProblem {
+                member,
                 file: path.to_string(),
                 ts_ns: ts,
                 what: format!("bytes {start}..{end} were never seen written (recording began mid-file, or data was cut at the capture limit)"),
             }),
             WalEvent::Skipped { start, end, reason } => out.problems.push(WalProblem {
+                member,
                 file: path.to_string(),
                 ts_ns: ts,
                 what: format!("bytes {start}..{end} could not be decoded ({reason:?})"),
             }),
             WalEvent::Error { offset, error } => out.problems.push(WalProblem {
+                member,
                 file: path.to_string(),
                 ts_ns: ts,
                 what: format!("record at {offset}: {error}"),
@@ -201,4 +266,137 @@ fn convert(path: &str, ts: u64, end: u64, events: Vec<WalEvent>, out: &mut WalLo
 /// Member and request IDs in hex, as etcd prints them (and beyond JSON's 2^53).
 fn hex_id<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{id:x}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::capture::{FileRef, Syscall, SyscallKind};
+    use crate::decode::raftpb::{Entry, HardState};
+    use crate::decode::wal::{WalEncoder, WalMetadata, WalRecordKind};
+
+    const PATH: &str = "member/wal/0000000000000000-0000000000000000.wal";
+
+    /// A member's writes as etcd makes them: the file's head, then one write per
+    /// entry and its HardState. Each member's entries differ only in their data.
+    fn member_writes(node_id: u64, entries: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut enc = WalEncoder::new(0);
+        let mut head = enc.crc_record();
+        let meta = WalMetadata {
+            node_id,
+            cluster_id: 7,
+        };
+        head.extend(enc.record(WalRecordKind::Metadata, &meta.encode_to_vec()));
+        let mut writes = vec![(0, head)];
+        let mut at = writes[0].1.len() as u64;
+        for index in 1..=entries {
+            let entry = Entry {
+                term: 2,
+                index,
+                r#type: 0,
+                data: Vec::new(),
+            };
+            let mut w = enc.record(WalRecordKind::Entry, &entry.encode_to_vec());
+            let state = HardState {
+                term: 2,
+                vote: node_id,
+                commit: index,
+            };
+            w.extend(enc.record(WalRecordKind::State, &state.encode_to_vec()));
+            let len = w.len() as u64;
+            writes.push((at, w));
+            at += len;
+        }
+        writes
+    }
+
+    fn write(pid: u32, ts: u64, offset: u64, data: &[u8]) -> Event {
+        Event::Syscall(Syscall {
+            enter_ns: ts,
+            exit_ns: ts + 1,
+            pid,
+            tid: pid,
+            call: SyscallKind::Pwrite64,
+            fd: 9,
+            file: FileRef {
+                kind: FileKind::Wal,
+                path: PATH.into(),
+                local_port: 0,
+                peer_port: 0,
+            },
+            offset: Some(offset),
+            requested: data.len() as u64,
+            ret: data.len() as i64,
+            data: data.to_vec().into(),
+        })
+    }
+
+    #[test]
+    fn members_writing_the_same_path_are_followed_apart() {
+        let (a, b) = (member_writes(0xaa, 4), member_writes(0xbb, 4));
+        let mut log = WalLog::new();
+        let mut out = WalLogOutput::default();
+        // Interleaved, as two members append the same entries at the same time.
+        let mut ts = 100;
+        for ((oa, wa), (ob, wb)) in a.iter().zip(&b) {
+            log.push(&write(10, ts, *oa, wa), &mut out);
+            log.push(&write(20, ts + 5, *ob, wb), &mut out);
+            ts += 100;
+        }
+        assert_eq!(log.writers(), 2);
+        log.finish(&mut out);
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        for (member, vote) in [("aa", 0xaa), ("bb", 0xbb)] {
+            let mine: Vec<&WalLogRecord> = out
+                .records
+                .iter()
+                .filter(|r| r.member.to_string() == member)
+                .collect();
+            // crc, metadata, then 4 entries and 4 states: each once.
+            assert_eq!(mine.len(), 10, "{member}");
+            assert!(mine.iter().all(|r| r.crc_ok != Some(false)));
+            let states: Vec<u64> = mine
+                .iter()
+                .filter_map(|r| match r.detail {
+                    WalDetail::HardState {
+                        vote: v, commit, ..
+                    } => {
+                        assert_eq!(v, vote);
+                        Some(commit)
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(states, [1, 2, 3, 4]);
+        }
+        let json = serde_json::to_value(&out.records[0]).unwrap();
+        assert_eq!(json["member"], "aa");
+        assert_eq!(json["write_ts_ns"], 100);
+    }
+
+    #[test]
+    fn a_member_is_a_process_until_its_metadata_is_seen() {
+        let writes = member_writes(0xaa, 3);
+        let mut log = WalLog::new();
+        let mut out = WalLogOutput::default();
+        // Recording began after the file's head: only entries, until etcd cuts a new
+        // file (whose head names the member).
+        for (i, (offset, w)) in writes.iter().enumerate().skip(1) {
+            log.push(&write(10, i as u64, *offset, w), &mut out);
+        }
+        assert!(!out.records.is_empty());
+        assert!(out.records.iter().all(|r| r.member.to_string() == "pid:10"));
+        out.records.clear();
+        let head = &writes[0].1;
+        let mut next = Event::clone(&write(10, 50, 0, head));
+        if let Event::Syscall(s) = &mut next {
+            s.file.path = "member/wal/0000000000000001-0000000000000004.wal".into();
+        }
+        log.push(&next, &mut out);
+        assert_eq!(out.records.len(), 2);
+        assert!(out.records.iter().all(|r| r.member.to_string() == "aa"));
+        assert_eq!(log.members().of(10).to_string(), "aa");
+    }
 }

@@ -21,6 +21,8 @@ use crate::output::{human_duration_ns, offset, Progress};
 pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    // Members traced together: a link says whose WAL copy it is.
+    let several = reader.header().processes.len() > 1;
     let mut correlator = Correlator::new(reader.header().config.ports.clone());
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "correlating");
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -33,7 +35,7 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
             phases.clear();
             for c in calls.drain(..) {
                 tally.count(&c);
-                emit(&mut out, &c, &args, start)?;
+                emit(&mut out, &c, &args, start, several)?;
             }
         }
         progress.tick_events(1);
@@ -41,7 +43,7 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let rpc_stats = correlator.finish(&mut calls, &mut phases);
     for c in calls.drain(..) {
         tally.count(&c);
-        emit(&mut out, &c, &args, start)?;
+        emit(&mut out, &c, &args, start, several)?;
     }
     progress.finish();
     if args.format == Format::Text {
@@ -51,7 +53,13 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit(out: &mut impl Write, c: &CorrelatedCall, args: &CorrelateArgs, start: u64) -> Result<()> {
+fn emit(
+    out: &mut impl Write,
+    c: &CorrelatedCall,
+    args: &CorrelateArgs,
+    start: u64,
+    several: bool,
+) -> Result<()> {
     if !args.all && c.op.is_none() {
         return Ok(());
     }
@@ -64,6 +72,7 @@ fn emit(out: &mut impl Write, c: &CorrelatedCall, args: &CorrelateArgs, start: u
                 json!({
                     "term": w.term,
                     "index": w.index,
+                    "member": w.member,
                     "file": w.file,
                     "write_ts_ns": w.write_ts_ns,
                     "write_end_ns": w.write_end_ns,
@@ -100,12 +109,11 @@ fn emit(out: &mut impl Write, c: &CorrelatedCall, args: &CorrelateArgs, start: u
             );
             let link = match (&c.wal, c.unlinked) {
                 (Some(w), _) => {
-                    let mut s = format!(
-                        "WAL {}/{} written +{}",
-                        w.term,
-                        w.index,
-                        after(w.write_end_ns)
-                    );
+                    let mut s = format!("WAL {}/{}", w.term, w.index);
+                    if several {
+                        s.push_str(&format!(" of {}", w.member));
+                    }
+                    s.push_str(&format!(" written +{}", after(w.write_end_ns)));
                     match (w.fsync_ts_ns, w.fsync_ns) {
                         (Some(done), Some(d)) => s.push_str(&format!(
                             ", fsync {} durable +{}",

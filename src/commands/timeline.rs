@@ -65,6 +65,8 @@ struct View<W: Write> {
     out: W,
     start: u64,
     slow_ns: Option<u64>,
+    /// The capture traced several members: disk phases say whose.
+    several: bool,
     ready: Vec<Item>,
 }
 
@@ -72,7 +74,7 @@ impl<W: Write> View<W> {
     fn add(&mut self, item: Item) -> Result<()> {
         account(&item, &mut self.stats, self.slow_ns);
         match self.trace.as_mut() {
-            Some(t) => to_trace(t, &item, self.slow_ns)?,
+            Some(t) => to_trace(t, &item, self.slow_ns, self.several)?,
             None => self.order.push(item.ts(), item),
         }
         Ok(())
@@ -99,7 +101,7 @@ impl<W: Write> View<W> {
             None => self.order.drain(&mut self.ready),
         }
         for item in self.ready.drain(..) {
-            print_item(&mut self.out, &item, self.start, self.slow_ns)?;
+            print_item(&mut self.out, &item, self.start, self.slow_ns, self.several)?;
         }
         Ok(())
     }
@@ -148,6 +150,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         out: BufWriter::new(std::io::stdout().lock()),
         start,
         slow_ns,
+        several: reader.header().processes.len() > 1,
         ready: Vec::new(),
     };
     let (mut calls, mut phases) = (Vec::new(), Vec::new());
@@ -273,7 +276,13 @@ fn phase_suffix(phases: &[Phase]) -> String {
     format!("  [{text}]")
 }
 
-fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64>) -> Result<()> {
+fn print_item(
+    out: &mut impl Write,
+    item: &Item,
+    start: u64,
+    slow_ns: Option<u64>,
+    several: bool,
+) -> Result<()> {
     if let Some(threshold) = slow_ns {
         // Only slow operations, each with the phase that took the time.
         let Item::Call(c) = item else { return Ok(()) };
@@ -325,52 +334,68 @@ fn print_item(out: &mut impl Write, item: &Item, start: u64, slow_ns: Option<u64
                 phase_suffix(&phases)
             )?;
         }
-        Item::Disk(d) => match d {
-            DiskPhase::WalWrite {
-                file,
-                bytes,
-                start_ns,
-                end_ns,
-                ..
-            } => writeln!(
-                out,
-                "{t} wal    write {} to {file} ({})",
-                human_bytes(*bytes),
-                human_duration_ns(end_ns - start_ns)
-            )?,
-            DiskPhase::Sync {
-                file,
-                call,
-                start_ns,
-                end_ns,
-                ..
-            } => writeln!(
-                out,
-                "{t} sync   {call} {file} {}",
-                human_duration_ns(end_ns - start_ns)
-            )?,
-            DiskPhase::BackendCommit {
-                writes,
-                bytes,
-                sync_ns,
-                start_ns,
-                end_ns,
-            } => writeln!(
-                out,
-                "{t} commit backend: {writes} page writes, {}, fdatasync {} (commit {})",
-                human_bytes(*bytes),
-                human_duration_ns(*sync_ns),
-                human_duration_ns(end_ns - start_ns)
-            )?,
-            DiskPhase::SnapshotWrite { file, bytes, .. } => {
-                writeln!(out, "{t} snap   write {} to {file}", human_bytes(*bytes))?
-            }
-        },
+        Item::Disk(d) => {
+            let whose = if several {
+                format!(" of {}", d.member())
+            } else {
+                String::new()
+            };
+            print_disk(out, &t, d, &whose)?
+        }
         Item::Conn { text, .. } => writeln!(out, "{t} conn   {text}")?,
         Item::Process { text, .. } => writeln!(out, "{t} proc   {text}")?,
         Item::Loss { count, .. } => writeln!(
             out,
             "{t} LOSS   {count} events the kernel could not hand over"
+        )?,
+    }
+    Ok(())
+}
+
+/// A disk phase's line; `whose` names the member (or is empty).
+fn print_disk(out: &mut impl Write, t: &str, d: &DiskPhase, whose: &str) -> Result<()> {
+    match d {
+        DiskPhase::WalWrite {
+            file,
+            bytes,
+            start_ns,
+            end_ns,
+            ..
+        } => writeln!(
+            out,
+            "{t} wal    write {} to {file}{whose} ({})",
+            human_bytes(*bytes),
+            human_duration_ns(end_ns - start_ns)
+        )?,
+        DiskPhase::Sync {
+            file,
+            call,
+            start_ns,
+            end_ns,
+            ..
+        } => writeln!(
+            out,
+            "{t} sync   {call} {file}{whose} {}",
+            human_duration_ns(end_ns - start_ns)
+        )?,
+        DiskPhase::BackendCommit {
+            writes,
+            bytes,
+            sync_ns,
+            start_ns,
+            end_ns,
+            ..
+        } => writeln!(
+            out,
+            "{t} commit backend{whose}: {writes} page writes, {}, fdatasync {} (commit {})",
+            human_bytes(*bytes),
+            human_duration_ns(*sync_ns),
+            human_duration_ns(end_ns - start_ns)
+        )?,
+        DiskPhase::SnapshotWrite { file, bytes, .. } => writeln!(
+            out,
+            "{t} snap   write {} to {file}{whose}",
+            human_bytes(*bytes)
         )?,
     }
     Ok(())
@@ -436,6 +461,7 @@ fn to_trace(
     t: &mut TraceWriter<BufWriter<std::fs::File>>,
     item: &Item,
     slow_ns: Option<u64>,
+    several: bool,
 ) -> Result<()> {
     match item {
         Item::Call(c) => {
@@ -469,7 +495,12 @@ fn to_trace(
                 }
                 DiskPhase::SnapshotWrite { file, .. } => ("snapshots", 4, format!("write {file}")),
             };
-            let tid = t.lane(track, order, d.start_ns(), d.end_ns())?;
+            // Several members: a track per process (its member ID is in the args).
+            let track = match d.member().pid.filter(|_| several) {
+                Some(pid) => format!("{track} (pid {pid})"),
+                None => track.to_string(),
+            };
+            let tid = t.lane(&track, order, d.start_ns(), d.end_ns())?;
             t.slice(
                 tid,
                 &name,

@@ -1,7 +1,7 @@
 //! Decoders for untrusted bytes, layer by layer: TCP reassembly (and TLS plaintext
-//! streams), HTTP/2 frames, HPACK, gRPC framing, etcd protobuf, WAL records. Each takes
-//! borrowed bytes, returns explicit "incomplete" or error results, never panics, and
-//! never allocates from a length field without a bound.
+//! streams), HTTP/2 frames, HPACK, gRPC framing, etcd protobuf, raft protobuf, WAL
+//! records. Each takes borrowed bytes, returns explicit "incomplete" or error results,
+//! never panics, and never allocates from a length field without a bound.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +9,7 @@ pub mod etcdpb;
 pub mod grpc;
 pub mod hpack;
 pub mod http2;
+pub mod raftpb;
 pub mod tcp;
 pub mod tls;
 pub mod wal;

@@ -426,6 +426,7 @@ fn fsync_dominance_needs_two_writers() {
         wal: Some(WalLink {
             term: 2,
             index: 7,
+            member: crate::analyze::member::Member::process(1),
             file: "member/wal/0.wal".into(),
             write_ts_ns: ts,
             write_end_ns: ts,
