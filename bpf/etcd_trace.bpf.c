@@ -1047,6 +1047,23 @@ int process_exit(__u64 *ctx)
 	return 0;
 }
 
+/* Userspace runs this (BPF_PROG_TEST_RUN, the pid in args[0]) for an etcd that started
+ * after it looked for them but before process_exec was attached: the process takes a
+ * place, as at an exec. Returns 1 when it does, 0 when it had one, 2 when all are
+ * taken. */
+SEC("raw_tp")
+int trace_pid(__u64 *ctx)
+{
+	__u32 tgid = (__u32)ctx[0];
+	if (!tgid || traced_pid_index(tgid) >= 0)
+		return 0;
+	int place = take_place(tgid);
+	if (place < 0)
+		return 2;
+	clear_fd_slots(place);
+	return 1;
+}
+
 /* Userspace runs this (BPF_PROG_TEST_RUN, the pid in args[0]) for a process it will not
  * trace (its data dir is not the one asked for): the process's place is freed. Returns 1
  * when it was traced. */

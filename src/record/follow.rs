@@ -22,7 +22,7 @@ use super::links::Attached;
 use super::load::{trace_data_dir, DirKey};
 use super::options::{RecordOptions, MAX_TRACED_PIDS};
 use super::skel::EtcdTraceSkel;
-use super::system::EtcdProcess;
+use super::system::{self, EtcdProcess};
 use super::targets::{data_dir_text, Targets};
 use crate::capture::{Event, ProcessChange, ProcessEvent};
 
@@ -90,13 +90,45 @@ impl Follower {
                 Ok(p) => match p.change {
                     KernelChange::Start => self.started(skel, attached, p, stopping, &mut out),
                     KernelChange::Exit { status } => self.ended(attached, p, status, &mut out),
-                    KernelChange::Untraced => eprintln!(
-                        "warning: etcd pid {} started, but {MAX_TRACED_PIDS} etcd processes are \
-                         traced already: it is not traced",
-                        p.pid
-                    ),
+                    KernelChange::Untraced => say_no_room(p.pid),
                 },
                 Err(e) => eprintln!("warning: a process event could not be parsed: {e}"),
+            }
+        }
+        out
+    }
+
+    /// Etcd processes that started after the processes were looked for, before the
+    /// programs watched execs: the programs trace them from now on. Each is told as a
+    /// start, at this time.
+    pub(super) fn catch_up(
+        &mut self,
+        skel: &EtcdTraceSkel<'_>,
+        attached: &mut Attached,
+    ) -> Followed {
+        let mut out = Followed::default();
+        let found = system::find_etcd_processes().unwrap_or_default();
+        for p in found {
+            let wanted = self
+                .only_data_dir
+                .as_ref()
+                .is_none_or(|dir| p.has_data_dir(dir));
+            if self.traced.contains(&p.pid) || !wanted {
+                continue;
+            }
+            // 0: the programs saw its exec after all (its report is on its way).
+            match run_with_pid(&skel.progs.trace_pid, p.pid) {
+                Ok(1) => {
+                    let report = KernelProcess {
+                        pid: p.pid,
+                        ts_ns: system::monotonic_ns(),
+                        change: KernelChange::Start,
+                    };
+                    self.started(skel, attached, report, false, &mut out);
+                }
+                Ok(2) => say_no_room(p.pid),
+                Ok(_) => {}
+                Err(e) => eprintln!("warning: etcd pid {} could not be traced: {e}", p.pid),
             }
         }
         out
@@ -213,14 +245,28 @@ impl Follower {
     }
 }
 
-/// Have the programs stop tracing `pid` (`untrace_pid`, run once).
+/// An etcd that started when the programs had no place left for it.
+fn say_no_room(pid: u32) {
+    eprintln!(
+        "warning: etcd pid {pid} started, but {MAX_TRACED_PIDS} etcd processes are traced \
+         already: it is not traced"
+    );
+}
+
+/// Have the programs stop tracing `pid` (`untrace_pid`).
 fn untrace(skel: &EtcdTraceSkel<'_>, pid: u32) {
+    if let Err(e) = run_with_pid(&skel.progs.untrace_pid, pid) {
+        eprintln!("warning: etcd pid {pid} could not be let go ({e}): it is still traced");
+    }
+}
+
+/// Run one of the programs that change the traced pid list, once, with `pid` as its
+/// argument; what it returned.
+fn run_with_pid(program: &libbpf_rs::ProgramMut<'_>, pid: u32) -> libbpf_rs::Result<u32> {
     let mut args = u64::from(pid).to_ne_bytes();
     let input = ProgramInput {
         context_in: Some(&mut args),
         ..ProgramInput::default()
     };
-    if let Err(e) = skel.progs.untrace_pid.test_run(input) {
-        eprintln!("warning: etcd pid {pid} could not be let go ({e}): it is still traced");
-    }
+    program.test_run(input).map(|out| out.return_value)
 }

@@ -125,6 +125,13 @@ pub fn run(mut opts: RecordOptions, stop: Arc<AtomicBool>) -> Result<RecordSumma
         outcome.report();
     }
     let mut follower = follow::Follower::new(&opts, &targets);
+    if opts.follows() {
+        // An etcd that started since the processes were looked for: its exec was missed.
+        let caught = follower.catch_up(&skel, &mut attached);
+        if !caught.events.is_empty() {
+            tx.send(sink::SinkMessage::Events(caught.events))?;
+        }
+    }
     eprintln!(
         "recording ports {} on {} into {}",
         opts.ports
