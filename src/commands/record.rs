@@ -79,13 +79,15 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
     }
     let secs = summary.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "recorded {} events in {:.1} s ({:.0}/s): packet {}, syscall {}, tls {}, loss records {}",
+        "recorded {} events in {:.1} s ({:.0}/s): packet {}, syscall {}, tls {}, process {}, \
+         loss records {}",
         s.events,
         secs,
         s.events as f64 / secs,
         s.counts[EventKind::Packet.slot()],
         s.counts[EventKind::Syscall.slot()],
         s.counts[EventKind::Tls.slot()],
+        s.counts[EventKind::Process.slot()],
         s.counts[EventKind::Loss.slot()]
     );
     eprintln!(
