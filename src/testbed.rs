@@ -4,6 +4,7 @@
 //! namespace's `lo`, and never see each other's traffic. Needs root, `ip` (iproute2),
 //! `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -446,6 +447,31 @@ impl EtcdCluster {
         }
         Ok(EtcdCluster { members })
     }
+}
+
+/// Whether a test that needs root (eBPF, network namespaces, a private etcd) is to be
+/// skipped: true when not root, after saying so on stderr. With
+/// `ETCD_TRACE_REQUIRE_ROOT=1` (CI, which runs as root and must never skip) such a test
+/// fails instead.
+pub fn skip_without_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return false;
+    }
+    // The test harness names each test's thread after the test.
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("this test");
+    assert!(
+        std::env::var_os("ETCD_TRACE_REQUIRE_ROOT").is_none_or(|v| v != "1"),
+        "{name} needs root (eBPF, network namespaces), and ETCD_TRACE_REQUIRE_ROOT=1 says \
+         not to skip it: run the tests as root"
+    );
+    // Written to the stream itself, which the harness does not capture, so it shows.
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {name} needs root (eBPF, network namespaces)"
+    );
+    true
 }
 
 /// Send a signal to a process we started.

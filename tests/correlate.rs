@@ -33,6 +33,9 @@ fn concurrent_writes(rig: &Rig, writers: usize, each: usize) {
 
 #[test]
 fn acknowledged_writes_link_to_wal_entry_and_fsync() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("correlate");
     let rec = rig.record(&[]);
     concurrent_writes(&rig, 6, 15);
@@ -93,6 +96,9 @@ fn acknowledged_writes_link_to_wal_entry_and_fsync() {
 /// reported unlinked with the reason, none linked wrongly.
 #[test]
 fn a_capture_without_wal_data_gives_reasons_not_wrong_links() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("correlate-gaps");
     let rec = rig.record(&["--file-data", "8"]);
     concurrent_writes(&rig, 2, 5);

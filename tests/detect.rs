@@ -63,6 +63,9 @@ fn load_keys(rig: &Rig, prefix: &str, n: usize) {
 
 #[test]
 fn bulk_read_and_snapshot_are_flagged() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("detect-bulk");
     load_keys(&rig, "/data/k", 3000);
     // Whole segments kept, so that the large response is decoded in full.
@@ -117,6 +120,9 @@ fn bulk_read_and_snapshot_are_flagged() {
 
 #[test]
 fn enumeration_logins_and_peers_are_flagged() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("detect-access");
     let rec = rig.record(&[]);
     rig.etcdctl(&["member", "list"]);
@@ -214,6 +220,9 @@ fn enumeration_logins_and_peers_are_flagged() {
 /// prefix, a lease kept alive, steady writes and updates, prefix probes, one compaction.
 #[test]
 fn benign_kubernetes_like_workload_raises_nothing_high() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("detect-benign");
     load_keys(&rig, "/registry/pods/default/pod-", 120);
     load_keys(&rig, "/registry/secrets/default/secret-", 10);

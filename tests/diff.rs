@@ -30,6 +30,9 @@ const GATE: &[&str] = &[
 /// the fixture recorded by an earlier version.
 #[test]
 fn the_same_workload_passes_the_gate_against_the_committed_fixture() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("diff-same");
     let rec = rig.record(&[]);
     etcd_trace::testbed::basic_workload(&rig.etcd, &rig.netns).unwrap();
@@ -51,6 +54,9 @@ fn the_same_workload_passes_the_gate_against_the_committed_fixture() {
 /// change is reported and fails its check.
 #[test]
 fn a_changed_workload_fails_the_matching_checks() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("diff-changed");
     let base = rig.dir.0.join("base.etr");
     let rec = rig.record(&[]);

@@ -86,6 +86,9 @@ fn brief(r: &serde_json::Value) -> String {
 
 #[test]
 fn one_connection_hundreds_of_interleaved_calls() {
+    if skip_without_root() {
+        return;
+    }
     let (ours, done) = record_and_replay("long-lived", &[]);
     // Every call, on one connection, with its method, key and status.
     assert_eq!(ours.len(), done, "calls decoded with their key");
@@ -133,6 +136,9 @@ fn one_connection_hundreds_of_interleaved_calls() {
 /// keep their method and key, cut bodies are partial, and no status is invented.
 #[test]
 fn a_small_snaplen_gives_partial_results_not_wrong_ones() {
+    if skip_without_root() {
+        return;
+    }
     let (ours, done) = record_and_replay("long-lived-cut", &["--snaplen", "4096"]);
     assert_eq!(ours.len(), done, "calls decoded with their key");
     for r in &ours {

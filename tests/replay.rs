@@ -104,6 +104,9 @@ fn filters_select_rpcs() {
 /// The method's records in a replay.
 #[test]
 fn replays_a_real_etcd_workload() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("replay");
     // A snaplen below the 10 KB value, to see cut bodies reported as partial.
     let rec = rig.record(&["--snaplen", "4096"]);
@@ -253,6 +256,9 @@ fn replays_a_real_etcd_workload() {
 /// HEADERS were never seen, yet its messages decode and the method is inferred from them.
 #[test]
 fn a_watch_open_before_recording_is_inferred() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("replay-midstream");
     let mut watch = rig
         .in_netns("etcdctl")
@@ -315,6 +321,9 @@ fn watch_id(v: &Value) -> i64 {
 /// and no event reaches a watch after its cancel.
 #[test]
 fn watches_cancelled_on_a_shared_stream() {
+    if skip_without_root() {
+        return;
+    }
     use etcd_client::{Client, WatchOptions, WatchResponse, WatchStream};
 
     let rig = Rig::start("replay-watch-cancel");

@@ -12,6 +12,9 @@ use serde_json::Value;
 
 #[test]
 fn admin_auth_txn_watch_and_maintenance() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("replay-admin");
     // Secrets kept at record time: this test is about the analyses hiding them.
     let rec = rig.record(&["--keep-secrets"]);

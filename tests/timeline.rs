@@ -29,6 +29,9 @@ fn record_writes(name: &str) -> Rig {
 
 #[test]
 fn perfetto_trace_is_valid_and_slices_nest() {
+    if skip_without_root() {
+        return;
+    }
     let rig = record_writes("timeline-perfetto");
     let trace = rig.dir.0.join("trace.json");
     let out = etcd_trace(&[
@@ -94,6 +97,9 @@ fn perfetto_trace_is_valid_and_slices_nest() {
 
 #[test]
 fn slow_names_the_phase_that_took_the_time() {
+    if skip_without_root() {
+        return;
+    }
     let rig = record_writes("timeline-slow");
     let out = etcd_trace(&["timeline", rig.capture.to_str().unwrap(), "--slow", "0ms"]);
     assert!(out.status.success(), "{}", stderr(&out));

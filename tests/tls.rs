@@ -146,6 +146,9 @@ const LONG_LIVED: usize = 50;
 /// and status and marks it TLS, correlate links the writes, info says it was TLS.
 #[test]
 fn every_call_over_tls_is_decoded_and_correlated() {
+    if skip_without_root() {
+        return;
+    }
     let _shared = shared();
     let rig = Rig::start_tls("tls");
     let rec = rig.record(&[]);
@@ -237,6 +240,9 @@ fn every_call_over_tls_is_decoded_and_correlated() {
 /// replay shows it whole, byte for byte, in the Put and in the Range's response.
 #[test]
 fn a_200_kb_value_over_tls_is_decoded_whole() {
+    if skip_without_root() {
+        return;
+    }
     let _shared = shared();
     let rig = Rig::start_tls("tls-big");
     // Each 10 bytes say where they are: a chunk out of place cannot go unnoticed.
@@ -272,6 +278,9 @@ const PASSWORD: &str = "Tls-Redact-Me-4177";
 /// (so that the first check can fail).
 #[test]
 fn authenticate_over_tls_is_redacted() {
+    if skip_without_root() {
+        return;
+    }
     let _shared = shared();
     let rig = Rig::start_tls("tls-redact");
     let (log, kept) = record_auth_calls(&rig, &format!("root:{PASSWORD}"));
@@ -316,6 +325,9 @@ fn authenticate_over_tls_is_redacted() {
 /// 22379/22380. Both etcds' puts are decoded, and only the TLS ones are marked so.
 #[test]
 fn a_cleartext_and_a_tls_etcd_recorded_together() {
+    if skip_without_root() {
+        return;
+    }
     let _shared = shared();
     let rig = Rig::start_tls("tls-mixed");
     let clear_options = EtcdOptions {
@@ -435,11 +447,17 @@ fn nothing_stays_attached_after(signal: i32) {
 
 #[test]
 fn no_uprobe_stays_after_sigint() {
+    if skip_without_root() {
+        return;
+    }
     nothing_stays_attached_after(libc::SIGINT);
 }
 
 #[test]
 fn no_uprobe_stays_after_sigkill() {
+    if skip_without_root() {
+        return;
+    }
     nothing_stays_attached_after(libc::SIGKILL);
 }
 
@@ -472,6 +490,9 @@ fn answers(capture: &Path) -> (Vec<String>, (usize, usize), Vec<String>) {
 /// cleartext etcd and on a TLS etcd: replay, correlate and detect say the same of both.
 #[test]
 fn the_same_workload_gives_the_same_answers_over_tls_and_cleartext() {
+    if skip_without_root() {
+        return;
+    }
     let _shared = shared();
     let mut results = Vec::new();
     for tls in [false, true] {
@@ -500,6 +521,9 @@ fn the_same_workload_gives_the_same_answers_over_tls_and_cleartext() {
 /// analysis names them as connections whose calls it cannot see.
 #[test]
 fn tls_connections_without_plaintext_are_named() {
+    if skip_without_root() {
+        return;
+    }
     let _shared = shared();
     let rig = Rig::start_tls("tls-none");
     let rec = rig.record(&["--no-tls"]);

@@ -65,6 +65,9 @@ impl Drop for Tshark {
 
 #[test]
 fn requests_per_path_agree_with_tshark() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("tshark");
     let pcap = rig.dir.0.join("same.pcap");
     let tshark = Tshark::start(&rig, &pcap);

@@ -1,13 +1,15 @@
 //! Reading a capture file, trusting nothing in it: the preamble is checked, the index is
 //! used only when it verifies, and a file without one (the recorder was killed) is
 //! recovered by scanning block frames. Damaged blocks are skipped and reported with the
-//! number of events lost; reading streams one block at a time.
+//! number of events lost; reading streams one block at a time. A capture held in memory
+//! (bytes from anywhere) is read the same way.
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::block::{kind_counts, FrameHeader, PayloadDecoder, SyscallContents, FRAME_HEADER_LEN};
@@ -70,7 +72,7 @@ pub enum ReadItem {
 /// An open capture file.
 pub struct CaptureReader {
     path: PathBuf,
-    file: File,
+    source: Source,
     file_len: u64,
     format: CaptureFormat,
     header: Header,
@@ -82,15 +84,31 @@ pub struct CaptureReader {
 impl CaptureReader {
     pub fn open(path: impl AsRef<Path>) -> Result<CaptureReader, CaptureError> {
         let path = path.as_ref().to_path_buf();
+        let file = File::open(&path).map_err(|source| CaptureError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        CaptureReader::from_source(path, Source::File(file))
+    }
+
+    /// A capture's bytes held in memory, read exactly as a file of those bytes would be;
+    /// `name` stands for the path in errors and [`path`](Self::path).
+    pub fn from_bytes(
+        name: impl Into<PathBuf>,
+        bytes: impl Into<Bytes>,
+    ) -> Result<CaptureReader, CaptureError> {
+        CaptureReader::from_source(name.into(), Source::Bytes(bytes.into()))
+    }
+
+    fn from_source(path: PathBuf, source: Source) -> Result<CaptureReader, CaptureError> {
         let io_err = |source: io::Error| CaptureError::Io {
             path: path.clone(),
             source,
         };
-        let file = File::open(&path).map_err(io_err)?;
-        let file_len = file.metadata().map_err(io_err)?.len();
-        let (format, header, data_start) = read_preamble(&file, file_len, &path)?;
+        let file_len = source.len().map_err(io_err)?;
+        let (format, header, data_start) = read_preamble(&source, file_len, &path)?;
 
-        let (index, index_state, damage) = match read_index(&file, file_len, data_start, format) {
+        let (index, index_state, damage) = match read_index(&source, file_len, data_start, format) {
             Ok(index) => (index, IndexState::Present, Vec::new()),
             Err(IndexProblem::Io(e)) => return Err(io_err(e)),
             Err(IndexProblem::Unusable {
@@ -98,7 +116,7 @@ impl CaptureReader {
                 index_offset,
             }) => {
                 let (blocks, damage) =
-                    scan_blocks(&file, file_len, data_start, index_offset, format)
+                    scan_blocks(&source, file_len, data_start, index_offset, format)
                         .map_err(io_err)?;
                 let index = Index {
                     blocks,
@@ -109,7 +127,7 @@ impl CaptureReader {
         };
         Ok(CaptureReader {
             path,
-            file,
+            source,
             file_len,
             format,
             header,
@@ -196,7 +214,7 @@ impl CaptureReader {
             ts_range: Some((info.first_ts, info.last_ts)),
         };
         let mut head = [0u8; FRAME_HEADER_LEN];
-        read_at(&self.file, &mut head, info.offset)
+        read_at(&self.source, &mut head, info.offset)
             .map_err(|e| damage(format!("block could not be read: {e}")))?;
         let frame = FrameHeader::parse(&head)
             .map_err(|e| damage(format!("block frame header is invalid: {e}")))?;
@@ -208,7 +226,7 @@ impl CaptureReader {
         let payload_at = info.offset.saturating_add(FRAME_HEADER_LEN as u64);
         payload.clear();
         payload.resize(frame.payload_len as usize, 0);
-        read_at(&self.file, payload, payload_at)
+        read_at(&self.source, payload, payload_at)
             .map_err(|e| damage(format!("block payload could not be read: {e}")))?;
         decoder
             .decode_into(&frame, payload, syscall_contents, events)
@@ -317,7 +335,7 @@ impl Iterator for Events<'_> {
 /// Check magic and version, read and verify the header. Returns the format version,
 /// the header and the offset of the first block.
 fn read_preamble(
-    file: &File,
+    file: &Source,
     file_len: u64,
     path: &Path,
 ) -> Result<(CaptureFormat, Header, u64), CaptureError> {
@@ -403,7 +421,7 @@ impl From<io::Error> for IndexProblem {
 
 /// Read the index through the trailer and verify it against the file.
 fn read_index(
-    file: &File,
+    file: &Source,
     file_len: u64,
     data_start: u64,
     format: CaptureFormat,
@@ -452,7 +470,7 @@ fn read_index(
 /// verifies; a block that is cut or fails its checksum is recorded as damage. Each good
 /// block is decoded once to count its events per kind; one block is in memory at a time.
 fn scan_blocks(
-    file: &File,
+    file: &Source,
     file_len: u64,
     data_start: u64,
     index_offset: Option<u64>,
@@ -556,7 +574,7 @@ fn scan_blocks(
 
 /// Offset of the next frame header at or after `from` that verifies, reading the file
 /// in bounded chunks.
-fn find_frame(file: &File, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+fn find_frame(file: &Source, from: u64, file_len: u64) -> io::Result<Option<u64>> {
     const CHUNK: u64 = 1 << 20;
     let overlap = FRAME_HEADER_LEN as u64 - 1;
     let mut buf = Vec::new();
@@ -597,16 +615,46 @@ fn find_magic(haystack: &[u8]) -> Option<usize> {
         .position(|w| w == super::block::BLOCK_MAGIC)
 }
 
-/// Read exactly `buf.len()` bytes at `offset` without moving a shared cursor, so several
-/// event streams can read the same open file.
+/// Where a reader's bytes are: an open file, or memory.
+enum Source {
+    File(File),
+    Bytes(Bytes),
+}
+
+impl Source {
+    fn len(&self) -> io::Result<u64> {
+        match self {
+            Source::File(file) => Ok(file.metadata()?.len()),
+            Source::Bytes(bytes) => Ok(bytes.len() as u64),
+        }
+    }
+}
+
+/// Read exactly `buf.len()` bytes at `offset` (without moving a shared cursor, so
+/// several event streams can read the same open file).
+fn read_at(source: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    match source {
+        Source::File(file) => read_file_at(file, buf, offset),
+        Source::Bytes(bytes) => {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX);
+            let part = start
+                .checked_add(buf.len())
+                .and_then(|end| bytes.get(start..end))
+                .ok_or(io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(part);
+            Ok(())
+        }
+    }
+}
+
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+fn read_file_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.read_exact_at(buf, offset)
 }
 
 #[cfg(windows)]
-fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+fn read_file_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         match file.seek_read(buf, offset) {
@@ -623,7 +671,7 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
 }
 
 #[cfg(not(any(unix, windows)))]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+fn read_file_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = file;
     f.seek(SeekFrom::Start(offset))?;

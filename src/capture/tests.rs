@@ -510,6 +510,32 @@ fn a_cut_file_is_recovered() {
     }
 }
 
+/// A capture in memory reads exactly as the same bytes in a file: whole, cut inside a
+/// block, and cut inside the index.
+#[test]
+fn bytes_in_memory_read_like_a_file() {
+    let fx = Fixture::new(0xB17E5, 400, 60);
+    let cuts = [
+        fx.bytes.len(),
+        (fx.blocks[2].offset + fx.blocks[2].len / 2) as usize,
+        fx.index_offset as usize + 3,
+    ];
+    for cut in cuts {
+        let bytes = &fx.bytes[..cut];
+        let file = fx.open_variant("memory", bytes).unwrap();
+        let memory = CaptureReader::from_bytes("memory", bytes.to_vec()).unwrap();
+        assert_eq!(memory.index_state(), file.index_state(), "cut at {cut}");
+        assert_eq!(memory.blocks(), file.blocks(), "cut at {cut}");
+        assert_eq!(memory.damage(), file.damage(), "cut at {cut}");
+        assert_eq!(drain(memory.events()), drain(file.events()), "cut at {cut}");
+    }
+    let cut = &fx.bytes[..12];
+    assert!(matches!(
+        CaptureReader::from_bytes("memory", cut.to_vec()),
+        Err(CaptureError::CorruptHeader { .. })
+    ));
+}
+
 #[test]
 fn a_flipped_payload_byte_loses_exactly_that_block() {
     let fx = Fixture::new(0xBAD, 1200, 100);

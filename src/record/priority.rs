@@ -242,9 +242,7 @@ mod tests {
     /// Needs root (CAP_SYS_NICE) for the way back to normal, like the recorder.
     #[test]
     fn the_writer_goes_idle_and_is_raised_and_settles() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: needs root");
+        if crate::testbed::skip_without_root() {
             return;
         }
         let schedule = std::sync::Arc::new(WriterSchedule::new(WriterPriority::Idle));

@@ -339,6 +339,11 @@ pub(super) struct ConnectionDecoder {
     resolved: HashMap<UnseenKey, String>,
     /// HTTP/2 events of the bytes being decoded (kept for its allocation).
     h2_events: Vec<Http2Event>,
+    /// When and why bytes of a connection seen from its start were not HTTP/2 (the first
+    /// time): a connection that carried no call says so in a record of its own.
+    undecodable: Option<(u64, String)>,
+    /// A stream was seen on the connection.
+    had_streams: bool,
 }
 
 impl ConnectionDecoder {
@@ -362,6 +367,8 @@ impl ConnectionDecoder {
             finished_set: HashSet::new(),
             resolved: HashMap::new(),
             h2_events: Vec::new(),
+            undecodable: None,
+            had_streams: false,
         }
     }
 
@@ -421,6 +428,15 @@ impl ConnectionDecoder {
                 s.note(why.to_string());
                 self.end_stream(s, out);
             }
+        }
+        // Garbage, or broken HTTP/2, from the start: no call to tell, but not nothing.
+        if let (false, Some((ts_ns, reason))) = (self.had_streams, self.undecodable.take()) {
+            let mut s = StreamState::new(0, ts_ns);
+            s.tls = self.tls;
+            s.note(format!(
+                "{reason}: the connection carried no call that could be read"
+            ));
+            out.push(s.record(self.key, RecordKind::Call));
         }
     }
 
@@ -498,6 +514,10 @@ impl ConnectionDecoder {
                 if reason == crate::decode::http2::DesyncReason::MidStreamStart {
                     return;
                 }
+                if !self.midstream && self.undecodable.is_none() {
+                    let what = format!("{} bytes are not HTTP/2 ({reason:?})", who(dir));
+                    self.undecodable = Some((ts_ns, what));
+                }
                 // Frames were lost: any open stream of this direction may have lost DATA.
                 let ids: Vec<u32> = self.streams.keys().copied().collect();
                 for id in ids {
@@ -574,6 +594,7 @@ impl ConnectionDecoder {
         }
         let midstream = self.midstream;
         let tls = self.tls;
+        self.had_streams = true;
         Some(self.streams.entry(id).or_insert_with(|| {
             let mut s = StreamState::new(id, ts_ns);
             s.tls = tls;

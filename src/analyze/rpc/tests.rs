@@ -464,6 +464,57 @@ fn a_value_cut_at_snaplen_is_reported_partial() {
     assert_eq!(c.completeness(), Completeness::Partial);
 }
 
+/// Connections seen from their start that are not HTTP/2, or break it before any call,
+/// each give one record without a method that says why; a clean one without calls and
+/// one with a call give none of that.
+#[test]
+fn connections_that_are_not_http2_say_so() {
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let settings = frame(4, 0, 0, &[]);
+    let mut huge = settings.clone();
+    huge.extend([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1]);
+    let mut cut = settings.clone();
+    cut.extend(&frame(1, END_HEADERS, 1, &[0x82; 40])[..20]);
+    // The bytes, and whether the preface comes first.
+    let cases: [(&[u8], bool, &str); 4] = [
+        (b"\x7f\x00garbage that is no preface", false, "BadPreface"),
+        (b"GET / HTTP/1.1\r\nHost: etcd\r\n\r\n", false, "BadPreface"),
+        (&huge, true, "FrameTooLarge"),
+        (&cut, true, "EndOfData"),
+    ];
+    for (bytes, after_preface, reason) in cases {
+        let mut w = Wire::new(true);
+        let mut sent = Vec::new();
+        if after_preface {
+            sent.extend(preface);
+        }
+        sent.extend(bytes);
+        w.send(true, &sent);
+        let (calls, _) = run(&w);
+        assert_eq!(calls.len(), 1, "{reason}: {calls:?}");
+        let c = &calls[0];
+        assert_eq!((c.method.as_deref(), c.stream_id), (None, 0), "{c:?}");
+        assert!(c.request.is_none() && c.response.is_none(), "{c:?}");
+        assert_eq!(c.notes.len(), 1, "{c:?}");
+        assert!(
+            c.notes[0].starts_with("client bytes are not HTTP/2"),
+            "{c:?}"
+        );
+        assert!(c.notes[0].contains(reason), "{c:?}");
+    }
+    let mut quiet = Wire::h2();
+    quiet.send(false, &frame(4, 0, 0, &[]));
+    assert!(run(&quiet).0.is_empty());
+    let mut call = Wire::h2();
+    let mut block = vec![0x83, 0x86];
+    block.extend(lit(":path", "/etcdserverpb.KV/Range"));
+    unary(&mut call, 1, &block, b"\x0a\x03foo", b"\x0a\x00", "0");
+    call.send(true, &frame(0, 0, 3, &[0; 30])[..12]);
+    let (calls, _) = run(&call);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].method.as_deref(), Some("/etcdserverpb.KV/Range"));
+}
+
 #[test]
 fn random_and_mutated_packets_never_panic() {
     let mut rng = crate::test_rng::XorShift(0x2545f4914f6cdd1d);
