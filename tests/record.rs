@@ -282,6 +282,9 @@ fn small_disk(rig: &Rig, size: u64) -> SmallDisk {
 /// (or, if even that does not fit, readable by scanning, as it says).
 #[test]
 fn a_full_disk_stops_the_recording_and_keeps_the_file() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("full");
     let disk = small_disk(&rig, 2 << 20);
     let rec = rig.record_with(disk.command(bin()), &disk.dir.join("full.etr"), &[]);
@@ -338,6 +341,9 @@ fn a_full_disk_stops_the_recording_and_keeps_the_file() {
 /// at a time, says so, and goes on recording; each file left opens with its index.
 #[test]
 fn a_flight_recorder_makes_room_on_a_full_disk() {
+    if skip_without_root() {
+        return;
+    }
     let rig = Rig::start("room");
     let disk = small_disk(&rig, 4 << 20);
     let rec = rig.record_with(

@@ -105,6 +105,9 @@ fn assert_told(rig: &Rig, log: &str, restarts: &[(u32, u32)]) {
 /// are recorded, and the recorder, timeline and info tell the kill and the start.
 #[test]
 fn a_restarted_etcd_is_followed() {
+    if skip_without_root() {
+        return;
+    }
     let mut rig = Rig::start("restart");
     let (log, (old, new)) = record_a_restart(&mut rig, "/before/", "/after/", 10);
 
@@ -134,6 +137,9 @@ fn a_restarted_etcd_is_followed() {
 /// acknowledged, before, between and after, is linked to its WAL entry and fsync.
 #[test]
 fn two_restarts_during_a_workload() {
+    if skip_without_root() {
+        return;
+    }
     let mut rig = Rig::start("restart-twice");
     let rec = rig.record_following(&[]);
     let stop = AtomicBool::new(false);
@@ -189,6 +195,9 @@ fn two_restarts_during_a_workload() {
 /// its calls are decoded as the first one's were.
 #[test]
 fn a_restarted_tls_etcd_is_probed_again() {
+    if skip_without_root() {
+        return;
+    }
     let mut rig = Rig::start_tls("restart-tls");
     let (log, (old, new)) = record_a_restart(&mut rig, "/tls-before/", "/tls-after/", 5);
 
