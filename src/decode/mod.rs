@@ -9,6 +9,7 @@ pub mod etcdpb;
 pub mod grpc;
 pub mod hpack;
 pub mod http2;
+pub mod raftpb;
 pub mod tcp;
 pub mod tls;
 pub mod wal;
