@@ -8,6 +8,7 @@
 pub mod etcdpb;
 pub mod grpc;
 pub mod hpack;
+pub mod http1;
 pub mod http2;
 pub mod raftpb;
 pub mod tcp;
