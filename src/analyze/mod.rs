@@ -13,5 +13,8 @@ pub mod pattern;
 pub mod phases;
 pub mod profile;
 pub mod rpc;
+pub mod streams;
 pub mod summary;
+#[cfg(test)]
+mod test_wire;
 pub mod wal_log;
