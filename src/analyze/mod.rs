@@ -10,6 +10,7 @@ pub mod disk;
 pub mod histogram;
 pub mod order;
 pub mod pattern;
+pub mod peers;
 pub mod phases;
 pub mod profile;
 pub mod rpc;

@@ -1,9 +1,9 @@
 //! Unit tests' packets: both directions of one TCP connection written as the recorder
-//! would capture them.
+//! would capture them, and TLS plaintext chunks as the uprobes would take them.
 
 use std::net::SocketAddr;
 
-use crate::capture::{Direction, Event, Packet, TcpFlags};
+use crate::capture::{Direction, Event, Packet, TcpFlags, TlsData, TlsEndpoints};
 
 /// Writes both directions of one connection as packets.
 pub struct Wire {
@@ -65,5 +65,52 @@ impl Wire {
 
     pub fn send(&mut self, c2s: bool, payload: &[u8]) {
         self.raw(c2s, TcpFlags::ACK | TcpFlags::PSH, payload, 0);
+    }
+}
+
+/// TLS plaintext of one connection as the server's uprobes take it (the server wrote
+/// what goes to the client, and read what came from it).
+pub struct TlsWire {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub pid: u32,
+    pub conn_id: u64,
+    offsets: [u64; 2],
+}
+
+impl TlsWire {
+    pub fn new(client: SocketAddr, server: SocketAddr) -> TlsWire {
+        TlsWire {
+            client,
+            server,
+            pid: 4242,
+            conn_id: 7,
+            offsets: [0, 0],
+        }
+    }
+
+    /// A chunk of `data`, sent by the client (read by the server) or by the server.
+    pub fn chunk(&mut self, ts_ns: u64, c2s: bool, data: &[u8]) -> Event {
+        let i = usize::from(!c2s);
+        let offset = self.offsets[i];
+        self.offsets[i] += data.len() as u64;
+        Event::Tls(TlsData {
+            ts_ns,
+            pid: self.pid,
+            tid: self.pid,
+            conn_id: self.conn_id,
+            direction: if c2s {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            },
+            endpoints: Some(TlsEndpoints {
+                local: self.server,
+                remote: self.client,
+            }),
+            offset,
+            len: data.len() as u32,
+            data: data.to_vec().into(),
+        })
     }
 }
