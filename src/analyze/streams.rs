@@ -7,8 +7,10 @@
 //!
 //! [`StreamDemux`] owns one [`StreamDecoder`] per connection (of the ports it is told
 //! to decode), creates it when the connection is first seen, feeds it, and ends it when
-//! the connection closes, is replaced, or the capture ends. What the decoders produce
-//! goes to the caller's output unchanged.
+//! the connection closes, is replaced, or the capture ends. A TLS connection's decoder
+//! ends a second of capture time after its TCP connection: etcd reads the plaintext
+//! that arrived before the close after it, and may write after it. What the decoders
+//! produce goes to the caller's output unchanged.
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -27,6 +29,10 @@ const MAX_HELD_PACKETS: usize = 65_536;
 
 /// How often (in packets) idle connections' holes are given up.
 const IDLE_FLUSH_EVERY: u64 = 1024;
+
+/// Capture time a TLS connection's decoder outlives its TCP connection: etcd reads
+/// plaintext that arrived before the close after it, and writes until it notices.
+const TLS_CLOSE_GRACE_NS: u64 = 1_000_000_000;
 
 /// Why a connection's decoder is told to finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +116,9 @@ pub struct StreamDemux<D> {
     tls_conns: HashMap<ConnectionKey, TlsSeen>,
     tcp_events: Vec<TcpEvent>,
     plain_events: Vec<TcpEvent>,
+    /// TLS connections whose TCP connection ended, how, and until when their decoder
+    /// (still in `conns`) takes late plaintext.
+    closing: HashMap<ConnectionKey, (StreamEnd, u64)>,
     stats: StreamStats,
     since_flush: u64,
 }
@@ -151,6 +160,7 @@ impl<D: StreamDecoder> StreamDemux<D> {
             tls_conns: HashMap::new(),
             tcp_events: Vec::new(),
             plain_events: Vec::new(),
+            closing: HashMap::new(),
             stats: StreamStats::default(),
             since_flush: 0,
         }
@@ -225,6 +235,13 @@ impl<D: StreamDecoder> StreamDemux<D> {
     /// the connections (in the order the events came, so that a TLS connection is known
     /// as one before its plaintext arrives).
     fn reassemble(&mut self, item: Ordered, out: &mut Vec<D::Record>) {
+        let now = match &item {
+            Ordered::Packet(p) => p.ts_ns,
+            Ordered::Tls(t) => t.ts_ns,
+        };
+        if !self.closing.is_empty() {
+            self.end_closing(|deadline| deadline < now, out);
+        }
         match item {
             Ordered::Packet(packet) => {
                 self.tcp.push(&packet, &mut self.tcp_events);
@@ -254,6 +271,7 @@ impl<D: StreamDecoder> StreamDemux<D> {
         self.tcp.finish(&mut self.tcp_events);
         self.drain_tcp(out);
         self.stats.tls_unplaced_bytes = self.tls.stats().unplaced_bytes;
+        self.end_closing(|_| true, out);
         let mut keys: Vec<ConnectionKey> = self.conns.keys().copied().collect();
         keys.sort();
         for key in keys {
@@ -265,6 +283,32 @@ impl<D: StreamDecoder> StreamDemux<D> {
             self.stats.tls_connections += 1;
             if !seen.plaintext {
                 self.stats.tls_without_plaintext += 1;
+            }
+        }
+    }
+
+    /// Ends the decoders of closed TLS connections whose grace time `over`.
+    fn end_closing(&mut self, over: impl Fn(u64) -> bool, out: &mut Vec<D::Record>) {
+        let mut due: Vec<(ConnectionKey, StreamEnd)> = self
+            .closing
+            .iter()
+            .filter(|(_, (_, deadline))| over(*deadline))
+            .map(|(key, (end, _))| (*key, *end))
+            .collect();
+        due.sort_by_key(|(key, _)| *key);
+        for (key, end) in due {
+            self.closing.remove(&key);
+            if let Some(mut conn) = self.conns.remove(&key) {
+                conn.finish(end, out);
+            }
+        }
+    }
+
+    /// The decoder of a closed TLS connection ends now, before the 4-tuple is reused.
+    fn end_closed(&mut self, key: &ConnectionKey, out: &mut Vec<D::Record>) {
+        if let Some((end, _)) = self.closing.remove(key) {
+            if let Some(mut conn) = self.conns.remove(key) {
+                conn.finish(end, out);
             }
         }
     }
@@ -288,6 +332,7 @@ impl<D: StreamDecoder> StreamDemux<D> {
                     if !self.wants(&key) {
                         continue;
                     }
+                    self.end_closed(&key, out);
                     let known = self.tls_conns.entry(key).or_default();
                     let ciphertext_seen = !known.plaintext && self.conns.contains_key(&key);
                     known.plaintext = true;
@@ -342,7 +387,16 @@ impl<D: StreamDecoder> StreamDemux<D> {
                     if !handshake_seen {
                         self.stats.midstream_connections += 1;
                     }
+                    // A connection open before recording whose plaintext came first (a
+                    // write is taken before its segment leaves): the same connection.
+                    let plaintext_first = !handshake_seen
+                        && self.conns.contains_key(&key)
+                        && self.tls_conns.get(&key).is_some_and(|t| t.plaintext);
+                    if plaintext_first {
+                        continue;
+                    }
                     self.tls_closed(&key);
+                    self.end_closed(&key, out);
                     if let Some(mut old) = self.conns.insert(key, D::new(key, handshake_seen)) {
                         old.finish(StreamEnd::Replaced { ts_ns }, out);
                     }
@@ -363,9 +417,14 @@ impl<D: StreamDecoder> StreamDemux<D> {
                     }
                 }
                 TcpEvent::Closed { key, ts_ns, reason } => {
+                    let end = StreamEnd::Closed { ts_ns, reason };
+                    let plaintext = self.tls_conns.get(&key).is_some_and(|t| t.plaintext);
                     self.tls_closed(&key);
-                    if let Some(mut conn) = self.conns.remove(&key) {
-                        conn.finish(StreamEnd::Closed { ts_ns, reason }, out);
+                    if plaintext && self.conns.contains_key(&key) {
+                        let deadline = ts_ns.saturating_add(TLS_CLOSE_GRACE_NS);
+                        self.closing.insert(key, (end, deadline));
+                    } else if let Some(mut conn) = self.conns.remove(&key) {
+                        conn.finish(end, out);
                     }
                 }
             }
@@ -400,5 +459,132 @@ impl<D: StreamDecoder> StreamDemux<D> {
 
     fn conn(&mut self, key: ConnectionKey) -> &mut D {
         self.conns.entry(key).or_insert_with(|| D::new(key, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::analyze::test_wire::{TlsWire, Wire};
+    use crate::capture::TcpFlags;
+
+    /// A decoder that writes down what it is fed.
+    #[derive(Debug)]
+    struct Log {
+        tls: bool,
+    }
+
+    impl StreamDecoder for Log {
+        type Record = String;
+
+        fn new(_: ConnectionKey, _: bool) -> Log {
+            Log { tls: false }
+        }
+
+        fn set_tls(&mut self) {
+            self.tls = true;
+        }
+
+        fn is_tls(&self) -> bool {
+            self.tls
+        }
+
+        fn push_data(
+            &mut self,
+            _: FlowDirection,
+            _: u64,
+            bytes: &[u8],
+            _: u64,
+            out: &mut Vec<String>,
+        ) {
+            let tls = if self.tls { "tls " } else { "" };
+            out.push(format!("{tls}{}", String::from_utf8_lossy(bytes)));
+        }
+
+        fn push_gap(&mut self, _: FlowDirection, _: u64, len: u64, _: u64, out: &mut Vec<String>) {
+            out.push(format!("gap {len}"));
+        }
+
+        fn finish(&mut self, end: StreamEnd, out: &mut Vec<String>) {
+            let end = match end {
+                StreamEnd::Closed { .. } => "closed",
+                StreamEnd::Replaced { .. } => "replaced",
+                StreamEnd::CaptureEnded => "capture ended",
+            };
+            out.push(end.to_string());
+        }
+    }
+
+    fn ends() -> (SocketAddr, SocketAddr) {
+        (
+            "127.0.0.1:50000".parse().unwrap(),
+            "127.0.0.1:2380".parse().unwrap(),
+        )
+    }
+
+    fn run(events: &mut [Event], only: Option<Vec<u16>>) -> Vec<String> {
+        events.sort_by_key(Event::ts_ns);
+        let mut demux: StreamDemux<Log> = StreamDemux::new(vec![2379, 2380], only);
+        let mut out = Vec::new();
+        for e in events.iter() {
+            demux.push(e, &mut out);
+        }
+        demux.finish(&mut out);
+        out
+    }
+
+    #[test]
+    fn plaintext_read_after_the_tcp_close_goes_to_the_same_decoder() {
+        let (client, server) = ends();
+        let mut w = Wire::between(client, server, true);
+        w.send(true, &[0x16, 3, 1, 0, 2, 1, 0]);
+        w.send(false, &[0x16, 3, 3, 0, 2, 2, 0]);
+        let mut tls = TlsWire::new(client, server);
+        let first = tls.chunk(w.ts + 1, true, b"request");
+        w.raw(true, TcpFlags::FIN | TcpFlags::ACK, &[], 1);
+        w.raw(false, TcpFlags::FIN | TcpFlags::ACK, &[], 1);
+        // etcd reads the last bytes after the FINs went by.
+        let late = tls.chunk(w.ts + 5_000_000, true, b"last");
+        let mut events = w.packets;
+        events.extend([first, late]);
+        assert_eq!(
+            run(&mut events, None),
+            ["tls request", "tls last", "closed"]
+        );
+    }
+
+    #[test]
+    fn plaintext_before_the_first_packet_of_a_connection_open_before_recording() {
+        let (client, server) = ends();
+        let mut tls = TlsWire::new(client, server);
+        let mut w = Wire::between(client, server, false);
+        // The write is taken before its segment (ciphertext cut mid-record) leaves.
+        let first = tls.chunk(w.ts, false, b"response");
+        w.send(false, b"\x8f\x01ciphertext");
+        let second = tls.chunk(w.ts + 1, false, b" more");
+        w.send(false, b"\x17\x03\x03\x00\x01z");
+        let mut events = w.packets;
+        events.extend([first, second]);
+        assert_eq!(
+            run(&mut events, None),
+            ["tls response", "tls  more", "capture ended"]
+        );
+    }
+
+    #[test]
+    fn only_the_connections_to_the_ports_asked_for() {
+        let (client, server) = ends();
+        let mut peer = Wire::between(client, server, true);
+        peer.send(true, b"GET /raft/probing HTTP/1.1\r\n\r\n");
+        let mut other = Wire::new(true);
+        other.send(true, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let mut events = peer.packets;
+        events.extend(other.packets);
+        assert_eq!(
+            run(&mut events, Some(vec![2380])),
+            ["GET /raft/probing HTTP/1.1\r\n\r\n", "capture ended"]
+        );
     }
 }
