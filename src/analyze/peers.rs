@@ -4,7 +4,9 @@
 //! requests with the member ids their headers name, the responses, every raft message
 //! with its time and sender, link heartbeats, snapshot transfers, and notes for what
 //! could not be decoded. Records come out in capture-time order per connection, as the
-//! bytes that complete them arrive.
+//! bytes that complete them arrive; the first records of a stream seen from its middle
+//! wait until its framing is known (a msgapp stream's link heartbeats, for up to eight
+//! of them), then come out with their own times.
 //!
 //! Which ports are peer ports: etcd's 2380 by default. A capture's header lists the
 //! ports recorded, not what they serve: [`peer_ports_of`] takes the recorded ports that

@@ -359,7 +359,11 @@ impl fmt::Display for PeerEvent {
                     m.commit
                 )?;
                 if let (Some(a), Some(b)) = (m.entries.first(), m.entries.last()) {
-                    write!(f, " entries {}..={}", a.index, b.index)?;
+                    write!(f, " entries {}", m.entries.len())?;
+                    // Proposals' entries have no index yet.
+                    if b.index > 0 {
+                        write!(f, " ({}..={})", a.index, b.index)?;
+                    }
                 }
                 if m.reject {
                     write!(f, " reject hint {}", m.reject_hint)?;
@@ -468,7 +472,12 @@ impl Body {
                     }
                 };
                 let (body, kind, events) = found;
-                out.push(found_note(at, kind, skipped));
+                // The place was found where the first event the winner held is.
+                let found_at = At {
+                    ts_ns: events.first().map_or(at.ts_ns, PeerEvent::ts_ns),
+                    dir: at.dir,
+                };
+                out.push(found_note(found_at, kind, skipped));
                 out.extend(events);
                 *self = body;
             }
