@@ -1,8 +1,8 @@
 //! A private etcd in a network namespace of its own, on 127.0.0.1:2379/2380 there (other
-//! ports and client-certificate TLS on request). The demo and the integration tests both
-//! use it: each gets its own namespace, so they can run in parallel, attach to that
-//! namespace's `lo`, and never see each other's traffic. Needs root, `ip` (iproute2),
-//! `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
+//! ports, client-certificate TLS, or a cluster of several members on request). The demo
+//! and the integration tests both use it: each gets its own namespace, so they can run
+//! in parallel, attach to that namespace's `lo`, and never see each other's traffic.
+//! Needs root, `ip` (iproute2), `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -200,10 +200,15 @@ pub struct EtcdOptions {
     pub client_port: u16,
     pub peer_port: u16,
     pub tls: Option<TlsCerts>,
-    /// The member's name.
+    /// None: a cluster of this one member, named `m1`.
+    pub member: Option<Membership>,
+}
+
+/// A member's name and the members it starts with (`--initial-cluster`).
+#[derive(Debug, Clone)]
+pub struct Membership {
     pub name: String,
-    /// `--initial-cluster` (`name=peer URL,...`); None: a cluster of this member alone.
-    pub initial_cluster: Option<String>,
+    pub initial_cluster: String,
 }
 
 impl Default for EtcdOptions {
@@ -212,9 +217,22 @@ impl Default for EtcdOptions {
             client_port: 2379,
             peer_port: 2380,
             tls: None,
-            name: "m1".to_string(),
-            initial_cluster: None,
+            member: None,
         }
+    }
+}
+
+impl EtcdOptions {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn peer_url(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme(), self.peer_port)
     }
 }
 
@@ -255,24 +273,23 @@ impl EtcdServer {
         Ok(server)
     }
 
-    /// Start etcd as `options` say, without waiting for it.
+    /// Start etcd as `options` say, without waiting for it: a member of a larger
+    /// cluster answers only once a quorum runs.
     fn spawn(netns: &Netns, dir: &Path, options: &EtcdOptions) -> Result<EtcdServer> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let data_dir = dir.join("etcd-data");
         let log = dir.join("etcd.log");
         let log_file = std::fs::File::create(&log)?;
-        let scheme = if options.tls.is_some() {
-            "https"
-        } else {
-            "http"
+        let client_url = format!("{}://127.0.0.1:{}", options.scheme(), options.client_port);
+        let peer_url = options.peer_url();
+        let (name, initial_cluster) = match &options.member {
+            Some(m) => (m.name.clone(), m.initial_cluster.clone()),
+            None => ("m1".to_string(), format!("m1={peer_url}")),
         };
-        let client_url = format!("{scheme}://127.0.0.1:{}", options.client_port);
-        let peer_url = format!("{scheme}://127.0.0.1:{}", options.peer_port);
         let mut command = netns.command(which("etcd")?);
-        let alone = format!("{}={peer_url}", options.name);
         command.args([
             "--name",
-            &options.name,
+            &name,
             "--data-dir",
             data_dir.to_str().context("data dir path is not UTF-8")?,
             "--listen-client-urls",
@@ -284,7 +301,7 @@ impl EtcdServer {
             "--initial-advertise-peer-urls",
             &peer_url,
             "--initial-cluster",
-            options.initial_cluster.as_deref().unwrap_or(&alone),
+            &initial_cluster,
             "--logger",
             "zap",
             "--log-outputs",
@@ -355,30 +372,225 @@ impl EtcdServer {
 
     /// Run etcdctl (v3 API) inside the namespace against this server.
     pub fn etcdctl(&self, netns: &Netns, args: &[&str]) -> Result<Output> {
-        self.etcdctl_command(netns)?
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .context("running etcdctl")
+        run_etcdctl(self.etcdctl_command(netns)?, args)
     }
 
     /// etcdctl inside the namespace, with this server's endpoint and, for TLS, the CA
     /// and the client certificate; the caller adds the command and its arguments.
     pub fn etcdctl_command(&self, netns: &Netns) -> Result<Command> {
-        let mut command = netns.command(which("etcdctl")?);
-        command
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.url()));
-        if let Some(certs) = &self.tls {
-            command
-                .arg("--cacert")
-                .arg(&certs.ca)
-                .arg("--cert")
-                .arg(&certs.client_cert)
-                .arg("--key")
-                .arg(&certs.client_key);
+        etcdctl_command(netns, &self.url(), self.tls.as_ref())
+    }
+
+    /// `etcdctl endpoint status` of this member.
+    pub fn status(&self, netns: &Netns) -> Result<MemberStatus> {
+        let out = self.etcdctl(netns, &["endpoint", "status", "-w", "json"])?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl endpoint status against {} failed: {}",
+                self.url(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
-        Ok(command)
+        MemberStatus::parse(&out.stdout)
+            .with_context(|| format!("reading the endpoint status of {}", self.url()))
+    }
+}
+
+/// etcdctl inside `netns` against `endpoints` (comma-separated URLs), with the CA and
+/// the client certificate of a TLS etcd.
+fn etcdctl_command(netns: &Netns, endpoints: &str, tls: Option<&TlsCerts>) -> Result<Command> {
+    let mut command = netns.command(which("etcdctl")?);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"));
+    if let Some(certs) = tls {
+        command
+            .arg("--cacert")
+            .arg(&certs.ca)
+            .arg("--cert")
+            .arg(&certs.client_cert)
+            .arg("--key")
+            .arg(&certs.client_key);
+    }
+    Ok(command)
+}
+
+/// Run an etcdctl `command` with `args`, whatever its exit status.
+fn run_etcdctl(mut command: Command, args: &[&str]) -> Result<Output> {
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running etcdctl")
+}
+
+/// What `etcdctl endpoint status` says of a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The member's id (etcd prints it in hex: `{:x}`).
+    pub member_id: u64,
+    /// The leader's id, as this member knows it (0: none).
+    pub leader: u64,
+    pub raft_term: u64,
+}
+
+impl MemberStatus {
+    /// The first member of `endpoint status -w json`'s output.
+    fn parse(json: &[u8]) -> Result<MemberStatus> {
+        let value: serde_json::Value = serde_json::from_slice(json)?;
+        let status = &value[0]["Status"];
+        let number = |v: &serde_json::Value, what: &str| {
+            v.as_u64()
+                .with_context(|| format!("no {what} in the endpoint status: {value}"))
+        };
+        Ok(MemberStatus {
+            member_id: number(&status["header"]["member_id"], "member id")?,
+            leader: number(&status["leader"], "leader")?,
+            raft_term: number(&status["raftTerm"], "raft term")?,
+        })
+    }
+}
+
+/// A cluster of etcd members inside one namespace, `m1`, `m2`, ... on 127.0.0.1, each
+/// with its own ports and data dir; stopped on drop.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    pub members: Vec<EtcdServer>,
+    /// How each member was started, and where.
+    started: Vec<(EtcdOptions, PathBuf)>,
+}
+
+/// Most members: the ports of member k (from 2) are those of the first plus 10000 × k.
+const MAX_MEMBERS: usize = 6;
+
+impl EtcdCluster {
+    /// Start `n` members (at most 6) with their data dirs and logs under `dir/m1`,
+    /// `dir/m2`, ...: the first on `options`' ports, member k (from 2) on those plus
+    /// 10000 × k (2379/2380, 22379/22380, 32379/32380), all with `options`' TLS. Waits
+    /// until every member answers.
+    pub fn start(
+        netns: &Netns,
+        dir: &Path,
+        n: usize,
+        options: &EtcdOptions,
+    ) -> Result<EtcdCluster> {
+        if n == 0 || n > MAX_MEMBERS {
+            bail!("a test cluster has 1 to {MAX_MEMBERS} members, not {n}");
+        }
+        let mut members: Vec<EtcdOptions> = Vec::with_capacity(n);
+        for k in 1..=n {
+            // n ≤ 6: the shift fits, and ports past 65535 are refused below.
+            let shift = if k == 1 { 0 } else { 10_000 * k as u32 };
+            let port = |p: u16| {
+                u16::try_from(u32::from(p) + shift)
+                    .with_context(|| format!("member m{k} would need port {p} + {shift}"))
+            };
+            members.push(EtcdOptions {
+                client_port: port(options.client_port)?,
+                peer_port: port(options.peer_port)?,
+                tls: options.tls.clone(),
+                member: None,
+            });
+        }
+        let initial_cluster = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("m{}={}", i + 1, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = EtcdCluster {
+            members: Vec::with_capacity(n),
+            started: Vec::with_capacity(n),
+        };
+        for (i, mut member) in members.into_iter().enumerate() {
+            let name = format!("m{}", i + 1);
+            member.member = Some(Membership {
+                name: name.clone(),
+                initial_cluster: initial_cluster.clone(),
+            });
+            let member_dir = dir.join(&name);
+            cluster
+                .members
+                .push(EtcdServer::spawn(netns, &member_dir, &member)?);
+            cluster.started.push((member, member_dir));
+        }
+        for member in &mut cluster.members {
+            member.wait_ready(netns)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Stop member `i` and start it again (a new process) on its ports and data dir,
+    /// waiting until it answers: its peers dial it anew, and it dials them.
+    pub fn restart(&mut self, netns: &Netns, i: usize) -> Result<()> {
+        let (options, dir) = self
+            .started
+            .get(i)
+            .cloned()
+            .with_context(|| format!("no member {i}"))?;
+        // Stopped first: the ports must be free.
+        drop(self.members.remove(i));
+        let mut member = EtcdServer::spawn(netns, &dir, &options)?;
+        member.wait_ready(netns)?;
+        self.members.insert(i, member);
+        Ok(())
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().map(EtcdServer::pid).collect()
+    }
+
+    /// Every member's client and peer ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.members
+            .iter()
+            .flat_map(|m| [m.client_port, m.peer_port])
+            .collect()
+    }
+
+    /// Every member's client URL, comma-separated.
+    pub fn urls(&self) -> String {
+        self.members
+            .iter()
+            .map(EtcdServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// etcdctl against every member; the caller adds the command and its arguments.
+    pub fn etcdctl_command(&self, netns: &Netns) -> Result<Command> {
+        let tls = self.members.first().and_then(|m| m.tls.as_ref());
+        etcdctl_command(netns, &self.urls(), tls)
+    }
+
+    /// Run etcdctl against every member.
+    pub fn etcdctl(&self, netns: &Netns, args: &[&str]) -> Result<Output> {
+        run_etcdctl(self.etcdctl_command(netns)?, args)
+    }
+
+    /// Every member's status, in member order.
+    pub fn status(&self, netns: &Netns) -> Result<Vec<MemberStatus>> {
+        self.members.iter().map(|m| m.status(netns)).collect()
+    }
+
+    /// The members' statuses once they all name the same leader, which is one of them
+    /// (waiting up to 20 s for an election to settle).
+    pub fn settled_status(&self, netns: &Netns) -> Result<Vec<MemberStatus>> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.status(netns)?;
+            let leader = status[0].leader;
+            let agreed = leader != 0
+                && status.iter().all(|s| s.leader == leader)
+                && status.iter().any(|s| s.member_id == leader);
+            if agreed {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("the members did not agree on a leader within 20 s: {status:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -406,46 +618,6 @@ impl Drop for EtcdServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A cluster of several cleartext members in one namespace, each with its data dir
-/// under `dir/mN`, stopped on drop. Member N (from 1) has client port 2379 + 10000 (N-1)
-/// and peer port 2380 + 10000 (N-1).
-#[derive(Debug)]
-pub struct EtcdCluster {
-    pub members: Vec<EtcdServer>,
-}
-
-impl EtcdCluster {
-    /// Start `size` members (at most 6) and wait until each answers.
-    pub fn start(netns: &Netns, dir: &Path, size: u16) -> Result<EtcdCluster> {
-        if !(1..=6).contains(&size) {
-            bail!("a test cluster has 1 to 6 members, not {size}");
-        }
-        let options: Vec<EtcdOptions> = (0..size)
-            .map(|i| EtcdOptions {
-                client_port: 2379 + 10000 * i,
-                peer_port: 2380 + 10000 * i,
-                name: format!("m{}", i + 1),
-                ..EtcdOptions::default()
-            })
-            .collect();
-        let cluster = options
-            .iter()
-            .map(|o| format!("{}=http://127.0.0.1:{}", o.name, o.peer_port))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut members = Vec::new();
-        // All start before any is waited for: none answers before a quorum is up.
-        for mut o in options {
-            o.initial_cluster = Some(cluster.clone());
-            members.push(EtcdServer::spawn(netns, &dir.join(&o.name), &o)?);
-        }
-        for m in &mut members {
-            m.wait_ready(netns)?;
-        }
-        Ok(EtcdCluster { members })
     }
 }
 

@@ -333,7 +333,6 @@ fn a_cleartext_and_a_tls_etcd_recorded_together() {
     let clear_options = EtcdOptions {
         client_port: 22379,
         peer_port: 22380,
-        tls: None,
         ..EtcdOptions::default()
     };
     let clear =

@@ -181,7 +181,7 @@ fn members_recorded_together_are_kept_apart() {
     }
     let dir = ScratchDir::new("etcd-trace-test-wal-members").unwrap();
     let netns = Netns::create().unwrap();
-    let cluster = EtcdCluster::start(&netns, &dir.0, 3).unwrap();
+    let cluster = EtcdCluster::start(&netns, &dir.0, 3, &EtcdOptions::default()).unwrap();
     let capture = dir.0.join("members.etr");
     let mut args = vec!["-o".to_string(), capture.display().to_string()];
     for m in &cluster.members {

@@ -11,8 +11,12 @@ pub mod histogram;
 pub mod member;
 pub mod order;
 pub mod pattern;
+pub mod peers;
 pub mod phases;
 pub mod profile;
 pub mod rpc;
+pub mod streams;
 pub mod summary;
+#[cfg(test)]
+mod test_wire;
 pub mod wal_log;

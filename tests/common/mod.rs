@@ -80,13 +80,7 @@ impl Rig {
     }
 
     fn start_with(name: &str, tls: bool) -> Rig {
-        require_root();
-        let dir = ScratchDir::new(&format!("etcd-trace-test-{name}")).unwrap();
-        let netns = Netns::create().unwrap();
-        let options = EtcdOptions {
-            tls: tls.then(|| TlsCerts::generate(&dir.0.join("certs")).unwrap()),
-            ..EtcdOptions::default()
-        };
+        let (dir, netns, options) = sandbox(name, tls);
         let etcd = EtcdServer::start_with(&netns, &dir.0, &options).unwrap();
         let capture = dir.0.join(format!("{name}.etr"));
         Rig {
@@ -212,6 +206,21 @@ pub fn kill_and_restart(
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
     *etcd = EtcdServer::start_with(netns, dir, options).unwrap();
     (old, etcd.pid())
+}
+
+/// What test `name` runs etcd in (needs root): a scratch directory, a network namespace,
+/// and etcd's options, with client-certificate TLS on both ports when `tls` (the
+/// certificates made in the directory's `certs/`).
+#[cfg(feature = "record")]
+pub fn sandbox(name: &str, tls: bool) -> (ScratchDir, Netns, EtcdOptions) {
+    require_root();
+    let dir = ScratchDir::new(&format!("etcd-trace-test-{name}")).unwrap();
+    let netns = Netns::create().unwrap();
+    let options = EtcdOptions {
+        tls: tls.then(|| TlsCerts::generate(&dir.0.join("certs")).unwrap()),
+        ..EtcdOptions::default()
+    };
+    (dir, netns, options)
 }
 
 /// Stop a recorder with SIGINT, once what the last calls sent has had time to reach it,

@@ -9,6 +9,7 @@ use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use super::infer::{infer_method, infer_method_among, whole_fields_prefix, Side};
 use super::watches::WatchKeys;
 use super::{MessageDirection, RecordKind, RpcBody, RpcCall, MAX_RAW_KEPT};
+use crate::analyze::streams::{StreamDecoder, StreamEnd};
 use crate::decode::etcdpb::{self, snapshot_chunk_summary, EtcdMessage, MethodInfo, StreamKind};
 use crate::decode::grpc::{parse_grpc_status, GrpcEvent, GrpcMessage, GrpcMessageAssembler};
 use crate::decode::hpack::{
@@ -346,8 +347,10 @@ pub(super) struct ConnectionDecoder {
     had_streams: bool,
 }
 
-impl ConnectionDecoder {
-    pub(super) fn new(key: ConnectionKey, handshake_seen: bool) -> ConnectionDecoder {
+impl StreamDecoder for ConnectionDecoder {
+    type Record = RpcCall;
+
+    fn new(key: ConnectionKey, handshake_seen: bool) -> ConnectionDecoder {
         let hpack = |_| {
             if handshake_seen {
                 HpackDecoder::new(DEFAULT_MAX_TABLE_SIZE)
@@ -372,15 +375,15 @@ impl ConnectionDecoder {
         }
     }
 
-    pub(super) fn set_tls(&mut self) {
+    fn set_tls(&mut self) {
         self.tls = true;
     }
 
-    pub(super) fn is_tls(&self) -> bool {
+    fn is_tls(&self) -> bool {
         self.tls
     }
 
-    pub(super) fn push_data(
+    fn push_data(
         &mut self,
         dir: FlowDirection,
         offset: u64,
@@ -397,7 +400,7 @@ impl ConnectionDecoder {
         self.h2_events = events;
     }
 
-    pub(super) fn push_gap(
+    fn push_gap(
         &mut self,
         dir: FlowDirection,
         offset: u64,
@@ -412,8 +415,13 @@ impl ConnectionDecoder {
         }
     }
 
-    /// The connection (or the capture) ended: open streams are emitted with `why`.
-    pub(super) fn finish(&mut self, why: &str, out: &mut Vec<RpcCall>) {
+    /// The connection (or the capture) ended: open streams are emitted, saying why.
+    fn finish(&mut self, end: StreamEnd, out: &mut Vec<RpcCall>) {
+        let why = match end {
+            StreamEnd::Closed { .. } => "the connection closed before the call ended",
+            StreamEnd::Replaced { .. } => "the connection was replaced before the call ended",
+            StreamEnd::CaptureEnded => "the capture ended before the call did",
+        };
         let (mut c2s, mut s2c) = (Vec::new(), Vec::new());
         self.h2.finish(&mut c2s, &mut s2c);
         for ev in c2s {
@@ -439,7 +447,9 @@ impl ConnectionDecoder {
             out.push(s.record(self.key, RecordKind::Call));
         }
     }
+}
 
+impl ConnectionDecoder {
     fn on_http2(&mut self, dir: FlowDirection, ev: Http2Event, out: &mut Vec<RpcCall>) {
         match ev {
             Http2Event::Frame { ts_ns, frame, .. } => match frame {

@@ -1,15 +1,13 @@
 //! The etcd RPCs that clients made, recovered from captured traffic: the capture's
 //! packets go through TCP reassembly, HTTP/2 framing, HPACK, gRPC message framing and
-//! etcd's protobuf types, and come out as [`RpcCall`] records. On a TLS connection the
-//! packets carry ciphertext, which is recognised and set aside, and the plaintext the
-//! recorder took inside Go's crypto/tls takes its place (`decode::tls` reassembles it
-//! into the same stream events as TCP). Streaming: state is kept
-//! per open connection and stream only; a stream's records are emitted when it ends (a
+//! etcd's protobuf types, and come out as [`RpcCall`] records. `analyze::streams` turns
+//! the capture's packets and TLS plaintext into each connection's byte streams (the
+//! plaintext in place of a TLS connection's ciphertext). Streaming: state is kept per
+//! open connection and stream only; a stream's records are emitted when it ends (a
 //! streaming call's messages as they arrive) and its state dropped.
 //!
 //! `connection` holds one connection's decoding, `infer` names methods whose `:path` was
-//! never seen, `watches` names the watch each message of a Watch stream is about; packets
-//! are put back in time order within a small window first.
+//! never seen, `watches` names the watch each message of a Watch stream is about.
 
 mod connection;
 pub mod infer;
@@ -17,16 +15,12 @@ mod watches;
 
 use std::net::SocketAddr;
 
-use foldhash::{HashMap, HashMapExt};
-
-use crate::capture::{Event, TlsData};
+use crate::analyze::streams::{StreamDemux, StreamStats};
+use crate::capture::Event;
 use crate::decode::etcdpb::{self, EtcdMessage};
-use crate::decode::tcp::{ConnectionKey, TcpEvent, TcpReassembler, DEFAULT_SERVER_PORTS};
-use crate::decode::tls::{looks_like_tls_record, TlsReassembler};
-
-use crate::analyze::order::TimeOrder;
-use crate::capture::Packet;
 use connection::ConnectionDecoder;
+
+pub use crate::analyze::streams::REORDER_WINDOW_NS;
 
 /// Longest undecodable message body kept, in bytes.
 pub const MAX_RAW_KEPT: usize = 1024;
@@ -211,307 +205,43 @@ pub enum Completeness {
 }
 
 /// Counters over a whole decoding run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RpcStats {
-    pub packets: u64,
-    /// Stream bytes that TCP reassembly reported as gaps.
-    pub gap_bytes: u64,
-    /// Events the recorder reported lost.
-    pub events_lost: u64,
-    pub connections: u64,
-    /// Connections already open when recording began.
-    pub midstream_connections: u64,
-    /// Connections that carried TLS (ciphertext seen, or plaintext captured).
-    pub tls_connections: u64,
-    /// TLS connections whose ciphertext was seen but no plaintext: recorded with
-    /// `--no-tls`, or no traced etcd at either end could be probed.
-    pub tls_without_plaintext: u64,
-    /// Plaintext bytes of TLS connections whose socket the recorder never learned.
-    pub tls_unplaced_bytes: u64,
-}
+pub type RpcStats = StreamStats;
 
 /// Packets in, RPC records out. Feed every event of a capture in file order with
 /// [`push`](Self::push), then call [`finish`](Self::finish).
 #[derive(Debug)]
 pub struct RpcDecoder {
-    reorder: TimeOrder<Ordered>,
-    /// Events the reorder window released, waiting for reassembly (kept for its
-    /// allocation).
-    released: Vec<Ordered>,
-    tcp: TcpReassembler,
-    tls: TlsReassembler,
-    conns: HashMap<ConnectionKey, ConnectionDecoder>,
-    /// Connections known to carry TLS, and whether plaintext was seen for them.
-    tls_conns: HashMap<ConnectionKey, TlsSeen>,
-    tcp_events: Vec<TcpEvent>,
-    plain_events: Vec<TcpEvent>,
-    stats: RpcStats,
-    since_flush: u64,
+    streams: StreamDemux<ConnectionDecoder>,
 }
-
-/// What the reorder window holds: the events that carry stream bytes.
-#[derive(Debug)]
-enum Ordered {
-    Packet(Packet),
-    Tls(TlsData),
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct TlsSeen {
-    plaintext: bool,
-}
-
-/// Packets re-sorted by time within this window (events come only roughly in order).
-pub const REORDER_WINDOW_NS: u64 = 100_000_000;
-
-/// Packets held for reordering at most, whatever their timestamps.
-const MAX_HELD_PACKETS: usize = 65_536;
-
-/// How often (in packets) idle connections' holes are given up.
-const IDLE_FLUSH_EVERY: u64 = 1024;
 
 impl RpcDecoder {
     /// A decoder for traffic whose server side is on one of `server_ports` (empty: etcd's
     /// defaults).
     pub fn new(server_ports: Vec<u16>) -> RpcDecoder {
-        let ports = if server_ports.is_empty() {
-            DEFAULT_SERVER_PORTS.to_vec()
-        } else {
-            server_ports
-        };
         RpcDecoder {
-            reorder: TimeOrder::new(REORDER_WINDOW_NS, MAX_HELD_PACKETS),
-            released: Vec::new(),
-            tls: TlsReassembler::new(ports.clone()),
-            tcp: TcpReassembler::new(ports),
-            conns: HashMap::new(),
-            tls_conns: HashMap::new(),
-            tcp_events: Vec::new(),
-            plain_events: Vec::new(),
-            stats: RpcStats::default(),
-            since_flush: 0,
+            streams: StreamDemux::new(server_ports, None),
         }
     }
 
     pub fn stats(&self) -> &RpcStats {
-        &self.stats
+        self.streams.stats()
     }
 
     /// Takes one event; finished records are appended to `out`. A packet is copied to
     /// wait in the reorder window: callers that own their events use
     /// [`push_owned`](Self::push_owned) instead.
     pub fn push(&mut self, event: &Event, out: &mut Vec<RpcCall>) {
-        match event {
-            Event::Packet(p) => self.push_ordered(p.ts_ns, Ordered::Packet(p.clone()), out),
-            Event::Tls(t) => self.push_ordered(t.ts_ns, Ordered::Tls(t.clone()), out),
-            other => self.push_other(other),
-        }
+        self.streams.push(event, out);
     }
 
     /// Takes one event by value (no copy of the payload); finished records go to `out`.
     pub fn push_owned(&mut self, event: Event, out: &mut Vec<RpcCall>) {
-        match event {
-            Event::Packet(p) => self.push_ordered(p.ts_ns, Ordered::Packet(p), out),
-            Event::Tls(t) => self.push_ordered(t.ts_ns, Ordered::Tls(t), out),
-            other => self.push_other(&other),
-        }
-    }
-
-    fn push_other(&mut self, event: &Event) {
-        if let Event::Loss(l) = event {
-            self.stats.events_lost = self.stats.events_lost.saturating_add(l.count)
-        }
-    }
-
-    fn push_ordered(&mut self, ts: u64, item: Ordered, out: &mut Vec<RpcCall>) {
-        if let Ordered::Packet(_) = item {
-            self.stats.packets = self.stats.packets.saturating_add(1);
-        }
-        self.reorder.push(ts, item);
-        self.reorder.release(ts, &mut self.released);
-        let mut released = std::mem::take(&mut self.released);
-        for item in released.drain(..) {
-            self.reassemble(item, out);
-        }
-        self.released = released;
-    }
-
-    /// One event in time order: through its reassembler, and what that completes on to
-    /// the connections (in the order the events came, so that a TLS connection is known
-    /// as one before its plaintext arrives).
-    fn reassemble(&mut self, item: Ordered, out: &mut Vec<RpcCall>) {
-        match item {
-            Ordered::Packet(packet) => {
-                self.tcp.push(&packet, &mut self.tcp_events);
-                self.since_flush += 1;
-                if self.since_flush >= IDLE_FLUSH_EVERY {
-                    self.since_flush = 0;
-                    self.tcp.idle_flush(packet.ts_ns, &mut self.tcp_events);
-                }
-                self.drain_tcp(out);
-            }
-            Ordered::Tls(chunk) => {
-                self.tls.push(&chunk, &mut self.plain_events);
-                self.drain_plaintext(out);
-            }
-        }
+        self.streams.push_owned(event, out);
     }
 
     /// The capture ended: every call still open is emitted with what was seen of it.
     pub fn finish(&mut self, out: &mut Vec<RpcCall>) {
-        let mut ready = Vec::new();
-        self.reorder.drain(&mut ready);
-        for item in ready {
-            self.reassemble(item, out);
-        }
-        self.tls.finish(&mut self.plain_events);
-        self.drain_plaintext(out);
-        self.tcp.finish(&mut self.tcp_events);
-        self.drain_tcp(out);
-        self.stats.tls_unplaced_bytes = self.tls.stats().unplaced_bytes;
-        let mut keys: Vec<ConnectionKey> = self.conns.keys().copied().collect();
-        keys.sort();
-        for key in keys {
-            if let Some(mut conn) = self.conns.remove(&key) {
-                conn.finish("the capture ended before the call did", out);
-            }
-        }
-        for (_, seen) in self.tls_conns.drain() {
-            self.stats.tls_connections += 1;
-            if !seen.plaintext {
-                self.stats.tls_without_plaintext += 1;
-            }
-        }
-    }
-
-    /// A connection seen to carry TLS is done with: count it.
-    fn tls_closed(&mut self, key: &ConnectionKey) {
-        if let Some(seen) = self.tls_conns.remove(key) {
-            self.stats.tls_connections += 1;
-            if !seen.plaintext {
-                self.stats.tls_without_plaintext += 1;
-            }
-        }
-    }
-
-    /// The reassembled plaintext of TLS connections.
-    fn drain_plaintext(&mut self, out: &mut Vec<RpcCall>) {
-        let mut events = std::mem::take(&mut self.plain_events);
-        for ev in events.drain(..) {
-            match ev {
-                TcpEvent::Opened { key, .. } => {
-                    let known = self.tls_conns.entry(key).or_default();
-                    let ciphertext_seen = !known.plaintext && self.conns.contains_key(&key);
-                    known.plaintext = true;
-                    // A connection known as TLS keeps its decoder, which was fed nothing
-                    // and knows whether the stream's start was seen; one whose
-                    // ciphertext was taken for HTTP/2 (opened before recording, cut
-                    // mid-record) starts over on the plaintext.
-                    let keep = ciphertext_seen
-                        && self.conns.get(&key).is_some_and(ConnectionDecoder::is_tls);
-                    if !keep {
-                        self.conns.insert(key, ConnectionDecoder::new(key, false));
-                    }
-                    self.conn(key).set_tls();
-                }
-                TcpEvent::Data {
-                    key,
-                    dir,
-                    ts_ns,
-                    offset,
-                    bytes,
-                } => self.conn(key).push_data(dir, offset, &bytes, ts_ns, out),
-                TcpEvent::Gap {
-                    key,
-                    dir,
-                    ts_ns,
-                    offset,
-                    len,
-                    reason: _,
-                } => {
-                    self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(len);
-                    self.conn(key).push_gap(dir, offset, len, ts_ns, out);
-                }
-                TcpEvent::Closed { .. } => {}
-            }
-        }
-        self.plain_events = events;
-    }
-
-    /// Ciphertext of a connection: recognised at its first bytes, and set aside.
-    fn is_ciphertext(&mut self, key: ConnectionKey, offset: u64, bytes: &[u8]) -> bool {
-        if self.tls_conns.contains_key(&key) {
-            return true;
-        }
-        if offset != 0 || !looks_like_tls_record(bytes) {
-            return false;
-        }
-        self.tls_conns.insert(key, TlsSeen::default());
-        self.conn(key).set_tls();
-        true
-    }
-
-    fn drain_tcp(&mut self, out: &mut Vec<RpcCall>) {
-        // Taken out while the connections use `self`, then put back for its allocation.
-        let mut tcp_events = std::mem::take(&mut self.tcp_events);
-        for ev in tcp_events.drain(..) {
-            match ev {
-                TcpEvent::Opened {
-                    key,
-                    ts_ns: _,
-                    handshake_seen,
-                } => {
-                    self.stats.connections += 1;
-                    if !handshake_seen {
-                        self.stats.midstream_connections += 1;
-                    }
-                    self.tls_closed(&key);
-                    if let Some(mut old) = self
-                        .conns
-                        .insert(key, ConnectionDecoder::new(key, handshake_seen))
-                    {
-                        old.finish("the connection was replaced before the call ended", out);
-                    }
-                }
-                TcpEvent::Data {
-                    key,
-                    dir,
-                    ts_ns,
-                    offset,
-                    bytes,
-                } => {
-                    if !self.is_ciphertext(key, offset, &bytes) {
-                        self.conn(key).push_data(dir, offset, &bytes, ts_ns, out)
-                    }
-                }
-                TcpEvent::Gap {
-                    key,
-                    dir,
-                    ts_ns,
-                    offset,
-                    len,
-                    reason: _,
-                } => {
-                    if !self.tls_conns.contains_key(&key) {
-                        self.stats.gap_bytes = self.stats.gap_bytes.saturating_add(len);
-                        self.conn(key).push_gap(dir, offset, len, ts_ns, out);
-                    }
-                }
-                TcpEvent::Closed { key, .. } => {
-                    self.tls_closed(&key);
-                    if let Some(mut conn) = self.conns.remove(&key) {
-                        conn.finish("the connection closed before the call ended", out);
-                    }
-                }
-            }
-        }
-        self.tcp_events = tcp_events;
-    }
-
-    fn conn(&mut self, key: ConnectionKey) -> &mut ConnectionDecoder {
-        self.conns
-            .entry(key)
-            .or_insert_with(|| ConnectionDecoder::new(key, false))
+        self.streams.finish(out);
     }
 }
 

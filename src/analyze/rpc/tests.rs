@@ -1,78 +1,19 @@
 //! The pipeline from hand-built packets: a connection seen from its handshake, one open
 //! before recording began (HPACK entries unknown, methods inferred), and random bytes.
 
-use std::net::SocketAddr;
-
 use prost::Message;
 
 use super::*;
-use crate::capture::{Direction, Packet, TcpFlags};
+use crate::analyze::test_wire::Wire;
 use crate::decode::etcdpb::{self as pb};
 
-fn client() -> SocketAddr {
-    "127.0.0.1:40000".parse().unwrap()
-}
-fn server() -> SocketAddr {
-    "127.0.0.1:2379".parse().unwrap()
-}
-
-/// Writes both directions of one connection as packets.
-struct Wire {
-    seq: [u32; 2],
-    ts: u64,
-    packets: Vec<Event>,
-}
-
-impl Wire {
-    fn new(handshake: bool) -> Wire {
-        let mut w = Wire {
-            seq: [1000, 5000],
-            ts: 1_000_000,
-            packets: Vec::new(),
-        };
-        if handshake {
-            w.raw(true, TcpFlags::SYN, &[], 1);
-            w.raw(false, TcpFlags::SYN | TcpFlags::ACK, &[], 1);
-        }
-        w
-    }
-
-    /// From the TCP handshake on, with the client's HTTP/2 preface and SETTINGS sent.
-    fn h2() -> Wire {
-        let mut w = Wire::new(true);
-        let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        pre.extend(frame(4, 0, 0, &[]));
-        w.send(true, &pre);
-        w
-    }
-
-    fn raw(&mut self, c2s: bool, flags: u8, payload: &[u8], advance: u32) {
-        let i = usize::from(!c2s);
-        let (src, dst) = if c2s {
-            (client(), server())
-        } else {
-            (server(), client())
-        };
-        self.ts += 10_000;
-        self.packets.push(Event::Packet(Packet {
-            ts_ns: self.ts,
-            ifindex: 1,
-            direction: Direction::Egress,
-            src,
-            dst,
-            seq: self.seq[i],
-            ack: self.seq[1 - i],
-            flags: TcpFlags(flags),
-            window: 65535,
-            payload_len: payload.len() as u32,
-            payload: payload.to_vec().into(),
-        }));
-        self.seq[i] = self.seq[i].wrapping_add(payload.len() as u32 + advance);
-    }
-
-    fn send(&mut self, c2s: bool, payload: &[u8]) {
-        self.raw(c2s, TcpFlags::ACK | TcpFlags::PSH, payload, 0);
-    }
+/// From the TCP handshake on, with the client's HTTP/2 preface and SETTINGS sent.
+fn h2() -> Wire {
+    let mut w = Wire::new(true);
+    let mut pre = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    pre.extend(frame(4, 0, 0, &[]));
+    w.send(true, &pre);
+    w
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -141,7 +82,7 @@ fn run(w: &Wire) -> (Vec<RpcCall>, RpcStats) {
 
 #[test]
 fn a_put_and_a_watch_from_the_handshake_on() {
-    let mut w = Wire::h2();
+    let mut w = h2();
     w.send(false, &frame(4, 0, 0, &[]));
     let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
     block.extend(lit(":path", "/etcdserverpb.KV/Put"));
@@ -249,7 +190,7 @@ fn a_put_and_a_watch_from_the_handshake_on() {
 /// it is about (by watch id), not the stream's first key.
 #[test]
 fn each_watch_message_names_its_own_watch() {
-    let mut w = Wire::h2();
+    let mut w = h2();
     w.send(false, &frame(4, 0, 0, &[]));
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.Watch/Watch"));
@@ -413,7 +354,7 @@ fn a_connection_open_before_recording_gets_its_methods_inferred() {
 
 #[test]
 fn a_value_cut_at_snaplen_is_reported_partial() {
-    let mut w = Wire::h2();
+    let mut w = h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.KV/Put"));
     let put = pb::PutRequest {
@@ -502,10 +443,10 @@ fn connections_that_are_not_http2_say_so() {
         );
         assert!(c.notes[0].contains(reason), "{c:?}");
     }
-    let mut quiet = Wire::h2();
+    let mut quiet = h2();
     quiet.send(false, &frame(4, 0, 0, &[]));
     assert!(run(&quiet).0.is_empty());
-    let mut call = Wire::h2();
+    let mut call = h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.KV/Range"));
     unary(&mut call, 1, &block, b"\x0a\x03foo", b"\x0a\x00", "0");
@@ -520,7 +461,7 @@ fn random_and_mutated_packets_never_panic() {
     let mut rng = crate::test_rng::XorShift(0x2545f4914f6cdd1d);
     let mut next = move || rng.next();
     // A valid conversation as the base for mutation.
-    let mut base = Wire::h2();
+    let mut base = h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.KV/Range"));
     unary(&mut base, 1, &block, b"\x0a\x03foo", b"\x0a\x00", "0");
@@ -557,7 +498,7 @@ fn random_and_mutated_packets_never_panic() {
 
 #[test]
 fn a_snapshot_is_counted_not_kept() {
-    let mut w = Wire::h2();
+    let mut w = h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.Maintenance/Snapshot"));
     let mut c = frame(HEADERS, END_HEADERS, 1, &block);
