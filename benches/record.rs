@@ -45,7 +45,9 @@ use common::{
     env_number, exit_code, load_in, load_main, CaptureCounts, ChildGuard, LoadResult, Rounds,
     ROLE_ENV,
 };
-use etcd_trace::capture::{CaptureReader, CaptureWriter, Event, ReadItem, WriterOptions};
+use etcd_trace::capture::{
+    CaptureReader, CaptureWriter, Event, EventKind, ReadItem, WriterOptions,
+};
 use etcd_trace::redact::SecretScrubber;
 use etcd_trace::testbed::{EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts};
 use serde::{Deserialize, Serialize};
@@ -998,21 +1000,27 @@ fn bench_stages(capture: &Path) -> Result<()> {
     drop(reader);
     let n = events.len().max(1) as f64;
 
-    let input = events.clone();
-    let started = Instant::now();
-    let mut scrubber = SecretScrubber::new(ports);
-    // Counted and dropped as they come out, as the recorder hands them on: collecting
-    // them would time the page faults of a vector as large as the capture.
-    let mut scrubbed = 0usize;
-    for ev in input {
-        scrubber.push(ev, |e| {
-            scrubbed += 1;
-            drop(e);
-        });
+    let (scrubbed, scrub_ns) = time_scrub(&ports, events.clone());
+    println!(
+        "[5] recorder stages offline on {scrubbed} events: scrub {:.0} ns/event",
+        scrub_ns / n
+    );
+    // Each kind the scrubber follows, alone: what one packet and one TLS chunk cost it.
+    for kind in [EventKind::Packet, EventKind::Tls] {
+        let alone: Vec<Event> = events
+            .iter()
+            .filter(|e| e.kind() == kind)
+            .cloned()
+            .collect();
+        if !alone.is_empty() {
+            let (count, ns) = time_scrub(&ports, alone);
+            println!(
+                "[5] scrub of the {count} {} events alone: {:.0} ns/event",
+                kind.name(),
+                ns / count as f64
+            );
+        }
     }
-    scrubbed += scrubber.finish().count();
-    let scrub_ns = started.elapsed().as_secs_f64() * 1e9 / n;
-    println!("[5] recorder stages offline on {scrubbed} events: scrub {scrub_ns:.0} ns/event");
 
     let dir = ScratchDir::new("etcd-trace-bench-stages")?;
     // One block flush per second of capture time, as the recorder does.
@@ -1041,6 +1049,24 @@ fn bench_stages(capture: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Events through a scrubber as the recorder's writer passes them: how many came out,
+/// and the ns it took.
+fn time_scrub(ports: &[u16], events: Vec<Event>) -> (usize, f64) {
+    let started = Instant::now();
+    let mut scrubber = SecretScrubber::new(ports.to_vec());
+    // Counted and dropped as they come out, as the recorder hands them on: collecting
+    // them would time the page faults of a vector as large as the capture.
+    let mut scrubbed = 0usize;
+    for ev in events {
+        scrubber.push(ev, |e| {
+            scrubbed += 1;
+            drop(e);
+        });
+    }
+    scrubbed += scrubber.finish().count();
+    (scrubbed, started.elapsed().as_secs_f64() * 1e9)
 }
 
 fn bench_capacity(cfg: &Config, exe: &Path) -> Result<Capacity> {

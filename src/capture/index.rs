@@ -2,6 +2,7 @@
 //! events of each kind it holds), written at the end of the file when recording stops, so
 //! a reader can answer "how much of what, when" and seek by time without reading blocks.
 
+use bincode::error::DecodeError;
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
@@ -109,6 +110,37 @@ impl BlockInfoV2 {
     }
 }
 
+fn decode_body<T: Decode<()>>(body: &[u8]) -> Result<(T, usize), DecodeError> {
+    let config = bincode::config::standard().with_limit::<INDEX_DECODE_LIMIT>();
+    bincode::decode_from_slice(body, config)
+}
+
+/// Decodes an index body that ends with a redaction report (`report` finds it), also one
+/// written before the report grew its last field (`tls`, an `Option`): such a body ends
+/// where that field would begin, and reads as if it were `None`, one 0 byte. That byte
+/// must be read as the field, so the report must be there, without it.
+fn decode_with_report<T: Decode<()>>(
+    body: &[u8],
+    report: impl Fn(&T) -> Option<&ScrubReport>,
+) -> Result<(T, usize), DecodeError> {
+    match decode_body(body) {
+        Err(cut @ DecodeError::UnexpectedEnd { additional: 1 }) => {
+            let mut grown = Vec::with_capacity(body.len() + 1);
+            grown.extend_from_slice(body);
+            grown.push(0);
+            match decode_body::<T>(&grown) {
+                Ok((index, used))
+                    if used == grown.len() && report(&index).is_some_and(|r| r.tls.is_none()) =>
+                {
+                    Ok((index, body.len()))
+                }
+                _ => Err(cut),
+            }
+        }
+        decoded => decoded,
+    }
+}
+
 impl Index {
     pub fn total_events(&self) -> u64 {
         self.blocks
@@ -204,27 +236,23 @@ impl Index {
         if crc32c::crc32c(covered) != stored {
             return Err("index checksum mismatch".into());
         }
-        let config = bincode::config::standard().with_limit::<INDEX_DECODE_LIMIT>();
         let decoded = match format {
-            CaptureFormat::V1 => {
-                bincode::decode_from_slice(body, config).map(|(v1, used): (IndexV1, usize)| {
-                    let index = Index {
-                        blocks: BlockInfoV2::upgrade(v1.blocks),
-                        redaction: None,
-                    };
-                    (index, used)
-                })
-            }
-            CaptureFormat::V2 => {
-                bincode::decode_from_slice(body, config).map(|(v2, used): (IndexV2, usize)| {
+            CaptureFormat::V1 => decode_body(body).map(|(v1, used): (IndexV1, usize)| {
+                let index = Index {
+                    blocks: BlockInfoV2::upgrade(v1.blocks),
+                    redaction: None,
+                };
+                (index, used)
+            }),
+            CaptureFormat::V2 => decode_with_report(body, |v2: &IndexV2| v2.redaction.as_ref())
+                .map(|(v2, used): (IndexV2, usize)| {
                     let index = Index {
                         blocks: BlockInfoV2::upgrade(v2.blocks),
                         redaction: v2.redaction,
                     };
                     (index, used)
-                })
-            }
-            CaptureFormat::V3 => bincode::decode_from_slice(body, config),
+                }),
+            CaptureFormat::V3 => decode_with_report(body, |index: &Index| index.redaction.as_ref()),
         };
         let (index, used) = decoded.map_err(|e| format!("index does not decode: {e}"))?;
         if used != body.len() {
@@ -366,6 +394,65 @@ mod tests {
         (new, old)
     }
 
+    /// An index body as written before the redaction report had its last field, `tls`:
+    /// the same bytes without the last, that field's `None`.
+    fn before_tls_counts(mut body: Vec<u8>) -> Vec<u8> {
+        assert_eq!(
+            body.pop(),
+            Some(0),
+            "a report without TLS counts ends the body"
+        );
+        body
+    }
+
+    /// A format 3 index written before the report counted TLS plaintext still decodes,
+    /// without those counts (`None`: not scrubbed); one without a report too, and one
+    /// with them round-trips.
+    #[test]
+    fn format_3_index_before_tls_counts_decodes() {
+        let mut index = Index {
+            blocks: vec![block(50, 10, 20)],
+            redaction: Some(ScrubReport {
+                fields_redacted: 2,
+                unscrubbed_packets: 1,
+                ..ScrubReport::default()
+            }),
+        };
+        let body = bincode::encode_to_vec(&index, bincode::config::standard()).unwrap();
+        let old = section_of(&before_tls_counts(body));
+        assert_eq!(
+            Index::decode_section(&old, CaptureFormat::V3),
+            Ok(index.clone())
+        );
+        // Cut anywhere else, it is refused.
+        let body_len = old.len() - INDEX_SECTION_OVERHEAD;
+        for cut in 0..body_len - 1 {
+            let body = &old[8..8 + cut];
+            assert!(Index::decode_section(&section_of(body), CaptureFormat::V3).is_err());
+        }
+
+        index.redaction = None;
+        let body = bincode::encode_to_vec(&index, bincode::config::standard()).unwrap();
+        assert_eq!(
+            Index::decode_section(&section_of(&body), CaptureFormat::V3),
+            Ok(index.clone())
+        );
+
+        index.redaction = Some(ScrubReport {
+            tls: Some(crate::capture::TlsScrubReport {
+                connections: 3,
+                unscrubbed_chunks: 1,
+                ..Default::default()
+            }),
+            ..ScrubReport::default()
+        });
+        let body = bincode::encode_to_vec(&index, bincode::config::standard()).unwrap();
+        assert_eq!(
+            Index::decode_section(&section_of(&body), CaptureFormat::V3),
+            Ok(index)
+        );
+    }
+
     /// Format 1's index, the blocks alone, still decodes; read as format 2 it is
     /// refused, not misread.
     #[test]
@@ -394,8 +481,9 @@ mod tests {
             blocks: vec![old_first, old_second],
             redaction: redaction.clone(),
         };
-        let section =
-            section_of(&bincode::encode_to_vec(old, bincode::config::standard()).unwrap());
+        let section = section_of(&before_tls_counts(
+            bincode::encode_to_vec(old, bincode::config::standard()).unwrap(),
+        ));
         let index = Index::decode_section(&section, CaptureFormat::V2).unwrap();
         assert_eq!(index.blocks, [first, second]);
         assert_eq!(index.redaction, redaction);

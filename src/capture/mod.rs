@@ -61,5 +61,5 @@ pub use header::{
 };
 pub use index::{BlockInfo, Index};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
-pub use scrub_report::ScrubReport;
+pub use scrub_report::{ScrubReport, TlsScrubReport};
 pub use writer::{CaptureWriter, WriteSummary, WriterOptions};

@@ -28,12 +28,74 @@ pub struct ScrubReport {
     /// Connection directions given up after a gap, reordering, a cut payload or a frame
     /// we could not follow: the rest of them passed unscrubbed.
     pub directions_given_up: u64,
-    /// Connection directions that are not cleartext HTTP/2 (peer traffic, TLS).
+    /// Connection directions that are not HTTP/2 (peer traffic, and TLS ciphertext or
+    /// plaintext that is not HTTP/2).
     pub not_http2_directions: u64,
     /// Connections beyond the number followed at once: passed unscrubbed.
     pub connections_over_limit: u64,
     /// Packets with payload that passed without scrubbing (mid-stream, given up).
     pub unscrubbed_packets: u64,
+    /// What was done to TLS plaintext; `None` in files recorded before it was redacted
+    /// (their TLS events, if any, were not scrubbed). The counts above are of packets
+    /// only, but for what was redacted and the directions that are not HTTP/2, which
+    /// count TLS plaintext too.
+    ///
+    /// Added to format 3 after its first files: it is the last field of the index, and
+    /// an index written without it ends where it begins (see `Index::decode_section`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsScrubReport>,
+}
+
+/// What the scrubber did with the TLS plaintext of etcd's connections.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct TlsScrubReport {
+    /// TLS connections followed from their start.
+    pub connections: u64,
+    /// TLS connections already open when recording began: passed unscrubbed.
+    pub midstream_connections: u64,
+    /// TLS connections whose endpoints or start stayed unknown longer than their chunks
+    /// may be held: passed unscrubbed.
+    pub connections_given_up: u64,
+    /// Directions given up after lost or unreadable plaintext or a frame we could not
+    /// follow: the rest of them passed unscrubbed.
+    pub directions_given_up: u64,
+    /// Connections beyond the number followed at once: passed unscrubbed.
+    pub connections_over_limit: u64,
+    /// Chunks of plaintext that passed without scrubbing (mid-stream, given up).
+    pub unscrubbed_chunks: u64,
+}
+
+impl TlsScrubReport {
+    fn since(&self, earlier: &TlsScrubReport) -> TlsScrubReport {
+        TlsScrubReport {
+            connections: self.connections.saturating_sub(earlier.connections),
+            midstream_connections: self
+                .midstream_connections
+                .saturating_sub(earlier.midstream_connections),
+            connections_given_up: self
+                .connections_given_up
+                .saturating_sub(earlier.connections_given_up),
+            directions_given_up: self
+                .directions_given_up
+                .saturating_sub(earlier.directions_given_up),
+            connections_over_limit: self
+                .connections_over_limit
+                .saturating_sub(earlier.connections_over_limit),
+            unscrubbed_chunks: self
+                .unscrubbed_chunks
+                .saturating_sub(earlier.unscrubbed_chunks),
+        }
+    }
+
+    /// Whether some plaintext may have kept a secret.
+    pub fn incomplete(&self) -> bool {
+        self.unscrubbed_chunks > 0 || self.connections_over_limit > 0
+    }
+
+    /// Whether there was any TLS plaintext to scrub.
+    pub fn any(&self) -> bool {
+        *self != TlsScrubReport::default()
+    }
 }
 
 impl ScrubReport {
@@ -72,11 +134,18 @@ impl ScrubReport {
             unscrubbed_packets: self
                 .unscrubbed_packets
                 .saturating_sub(earlier.unscrubbed_packets),
+            tls: self
+                .tls
+                .map(|tls| tls.since(&earlier.tls.unwrap_or_default())),
         }
     }
 
     /// Whether some client traffic may have kept a secret.
     pub fn incomplete(&self) -> bool {
+        self.packets_incomplete() || self.tls.is_some_and(|tls| tls.incomplete())
+    }
+
+    fn packets_incomplete(&self) -> bool {
         self.unscrubbed_packets > 0 || self.connections_over_limit > 0
     }
 }
@@ -92,13 +161,21 @@ impl fmt::Display for ScrubReport {
         let blanked = self.compressed_messages_blanked
             + self.unparsable_messages_blanked
             + self.header_blocks_unparsable;
+        if let Some(tls) = self.tls.filter(TlsScrubReport::any) {
+            write!(
+                f,
+                " (TLS plaintext included: {} connections followed from their start)",
+                tls.connections
+            )?;
+        }
         if blanked > 0 {
             write!(f, ", blanked {blanked} whole messages/header blocks")?;
         }
-        if self.incomplete() {
+        let mut not_scrubbed = "; NOT scrubbed: ";
+        if self.packets_incomplete() {
             write!(
                 f,
-                "; NOT scrubbed: {} packets ({} connections open before recording, {} \
+                "{not_scrubbed}{} packets ({} connections open before recording, {} \
                  directions given up after lost or reordered bytes, {} connections over \
                  the limit)",
                 self.unscrubbed_packets,
@@ -106,11 +183,25 @@ impl fmt::Display for ScrubReport {
                 self.directions_given_up,
                 self.connections_over_limit
             )?;
+            not_scrubbed = ", ";
+        }
+        if let Some(tls) = self.tls.filter(TlsScrubReport::incomplete) {
+            write!(
+                f,
+                "{not_scrubbed}{} TLS plaintext chunks ({} TLS connections open before \
+                 recording, {} whose endpoints or start stayed unknown, {} directions given \
+                 up after lost bytes, {} connections over the limit)",
+                tls.unscrubbed_chunks,
+                tls.midstream_connections,
+                tls.connections_given_up,
+                tls.directions_given_up,
+                tls.connections_over_limit
+            )?;
         }
         if self.not_http2_directions > 0 {
             write!(
                 f,
-                "; {} non-HTTP/2 directions (peer traffic, TLS) kept as is",
+                "; {} non-HTTP/2 directions (peer traffic, TLS ciphertext) kept as is",
                 self.not_http2_directions
             )?;
         }
@@ -141,6 +232,57 @@ mod tests {
         assert_eq!(share.unscrubbed_packets, 0);
         assert!(!share.incomplete());
         assert!(now.incomplete());
+    }
+
+    /// TLS counts: each file its share, and the summary says what happened to TLS
+    /// plaintext when there was any, and nothing of it when there was none.
+    #[test]
+    fn tls_plaintext_is_reported_when_there_was_some() {
+        let none = ScrubReport {
+            tls: Some(TlsScrubReport::default()),
+            ..ScrubReport::default()
+        };
+        assert!(!none.to_string().contains("TLS plaintext"), "{none}");
+        let earlier = ScrubReport {
+            tls: Some(TlsScrubReport {
+                connections: 2,
+                ..TlsScrubReport::default()
+            }),
+            ..ScrubReport::default()
+        };
+        let now = ScrubReport {
+            fields_redacted: 1,
+            tls: Some(TlsScrubReport {
+                connections: 5,
+                midstream_connections: 1,
+                unscrubbed_chunks: 4,
+                ..TlsScrubReport::default()
+            }),
+            ..ScrubReport::default()
+        };
+        let share = now.since(&earlier);
+        assert_eq!(share.tls.map(|t| t.connections), Some(3));
+        assert!(share.incomplete());
+        let text = share.to_string();
+        assert!(
+            text.contains("TLS plaintext included: 3 connections")
+                && text.contains("NOT scrubbed: 4 TLS plaintext chunks (1 TLS connections")
+                && !text.contains("packets"),
+            "{text}"
+        );
+        // Both kinds of gap, in one list.
+        let both = ScrubReport {
+            unscrubbed_packets: 2,
+            ..share
+        };
+        let text = both.to_string();
+        assert!(text.contains("NOT scrubbed: 2 packets ("), "{text}");
+        assert!(
+            text.contains("the limit), 4 TLS plaintext chunks ("),
+            "{text}"
+        );
+        // A report from before TLS counts has none to share.
+        assert_eq!(ScrubReport::default().since(&earlier).tls, None);
     }
 
     #[test]

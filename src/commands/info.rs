@@ -294,7 +294,12 @@ fn redaction_line(reader: &CaptureReader) -> String {
     if !reader.header().config.redact_secrets {
         return "off: passwords and tokens were not redacted at record time".into();
     }
-    match &reader.index().redaction {
+    let index = reader.index();
+    match &index.redaction {
+        Some(report) if report.tls.is_none() && index.count(EventKind::Tls) > 0 => format!(
+            "{report}; TLS plaintext NOT scrubbed (recorded before it was redacted): secrets \
+             may remain"
+        ),
         Some(report) if report.incomplete() => format!("{report}: secrets may remain"),
         Some(report) => format!("{report}"),
         None if reader.format() == CaptureFormat::V1 => {

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use foldhash::{HashMap, HashMapExt};
 
-use crate::capture::{Direction, TlsData};
+use crate::capture::{Direction, TlsData, TlsEndpoints};
 use crate::decode::tcp::{ConnectionKey, FlowDirection, GapReason, TcpEvent};
 
 /// Plaintext bytes kept per connection while its endpoints are unknown, and per
@@ -121,6 +121,27 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
 }
 
+/// The TCP connection under a TLS connection with these ends, and which way etcd's
+/// writes flow on it: the end on a server port is the server, as for a lone segment.
+pub fn placement(
+    ends: &TlsEndpoints,
+    is_server_port: impl Fn(u16) -> bool,
+) -> (ConnectionKey, FlowDirection) {
+    ConnectionKey::of_segment(
+        canonical(ends.local),
+        canonical(ends.remote),
+        is_server_port,
+    )
+}
+
+/// Which way a chunk etcd wrote (`Egress`) or read flows, given the way of its writes.
+pub fn flow(etcd_writes: FlowDirection, direction: Direction) -> FlowDirection {
+    match direction {
+        Direction::Egress => etcd_writes,
+        Direction::Ingress => etcd_writes.reverse(),
+    }
+}
+
 impl TlsReassembler {
     /// A reassembler that takes the end on one of `server_ports` as the server.
     pub fn new(server_ports: Vec<u16>) -> TlsReassembler {
@@ -164,10 +185,7 @@ impl TlsReassembler {
                 return;
             };
             let ports = &self.server_ports;
-            let (key, etcd_writes) =
-                ConnectionKey::of_segment(canonical(ends.local), canonical(ends.remote), |p| {
-                    ports.contains(&p)
-                });
+            let (key, etcd_writes) = placement(&ends, |p| ports.contains(&p));
             if self.is_mirror(id, key, etcd_writes) {
                 let Some(stream) = self.conns.get_mut(&id) else {
                     return;
@@ -247,10 +265,7 @@ impl Stream {
     /// The flow direction of a chunk etcd wrote or read.
     fn flow(&self, direction: Direction) -> Option<(ConnectionKey, FlowDirection)> {
         let (key, etcd_writes) = self.placed?;
-        Some(match direction {
-            Direction::Egress => (key, etcd_writes),
-            Direction::Ingress => (key, etcd_writes.reverse()),
-        })
+        Some((key, flow(etcd_writes, direction)))
     }
 
     /// Put a chunk of a placed connection into its direction's stream.

@@ -151,7 +151,7 @@ impl RecordOptions {
         }
         if self.socket_payload && self.redact_secrets {
             // Socket buffers are cut at arbitrary read/write boundaries per thread; the
-            // scrubber only follows TCP streams, so it cannot vouch for them.
+            // scrubber follows TCP streams and TLS plaintext, so it cannot vouch for them.
             bail!(
                 "--socket-payload keeps etcd's socket buffers, which hold the passwords and \
                  tokens that are redacted from packets, unredacted; add --keep-secrets to \

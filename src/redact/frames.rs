@@ -35,7 +35,7 @@ pub struct Patch {
 /// Why a direction cannot be scrubbed any further.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unscrubbable {
-    /// Not cleartext HTTP/2 (peer traffic, TLS): nothing this scrubber understands.
+    /// Not HTTP/2 (peer traffic, TLS ciphertext): nothing this scrubber understands.
     NotHttp2,
     /// HTTP/2 this scrubber could not follow (a malformed or oversized frame).
     Broken,
@@ -87,7 +87,8 @@ impl Default for ConnectionScrubber {
 
 impl ConnectionScrubber {
     /// Takes the next bytes of `dir`, which start at stream `offset` (offset 0 is the
-    /// first byte after the SYN); appends what to overwrite to `patches`.
+    /// first byte after the SYN, or a TLS connection's first plaintext byte); appends
+    /// what to overwrite to `patches`.
     pub fn feed(
         &mut self,
         dir: FlowDirection,

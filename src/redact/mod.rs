@@ -3,7 +3,8 @@
 //! Why it exists: capture files travel (bug reports, laptops, CI fixtures), and a password
 //! or a live auth token in one hands out access to the cluster it came from. Analyses can
 //! hide secrets in their output, but only the recorder can keep them out of the file. So
-//! the recorder passes its packets through a [`SecretScrubber`], which overwrites in place
+//! the recorder passes its packets and the TLS plaintext it takes in etcd through a
+//! [`SecretScrubber`], which overwrites in place
 //! the bytes of the `token` (and `authorization`) request header and of the password and
 //! token fields of etcd's auth calls. Lengths never change, so every decoder downstream
 //! (TCP, HTTP/2, HPACK tables, gRPC framing, protobuf) still sees a well-formed stream;
@@ -13,8 +14,9 @@
 //! recording (unknown HPACK state and frame boundaries), directions with lost or
 //! reordered bytes, and compressed auth messages are counted in a [`ScrubReport`].
 //!
-//! `scrubber` follows TCP and holds packets, `frames` walks HTTP/2 frames, `header_block`
-//! scrubs HPACK blocks, `message` scrubs the auth calls' protobuf messages.
+//! `scrubber` follows TCP streams and TLS plaintext and holds events, `frames` walks
+//! HTTP/2 frames, `header_block` scrubs HPACK blocks, `message` scrubs the auth calls'
+//! protobuf messages.
 
 #![forbid(unsafe_code)]
 
@@ -23,7 +25,7 @@ mod header_block;
 mod message;
 mod scrubber;
 
-pub use crate::capture::ScrubReport;
+pub use crate::capture::{ScrubReport, TlsScrubReport};
 pub use scrubber::SecretScrubber;
 
 impl ScrubReport {

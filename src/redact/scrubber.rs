@@ -1,32 +1,47 @@
-//! [`SecretScrubber`]: the packet side of redaction. It follows each connection's two TCP
-//! byte streams by sequence number, holds a direction's packets while the frame or
-//! message they carry is incomplete (a secret may span segments), patches the held
-//! payloads in place, and releases every event in the order it came.
+//! [`SecretScrubber`]: the event side of redaction. It follows the two byte streams of
+//! each connection, holds a direction's events while the frame or message they carry is
+//! incomplete (a secret may span several), patches the held bytes in place, and releases
+//! every event in the order it came.
+//!
+//! It follows two kinds of connection with the same machinery: a TCP connection's
+//! packets, placed in their direction's stream by sequence number, and a TLS
+//! connection's plaintext chunks (taken in etcd's crypto/tls), placed by the offset they
+//! carry. Either way what it scrubs is bytes of a direction at a stream offset.
 //!
 //! It does not use `decode::tcp::TcpReassembler`: that one copies bytes out and waits
 //! for out-of-order segments, while this one must edit the packets themselves and must
-//! not hold them long. So its policy is strict: a direction is followed only from its
+//! not hold them long. So its policy is strict: a TCP direction is followed only from its
 //! SYN and only while its bytes come in order. Any gap or reordering gives the direction
 //! up (counted); retransmitted bytes get the patches already made to those bytes.
-
-use std::collections::VecDeque;
+//!
+//! A TLS connection has no SYN, and its chunks' offsets count from the first byte the
+//! probes saw: it is followed only when the client's plaintext at offset 0 opens a
+//! connection (the HTTP/2 client preface, or an HTTP/1 request line); otherwise it was
+//! open before recording. Which end is the client comes from the endpoints, which the
+//! first chunks may lack. Until both are known its chunks are held (within the usual
+//! bounds; past them the connection is given up, counted).
 
 use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
 
 use bytes::{Bytes, BytesMut};
 use foldhash::{HashMap, HashMapExt};
 
 use super::frames::{ConnectionScrubber, Patch, Unscrubbable};
 use super::ScrubReport;
-use crate::capture::{Event, Packet};
+use crate::capture::{Event, Packet, TlsData, TlsScrubReport};
+use crate::decode::http2::CLIENT_PREFACE;
 use crate::decode::tcp::{ConnectionKey, FlowDirection};
+use crate::decode::tls;
 
-/// Bytes a direction may hold unreleased before it is given up.
+/// Bytes a direction may hold unreleased before it is given up (and a TLS connection
+/// may hold before its start is known).
 const MAX_HELD_BYTES: u64 = 1 << 20;
-/// Capture time a packet may be held before its direction is given up: the recorder
+/// Capture time an event may be held before its direction is given up: the recorder
 /// must not sit on events (a block is flushed every second).
-const MAX_HOLD_NS: u64 = 500_000_000;
-/// Events waiting behind held packets.
+pub(super) const MAX_HOLD_NS: u64 = 500_000_000;
+/// Events waiting behind held events.
 const MAX_QUEUED_EVENTS: usize = 1 << 16;
 /// Connections followed at once; more pass unscrubbed (counted).
 const MAX_CONNECTIONS: usize = 1 << 14;
@@ -34,20 +49,57 @@ const MAX_CONNECTIONS: usize = 1 << 14;
 const MAX_RECENT_PATCHES: usize = 64;
 /// Connections silent this long (capture time) are forgotten.
 const IDLE_NS: u64 = 600_000_000_000;
-/// How often (in packets) idle connections are swept.
+/// How often (in events of followed connections) idle connections are swept.
 const SWEEP_EVERY: u64 = 4096;
 
-/// Redacts passwords and tokens from the packets of etcd's client connections.
+/// Redacts passwords and tokens from the packets and TLS plaintext of etcd's client
+/// connections.
 #[derive(Debug)]
 pub struct SecretScrubber {
     ports: Vec<u16>,
-    connections: HashMap<ConnectionKey, Connection>,
+    connections: Connections,
+    work: Work,
+    /// Events of followed connections, for the sweep of idle ones.
+    followed: u64,
+    latest_ts: u64,
+}
+
+/// A connection followed: a TCP connection by its ends, a TLS connection by the process
+/// and the number the recorder's programs gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKey {
+    Tcp(ConnectionKey),
+    Tls { pid: u32, conn_id: u64 },
+}
+
+/// The key's own fields only, without the variant: a TCP and a TLS key that hash alike
+/// are still told apart by `Eq`, and a packet's lookup costs what it did before TLS.
+impl Hash for StreamKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            StreamKey::Tcp(key) => key.hash(state),
+            StreamKey::Tls { pid, conn_id } => {
+                state.write_u64(*conn_id);
+                state.write_u32(*pid);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Connections {
+    map: HashMap<StreamKey, Connection>,
+    generations: u64,
+}
+
+/// What scrubbing an event needs besides its connection: the queue of events, and what
+/// to report.
+#[derive(Debug)]
+struct Work {
     queue: VecDeque<Queued>,
     /// Sequence number of `queue[0]`.
     queue_base: u64,
-    generations: u64,
-    packets: u64,
-    latest_ts: u64,
     report: ScrubReport,
     patches: Vec<Patch>,
 }
@@ -58,12 +110,14 @@ struct Queued {
     hold: Option<Hold>,
 }
 
-/// Why a queued packet waits: its direction's bytes up to `end` are not final yet.
+/// Why a queued event waits.
 #[derive(Debug, Clone, Copy)]
 struct Hold {
-    key: ConnectionKey,
+    key: StreamKey,
     generation: u64,
-    dir: FlowDirection,
+    /// The direction whose bytes up to `end` are not final yet; `None`: a TLS chunk
+    /// waiting until its connection's endpoints and start are known.
+    dir: Option<FlowDirection>,
     end: u64,
     ts_ns: u64,
 }
@@ -74,6 +128,12 @@ struct Connection {
     last_ts: u64,
     http2: ConnectionScrubber,
     dirs: [Direction; 2],
+    /// TLS: which way etcd's writes flow, once a chunk named the endpoints.
+    etcd_writes: Option<FlowDirection>,
+    /// TLS, while its directions are `Waiting`: the queue numbers of its chunks, and
+    /// their bytes.
+    waiting: Vec<u64>,
+    waiting_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,32 +143,47 @@ enum Mode {
     Midstream,
     NotHttp2,
     GivenUp,
+    /// TLS: which end is the client, or whether the start was seen, is not known yet.
+    Waiting,
 }
 
 #[derive(Debug)]
 struct Direction {
     mode: Mode,
-    /// Sequence number of the byte at `next_offset`, once the SYN was seen.
-    next_seq: Option<u32>,
+    /// TCP: the sequence number of stream offset 0, once the SYN was seen.
+    seq_base: Option<u32>,
     next_offset: u64,
     /// Bytes before this offset will not be patched any more.
     final_through: u64,
-    held: VecDeque<HeldPacket>,
+    held: VecDeque<HeldEvent>,
     recent: VecDeque<Patch>,
     fin: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct HeldPacket {
+struct HeldEvent {
     queue_no: u64,
     start: u64,
+}
+
+/// Bytes of one direction of a followed connection, at a stream offset: a packet's
+/// payload or a TLS chunk's data, in the event queued as `queue_no`.
+struct Piece<'b> {
+    key: &'b StreamKey,
+    dir: FlowDirection,
+    start: u64,
+    bytes: &'b mut Bytes,
+    /// The event stands for more bytes than it holds.
+    truncated: bool,
+    ts_ns: u64,
+    queue_no: u64,
 }
 
 impl Direction {
     fn new(mode: Mode) -> Direction {
         Direction {
             mode,
-            next_seq: None,
+            seq_base: None,
             next_offset: 0,
             final_through: 0,
             held: VecDeque::new(),
@@ -125,25 +200,68 @@ fn index(dir: FlowDirection) -> usize {
     }
 }
 
+/// Whether `port` is one of `ports`. Up to four lookups a packet: `contains` stays an
+/// out-of-line call here (about 25 instructions a call, some 5% of a packet's
+/// scrubbing), this loop over a few ports inlines.
+#[inline]
+#[allow(clippy::manual_contains)]
+fn is_port(ports: &[u16], port: u16) -> bool {
+    ports.iter().any(|&p| p == port)
+}
+
+/// The event queued as number `no`, while it is queued (`base` is `queue[0]`'s).
+fn queued(queue: &VecDeque<Queued>, base: u64, no: u64) -> Option<&Queued> {
+    queue.get(usize::try_from(no.checked_sub(base)?).ok()?)
+}
+
+fn queued_mut(queue: &mut VecDeque<Queued>, base: u64, no: u64) -> Option<&mut Queued> {
+    queue.get_mut(usize::try_from(no.checked_sub(base)?).ok()?)
+}
+
+/// The bytes an event carries, for patching.
+fn bytes_of(event: &mut Event) -> Option<&mut Bytes> {
+    match event {
+        Event::Packet(p) => Some(&mut p.payload),
+        Event::Tls(t) => Some(&mut t.data),
+        Event::Syscall(_) | Event::Loss(_) | Event::Process(_) => None,
+    }
+}
+
+/// Whether a client's first plaintext bytes open a connection: the HTTP/2 client
+/// preface (as much of it as they hold), or an HTTP/1 request line (peer traffic).
+fn opens_connection(data: &[u8]) -> bool {
+    let n = data.len().min(CLIENT_PREFACE.len());
+    let method = data.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (n > 0 && data[..n] == CLIENT_PREFACE[..n])
+        || ((3..=16).contains(&method) && data.get(method) == Some(&b' '))
+}
+
 impl SecretScrubber {
     /// A scrubber for connections to the given server ports (where a SYN does not say).
     pub fn new(ports: Vec<u16>) -> SecretScrubber {
         SecretScrubber {
             ports,
-            connections: HashMap::new(),
-            queue: VecDeque::new(),
-            queue_base: 0,
-            generations: 0,
-            packets: 0,
+            connections: Connections {
+                map: HashMap::new(),
+                generations: 0,
+            },
+            work: Work {
+                queue: VecDeque::new(),
+                queue_base: 0,
+                report: ScrubReport {
+                    tls: Some(TlsScrubReport::default()),
+                    ..ScrubReport::default()
+                },
+                patches: Vec::new(),
+            },
+            followed: 0,
             latest_ts: 0,
-            report: ScrubReport::default(),
-            patches: Vec::new(),
         }
     }
 
     /// What was redacted, and what could not be.
     pub fn report(&self) -> &ScrubReport {
-        &self.report
+        &self.work.report
     }
 
     /// Takes the next event of the capture and hands `ready` every event whose bytes
@@ -152,20 +270,24 @@ impl SecretScrubber {
         self.latest_ts = self.latest_ts.max(event.ts_ns());
         match event {
             Event::Packet(packet)
-                if self.ports.contains(&packet.src.port())
-                    || self.ports.contains(&packet.dst.port()) =>
+                if is_port(&self.ports, packet.src.port())
+                    || is_port(&self.ports, packet.dst.port()) =>
             {
                 self.push_packet(packet, &mut ready)
             }
-            other => self.enqueue(other, None, &mut ready),
+            Event::Tls(chunk) => self.push_tls(chunk, &mut ready),
+            other => self.work.enqueue(other, None, &mut ready),
         }
         self.bound_holding();
-        while let Some(front) = self.queue.front() {
-            if front.hold.is_some_and(|hold| !self.released(&hold)) {
+        while let Some(front) = self.work.queue.front() {
+            if front
+                .hold
+                .is_some_and(|hold| !self.connections.released(&hold))
+            {
                 break;
             }
-            self.queue_base += 1;
-            if let Some(q) = self.queue.pop_front() {
+            self.work.queue_base += 1;
+            if let Some(q) = self.work.queue.pop_front() {
                 ready(q.event);
             }
         }
@@ -173,7 +295,10 @@ impl SecretScrubber {
 
     /// Every event still queued, released as it is (the capture ends).
     pub fn finish(&mut self) -> impl Iterator<Item = Event> + '_ {
-        for conn in self.connections.values_mut() {
+        for (key, conn) in &mut self.connections.map {
+            if conn.dirs[0].mode == Mode::Waiting {
+                self.work.give_up_start(conn, *key);
+            }
             for d in &mut conn.dirs {
                 if d.mode == Mode::Scrubbing && d.final_through < d.next_offset {
                     // Data ended inside a frame or message: nothing more will come.
@@ -181,18 +306,239 @@ impl SecretScrubber {
                 }
             }
         }
-        self.queue_base += self.queue.len() as u64;
-        self.queue.drain(..).map(|q| q.event)
+        self.work.queue_base += self.work.queue.len() as u64;
+        self.work.queue.drain(..).map(|q| q.event)
+    }
+
+    fn count_followed(&mut self) {
+        self.followed += 1;
+        if self.followed % SWEEP_EVERY == 0 {
+            let now = self.latest_ts;
+            self.connections
+                .map
+                .retain(|_, conn| now.saturating_sub(conn.last_ts) < IDLE_NS);
+        }
+    }
+
+    fn push_packet(&mut self, mut packet: Packet, ready: &mut impl FnMut(Event)) {
+        self.count_followed();
+        let ports = &self.ports;
+        let (tcp, dir) = ConnectionKey::of_segment(packet.src, packet.dst, |p| is_port(ports, p));
+        let key = StreamKey::Tcp(tcp);
+        let flags = packet.flags;
+        let syn = flags.syn() && !flags.ack() && dir == FlowDirection::ClientToServer;
+        if syn && (!self.connections.full() || self.connections.map.contains_key(&key)) {
+            // A new connection, replacing one on the same 4-tuple (over the limit, the
+            // lookup below counts it).
+            let mut conn = self.connections.new_connection(Mode::Scrubbing);
+            conn.dirs[0].seq_base = Some(packet.seq.wrapping_add(1));
+            self.connections.map.insert(key, conn);
+        }
+        let has_payload = !packet.payload.is_empty();
+        // One lookup per packet: everything below works on this entry.
+        let Some(conn) = self.connections.get_or_insert(
+            key,
+            Mode::Midstream,
+            &mut self.work.report,
+            has_payload,
+        ) else {
+            return self.work.enqueue(Event::Packet(packet), None, ready);
+        };
+        conn.last_ts = packet.ts_ns;
+        let d = &mut conn.dirs[index(dir)];
+        if flags.syn() && flags.ack() && d.seq_base.is_none() && d.mode == Mode::Scrubbing {
+            d.seq_base = Some(packet.seq.wrapping_add(1));
+        }
+        d.fin |= flags.fin();
+        let closed = flags.rst() || conn.dirs.iter().all(|d| d.fin);
+        let hold = if has_payload {
+            self.work.scrub_packet(conn, key, dir, &mut packet)
+        } else {
+            None
+        };
+        self.work.enqueue(Event::Packet(packet), hold, ready);
+        if closed {
+            // Nothing more to patch: release its packets and forget it.
+            self.connections.map.remove(&key);
+        }
+    }
+
+    fn push_tls(&mut self, mut chunk: TlsData, ready: &mut impl FnMut(Event)) {
+        self.count_followed();
+        let key = StreamKey::Tls {
+            pid: chunk.pid,
+            conn_id: chunk.conn_id,
+        };
+        let has_data = !chunk.data.is_empty();
+        let Some(conn) =
+            self.connections
+                .get_or_insert(key, Mode::Waiting, &mut self.work.report, has_data)
+        else {
+            return self.work.enqueue(Event::Tls(chunk), None, ready);
+        };
+        conn.last_ts = chunk.ts_ns;
+        if let (None, Some(ends)) = (conn.etcd_writes, &chunk.endpoints) {
+            let ports = &self.ports;
+            conn.etcd_writes = Some(tls::placement(ends, |p| is_port(ports, p)).1);
+        }
+        if conn.dirs[0].mode == Mode::Waiting {
+            conn.waiting.push(self.work.next_queue_no());
+            conn.waiting_bytes += chunk.data.len() as u64;
+            let hold = Hold {
+                key,
+                generation: conn.generation,
+                dir: None,
+                end: 0,
+                ts_ns: chunk.ts_ns,
+            };
+            self.work.enqueue(Event::Tls(chunk), Some(hold), ready);
+            if conn.waiting_bytes > MAX_HELD_BYTES {
+                self.work.give_up_start(conn, key);
+            } else {
+                self.work.start_tls(conn, key);
+            }
+            return;
+        }
+        let queue_no = self.work.next_queue_no();
+        let hold = self.work.scrub_chunk(conn, key, &mut chunk, queue_no);
+        self.work.enqueue(Event::Tls(chunk), hold, ready);
+    }
+
+    /// Gives up the direction (or the waiting TLS connection) holding the oldest event
+    /// when holding lasts too long or queues too much.
+    fn bound_holding(&mut self) {
+        while let Some(hold) = self.work.queue.front().and_then(|q| q.hold) {
+            let too_long = self.latest_ts.saturating_sub(hold.ts_ns) > MAX_HOLD_NS;
+            let too_many = self.work.queue.len() > MAX_QUEUED_EVENTS;
+            if self.connections.released(&hold) || !(too_long || too_many) {
+                return;
+            }
+            if let Some(conn) = self.connections.map.get_mut(&hold.key) {
+                match hold.dir {
+                    Some(dir) => {
+                        conn.dirs[index(dir)].mode = Mode::GivenUp;
+                        self.work.report.count(&hold.key, Passed::GivenUp);
+                    }
+                    None => self.work.give_up_start(conn, hold.key),
+                }
+            }
+        }
+    }
+}
+
+impl Connections {
+    fn full(&self) -> bool {
+        self.map.len() >= MAX_CONNECTIONS
+    }
+
+    fn new_connection(&mut self, mode: Mode) -> Connection {
+        self.generations += 1;
+        Connection::new(self.generations, mode)
+    }
+
+    /// The connection `key` names, new in `mode` if there is none (`Midstream` counted);
+    /// `None` over the limit (counted, with the event when it carries bytes: it passes
+    /// as it is).
+    #[inline]
+    fn get_or_insert(
+        &mut self,
+        key: StreamKey,
+        mode: Mode,
+        report: &mut ScrubReport,
+        has_bytes: bool,
+    ) -> Option<&mut Connection> {
+        let full = self.full();
+        match self.map.entry(key) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(_) if full => {
+                report.count(&key, Passed::OverLimit);
+                if has_bytes {
+                    report.count(&key, Passed::Unscrubbed);
+                }
+                None
+            }
+            Entry::Vacant(v) => {
+                if mode == Mode::Midstream {
+                    report.count(&key, Passed::Midstream);
+                }
+                self.generations += 1;
+                Some(v.insert(Connection::new(self.generations, mode)))
+            }
+        }
     }
 
     fn released(&self, hold: &Hold) -> bool {
-        match self.connections.get(&hold.key) {
-            Some(conn) if conn.generation == hold.generation => {
-                let d = &conn.dirs[index(hold.dir)];
-                d.mode != Mode::Scrubbing || d.final_through >= hold.end
-            }
+        match self.map.get(&hold.key) {
+            Some(conn) if conn.generation == hold.generation => match hold.dir {
+                Some(dir) => {
+                    let d = &conn.dirs[index(dir)];
+                    d.mode != Mode::Scrubbing || d.final_through >= hold.end
+                }
+                None => conn.dirs[0].mode != Mode::Waiting,
+            },
             _ => true,
         }
+    }
+}
+
+impl Connection {
+    fn new(generation: u64, mode: Mode) -> Connection {
+        Connection {
+            generation,
+            last_ts: 0,
+            http2: ConnectionScrubber::default(),
+            dirs: [Direction::new(mode), Direction::new(mode)],
+            etcd_writes: None,
+            waiting: Vec::new(),
+            waiting_bytes: 0,
+        }
+    }
+}
+
+/// What passed unscrubbed, counted apart for packets and for TLS plaintext.
+#[derive(Debug, Clone, Copy)]
+enum Passed {
+    /// A connection open before recording began.
+    Midstream,
+    /// A direction given up.
+    GivenUp,
+    /// A connection beyond the number followed.
+    OverLimit,
+    /// An event whose bytes were not scrubbed.
+    Unscrubbed,
+}
+
+impl ScrubReport {
+    fn tls_mut(&mut self) -> &mut TlsScrubReport {
+        self.tls.get_or_insert_with(TlsScrubReport::default)
+    }
+
+    fn count(&mut self, key: &StreamKey, what: Passed) {
+        let counter = match key {
+            StreamKey::Tcp(_) => match what {
+                Passed::Midstream => &mut self.midstream_connections,
+                Passed::GivenUp => &mut self.directions_given_up,
+                Passed::OverLimit => &mut self.connections_over_limit,
+                Passed::Unscrubbed => &mut self.unscrubbed_packets,
+            },
+            StreamKey::Tls { .. } => {
+                let tls = self.tls_mut();
+                match what {
+                    Passed::Midstream => &mut tls.midstream_connections,
+                    Passed::GivenUp => &mut tls.directions_given_up,
+                    Passed::OverLimit => &mut tls.connections_over_limit,
+                    Passed::Unscrubbed => &mut tls.unscrubbed_chunks,
+                }
+            }
+        };
+        *counter += 1;
+    }
+}
+
+impl Work {
+    /// The queue number the next queued event gets.
+    fn next_queue_no(&self) -> u64 {
+        self.queue_base + self.queue.len() as u64
     }
 
     /// Queues an event behind those waiting; one that need not wait, with nothing ahead
@@ -205,172 +551,212 @@ impl SecretScrubber {
         }
     }
 
-    fn push_packet(&mut self, mut packet: Packet, ready: &mut impl FnMut(Event)) {
-        self.packets += 1;
-        if self.packets % SWEEP_EVERY == 0 {
-            self.sweep_idle();
-        }
-        let ports = &self.ports;
-        let (key, dir) = ConnectionKey::of_segment(packet.src, packet.dst, |p| ports.contains(&p));
-        let flags = packet.flags;
-        let full = self.connections.len() >= MAX_CONNECTIONS;
-        let syn = flags.syn() && !flags.ack() && dir == FlowDirection::ClientToServer;
-        if syn && (!full || self.connections.contains_key(&key)) {
-            // A new connection, replacing one on the same 4-tuple (over the limit, the
-            // lookup below counts it).
-            self.generations += 1;
-            let mut conn = Connection::new(self.generations, Mode::Scrubbing);
-            conn.dirs[0].next_seq = Some(packet.seq.wrapping_add(1));
-            self.connections.insert(key, conn);
-        }
-        // One lookup per packet: everything below works on this entry.
-        let conn = match self.connections.entry(key) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(_) if full => {
-                self.report.connections_over_limit += 1;
-                self.report.unscrubbed_packets += u64::from(!packet.payload.is_empty());
-                return self.enqueue(Event::Packet(packet), None, ready);
-            }
-            Entry::Vacant(v) => {
-                // Open before recording began: HPACK state and frame boundaries unknown.
-                self.report.midstream_connections += 1;
-                self.generations += 1;
-                v.insert(Connection::new(self.generations, Mode::Midstream))
-            }
-        };
-        conn.last_ts = packet.ts_ns;
-        let d = &mut conn.dirs[index(dir)];
-        if flags.syn() && flags.ack() && d.next_seq.is_none() && d.mode == Mode::Scrubbing {
-            d.next_seq = Some(packet.seq.wrapping_add(1));
-        }
-        d.fin |= flags.fin();
-        let closed = flags.rst() || conn.dirs.iter().all(|d| d.fin);
-        let hold = if packet.payload.is_empty() {
-            None
-        } else {
-            let mut work = PacketWork {
-                queue: &mut self.queue,
-                queue_base: self.queue_base,
-                patches: &mut self.patches,
-                report: &mut self.report,
-            };
-            work.scrub(conn, key, dir, &mut packet)
-        };
-        self.enqueue(Event::Packet(packet), hold, ready);
-        if closed {
-            // Nothing more to patch: release its packets and forget it.
-            self.connections.remove(&key);
-        }
-    }
-
-    /// Gives up the direction holding the oldest event when holding lasts too long or
-    /// queues too much.
-    fn bound_holding(&mut self) {
-        while let Some(hold) = self.queue.front().and_then(|q| q.hold) {
-            let too_long = self.latest_ts.saturating_sub(hold.ts_ns) > MAX_HOLD_NS;
-            if self.released(&hold) || !(too_long || self.queue.len() > MAX_QUEUED_EVENTS) {
-                return;
-            }
-            if let Some(conn) = self.connections.get_mut(&hold.key) {
-                conn.dirs[index(hold.dir)].mode = Mode::GivenUp;
-                self.report.directions_given_up += 1;
+    /// Whether bytes of a direction in `mode` are scrubbed; counts those that pass
+    /// unscrubbed where secrets may be.
+    fn scrubbing(&mut self, mode: Mode, key: &StreamKey) -> bool {
+        match mode {
+            Mode::Scrubbing => true,
+            Mode::NotHttp2 => false,
+            Mode::Midstream | Mode::GivenUp | Mode::Waiting => {
+                self.report.count(key, Passed::Unscrubbed);
+                false
             }
         }
     }
 
-    fn sweep_idle(&mut self) {
-        let now = self.latest_ts;
-        self.connections
-            .retain(|_, conn| now.saturating_sub(conn.last_ts) < IDLE_NS);
-    }
-}
-
-impl Connection {
-    fn new(generation: u64, mode: Mode) -> Connection {
-        Connection {
-            generation,
-            last_ts: 0,
-            http2: ConnectionScrubber::default(),
-            dirs: [Direction::new(mode), Direction::new(mode)],
-        }
-    }
-}
-
-/// What scrubbing one packet needs of the scrubber besides the packet's connection.
-struct PacketWork<'a> {
-    queue: &'a mut VecDeque<Queued>,
-    queue_base: u64,
-    patches: &'a mut Vec<Patch>,
-    report: &'a mut ScrubReport,
-}
-
-impl PacketWork<'_> {
-    /// Feeds a packet's new bytes to its direction, patches it and the direction's held
-    /// packets, and says whether it must wait (its bytes are not final yet). The caller
-    /// queues it next, so it gets queue number `queue_base + queue.len()`.
-    fn scrub(
+    /// Scrubs a packet with payload, which is queued next.
+    fn scrub_packet(
         &mut self,
         conn: &mut Connection,
-        key: ConnectionKey,
+        key: StreamKey,
         dir: FlowDirection,
         packet: &mut Packet,
     ) -> Option<Hold> {
-        let report = &mut *self.report;
         let d = &mut conn.dirs[index(dir)];
-        let next_seq = match (d.mode, d.next_seq) {
-            (Mode::Scrubbing, Some(seq)) => seq,
-            (Mode::Scrubbing, None) => {
-                // Data before the SYN-ACK was seen: the start is unknown.
-                d.mode = Mode::GivenUp;
-                report.directions_given_up += 1;
-                report.unscrubbed_packets += 1;
-                return None;
-            }
-            (Mode::NotHttp2, _) => return None,
-            (Mode::Midstream | Mode::GivenUp, _) => {
-                report.unscrubbed_packets += 1;
-                return None;
-            }
+        if !self.scrubbing(d.mode, &key) {
+            return None;
+        }
+        let Some(seq_base) = d.seq_base else {
+            // Data before the SYN-ACK was seen: the start is unknown.
+            d.mode = Mode::GivenUp;
+            self.report.count(&key, Passed::GivenUp);
+            self.report.count(&key, Passed::Unscrubbed);
+            return None;
         };
+        let next_seq = seq_base.wrapping_add(d.next_offset as u32);
         let relative = i64::from(packet.seq.wrapping_sub(next_seq) as i32);
         // Before the first byte: not data of this connection.
         let start = d.next_offset.checked_add_signed(relative)?;
-        if start > d.next_offset {
-            d.mode = Mode::GivenUp;
-            report.directions_given_up += 1;
-            report.unscrubbed_packets += 1;
+        let piece = Piece {
+            key: &key,
+            dir,
+            start,
+            truncated: packet.truncated(),
+            ts_ns: packet.ts_ns,
+            queue_no: self.next_queue_no(),
+            bytes: &mut packet.payload,
+        };
+        self.scrub(conn, piece)
+    }
+
+    /// Scrubs a chunk of a TLS connection whose start is known, queued as `queue_no`.
+    fn scrub_chunk(
+        &mut self,
+        conn: &mut Connection,
+        key: StreamKey,
+        chunk: &mut TlsData,
+        queue_no: u64,
+    ) -> Option<Hold> {
+        // A connection given up before its endpoints were known has both directions
+        // given up, so either says so.
+        let dir = conn.etcd_writes.map_or(FlowDirection::ClientToServer, |w| {
+            tls::flow(w, chunk.direction)
+        });
+        let mode = conn.dirs[index(dir)].mode;
+        if chunk.len == 0 || (chunk.data.is_empty() && mode != Mode::Scrubbing) {
             return None;
         }
-        let end = start + packet.payload.len() as u64;
-        // Retransmitted bytes: the patches already made to them.
+        if !self.scrubbing(mode, &key) {
+            return None;
+        }
+        let piece = Piece {
+            key: &key,
+            dir,
+            start: chunk.offset,
+            truncated: chunk.truncated(),
+            ts_ns: chunk.ts_ns,
+            queue_no,
+            bytes: &mut chunk.data,
+        };
+        self.scrub(conn, piece)
+    }
+
+    /// Decides, once its chunks say, whether a waiting TLS connection was seen from its
+    /// start, and feeds its waiting chunks to the scrubber or lets them pass.
+    fn start_tls(&mut self, conn: &mut Connection, key: StreamKey) {
+        let Some(etcd_writes) = conn.etcd_writes else {
+            return;
+        };
+        let first_from_client = conn.waiting.iter().find_map(|&no| {
+            match &queued(&self.queue, self.queue_base, no)?.event {
+                Event::Tls(t)
+                    if tls::flow(etcd_writes, t.direction) == FlowDirection::ClientToServer =>
+                {
+                    Some(t)
+                }
+                _ => None,
+            }
+        });
+        let Some(first) = first_from_client else {
+            return; // the client's first bytes decide
+        };
+        let mode = if first.offset == 0 && opens_connection(&first.data) {
+            self.report.tls_mut().connections += 1;
+            Mode::Scrubbing
+        } else {
+            self.report.count(&key, Passed::Midstream);
+            Mode::Midstream
+        };
+        conn.dirs = [Direction::new(mode), Direction::new(mode)];
+        let waiting = std::mem::take(&mut conn.waiting);
+        conn.waiting_bytes = 0;
+        for no in waiting {
+            let Some(Queued {
+                event: Event::Tls(chunk),
+                hold,
+            }) = queued_mut(&mut self.queue, self.queue_base, no)
+            else {
+                continue;
+            };
+            *hold = None;
+            // Out of the queue while it is scrubbed (the scrubber patches queued
+            // events); without its data the rest of it is cheap to copy.
+            let data = std::mem::take(&mut chunk.data);
+            let mut taken = TlsData {
+                data,
+                ..chunk.clone()
+            };
+            let new_hold = self.scrub_chunk(conn, key, &mut taken, no);
+            if let Some(Queued {
+                event: Event::Tls(chunk),
+                hold,
+            }) = queued_mut(&mut self.queue, self.queue_base, no)
+            {
+                chunk.data = taken.data;
+                *hold = new_hold;
+            }
+        }
+    }
+
+    /// A TLS connection whose endpoints or start stayed unknown too long: its chunks,
+    /// and all that follow, pass unscrubbed.
+    fn give_up_start(&mut self, conn: &mut Connection, key: StreamKey) {
+        self.report.tls_mut().connections_given_up += 1;
+        conn.dirs = [Direction::new(Mode::GivenUp), Direction::new(Mode::GivenUp)];
+        for no in std::mem::take(&mut conn.waiting) {
+            let carries_bytes = queued(&self.queue, self.queue_base, no)
+                .is_some_and(|q| matches!(&q.event, Event::Tls(t) if !t.data.is_empty()));
+            if carries_bytes {
+                self.report.count(&key, Passed::Unscrubbed);
+            }
+        }
+        conn.waiting_bytes = 0;
+    }
+
+    /// Feeds a piece's new bytes to its direction, patches it and the direction's held
+    /// events, and says whether its event must wait (its bytes are not final yet).
+    fn scrub(&mut self, conn: &mut Connection, piece: Piece<'_>) -> Option<Hold> {
+        let Piece {
+            key,
+            dir,
+            start,
+            bytes,
+            truncated,
+            ts_ns,
+            queue_no,
+        } = piece;
+        // The client sent the HTTP/2 preface: a server direction that does not open
+        // with SETTINGS began before the probes saw it (TLS only: their offsets count
+        // from the first byte they saw).
+        let client = &conn.dirs[0];
+        let client_spoke_http2 = matches!(key, StreamKey::Tls { .. })
+            && client.mode == Mode::Scrubbing
+            && client.next_offset >= CLIENT_PREFACE.len() as u64;
+        let report = &mut self.report;
+        let d = &mut conn.dirs[index(dir)];
+        if start > d.next_offset {
+            // Bytes missing in front of these.
+            d.mode = Mode::GivenUp;
+            report.count(key, Passed::GivenUp);
+            report.count(key, Passed::Unscrubbed);
+            return None;
+        }
+        let end = start + bytes.len() as u64;
+        // Bytes seen before (retransmitted): the patches already made to them.
         for patch in &d.recent {
-            apply(&mut packet.payload, start, patch);
+            apply(bytes, start, patch);
         }
         let new_from = usize::try_from(d.next_offset - start).unwrap_or(usize::MAX);
         self.patches.clear();
         let mut outcome = Ok(());
-        if let Some(new) = packet.payload.get(new_from..).filter(|b| !b.is_empty()) {
+        if let Some(new) = bytes.get(new_from..).filter(|b| !b.is_empty()) {
             outcome = conn
                 .http2
-                .feed(dir, d.next_offset, new, self.patches, report);
-            d.next_seq = Some(next_seq.wrapping_add(new.len() as u32));
+                .feed(dir, d.next_offset, new, &mut self.patches, report);
             d.next_offset = end;
         }
-        // Patch this packet and every held one of the direction (retransmissions too).
+        // Patch these bytes and every held event of the direction (retransmissions too).
         while d.held.front().is_some_and(|h| h.queue_no < self.queue_base) {
             d.held.pop_front();
         }
         for patch in self.patches.iter() {
-            apply(&mut packet.payload, start, patch);
+            apply(bytes, start, patch);
             for held in &d.held {
-                let Some(slot) = usize::try_from(held.queue_no - self.queue_base)
-                    .ok()
-                    .and_then(|i| self.queue.get_mut(i))
-                else {
+                let Some(slot) = queued_mut(&mut self.queue, self.queue_base, held.queue_no) else {
                     continue;
                 };
-                if let Event::Packet(p) = &mut slot.event {
-                    apply(&mut p.payload, held.start, patch);
+                if let Some(held_bytes) = bytes_of(&mut slot.event) {
+                    apply(held_bytes, held.start, patch);
                 }
             }
             if d.recent.len() == MAX_RECENT_PATCHES {
@@ -380,45 +766,50 @@ impl PacketWork<'_> {
         }
         match outcome {
             Ok(()) => {}
+            Err(Unscrubbable::NotHttp2)
+                if client_spoke_http2 && dir == FlowDirection::ServerToClient =>
+            {
+                d.mode = Mode::GivenUp;
+                report.count(key, Passed::GivenUp);
+            }
             Err(Unscrubbable::NotHttp2) => {
                 d.mode = Mode::NotHttp2;
                 report.not_http2_directions += 1;
             }
             Err(Unscrubbable::Broken) => {
                 d.mode = Mode::GivenUp;
-                report.directions_given_up += 1;
+                report.count(key, Passed::GivenUp);
             }
         }
-        if d.mode == Mode::Scrubbing && packet.truncated() {
-            // Bytes past the snaplen are unknown: frame sync is lost.
+        if d.mode == Mode::Scrubbing && truncated {
+            // Bytes past the snaplen (or unreadable plaintext) are unknown: frame sync
+            // is lost.
             d.mode = Mode::GivenUp;
-            report.directions_given_up += 1;
+            report.count(key, Passed::GivenUp);
         }
         d.final_through = conn.http2.pinned_from(dir).unwrap_or(d.next_offset);
         if d.mode == Mode::Scrubbing && d.next_offset - d.final_through > MAX_HELD_BYTES {
             d.mode = Mode::GivenUp;
-            report.directions_given_up += 1;
+            report.count(key, Passed::GivenUp);
         }
-        // A packet whose bytes are all final needs no holding (the usual case: a
-        // complete frame or message).
+        // Bytes all final need no holding (the usual case: a complete frame or message).
         if d.mode != Mode::Scrubbing || end <= d.final_through {
             return None;
         }
-        let queue_no = self.queue_base + self.queue.len() as u64;
-        d.held.push_back(HeldPacket { queue_no, start });
+        d.held.push_back(HeldEvent { queue_no, start });
         Some(Hold {
-            key,
+            key: *key,
             generation: conn.generation,
-            dir,
+            dir: Some(dir),
             end,
-            ts_ns: packet.ts_ns,
+            ts_ns,
         })
     }
 }
 
-/// Writes the part of `patch` that falls in a payload starting at stream offset `start`.
-/// The payload shares its bytes with the batch it was read in, so the first patch gives
-/// it its own copy (patches are rare: secrets only); later ones write into that copy.
+/// Writes the part of `patch` that falls in bytes starting at stream offset `start`.
+/// The bytes are shared with the batch they were read in, so the first patch gives them
+/// their own copy (patches are rare: secrets only); later ones write into that copy.
 fn apply(payload: &mut Bytes, start: u64, patch: &Patch) {
     let end = start + payload.len() as u64;
     let patch_end = patch.offset + patch.bytes.len() as u64;

@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use super::header_block::{huffman_filler, looks_like_token};
 use super::message::secret_field_values;
 use super::*;
-use crate::capture::{Direction, Event, Packet, TcpFlags, TlsData, TlsEndpoints};
+use crate::capture::{Direction, Event, Packet, TcpFlags, TlsData, TlsEndpoints, TlsScrubReport};
 use crate::decode::hpack::huffman::tests::huffman_encode;
 use crate::decode::hpack::integer::tests::encode_integer;
 use crate::decode::hpack::{huffman, HpackDecoder};
@@ -236,12 +236,20 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 fn assert_scrubbed(events: &[Event], huffman_token: bool) {
-    let c = stream_of(events, true);
-    let s = stream_of(events, false);
-    assert!(!contains(&c, PASSWORD) && !contains(&c, TOKEN));
-    assert!(!contains(&s, TOKEN));
-    assert!(!contains(&c, &huffman_encode(TOKEN)));
-    let client = decode(&c);
+    assert_streams_scrubbed(
+        &stream_of(events, true),
+        &stream_of(events, false),
+        huffman_token,
+    );
+}
+
+/// The client's and the server's bytes of [`client_stream`] and [`server_stream`] hold
+/// no secret, and decode with every secret overwritten in place.
+fn assert_streams_scrubbed(c: &[u8], s: &[u8], huffman_token: bool) {
+    assert!(!contains(c, PASSWORD) && !contains(c, TOKEN));
+    assert!(!contains(s, TOKEN));
+    assert!(!contains(c, &huffman_encode(TOKEN)));
+    let client = decode(c);
     let paths: Vec<_> = client.blocks.iter().map(|b| b.1.clone().unwrap()).collect();
     assert_eq!(
         paths,
@@ -269,7 +277,7 @@ fn assert_scrubbed(events: &[Event], huffman_token: bool) {
     assert!(contains(&auth, b"root"));
     let put = client.stream_data(3);
     assert!(contains(&put, b"foo"), "other calls untouched");
-    let server = decode(&s);
+    let server = decode(s);
     let reply = &server.data[0].1;
     let ranges = secret_field_values(&reply[5..], &[2]).unwrap();
     assert_eq!(&reply[5..][ranges[0].clone()], &vec![b'*'; TOKEN.len()][..]);
@@ -369,37 +377,6 @@ fn events_keep_their_order() {
         }
     }
     assert!(!contains(&stream_of(&out, true), PASSWORD));
-}
-
-/// TLS events pass through as they came, in their place among the packets.
-#[test]
-fn tls_events_pass_through_unchanged() {
-    let tls = Event::Tls(TlsData {
-        ts_ns: 1,
-        pid: 42,
-        tid: 43,
-        conn_id: 1,
-        direction: Direction::Ingress,
-        endpoints: Some(TlsEndpoints {
-            local: server(),
-            remote: client(),
-        }),
-        offset: 0,
-        len: PASSWORD.len() as u32,
-        data: PASSWORD.to_vec().into(),
-    });
-    let input = vec![
-        packet(true, 0, TcpFlags::SYN, &[]),
-        tls,
-        packet(true, 1, TcpFlags::ACK, CLIENT_PREFACE),
-    ];
-    let mut scrubber = SecretScrubber::new(vec![2379]);
-    let mut out = Vec::new();
-    for ev in input.clone() {
-        scrubber.push(ev, |e| out.push(e));
-    }
-    out.extend(scrubber.finish());
-    assert_eq!(out, input);
 }
 
 #[test]
@@ -565,4 +542,338 @@ fn clean_blocks_are_kept_only_while_the_table_is_the_same() {
     let scrubbed = clean.scrub(&mut decoder, &mut block);
     assert_eq!(scrubbed.secret_values, 1);
     assert!(!contains(&block, TOKEN));
+}
+
+// ---------------------------------------------------------------- TLS plaintext
+
+/// Which end of a TLS connection etcd is: the server on `server()` (the client's bytes
+/// are what etcd read), or a client of it (the client's bytes are what etcd wrote).
+#[derive(Clone, Copy, PartialEq)]
+enum Etcd {
+    Server,
+    Client,
+}
+
+/// A chunk of the TLS connection between `client()` and `server()`, as etcd's probes
+/// take it, with its endpoints or without (not known yet).
+fn chunk(etcd: Etcd, from_client: bool, offset: u64, data: &[u8], known: bool) -> Event {
+    let etcd_wrote = from_client == (etcd == Etcd::Client);
+    let (local, remote) = match etcd {
+        Etcd::Server => (server(), client()),
+        Etcd::Client => (client(), server()),
+    };
+    Event::Tls(TlsData {
+        ts_ns: 1,
+        pid: 42,
+        tid: 43,
+        conn_id: 7,
+        direction: if etcd_wrote {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        },
+        endpoints: known.then_some(TlsEndpoints { local, remote }),
+        offset,
+        len: data.len() as u32,
+        data: data.to_vec().into(),
+    })
+}
+
+/// `bytes` cut into chunks of `size` from `offset`: (offset, bytes) of each.
+fn cut(bytes: &[u8], size: usize, offset: u64) -> Vec<(u64, Vec<u8>)> {
+    bytes
+        .chunks(size)
+        .enumerate()
+        .map(|(i, c)| (offset + (i * size) as u64, c.to_vec()))
+        .collect()
+}
+
+fn scrub_all(events: &[Event]) -> (Vec<Event>, ScrubReport) {
+    let mut scrubber = SecretScrubber::new(vec![2379, 2380]);
+    let mut out = Vec::new();
+    for ev in events.iter().cloned() {
+        scrubber.push(ev, |e| out.push(e));
+    }
+    out.extend(scrubber.finish());
+    (out, scrubber.report().clone())
+}
+
+/// The plaintext of one direction of the TLS connection, in order (first copy of each
+/// offset).
+fn plaintext_of(events: &[Event], etcd: Etcd, from_client: bool) -> Vec<u8> {
+    let etcd_wrote = from_client == (etcd == Etcd::Client);
+    let mut out = Vec::new();
+    for ev in events {
+        if let Event::Tls(t) = ev {
+            if (t.direction == Direction::Egress) == etcd_wrote && t.offset == out.len() as u64 {
+                out.extend_from_slice(&t.data);
+            }
+        }
+    }
+    out
+}
+
+/// Events out are events in, in the same order, but for the bytes.
+fn assert_same_events(out: &[Event], input: &[Event]) {
+    assert_eq!(out.len(), input.len());
+    for (a, b) in out.iter().zip(input) {
+        match (a, b) {
+            (Event::Tls(a), Event::Tls(b)) => {
+                assert_eq!(
+                    (a.direction, a.offset, a.len),
+                    (b.direction, b.offset, b.len)
+                );
+                assert_eq!(a.data.len(), b.data.len());
+            }
+            (a, b) => assert_eq!(a.kind(), b.kind()),
+        }
+    }
+}
+
+/// Chunks of [`client_stream`] and [`server_stream`] come out of a scrubber as they went
+/// in, but for the secrets; the report.
+fn assert_tls_scrubbed(input: &[Event], etcd: Etcd, huffman_token: bool) -> ScrubReport {
+    let (out, report) = scrub_all(input);
+    assert_same_events(&out, input);
+    assert_streams_scrubbed(
+        &plaintext_of(&out, etcd, true),
+        &plaintext_of(&out, etcd, false),
+        huffman_token,
+    );
+    report
+}
+
+fn tls_report(report: &ScrubReport) -> TlsScrubReport {
+    report.tls.expect("a scrubber reports on TLS plaintext")
+}
+
+/// The report says that TLS plaintext may have kept a secret, and `says` it; its TLS
+/// counts.
+fn tls_incomplete(report: &ScrubReport, says: &str) -> TlsScrubReport {
+    assert!(report.incomplete(), "{report}");
+    assert!(report.to_string().contains(says), "{report}");
+    tls_report(report)
+}
+
+/// An Authenticate split over chunks of every size, a token header in a HEADERS frame
+/// and the token in the AuthenticateResponse: all overwritten in the plaintext, whichever
+/// end etcd is, and the chunks come out in the order they came.
+#[test]
+fn tls_plaintext_is_scrubbed_in_chunks_of_any_size() {
+    for etcd in [Etcd::Server, Etcd::Client] {
+        for huffman_token in [false, true] {
+            let c = client_stream(huffman_token, true);
+            let s = server_stream();
+            for size in [1, 5, 16, 64, 1000] {
+                let mut input = Vec::new();
+                for (offset, bytes) in cut(&c, size, 0) {
+                    input.push(chunk(etcd, true, offset, &bytes, true));
+                }
+                for (offset, bytes) in cut(&s, size, 0) {
+                    input.push(chunk(etcd, false, offset, &bytes, true));
+                }
+                let report = assert_tls_scrubbed(&input, etcd, huffman_token);
+                assert_eq!(report.header_values_redacted, 1, "size {size}");
+                assert_eq!(report.fields_redacted, 2, "size {size}");
+                assert_eq!(tls_report(&report).connections, 1);
+                assert!(!report.incomplete(), "size {size}: {report}");
+                assert!(report.to_string().contains("TLS"), "{report}");
+            }
+        }
+    }
+}
+
+/// Chunks before a chunk names the endpoints wait for it (the server's SETTINGS, written
+/// before etcd's first read; a client's preface, written before its handshake), then are
+/// scrubbed with the rest; events of other kinds keep their place behind them.
+#[test]
+fn tls_chunks_before_the_endpoints_are_known_wait_for_them() {
+    let c = client_stream(false, true);
+    let s = server_stream();
+    let settings_len = frame(SETTINGS, 0, 0, &[]).len();
+    let loss = Event::Loss(crate::capture::Loss {
+        ts_ns: 1,
+        source: crate::capture::LossSource::Kernel,
+        count: 1,
+    });
+    for etcd in [Etcd::Server, Etcd::Client] {
+        let mut input = vec![
+            chunk(etcd, false, 0, &s[..settings_len], false),
+            loss.clone(),
+            chunk(etcd, true, 0, &c[..40], etcd == Etcd::Server),
+        ];
+        if etcd == Etcd::Client {
+            // Not known yet on its second chunk either.
+            input.push(chunk(etcd, true, 40, &c[40..100], false));
+            input.push(chunk(etcd, true, 100, &c[100..], true));
+        } else {
+            input.push(chunk(etcd, true, 40, &c[40..], true));
+        }
+        input.push(chunk(
+            etcd,
+            false,
+            settings_len as u64,
+            &s[settings_len..],
+            true,
+        ));
+        let report = assert_tls_scrubbed(&input, etcd, false);
+        assert_eq!(report.fields_redacted, 2);
+        assert!(!report.incomplete(), "{report}");
+
+        // Released as soon as they are decided: nothing is left for `finish`.
+        let mut scrubber = SecretScrubber::new(vec![2379]);
+        let mut released = 0;
+        for ev in input.iter().cloned() {
+            scrubber.push(ev, |_| released += 1);
+        }
+        assert_eq!(released, input.len());
+    }
+}
+
+/// A connection whose chunks never name its endpoints is given up once its chunks were
+/// held too long (or when the capture ends): they pass as they are, counted.
+#[test]
+fn tls_endpoints_never_known_give_the_connection_up() {
+    let c = client_stream(false, false);
+    let late = Event::Loss(crate::capture::Loss {
+        ts_ns: 1 + scrubber::MAX_HOLD_NS + 1,
+        source: crate::capture::LossSource::Kernel,
+        count: 1,
+    });
+    for input in [
+        vec![chunk(Etcd::Client, true, 0, &c, false), late],
+        vec![chunk(Etcd::Client, true, 0, &c, false)],
+    ] {
+        let mut scrubber = SecretScrubber::new(vec![2379]);
+        let mut out = Vec::new();
+        for ev in input.iter().cloned() {
+            scrubber.push(ev, |e| out.push(e));
+        }
+        let before_finish = out.len();
+        out.extend(scrubber.finish());
+        let report = scrubber.report();
+        assert_eq!(out, input, "passed as they are");
+        if input.len() == 2 {
+            assert_eq!(before_finish, 2, "released by the hold bound");
+        }
+        let tls = tls_incomplete(report, "1 TLS plaintext chunks");
+        assert_eq!((tls.connections_given_up, tls.unscrubbed_chunks), (1, 1));
+    }
+}
+
+/// A connection open before recording: the client's plaintext at offset 0 (the first
+/// byte the probes saw) is not a connection's start. Its chunks, the server's held
+/// until then, pass as they are, counted.
+#[test]
+fn tls_connection_open_before_recording_passes_counted() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    // From the Authenticate's HEADERS on: the password is in there.
+    let from = CLIENT_PREFACE.len() + frame(SETTINGS, 0, 0, &[]).len();
+    let midstream = &c[from..];
+    assert!(contains(midstream, PASSWORD));
+    let input = vec![
+        chunk(Etcd::Server, false, 0, &s[9..], true),
+        chunk(Etcd::Server, true, 0, &midstream[..20], true),
+        chunk(Etcd::Server, true, 20, &midstream[20..], true),
+    ];
+    let (out, report) = scrub_all(&input);
+    assert_eq!(out, input);
+    let tls = tls_incomplete(&report, "1 TLS connections open before");
+    assert_eq!((tls.midstream_connections, tls.connections), (1, 0));
+    assert_eq!(tls.unscrubbed_chunks, 3);
+}
+
+/// Peer traffic over TLS is HTTP/1.1: seen from its start, not HTTP/2, not a gap in
+/// redaction (as for cleartext).
+#[test]
+fn tls_peer_traffic_is_not_http2() {
+    let input = vec![
+        chunk(
+            Etcd::Server,
+            true,
+            0,
+            b"GET /raft/stream/msgapp/1 HTTP/1.1\r\n\r\n",
+            true,
+        ),
+        chunk(Etcd::Server, false, 0, b"HTTP/1.1 200 OK\r\n\r\n", true),
+    ];
+    let (out, report) = scrub_all(&input);
+    assert_eq!(out, input);
+    assert_eq!(report.not_http2_directions, 2);
+    assert_eq!(tls_report(&report).connections, 1);
+    assert!(!report.incomplete(), "{report}");
+}
+
+/// Lost or unreadable plaintext, and a server whose first bytes were missed although the
+/// client's preface was seen, give the direction up, counted.
+#[test]
+fn tls_directions_with_missing_bytes_are_given_up() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let mut unreadable = chunk(Etcd::Server, true, 30, &c[30..], true);
+    if let Event::Tls(t) = &mut unreadable {
+        t.data = t.data.slice(..10);
+    }
+    for (input, given_up) in [
+        // A gap in the client's bytes.
+        (
+            vec![
+                chunk(Etcd::Server, true, 0, &c[..30], true),
+                chunk(Etcd::Server, true, 40, &c[40..], true),
+            ],
+            1,
+        ),
+        // Bytes the probes could not read.
+        (
+            vec![chunk(Etcd::Server, true, 0, &c[..30], true), unreadable],
+            1,
+        ),
+        // The server's SETTINGS before the probes: its first bytes are a later frame.
+        (
+            vec![
+                chunk(Etcd::Server, true, 0, &c, true),
+                chunk(Etcd::Server, false, 0, &s[9..], true),
+            ],
+            1,
+        ),
+    ] {
+        let (out, report) = scrub_all(&input);
+        assert_eq!(out.len(), input.len());
+        let tls = tls_report(&report);
+        assert_eq!(tls.directions_given_up, given_up, "{report}");
+        assert_eq!(report.not_http2_directions, 0);
+    }
+}
+
+/// A TLS connection and a cleartext one of the same ends at once: each followed in its
+/// own right.
+#[test]
+fn tls_and_tcp_connections_are_followed_apart() {
+    let c = client_stream(true, true);
+    let s = server_stream();
+    let mut input = vec![
+        packet(true, CLIENT_ISN, TcpFlags::SYN, &[]),
+        packet(false, SERVER_ISN, TcpFlags::SYN | TcpFlags::ACK, &[]),
+    ];
+    for (offset, bytes) in cut(&c, 50, 0) {
+        input.push(chunk(Etcd::Server, true, offset, &bytes, true));
+        let seq = CLIENT_ISN.wrapping_add(1).wrapping_add(offset as u32);
+        input.push(packet(true, seq, TcpFlags::ACK, &bytes));
+    }
+    for (offset, bytes) in cut(&s, 50, 0) {
+        input.push(chunk(Etcd::Server, false, offset, &bytes, true));
+        let seq = SERVER_ISN.wrapping_add(1).wrapping_add(offset as u32);
+        input.push(packet(false, seq, TcpFlags::ACK, &bytes));
+    }
+    let (out, report) = scrub_all(&input);
+    assert_same_events(&out, &input);
+    assert_scrubbed(&out, true);
+    assert_streams_scrubbed(
+        &plaintext_of(&out, Etcd::Server, true),
+        &plaintext_of(&out, Etcd::Server, false),
+        true,
+    );
+    assert_eq!(report.fields_redacted, 4);
+    assert!(!report.incomplete(), "{report}");
 }
