@@ -6,6 +6,9 @@ pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod decode;
+/// The fuzz targets' bodies, shared by `fuzz/` and the corpus replay test.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod output;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod record;

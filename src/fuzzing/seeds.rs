@@ -1,0 +1,312 @@
+//! Seed inputs cut from a real capture, in each target's input format: the whole file,
+//! its blocks, its packets (all of them and each connection's), and each connection's
+//! stream bytes taken apart layer by layer: HTTP/2 bytes, TLS-like plaintext chunks,
+//! header blocks, each stream's DATA and each message; and its WAL writes.
+
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
+
+use super::{grpc_decode, http2_decode, EventRecord, OpRecord, DIRECTIONS};
+use crate::capture::{CaptureReader, Event, FileKind, ReadItem, FRAME_HEADER_LEN};
+use crate::decode::etcdpb::METHODS;
+use crate::decode::grpc::GrpcEvent;
+use crate::decode::http2::stream::Http2Event;
+use crate::decode::tcp::{ConnectionKey, FlowDirection, TcpEvent, TcpReassembler};
+
+/// One seed: the target it is for, a file name, and the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    pub target: &'static str,
+    pub name: String,
+    pub data: Vec<u8>,
+}
+
+/// Every seed of the capture `bytes`, named after `name` (the capture's file stem).
+pub fn seeds(name: &str, bytes: &[u8]) -> Result<Vec<Seed>, String> {
+    let reader = CaptureReader::from_bytes(name, bytes.to_vec()).map_err(|e| e.to_string())?;
+    let mut events = Vec::new();
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(e) => events.push(e),
+            ReadItem::Damaged(d) => return Err(format!("{name}: {d}")),
+        }
+    }
+    let mut out = Vec::new();
+    let mut add = |target: &'static str, what: String, data: Vec<u8>| {
+        out.push(Seed {
+            target,
+            name: format!("seed-{name}-{what}"),
+            data,
+        })
+    };
+
+    for (mode, what) in [(0u8, "file"), (1, "file-repaired")] {
+        add("capture_file", what.into(), [&[mode][..], bytes].concat());
+    }
+    add(
+        "capture_file",
+        "file-cut".into(),
+        [&[0][..], &bytes[..bytes.len() / 2]].concat(),
+    );
+
+    let version = reader.format_version() as u8;
+    for (i, block) in reader.blocks().iter().enumerate() {
+        let start = block.offset as usize + FRAME_HEADER_LEN;
+        let Some(payload) = bytes.get(start..block.end() as usize) else {
+            continue;
+        };
+        let raw = zstd::decode_all(payload).map_err(|e| e.to_string())?;
+        let count = block.event_count.min(255) as u8;
+        add(
+            "capture_block",
+            format!("block{i}-compressed"),
+            [&[version | 1 << 2, count][..], &raw].concat(),
+        );
+        add(
+            "capture_block",
+            format!("block{i}-zstd"),
+            [&[version | 2 << 2, count][..], payload].concat(),
+        );
+        if version >= 2 {
+            add(
+                "capture_block",
+                format!("block{i}-packed"),
+                [&[version, count][..], &raw].concat(),
+            );
+        }
+    }
+
+    let connections = packets_by_connection(&events);
+    let mut all = Vec::new();
+    let mut last_ts = None;
+    for event in &events {
+        if let Some(record) = packet_record(event, &connections, &mut last_ts) {
+            record.encode(&mut all);
+        }
+    }
+    add("tcp", "packets".into(), [&[0][..], &all].concat());
+    add(
+        "tcp",
+        "packets-small-buffers".into(),
+        [&[1][..], &all].concat(),
+    );
+    add("replay", "packets".into(), all);
+
+    for (key, conn) in &connections {
+        let what = |layer: &str| format!("conn{}-{layer}", conn.index);
+        let mut records = Vec::new();
+        let mut last_ts = None;
+        for event in events.iter().filter(|e| of_connection(e, key)) {
+            if let Some(record) = packet_record(event, &connections, &mut last_ts) {
+                record.encode(&mut records);
+            }
+        }
+        add("tcp", what("packets"), [&[0][..], &records].concat());
+        add("replay", what("packets"), records);
+
+        let (http2, tls) = streams(key, conn.index, &events);
+        add("tls", what("chunks"), tls.clone());
+        add("replay", what("tls-chunks"), tls);
+        add("http2", what("streams"), http2.clone());
+        for seed in layers(&http2) {
+            add(seed.target, what(&seed.name), seed.data);
+        }
+    }
+
+    let mut wal_files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    for event in &events {
+        let Event::Syscall(s) = event else { continue };
+        if s.file.kind != FileKind::Wal || !s.call.is_write() || s.ret <= 0 {
+            continue;
+        }
+        let Some(offset) = s.offset else { continue };
+        let writes = wal_files.entry(&s.file.path).or_default();
+        let len = s.data.len().min(usize::from(u16::MAX));
+        writes.push(1);
+        writes.extend((len as u16).to_le_bytes());
+        writes.extend((offset as u32).to_le_bytes());
+        writes.extend(&s.data[..len]);
+    }
+    for (i, writes) in wal_files.into_values().enumerate() {
+        add("wal", format!("wal{i}-writes"), writes);
+    }
+    Ok(out)
+}
+
+/// A connection of the capture and its number in the seeds (0..8, by first packet).
+struct Connection {
+    index: u8,
+}
+
+fn is_server_port(port: u16) -> bool {
+    port == 2379 || port == 2380
+}
+
+fn packets_by_connection(events: &[Event]) -> BTreeMap<ConnectionKey, Connection> {
+    let mut out = BTreeMap::new();
+    let mut next = 0u8;
+    for event in events {
+        let Event::Packet(p) = event else { continue };
+        let (key, _) = ConnectionKey::of_segment(p.src, p.dst, is_server_port);
+        out.entry(key).or_insert_with(|| {
+            next += 1;
+            Connection {
+                index: (next - 1) & 7,
+            }
+        });
+    }
+    out
+}
+
+fn of_connection(event: &Event, key: &ConnectionKey) -> bool {
+    matches!(event, Event::Packet(p)
+        if ConnectionKey::of_segment(p.src, p.dst, is_server_port).0 == *key)
+}
+
+/// The time since the previous record, in a record's units.
+fn delta(ts_ns: u64, last_ts: &mut Option<u64>) -> u16 {
+    let d = last_ts.map_or(0, |last| ts_ns.saturating_sub(last) / 10_000);
+    *last_ts = Some(ts_ns);
+    d.min(u64::from(u16::MAX - 1)) as u16
+}
+
+fn packet_record(
+    event: &Event,
+    connections: &BTreeMap<ConnectionKey, Connection>,
+    last_ts: &mut Option<u64>,
+) -> Option<EventRecord> {
+    let Event::Packet(p) = event else { return None };
+    let (key, dir) = ConnectionKey::of_segment(p.src, p.dst, is_server_port);
+    let conn = connections.get(&key)?;
+    let to_client = if dir == FlowDirection::ServerToClient {
+        EventRecord::TO_CLIENT
+    } else {
+        0
+    };
+    Some(EventRecord {
+        kind: conn.index | to_client,
+        ts_delta: delta(p.ts_ns, last_ts),
+        flags: p.flags.0,
+        seq: p.seq,
+        ack: p.ack,
+        missing: p
+            .payload_len
+            .saturating_sub(p.payload.len() as u32)
+            .min(0xFFFF) as u16,
+        data: p.payload.to_vec(),
+    })
+}
+
+/// One connection's reassembled bytes as an `http2` input, and as TLS plaintext chunks
+/// (an `EventRecord` input), one chunk per delivery.
+fn streams(key: &ConnectionKey, index: u8, events: &[Event]) -> (Vec<u8>, Vec<u8>) {
+    let mut reassembler = TcpReassembler::new(vec![key.server.port()]);
+    let mut out = Vec::new();
+    for event in events.iter().filter(|e| of_connection(e, key)) {
+        if let Event::Packet(p) = event {
+            reassembler.push(p, &mut out);
+        }
+    }
+    reassembler.finish(&mut out);
+    let mut http2 = vec![0u8];
+    let mut tls = Vec::new();
+    let mut last_ts = None;
+    for event in &out {
+        match event {
+            TcpEvent::Opened { handshake_seen, .. } => http2[0] = u8::from(*handshake_seen),
+            TcpEvent::Data {
+                dir,
+                ts_ns,
+                offset,
+                bytes,
+                ..
+            } => {
+                let i = DIRECTIONS.iter().position(|d| d == dir).unwrap_or(0) as u8;
+                OpRecord::encode(i, bytes, &mut http2);
+                EventRecord {
+                    kind: EventRecord::TLS
+                        | EventRecord::ENDPOINTS
+                        | index
+                        | if i == 1 { EventRecord::TO_CLIENT } else { 0 },
+                    ts_delta: delta(*ts_ns, &mut last_ts),
+                    flags: 0,
+                    seq: *offset as u32,
+                    ack: 0,
+                    missing: 0,
+                    data: bytes.clone(),
+                }
+                .encode(&mut tls);
+            }
+            TcpEvent::Gap { dir, len, .. } => {
+                let i = DIRECTIONS.iter().position(|d| d == dir).unwrap_or(0) as u8;
+                OpRecord::encode_len(i, (*len).min(u64::from(u16::MAX)) as u16, &mut http2);
+            }
+            TcpEvent::Closed { .. } => {}
+        }
+    }
+    (http2, tls)
+}
+
+/// The layers of an `http2` input: each direction's header blocks (`hpack`), each
+/// stream direction's DATA (`grpc`) and each whole message in it (`etcdpb`).
+fn layers(http2: &[u8]) -> Vec<Seed> {
+    let handshake = http2.first() == Some(&1);
+    let mut blocks = [Vec::new(), Vec::new()];
+    let mut paths: HashMap<u32, String> = HashMap::new();
+    let mut data: BTreeMap<(u32, usize), Vec<u8>> = BTreeMap::new();
+    http2_decode(http2, |i, event, hpack| match event {
+        Http2Event::HeaderBlock {
+            stream_id,
+            fragment,
+            ..
+        } => {
+            OpRecord::encode(0, fragment, &mut blocks[i]);
+            if let Ok(block) = hpack.decode(fragment) {
+                if let Some(path) = block.get(b":path") {
+                    paths.insert(*stream_id, String::from_utf8_lossy(path).into_owned());
+                }
+            }
+        }
+        Http2Event::Data {
+            stream_id, bytes, ..
+        } => OpRecord::encode(0, bytes, data.entry((*stream_id, i)).or_default()),
+        _ => {}
+    });
+    let mut out = Vec::new();
+    // Table size 4096 from the start, or an upper bound mid-stream.
+    let hpack_flags = if handshake { 2 << 1 } else { 1 | 3 << 1 };
+    for (i, records) in blocks.into_iter().enumerate() {
+        if !records.is_empty() {
+            out.push(Seed {
+                target: "hpack",
+                name: format!("{}-blocks", ["client", "server"][i]),
+                data: [&[hpack_flags][..], &records].concat(),
+            });
+        }
+    }
+    for ((stream_id, i), records) in data {
+        let method = paths
+            .get(&stream_id)
+            .and_then(|p| METHODS.iter().position(|m| m.path == p))
+            .unwrap_or(0) as u8;
+        let side = ["request", "response"][i];
+        let input = [&[0, method, i as u8][..], &records].concat();
+        let (_, _, events) = grpc_decode(&input);
+        for (n, event) in events.iter().enumerate() {
+            if let GrpcEvent::Message(m) = event {
+                out.push(Seed {
+                    target: "etcdpb",
+                    name: format!("stream{stream_id}-{side}{n}"),
+                    data: [&[method, i as u8][..], &m.data].concat(),
+                });
+            }
+        }
+        out.push(Seed {
+            target: "grpc",
+            name: format!("stream{stream_id}-{side}s"),
+            data: input,
+        });
+    }
+    out
+}
