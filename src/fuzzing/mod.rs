@@ -26,8 +26,8 @@ use crate::capture::header::PREAMBLE_FIXED_LEN;
 use crate::capture::index::INDEX_MAGIC;
 use crate::capture::packed::PackedDecoder;
 use crate::capture::{
-    CaptureFormat, CaptureReader, Direction, Event, EventKind, FileKind, FileRef, FrameHeader,
-    Packet, Syscall, SyscallKind, TcpFlags, TlsData, TlsEndpoints, FILE_MAGIC, FRAME_HEADER_LEN,
+    CaptureFormat, CaptureReader, Direction, Event, FileKind, FileRef, FrameHeader, Packet,
+    Syscall, SyscallKind, TcpFlags, TlsData, TlsEndpoints, FILE_MAGIC, FRAME_HEADER_LEN,
 };
 use crate::decode::etcdpb::{self, METHODS};
 use crate::decode::grpc::{GrpcEvent, GrpcLimits, GrpcMessageAssembler};
@@ -396,8 +396,8 @@ pub fn capture_block(data: &[u8]) {
     let compressed;
     let payload = match (mode >> 2) & 3 {
         0 => {
-            let mut decoder = PackedDecoder::new(payload, contents == SyscallContents::Built)
-                .with_tls(format.holds(EventKind::Tls));
+            let mut decoder =
+                PackedDecoder::new(payload, contents == SyscallContents::Built).with_format(format);
             while decoder.remaining() > 0 {
                 if decoder.next_event().is_err() {
                     break;
