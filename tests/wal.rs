@@ -200,6 +200,7 @@ fn members_recorded_together_are_kept_apart() {
     let log = stop_cleanly(rec);
     let pids: Vec<u32> = cluster.members.iter().map(|m| m.pid()).collect();
     let data_dirs: Vec<_> = cluster.members.iter().map(|m| m.data_dir.clone()).collect();
+    let client_ports: Vec<u16> = cluster.members.iter().map(|m| m.client_port).collect();
     drop(cluster); // stopped: what is on disk is final
 
     let (captured, notes) = wal_records(&capture);
@@ -264,7 +265,10 @@ fn members_recorded_together_are_kept_apart() {
             .unwrap()
             .parse()
             .unwrap();
-        let served_by = pids[usize::from((port - 2379) / 10000)];
+        let served_by = pids[client_ports
+            .iter()
+            .position(|&p| p == port)
+            .unwrap_or_else(|| panic!("no member serves port {port}: {c}"))];
         let member = c["wal"]["member"].as_str().unwrap_or_default();
         assert_eq!(member, format!("pid:{served_by}"), "{c}");
         linked += 1;
