@@ -54,7 +54,7 @@ mod hostile {
     enum Hostile {
         /// Random bytes from the first one.
         RandomBytes,
-        /// An HTTP/1.1 request, or a preface with a wrong byte, then random bytes.
+        /// The preface with a wrong byte, then random bytes.
         BadPreface,
         /// The preface and SETTINGS, then a frame 16 MiB long by its header.
         BadFrameLength,
@@ -78,13 +78,9 @@ mod hostile {
         match kind {
             Hostile::RandomBytes => return rng.bytes(noise),
             Hostile::BadPreface => {
-                if rng.next() % 2 == 0 {
-                    out.extend(b"GET / HTTP/1.1\r\nHost: etcd\r\n\r\n");
-                } else {
-                    out.extend(PREFACE);
-                    let at = (rng.next() % PREFACE.len() as u64) as usize;
-                    out[at] ^= 0x20;
-                }
+                out.extend(PREFACE);
+                let at = (rng.next() % PREFACE.len() as u64) as usize;
+                out[at] ^= 0x20;
                 out.extend(rng.bytes(noise));
                 return out;
             }

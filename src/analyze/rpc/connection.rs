@@ -345,6 +345,16 @@ pub(super) struct ConnectionDecoder {
     undecodable: Option<(u64, String)>,
     /// A stream was seen on the connection.
     had_streams: bool,
+    /// The client began with an HTTP/1 request line: etcd's other API (peer traffic,
+    /// `/health`, `/metrics`, v2), not gRPC, and not undecodable either.
+    http1: bool,
+}
+
+/// Whether a client's first bytes are an HTTP/1 request line's start: a method of
+/// capital letters, then a space (`PRI` is HTTP/2's preface, which is made to look so).
+fn looks_like_http1(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=7).contains(&method) && bytes.get(method) == Some(&b' ') && !bytes.starts_with(b"PRI ")
 }
 
 impl StreamDecoder for ConnectionDecoder {
@@ -372,6 +382,7 @@ impl StreamDecoder for ConnectionDecoder {
             h2_events: Vec::new(),
             undecodable: None,
             had_streams: false,
+            http1: false,
         }
     }
 
@@ -391,6 +402,9 @@ impl StreamDecoder for ConnectionDecoder {
         ts_ns: u64,
         out: &mut Vec<RpcCall>,
     ) {
+        if offset == 0 && dir == FlowDirection::ClientToServer {
+            self.http1 = looks_like_http1(bytes);
+        }
         // Taken out while the events are handled with `self`, then put back.
         let mut events = std::mem::take(&mut self.h2_events);
         self.h2.push_data(dir, offset, bytes, ts_ns, &mut events);
@@ -438,7 +452,8 @@ impl StreamDecoder for ConnectionDecoder {
             }
         }
         // Garbage, or broken HTTP/2, from the start: no call to tell, but not nothing.
-        if let (false, Some((ts_ns, reason))) = (self.had_streams, self.undecodable.take()) {
+        let quiet = self.had_streams || self.http1;
+        if let (false, Some((ts_ns, reason))) = (quiet, self.undecodable.take()) {
             let mut s = StreamState::new(0, ts_ns);
             s.tls = self.tls;
             s.note(format!(

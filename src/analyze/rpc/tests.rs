@@ -406,8 +406,8 @@ fn a_value_cut_at_snaplen_is_reported_partial() {
 }
 
 /// Connections seen from their start that are not HTTP/2, or break it before any call,
-/// each give one record without a method that says why; a clean one without calls and
-/// one with a call give none of that.
+/// each give one record without a method that says why; a clean one without calls, an
+/// HTTP/1.1 one (etcd's peer API, `/health`) and one with a call give none of that.
 #[test]
 fn connections_that_are_not_http2_say_so() {
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -416,10 +416,12 @@ fn connections_that_are_not_http2_say_so() {
     huge.extend([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1]);
     let mut cut = settings.clone();
     cut.extend(&frame(1, END_HEADERS, 1, &[0x82; 40])[..20]);
+    let mut wrong = preface.to_vec();
+    wrong[3] = b'-';
     // The bytes, and whether the preface comes first.
     let cases: [(&[u8], bool, &str); 4] = [
         (b"\x7f\x00garbage that is no preface", false, "BadPreface"),
-        (b"GET / HTTP/1.1\r\nHost: etcd\r\n\r\n", false, "BadPreface"),
+        (&wrong, false, "BadPreface"),
         (&huge, true, "FrameTooLarge"),
         (&cut, true, "EndOfData"),
     ];
@@ -446,6 +448,10 @@ fn connections_that_are_not_http2_say_so() {
     let mut quiet = h2();
     quiet.send(false, &frame(4, 0, 0, &[]));
     assert!(run(&quiet).0.is_empty());
+    let mut http1 = Wire::new(true);
+    http1.send(true, b"GET /health HTTP/1.1\r\nHost: etcd\r\n\r\n");
+    http1.send(false, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    assert!(run(&http1).0.is_empty());
     let mut call = h2();
     let mut block = vec![0x83, 0x86];
     block.extend(lit(":path", "/etcdserverpb.KV/Range"));
