@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::capture::{Direction, Event, EventKind, FileKind, Header, LossSource, ProcessChange};
 use crate::decode::tcp::ConnectionKey;
-use crate::decode::tls::looks_like_tls_record;
+use crate::decode::tls::{looks_like_tls_record, placement};
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConnectionStats {
@@ -213,13 +213,7 @@ impl SummaryBuilder {
                     c.local = Some(e.local);
                     c.remote = Some(e.remote);
                     let ports = &self.ports;
-                    let canonical =
-                        |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
-                    let (addrs, _) = ConnectionKey::of_segment(
-                        canonical(e.local),
-                        canonical(e.remote),
-                        |port| ports.contains(&port),
-                    );
+                    let (addrs, _) = placement(&e, |port| ports.contains(&port));
                     let conn = s
                         .connections
                         .entry(format!("{} -> {}", addrs.client, addrs.server))
