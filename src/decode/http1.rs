@@ -30,6 +30,14 @@ use std::fmt;
 
 use crate::decode::tcp::FlowDirection;
 
+/// Whether a client's first bytes start an HTTP/1 request line: a method of capital
+/// letters, then a space. HTTP/2's preface (`PRI * HTTP/2.0`) is made to look like one
+/// to HTTP/1 servers, and is not.
+pub fn starts_request_line(bytes: &[u8]) -> bool {
+    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    (3..=16).contains(&method) && bytes.get(method) == Some(&b' ') && !bytes.starts_with(b"PRI ")
+}
+
 /// Longest message head (request or status line and header fields), and longest
 /// trailer section, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;

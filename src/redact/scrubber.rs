@@ -231,9 +231,7 @@ fn bytes_of(event: &mut Event) -> Option<&mut Bytes> {
 /// preface (as much of it as they hold), or an HTTP/1 request line (peer traffic).
 fn opens_connection(data: &[u8]) -> bool {
     let n = data.len().min(CLIENT_PREFACE.len());
-    let method = data.iter().take_while(|b| b.is_ascii_uppercase()).count();
-    (n > 0 && data[..n] == CLIENT_PREFACE[..n])
-        || ((3..=16).contains(&method) && data.get(method) == Some(&b' '))
+    (n > 0 && data[..n] == CLIENT_PREFACE[..n]) || crate::decode::http1::starts_request_line(data)
 }
 
 impl SecretScrubber {

@@ -350,13 +350,6 @@ pub(super) struct ConnectionDecoder {
     http1: bool,
 }
 
-/// Whether a client's first bytes are an HTTP/1 request line's start: a method of
-/// capital letters, then a space (`PRI` is HTTP/2's preface, which is made to look so).
-fn looks_like_http1(bytes: &[u8]) -> bool {
-    let method = bytes.iter().take_while(|b| b.is_ascii_uppercase()).count();
-    (3..=7).contains(&method) && bytes.get(method) == Some(&b' ') && !bytes.starts_with(b"PRI ")
-}
-
 impl StreamDecoder for ConnectionDecoder {
     type Record = RpcCall;
 
@@ -403,7 +396,7 @@ impl StreamDecoder for ConnectionDecoder {
         out: &mut Vec<RpcCall>,
     ) {
         if offset == 0 && dir == FlowDirection::ClientToServer {
-            self.http1 = looks_like_http1(bytes);
+            self.http1 = crate::decode::http1::starts_request_line(bytes);
         }
         // Taken out while the events are handled with `self`, then put back.
         let mut events = std::mem::take(&mut self.h2_events);
