@@ -93,11 +93,22 @@ fn parse_uprobe_event(line: &str) -> Option<Uprobe> {
     })
 }
 
-/// What `command` prints; it must succeed.
+/// What `command` prints; it must succeed. A listing can fail when an object it is
+/// walking goes away meanwhile (other tests' recorders detach in parallel): tried again
+/// a few times first.
 fn output_of(command: &mut Command) -> String {
-    let out = command
+    let mut out = command
         .output()
         .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    for _ in 0..5 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        out = command
+            .output()
+            .unwrap_or_else(|e| panic!("running {command:?}: {e}"));
+    }
     assert!(
         out.status.success(),
         "{command:?} failed: {}",
