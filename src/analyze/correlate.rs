@@ -137,7 +137,8 @@ impl PendingEntries {
     }
 
     /// The earliest entry of `key` written while the call was in flight, preferring the
-    /// copy in the WAL of `pid` (the process that served the call, when known), and how
+    /// copy in the WAL of `pid` (the process that served the call, when known, even one
+    /// written after the reply), and how
     /// many distinct entries (by term and index) fitted. Every copy of the chosen entry
     /// is taken out.
     fn take(
@@ -157,9 +158,23 @@ impl PendingEntries {
             .collect();
         distinct.sort_unstable();
         distinct.dedup();
-        let pos = pid
-            .and_then(|pid| q.iter().position(|e| e.member.pid == Some(pid) && fits(e)))
-            .or_else(|| q.iter().position(fits))?;
+        let chosen = q
+            .iter()
+            .find(|e| e.member.pid.is_some() && e.member.pid == pid && fits(e))
+            .or_else(|| q.iter().find(|e| fits(e)))
+            .map(|e| (e.term, e.index))?;
+        // A follower may apply a committed entry, and reply, before its own WAL write
+        // of it ends: the quorum that made it durable was elsewhere. The entry is still
+        // the serving member's, so its copy is taken even when written after the reply.
+        let pos = q
+            .iter()
+            .position(|e| {
+                (e.term, e.index) == chosen && e.member.pid.is_some() && e.member.pid == pid
+            })
+            .or_else(|| {
+                q.iter()
+                    .position(|e| (e.term, e.index) == chosen && fits(e))
+            })?;
         let entry = q.remove(pos)?;
         q.retain(|e| (e.term, e.index) != (entry.term, entry.index));
         if q.is_empty() {
@@ -507,6 +522,20 @@ mod tests {
         // Whose server is unknown: the earliest copy.
         let (e, _) = pending.take(&key, (4_900, 6_000), None).unwrap();
         assert_eq!((e.index, e.member.pid), (8, Some(1)));
+        assert!(pending.by_key.is_empty());
+    }
+
+    #[test]
+    fn a_follower_that_replied_before_its_own_write_keeps_its_copy() {
+        let key: EntryKey = ("put".into(), b"foo".to_vec());
+        let mut pending = PendingEntries::default();
+        // The leader (1) and a follower (2) wrote 2/7 in time; the serving follower (3)
+        // only after the reply at 2,000.
+        pending.add(key.clone(), copy(1, 2, 7, 1_000));
+        pending.add(key.clone(), copy(2, 2, 7, 1_100));
+        pending.add(key.clone(), copy(3, 2, 7, 2_500));
+        let (e, candidates) = pending.take(&key, (900, 2_000), Some(3)).unwrap();
+        assert_eq!((e.index, e.member.pid, candidates), (7, Some(3), 1));
         assert!(pending.by_key.is_empty());
     }
 }
