@@ -35,6 +35,7 @@ pub enum Command {
     Replay(ReplayArgs),
     Wal(WalArgs),
     Correlate(CorrelateArgs),
+    Raft(RaftArgs),
     Timeline(TimelineArgs),
     Diff(DiffArgs),
     Detect(DetectArgs),
@@ -307,6 +308,34 @@ pub struct CorrelateArgs {
     /// List every RPC record, not only writes.
     #[arg(long)]
     pub all: bool,
+}
+
+/// Consensus as an incident timeline: terms and leaders, elections and votes, heartbeat
+/// gaps, replication to each follower, commits, and the disks around each election.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace raft cluster.etr\n  \
+etcd-trace raft cluster.etr --format json | jq 'select(.kind == \"election\")'\n  \
+etcd-trace raft cluster.etr --election-timeout 2500ms   # members run --election-timeout=2500\n\n\
+Decoded from the traffic between members on the peer port (2380, or the recorded port \
+above a client port), cleartext or TLS plaintext; record every member's peer port, and \
+--pid each member to see their WAL syncs. A term's leader is the member that sent its \
+first MsgApp, MsgHeartbeat, MsgSnap or MsgTimeoutNow of that term; how the term began \
+(an election, a pre-vote, a transfer) comes from the campaign messages before it. A \
+refused vote says why when the wire shows it (the voter had voted for another, or the \
+candidate's log was behind). Two leaders in one term, or a leader of an old term still \
+sending after a newer one took over, are reported: raft forbids the first. Heartbeat \
+gaps from half the election timeout are listed. JSON is one object per line with `kind`: \
+member, leader, election, two_leaders, stale_leader, heartbeat_gap, append_rejected, \
+snapshot, peer_refused, process, then follower and commits summaries.")]
+pub struct RaftArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The members' election timeout (etcd's --election-timeout; `1s`, `2500ms`).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub election_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -54,14 +54,7 @@ fn record_cluster(name: &str, tls: bool) -> Recorded {
         .collect();
 
     let capture = dir.0.join(format!("{name}.etr"));
-    let mut args = vec!["-o".to_string(), capture.display().to_string()];
-    for pid in cluster.pids() {
-        args.extend(["--pid".to_string(), pid.to_string()]);
-    }
-    for port in cluster.ports() {
-        args.extend(["--port".to_string(), port.to_string()]);
-    }
-    let rec = RecorderProcess::start(&bin(), &args).unwrap();
+    let rec = record_members(&cluster, &capture);
     for i in 0..5 {
         cluster_ok(&cluster, &netns, &["put", &format!("before-{i}"), "v"]);
     }

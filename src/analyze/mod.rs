@@ -14,6 +14,7 @@ pub mod pattern;
 pub mod peers;
 pub mod phases;
 pub mod profile;
+pub mod raft;
 pub mod rpc;
 pub mod streams;
 pub mod summary;

@@ -9,6 +9,7 @@ mod detect;
 mod diff;
 mod dump;
 mod info;
+mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
 mod replay;
@@ -47,6 +48,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Dump(args) => dump::run(args),
         Command::Wal(args) => wal::run(args),
         Command::Correlate(args) => correlate::run(args),
+        Command::Raft(args) => raft::run(args),
         Command::Timeline(args) => timeline::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),

@@ -208,6 +208,23 @@ pub fn kill_and_restart(
     (old, etcd.pid())
 }
 
+/// A recorder writing `capture` from every member of `cluster`: each one's pid, and its
+/// client and peer ports.
+#[cfg(feature = "record")]
+pub fn record_members(
+    cluster: &etcd_trace::testbed::EtcdCluster,
+    capture: &Path,
+) -> RecorderProcess {
+    let mut args = vec!["-o".to_string(), capture.display().to_string()];
+    for pid in cluster.pids() {
+        args.extend(["--pid".to_string(), pid.to_string()]);
+    }
+    for port in cluster.ports() {
+        args.extend(["--port".to_string(), port.to_string()]);
+    }
+    RecorderProcess::start(&bin(), &args).unwrap()
+}
+
 /// What test `name` runs etcd in (needs root): a scratch directory, a network namespace,
 /// and etcd's options, with client-certificate TLS on both ports when `tls` (the
 /// certificates made in the directory's `certs/`).
