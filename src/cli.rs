@@ -409,6 +409,7 @@ pub enum FailLevel {
     Low,
     Medium,
     High,
+    Critical,
 }
 
 /// Find suspicious use of etcd in a capture: bulk reads, enumeration, failed logins and

@@ -193,6 +193,22 @@ fn leaders_change(tls: bool) {
         of("commits").iter().any(|c| c["leader"] == last.as_str()),
         "{context}"
     );
+    // detect judges the same timeline: three leader changes in minutes are frequent;
+    // the paused leader, if it spoke after its successor, was stale; nothing is critical.
+    let out = etcd_trace(&["detect", capture.to_str().unwrap(), "--format", "json"]);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", stderr(&out));
+    let findings: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&str> = findings.iter().filter_map(|f| f["rule"].as_str()).collect();
+    assert!(rules.contains(&"raft-frequent-elections"), "{rules:?}\n{context}");
+    assert!(!rules.contains(&"raft-two-leaders"), "{rules:?}\n{context}");
+    assert_eq!(
+        rules.contains(&"raft-stale-leader"),
+        !of("stale_leader").is_empty(),
+        "{rules:?}\n{context}"
+    );
     // The kill and the restart are on the timeline.
     assert!(text.contains("killed by SIGKILL"), "{context}");
     assert!(

@@ -59,6 +59,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
                 "summary": {
                     "findings": findings.len(),
                     "by_severity": {
+                        "critical": count(&findings, Severity::Critical),
                         "high": count(&findings, Severity::High),
                         "medium": count(&findings, Severity::Medium),
                         "low": count(&findings, Severity::Low),
@@ -79,6 +80,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         FailLevel::Low => Severity::Low,
         FailLevel::Medium => Severity::Medium,
         FailLevel::High => Severity::High,
+        FailLevel::Critical => Severity::Critical,
     };
     Ok(if findings.iter().any(|f| f.severity >= floor) {
         ExitCode::from(1)
@@ -97,7 +99,12 @@ fn print_text(
     start: u64,
     max_evidence: usize,
 ) -> Result<()> {
-    for sev in [Severity::High, Severity::Medium, Severity::Low] {
+    for sev in [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+    ] {
         let group: Vec<&Finding> = findings.iter().filter(|f| f.severity == sev).collect();
         if group.is_empty() {
             continue;
@@ -155,8 +162,12 @@ fn footer(
 ) -> Result<()> {
     writeln!(
         out,
-        "{} findings ({} high, {} medium, {} low) over {} of capture: {} events, {} RPC records ({} not fully decoded)",
+        "{} findings ({}{} high, {} medium, {} low) over {} of capture: {} events, {} RPC records ({} not fully decoded)",
         findings.len(),
+        match count(findings, Severity::Critical) {
+            0 => String::new(),
+            n => format!("{n} critical, "),
+        },
         count(findings, Severity::High),
         count(findings, Severity::Medium),
         count(findings, Severity::Low),

@@ -27,7 +27,7 @@ pub fn run(args: RaftArgs) -> Result<ExitCode> {
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "following consensus");
     for item in reader.events() {
         match item {
-            ReadItem::Event(ev) => analyzer.push(ev),
+            ReadItem::Event(ev) => analyzer.push(&ev),
             ReadItem::Damaged(d) => eprintln!("warning: {d}"),
         }
         progress.tick_events(1);

@@ -2,7 +2,8 @@
 //! recovered from the traffic (with their WAL and fsync links) and the raw packets flow
 //! through rule families, one module each: bulk reads and exfiltration (`bulk`),
 //! enumeration (`enumeration`), authentication and access (`auth`), unexpected peers and
-//! clients (`peers`), and performance attacks (`performance`). Each finding names its
+//! clients (`peers`), performance attacks (`performance`), and consensus in trouble
+//! (`raft`). Each finding names its
 //! rule, says in one sentence what happened and why it matters, and carries evidence.
 //!
 //! Streaming: state is kept per client and window and is bounded (`window`); findings
@@ -15,6 +16,7 @@ mod enumeration;
 pub mod net;
 mod peers;
 mod performance;
+mod raft;
 pub mod rules;
 mod window;
 
@@ -331,6 +333,7 @@ pub struct Detector {
     auth: auth::Auth,
     peers: peers::Peers,
     performance: performance::Performance,
+    raft: raft::Raft,
     stats: DetectStats,
     now_ns: u64,
     since_close: u64,
@@ -361,6 +364,7 @@ impl Detector {
             auth: auth::Auth::default(),
             peers: peers::Peers::default(),
             performance: performance::Performance::new(&rules),
+            raft: raft::Raft::new(&rules, &ports),
             rules,
             stats: DetectStats::default(),
             now_ns: 0,
@@ -392,6 +396,7 @@ impl Detector {
         self.stats.last_ns = Some(self.stats.last_ns.map_or(ts, |t| t.max(ts)));
         self.now_ns = self.now_ns.max(ts);
         let mut to_correlator = true;
+        self.raft.push(ev);
         if let Event::Packet(p) = ev {
             self.stats.packets += 1;
             let peer = self.rules.peer_port;
@@ -453,6 +458,7 @@ impl Detector {
         self.bulk.finish(&mut ctx);
         self.peers.finish(&mut ctx);
         self.performance.finish(&mut ctx);
+        self.raft.finish(&mut ctx);
         self.episodes.close_all(out);
     }
 }

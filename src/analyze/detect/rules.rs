@@ -24,6 +24,8 @@ pub enum Severity {
     Low,
     Medium,
     High,
+    /// What must not happen at all (raft's safety broken).
+    Critical,
 }
 
 impl Severity {
@@ -32,6 +34,7 @@ impl Severity {
             Severity::Low => "low",
             Severity::Medium => "medium",
             Severity::High => "high",
+            Severity::Critical => "critical",
         }
     }
 }
@@ -210,6 +213,27 @@ pub struct FsyncRule {
     pub min_clients: u64,
 }
 
+/// Raft leadership lost after a WAL sync at least this long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskStallRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub min_fsync: u64,
+}
+
+/// A follower this many entries behind, or this slow to acknowledge appends (p99).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaggingRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub max_lag_entries: u64,
+    #[serde(deserialize_with = "duration_ns")]
+    pub ack_p99: u64,
+}
+
 /// Every rule, by its id in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -237,6 +261,13 @@ pub struct RuleSet {
     pub maintenance_defragment: PlainRule,
     pub maintenance_compact: CountRule,
     pub fsync_dominance: FsyncRule,
+    pub raft_two_leaders: PlainRule,
+    pub raft_stale_leader: PlainRule,
+    pub raft_frequent_elections: CountRule,
+    pub raft_disk_stall: DiskStallRule,
+    pub raft_lagging_follower: LaggingRule,
+    pub raft_repeated_snapshots: CountRule,
+    pub raft_peer_refused: PlainRule,
 }
 
 /// The whole rules configuration.
@@ -247,6 +278,9 @@ pub struct Rules {
     pub evidence_limit: usize,
     /// etcd's peer port.
     pub peer_port: u16,
+    /// The members' election timeout.
+    #[serde(deserialize_with = "duration_ns")]
+    pub election_timeout: u64,
     pub rules: RuleSet,
 }
 
@@ -277,7 +311,7 @@ impl Rules {
                 problem: problem.to_string(),
             })
         };
-        let counts: [(&'static str, &CountRule); 7] = [
+        let counts: [(&'static str, &CountRule); 9] = [
             ("auth-failed-login", &r.auth_failed_login),
             ("connection-reset", &r.connection_reset),
             ("perf-unbounded-range", &r.perf_unbounded_range),
@@ -285,6 +319,8 @@ impl Rules {
             ("watch-storm", &r.watch_storm),
             ("lease-storm", &r.lease_storm),
             ("maintenance-compact", &r.maintenance_compact),
+            ("raft-frequent-elections", &r.raft_frequent_elections),
+            ("raft-repeated-snapshots", &r.raft_repeated_snapshots),
         ];
         for (id, c) in counts {
             check_count(id, c.window, c.threshold)?;
@@ -309,6 +345,9 @@ impl Rules {
         let f = &r.fsync_dominance;
         if f.window == 0 || !(f.share > 0.0 && f.share <= 1.0) {
             return bad("fsync-dominance", "window must be > 0 and share in (0, 1]");
+        }
+        if self.election_timeout == 0 {
+            return bad("election_timeout", "must be > 0");
         }
         if self.evidence_limit > 1000 {
             return bad("evidence_limit", "at most 1000");

@@ -585,3 +585,100 @@ fn random_records_do_not_panic() {
         assert!(!f.summary.is_empty());
     }
 }
+
+/// A consensus timeline with one of everything the raft rules judge.
+fn troubled_cluster() -> crate::analyze::raft::RaftReport {
+    use crate::analyze::member::Member;
+    use crate::analyze::raft::{DiskAround, Election, RaftEvent, RaftReport, TermStart};
+    let (a, b) = (Member::with_id(0xa), Member::with_id(0xb));
+    let s = 1_000_000_000u64;
+    let election = |term: u64, at: u64, winner: Member, previous: Member, slowest: u64| {
+        RaftEvent::Election(Election {
+            term,
+            start_ns: at,
+            end_ns: Some(at + s),
+            duration_ns: Some(s),
+            began: TermStart::Election,
+            candidates: vec![winner],
+            winner: Some(winner),
+            previous_leader: Some(previous),
+            previous_term: Some(term - 1),
+            leaderless_ns: Some(s),
+            votes: Vec::new(),
+            unanswered: Vec::new(),
+            disks: vec![DiskAround {
+                member: Member {
+                    pid: Some(7),
+                    id: previous.id,
+                },
+                wal_fsyncs: 3,
+                total_fsync_ns: slowest + 2_000_000,
+                slowest_fsync_ns: slowest,
+                slowest_start_ns: at - s / 2,
+            }],
+        })
+    };
+    RaftReport {
+        events: vec![
+            election(3, 10 * s, b, a, 800_000_000),
+            election(4, 20 * s, a, b, 1_000_000),
+            election(5, 30 * s, b, a, 2_000_000),
+            RaftEvent::TwoLeaders {
+                ts_ns: 31 * s,
+                term: 5,
+                members: [b, a],
+            },
+            RaftEvent::PeerRefused {
+                ts_ns: 32 * s,
+                status: 412,
+                request: "stream message",
+                client: "10.0.0.9:40000".into(),
+                server: "10.0.0.1:2380".into(),
+                from: Some(Member::with_id(0xc)),
+                to: Some(a),
+            },
+        ],
+        ..RaftReport::default()
+    }
+}
+
+#[test]
+fn raft_rules_judge_a_consensus_timeline() {
+    let judged = |rules: Rules| {
+        let mut episodes = Episodes::new(rules.evidence_limit);
+        let mut out = Vec::new();
+        let mut ctx = Ctx {
+            rules: &rules,
+            episodes: &mut episodes,
+            out: &mut out,
+        };
+        raft::judge(&troubled_cluster(), &mut ctx);
+        out
+    };
+    let out = judged(Rules::builtin());
+    let mut found = ids(&out);
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            "raft-disk-stall",
+            "raft-frequent-elections",
+            "raft-peer-refused",
+            "raft-two-leaders"
+        ]
+    );
+    let two = out.iter().find(|f| f.rule == "raft-two-leaders").unwrap();
+    assert_eq!(two.severity, Severity::Critical);
+    // Only a's loss of term 3 came after a slow sync (800 ms; b's 1 ms is fine).
+    let stall = out.iter().find(|f| f.rule == "raft-disk-stall").unwrap();
+    assert_eq!(stall.client, "a");
+    assert!(stall.summary.contains("800.00 ms"), "{}", stall.summary);
+    let refused = out.iter().find(|f| f.rule == "raft-peer-refused").unwrap();
+    assert!(refused.summary.contains("412") && refused.client == "c");
+
+    // Thresholds come from the rules file.
+    let out = judged(rules(
+        "rules:\n  raft-frequent-elections:\n    threshold: 4\n  raft-disk-stall:\n    min_fsync: 1s\n  raft-two-leaders:\n    enabled: false\n",
+    ));
+    assert_eq!(ids(&out), ["raft-peer-refused"]);
+}

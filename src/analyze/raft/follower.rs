@@ -32,6 +32,9 @@ pub struct FollowerSummary {
     /// The most entries the follower was behind the leader's last sent entry (once its
     /// match was known).
     pub max_lag_entries: u64,
+    /// When the follower was furthest behind, and when its slowest ack came.
+    pub max_lag_at_ns: Option<u64>,
+    pub slowest_ack_at_ns: Option<u64>,
     pub snapshots: u64,
     pub snapshot_bytes: u64,
 }
@@ -62,6 +65,9 @@ struct Link {
     matched: u64,
     rejected: u64,
     max_lag: u64,
+    max_lag_at: Option<u64>,
+    slowest_ack: u64,
+    slowest_ack_at: Option<u64>,
     snapshots: u64,
     snapshot_bytes: u64,
 }
@@ -130,8 +136,10 @@ impl Links {
                 link.outstanding.pop_front();
             }
             link.outstanding.push_back((last, last_term, m.ts_ns));
-            if link.matched > 0 {
-                link.max_lag = link.max_lag.max(last.saturating_sub(link.matched));
+            let lag = last.saturating_sub(link.matched);
+            if link.matched > 0 && lag > link.max_lag {
+                link.max_lag = lag;
+                link.max_lag_at = Some(m.ts_ns);
             }
             let commits = self.commits.entry(m.from).or_default();
             let first = (last + 1)
@@ -192,7 +200,12 @@ impl Links {
                 break;
             }
             link.outstanding.pop_front();
-            link.acks.record(m.ts_ns.saturating_sub(sent));
+            let took = m.ts_ns.saturating_sub(sent);
+            link.acks.record(took);
+            if took >= link.slowest_ack {
+                link.slowest_ack = took;
+                link.slowest_ack_at = Some(m.ts_ns);
+            }
             position = Some((term, last));
         }
         position
@@ -218,6 +231,8 @@ impl Links {
                 ack: l.acks.summary(),
                 rejected: l.rejected,
                 max_lag_entries: l.max_lag,
+                max_lag_at_ns: l.max_lag_at,
+                slowest_ack_at_ns: l.slowest_ack_at,
                 snapshots: l.snapshots,
                 snapshot_bytes: l.snapshot_bytes,
             })

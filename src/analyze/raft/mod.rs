@@ -435,9 +435,9 @@ impl RaftAnalyzer {
         }
     }
 
-    pub fn push(&mut self, event: Event) {
+    pub fn push(&mut self, event: &Event) {
         self.now_ns = self.now_ns.max(event.ts_ns());
-        match &event {
+        match event {
             Event::Syscall(s) => {
                 if s.file.kind == FileKind::Socket {
                     self.sockets
@@ -456,7 +456,7 @@ impl RaftAnalyzer {
             Event::Process(p) => self.order.push(p.ts_ns, Item::Process(p.clone())),
             _ => {}
         }
-        self.peers.push_owned(event, &mut self.records);
+        self.peers.push(event, &mut self.records);
         self.take_records();
         self.order.release(self.now_ns, &mut self.ready);
         self.run_ready();
