@@ -202,13 +202,59 @@ fn leaders_change(tls: bool) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let rules: Vec<&str> = findings.iter().filter_map(|f| f["rule"].as_str()).collect();
-    assert!(rules.contains(&"raft-frequent-elections"), "{rules:?}\n{context}");
+    assert!(
+        rules.contains(&"raft-frequent-elections"),
+        "{rules:?}\n{context}"
+    );
     assert!(!rules.contains(&"raft-two-leaders"), "{rules:?}\n{context}");
     assert_eq!(
         rules.contains(&"raft-stale-leader"),
         !of("stale_leader").is_empty(),
         "{rules:?}\n{context}"
     );
+    // timeline tells each election as it ended, in time order with everything else;
+    // Perfetto has a track per member with the terms it led.
+    let timeline = etcd_trace(&["timeline", capture.to_str().unwrap()]);
+    assert!(timeline.status.success(), "{}", stderr(&timeline));
+    let timeline = stdout(&timeline);
+    let won: Vec<&str> = timeline
+        .lines()
+        .filter(|l| l.contains(" raft   term ") && l.contains(": won by "))
+        .collect();
+    assert_eq!(won.len(), leaders.len() - 1, "{timeline}");
+    let times: Vec<f64> = timeline
+        .lines()
+        .take_while(|l| l.starts_with('+'))
+        .map(|l| l[1..].split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{timeline}");
+    let trace_path = dir.0.join("raft-trace.json");
+    let out = etcd_trace(&[
+        "timeline",
+        capture.to_str().unwrap(),
+        "--format",
+        "perfetto",
+        "-o",
+        trace_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&trace_path).unwrap()).unwrap();
+    let trace_events = trace["traceEvents"].as_array().unwrap();
+    let tracks: std::collections::BTreeSet<&str> = trace_events
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .filter(|n| n.starts_with("raft member "))
+        .collect();
+    assert_eq!(tracks.len(), 3, "{tracks:?}");
+    for term in leaders.keys() {
+        let name = format!("leader, term {term}");
+        assert!(
+            trace_events.iter().any(|e| e["name"] == name.as_str()),
+            "{name}"
+        );
+    }
     // The kill and the restart are on the timeline.
     assert!(text.contains("killed by SIGKILL"), "{context}");
     assert!(

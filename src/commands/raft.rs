@@ -11,7 +11,6 @@ use super::open_capture;
 use crate::analyze::histogram::LatencySummary;
 use crate::analyze::raft::{
     CommitSummary, Election, FollowerSummary, RaftAnalyzer, RaftEvent, RaftOptions, RaftReport,
-    TermStart,
 };
 use crate::capture::ReadItem;
 use crate::cli::{Format, RaftArgs};
@@ -115,119 +114,21 @@ fn write_text(
     writeln!(
         out,
         "{} raft messages on {} peer connections; {} terms led, {elections} elections, \
-         {alarms} leadership conflicts (election timeout {})",
+         {alarms} stale or double leaders (election timeout {})",
         r.messages,
         r.connections,
         leaders.len(),
         human_duration_ns(options.election_timeout_ns)
     )?;
     for e in &r.events {
-        let at = offset(e.ts_ns(), start, 6);
         match e {
-            RaftEvent::Member {
-                member, peer, pid, ..
-            } => {
-                write!(out, "{at}  member {member}")?;
-                if let Some(peer) = peer {
-                    write!(out, ", peer {peer}")?;
-                }
-                match pid {
-                    Some(pid) => writeln!(out, ", etcd pid {pid}")?,
-                    None => writeln!(out, ", process not seen")?,
-                }
-            }
-            RaftEvent::Leader {
-                term,
-                member,
-                began,
-                ..
-            } => writeln!(
-                out,
-                "{at}  term {term}: {member} leads, {}",
-                began.describe()
-            )?,
             RaftEvent::Election(el) => write_election(out, el, start)?,
-            RaftEvent::TwoLeaders { term, members, .. } => writeln!(
+            _ => writeln!(
                 out,
-                "{at}  CONFLICT: {} and {} both lead term {term} (raft forbids it: a bug, \
-                 or a decode error)",
-                members[0], members[1]
+                "{}  {}",
+                offset(e.ts_ns(), start, 6),
+                e.describe(options.election_timeout_ns)
             )?,
-            RaftEvent::StaleLeader {
-                member,
-                term,
-                newer_term,
-                newer_leader,
-                ..
-            } => writeln!(
-                out,
-                "{at}  stale leader: {member} still leads term {term} after {newer_leader} \
-                 took term {newer_term}"
-            )?,
-            RaftEvent::HeartbeatGap {
-                term,
-                leader,
-                follower,
-                gap_ns,
-                ..
-            } => writeln!(
-                out,
-                "{at}  heartbeats {leader} -> {follower} paused {} in term {term} ({:.0}% of \
-                 the election timeout)",
-                human_duration_ns(*gap_ns),
-                *gap_ns as f64 * 100.0 / options.election_timeout_ns.max(1) as f64
-            )?,
-            RaftEvent::AppendRejected {
-                term,
-                leader,
-                follower,
-                index,
-                hint,
-                ..
-            } => writeln!(
-                out,
-                "{at}  {follower} refused {leader}'s append at index {index} in term {term} \
-                 (its log ends near {hint})"
-            )?,
-            RaftEvent::Snapshot {
-                from,
-                to,
-                index,
-                bytes,
-                duration_ns,
-                whole,
-                ..
-            } => writeln!(
-                out,
-                "{at}  snapshot {from} -> {to} at index {index}: {} in {}{}",
-                human_bytes(*bytes),
-                human_duration_ns(*duration_ns),
-                if *whole { "" } else { ", cut short" }
-            )?,
-            RaftEvent::PeerRefused {
-                status,
-                request,
-                client,
-                server,
-                from,
-                ..
-            } => {
-                let who = from.map_or_else(|| client.clone(), |f| f.to_string());
-                let why = match status {
-                    404 => "unknown member",
-                    410 => "member removed",
-                    412 => "cluster id or version mismatch",
-                    _ => "refused",
-                };
-                writeln!(
-                    out,
-                    "{at}  peer {server} answered {status} ({why}) to {who}'s {request} request"
-                )?
-            }
-            RaftEvent::Process { what, member, .. } => match member {
-                Some(m) => writeln!(out, "{at}  {what} (member {m})")?,
-                None => writeln!(out, "{at}  {what}")?,
-            },
         }
     }
     if !r.followers.is_empty() {
@@ -269,23 +170,7 @@ fn write_text(
 }
 
 fn write_election(out: &mut impl Write, e: &Election, start: u64) -> Result<()> {
-    let at = offset(e.start_ns, start, 6);
-    let candidates: Vec<String> = e.candidates.iter().map(|c| c.to_string()).collect();
-    let candidates = if candidates.is_empty() {
-        "a member not seen".to_string()
-    } else {
-        candidates.join(" and ")
-    };
-    let how = match e.began {
-        TermStart::Transfer => "leadership handed to",
-        TermStart::PreVote => "pre-vote, then campaign by",
-        _ => "campaign by",
-    };
-    write!(out, "{at}  term {}: {how} {candidates}", e.term)?;
-    if let (Some(prev), Some(term)) = (e.previous_leader, e.previous_term) {
-        write!(out, ", after {prev} led term {term}")?;
-    }
-    writeln!(out)?;
+    writeln!(out, "{}  {}", offset(e.start_ns, start, 6), e.opening())?;
     for v in &e.votes {
         write!(
             out,
@@ -316,26 +201,9 @@ fn write_election(out: &mut impl Write, e: &Election, start: u64) -> Result<()> 
             offset(d.slowest_start_ns, start, 6)
         )?;
     }
-    match (e.winner, e.duration_ns, e.end_ns) {
-        (Some(w), Some(d), Some(end)) => {
-            write!(
-                out,
-                "{}    won by {w} after {}",
-                offset(end, start, 6),
-                human_duration_ns(d)
-            )?;
-            match e.leaderless_ns {
-                Some(l) => writeln!(out, "; no leader for {}", human_duration_ns(l))?,
-                None => writeln!(out)?,
-            }
-        }
-        (None, Some(d), Some(end)) => writeln!(
-            out,
-            "{}    nobody won after {} (a newer campaign or leader followed)",
-            offset(end, start, 6),
-            human_duration_ns(d)
-        )?,
-        _ => writeln!(out, "              no leader seen before the capture ended")?,
-    }
+    let end = e
+        .end_ns
+        .map_or("          ".to_string(), |t| offset(t, start, 6));
+    writeln!(out, "{end}    {}", e.outcome())?;
     Ok(())
 }

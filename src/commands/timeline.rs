@@ -14,6 +14,7 @@ use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
 use crate::analyze::order::TimeOrder;
 use crate::analyze::phases::{phases_of, slowest, Phase, APPEND, FSYNC, REPLY};
+use crate::analyze::raft::{RaftAnalyzer, RaftEvent, RaftOptions, RaftReport, TermStart};
 use crate::analyze::rpc::RecordKind;
 use crate::capture::{Event, FileKind, ReadItem};
 use crate::cli::{TimelineArgs, TimelineFormat};
@@ -39,6 +40,11 @@ enum Item {
         text: String,
         pid: u32,
     },
+    /// Consensus: a leader, an election's outcome, a conflict, a heartbeat gap.
+    Raft {
+        ts: u64,
+        text: String,
+    },
 }
 
 impl Item {
@@ -46,7 +52,10 @@ impl Item {
         match self {
             Item::Call(c) => c.call.ts_ns,
             Item::Disk(d) => d.start_ns(),
-            Item::Conn { ts, .. } | Item::Loss { ts, .. } | Item::Process { ts, .. } => *ts,
+            Item::Conn { ts, .. }
+            | Item::Loss { ts, .. }
+            | Item::Process { ts, .. }
+            | Item::Raft { ts, .. } => *ts,
         }
     }
 }
@@ -94,6 +103,25 @@ impl<W: Write> View<W> {
         Ok(())
     }
 
+    /// Consensus events, each at the time it settled (an election at its end).
+    fn add_raft(&mut self, events: &mut Vec<RaftEvent>) -> Result<()> {
+        for e in events.drain(..) {
+            let ts = match &e {
+                RaftEvent::Election(el) => el.end_ns.unwrap_or(el.start_ns),
+                // A term that began by election or transfer is told by its election.
+                RaftEvent::Leader {
+                    began: TermStart::Election | TermStart::PreVote | TermStart::Transfer,
+                    ..
+                } => continue,
+                RaftEvent::Member { .. } | RaftEvent::Process { .. } => continue,
+                other => other.ts_ns(),
+            };
+            let text = e.describe(RaftOptions::default().election_timeout_ns);
+            self.add(Item::Raft { ts, text })?;
+        }
+        Ok(())
+    }
+
     /// Print what is old enough (everything at the end: `None`).
     fn release(&mut self, now_ns: Option<u64>) -> Result<()> {
         match now_ns {
@@ -129,6 +157,8 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let ports = reader.header().config.ports.clone();
+    let mut raft = RaftAnalyzer::new(&ports, RaftOptions::default());
+    let mut raft_events = Vec::new();
     let mut correlator = Correlator::new(ports);
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "building timeline");
 
@@ -183,12 +213,29 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
             _ => {}
         }
         let now = ev.ts_ns();
+        raft.push(&ev);
         correlator.push(ev, &mut calls, &mut phases);
         view.add_all(&mut calls, &mut phases)?;
-        view.release(Some(now))?;
+        if view.trace.is_none() {
+            raft.take_new(&mut raft_events);
+            view.add_raft(&mut raft_events)?;
+        }
+        // Consensus is known some time after the fact: lines wait for it.
+        let known = raft
+            .known_until()
+            .map_or(now, |k| k.saturating_add(ORDER_HORIZON_NS));
+        view.release(Some(now.min(known)))?;
     }
     let rpc_stats = correlator.finish(&mut calls, &mut phases);
     view.add_all(&mut calls, &mut phases)?;
+    raft.end();
+    match view.trace.as_mut() {
+        Some(t) => raft_tracks(t, &raft.finish())?,
+        None => {
+            raft.take_new(&mut raft_events);
+            view.add_raft(&mut raft_events)?;
+        }
+    }
     view.release(None)?;
     let View {
         stats,
@@ -344,6 +391,7 @@ fn print_item(
         }
         Item::Conn { text, .. } => writeln!(out, "{t} conn   {text}")?,
         Item::Process { text, .. } => writeln!(out, "{t} proc   {text}")?,
+        Item::Raft { text, .. } => writeln!(out, "{t} raft   {text}")?,
         Item::Loss { count, .. } => writeln!(
             out,
             "{t} LOSS   {count} events the kernel could not hand over"
@@ -513,6 +561,10 @@ fn to_trace(
             let tid = t.track("connections", 5)?;
             t.instant(tid, text, *ts, json!({}))?;
         }
+        Item::Raft { ts, text } => {
+            let tid = t.track("raft", 7)?;
+            t.instant(tid, text, *ts, json!({}))?;
+        }
         Item::Process { ts, text, pid } => {
             let tid = t.track("etcd processes", 6)?;
             t.instant(tid, text, *ts, json!({ "pid": pid }))?;
@@ -526,6 +578,68 @@ fn to_trace(
                 json!({"count": count}),
             )?;
         }
+    }
+    Ok(())
+}
+
+/// Consensus in the trace: a track per member, with a slice for each term it led (to
+/// the next term's leader, or the capture's end), its campaigns, and instants for
+/// conflicts, stale leadership and heartbeat gaps.
+fn raft_tracks(t: &mut TraceWriter<BufWriter<std::fs::File>>, r: &RaftReport) -> Result<()> {
+    const ORDER: i64 = 7;
+    let end_of_capture = r.events.iter().map(RaftEvent::ts_ns).max().unwrap_or(0);
+    let leaders: Vec<(u64, u64, String)> = r
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RaftEvent::Leader {
+                ts_ns,
+                term,
+                member,
+                ..
+            } => Some((*ts_ns, *term, member.to_string())),
+            _ => None,
+        })
+        .collect();
+    let timeout = RaftOptions::default().election_timeout_ns;
+    for (i, (ts, term, member)) in leaders.iter().enumerate() {
+        let until = leaders.get(i + 1).map_or(end_of_capture, |l| l.0).max(*ts);
+        let tid = t.track(&format!("raft member {member}"), ORDER)?;
+        t.slice(
+            tid,
+            &format!("leader, term {term}"),
+            *ts,
+            until - ts,
+            json!({ "term": term }),
+        )?;
+    }
+    for e in &r.events {
+        let (member, name) = match e {
+            RaftEvent::Election(el) => {
+                let track = el
+                    .winner
+                    .or_else(|| el.candidates.first().copied())
+                    .map_or("unknown".to_string(), |m| m.to_string());
+                let tid = t.track(&format!("raft member {track}"), ORDER)?;
+                let end = el.end_ns.unwrap_or(el.start_ns).max(el.start_ns);
+                t.slice(
+                    tid,
+                    &format!("election, term {}", el.term),
+                    el.start_ns,
+                    end - el.start_ns,
+                    serde_json::to_value(el)?,
+                )?;
+                continue;
+            }
+            RaftEvent::TwoLeaders { members, .. } => (members[1].to_string(), "two leaders"),
+            RaftEvent::StaleLeader { member, .. } => (member.to_string(), "stale leader"),
+            RaftEvent::HeartbeatGap { leader, .. } => (leader.to_string(), "heartbeat gap"),
+            RaftEvent::AppendRejected { follower, .. } => (follower.to_string(), "append refused"),
+            RaftEvent::Snapshot { to, .. } => (to.to_string(), "snapshot received"),
+            _ => continue,
+        };
+        let tid = t.track(&format!("raft member {member}"), ORDER)?;
+        t.instant(tid, name, e.ts_ns(), json!({ "what": e.describe(timeout) }))?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@
 //! bounded window (`analyze::order`). State is per member and per leader/follower pair;
 //! what is reported is bounded by [`MAX_EVENTS`].
 
+mod describe;
 mod follower;
 #[cfg(test)]
 mod tests;
@@ -81,7 +82,7 @@ impl TermStart {
             TermStart::Election => "after an election",
             TermStart::PreVote => "after a pre-vote and an election",
             TermStart::Transfer => "after a leadership transfer",
-            TermStart::BeforeRecording => "leading before recording began",
+            TermStart::BeforeRecording => "already leading when recording began",
             TermStart::NotSeen => "its campaign was not seen",
         }
     }
@@ -295,6 +296,8 @@ struct Msg {
     snapshot_index: u64,
     /// Which connection carried it (for snapshots: the data that follows).
     conn: (std::net::SocketAddr, std::net::SocketAddr),
+    /// The sender's socket: (its local port, its peer's port), to find its process.
+    sender_socket: Option<(u16, u16)>,
 }
 
 /// What the analysis consumes, in time order.
@@ -372,6 +375,10 @@ impl Item {
                         .and_then(|s| s.metadata.as_ref())
                         .map_or(0, |md| md.index),
                     conn: (r.client, r.server),
+                    sender_socket: r.sender().map(|from| {
+                        let to = if from == r.client { r.server } else { r.client };
+                        (from.port(), to.port())
+                    }),
                 })
             }
             PeerEvent::Request { ts_ns, request } => Item::Request {
@@ -418,6 +425,11 @@ pub struct RaftAnalyzer {
     consensus: Consensus,
     notes: u64,
     now_ns: u64,
+    /// Peer records seen (0: nothing holds the timeline back).
+    peer_records: u64,
+    /// How many of the consensus events [`take_new`](Self::take_new) handed out.
+    handed_out: usize,
+    ended: bool,
 }
 
 impl RaftAnalyzer {
@@ -432,6 +444,9 @@ impl RaftAnalyzer {
             consensus: Consensus::new(options),
             notes: 0,
             now_ns: 0,
+            peer_records: 0,
+            handed_out: 0,
+            ended: false,
         }
     }
 
@@ -464,6 +479,7 @@ impl RaftAnalyzer {
 
     fn take_records(&mut self) {
         for r in self.records.drain(..) {
+            self.peer_records += 1;
             self.notes += u64::from(matches!(r.event, PeerEvent::Note { .. }));
             if let Some(item) = Item::of_record(&r) {
                 self.order.push(item.ts_ns(), item);
@@ -477,11 +493,37 @@ impl RaftAnalyzer {
         }
     }
 
-    pub fn finish(mut self) -> RaftReport {
+    /// The events that became known since the last call, as they did (an election when
+    /// it ended), for a view that shows them as they come. Process and member events
+    /// are only in the final report.
+    pub fn take_new(&mut self, out: &mut Vec<RaftEvent>) {
+        let events = self.consensus.events();
+        out.extend(events[self.handed_out.min(events.len())..].iter().cloned());
+        self.handed_out = events.len();
+    }
+
+    /// Capture time up to which everything is known: no event [`take_new`] hands out
+    /// later is older. None while no peer traffic was seen (nothing to wait for).
+    pub fn known_until(&self) -> Option<u64> {
+        (self.peer_records > 0).then(|| self.now_ns.saturating_sub(ORDER_WINDOW_NS))
+    }
+
+    /// The capture ended: what is still held is settled, so that [`take_new`] hands out
+    /// the last events. [`finish`](Self::finish) does it too.
+    pub fn end(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
         self.peers.finish(&mut self.records);
         self.take_records();
         self.order.drain(&mut self.ready);
         self.run_ready();
+        self.consensus.close_open();
+    }
+
+    pub fn finish(mut self) -> RaftReport {
+        self.end();
         let mut report = self.consensus.finish();
         report.connections = self.peers.stats().connections;
         report.notes = self.notes;

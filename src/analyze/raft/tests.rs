@@ -28,6 +28,7 @@ fn msg(ts_ns: u64, kind: MessageType, from: u64, to: u64, term: u64) -> Msg {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2380".parse().unwrap(),
         ),
+        sender_socket: None,
     }
 }
 

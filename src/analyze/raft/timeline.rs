@@ -48,13 +48,6 @@ struct MemberInfo {
     pids: Vec<(u32, u64)>,
 }
 
-/// A closed election whose disks are named at the end (pids → member ids).
-#[derive(Debug)]
-struct ClosedElection {
-    election: Election,
-    disks: Vec<(u32, DiskAround)>,
-}
-
 #[derive(Debug)]
 pub(super) struct Consensus {
     options: RaftOptions,
@@ -65,7 +58,8 @@ pub(super) struct Consensus {
     /// Terms whose conflict or staleness was already reported, per member.
     reported: BTreeSet<(u64, u64)>,
     open: BTreeMap<u64, OpenElection>,
-    closed: Vec<ClosedElection>,
+    /// Elections closed so far.
+    closed: u64,
     /// A MsgTimeoutNow to a member: the term it will campaign in, and when.
     transfers: HashMap<u64, (u64, u64)>,
     /// A candidate's latest campaign: term, and its log position (term, index) as it
@@ -94,7 +88,7 @@ impl Consensus {
             leaders: BTreeMap::new(),
             reported: BTreeSet::new(),
             open: BTreeMap::new(),
-            closed: Vec::new(),
+            closed: 0,
             transfers: HashMap::new(),
             campaigns: HashMap::new(),
             granted: BTreeMap::new(),
@@ -138,7 +132,11 @@ impl Consensus {
 
     pub(super) fn push(&mut self, item: Item, sockets: &HashMap<(u16, u16), u32>) {
         match item {
-            Item::Msg(m) => self.message(m),
+            Item::Msg(m) => {
+                let pid = m.sender_socket.and_then(|s| sockets.get(&s).copied());
+                self.learn_pid(m.from, pid, m.ts_ns);
+                self.message(m)
+            }
             Item::Request {
                 ts_ns,
                 kind,
@@ -344,7 +342,7 @@ impl Consensus {
             .map(|(t, l)| (*t, *l));
         let began = match self.open.get(&term) {
             Some(e) => e.began,
-            None if previous.is_none() && self.open.is_empty() && self.closed.is_empty() => {
+            None if previous.is_none() && self.open.is_empty() && self.closed == 0 => {
                 TermStart::BeforeRecording
             }
             None => TermStart::NotSeen,
@@ -485,6 +483,7 @@ impl Consensus {
         let from = e
             .start_ns
             .saturating_sub(2 * self.options.election_timeout_ns);
+        let by_pid = self.ids_by_pid();
         let mut disks: BTreeMap<u32, DiskAround> = BTreeMap::new();
         for &(pid, start, stop) in self
             .syncs
@@ -492,7 +491,10 @@ impl Consensus {
             .filter(|(_, start, _)| *start >= from && end.is_none_or(|end| *start <= end))
         {
             let d = disks.entry(pid).or_insert(DiskAround {
-                member: Member::process(pid),
+                member: Member {
+                    pid: Some(pid),
+                    id: by_pid.get(&pid).copied(),
+                },
                 wal_fsyncs: 0,
                 total_fsync_ns: 0,
                 slowest_fsync_ns: 0,
@@ -522,46 +524,49 @@ impl Consensus {
             },
             votes: e.votes,
             unanswered: unanswered.into_iter().map(Member::with_id).collect(),
-            disks: Vec::new(),
+            disks: disks.into_values().collect(),
         };
-        if self.closed.len() < MAX_EVENTS {
-            self.closed.push(ClosedElection {
-                election,
-                disks: disks.into_iter().collect(),
-            });
-        } else {
-            self.dropped += 1;
-        }
+        self.closed += 1;
+        self.emit(RaftEvent::Election(election));
     }
 
-    pub(super) fn finish(mut self) -> RaftReport {
-        // Campaigns still open at the end: no leader seen for them.
-        let open: Vec<u64> = self.open.keys().copied().collect();
-        for term in open {
-            self.close(term, None, None);
-        }
-        let mut by_pid: HashMap<u32, u64> = HashMap::new();
+    /// Each process seen being a member, → its id.
+    fn ids_by_pid(&self) -> HashMap<u32, u64> {
+        let mut by_pid = HashMap::new();
         for (&id, info) in &self.members {
             for &(pid, _) in &info.pids {
                 by_pid.insert(pid, id);
             }
         }
-        let name = |pid: u32| Member {
-            pid: Some(pid),
-            id: by_pid.get(&pid).copied(),
-        };
+        by_pid
+    }
+
+    /// Events so far, in the order they became known.
+    pub(super) fn events(&self) -> &[RaftEvent] {
+        &self.events
+    }
+
+    /// The capture ended: campaigns still open had no leader seen.
+    pub(super) fn close_open(&mut self) {
+        let open: Vec<u64> = self.open.keys().copied().collect();
+        for term in open {
+            self.close(term, None, None);
+        }
+    }
+
+    pub(super) fn finish(mut self) -> RaftReport {
+        self.close_open();
+        let by_pid = self.ids_by_pid();
         let mut events = std::mem::take(&mut self.events);
-        for c in self.closed.drain(..) {
-            let mut election = c.election;
-            election.disks = c
-                .disks
-                .into_iter()
-                .map(|(pid, mut d)| {
-                    d.member = name(pid);
-                    d
-                })
-                .collect();
-            events.push(RaftEvent::Election(election));
+        // Disks whose process was named after the election closed.
+        for e in &mut events {
+            if let RaftEvent::Election(el) = e {
+                for d in &mut el.disks {
+                    if let Some(pid) = d.member.pid {
+                        d.member.id = d.member.id.or(by_pid.get(&pid).copied());
+                    }
+                }
+            }
         }
         for (&id, info) in &self.members {
             let first_pid = info.pids.first();
