@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use etcd_trace::analyze::peers::{NoteKind, PeerDecoder, PeerRecord, RequestKind};
+use etcd_trace::analyze::peers::{NoteKind, PeerRecord, RequestKind};
 use etcd_trace::decode::rafthttp::PeerEvent;
 use etcd_trace::decode::raftpb::MessageType;
 use etcd_trace::testbed::EtcdCluster;
@@ -54,14 +54,7 @@ fn record_cluster(name: &str, tls: bool) -> Recorded {
         .collect();
 
     let capture = dir.0.join(format!("{name}.etr"));
-    let mut args = vec!["-o".to_string(), capture.display().to_string()];
-    for pid in cluster.pids() {
-        args.extend(["--pid".to_string(), pid.to_string()]);
-    }
-    for port in cluster.ports() {
-        args.extend(["--port".to_string(), port.to_string()]);
-    }
-    let rec = RecorderProcess::start(&bin(), &args).unwrap();
+    let rec = record_members(&cluster, &capture);
     for i in 0..5 {
         cluster_ok(&cluster, &netns, &["put", &format!("before-{i}"), "v"]);
     }
@@ -93,15 +86,8 @@ fn record_cluster(name: &str, tls: bool) -> Recorded {
     std::thread::sleep(Duration::from_secs(2));
     stop_cleanly(rec);
 
-    let (reader, events) = read_events(&capture);
-    let mut decoder = PeerDecoder::for_recorded_ports(&reader.header().config.ports);
-    let mut records = Vec::new();
-    for e in events {
-        decoder.push_owned(e, &mut records);
-    }
-    decoder.finish(&mut records);
     Recorded {
-        records,
+        records: peer_records(&capture),
         ids,
         peer_ports,
         restarted: before[restarted].member_id,
