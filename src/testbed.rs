@@ -1,5 +1,5 @@
-//! A private etcd in a network namespace of its own, on 127.0.0.1:2379/2380 there (other
-//! ports, client-certificate TLS, or a cluster of several members on request). The demo
+//! A private etcd in a network namespace of its own, on 127.0.0.1:2379/2380 there (another
+//! address or ports, client-certificate TLS, or a cluster of several members on request). The demo
 //! and the integration tests both use it: each gets its own namespace, so they can run
 //! in parallel, attach to that namespace's `lo`, and never see each other's traffic.
 //! Needs root, `ip` (iproute2), `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
@@ -193,10 +193,13 @@ const NEW_EC_KEY: [&str; 5] = [
     "-nodes",
 ];
 
-/// How an etcd is started: its ports, whether both speak TLS with client certificates
-/// required, and the cluster it is a member of.
+/// How an etcd is started: its address and ports, whether both speak TLS with client
+/// certificates required, and the cluster it is a member of.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
+    /// The address both ports listen on: 127.0.0.1, or one of the namespace's own
+    /// interfaces, for clients in another namespace.
+    pub address: std::net::Ipv4Addr,
     pub client_port: u16,
     pub peer_port: u16,
     pub tls: Option<TlsCerts>,
@@ -214,6 +217,7 @@ pub struct Membership {
 impl Default for EtcdOptions {
     fn default() -> EtcdOptions {
         EtcdOptions {
+            address: std::net::Ipv4Addr::LOCALHOST,
             client_port: 2379,
             peer_port: 2380,
             tls: None,
@@ -232,7 +236,7 @@ impl EtcdOptions {
     }
 
     fn peer_url(&self) -> String {
-        format!("{}://127.0.0.1:{}", self.scheme(), self.peer_port)
+        format!("{}://{}:{}", self.scheme(), self.address, self.peer_port)
     }
 }
 
@@ -242,7 +246,7 @@ pub struct EtcdServer {
     child: Child,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    /// `127.0.0.1:PORT` of the client port.
+    /// `ADDRESS:PORT` of the client port (127.0.0.1 unless asked otherwise).
     pub endpoint: String,
     pub client_port: u16,
     pub peer_port: u16,
@@ -280,7 +284,12 @@ impl EtcdServer {
         let data_dir = dir.join("etcd-data");
         let log = dir.join("etcd.log");
         let log_file = std::fs::File::create(&log)?;
-        let client_url = format!("{}://127.0.0.1:{}", options.scheme(), options.client_port);
+        let client_url = format!(
+            "{}://{}:{}",
+            options.scheme(),
+            options.address,
+            options.client_port
+        );
         let peer_url = options.peer_url();
         let (name, initial_cluster) = match &options.member {
             Some(m) => (m.name.clone(), m.initial_cluster.clone()),
@@ -326,7 +335,7 @@ impl EtcdServer {
             child,
             data_dir,
             log,
-            endpoint: format!("127.0.0.1:{}", options.client_port),
+            endpoint: format!("{}:{}", options.address, options.client_port),
             client_port: options.client_port,
             peer_port: options.peer_port,
             tls: options.tls.clone(),
@@ -486,6 +495,7 @@ impl EtcdCluster {
                     .with_context(|| format!("member m{k} would need port {p} + {shift}"))
             };
             members.push(EtcdOptions {
+                address: options.address,
                 client_port: port(options.client_port)?,
                 peer_port: port(options.peer_port)?,
                 tls: options.tls.clone(),

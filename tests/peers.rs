@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use etcd_trace::analyze::peers::{NoteKind, PeerDecoder, PeerRecord, RequestKind};
+use etcd_trace::analyze::peers::{NoteKind, PeerRecord, RequestKind};
 use etcd_trace::decode::rafthttp::PeerEvent;
 use etcd_trace::decode::raftpb::MessageType;
 use etcd_trace::testbed::EtcdCluster;
@@ -86,15 +86,8 @@ fn record_cluster(name: &str, tls: bool) -> Recorded {
     std::thread::sleep(Duration::from_secs(2));
     stop_cleanly(rec);
 
-    let (reader, events) = read_events(&capture);
-    let mut decoder = PeerDecoder::for_recorded_ports(&reader.header().config.ports);
-    let mut records = Vec::new();
-    for e in events {
-        decoder.push_owned(e, &mut records);
-    }
-    decoder.finish(&mut records);
     Recorded {
-        records,
+        records: peer_records(&capture),
         ids,
         peer_ports,
         restarted: before[restarted].member_id,

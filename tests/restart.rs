@@ -38,68 +38,6 @@ fn record_a_restart(rig: &mut Rig, before: &str, after: &str, n: usize) -> (Stri
     (stop_cleanly(rec), restart)
 }
 
-/// What the recorder said, `timeline` and `info` (text and JSON) tell of the kills
-/// (`(old, new)` pids, in order): each old process killed by SIGKILL, each new one
-/// started on the rig's data dir; `info` lists every process.
-fn assert_told(rig: &Rig, log: &str, restarts: &[(u32, u32)]) {
-    let dir = rig.etcd.data_dir.display().to_string();
-    let capture = rig.capture.to_str().unwrap();
-    let timeline = stdout(&etcd_trace(&["timeline", capture]));
-    let info = stdout(&etcd_trace(&["info", capture]));
-    for &(old, new) in restarts {
-        for said in [
-            format!("etcd pid {old} exited: killed by SIGKILL"),
-            format!("etcd pid {new} started (data dir {dir}): tracing it"),
-        ] {
-            assert!(
-                log.contains(&said),
-                "the recorder did not say {said:?}:\n{log}"
-            );
-        }
-        for told in [
-            format!("proc   etcd pid {old} killed by SIGKILL"),
-            format!("proc   etcd pid {new} started, data dir {dir}"),
-        ] {
-            assert!(
-                timeline.contains(&told),
-                "timeline lacks {told:?}:\n{timeline}"
-            );
-        }
-        for pid in [old, new] {
-            assert!(
-                info.contains(&format!("etcd         pid {pid}  data dir {dir}")),
-                "info does not list etcd pid {pid}:\n{info}"
-            );
-        }
-    }
-    assert_eq!(
-        info.matches("killed by SIGKILL").count(),
-        restarts.len(),
-        "{info}"
-    );
-    let json: Value =
-        serde_json::from_str(&stdout(&etcd_trace(&["info", capture, "--format", "json"]))).unwrap();
-    let processes = json["processes"].as_array().unwrap();
-    assert_eq!(processes.len(), restarts.len() + 1, "{json}");
-    assert_eq!(json["counts"]["process"], 2 * restarts.len(), "{json}");
-    for (p, &(old, new)) in processes.iter().zip(restarts) {
-        assert_eq!(p["pid"], old, "{p}");
-        assert_eq!(p["signal"], libc::SIGKILL, "{p}");
-        assert!(p["ended_ns"].is_u64(), "{p}");
-        let next = processes.iter().find(|q| q["pid"] == new).unwrap();
-        assert!(
-            next["started_ns"].as_u64() >= p["ended_ns"].as_u64(),
-            "{next}"
-        );
-        assert_eq!(next["data_dir"], dir.as_str(), "{next}");
-    }
-    let last = processes.last().unwrap();
-    assert!(
-        last["ended_ns"].is_null(),
-        "the last etcd ran to the end: {last}"
-    );
-}
-
 /// Ten puts, etcd killed and restarted on its data dir, ten more: every acknowledged
 /// write is linked to its WAL entry and fsync, the new process's WAL reads at startup
 /// are recorded, and the recorder, timeline and info tell the kill and the start.
@@ -130,7 +68,7 @@ fn a_restarted_etcd_is_followed() {
         startup_wal_reads > 0,
         "the new etcd's WAL reads at startup were not recorded"
     );
-    assert_told(&rig, &log, &[(old, new)]);
+    assert_restarts_told(&rig, &log, &[(old, new)]);
 }
 
 /// Puts that go on while etcd is killed and restarted twice: every write etcd
@@ -188,7 +126,7 @@ fn two_restarts_during_a_workload() {
         acked >= by_etcdctl,
         "{acked} acknowledged writes recorded, etcdctl saw {by_etcdctl}"
     );
-    assert_told(&rig, &log, &restarts);
+    assert_restarts_told(&rig, &log, &restarts);
 }
 
 /// A TLS etcd killed and restarted: the new process's TLS plaintext is probed again, so
@@ -221,5 +159,5 @@ fn a_restarted_tls_etcd_is_probed_again() {
         10,
         "acknowledged writes"
     );
-    assert_told(&rig, &log, &[(old, new)]);
+    assert_restarts_told(&rig, &log, &[(old, new)]);
 }

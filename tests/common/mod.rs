@@ -240,6 +240,87 @@ pub fn sandbox(name: &str, tls: bool) -> (ScratchDir, Netns, EtcdOptions) {
     (dir, netns, options)
 }
 
+/// Record every member of `cluster` into `capture`: their pids and all their ports.
+#[cfg(feature = "record")]
+pub fn record_members(
+    cluster: &etcd_trace::testbed::EtcdCluster,
+    capture: &Path,
+) -> RecorderProcess {
+    let mut args = vec!["-o".to_string(), capture.display().to_string()];
+    for pid in cluster.pids() {
+        args.extend(["--pid".to_string(), pid.to_string()]);
+    }
+    for port in cluster.ports() {
+        args.extend(["--port".to_string(), port.to_string()]);
+    }
+    RecorderProcess::start(&bin(), &args).unwrap()
+}
+
+#[cfg(feature = "record")]
+/// What the recorder said, `timeline` and `info` (text and JSON) tell of the kills
+/// (`(old, new)` pids, in order): each old process killed by SIGKILL, each new one
+/// started on the rig's data dir; `info` lists every process.
+pub fn assert_restarts_told(rig: &Rig, log: &str, restarts: &[(u32, u32)]) {
+    let dir = rig.etcd.data_dir.display().to_string();
+    let capture = rig.capture.to_str().unwrap();
+    let timeline = stdout(&etcd_trace(&["timeline", capture]));
+    let info = stdout(&etcd_trace(&["info", capture]));
+    for &(old, new) in restarts {
+        for said in [
+            format!("etcd pid {old} exited: killed by SIGKILL"),
+            format!("etcd pid {new} started (data dir {dir}): tracing it"),
+        ] {
+            assert!(
+                log.contains(&said),
+                "the recorder did not say {said:?}:\n{log}"
+            );
+        }
+        for told in [
+            format!("proc   etcd pid {old} killed by SIGKILL"),
+            format!("proc   etcd pid {new} started, data dir {dir}"),
+        ] {
+            assert!(
+                timeline.contains(&told),
+                "timeline lacks {told:?}:\n{timeline}"
+            );
+        }
+        for pid in [old, new] {
+            assert!(
+                info.contains(&format!("etcd         pid {pid}  data dir {dir}")),
+                "info does not list etcd pid {pid}:\n{info}"
+            );
+        }
+    }
+    assert_eq!(
+        info.matches("killed by SIGKILL").count(),
+        restarts.len(),
+        "{info}"
+    );
+    let json = serde_json::from_str::<serde_json::Value>(&stdout(&etcd_trace(&[
+        "info", capture, "--format", "json",
+    ])))
+    .unwrap();
+    let processes = json["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), restarts.len() + 1, "{json}");
+    assert_eq!(json["counts"]["process"], 2 * restarts.len(), "{json}");
+    for (p, &(old, new)) in processes.iter().zip(restarts) {
+        assert_eq!(p["pid"], old, "{p}");
+        assert_eq!(p["signal"], libc::SIGKILL, "{p}");
+        assert!(p["ended_ns"].is_u64(), "{p}");
+        let next = processes.iter().find(|q| q["pid"] == new).unwrap();
+        assert!(
+            next["started_ns"].as_u64() >= p["ended_ns"].as_u64(),
+            "{next}"
+        );
+        assert_eq!(next["data_dir"], dir.as_str(), "{next}");
+    }
+    let last = processes.last().unwrap();
+    assert!(
+        last["ended_ns"].is_null(),
+        "the last etcd ran to the end: {last}"
+    );
+}
+
 /// Stop a recorder with SIGINT, once what the last calls sent has had time to reach it,
 /// and check that it ended well; what it printed.
 #[cfg(feature = "record")]
@@ -295,15 +376,28 @@ pub fn of<'a>(records: &'a [serde_json::Value], method: &str) -> Vec<&'a serde_j
 /// sockets live there (setns affects only the calling thread).
 #[cfg(feature = "record")]
 pub fn in_netns<T: Send + 'static>(rig: &Rig, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = std::fs::File::open(format!("/run/netns/{}", rig.netns.name)).unwrap();
+    in_namespace(&rig.netns, f)
+}
+
+/// Run `f` on a thread that has entered `netns`; what it returns.
+#[cfg(feature = "record")]
+pub fn in_namespace<T: Send + 'static>(netns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_in_namespace(netns, f).join().unwrap()
+}
+
+/// Start `f` on a thread that has entered `netns`.
+#[cfg(feature = "record")]
+pub fn spawn_in_namespace<T: Send + 'static>(
+    netns: &Netns,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = std::fs::File::open(format!("/run/netns/{}", netns.name)).unwrap();
     std::thread::spawn(move || {
         // SAFETY: setns on this thread only, with a valid namespace fd.
         let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
         f()
     })
-    .join()
-    .unwrap()
 }
 
 /// Run the future that `make` builds to its end, on a thread inside the rig's network
@@ -314,7 +408,18 @@ where
     T: Send + 'static,
     F: std::future::Future<Output = T>,
 {
-    in_netns(rig, move || {
+    block_on_in(&rig.netns, make)
+}
+
+/// Run the future that `make` builds to its end, on a thread inside `netns` with a
+/// runtime of its own.
+#[cfg(feature = "record")]
+pub fn block_on_in<T, F>(netns: &Netns, make: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    in_namespace(netns, move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -451,6 +556,19 @@ pub fn read_events(path: &Path) -> (CaptureReader, Vec<Event>) {
         }
     }
     (reader, events)
+}
+
+/// The peer traffic of a capture, decoded on the peer ports among its recorded ports.
+pub fn peer_records(path: &Path) -> Vec<etcd_trace::analyze::peers::PeerRecord> {
+    let (reader, events) = read_events(path);
+    let mut decoder =
+        etcd_trace::analyze::peers::PeerDecoder::for_recorded_ports(&reader.header().config.ports);
+    let mut records = Vec::new();
+    for e in events {
+        decoder.push_owned(e, &mut records);
+    }
+    decoder.finish(&mut records);
+    records
 }
 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
