@@ -240,22 +240,6 @@ pub fn sandbox(name: &str, tls: bool) -> (ScratchDir, Netns, EtcdOptions) {
     (dir, netns, options)
 }
 
-/// Record every member of `cluster` into `capture`: their pids and all their ports.
-#[cfg(feature = "record")]
-pub fn record_members(
-    cluster: &etcd_trace::testbed::EtcdCluster,
-    capture: &Path,
-) -> RecorderProcess {
-    let mut args = vec!["-o".to_string(), capture.display().to_string()];
-    for pid in cluster.pids() {
-        args.extend(["--pid".to_string(), pid.to_string()]);
-    }
-    for port in cluster.ports() {
-        args.extend(["--port".to_string(), port.to_string()]);
-    }
-    RecorderProcess::start(&bin(), &args).unwrap()
-}
-
 #[cfg(feature = "record")]
 /// What the recorder said, `timeline` and `info` (text and JSON) tell of the kills
 /// (`(old, new)` pids, in order): each old process killed by SIGKILL, each new one
