@@ -380,10 +380,10 @@ etcd-trace diff base.etr new.etr --fail-on 'p99(/etcdserverpb.KV/Put) > +20%' --
 etcd-trace diff base.etr new.etr --fail-on 'new-clients > 0' --fail-on 'req-size(Put) > +100%' --format json\n\n\
 Checks: p50/p90/p99/max(METHOD or phase), count(METHOD), rate(METHOD), errors(METHOD), \
 req-size(METHOD), resp-size(METHOD), new-clients, gone-clients, new-methods, \
-gone-methods, new-prefixes, gone-prefixes, findings(low|medium|high) (findings of \
+gone-methods, new-prefixes, gone-prefixes, findings(low|medium|high|critical) (findings of \
 `detect` at that severity or above whose rule and client the base did not have); compared with >, >=, <, <= to a number, a \
 duration (10ms) or a change from base (+20%, -50%). METHOD is a full path, \
-Service/Method, a short name or a glob (`*`). Phases: append, fsync, reply, wal-fsync. \
+Service/Method, a short name or a glob (`*`). Phases: append, fsync, backend (an apply waiting behind a backend commit), reply, wal-fsync. \
 Captures of different length are compared by rates (relative checks of counts use \
 calls per second). Exit code: 1 when a check holds, 0 when none does, 2 on error.")]
 pub struct DiffArgs {

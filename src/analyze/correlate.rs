@@ -52,10 +52,25 @@ pub struct WalLink {
     pub fsync_start_ns: Option<u64>,
     pub fsync_ts_ns: Option<u64>,
     pub fsync_ns: Option<u64>,
+    /// The backend commit (bbolt's write transaction and its fdatasync) of the same
+    /// member that was running when the entry became durable and ended before the
+    /// reply: the apply waited for it, as applies take the backend's lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_commit: Option<BackendCommitWait>,
     /// How the entry was chosen, and how sure the link is (`high`: the only candidate;
     /// `medium`: the earliest of several entries on the same key and operation).
     pub how: &'static str,
     pub confidence: &'static str,
+}
+
+/// A backend commit an apply waited behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackendCommitWait {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Backend writes it made durable, and its fdatasync's duration.
+    pub writes: u64,
+    pub sync_ns: u64,
 }
 
 /// Why a call has no link.
@@ -188,6 +203,9 @@ impl PendingEntries {
 /// time.
 type WalSyncs = HashMap<(Option<u32>, String), BTreeMap<(u64, u64), u64>>;
 
+/// Backend commits per process, by start time.
+type BackendCommits = HashMap<Option<u32>, BTreeMap<u64, BackendCommitWait>>;
+
 /// The WAL operation a method appends, if it is a write.
 pub fn wal_op(call: &RpcCall) -> Option<&'static str> {
     let method = call.method.as_deref()?;
@@ -253,6 +271,8 @@ pub struct Correlator {
     disk: DiskActivity,
     entries: PendingEntries,
     syncs: WalSyncs,
+    /// Backend commits per process, by start time.
+    backend_commits: BackendCommits,
     /// The process behind each connection seen in socket calls: (local port, peer port)
     /// → pid. A call's server and client ports find the member that served it.
     servers: HashMap<(u16, u16), u32>,
@@ -273,6 +293,7 @@ impl Correlator {
             disk: DiskActivity::new(),
             entries: PendingEntries::default(),
             syncs: WalSyncs::new(),
+            backend_commits: BackendCommits::new(),
             servers: HashMap::new(),
             sync_seq: 0,
             last_sweep_ns: 0,
@@ -368,6 +389,25 @@ impl Correlator {
                     .or_default()
                     .insert((*start_ns, self.sync_seq), *end_ns);
             }
+            if let DiskPhase::BackendCommit {
+                start_ns,
+                end_ns,
+                member,
+                writes,
+                sync_ns,
+                ..
+            } = &p
+            {
+                self.backend_commits.entry(member.pid).or_default().insert(
+                    *start_ns,
+                    BackendCommitWait {
+                        start_ns: *start_ns,
+                        end_ns: *end_ns,
+                        writes: *writes,
+                        sync_ns: *sync_ns,
+                    },
+                );
+            }
             phases.push(p);
         }
         self.waiting.extend(self.calls.drain(..));
@@ -395,6 +435,14 @@ impl Correlator {
                 .is_some_and(|((start, _), _)| *start < horizon)
             {
                 *syncs = syncs.split_off(&(horizon, 0));
+            }
+        }
+        for commits in self.backend_commits.values_mut() {
+            if commits
+                .first_key_value()
+                .is_some_and(|(start, _)| *start < horizon)
+            {
+                *commits = commits.split_off(&horizon);
             }
         }
     }
@@ -455,6 +503,15 @@ impl Correlator {
                 .filter(|(_, end)| **end <= call.end_ns)
                 .map(|((start, _), end)| (*start, *end))
         });
+        // Durable at the sync's end (or the write's, when no sync was seen): a backend
+        // commit running then, and done before the reply, held the apply.
+        let durable = sync.map_or(entry.write_end, |(_, end)| end);
+        let backend_commit = self.backend_commits.get(&entry.member.pid).and_then(|c| {
+            c.range(..=durable)
+                .next_back()
+                .map(|(_, commit)| *commit)
+                .filter(|commit| commit.end_ns > durable && commit.end_ns <= call.end_ns)
+        });
         let (how, confidence) = match (keyed, candidates) {
             (true, 1) => ("operation, key and time", "high"),
             (true, _) => ("operation, key and time: earliest of several", "medium"),
@@ -475,6 +532,7 @@ impl Correlator {
             fsync_start_ns: sync.map(|(start, _)| start),
             fsync_ts_ns: sync.map(|(_, end)| end),
             fsync_ns: sync.map(|(start, end)| end.saturating_sub(start)),
+            backend_commit,
             how,
             confidence,
         };

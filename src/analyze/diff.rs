@@ -9,7 +9,7 @@ use thiserror::Error;
 use crate::analyze::detect::Severity;
 use crate::analyze::histogram::Histogram;
 use crate::analyze::pattern::method_matches;
-use crate::analyze::phases::{APPEND, FSYNC, REPLY};
+use crate::analyze::phases::PHASES;
 use crate::analyze::profile::Profile;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,12 +108,11 @@ fn parse_target(arg: &str, allow_phase: bool) -> Result<Target, String> {
         return Err("empty argument: give a method, `*`, or a phase".into());
     }
     if allow_phase {
-        match arg {
-            "append" => return Ok(Target::Phase(APPEND)),
-            "fsync" => return Ok(Target::Phase(FSYNC)),
-            "reply" => return Ok(Target::Phase(REPLY)),
-            "wal-fsync" => return Ok(Target::WalFsync),
-            _ => {}
+        if arg == "wal-fsync" {
+            return Ok(Target::WalFsync);
+        }
+        if let Some((_, name)) = PHASES.iter().find(|(short, _)| *short == arg) {
+            return Ok(Target::Phase(name));
         }
     }
     Ok(Target::Methods(arg.to_string()))
@@ -154,7 +153,12 @@ fn parse_metric(lhs: &str) -> Result<Metric, String> {
             "low" => Severity::Low,
             "medium" => Severity::Medium,
             "high" => Severity::High,
-            other => return Err(format!("findings({other}): give low, medium or high")),
+            "critical" => Severity::Critical,
+            other => {
+                return Err(format!(
+                    "findings({other}): give low, medium, high or critical"
+                ))
+            }
         };
         return Ok(Metric::NewFindings(sev));
     }

@@ -1,9 +1,12 @@
 //! Unit tests' packets: both directions of one TCP connection written as the recorder
-//! would capture them, and TLS plaintext chunks as the uprobes would take them.
+//! would capture them, and TLS plaintext chunks as the uprobes would take them; and
+//! decoded calls, for the analyses above the decoders.
 
 use std::net::SocketAddr;
 
+use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall};
 use crate::capture::{Direction, Event, Packet, TcpFlags, TlsData, TlsEndpoints};
+use crate::decode::etcdpb::EtcdMessage;
 
 /// Writes both directions of one connection as packets.
 pub struct Wire {
@@ -112,5 +115,35 @@ impl TlsWire {
             len: data.len() as u32,
             data: data.to_vec().into(),
         })
+    }
+}
+
+/// A unary call of `method` (`KV/Put`) from `client` at `ts`, 1 ms long, status 0.
+pub fn rpc_call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCall {
+    let client: SocketAddr = client.parse().unwrap();
+    let key = req.as_ref().and_then(|m| m.key()).map(<[u8]>::to_vec);
+    let range_end = req.as_ref().and_then(|m| m.range_end()).map(<[u8]>::to_vec);
+    RpcCall {
+        kind: RecordKind::Call,
+        ts_ns: ts,
+        end_ns: ts + 1_000_000,
+        client,
+        server: "10.0.0.1:2379".parse().unwrap(),
+        stream_id: 1,
+        method: Some(format!("/etcdserverpb.{method}")),
+        inferred: false,
+        status: Some(0),
+        grpc_message: None,
+        latency_ns: Some(1_000_000),
+        request: req.map(RpcBody::Message),
+        response: None,
+        request_bytes: 10,
+        response_bytes: 10,
+        key,
+        range_end,
+        token: None,
+        gaps: false,
+        tls: false,
+        notes: Vec::new(),
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::open_capture;
 use crate::analyze::diff::{evaluate, Check, CheckResult};
-use crate::analyze::phases::{APPEND, FSYNC, REPLY};
+use crate::analyze::phases::PHASES;
 use crate::analyze::profile::Profile;
 use crate::cli::{DiffArgs, Format};
 use crate::output::{human_bytes, human_duration_ns};
@@ -129,13 +129,9 @@ fn text_out(
         "{:<42} {:>9} {:>9} {:>6}  {:>9} {:>9}",
         "phase", "base p50", "new p50", "", "base p99", "new p99"
     )?;
-    for (label, name) in [
-        ("raft + WAL append", APPEND),
-        ("fsync", FSYNC),
-        ("apply + reply", REPLY),
-    ] {
+    for (_, name) in PHASES {
         let (b, n) = (base.phase_summary(name), new.phase_summary(name));
-        phase_row(out, label, b, n)?;
+        phase_row(out, name, b, n)?;
     }
     phase_row(
         out,
@@ -277,7 +273,7 @@ fn json_out(
             json!({"kind": "method", "method": m, "base": base.method_row(m), "new": new.method_row(m)})
         )?;
     }
-    for (label, name) in [("append", APPEND), ("fsync", FSYNC), ("reply", REPLY)] {
+    for (label, name) in PHASES {
         let (b, n) = (base.phase_summary(name), new.phase_summary(name));
         writeln!(
             out,

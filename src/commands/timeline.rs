@@ -13,7 +13,7 @@ use crate::analyze::correlate::{CorrelatedCall, Correlator};
 use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
 use crate::analyze::order::TimeOrder;
-use crate::analyze::phases::{phases_of, slowest, Phase, APPEND, FSYNC, REPLY};
+use crate::analyze::phases::{phases_of, slowest, Phase, PHASES};
 use crate::analyze::raft::{RaftAnalyzer, RaftEvent, RaftOptions, RaftReport, TermStart};
 use crate::analyze::rpc::RecordKind;
 use crate::capture::{Event, FileKind, ReadItem};
@@ -480,7 +480,7 @@ fn print_summary(out: &mut impl Write, stats: &Stats, slow_ns: Option<u64>) -> R
         row(out, m, h)?;
     }
     writeln!(out, "phases of linked writes")?;
-    for name in [APPEND, FSYNC, REPLY] {
+    for (_, name) in PHASES {
         if let Some(h) = stats.per_phase.get(name) {
             row(out, name, h)?;
         }

@@ -1,8 +1,6 @@
 //! Rule logic on hand-built RPC records and packets, the rules file, and a run of random
 //! records that must not panic.
 
-use std::net::SocketAddr;
-
 use super::bulk::{covers, whole_keyspace};
 use super::*;
 use crate::analyze::correlate::{CorrelatedCall, WalLink};
@@ -17,34 +15,7 @@ use crate::decode::etcdpb::{
 
 const S: u64 = 1_000_000_000;
 
-fn call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCall {
-    let client: SocketAddr = client.parse().unwrap();
-    let key = req.as_ref().and_then(|m| m.key()).map(<[u8]>::to_vec);
-    let range_end = req.as_ref().and_then(|m| m.range_end()).map(<[u8]>::to_vec);
-    RpcCall {
-        kind: RecordKind::Call,
-        ts_ns: ts,
-        end_ns: ts + 1_000_000,
-        client,
-        server: "10.0.0.1:2379".parse().unwrap(),
-        stream_id: 1,
-        method: Some(format!("/etcdserverpb.{method}")),
-        inferred: false,
-        status: Some(0),
-        grpc_message: None,
-        latency_ns: Some(1_000_000),
-        request: req.map(RpcBody::Message),
-        response: None,
-        request_bytes: 10,
-        response_bytes: 10,
-        key,
-        range_end,
-        token: None,
-        gaps: false,
-        tls: false,
-        notes: Vec::new(),
-    }
-}
+use crate::analyze::test_wire::rpc_call as call;
 
 fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
     Some(EtcdMessage::RangeRequest(RangeRequest {
@@ -433,6 +404,7 @@ fn fsync_dominance_needs_two_writers() {
             fsync_start_ns: Some(ts),
             fsync_ts_ns: Some(ts + fsync),
             fsync_ns: Some(fsync),
+            backend_commit: None,
             how: "test",
             confidence: "high",
         }),
