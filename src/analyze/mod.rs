@@ -10,6 +10,7 @@ pub mod diff;
 pub mod disk;
 pub mod histogram;
 pub mod member;
+pub mod merge;
 pub mod order;
 pub mod pattern;
 pub mod peers;
