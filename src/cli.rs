@@ -39,6 +39,7 @@ pub enum Command {
     Timeline(TimelineArgs),
     Diff(DiffArgs),
     Detect(DetectArgs),
+    Merge(MergeArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -445,6 +446,37 @@ pub struct DetectArgs {
     /// Print the built-in rules (a commented YAML file) and exit.
     #[arg(long)]
     pub print_default_rules: bool,
+}
+
+/// Merge the captures of a cluster's hosts (one recorder on each) into one capture, on
+/// one clock, that every subcommand reads as it reads any capture.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace merge etcd-0.etr etcd-1.etr etcd-2.etr -o cluster.etr\n  \
+etcd-trace info cluster.etr            # the hosts, their clock offsets and uncertainty\n  \
+etcd-trace replay cluster.etr          # each client call once, whichever host saw it\n  \
+etcd-trace wal cluster.etr             # each member's WAL, kept apart\n\n\
+Record every host at the same time, with the peer port among the recorded ports: the \
+hosts' clocks are never assumed to agree. Each host's offset from the first host's clock \
+is estimated from the TCP segments one host saw leave and another saw arrive (the least \
+delay each way, as NTP reasons), and is within the uncertainty reported beside it; a \
+host that shares no segment with the others both ways is an error. A segment seen on \
+both ends is kept once, as the sender saw it. The hosts' pids, thread ids and interface \
+indexes are moved apart: the first host keeps its own, the second's get 4194304 added, \
+the third's 8388608, and so on (`info` lists each host's base), and interfaces are named \
+`IF@HOST`. The offsets, their uncertainty and how many segments were matched are \
+printed on stderr and kept in the merged file, with what each host's capture lost.")]
+pub struct MergeArgs {
+    /// Capture files, one per host (two or more); the first host's clock is the
+    /// reference.
+    #[arg(value_name = "FILE", num_args = 2.., required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The merged capture to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Start a private etcd on loopback, record a short workload, and show the capture.

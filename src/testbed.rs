@@ -5,6 +5,7 @@
 //! Needs root, `ip` (iproute2), `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,6 +50,64 @@ impl Drop for Netns {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// Hosts on one LAN: a network namespace each, with `eth0` at 10.77.0.N/24 (N from 1),
+/// joined by veth pairs to a bridge in a namespace of its own. Deleting the namespaces
+/// on drop deletes the veths and the bridge; nothing is made in the caller's namespace.
+#[derive(Debug)]
+pub struct Lan {
+    pub hosts: Vec<Netns>,
+    /// Each host's address on its `eth0`.
+    pub addresses: Vec<IpAddr>,
+    /// Holds the bridge `br0`; dropped after the hosts (field order).
+    _switch: Netns,
+}
+
+impl Lan {
+    pub fn create(n: usize) -> Result<Lan> {
+        if n == 0 || n > 250 {
+            bail!("a test LAN has 1 to 250 hosts, not {n}");
+        }
+        let switch = Netns::create()?;
+        let ip_in = |ns: &Netns| {
+            let mut c = Command::new("ip");
+            c.args(["-n", &ns.name]);
+            c
+        };
+        run_checked(ip_in(&switch).args(["link", "add", "br0", "type", "bridge"]))
+            .context("creating a bridge")?;
+        run_checked(ip_in(&switch).args(["link", "set", "br0", "up"]))?;
+        let mut hosts = Vec::with_capacity(n);
+        let mut addresses = Vec::with_capacity(n);
+        for i in 1..=n {
+            let host = Netns::create()?;
+            let port = format!("p{i}");
+            run_checked(
+                ip_in(&switch)
+                    .args(["link", "add", &port, "type", "veth"])
+                    .args(["peer", "name", "eth0", "netns", &host.name]),
+            )
+            .context("creating a veth pair")?;
+            run_checked(ip_in(&switch).args(["link", "set", &port, "master", "br0", "up"]))?;
+            let address = IpAddr::from([10, 77, 0, i as u8]);
+            run_checked(ip_in(&host).args([
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "eth0",
+            ]))?;
+            run_checked(ip_in(&host).args(["link", "set", "eth0", "up"]))?;
+            hosts.push(host);
+            addresses.push(address);
+        }
+        Ok(Lan {
+            hosts,
+            addresses,
+            _switch: switch,
+        })
     }
 }
 
@@ -197,9 +256,9 @@ const NEW_EC_KEY: [&str; 5] = [
 /// certificates required, and the cluster it is a member of.
 #[derive(Debug, Clone)]
 pub struct EtcdOptions {
-    /// The address both ports listen on: 127.0.0.1, or one of the namespace's own
-    /// interfaces, for clients in another namespace.
-    pub address: std::net::Ipv4Addr,
+    /// Where it listens and what it advertises: 127.0.0.1 unless it is one host of a
+    /// cluster across namespaces. (The test certificates name 127.0.0.1 only.)
+    pub address: IpAddr,
     pub client_port: u16,
     pub peer_port: u16,
     pub tls: Option<TlsCerts>,
@@ -217,7 +276,7 @@ pub struct Membership {
 impl Default for EtcdOptions {
     fn default() -> EtcdOptions {
         EtcdOptions {
-            address: std::net::Ipv4Addr::LOCALHOST,
+            address: IpAddr::from([127, 0, 0, 1]),
             client_port: 2379,
             peer_port: 2380,
             tls: None,
@@ -236,7 +295,12 @@ impl EtcdOptions {
     }
 
     fn peer_url(&self) -> String {
-        format!("{}://{}:{}", self.scheme(), self.address, self.peer_port)
+        format!("{}://{}", self.scheme(), self.endpoint(self.peer_port))
+    }
+
+    /// `ADDRESS:PORT`.
+    fn endpoint(&self, port: u16) -> String {
+        std::net::SocketAddr::new(self.address, port).to_string()
     }
 }
 
@@ -246,7 +310,7 @@ pub struct EtcdServer {
     child: Child,
     pub data_dir: PathBuf,
     pub log: PathBuf,
-    /// `ADDRESS:PORT` of the client port (127.0.0.1 unless asked otherwise).
+    /// `ADDRESS:PORT` of the client port.
     pub endpoint: String,
     pub client_port: u16,
     pub peer_port: u16,
@@ -285,10 +349,9 @@ impl EtcdServer {
         let log = dir.join("etcd.log");
         let log_file = std::fs::File::create(&log)?;
         let client_url = format!(
-            "{}://{}:{}",
+            "{}://{}",
             options.scheme(),
-            options.address,
-            options.client_port
+            options.endpoint(options.client_port)
         );
         let peer_url = options.peer_url();
         let (name, initial_cluster) = match &options.member {
@@ -335,7 +398,7 @@ impl EtcdServer {
             child,
             data_dir,
             log,
-            endpoint: format!("{}:{}", options.address, options.client_port),
+            endpoint: options.endpoint(options.client_port),
             client_port: options.client_port,
             peer_port: options.peer_port,
             tls: options.tls.clone(),
@@ -498,21 +561,59 @@ impl EtcdCluster {
                 address: options.address,
                 client_port: port(options.client_port)?,
                 peer_port: port(options.peer_port)?,
-                tls: options.tls.clone(),
                 member: None,
+                ..options.clone()
             });
         }
+        EtcdCluster::launch(members.into_iter().map(|m| (netns, m)).collect(), dir)
+    }
+
+    /// Start one member in each of `hosts`' namespaces, listening on its address with
+    /// `options`' ports and TLS, data dirs and logs under `dir/m1`, `dir/m2`, ...: a
+    /// cluster across hosts that reach each other (veth pairs). Waits until every
+    /// member answers. (`restart` would start a member in the namespace it is given.)
+    pub fn start_across(
+        hosts: &[(&Netns, IpAddr)],
+        dir: &Path,
+        options: &EtcdOptions,
+    ) -> Result<EtcdCluster> {
+        if hosts.is_empty() || hosts.len() > MAX_MEMBERS {
+            bail!(
+                "a test cluster has 1 to {MAX_MEMBERS} members, not {}",
+                hosts.len()
+            );
+        }
+        let members = hosts
+            .iter()
+            .map(|&(netns, address)| {
+                (
+                    netns,
+                    EtcdOptions {
+                        address,
+                        member: None,
+                        ..options.clone()
+                    },
+                )
+            })
+            .collect();
+        EtcdCluster::launch(members, dir)
+    }
+
+    /// Start each member (`m1`, `m2`, ... in order) in its namespace, then wait until
+    /// every one answers: a member answers only once a quorum runs.
+    fn launch(members: Vec<(&Netns, EtcdOptions)>, dir: &Path) -> Result<EtcdCluster> {
+        let n = members.len();
         let initial_cluster = members
             .iter()
             .enumerate()
-            .map(|(i, m)| format!("m{}={}", i + 1, m.peer_url()))
+            .map(|(i, (_, m))| format!("m{}={}", i + 1, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",");
         let mut cluster = EtcdCluster {
             members: Vec::with_capacity(n),
             started: Vec::with_capacity(n),
         };
-        for (i, mut member) in members.into_iter().enumerate() {
+        for (i, (netns, mut member)) in members.iter().cloned().enumerate() {
             let name = format!("m{}", i + 1);
             member.member = Some(Membership {
                 name: name.clone(),
@@ -524,7 +625,7 @@ impl EtcdCluster {
                 .push(EtcdServer::spawn(netns, &member_dir, &member)?);
             cluster.started.push((member, member_dir));
         }
-        for member in &mut cluster.members {
+        for (member, (netns, _)) in cluster.members.iter_mut().zip(&members) {
             member.wait_ready(netns)?;
         }
         Ok(cluster)

@@ -28,3 +28,9 @@ pub fn human_duration_ns(ns: u64) -> String {
         format!("{:.3} s", ns as f64 / 1e9)
     }
 }
+
+/// A duration that may be negative (a clock offset): `+1.20 ms`, `-250.0 µs`.
+pub fn human_signed_duration_ns(ns: i64) -> String {
+    let sign = if ns < 0 { '-' } else { '+' };
+    format!("{sign}{}", human_duration_ns(ns.unsigned_abs()))
+}

@@ -77,6 +77,12 @@ fn basic_v2_still_reads_the_same() {
     check("basic-v2", 2);
 }
 
+/// A three-host cluster's captures merged (format 4: the hosts in the header).
+#[test]
+fn cluster_v4_still_reads_the_same() {
+    check("cluster-v4", 4);
+}
+
 /// basic-v1's events written again by this version (in the current format) to `copy`,
 /// with a TLS event after each socket read or write when `tls` says so (what etcd
 /// would have read or written in plaintext on a TLS connection; the first of each

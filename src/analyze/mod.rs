@@ -3,12 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock_offsets;
 pub mod correlate;
 pub mod detect;
 pub mod diff;
 pub mod disk;
 pub mod histogram;
 pub mod member;
+pub mod merge;
 pub mod order;
 pub mod pattern;
 pub mod peers;

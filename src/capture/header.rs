@@ -11,7 +11,7 @@ use super::event::EventKind;
 pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
 /// The format version this build writes. It reads every version from
 /// [`OLDEST_FORMAT_VERSION`] to this one.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -28,6 +28,9 @@ pub enum CaptureFormat {
     /// start and end (kind 4) behind a packed tag of a 3-bit kind, and one count per
     /// `EventKind` (five) per block in the index.
     V3,
+    /// As format 3, with the hosts of a merged capture at the end of the header
+    /// ([`Header::hosts`]).
+    V4,
 }
 
 impl CaptureFormat {
@@ -37,6 +40,7 @@ impl CaptureFormat {
             1 => Some(CaptureFormat::V1),
             2 => Some(CaptureFormat::V2),
             3 => Some(CaptureFormat::V3),
+            4 => Some(CaptureFormat::V4),
             _ => None,
         }
     }
@@ -46,6 +50,7 @@ impl CaptureFormat {
             CaptureFormat::V1 => 1,
             CaptureFormat::V2 => 2,
             CaptureFormat::V3 => 3,
+            CaptureFormat::V4 => 4,
         }
     }
 
@@ -53,7 +58,7 @@ impl CaptureFormat {
     pub fn kinds(self) -> &'static [EventKind] {
         match self {
             CaptureFormat::V1 | CaptureFormat::V2 => &EventKind::ALL[..3],
-            CaptureFormat::V3 => &EventKind::ALL,
+            CaptureFormat::V3 | CaptureFormat::V4 => &EventKind::ALL,
         }
     }
 
@@ -87,6 +92,11 @@ pub struct Header {
     pub processes: Vec<ProcessInfo>,
     /// Interfaces the packet programs were attached to (ifindex → name).
     pub interfaces: Vec<InterfaceInfo>,
+    /// A capture merged from several hosts' (`etcd-trace merge`): each input's host, in
+    /// input order, the first the reference clock. Empty for one recorder's capture,
+    /// whose host the fields above describe. Format 4 on; older files read as empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostInfo>,
 }
 
 impl Header {
@@ -141,6 +151,49 @@ pub struct InterfaceInfo {
     pub name: String,
 }
 
+/// One host of a merged capture: what its own capture's header said, how its clock was
+/// put on the reference's, and how its ids were kept apart from the other hosts'.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+pub struct HostInfo {
+    /// Its host name, made unique among the hosts (`name#2` for a second `name`).
+    pub name: String,
+    /// The file it came from (its name, without the directories).
+    pub source: String,
+    pub kernel_release: String,
+    pub recorder_version: String,
+    pub format_version: u32,
+    /// Its own header's monotonic-to-wall-clock offset.
+    pub clock_offset_ns: i64,
+    /// Its wall clock minus the reference's, as estimated from the TCP segments both
+    /// ends saw; 0 for the reference.
+    pub offset_ns: i64,
+    /// The estimate is within ± this (the sum along the chain of hosts it was measured
+    /// through); 0 for the reference.
+    pub uncertainty_ns: u64,
+    /// The host (index into `hosts`) its offset was measured against; None for the
+    /// reference.
+    pub measured_against: Option<u32>,
+    /// Segments matched between it and that host, both ways.
+    pub matched_segments: u64,
+    /// Added to each of its event times in this file: its clock offset, less the
+    /// estimated offset, less the merged file's clock offset.
+    pub shift_ns: i64,
+    /// Added to its pids, thread ids and interface indexes (a multiple of
+    /// [`HOST_ID_STRIDE`]), so that the hosts' never collide.
+    pub id_base: u32,
+    /// Added to its TLS connection numbers.
+    pub conn_id_base: u64,
+    /// Events its capture lost: those its recorder could not take from the kernel (its
+    /// loss events, which name no host), and those in damaged stretches of its file.
+    pub events_lost: u64,
+}
+
+/// The room each host of a merged capture has for pids, thread ids and interface
+/// indexes: Linux's largest pid_max (2^22).
+pub const HOST_ID_STRIDE: u32 = 1 << 22;
+/// The room each host has for TLS connection numbers (the programs count from 1).
+pub const HOST_CONN_ID_STRIDE: u64 = 1 << 48;
+
 /// The whole preamble for `header`: magic, version, header length, header, checksum.
 pub fn encode_preamble(header: &Header) -> std::io::Result<Vec<u8>> {
     let body = bincode::encode_to_vec(header, bincode::config::standard())
@@ -164,9 +217,23 @@ pub fn encode_preamble(header: &Header) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decode the header bytes of a preamble (already checksummed). Every byte must be used.
-pub fn decode_header(bytes: &[u8]) -> Result<Header, String> {
+/// Decode the header bytes of a preamble (already checksummed) of a file of `format`.
+/// Every byte must be used.
+pub fn decode_header(bytes: &[u8], format: CaptureFormat) -> Result<Header, String> {
     let config = bincode::config::standard().with_limit::<HEADER_DECODE_LIMIT>();
+    // Before format 4 the header ended where `hosts` begins: such a header reads as one
+    // whose list of hosts is empty, a single 0 byte (bincode's varint length).
+    let grown;
+    let bytes = match format {
+        CaptureFormat::V1 | CaptureFormat::V2 | CaptureFormat::V3 => {
+            let mut with_hosts = Vec::with_capacity(bytes.len() + 1);
+            with_hosts.extend_from_slice(bytes);
+            with_hosts.push(0);
+            grown = with_hosts;
+            grown.as_slice()
+        }
+        CaptureFormat::V4 => bytes,
+    };
     let (header, used): (Header, usize) =
         bincode::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;
     if used != bytes.len() {
@@ -224,19 +291,65 @@ mod tests {
                 ifindex: 1,
                 name: "lo".into(),
             }],
+            hosts: Vec::new(),
+        }
+    }
+
+    /// `sample` as a merge of two hosts would describe itself.
+    fn merged() -> Header {
+        let host = |name: &str, offset_ns: i64| HostInfo {
+            name: name.into(),
+            source: format!("{name}.etr"),
+            kernel_release: "6.8.0".into(),
+            recorder_version: "0.1.0".into(),
+            format_version: 4,
+            clock_offset_ns: 1_700_000_000_000_000_000,
+            offset_ns,
+            uncertainty_ns: offset_ns.unsigned_abs() / 10,
+            measured_against: (offset_ns != 0).then_some(0),
+            matched_segments: 17,
+            shift_ns: -offset_ns,
+            id_base: if offset_ns == 0 { 0 } else { HOST_ID_STRIDE },
+            conn_id_base: if offset_ns == 0 {
+                0
+            } else {
+                HOST_CONN_ID_STRIDE
+            },
+            events_lost: 3,
+        };
+        Header {
+            hosts: vec![host("a", 0), host("b", -250_000_000)],
+            ..sample()
         }
     }
 
     #[test]
     fn preamble_round_trip() {
-        let header = sample();
-        let pre = encode_preamble(&header).unwrap();
-        assert_eq!(&pre[..10], &FILE_MAGIC);
-        let len = u32::from_le_bytes(pre[14..18].try_into().unwrap()) as usize;
-        let body = &pre[18..18 + len];
-        let crc = u32::from_le_bytes(pre[18 + len..].try_into().unwrap());
-        assert_eq!(crc, crc32c::crc32c(&pre[..18 + len]));
-        assert_eq!(decode_header(body).unwrap(), header);
+        for header in [sample(), merged()] {
+            let pre = encode_preamble(&header).unwrap();
+            assert_eq!(&pre[..10], &FILE_MAGIC);
+            let len = u32::from_le_bytes(pre[14..18].try_into().unwrap()) as usize;
+            let body = &pre[18..18 + len];
+            let crc = u32::from_le_bytes(pre[18 + len..].try_into().unwrap());
+            assert_eq!(crc, crc32c::crc32c(&pre[..18 + len]));
+            assert_eq!(decode_header(body, CaptureFormat::V4).unwrap(), header);
+        }
+    }
+
+    /// A header of formats 1 to 3 is format 4's without its last field: it reads as one
+    /// without hosts, and a format-4 header is no older one.
+    #[test]
+    fn older_headers_read_without_hosts() {
+        let v4 = bincode::encode_to_vec(sample(), bincode::config::standard()).unwrap();
+        assert_eq!(v4.last(), Some(&0), "an empty list of hosts is one 0 byte");
+        let old = &v4[..v4.len() - 1];
+        for format in [CaptureFormat::V1, CaptureFormat::V2, CaptureFormat::V3] {
+            assert_eq!(decode_header(old, format).unwrap(), sample());
+            assert!(decode_header(&v4, format).is_err());
+        }
+        assert!(decode_header(old, CaptureFormat::V4).is_err());
+        let merged = bincode::encode_to_vec(merged(), bincode::config::standard()).unwrap();
+        assert!(decode_header(&merged, CaptureFormat::V3).is_err());
     }
 
     #[test]
@@ -257,12 +370,13 @@ mod tests {
         let mut rng = crate::test_rng::XorShift(0x1234_5678_9abc_def0);
         for len in 0..200 {
             let bytes = rng.bytes(len);
-            let _ = decode_header(&bytes);
+            let _ = decode_header(&bytes, CaptureFormat::V3);
+            let _ = decode_header(&bytes, CaptureFormat::V4);
         }
-        let body = bincode::encode_to_vec(sample(), bincode::config::standard()).unwrap();
-        assert!(decode_header(&body[..body.len() - 1]).is_err());
+        let body = bincode::encode_to_vec(merged(), bincode::config::standard()).unwrap();
+        assert!(decode_header(&body[..body.len() - 1], CaptureFormat::V4).is_err());
         let mut longer = body.clone();
         longer.push(0);
-        assert!(decode_header(&longer).is_err());
+        assert!(decode_header(&longer, CaptureFormat::V4).is_err());
     }
 }

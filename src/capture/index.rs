@@ -252,7 +252,9 @@ impl Index {
                     };
                     (index, used)
                 }),
-            CaptureFormat::V3 => decode_with_report(body, |index: &Index| index.redaction.as_ref()),
+            CaptureFormat::V3 | CaptureFormat::V4 => {
+                decode_with_report(body, |index: &Index| index.redaction.as_ref())
+            }
         };
         let (index, used) = decoded.map_err(|e| format!("index does not decode: {e}"))?;
         if used != body.len() {

@@ -2,7 +2,7 @@
 //! format. Events, the header, the block framing, the index, and recovery of files whose
 //! recorder died before writing the index.
 //!
-//! # Layout (format version 3)
+//! # Layout (format version 4)
 //!
 //! All integers are little-endian; every checksum is CRC-32C; "bincode" means bincode 2
 //! with `config::standard()` (varint integers).
@@ -36,7 +36,10 @@
 //! older ones. Format 1 differs from 2 in the block payload and the index; format 3
 //! adds TLS plaintext events (`Event::Tls`, packed kind 3) and etcd processes that start
 //! and end (`Event::Process`, kind 4), with a 3-bit kind in the packed tag (format 2's
-//! has two bits, all taken, and refuses kind 3), and their counts in the index.
+//! has two bits, all taken, and refuses kind 3), and their counts in the index. Format 4
+//! adds `hosts` at the end of the header: the hosts of a capture merged from several
+//! (`Header::hosts`, empty for one recorder's capture); its blocks and index are format
+//! 3's. A header of formats 1 to 3 reads as one without hosts.
 
 #![forbid(unsafe_code)]
 
@@ -57,7 +60,8 @@ pub use block::{FrameHeader, FRAME_HEADER_LEN, MAX_DECOMPRESSED_LEN, MAX_PAYLOAD
 pub use error::CaptureError;
 pub use event::*;
 pub use header::{
-    CaptureFormat, Header, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC, FORMAT_VERSION,
+    CaptureFormat, Header, HostInfo, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC,
+    FORMAT_VERSION, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
 };
 pub use index::{BlockInfo, Index};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};

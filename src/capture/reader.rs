@@ -400,7 +400,7 @@ fn read_preamble(
     if computed != stored {
         return Err(corrupt("header checksum mismatch"));
     }
-    let header = decode_header(body).map_err(|reason| corrupt(&reason))?;
+    let header = decode_header(body, format).map_err(|reason| corrupt(&reason))?;
     Ok((format, header, data_start))
 }
 

@@ -66,24 +66,15 @@ pub struct TlsScrubReport {
 }
 
 impl TlsScrubReport {
-    fn since(&self, earlier: &TlsScrubReport) -> TlsScrubReport {
+    /// Each count of this report and of `other`, put together by `op`.
+    fn zip(&self, other: &TlsScrubReport, op: fn(u64, u64) -> u64) -> TlsScrubReport {
         TlsScrubReport {
-            connections: self.connections.saturating_sub(earlier.connections),
-            midstream_connections: self
-                .midstream_connections
-                .saturating_sub(earlier.midstream_connections),
-            connections_given_up: self
-                .connections_given_up
-                .saturating_sub(earlier.connections_given_up),
-            directions_given_up: self
-                .directions_given_up
-                .saturating_sub(earlier.directions_given_up),
-            connections_over_limit: self
-                .connections_over_limit
-                .saturating_sub(earlier.connections_over_limit),
-            unscrubbed_chunks: self
-                .unscrubbed_chunks
-                .saturating_sub(earlier.unscrubbed_chunks),
+            connections: op(self.connections, other.connections),
+            midstream_connections: op(self.midstream_connections, other.midstream_connections),
+            connections_given_up: op(self.connections_given_up, other.connections_given_up),
+            directions_given_up: op(self.directions_given_up, other.directions_given_up),
+            connections_over_limit: op(self.connections_over_limit, other.connections_over_limit),
+            unscrubbed_chunks: op(self.unscrubbed_chunks, other.unscrubbed_chunks),
         }
     }
 
@@ -103,40 +94,53 @@ impl ScrubReport {
     /// of one file when a recording rotates.
     pub fn since(&self, earlier: &ScrubReport) -> ScrubReport {
         ScrubReport {
-            header_values_redacted: self
-                .header_values_redacted
-                .saturating_sub(earlier.header_values_redacted),
-            header_values_suspected: self
-                .header_values_suspected
-                .saturating_sub(earlier.header_values_suspected),
-            header_blocks_unparsable: self
-                .header_blocks_unparsable
-                .saturating_sub(earlier.header_blocks_unparsable),
-            fields_redacted: self.fields_redacted.saturating_sub(earlier.fields_redacted),
-            compressed_messages_blanked: self
-                .compressed_messages_blanked
-                .saturating_sub(earlier.compressed_messages_blanked),
-            unparsable_messages_blanked: self
-                .unparsable_messages_blanked
-                .saturating_sub(earlier.unparsable_messages_blanked),
-            midstream_connections: self
-                .midstream_connections
-                .saturating_sub(earlier.midstream_connections),
-            directions_given_up: self
-                .directions_given_up
-                .saturating_sub(earlier.directions_given_up),
-            not_http2_directions: self
-                .not_http2_directions
-                .saturating_sub(earlier.not_http2_directions),
-            connections_over_limit: self
-                .connections_over_limit
-                .saturating_sub(earlier.connections_over_limit),
-            unscrubbed_packets: self
-                .unscrubbed_packets
-                .saturating_sub(earlier.unscrubbed_packets),
             tls: self
                 .tls
-                .map(|tls| tls.since(&earlier.tls.unwrap_or_default())),
+                .map(|tls| tls.zip(&earlier.tls.unwrap_or_default(), u64::saturating_sub)),
+            ..self.zip(earlier, u64::saturating_sub)
+        }
+    }
+
+    /// What two scrubbers did together: the report of a capture merged from theirs.
+    /// TLS plaintext counts as scrubbed only when both scrubbed theirs.
+    pub fn plus(&self, other: &ScrubReport) -> ScrubReport {
+        ScrubReport {
+            tls: match (self.tls, other.tls) {
+                (Some(a), Some(b)) => Some(a.zip(&b, u64::saturating_add)),
+                _ => None,
+            },
+            ..self.zip(other, u64::saturating_add)
+        }
+    }
+
+    /// Each packet count of this report and of `other`, put together by `op` (`tls`
+    /// left out).
+    fn zip(&self, other: &ScrubReport, op: fn(u64, u64) -> u64) -> ScrubReport {
+        ScrubReport {
+            header_values_redacted: op(self.header_values_redacted, other.header_values_redacted),
+            header_values_suspected: op(
+                self.header_values_suspected,
+                other.header_values_suspected,
+            ),
+            header_blocks_unparsable: op(
+                self.header_blocks_unparsable,
+                other.header_blocks_unparsable,
+            ),
+            fields_redacted: op(self.fields_redacted, other.fields_redacted),
+            compressed_messages_blanked: op(
+                self.compressed_messages_blanked,
+                other.compressed_messages_blanked,
+            ),
+            unparsable_messages_blanked: op(
+                self.unparsable_messages_blanked,
+                other.unparsable_messages_blanked,
+            ),
+            midstream_connections: op(self.midstream_connections, other.midstream_connections),
+            directions_given_up: op(self.directions_given_up, other.directions_given_up),
+            not_http2_directions: op(self.not_http2_directions, other.not_http2_directions),
+            connections_over_limit: op(self.connections_over_limit, other.connections_over_limit),
+            unscrubbed_packets: op(self.unscrubbed_packets, other.unscrubbed_packets),
+            tls: None,
         }
     }
 
@@ -232,6 +236,47 @@ mod tests {
         assert_eq!(share.unscrubbed_packets, 0);
         assert!(!share.incomplete());
         assert!(now.incomplete());
+    }
+
+    /// A merged capture's report counts what every host's scrubber did; TLS plaintext
+    /// only when every one scrubbed it.
+    #[test]
+    fn merged_reports_add_up() {
+        let tls = |n| {
+            Some(TlsScrubReport {
+                connections: n,
+                unscrubbed_chunks: 1,
+                ..TlsScrubReport::default()
+            })
+        };
+        let a = ScrubReport {
+            header_values_redacted: 2,
+            midstream_connections: 1,
+            unscrubbed_packets: u64::MAX,
+            tls: tls(3),
+            ..ScrubReport::default()
+        };
+        let b = ScrubReport {
+            header_values_redacted: 5,
+            unscrubbed_packets: 4,
+            tls: tls(4),
+            ..ScrubReport::default()
+        };
+        let sum = a.plus(&b);
+        assert_eq!(sum.header_values_redacted, 7);
+        assert_eq!(sum.midstream_connections, 1);
+        assert_eq!(sum.unscrubbed_packets, u64::MAX);
+        assert_eq!(
+            sum.tls,
+            Some(TlsScrubReport {
+                connections: 7,
+                unscrubbed_chunks: 2,
+                ..TlsScrubReport::default()
+            })
+        );
+        let older = ScrubReport { tls: None, ..b };
+        assert_eq!(a.plus(&older).tls, None);
+        assert_eq!(older.plus(&a).tls, None);
     }
 
     /// TLS counts: each file its share, and the summary says what happened to TLS

@@ -9,9 +9,9 @@ use serde_json::json;
 use super::open_capture;
 use super::timespec::wall_string;
 use crate::analyze::summary::SummaryBuilder;
-use crate::capture::{CaptureFormat, CaptureReader, EventKind, IndexState, ReadItem};
+use crate::capture::{CaptureFormat, CaptureReader, EventKind, HostInfo, IndexState, ReadItem};
 use crate::cli::{Format, InfoArgs};
-use crate::output::{human_bytes, human_duration_ns, Progress};
+use crate::output::{human_bytes, human_duration_ns, human_signed_duration_ns, Progress};
 
 pub fn run(args: InfoArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
@@ -100,6 +100,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         "host         {}, kernel {}",
         header.hostname, header.kernel_release
     )?;
+    write_hosts(&mut out, &header.hosts)?;
     match (summary.start_ns, summary.end_ns) {
         (Some(s), Some(e)) => {
             writeln!(out, "start        {}", wall_string(&header, s))?;
@@ -287,6 +288,42 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The hosts of a merged capture: where each came from, its clock against the
+/// reference's, and what was added to its ids.
+fn write_hosts(out: &mut impl Write, hosts: &[HostInfo]) -> std::io::Result<()> {
+    if hosts.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "hosts        {} merged, times on {}'s clock",
+        hosts.len(),
+        hosts[0].name
+    )?;
+    for h in hosts {
+        let clock = match h.measured_against {
+            None => "reference clock".to_string(),
+            Some(via) => format!(
+                "clock {} ± {} (against {}, {} segments)",
+                human_signed_duration_ns(h.offset_ns),
+                human_duration_ns(h.uncertainty_ns),
+                hosts.get(via as usize).map_or("?", |v| v.name.as_str()),
+                h.matched_segments
+            ),
+        };
+        let lost = match h.events_lost {
+            0 => String::new(),
+            n => format!("; {n} events lost"),
+        };
+        writeln!(
+            out,
+            "  {:<12} {:<20} {clock}; pids and ifindexes +{}{lost}",
+            h.name, h.source, h.id_base
+        )?;
+    }
+    Ok(())
 }
 
 /// Whether the capture's passwords and tokens were redacted, and how completely.

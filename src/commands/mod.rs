@@ -9,6 +9,7 @@ mod detect;
 mod diff;
 mod dump;
 mod info;
+mod merge;
 mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
@@ -53,6 +54,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     }

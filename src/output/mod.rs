@@ -6,7 +6,7 @@ pub mod perfetto;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-pub use crate::units::{human_bytes, human_duration_ns};
+pub use crate::units::{human_bytes, human_duration_ns, human_signed_duration_ns};
 
 /// `+1.234567`: a time as seconds after the capture's start, to `decimals` places (6
 /// for µs, 9 for ns). Every text output lines its events up this way.
@@ -75,6 +75,8 @@ mod tests {
         assert_eq!(human_bytes(1500), "1.5 KB");
         assert_eq!(human_duration_ns(250_000), "250.0 µs");
         assert_eq!(human_duration_ns(41_000_000), "41.00 ms");
+        assert_eq!(human_signed_duration_ns(-250_000), "-250.0 µs");
+        assert_eq!(human_signed_duration_ns(0), "+0 ns");
         assert_eq!(hex_prefix(&[0, 0xab, 1], 2), " | 00 ab …");
         assert_eq!(hex_prefix(&[], 2), "");
         assert_eq!(offset(2_001_234_567, 1_000_000_000, 6), "+1.001234");

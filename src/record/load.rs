@@ -206,6 +206,7 @@ pub(super) fn capture_header(opts: &RecordOptions, targets: &Targets) -> Header 
                 name: i.name.clone(),
             })
             .collect(),
+        hosts: Vec::new(),
     }
 }
 
