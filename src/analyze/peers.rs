@@ -73,9 +73,7 @@ impl fmt::Display for PeerRecord {
 /// port (etcd's 2379/2380 convention), and 2380. When none fits, every recorded port
 /// but etcd's client port 2379 (and 2380 when that leaves none).
 pub fn peer_ports_of(recorded: &[u16]) -> Vec<u16> {
-    let fits =
-        |p: u16| p == DEFAULT_PEER_PORT || p.checked_sub(1).is_some_and(|c| recorded.contains(&c));
-    let mut ports: Vec<u16> = recorded.iter().copied().filter(|&p| fits(p)).collect();
+    let mut ports = likely_peer_ports(recorded);
     if ports.is_empty() {
         ports = recorded
             .iter()
@@ -87,6 +85,14 @@ pub fn peer_ports_of(recorded: &[u16]) -> Vec<u16> {
         ports.push(DEFAULT_PEER_PORT);
     }
     ports
+}
+
+/// The recorded ports that are peer ports by etcd's conventions alone: 2380, and those
+/// one above another recorded port. Unlike [`peer_ports_of`], no guess when none is.
+pub fn likely_peer_ports(recorded: &[u16]) -> Vec<u16> {
+    let fits =
+        |p: u16| p == DEFAULT_PEER_PORT || p.checked_sub(1).is_some_and(|c| recorded.contains(&c));
+    recorded.iter().copied().filter(|&p| fits(p)).collect()
 }
 
 /// Capture events in, peer records out. Feed every event of a capture in file order

@@ -89,6 +89,8 @@ pub struct StreamStats {
     pub connections: u64,
     /// Connections already open when recording began.
     pub midstream_connections: u64,
+    /// Of those, connections to ports decoded only from their start, passed over.
+    pub midstream_skipped: u64,
     /// Connections that carried TLS (ciphertext seen, or plaintext captured).
     pub tls_connections: u64,
     /// TLS connections whose ciphertext was seen but no plaintext: recorded with
@@ -111,6 +113,10 @@ pub struct StreamDemux<D> {
     tls: TlsReassembler,
     /// The server ports whose connections are decoded; None: all.
     only: Option<Vec<u16>>,
+    /// Server ports whose connections are decoded only from their start (see
+    /// [`skip_midstream`](Self::skip_midstream)), and the connections passed over.
+    from_start_only: Vec<u16>,
+    skipped: std::collections::HashSet<ConnectionKey>,
     conns: HashMap<ConnectionKey, D>,
     /// Connections known to carry TLS, and whether plaintext was seen for them.
     tls_conns: HashMap<ConnectionKey, TlsSeen>,
@@ -156,6 +162,8 @@ impl<D: StreamDecoder> StreamDemux<D> {
             tls: TlsReassembler::new(ports.clone()),
             tcp: TcpReassembler::new(ports),
             only,
+            from_start_only: Vec::new(),
+            skipped: std::collections::HashSet::new(),
             conns: HashMap::new(),
             tls_conns: HashMap::new(),
             tcp_events: Vec::new(),
@@ -164,6 +172,14 @@ impl<D: StreamDecoder> StreamDemux<D> {
             stats: StreamStats::default(),
             since_flush: 0,
         }
+    }
+
+    /// Connections to `ports` that were open before recording are passed over (and
+    /// counted): what flows on them mid-way cannot be told from this decoder's protocol
+    /// (the RPC decoder and etcd's peer streams).
+    pub fn skip_midstream(mut self, ports: Vec<u16>) -> Self {
+        self.from_start_only = ports;
+        self
     }
 
     pub fn stats(&self) -> &StreamStats {
@@ -182,6 +198,7 @@ impl<D: StreamDecoder> StreamDemux<D> {
         self.only
             .as_ref()
             .is_none_or(|ports| ports.contains(&key.server.port()))
+            && !self.skipped.contains(key)
     }
 
     /// Takes one event; finished records are appended to `out`. A packet is copied to
@@ -380,6 +397,12 @@ impl<D: StreamDecoder> StreamDemux<D> {
                     ts_ns,
                     handshake_seen,
                 } => {
+                    if handshake_seen {
+                        self.skipped.remove(&key);
+                    } else if self.from_start_only.contains(&key.server.port()) {
+                        self.skipped.insert(key);
+                        self.stats.midstream_skipped += 1;
+                    }
                     if !self.wants(&key) {
                         continue;
                     }

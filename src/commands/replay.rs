@@ -397,6 +397,13 @@ fn write_summary(out: &mut dyn Write, t: &Tally, stats: &RpcStats) -> std::io::R
         stats.events_lost.saturating_add(t.events_lost),
         t.damaged
     )?;
+    if stats.midstream_skipped > 0 {
+        writeln!(
+            out,
+            "{} peer-port connections open before recording began: raft streams, not RPCs (etcd-trace raft decodes them)",
+            stats.midstream_skipped
+        )?;
+    }
     write_tls_summary(out, stats)
 }
 

@@ -218,8 +218,16 @@ impl RpcDecoder {
     /// A decoder for traffic whose server side is on one of `server_ports` (empty: etcd's
     /// defaults).
     pub fn new(server_ports: Vec<u16>) -> RpcDecoder {
+        // A peer port's connections are gRPC only when their start says so: open before
+        // recording, they are rafthttp streams (analyze::peers), not RPCs.
+        let recorded = if server_ports.is_empty() {
+            crate::decode::tcp::DEFAULT_SERVER_PORTS.to_vec()
+        } else {
+            server_ports.clone()
+        };
+        let peer_ports = crate::analyze::peers::likely_peer_ports(&recorded);
         RpcDecoder {
-            streams: StreamDemux::new(server_ports, None),
+            streams: StreamDemux::new(server_ports, None).skip_midstream(peer_ports),
         }
     }
 
