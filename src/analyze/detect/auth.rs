@@ -323,7 +323,6 @@ pub(crate) fn counted(
             with_volume: true,
             summarize,
         };
-        let n = fired.count;
-        ctx.episodes.open(how, fired, n, ctx.out);
+        ctx.open_fired(how, fired);
     }
 }

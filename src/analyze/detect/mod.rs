@@ -2,8 +2,8 @@
 //! recovered from the traffic (with their WAL and fsync links) and the raw packets flow
 //! through rule families, one module each: bulk reads and exfiltration (`bulk`),
 //! enumeration (`enumeration`), authentication and access (`auth`), unexpected peers and
-//! clients (`peers`), performance attacks (`performance`), and consensus in trouble
-//! (`raft`). Each finding names its
+//! clients (`peers`), performance attacks (`performance`), etcd's health against its own
+//! guidance (`health`), and consensus in trouble (`raft`). Each finding names its
 //! rule, says in one sentence what happened and why it matters, and carries evidence.
 //!
 //! Streaming: state is kept per client and window and is bounded (`window`); findings
@@ -13,6 +13,7 @@
 mod auth;
 mod bulk;
 mod enumeration;
+mod health;
 pub mod net;
 mod peers;
 mod performance;
@@ -292,6 +293,12 @@ impl Ctx<'_> {
     pub fn evidence_limit(&self) -> usize {
         self.rules.evidence_limit
     }
+
+    /// Opens (or adds to) the finding a counting rule's burst made, its calls counted.
+    pub fn open_fired(&mut self, how: Opening, fired: Fired) {
+        let n = fired.count;
+        self.episodes.open(how, fired, n, self.out);
+    }
 }
 
 /// The client of a call, as rules count it.
@@ -334,6 +341,7 @@ pub struct Detector {
     peers: peers::Peers,
     performance: performance::Performance,
     raft: raft::Raft,
+    health: health::Health,
     stats: DetectStats,
     now_ns: u64,
     since_close: u64,
@@ -365,6 +373,7 @@ impl Detector {
             peers: peers::Peers::default(),
             performance: performance::Performance::new(&rules),
             raft: raft::Raft::new(&rules, &ports),
+            health: health::Health::default(),
             rules,
             stats: DetectStats::default(),
             now_ns: 0,
@@ -440,6 +449,7 @@ impl Detector {
         self.auth.call(call, &mut ctx);
         self.peers.call(call, &mut ctx);
         self.performance.call(c, &mut ctx);
+        self.health.call(c, &mut ctx);
     }
 
     /// The capture ended (and the correlator's last calls were pushed): every finding
@@ -459,6 +469,7 @@ impl Detector {
         self.peers.finish(&mut ctx);
         self.performance.finish(&mut ctx);
         self.raft.finish(&mut ctx);
+        self.health.finish(&mut ctx);
         self.episodes.close_all(out);
     }
 }
@@ -495,6 +506,19 @@ impl Detector {
         for c in calls.iter() {
             self.push_call(c, out);
         }
+        self.push_phases(phases, out);
+    }
+
+    /// Disk phases into the health rules.
+    pub fn push_phases(&mut self, phases: &[DiskPhase], out: &mut Vec<Finding>) {
+        let mut ctx = Ctx {
+            rules: &self.rules,
+            episodes: &mut self.episodes,
+            out,
+        };
+        for p in phases {
+            self.health.phase(p, &mut ctx);
+        }
     }
 
     /// End of the capture: the correlator's last calls, then the open findings.
@@ -509,6 +533,7 @@ impl Detector {
         for c in calls.iter() {
             self.push_call(c, out);
         }
+        self.push_phases(phases, out);
         self.finish(&rpc, out);
     }
 }

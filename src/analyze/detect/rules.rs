@@ -234,6 +234,60 @@ pub struct LaggingRule {
     pub ack_p99: u64,
 }
 
+/// WAL fsyncs per member and window: p99 at or above `p99` over `min_syncs_p99` syncs at
+/// least, or p50 at or above `p50` over `min_syncs` at least.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalFsyncRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    #[serde(deserialize_with = "duration_ns")]
+    pub p99: u64,
+    pub min_syncs_p99: u64,
+    #[serde(deserialize_with = "duration_ns")]
+    pub p50: u64,
+    pub min_syncs: u64,
+}
+
+/// Any one occurrence at least `min` long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinDurationRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub min: u64,
+}
+
+/// `threshold` occurrences at least `min` long within `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowCountRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub min: u64,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub threshold: u64,
+}
+
+/// `threshold` applies within `window` that waited `min_wait` or more behind a backend
+/// commit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendWaitRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub min_wait: u64,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub threshold: u64,
+}
+
 /// Every rule, by its id in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -261,6 +315,10 @@ pub struct RuleSet {
     pub maintenance_defragment: PlainRule,
     pub maintenance_compact: CountRule,
     pub fsync_dominance: FsyncRule,
+    pub disk_wal_fsync_slow: WalFsyncRule,
+    pub disk_fsync_stall: MinDurationRule,
+    pub slow_request: SlowCountRule,
+    pub apply_behind_backend_commit: BackendWaitRule,
     pub raft_two_leaders: PlainRule,
     pub raft_stale_leader: PlainRule,
     pub raft_frequent_elections: CountRule,
@@ -345,6 +403,16 @@ impl Rules {
         let f = &r.fsync_dominance;
         if f.window == 0 || !(f.share > 0.0 && f.share <= 1.0) {
             return bad("fsync-dominance", "window must be > 0 and share in (0, 1]");
+        }
+        check_count(
+            "slow-request",
+            r.slow_request.window,
+            r.slow_request.threshold,
+        )?;
+        let b = &r.apply_behind_backend_commit;
+        check_count("apply-behind-backend-commit", b.window, b.threshold)?;
+        if r.disk_wal_fsync_slow.window == 0 {
+            return bad("disk-wal-fsync-slow", "window must be > 0");
         }
         if self.election_timeout == 0 {
             return bad("election_timeout", "must be > 0");

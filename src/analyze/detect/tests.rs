@@ -384,9 +384,9 @@ fn performance_rules() {
     );
 }
 
-#[test]
-fn fsync_dominance_needs_two_writers() {
-    let write = |client: &str, ts, fsync| CorrelatedCall {
+/// An acknowledged Put linked to WAL entry 2/7 of pid 1, durable `fsync` after `ts`.
+fn linked_put(client: &str, ts: u64, fsync: u64) -> CorrelatedCall {
+    CorrelatedCall {
         call: call(
             client,
             ts,
@@ -409,7 +409,12 @@ fn fsync_dominance_needs_two_writers() {
             confidence: "high",
         }),
         unlinked: None,
-    };
+    }
+}
+
+#[test]
+fn fsync_dominance_needs_two_writers() {
+    let write = linked_put;
     let mut calls = Vec::new();
     for i in 0..200 {
         calls.push(write("10.0.0.5:1", i * 100_000_000, 5_000_000));
@@ -653,4 +658,118 @@ fn raft_rules_judge_a_consensus_timeline() {
         "rules:\n  raft-frequent-elections:\n    threshold: 4\n  raft-disk-stall:\n    min_fsync: 1s\n  raft-two-leaders:\n    enabled: false\n",
     ));
     assert_eq!(ids(&out), ["raft-peer-refused"]);
+}
+
+fn wal_sync(pid: u32, start_ns: u64, took: u64) -> crate::analyze::disk::DiskPhase {
+    crate::analyze::disk::DiskPhase::Sync {
+        start_ns,
+        end_ns: start_ns + took,
+        member: crate::analyze::member::Member::process(pid),
+        file: "member/wal/0.wal".into(),
+        kind: crate::capture::FileKind::Wal,
+        fd: 9,
+        call: "fdatasync",
+    }
+}
+
+/// Phases and calls straight into a detector.
+fn run_health(
+    rules: Rules,
+    phases: &[crate::analyze::disk::DiskPhase],
+    calls: &[CorrelatedCall],
+) -> Vec<Finding> {
+    let mut d = Detector::new(rules, vec![2379, 2380]);
+    let mut out = Vec::new();
+    d.push_phases(phases, &mut out);
+    for c in calls {
+        d.push_call(c, &mut out);
+    }
+    d.finish(&Default::default(), &mut out);
+    out
+}
+
+#[test]
+fn a_slow_wal_disk_is_found_and_a_fast_one_is_not() {
+    let ms = 1_000_000u64;
+    // 100 syncs in a minute: pid 1 at 2 ms with two at 40 ms (p99 40 ms); pid 2 at 2 ms
+    // with one of 1.5 s.
+    let mut phases = Vec::new();
+    for i in 0..100u64 {
+        let took = if i % 50 == 7 { 40 * ms } else { 2 * ms };
+        phases.push(wal_sync(1, i * 500 * ms, took));
+        let took = if i == 30 { 1_500 * ms } else { 2 * ms };
+        phases.push(wal_sync(2, i * 500 * ms + 1, took));
+    }
+    phases.sort_by_key(|p| p.start_ns());
+    let out = run_health(Rules::builtin(), &phases, &[]);
+    let mut found: Vec<(&str, &str)> = out.iter().map(|f| (f.rule, f.client.as_str())).collect();
+    found.sort_unstable();
+    // pid 2's p99 is 2 ms: its one stall is its own rule.
+    assert_eq!(
+        found,
+        [
+            ("disk-fsync-stall", "pid:2"),
+            ("disk-wal-fsync-slow", "pid:1")
+        ],
+        "{out:#?}"
+    );
+    let slow = out
+        .iter()
+        .find(|f| f.rule == "disk-wal-fsync-slow")
+        .unwrap();
+    assert!(slow.summary.contains("p99 40.00 ms"), "{}", slow.summary);
+    assert!(slow.evidence[0].detail.contains("40.00 ms"));
+    // Raised, nothing is slow.
+    let out = run_health(
+        rules("rules:\n  disk-wal-fsync-slow:\n    p99: 50ms\n  disk-fsync-stall:\n    min: 2s\n"),
+        &phases,
+        &[],
+    );
+    assert!(out.is_empty(), "{out:#?}");
+}
+
+#[test]
+fn slow_requests_and_applies_behind_backend_commits() {
+    use crate::analyze::correlate::BackendCommitWait;
+    let ms = 1_000_000u64;
+    let mut calls = Vec::new();
+    for i in 0..6u64 {
+        let mut c = linked_put("10.0.0.7:5000", i * 1_000 * ms, 2 * ms);
+        // 150 ms to the reply, of which 120 ms behind a backend commit.
+        c.call.end_ns = c.call.ts_ns + 150 * ms;
+        c.call.latency_ns = Some(150 * ms);
+        c.call.response = Some(RpcBody::Message(EtcdMessage::PutResponse(
+            Default::default(),
+        )));
+        let durable = c.wal.as_ref().unwrap().fsync_ts_ns.unwrap();
+        c.wal.as_mut().unwrap().backend_commit = Some(BackendCommitWait {
+            start_ns: durable - ms,
+            end_ns: durable + 120 * ms,
+            writes: 40,
+            sync_ns: 110 * ms,
+        });
+        calls.push(c);
+    }
+    let out = run_health(Rules::builtin(), &[], &calls);
+    let mut found: Vec<&str> = out.iter().map(|f| f.rule).collect();
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        ["apply-behind-backend-commit", "slow-request"],
+        "{out:#?}"
+    );
+    let held = out
+        .iter()
+        .find(|f| f.rule == "apply-behind-backend-commit")
+        .unwrap();
+    assert!(held.evidence[0]
+        .detail
+        .contains("behind a backend commit of 40 writes"));
+    // Five of six are not enough at a threshold of seven.
+    let out = run_health(
+        rules("rules:\n  slow-request:\n    threshold: 7\n  apply-behind-backend-commit:\n    threshold: 7\n"),
+        &[],
+        &calls,
+    );
+    assert!(out.is_empty(), "{out:#?}");
 }
