@@ -212,6 +212,30 @@ fn leaders_change(tls: bool) {
         !of("stale_leader").is_empty(),
         "{rules:?}\n{context}"
     );
+    // Each change of leader with its cause: the transfer, the pause, the kill.
+    let cause = |term: u64| -> String {
+        findings
+            .iter()
+            .find(|f| {
+                f["rule"] == "raft-leader-change"
+                    && f["summary"]
+                        .as_str()
+                        .is_some_and(|s| s.contains(&format!(" in term {term},")))
+            })
+            .map(|f| f["summary"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no leader change for term {term}: {findings:#?}"))
+    };
+    assert!(cause(moved.raft_term).contains("handed over"), "{context}");
+    let paused_cause = cause(after_pause.raft_term);
+    assert!(
+        paused_cause.contains("went silent"),
+        "{paused_cause}\n{context}"
+    );
+    let killed_cause = cause(after_kill.raft_term);
+    assert!(
+        killed_cause.contains("process ended (etcd pid") && killed_cause.contains("SIGKILL"),
+        "{killed_cause}\n{context}"
+    );
     // timeline tells each election as it ended, in time order with everything else;
     // Perfetto has a track per member with the terms it led.
     let timeline = etcd_trace(&["timeline", capture.to_str().unwrap()]);

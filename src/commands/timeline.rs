@@ -602,6 +602,12 @@ fn raft_tracks(t: &mut TraceWriter<BufWriter<std::fs::File>>, r: &RaftReport) ->
         })
         .collect();
     let timeout = RaftOptions::default().election_timeout_ns;
+    // Every member has its track, whether it led or not.
+    for e in &r.events {
+        if let RaftEvent::Member { member, .. } = e {
+            t.track(&format!("raft member {member}"), ORDER)?;
+        }
+    }
     for (i, (ts, term, member)) in leaders.iter().enumerate() {
         let until = leaders.get(i + 1).map_or(end_of_capture, |l| l.0).max(*ts);
         let tid = t.track(&format!("raft member {member}"), ORDER)?;

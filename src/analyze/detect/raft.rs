@@ -6,7 +6,7 @@
 
 use super::{plural, Ctx, Evidence, Finding, Severity};
 use crate::analyze::peers::peer_ports_of;
-use crate::analyze::raft::{Election, RaftAnalyzer, RaftEvent, RaftOptions, RaftReport};
+use crate::analyze::raft::{Election, RaftAnalyzer, RaftEvent, RaftOptions, RaftReport, TermStart};
 use crate::capture::Event;
 use crate::units::human_duration_ns;
 
@@ -21,6 +21,7 @@ impl Raft {
         let any = [
             r.raft_two_leaders.enabled,
             r.raft_stale_leader.enabled,
+            r.raft_leader_change.enabled,
             r.raft_frequent_elections.enabled,
             r.raft_disk_stall.enabled,
             r.raft_lagging_follower.enabled,
@@ -201,6 +202,31 @@ pub(super) fn judge(report: &RaftReport, ctx: &mut Ctx) {
                 );
         }
     }
+    let r = &rules.raft_leader_change;
+    if r.enabled {
+        for e in elections.iter().filter(|e| e.winner.is_some()) {
+            let why = leader_change_cause(report, e, rules.raft_disk_stall.min_fsync);
+            let winner = e.winner.map(|w| w.to_string()).unwrap_or_default();
+            let from = e
+                .previous_leader
+                .map_or("before recording".to_string(), |p| p.to_string());
+            finding(
+                "raft-leader-change",
+                r.severity,
+                winner.clone(),
+                format!(
+                    "leadership moved from {from} to {winner} in term {}, {} without a leader: {why}",
+                    e.term,
+                    human_duration_ns(e.leaderless_ns.or(e.duration_ns).unwrap_or(0))
+                ),
+                vec![evidence(
+                    e.end_ns.unwrap_or(e.start_ns),
+                    "election",
+                    format!("term {} won by {winner}", e.term),
+                )],
+            );
+        }
+    }
     let r = &rules.raft_disk_stall;
     if r.enabled {
         for e in elections
@@ -263,6 +289,51 @@ pub(super) fn judge(report: &RaftReport, ctx: &mut Ctx) {
             }
         }
     }
+}
+
+/// Why leadership moved, as far as the capture shows: a transfer, the old leader's
+/// process ending, a long WAL sync of it, or it going silent (and coming back stale).
+fn leader_change_cause(report: &RaftReport, e: &Election, min_fsync: u64) -> String {
+    if e.began == TermStart::Transfer {
+        return "the leader handed over (move-leader, or a leader shutting down)".into();
+    }
+    let Some(old) = e.previous_leader else {
+        return "the previous leader was not seen".into();
+    };
+    let lookback = e.start_ns.saturating_sub(10_000_000_000);
+    let ended = report.events.iter().find_map(|ev| match ev {
+        RaftEvent::Process {
+            ts_ns,
+            member,
+            what,
+            ..
+        } if *member == Some(old) && (lookback..=e.start_ns).contains(ts_ns) => Some(what),
+        _ => None,
+    });
+    if let Some(what) = ended {
+        return format!("the leader's process ended ({what})");
+    }
+    if let Some(d) = e
+        .disks
+        .iter()
+        .find(|d| d.member.id == old.id && d.slowest_fsync_ns >= min_fsync)
+    {
+        return format!(
+            "the leader's WAL sync took {} just before",
+            human_duration_ns(d.slowest_fsync_ns)
+        );
+    }
+    let stale = report.events.iter().any(|ev| {
+        matches!(ev, RaftEvent::StaleLeader { member, ts_ns, .. }
+            if *member == old && *ts_ns >= e.start_ns)
+    });
+    if stale {
+        return format!("{old} went silent and came back still leading its old term: it was paused or cut off, not its disk");
+    }
+    if e.unanswered.contains(&old) {
+        return format!("{old} went silent (stopped, overloaded or cut off)");
+    }
+    "the cause is not visible in the capture".into()
 }
 
 /// Followers behind by entries or slow to acknowledge.

@@ -321,6 +321,7 @@ pub struct RuleSet {
     pub apply_behind_backend_commit: BackendWaitRule,
     pub raft_two_leaders: PlainRule,
     pub raft_stale_leader: PlainRule,
+    pub raft_leader_change: PlainRule,
     pub raft_frequent_elections: CountRule,
     pub raft_disk_stall: DiskStallRule,
     pub raft_lagging_follower: LaggingRule,

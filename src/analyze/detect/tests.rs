@@ -635,15 +635,30 @@ fn raft_rules_judge_a_consensus_timeline() {
     let out = judged(Rules::builtin());
     let mut found = ids(&out);
     found.sort_unstable();
+    found.dedup();
     assert_eq!(
         found,
         [
             "raft-disk-stall",
             "raft-frequent-elections",
+            "raft-leader-change",
             "raft-peer-refused",
             "raft-two-leaders"
         ]
     );
+    // Each change of leader says why: a's loss of term 3 followed its 800 ms sync.
+    let changes: Vec<&str> = out
+        .iter()
+        .filter(|f| f.rule == "raft-leader-change")
+        .map(|f| f.summary.as_str())
+        .collect();
+    assert_eq!(changes.len(), 3);
+    assert!(
+        changes[0].contains("WAL sync took 800.00 ms"),
+        "{}",
+        changes[0]
+    );
+    assert!(changes[1].contains("not visible"), "{}", changes[1]);
     let two = out.iter().find(|f| f.rule == "raft-two-leaders").unwrap();
     assert_eq!(two.severity, Severity::Critical);
     // Only a's loss of term 3 came after a slow sync (800 ms; b's 1 ms is fine).
@@ -655,7 +670,7 @@ fn raft_rules_judge_a_consensus_timeline() {
 
     // Thresholds come from the rules file.
     let out = judged(rules(
-        "rules:\n  raft-frequent-elections:\n    threshold: 4\n  raft-disk-stall:\n    min_fsync: 1s\n  raft-two-leaders:\n    enabled: false\n",
+        "rules:\n  raft-frequent-elections:\n    threshold: 4\n  raft-disk-stall:\n    min_fsync: 1s\n  raft-two-leaders:\n    enabled: false\n  raft-leader-change:\n    enabled: false\n",
     ));
     assert_eq!(ids(&out), ["raft-peer-refused"]);
 }
