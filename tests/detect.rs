@@ -216,10 +216,11 @@ fn enumeration_logins_and_peers_are_flagged() {
     assert!(!all.contains("rootpw") && !all.contains("wrong"), "{all}");
 }
 
-/// A workload shaped like the Kubernetes API server's: paged lists, watches per resource
-/// prefix, a lease kept alive, steady writes and updates, prefix probes, one compaction.
+/// A workload shaped like the Kubernetes API server's: whole lists each followed by a
+/// watch from their revision, paged lists, a lease kept alive, steady writes and
+/// updates, prefix probes, one compaction. The false-alarm check: nothing above low.
 #[test]
-fn benign_kubernetes_like_workload_raises_nothing_high() {
+fn benign_kubernetes_like_workload_raises_nothing_above_low() {
     if skip_without_root() {
         return;
     }
@@ -237,14 +238,23 @@ fn benign_kubernetes_like_workload_raises_nothing_high() {
             .spawn()
             .unwrap()
     };
-    let mut background: Vec<std::process::Child> = [
+    // The watch cache priming itself at start: each resource listed whole, without a
+    // limit, then watched from the list's revision on.
+    let mut background: Vec<std::process::Child> = Vec::new();
+    for p in [
         "/registry/pods/",
+        "/registry/secrets/",
         "/registry/configmaps/",
         "/registry/leases/",
-    ]
-    .iter()
-    .map(|p| spawn(&["watch", "--prefix", p]))
-    .collect();
+        "/registry/events/",
+    ] {
+        let list = stdout(&rig.etcdctl(&["get", "--prefix", p, "-w", "json"]));
+        let revision: u64 = serde_json::from_str::<Value>(&list).unwrap()["header"]["revision"]
+            .as_u64()
+            .unwrap();
+        let from = (revision + 1).to_string();
+        background.push(spawn(&["watch", "--prefix", p, "--rev", &from]));
+    }
     let lease = stdout(&rig.etcdctl(&["lease", "grant", "15"]));
     let id = lease.split_whitespace().nth(1).unwrap().to_string();
     background.push(spawn(&["lease", "keep-alive", &id]));
@@ -332,9 +342,26 @@ fn benign_kubernetes_like_workload_raises_nothing_high() {
     for f in &findings {
         eprintln!("  {}", f["summary"]);
     }
+    // Nothing above low: an API server restart must not page anyone. The health rules
+    // judge the machine, not the workload (a shared test machine's disk may well miss
+    // etcd's guidance); tests/health.rs checks them on a disk made slow on purpose.
+    let health = [
+        "disk-wal-fsync-slow",
+        "disk-fsync-stall",
+        "slow-request",
+        "apply-behind-backend-commit",
+    ];
     assert!(
-        findings.iter().all(|f| f["severity"] != "high"),
+        findings
+            .iter()
+            .filter(|f| !health.contains(&f["rule"].as_str().unwrap_or_default()))
+            .all(|f| f["severity"] == "low"),
         "{rules:?}"
     );
-    assert_eq!(code, 0);
+    assert!(
+        rules.iter().any(|r| r.starts_with("bulk-list-then-watch")),
+        "{rules:?}"
+    );
+    let high = findings.iter().any(|f| f["severity"] == "high");
+    assert_eq!(code, i32::from(high));
 }

@@ -2,6 +2,7 @@
 //! a limit, very large responses, a client reading far more than the others, database
 //! snapshots, and watches on every key.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use super::window::{Fired, Tumbling};
@@ -84,14 +85,29 @@ struct ReadTally {
     evidence: Vec<Evidence>,
 }
 
+/// Unbounded lists waiting, at most, to see whether a watch from their revision follows.
+const MAX_PENDING_LISTS: usize = 4096;
+
+/// A wide list without a limit, held until a watch of the same range from its revision
+/// (a cache priming itself) follows or the rule's window passes (a bulk read).
+struct PendingList {
+    client: IpAddr,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    revision: i64,
+    obs: Observation,
+}
+
 pub struct Bulk {
     volume: Tumbling<ReadTally>,
+    lists: VecDeque<PendingList>,
 }
 
 impl Bulk {
     pub fn new(rules: &super::Rules) -> Bulk {
         Bulk {
             volume: Tumbling::new(rules.rules.bulk_client_volume.window),
+            lists: VecDeque::new(),
         }
     }
 
@@ -100,11 +116,13 @@ impl Bulk {
         if let Some((start, end, totals)) = self.volume.roll(call.ts_ns) {
             judge_volume(start, end, totals, ctx);
         }
+        self.expire_lists(Some(call.ts_ns), ctx);
         match (call.method_name(), call.kind) {
             ("Range", RecordKind::Call) => self.range(call, client, ctx),
             ("Snapshot", RecordKind::Call) => self.snapshot(call, client, ctx),
             ("Watch", RecordKind::Message { direction, .. }) => {
                 if direction == MessageDirection::Request {
+                    self.watch_after_list(call, client, ctx);
                     watch_create(call, client, ctx);
                 } else {
                     self.tally(call, client, call.response_bytes, 0, "watch events", ctx);
@@ -162,24 +180,22 @@ impl Bulk {
                     .iter()
                     .any(|p| covers(&req.key, &req.range_end, p));
             if rule.enabled && wide && req.limit == 0 && !req.count_only {
-                let how = Opening {
-                    rule: "bulk-range-unbounded",
-                    severity: rule.severity,
-                    client: client.to_string(),
-                    quiet_ns: 60_000_000_000,
-                    with_volume: true,
-                    summarize: Box::new(|f| {
-                        let v = f.volume.unwrap_or_default();
-                        format!(
-                            "{} read {} without a limit over the whole keyspace or a large prefix ({} keys, {} returned): a bulk read like this copies data out of the cluster in one go",
-                            f.client,
-                            plural(f.events, "range"),
-                            v.keys,
-                            human_bytes(v.bytes)
-                        )
-                    }),
+                let revision = match call.response.as_ref().and_then(RpcBody::message) {
+                    Some(EtcdMessage::RangeResponse(r)) => r.header.as_ref().map(|h| h.revision),
+                    _ => None,
                 };
-                ctx.episodes.single(how, obs(), ctx.out);
+                let held =
+                    rules.bulk_list_then_watch.enabled && self.lists.len() < MAX_PENDING_LISTS;
+                match revision.filter(|_| held) {
+                    Some(revision) => self.lists.push_back(PendingList {
+                        client,
+                        key: req.key.clone(),
+                        range_end: req.range_end.clone(),
+                        revision,
+                        obs: obs(),
+                    }),
+                    None => unbounded_read(client, obs(), ctx),
+                }
             }
         }
         let rule = &rules.bulk_large_response;
@@ -262,7 +278,92 @@ impl Bulk {
         if let Some((start, end, totals)) = self.volume.finish() {
             judge_volume(start, end, totals, ctx);
         }
+        self.expire_lists(None, ctx);
     }
+
+    /// Lists whose window passed with no watch (all of them at the end: `None`) are
+    /// bulk reads.
+    fn expire_lists(&mut self, now_ns: Option<u64>, ctx: &mut Ctx) {
+        let window = ctx.rules.rules.bulk_list_then_watch.window;
+        while let Some(l) = self.lists.front() {
+            if now_ns.is_some_and(|now| l.obs.end_ns.saturating_add(window) >= now) {
+                break;
+            }
+            if let Some(l) = self.lists.pop_front() {
+                unbounded_read(l.client, l.obs, ctx);
+            }
+        }
+    }
+
+    /// A watch create: a list of the same range by the same client, whose revision the
+    /// watch starts from (or right after), was a cache priming itself, as Kubernetes'
+    /// API server does for each resource: low, and said why.
+    fn watch_after_list(&mut self, call: &RpcCall, client: IpAddr, ctx: &mut Ctx) {
+        let Some(EtcdMessage::WatchRequest(w)) = call.request.as_ref().and_then(RpcBody::message)
+        else {
+            return;
+        };
+        let Some(watch_request::RequestUnion::CreateRequest(c)) = &w.request_union else {
+            return;
+        };
+        let Some(pos) = self.lists.iter().position(|l| {
+            l.client == client
+                && l.key == c.key
+                && l.range_end == c.range_end
+                && (c.start_revision == l.revision || c.start_revision == l.revision + 1)
+        }) else {
+            return;
+        };
+        let Some(l) = self.lists.remove(pos) else {
+            return;
+        };
+        let rule = &ctx.rules.rules.bulk_list_then_watch;
+        let how = Opening {
+            rule: "bulk-list-then-watch",
+            severity: rule.severity,
+            client: client.to_string(),
+            quiet_ns: 60_000_000_000,
+            with_volume: true,
+            summarize: Box::new(|f| {
+                let v = f.volume.unwrap_or_default();
+                format!(
+                    "{} listed {} without a limit ({} keys, {}), each followed by a watch of the same range from the list's revision: a cache priming itself (Kubernetes' API server does this for every resource at start), not a bulk copy",
+                    f.client,
+                    plural(f.events, "range"),
+                    v.keys,
+                    human_bytes(v.bytes)
+                )
+            }),
+        };
+        let mut obs = l.obs;
+        obs.evidence.detail.push_str(&format!(
+            "; watched from revision {} at {}",
+            c.start_revision, call.ts_ns
+        ));
+        ctx.episodes.single(how, obs, ctx.out);
+    }
+}
+
+/// A wide list without a limit that no watch from its revision followed: a bulk read.
+fn unbounded_read(client: IpAddr, obs: Observation, ctx: &mut Ctx) {
+    let how = Opening {
+        rule: "bulk-range-unbounded",
+        severity: ctx.rules.rules.bulk_range_unbounded.severity,
+        client: client.to_string(),
+        quiet_ns: 60_000_000_000,
+        with_volume: true,
+        summarize: Box::new(|f| {
+            let v = f.volume.unwrap_or_default();
+            format!(
+                "{} read {} without a limit over the whole keyspace or a large prefix ({} keys, {} returned), and no watch from its revision followed: a bulk read like this copies data out of the cluster in one go",
+                f.client,
+                plural(f.events, "range"),
+                v.keys,
+                human_bytes(v.bytes)
+            )
+        }),
+    };
+    ctx.episodes.single(how, obs, ctx.out);
 }
 
 fn watch_create(call: &RpcCall, client: IpAddr, ctx: &mut Ctx) {

@@ -399,6 +399,13 @@ impl Detector {
     /// Takes one event; findings that are complete are appended to `out`. Returns
     /// whether the event belongs in the RPC correlator (peer traffic is not gRPC).
     pub fn push(&mut self, ev: &Event, out: &mut Vec<Finding>) -> bool {
+        let from = out.len();
+        let to_correlator = self.push_event(ev, out);
+        self.trust(&mut out[from..]);
+        to_correlator
+    }
+
+    fn push_event(&mut self, ev: &Event, out: &mut Vec<Finding>) -> bool {
         let ts = ev.ts_ns();
         self.stats.events += 1;
         self.stats.first_ns = Some(self.stats.first_ns.map_or(ts, |t| t.min(ts)));
@@ -433,6 +440,12 @@ impl Detector {
     /// One correlated call straight into the rules (also what `push` does with each call
     /// the correlator settles).
     pub fn push_call(&mut self, c: &CorrelatedCall, out: &mut Vec<Finding>) {
+        let from = out.len();
+        self.judge_call(c, out);
+        self.trust(&mut out[from..]);
+    }
+
+    fn judge_call(&mut self, c: &CorrelatedCall, out: &mut Vec<Finding>) {
         let call = &c.call;
         self.stats.calls += 1;
         if call.completeness() != crate::analyze::rpc::Completeness::Full {
@@ -456,6 +469,29 @@ impl Detector {
     /// still open is emitted. `rpc` is the correlator's decoding statistics, for the
     /// report of what could not be seen.
     pub fn finish(&mut self, rpc: &crate::analyze::rpc::RpcStats, out: &mut Vec<Finding>) {
+        let from = out.len();
+        self.finish_rules(rpc, out);
+        self.trust(&mut out[from..]);
+    }
+
+    /// Findings about a trusted client are rated low, and say so.
+    fn trust(&self, findings: &mut [Finding]) {
+        if self.rules.trusted_clients.is_empty() {
+            return;
+        }
+        for f in findings.iter_mut().filter(|f| f.severity > Severity::Low) {
+            let Ok(ip) = f.client.parse::<IpAddr>() else {
+                continue;
+            };
+            if self.rules.trusted_clients.iter().any(|c| c.contains(ip)) {
+                f.severity = Severity::Low;
+                f.summary
+                    .push_str(" (a trusted client in the rules: rated low)");
+            }
+        }
+    }
+
+    fn finish_rules(&mut self, rpc: &crate::analyze::rpc::RpcStats, out: &mut Vec<Finding>) {
         self.stats.events_lost = rpc.events_lost;
         self.stats.gap_bytes = rpc.gap_bytes;
         self.stats.midstream_connections = rpc.midstream_connections;
@@ -511,6 +547,7 @@ impl Detector {
 
     /// Disk phases into the health rules.
     pub fn push_phases(&mut self, phases: &[DiskPhase], out: &mut Vec<Finding>) {
+        let from = out.len();
         let mut ctx = Ctx {
             rules: &self.rules,
             episodes: &mut self.episodes,
@@ -519,6 +556,7 @@ impl Detector {
         for p in phases {
             self.health.phase(p, &mut ctx);
         }
+        self.trust(&mut out[from..]);
     }
 
     /// End of the capture: the correlator's last calls, then the open findings.

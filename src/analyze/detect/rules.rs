@@ -288,11 +288,22 @@ pub struct BackendWaitRule {
     pub threshold: u64,
 }
 
+/// A rule that looks for what follows within `window`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+}
+
 /// Every rule, by its id in the file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RuleSet {
     pub bulk_range_unbounded: PrefixRule,
+    pub bulk_list_then_watch: WindowRule,
     pub bulk_large_response: LargeResponseRule,
     pub bulk_client_volume: VolumeRule,
     pub bulk_snapshot: AllowRule,
@@ -340,6 +351,9 @@ pub struct Rules {
     /// The members' election timeout.
     #[serde(deserialize_with = "duration_ns")]
     pub election_timeout: u64,
+    /// Clients whose findings are rated low (addresses or networks).
+    #[serde(deserialize_with = "cidr_list")]
+    pub trusted_clients: Vec<Cidr>,
     pub rules: RuleSet,
 }
 

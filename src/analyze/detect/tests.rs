@@ -49,6 +49,16 @@ fn rules(overlay: &str) -> Rules {
     Rules::from_yaml(Some(overlay)).unwrap()
 }
 
+/// (rule, client, severity) of each finding, sorted.
+fn triples(f: &[Finding]) -> Vec<(&'static str, &str, Severity)> {
+    let mut got: Vec<_> = f
+        .iter()
+        .map(|f| (f.rule, f.client.as_str(), f.severity))
+        .collect();
+    got.sort();
+    got
+}
+
 fn ids(f: &[Finding]) -> Vec<&'static str> {
     f.iter().map(|f| f.rule).collect()
 }
@@ -478,13 +488,8 @@ fn peers_resets_and_networks_from_packets() {
         d.push(e, &mut out);
     }
     d.finish(&Default::default(), &mut out);
-    let mut got: Vec<_> = out
-        .iter()
-        .map(|f| (f.rule, f.client.as_str(), f.severity))
-        .collect();
-    got.sort();
     assert_eq!(
-        got,
+        triples(&out),
         [
             ("client-outside-networks", "172.16.0.1", Severity::Medium),
             ("connection-reset", "10.0.0.3", Severity::Medium),
@@ -787,4 +792,101 @@ fn slow_requests_and_applies_behind_backend_commits() {
         &calls,
     );
     assert!(out.is_empty(), "{out:#?}");
+}
+
+/// A list of `prefix` without a limit answered at revision 41, by `client` at `ts`.
+fn list_at_41(client: &str, ts: u64, prefix: &[u8]) -> CorrelatedCall {
+    let end = crate::decode::etcdpb::prefix_range_end(prefix);
+    let mut c = call(client, ts, "KV/Range", range(prefix, &end, 0));
+    c.response = Some(RpcBody::Message(EtcdMessage::RangeResponse(
+        crate::decode::etcdpb::kv::RangeResponse {
+            header: Some(crate::decode::etcdpb::kv::ResponseHeader {
+                revision: 41,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )));
+    plain(c)
+}
+
+/// A watch of `prefix` from `revision`, by `client` at `ts`.
+fn watch_from(client: &str, ts: u64, prefix: &[u8], revision: i64) -> CorrelatedCall {
+    use crate::decode::etcdpb::watch_request::RequestUnion;
+    let create = crate::decode::etcdpb::WatchCreateRequest {
+        key: prefix.to_vec(),
+        range_end: crate::decode::etcdpb::prefix_range_end(prefix),
+        start_revision: revision,
+        ..Default::default()
+    };
+    let mut c = call(
+        client,
+        ts,
+        "Watch/Watch",
+        Some(EtcdMessage::WatchRequest(
+            crate::decode::etcdpb::WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(create)),
+            },
+        )),
+    );
+    c.kind = RecordKind::Message {
+        direction: MessageDirection::Request,
+        index: 0,
+    };
+    plain(c)
+}
+
+#[test]
+fn a_list_then_a_watch_from_its_revision_is_a_cache_not_a_bulk_read() {
+    let secrets = b"/registry/secrets/".as_slice();
+    // The API server: a list, then a watch from the next revision.
+    let calls = vec![
+        list_at_41("10.0.0.5:1000", S, secrets),
+        watch_from("10.0.0.5:1001", S + 50_000_000, secrets, 42),
+        // Another client lists the same and never watches: a bulk read.
+        list_at_41("10.0.0.9:1000", S + 60_000_000, secrets),
+        // A third watches, but from elsewhere in history: not its list's revision.
+        list_at_41("10.0.0.7:1000", S + 70_000_000, secrets),
+        watch_from("10.0.0.7:1001", S + 80_000_000, secrets, 3),
+    ];
+    let f = run(Rules::builtin(), calls);
+    assert_eq!(
+        triples(&f),
+        [
+            ("bulk-list-then-watch", "10.0.0.5", Severity::Low),
+            ("bulk-range-unbounded", "10.0.0.7", Severity::High),
+            ("bulk-range-unbounded", "10.0.0.9", Severity::High),
+        ],
+        "{f:#?}"
+    );
+    let cache = f.iter().find(|f| f.rule == "bulk-list-then-watch").unwrap();
+    assert!(cache.summary.contains("cache priming itself"));
+    assert!(cache.evidence[0]
+        .detail
+        .contains("watched from revision 42"));
+}
+
+#[test]
+fn a_trusted_client_s_findings_are_rated_low_and_say_so() {
+    let secrets = b"/registry/secrets/".as_slice();
+    let calls = || {
+        vec![
+            list_at_41("10.0.0.9:1000", S, secrets),
+            list_at_41("10.1.2.3:1000", S, secrets),
+        ]
+    };
+    let trusted = rules("trusted_clients: [\"10.1.0.0/16\"]\n");
+    let f = run(trusted, calls());
+    let mut got: Vec<(&str, Severity)> =
+        f.iter().map(|f| (f.client.as_str(), f.severity)).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [("10.0.0.9", Severity::High), ("10.1.2.3", Severity::Low)]
+    );
+    let low = f.iter().find(|f| f.client == "10.1.2.3").unwrap();
+    assert!(low
+        .summary
+        .ends_with("(a trusted client in the rules: rated low)"));
+    assert!(Rules::from_yaml(Some("trusted_clients: [\"not-an-address\"]\n")).is_err());
 }
