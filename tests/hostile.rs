@@ -232,5 +232,18 @@ mod hostile {
             .flatten()
             .unwrap_or_else(|| panic!("no count of connections: {out}"));
         assert!(connections > HOSTILE + PUTS, "{out}");
+
+        // detect names the attacker: connections that carried nothing readable.
+        let out = etcd_trace(&["detect", capture, "--format", "json"]);
+        let findings: Vec<serde_json::Value> = stdout(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let garbage = findings
+            .iter()
+            .find(|f| f["rule"] == "client-garbage")
+            .unwrap_or_else(|| panic!("no client-garbage finding: {findings:#?}"));
+        assert_eq!(garbage["client"], hostile[0].0.ip().to_string(), "{garbage}");
+        assert!(garbage["events"].as_u64().unwrap() >= 5, "{garbage}");
     }
 }

@@ -1,6 +1,7 @@
 //! Unexpected peers and clients, from the packets themselves: connections to the peer
 //! port from addresses that are not members, connection attempts answered with a reset,
-//! and clients from outside the configured networks. Members are the configured ones,
+//! clients from outside the configured networks, and connections to the client port
+//! that carried nothing readable. Members are the configured ones,
 //! the hosts in the peer URLs of MemberList (and member change) responses, and the hosts
 //! seen accepting connections on the peer port. Peer connections are judged at the end,
 //! when every member list in the capture has been seen.
@@ -11,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::auth::counted;
 use super::net::{canonical, parse_host};
 use super::window::{Burst, PerClient, SeenSet};
-use super::{client_ip, plural, Ctx, Evidence, Observation, Opening, Severity, Volume};
+use super::{client_ip, plural, span, Ctx, Evidence, Observation, Opening, Severity, Volume};
 use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall};
 use crate::capture::Packet;
 use crate::decode::etcdpb::EtcdMessage;
@@ -35,6 +36,7 @@ struct PeerClient {
 pub struct Peers {
     pending: HashMap<(SocketAddr, SocketAddr), u64>,
     resets: PerClient<Burst>,
+    garbage: PerClient<Burst>,
     accepting: HashSet<IpAddr>,
     listed: HashSet<IpAddr>,
     listed_seen: bool,
@@ -47,6 +49,7 @@ impl Default for Peers {
         Peers {
             pending: HashMap::new(),
             resets: PerClient::default(),
+            garbage: PerClient::default(),
             accepting: HashSet::new(),
             listed: HashSet::new(),
             listed_seen: false,
@@ -173,6 +176,9 @@ impl Peers {
             let ev = Evidence::of_call(call, "RPC".into());
             outside_networks(client_ip(call), call.ts_ns, ev, ctx);
         }
+        if call.is_unreadable_connection() {
+            self.garbage(call, ctx);
+        }
         let members = match call.response.as_ref().and_then(RpcBody::message) {
             Some(EtcdMessage::MemberListResponse(r)) => &r.members,
             Some(EtcdMessage::MemberAddResponse(r)) => &r.members,
@@ -191,6 +197,44 @@ impl Peers {
                 }
             }
         }
+    }
+
+    /// A connection to the client port that carried nothing readable: random bytes,
+    /// broken HTTP/2, another protocol.
+    fn garbage(&mut self, call: &RpcCall, ctx: &mut Ctx) {
+        let rule = &ctx.rules.rules.client_garbage;
+        if !rule.enabled {
+            return;
+        }
+        let why = call.notes.first().cloned().unwrap_or_default();
+        let obs = Observation {
+            ts_ns: call.ts_ns,
+            end_ns: call.end_ns,
+            evidence: Evidence::of_call(call, why),
+            volume: Volume {
+                rpcs: 0,
+                bytes: call.request_bytes,
+                keys: 0,
+            },
+        };
+        counted(
+            &mut self.garbage,
+            "client-garbage",
+            rule.severity,
+            rule.window,
+            rule.threshold,
+            client_ip(call),
+            obs,
+            ctx,
+            Box::new(|f| {
+                format!(
+                    "{} opened {} to the client port that carried nothing etcd could read ({}): random bytes, broken HTTP/2 or another protocol is scanning or fuzzing",
+                    f.client,
+                    plural(f.events, "connection"),
+                    span(f)
+                )
+            }),
+        );
     }
 
     pub fn finish(&mut self, ctx: &mut Ctx) {

@@ -317,6 +317,7 @@ pub struct RuleSet {
     pub auth_token_reuse: PlainRule,
     pub peer_unknown_address: MembersRule,
     pub connection_reset: CountRule,
+    pub client_garbage: CountRule,
     pub client_outside_networks: NetworksRule,
     pub perf_unbounded_range: CountRule,
     pub perf_count_only_scans: CountRule,
@@ -384,7 +385,8 @@ impl Rules {
                 problem: problem.to_string(),
             })
         };
-        let counts: [(&'static str, &CountRule); 9] = [
+        let counts: [(&'static str, &CountRule); 10] = [
+            ("client-garbage", &r.client_garbage),
             ("auth-failed-login", &r.auth_failed_login),
             ("connection-reset", &r.connection_reset),
             ("perf-unbounded-range", &r.perf_unbounded_range),

@@ -90,6 +90,18 @@ impl RpcBody {
     }
 }
 
+impl RpcCall {
+    /// The record of a connection that carried no call that could be read (garbage, or
+    /// broken HTTP/2, from its start): stream 0, which no call uses, and no method.
+    pub fn is_unreadable_connection(&self) -> bool {
+        self.stream_id == 0
+            && self.kind == RecordKind::Call
+            && self.method.is_none()
+            && self.request.is_none()
+            && self.response.is_none()
+    }
+}
+
 /// One RPC (or, for streaming calls, one message or the end of the stream).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcCall {
