@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod correlate;
 pub mod detect;
 pub mod diff;

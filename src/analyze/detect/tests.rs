@@ -17,7 +17,7 @@ use crate::decode::etcdpb::{
 
 const S: u64 = 1_000_000_000;
 
-fn call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCall {
+pub(crate) fn call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCall {
     let client: SocketAddr = client.parse().unwrap();
     let key = req.as_ref().and_then(|m| m.key()).map(<[u8]>::to_vec);
     let range_end = req.as_ref().and_then(|m| m.range_end()).map(<[u8]>::to_vec);
@@ -46,7 +46,7 @@ fn call(client: &str, ts: u64, method: &str, req: Option<EtcdMessage>) -> RpcCal
     }
 }
 
-fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
+pub(crate) fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
     Some(EtcdMessage::RangeRequest(RangeRequest {
         key: key.to_vec(),
         range_end: end.to_vec(),
@@ -55,7 +55,7 @@ fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
     }))
 }
 
-fn plain(c: RpcCall) -> CorrelatedCall {
+pub(crate) fn plain(c: RpcCall) -> CorrelatedCall {
     CorrelatedCall {
         call: c,
         op: None,
