@@ -2,6 +2,7 @@
 //! out. Errors surface here with context; the exit codes are 2 for usage and input
 //! errors, 1 for "found something" in checks (diff, detect), 0 otherwise.
 
+mod baseline;
 mod completions;
 mod correlate;
 mod demo;
@@ -53,6 +54,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Baseline(args) => baseline::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     }
