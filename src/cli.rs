@@ -40,6 +40,7 @@ pub enum Command {
     Diff(DiffArgs),
     Detect(DetectArgs),
     Merge(MergeArgs),
+    Baseline(BaselineArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
 }
@@ -420,7 +421,8 @@ pub enum FailLevel {
 etcd-trace detect incident.etr\n  \
 etcd-trace detect incident.etr --format json | jq 'select(.severity == \"high\")'\n  \
 etcd-trace detect incident.etr --rules site-rules.yaml --fail-level medium   # CI check\n  \
-etcd-trace detect --print-default-rules > site-rules.yaml\n\n\
+etcd-trace detect --print-default-rules > site-rules.yaml\n  \
+etcd-trace detect incident.etr --baseline base.json   # also what deviates from normal\n\n\
 Each finding names its rule, its severity, the client, when it happened, a sentence on what \
 happened and why it matters, and evidence (the calls or packets). The rules and their \
 thresholds are a YAML file built in (--print-default-rules shows it, with a comment on \
@@ -446,6 +448,78 @@ pub struct DetectArgs {
     /// Print the built-in rules (a commented YAML file) and exit.
     #[arg(long)]
     pub print_default_rules: bool,
+    /// A baseline learned from captures of normal operation (`etcd-trace baseline
+    /// learn`): also flag what deviates from it (the baseline-* rules): a client it
+    /// never saw, a client reading far faster than its normal rate, a key prefix no
+    /// client read, a client whose method mix changed.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+}
+
+/// What `baseline learn` learns and what `detect --baseline` flags: the help of both.
+macro_rules! baseline_help {
+    () => {
+        "Per client address (the port says nothing: etcdctl opens a new connection per \
+command), `learn` keeps the calls per method (the method mix), and per method and key \
+prefix the rates, request and response sizes, keys returned and latencies (as quantiles); \
+the client's read rate (Range keys and bytes per second) on average and in its busiest \
+10 s; and every key prefix any client read. Rates are per second of capture, so captures \
+of any length compare. Give it captures of ordinary operation, long enough to hold what \
+clients do now and then (a list every few minutes), and without the incident. Calls on \
+connections open before recording began, whose method is unknown, are not learned. What \
+--max-clients and --max-prefixes leave out is said and kept in the file.\n\n\
+`detect --baseline FILE` then also flags, with the calls as evidence and what the \
+baseline said: baseline-new-client (an address it never saw), baseline-read-rate (a \
+client reading 10 times its normal keys or bytes per second within 60 s, faster than in \
+its busiest 10 s, and at least 200 keys or 1 MiB), baseline-new-prefix (a key prefix no \
+client read), baseline-method-mix (3 calls of a method the client never used, or a \
+method's share of its calls moved by 25 points). Thresholds are in the rules file \
+(`detect --print-default-rules`). The baseline is versioned JSON: `detect` refuses \
+another version, and a baseline learned at another --prefix-depth than its rules use \
+(baseline-new-prefix: prefix_depth, 2 by default)."
+    };
+}
+
+/// Learn what normal looks like from captures of normal operation, for `detect
+/// --baseline`.
+#[derive(Debug, Args)]
+#[command(after_help = concat!("Examples:\n  \
+etcd-trace baseline learn monday.etr tuesday.etr -o base.json\n  \
+etcd-trace detect incident.etr --baseline base.json\n\n", baseline_help!()))]
+pub struct BaselineArgs {
+    #[command(subcommand)]
+    pub command: BaselineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    Learn(BaselineLearnArgs),
+}
+
+/// Learn each client's normal calls from captures of normal operation into a baseline
+/// file (JSON).
+#[derive(Debug, Args)]
+#[command(after_help = concat!("Examples:\n  \
+etcd-trace baseline learn normal.etr -o base.json\n  \
+etcd-trace baseline learn day1.etr day2.etr -o base.json --prefix-depth 3\n  \
+etcd-trace detect incident.etr --baseline base.json --fail-level medium\n\n", baseline_help!()))]
+pub struct BaselineLearnArgs {
+    /// Captures of normal operation.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The baseline file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Key prefixes are the first N components of a key (`/registry/pods/` is 2).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub prefix_depth: usize,
+    /// Clients learned: the first N addresses seen (up to 10000); others are counted as
+    /// left out.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub max_clients: usize,
+    /// (method, key prefix) pairs learned per client.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_prefixes: usize,
 }
 
 /// Merge the captures of a cluster's hosts (one recorder on each) into one capture, on

@@ -10,20 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// `detect --format json` over a capture: the findings and the exit code.
-fn detect(path: &std::path::Path, extra: &[&str]) -> (Vec<Value>, i32, String) {
-    let mut args = vec!["detect", "--format", "json", path.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = etcd_trace(&args);
-    let code = out.status.code().unwrap_or(-1);
-    assert!(code == 0 || code == 1, "detect failed: {}", stderr(&out));
-    let findings = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (findings, code, stderr(&out))
-}
-
 fn rules_of(findings: &[Value]) -> Vec<String> {
     findings
         .iter()

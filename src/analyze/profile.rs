@@ -13,7 +13,7 @@ use crate::analyze::detect::{Detector, Rules, Severity};
 use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::{Histogram, LatencySummary};
 use crate::analyze::phases::phases_of;
-use crate::analyze::rpc::RecordKind;
+use crate::analyze::rpc::{RecordKind, RpcCall};
 use crate::capture::{CaptureReader, Event, FileKind, ReadItem};
 use crate::decode::etcdpb::display_key;
 use crate::decode::tcp::ConnectionKey;
@@ -29,6 +29,19 @@ pub struct MethodStats {
 }
 
 impl MethodStats {
+    /// Counts one call (a whole RPC, not a message of a stream).
+    pub fn record(&mut self, call: &RpcCall) {
+        self.calls += 1;
+        if let Some(s) = call.status {
+            *self.statuses.entry(s).or_default() += 1;
+        }
+        if let Some(l) = call.latency_ns {
+            self.latency.record(l);
+        }
+        self.request_bytes += call.request_bytes;
+        self.response_bytes += call.response_bytes;
+    }
+
     pub fn errors(&self) -> u64 {
         self.statuses
             .iter()
@@ -118,16 +131,7 @@ impl Profile {
                 continue;
             }
             let name = c.call.method.clone().unwrap_or_else(|| "(unknown)".into());
-            let m = self.methods.entry(name).or_default();
-            m.calls += 1;
-            if let Some(s) = c.call.status {
-                *m.statuses.entry(s).or_default() += 1;
-            }
-            if let Some(l) = c.call.latency_ns {
-                m.latency.record(l);
-            }
-            m.request_bytes += c.call.request_bytes;
-            m.response_bytes += c.call.response_bytes;
+            self.methods.entry(name).or_default().record(&c.call);
             for ph in phases_of(&c) {
                 self.phases
                     .entry(ph.name)

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::open_capture;
+use crate::analyze::baseline::Baseline;
 use crate::analyze::detect::{DetectStats, Detector, Finding, Rules, Severity, DEFAULT_RULES_YAML};
 use crate::capture::ReadItem;
 use crate::cli::{DetectArgs, FailLevel, Format};
@@ -20,9 +21,28 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     }
     let rules = load_rules(args.rules.as_deref())?;
     let file = args.file.as_ref().context("a capture file is needed")?;
+    let baseline = match &args.baseline {
+        Some(path) => Some((
+            path,
+            Baseline::load(path).with_context(|| format!("baseline {}", path.display()))?,
+        )),
+        None => None,
+    };
     let reader = open_capture(file)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let mut detector = Detector::new(rules, reader.header().config.ports.clone());
+    let mut against = None;
+    if let Some((path, base)) = baseline {
+        against = Some(format!(
+            "judged against the baseline {} ({} clients, learned over {})",
+            path.display(),
+            base.clients.len(),
+            human_duration_ns((base.duration_s * 1e9) as u64)
+        ));
+        detector = detector
+            .with_baseline(base)
+            .with_context(|| format!("baseline {}", path.display()))?;
+    }
     let mut correlator = detector.correlator();
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "detecting");
     let mut findings = Vec::new();
@@ -73,6 +93,9 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         Format::Text => {
             print_text(&mut out, &findings, start, args.evidence)?;
             footer(&mut out, &findings, &stats, damaged)?;
+            if let Some(line) = &against {
+                writeln!(out, "{line}")?;
+            }
             out.flush()?;
         }
     }

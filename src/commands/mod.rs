@@ -2,6 +2,7 @@
 //! out. Errors surface here with context; the exit codes are 2 for usage and input
 //! errors, 1 for "found something" in checks (diff, detect), 0 otherwise.
 
+mod baseline;
 mod completions;
 mod correlate;
 mod demo;
@@ -55,6 +56,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Detect(args) => detect::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Baseline(args) => baseline::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),
     }

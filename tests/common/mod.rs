@@ -80,7 +80,17 @@ impl Rig {
     }
 
     fn start_with(name: &str, tls: bool) -> Rig {
-        let (dir, netns, options) = sandbox(name, tls);
+        Rig::start_configured(name, tls, |_, _| {})
+    }
+
+    /// A rig whose namespace and etcd options `configure` sets up before etcd starts.
+    pub fn start_configured(
+        name: &str,
+        tls: bool,
+        configure: impl FnOnce(&Netns, &mut EtcdOptions),
+    ) -> Rig {
+        let (dir, netns, mut options) = sandbox(name, tls);
+        configure(&netns, &mut options);
         let etcd = EtcdServer::start_with(&netns, &dir.0, &options).unwrap();
         let capture = dir.0.join(format!("{name}.etr"));
         Rig {
@@ -460,6 +470,21 @@ pub fn replay_json(path: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect()
+}
+
+/// `detect --format json` over a capture (with `extra` arguments): the findings, the exit
+/// code and what it said on stderr.
+pub fn detect(path: &std::path::Path, extra: &[&str]) -> (Vec<serde_json::Value>, i32, String) {
+    let mut args = vec!["detect", "--format", "json", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = etcd_trace(&args);
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 0 || code == 1, "detect failed: {}", stderr(&out));
+    let findings = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (findings, code, stderr(&out))
 }
 
 /// `correlate --format json` of a capture: one record per write call.

@@ -3,7 +3,8 @@
 //! through rule families, one module each: bulk reads and exfiltration (`bulk`),
 //! enumeration (`enumeration`), authentication and access (`auth`), unexpected peers and
 //! clients (`peers`), performance attacks (`performance`), etcd's health against its own
-//! guidance (`health`), and consensus in trouble (`raft`). Each finding names its
+//! guidance (`health`), consensus in trouble (`raft`), and, given a learned baseline,
+//! deviations from it (`baseline`). Each finding names its
 //! rule, says in one sentence what happened and why it matters, and carries evidence.
 //!
 //! Streaming: state is kept per client and window and is bounded (`window`); findings
@@ -11,7 +12,8 @@
 //! emitted once it has been quiet for the rule's window, or at the end.
 
 mod auth;
-mod bulk;
+mod baseline;
+pub(crate) mod bulk;
 mod enumeration;
 mod health;
 pub mod net;
@@ -22,13 +24,14 @@ pub mod rules;
 mod window;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Serialize;
 
+pub use baseline::DepthMismatch;
 pub use rules::{Rules, RulesError, Severity, DEFAULT_RULES_YAML};
 
 use crate::analyze::correlate::{CorrelatedCall, Correlator};
@@ -342,6 +345,7 @@ pub struct Detector {
     performance: performance::Performance,
     raft: raft::Raft,
     health: health::Health,
+    baseline: Option<baseline::Deviations>,
     stats: DetectStats,
     now_ns: u64,
     since_close: u64,
@@ -374,11 +378,29 @@ impl Detector {
             performance: performance::Performance::new(&rules),
             raft: raft::Raft::new(&rules, &ports),
             health: health::Health::default(),
+            baseline: None,
             rules,
             stats: DetectStats::default(),
             now_ns: 0,
             since_close: 0,
         }
+    }
+
+    /// Also judges the capture against `base` (the `baseline-*` rules). Refused when the
+    /// baseline cut key prefixes at another depth than the rules do.
+    pub fn with_baseline(
+        mut self,
+        base: crate::analyze::baseline::Baseline,
+    ) -> Result<Detector, DepthMismatch> {
+        let rules = self.rules.rules.baseline_new_prefix.prefix_depth;
+        if base.prefix_depth != rules {
+            return Err(DepthMismatch {
+                learned: base.prefix_depth,
+                rules,
+            });
+        }
+        self.baseline = Some(baseline::Deviations::new(base, &self.rules));
+        Ok(self)
     }
 
     pub fn stats(&self) -> &DetectStats {
@@ -463,6 +485,9 @@ impl Detector {
         self.peers.call(call, &mut ctx);
         self.performance.call(c, &mut ctx);
         self.health.call(c, &mut ctx);
+        if let Some(b) = &mut self.baseline {
+            b.call(call, &mut ctx);
+        }
     }
 
     /// The capture ended (and the correlator's last calls were pushed): every finding
@@ -506,6 +531,9 @@ impl Detector {
         self.performance.finish(&mut ctx);
         self.raft.finish(&mut ctx);
         self.health.finish(&mut ctx);
+        if let Some(b) = &mut self.baseline {
+            b.finish(self.stats.first_ns, self.stats.last_ns, &mut ctx);
+        }
         self.episodes.close_all(out);
     }
 }

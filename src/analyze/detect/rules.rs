@@ -339,6 +339,10 @@ pub struct RuleSet {
     pub raft_lagging_follower: LaggingRule,
     pub raft_repeated_snapshots: CountRule,
     pub raft_peer_refused: PlainRule,
+    pub baseline_new_client: BaselineClientRule,
+    pub baseline_read_rate: BaselineReadRule,
+    pub baseline_new_prefix: BaselinePrefixRule,
+    pub baseline_method_mix: BaselineMixRule,
 }
 
 /// The whole rules configuration.
@@ -437,6 +441,7 @@ impl Rules {
         if self.evidence_limit > 1000 {
             return bad("evidence_limit", "at most 1000");
         }
+        validate_baseline(r)?;
         Ok(())
     }
 }
@@ -489,6 +494,86 @@ fn merge(base: &mut Value, user: Value) -> Result<(), RulesError> {
                 _ => return Err(RulesError::UnknownRule(format!("{label} (not a mapping)"))),
             }
         }
+    }
+    Ok(())
+}
+
+// ---- learned baselines (`detect --baseline`) -------------------------------------------
+
+/// A client address the baseline never saw, once it made `min_calls` calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineClientRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub min_calls: u64,
+}
+
+/// A client whose reads within a window (Range keys or response bytes per second) are
+/// at least `ratio` times its normal rate, above its busiest 10 s in the baseline, and
+/// at least `min_keys` keys or `min_bytes` bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineReadRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    #[serde(deserialize_with = "duration_ns")]
+    pub window: u64,
+    pub ratio: f64,
+    pub min_keys: u64,
+    pub min_bytes: u64,
+}
+
+/// Reads (Range, or a watch created) of a key prefix no client read in the baseline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselinePrefixRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// The depth key prefixes are cut at; the baseline must have been learned with it.
+    pub prefix_depth: usize,
+    pub min_reads: u64,
+}
+
+/// A client's method mix changed: a method it never used, or a method's share of its
+/// calls moved by at least `shift_points` percentage points.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaselineMixRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub new_method_calls: u64,
+    pub shift_points: f64,
+    pub min_calls: u64,
+}
+
+fn validate_baseline(r: &RuleSet) -> Result<(), RulesError> {
+    let bad = |rule: &'static str, problem: &str| {
+        Err(RulesError::Invalid {
+            rule,
+            problem: problem.to_string(),
+        })
+    };
+    let rate = &r.baseline_read_rate;
+    if rate.window == 0 || !(rate.ratio.is_finite() && rate.ratio >= 1.0) {
+        return bad(
+            "baseline-read-rate",
+            "window must be > 0 and ratio a number of at least 1",
+        );
+    }
+    let depth = r.baseline_new_prefix.prefix_depth;
+    if !(1..=crate::analyze::baseline::MAX_PREFIX_DEPTH).contains(&depth) {
+        return bad(
+            "baseline-new-prefix",
+            "prefix_depth must be between 1 and 64",
+        );
+    }
+    let mix = &r.baseline_method_mix;
+    if mix.new_method_calls == 0 || !(mix.shift_points > 0.0 && mix.shift_points <= 100.0) {
+        return bad(
+            "baseline-method-mix",
+            "new_method_calls must be > 0 and shift_points in (0, 100]",
+        );
     }
     Ok(())
 }

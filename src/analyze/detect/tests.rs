@@ -15,9 +15,9 @@ use crate::decode::etcdpb::{
 
 const S: u64 = 1_000_000_000;
 
-use crate::analyze::test_wire::rpc_call as call;
+pub(crate) use crate::analyze::test_wire::rpc_call as call;
 
-fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
+pub(crate) fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
     Some(EtcdMessage::RangeRequest(RangeRequest {
         key: key.to_vec(),
         range_end: end.to_vec(),
@@ -26,7 +26,7 @@ fn range(key: &[u8], end: &[u8], limit: i64) -> Option<EtcdMessage> {
     }))
 }
 
-fn plain(c: RpcCall) -> CorrelatedCall {
+pub(crate) fn plain(c: RpcCall) -> CorrelatedCall {
     CorrelatedCall {
         call: c,
         op: None,
