@@ -414,8 +414,9 @@ pub enum FailLevel {
     Critical,
 }
 
-/// Find suspicious use of etcd in a capture: bulk reads, enumeration, failed logins and
-/// access changes, unexpected peers and clients, and performance attacks.
+/// Find suspicious use of etcd and trouble in a capture: bulk reads, enumeration, failed
+/// logins and access changes, unexpected peers and clients, performance attacks, a slow
+/// disk, and consensus in trouble.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace detect incident.etr\n  \
@@ -429,7 +430,24 @@ thresholds are a YAML file built in (--print-default-rules shows it, with a comm
 each rule); --rules FILE is laid over it, so it needs only what it changes. The exit code \
 is 1 when a finding reaches --fail-level, 0 when none does, 2 on error. What the capture \
 lost (recorder losses, TCP gaps, connections open before recording) is reported at the \
-end of text output, and on stderr with --format json.")]
+end of text output, and on stderr with --format json.\n\n\
+The rules (--print-default-rules says what each means, its thresholds, and what to do):\n  \
+bulk reads:     bulk-range-unbounded bulk-list-then-watch bulk-large-response\n                  \
+bulk-client-volume bulk-snapshot bulk-watch-keyspace\n  \
+enumeration:    enum-single-key-gets enum-sensitive-pagination\n  \
+auth:           auth-failed-login auth-denied auth-disable auth-user-role-change\n                  \
+auth-token-reuse\n  \
+peers, clients: peer-unknown-address connection-reset client-garbage\n                  \
+client-outside-networks\n  \
+performance:    perf-unbounded-range perf-count-only-scans perf-huge-txn watch-storm\n                  \
+lease-storm maintenance-defragment maintenance-compact fsync-dominance\n  \
+health:         disk-wal-fsync-slow disk-fsync-stall slow-request\n                  \
+apply-behind-backend-commit\n  \
+raft:           raft-two-leaders raft-stale-leader raft-leader-change\n                  \
+raft-frequent-elections raft-disk-stall raft-lagging-follower\n                  \
+raft-repeated-snapshots raft-peer-refused\n  \
+baseline:       baseline-new-client baseline-read-rate baseline-new-prefix\n                  \
+baseline-method-mix (with --baseline)")]
 pub struct DetectArgs {
     /// Capture file (not needed with --print-default-rules).
     #[arg(required_unless_present = "print_default_rules")]

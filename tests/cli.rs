@@ -59,6 +59,25 @@ fn every_subcommand_help_has_an_example() {
     }
 }
 
+/// Every rule of the built-in rules file is listed where users look: `detect --help`
+/// (and so its man page) and the README.
+#[test]
+fn every_detect_rule_is_listed_in_help_and_readme() {
+    let help = stdout(&etcd_trace(&["detect", "--help"]));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let rules: Vec<&str> = etcd_trace::analyze::detect::DEFAULT_RULES_YAML
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':'))
+        .filter(|id| !id.starts_with([' ', '#']) && id.contains('-'))
+        .collect();
+    assert!(rules.len() > 30, "{rules:?}");
+    for id in rules {
+        assert!(help.contains(id), "`detect --help` does not list {id}");
+        assert!(readme.contains(id), "the README does not list {id}");
+    }
+}
+
 #[test]
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {

@@ -243,7 +243,11 @@ mod hostile {
             .iter()
             .find(|f| f["rule"] == "client-garbage")
             .unwrap_or_else(|| panic!("no client-garbage finding: {findings:#?}"));
-        assert_eq!(garbage["client"], hostile[0].0.ip().to_string(), "{garbage}");
+        assert_eq!(
+            garbage["client"],
+            hostile[0].0.ip().to_string(),
+            "{garbage}"
+        );
         assert!(garbage["events"].as_u64().unwrap() >= 5, "{garbage}");
     }
 }
