@@ -496,5 +496,18 @@ mod cluster {
             .collect();
         assert_eq!(pids, cluster.pids());
         check_merged(&merged, &captures, Some(&ids));
+
+        // raft on the merged file: the term etcdctl saw after the move is led by the
+        // member it was moved to, after a transfer, and no term has two leaders.
+        let settled = cluster.settled_status(a).unwrap();
+        let term = settled.iter().map(|s| s.raft_term).max().unwrap();
+        let raft = super::json_lines(&["raft", merged.to_str().unwrap(), "--format", "json"]);
+        let leader = raft
+            .iter()
+            .find(|r| r["kind"] == "leader" && r["term"] == term)
+            .unwrap_or_else(|| panic!("no leader of term {term}: {raft:#?}"));
+        assert_eq!(leader["member"], to.as_str(), "{raft:#?}");
+        assert_eq!(leader["began"], "transfer", "{raft:#?}");
+        assert!(raft.iter().all(|r| r["kind"] != "two_leaders"), "{raft:#?}");
     }
 }
