@@ -4,14 +4,17 @@
 //! host: a capture is enough.
 //!
 //! Members traced together write files of the same relative paths, so each WAL file is
-//! followed per process, and every record says whose it is ([`Member`]).
+//! followed per process, and every record says whose it is ([`Member`]). An etcd that
+//! ended and started again on the same data dir appends to the WAL its predecessor
+//! wrote: the new process takes the old one's file over, so what was seen written
+//! before the restart still counts.
 
 use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
 use crate::analyze::member::{Member, Members};
-use crate::capture::{Event, FileKind};
+use crate::capture::{Event, FileKind, ProcessChange};
 use crate::decode::etcdpb::raft_internal::EntryRequest;
 use crate::decode::wal::{WalEvent, WalPayload, WalRecord, WalRecordAt, WalStream};
 
@@ -94,6 +97,9 @@ pub struct WalLog {
     files: HashMap<(u32, String), WalStream>,
     members: Members,
     writers: BTreeSet<u32>,
+    /// Processes seen ending, and the data dirs of those seen starting.
+    ended: BTreeSet<u32>,
+    data_dirs: HashMap<u32, String>,
 }
 
 impl WalLog {
@@ -103,13 +109,31 @@ impl WalLog {
 
     /// Feed one event; WAL writes yield the records they completed.
     pub fn push(&mut self, ev: &Event, out: &mut WalLogOutput) {
+        if let Event::Process(p) = ev {
+            match &p.change {
+                ProcessChange::Start { data_dir, .. } => {
+                    if let Some(dir) = data_dir {
+                        self.data_dirs.insert(p.pid, dir.clone());
+                    }
+                }
+                ProcessChange::Exit { .. } => {
+                    self.ended.insert(p.pid);
+                }
+            }
+            return;
+        }
         let Event::Syscall(s) = ev else { return };
         if s.file.kind != FileKind::Wal || !s.call.is_write() || s.ret <= 0 {
             return;
         }
         let Some(offset) = s.offset else { return };
         self.writers.insert(s.pid);
-        let stream = self.files.entry((s.pid, s.file.path.clone())).or_default();
+        let key = (s.pid, s.file.path.clone());
+        // A restarted etcd appends after its predecessor's records; a new WAL starts at 0.
+        if offset > 0 && !self.files.contains_key(&key) {
+            self.take_over(s.pid, &s.file.path);
+        }
+        let stream = self.files.entry(key).or_default();
         let events = stream.push(offset, &s.data);
         // A write that carries a metadata record names its member, the records before
         // it in the same write included.
@@ -120,6 +144,29 @@ impl WalLog {
         }
         let member = self.members.of(s.pid);
         convert(member, &s.file.path, (s.enter_ns, s.exit_ns), events, out);
+    }
+
+    /// A process's first write to `path`: if exactly one ended process of the same data
+    /// dir (as far as known) followed that file, its stream and member id pass to `pid`.
+    fn take_over(&mut self, pid: u32, path: &str) {
+        let dir = self.data_dirs.get(&pid);
+        let mut from = self.files.keys().filter(|(old, p)| {
+            p == path
+                && self.ended.contains(old)
+                && match (dir, self.data_dirs.get(old)) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+        });
+        let (Some(&(old, _)), None) = (from.next(), from.next()) else {
+            return;
+        };
+        if let Some(stream) = self.files.remove(&(old, path.to_string())) {
+            self.files.insert((pid, path.to_string()), stream);
+            if let Some(id) = self.members.of(old).id {
+                self.members.learn(pid, id);
+            }
+        }
     }
 
     /// Flush what is still held (records awaiting CRC proof).
@@ -398,5 +445,73 @@ mod tests {
         assert_eq!(out.records.len(), 2);
         assert!(out.records.iter().all(|r| r.member.to_string() == "aa"));
         assert_eq!(log.members().of(10).to_string(), "aa");
+    }
+
+    fn process(pid: u32, ts_ns: u64, change: ProcessChange) -> Event {
+        Event::Process(crate::capture::ProcessEvent { ts_ns, pid, change })
+    }
+
+    fn start(pid: u32, ts_ns: u64, dir: &str) -> Event {
+        process(
+            pid,
+            ts_ns,
+            ProcessChange::Start {
+                data_dir: Some(dir.into()),
+                cmdline: Vec::new(),
+            },
+        )
+    }
+
+    fn exit(pid: u32, ts_ns: u64) -> Event {
+        process(
+            pid,
+            ts_ns,
+            ProcessChange::Exit {
+                code: None,
+                signal: Some(9),
+            },
+        )
+    }
+
+    #[test]
+    fn a_restarted_etcd_takes_its_predecessor_s_wal_over() {
+        let writes = member_writes(0xaa, 4);
+        let mut log = WalLog::new();
+        let mut out = WalLogOutput::default();
+        log.push(&start(10, 1, "/var/lib/etcd"), &mut out);
+        for (i, (offset, w)) in writes.iter().take(3).enumerate() {
+            log.push(&write(10, 10 + i as u64, *offset, w), &mut out);
+        }
+        // Killed; another etcd of another data dir ends too; the new one appends.
+        log.push(&exit(10, 100), &mut out);
+        log.push(&start(30, 101, "/other"), &mut out);
+        log.push(&exit(30, 102), &mut out);
+        log.push(&start(20, 110, "/var/lib/etcd"), &mut out);
+        for (i, (offset, w)) in writes.iter().enumerate().skip(3) {
+            log.push(&write(20, 200 + i as u64, *offset, w), &mut out);
+        }
+        log.finish(&mut out);
+        // Nothing "never seen written": the new process went on where the old one was.
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let after: Vec<&WalLogRecord> = out
+            .records
+            .iter()
+            .filter(|r| r.write_ts_ns.is_some_and(|t| t >= 200))
+            .collect();
+        assert_eq!(after.len(), 4);
+        assert!(after
+            .iter()
+            .all(|r| r.member.to_string() == "aa" && r.member.pid == Some(20)));
+
+        // Two ended processes that may have written the file, data dirs unknown: which
+        // one went on is not known, so nobody takes over.
+        let mut log = WalLog::new();
+        let mut out = WalLogOutput::default();
+        for pid in [10, 30] {
+            log.push(&write(pid, 10, writes[0].0, &writes[0].1), &mut out);
+            log.push(&exit(pid, 100), &mut out);
+        }
+        log.push(&write(20, 200, writes[1].0, &writes[1].1), &mut out);
+        assert!(!out.problems.is_empty());
     }
 }
