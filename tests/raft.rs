@@ -185,9 +185,14 @@ fn leaders_change(tls: bool) {
         .filter(|f| f["leader"] == last.as_str())
         .collect();
     assert_eq!(followers.len(), 2, "{context}");
+    // Under TLS only traced processes give plaintext, and the restarted member's new
+    // process is not traced (--pid names the first ones): its acks may be unseen.
+    let restarted = format!("{:x}", after_pause.leader);
     for f in &followers {
         assert!(f["heartbeats"].as_u64().unwrap() > 5, "{context}");
-        assert!(f["ack"]["count"].as_u64().unwrap() >= 5, "{context}");
+        if !(tls && f["follower"] == restarted.as_str()) {
+            assert!(f["ack"]["count"].as_u64().unwrap() >= 5, "{context}");
+        }
     }
     assert!(
         of("commits").iter().any(|c| c["leader"] == last.as_str()),
