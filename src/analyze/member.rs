@@ -64,6 +64,11 @@ impl Members {
         }
     }
 
+    /// Every process whose member ID is known, with it.
+    pub fn known(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.ids.iter().map(|(&pid, &id)| (pid, id))
+    }
+
     /// What is known of `pid`.
     pub fn of(&self, pid: u32) -> Member {
         Member {

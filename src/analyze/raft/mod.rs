@@ -8,7 +8,8 @@
 //! Raft's own invariants are checked, not assumed: two members leading one term, or a
 //! leader of an old term still sending after a newer one took over, are reported as
 //! such. Members are named by their ids, mapped to their peer addresses (from the stream
-//! requests' `X-Raft-To`) and processes (the socket calls behind each connection).
+//! requests' `X-Raft-To`) and processes (the socket calls behind each connection, and
+//! the member id in the metadata record at the head of each WAL file a process writes).
 //!
 //! Peer records come out in time order per connection only (a stream joined mid-way
 //! holds its first messages back), so everything is put in time order first, over a
@@ -28,6 +29,7 @@ use serde::Serialize;
 use crate::analyze::member::Member;
 use crate::analyze::order::TimeOrder;
 use crate::analyze::peers::{PeerDecoder, PeerRecord, RequestKind};
+use crate::analyze::wal_log::{WalLog, WalLogOutput};
 use crate::capture::{Event, FileKind, ProcessEvent};
 use crate::decode::rafthttp::PeerEvent;
 use crate::decode::raftpb::MessageType;
@@ -423,6 +425,9 @@ pub struct RaftAnalyzer {
     /// The process behind each socket: (local port, peer port) → pid.
     sockets: HashMap<(u16, u16), u32>,
     consensus: Consensus,
+    /// The WAL, for the member ids its metadata records give each process.
+    wal: WalLog,
+    wal_out: WalLogOutput,
     notes: u64,
     now_ns: u64,
     /// Peer records seen (0: nothing holds the timeline back).
@@ -442,6 +447,8 @@ impl RaftAnalyzer {
             ready: Vec::new(),
             sockets: HashMap::new(),
             consensus: Consensus::new(options),
+            wal: WalLog::new(),
+            wal_out: WalLogOutput::default(),
             notes: 0,
             now_ns: 0,
             peer_records: 0,
@@ -470,6 +477,11 @@ impl RaftAnalyzer {
             }
             Event::Process(p) => self.order.push(p.ts_ns, Item::Process(p.clone())),
             _ => {}
+        }
+        if matches!(event, Event::Syscall(s) if s.file.kind == FileKind::Wal) {
+            self.wal.push(event, &mut self.wal_out);
+            self.wal_out.records.clear();
+            self.wal_out.problems.clear();
         }
         self.peers.push(event, &mut self.records);
         self.take_records();
@@ -520,6 +532,7 @@ impl RaftAnalyzer {
         self.order.drain(&mut self.ready);
         self.run_ready();
         self.consensus.close_open();
+        self.consensus.learn_processes(self.wal.members().known());
     }
 
     pub fn finish(mut self) -> RaftReport {

@@ -241,3 +241,22 @@ fn a_campaign_nobody_won_ends_at_the_next_one() {
     assert_eq!(e[1].winner, Some(Member::with_id(C)));
     assert_eq!(e[1].leaderless_ns, Some(3502 * MS));
 }
+
+#[test]
+fn a_member_s_process_is_learned_from_its_wal_metadata_too() {
+    let mut c = Consensus::new(RaftOptions::default());
+    c.push(
+        Item::Msg(msg(5, MessageType::MsgHeartbeat, A, B, 2)),
+        &HashMap::new(),
+    );
+    c.learn_processes([(7, A)].into_iter());
+    let r = c.finish();
+    let pid_of = |id: u64| {
+        r.events.iter().find_map(|e| match e {
+            RaftEvent::Member { member, pid, .. } if member.id == Some(id) => Some(*pid),
+            _ => None,
+        })
+    };
+    assert_eq!(pid_of(A), Some(Some(7)));
+    assert_eq!(pid_of(B), Some(None));
+}

@@ -546,6 +546,14 @@ impl Consensus {
         &self.events
     }
 
+    /// Processes whose member id is known from elsewhere (their WAL's metadata).
+    pub(super) fn learn_processes(&mut self, known: impl Iterator<Item = (u32, u64)>) {
+        for (pid, id) in known {
+            let first = self.members.get(&id).map_or(0, |m| m.first_ns);
+            self.learn_pid(id, Some(pid), first);
+        }
+    }
+
     /// The capture ended: campaigns still open had no leader seen.
     pub(super) fn close_open(&mut self) {
         let open: Vec<u64> = self.open.keys().copied().collect();
@@ -567,6 +575,9 @@ impl Consensus {
                     }
                 }
             }
+        }
+        for info in self.members.values_mut() {
+            info.pids.sort_by_key(|&(_, ts)| ts);
         }
         for (&id, info) in &self.members {
             let first_pid = info.pids.first();
