@@ -40,6 +40,7 @@ pub enum Command {
     Diff(DiffArgs),
     Detect(DetectArgs),
     Merge(MergeArgs),
+    Export(ExportArgs),
     Baseline(BaselineArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
@@ -257,6 +258,52 @@ pub struct ReplayArgs {
     /// Show passwords and auth tokens instead of redacting them.
     #[arg(long)]
     pub show_secrets: bool,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The TCP segments as packets, for Wireshark and tshark.
+    Pcapng,
+}
+
+/// Export a capture for other tools: pcapng for Wireshark and tshark.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace export incident.etr --format pcapng -o incident.pcapng\n  \
+wireshark incident.pcapng                     # decode as HTTP/2: tcp.port==2379,http2\n  \
+etcd-trace export incident.etr --format pcapng -o puts.pcapng --method Put --since 10s\n\n\
+pcapng: every captured TCP segment becomes a raw IPv4/IPv6 packet (linktype 101), rebuilt \
+from the recorded header fields (ports, sequence and acknowledgement numbers, flags, \
+window) with the captured payload; a payload cut at the snaplen stays cut, with its \
+length on the wire. Timestamps are wall-clock, in ns. Each captured interface has its \
+interface block; the host is in the section and interface comments. TLS plaintext taken \
+from etcd's crypto/tls becomes a synthetic cleartext connection of its own (addresses in \
+198.18.0.0/15, the real ports; SYN, SYN-ACK, ACK, then the plaintext at its stream \
+offsets), each packet with a comment naming the real endpoints, so Wireshark decodes its \
+gRPC. The filters keep whole connections, from their start (HPACK needs it): those that \
+carry an RPC matching --since, --until, --client and --method.")]
+pub struct ExportArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Only connections with an RPC that started at or after this time (offset from
+    /// start, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only connections with an RPC that started before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only connections of this client (`IP` or `IP:PORT`).
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<String>,
+    /// Only connections with a call of a method matching this glob (`Put`, `*Lease*`).
+    #[arg(long, value_name = "GLOB")]
+    pub method: Option<String>,
 }
 
 /// Print the WAL records etcd wrote: from a capture's writes, or from a WAL on disk.

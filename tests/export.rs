@@ -1,0 +1,132 @@
+//! `export`: tshark reads the pcapng export, and the HTTP/2 `:path`s it decodes equal
+//! replay's methods (as tests/tshark.rs counts them), on the committed fixtures (no root)
+//! and on a real etcd recorded in cleartext and over TLS (the plaintext connections).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+fn have_tshark() -> bool {
+    let found = Command::new("tshark").arg("--version").output().is_ok();
+    if !found {
+        println!("skipped: tshark (Debian package tshark) is not installed");
+    }
+    found
+}
+
+/// replay's requests per method: one per unary call, one per stream.
+fn replay_methods(capture: &Path, extra: &[&str]) -> BTreeMap<String, u64> {
+    let mut methods = BTreeMap::new();
+    let mut streams = BTreeSet::new();
+    for v in replay_json(capture, extra) {
+        let method = v["method"].as_str().unwrap_or("(unknown)").to_string();
+        if v["record"] == "call"
+            || streams.insert((v["client"].to_string(), v["stream"].to_string()))
+        {
+            *methods.entry(method).or_default() += 1;
+        }
+    }
+    methods
+}
+
+fn export(capture: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["export", capture.to_str().unwrap(), "--format", "pcapng"];
+    args.extend_from_slice(&["-o", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let run = etcd_trace(&args);
+    assert!(run.status.success(), "{args:?}: {}", stderr(&run));
+    stderr(&run)
+}
+
+#[test]
+fn fixtures_export_the_calls_replay_finds() {
+    if !have_tshark() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["basic-v1", "basic-v2", "cluster-v4"] {
+        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/{name}.etr"));
+        let out = dir.path().join(format!("{name}.pcapng"));
+        export(&capture, &out, &[]);
+        let ours = replay_methods(&capture, &[]);
+        assert!(!ours.is_empty(), "{name}: replay found nothing");
+        assert_eq!(
+            ours,
+            tshark_paths(&out),
+            "{name}: replay (left), tshark (right)"
+        );
+    }
+    // A filter keeps whole connections: those with a Put, all their calls.
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster-v4.etr");
+    let out = dir.path().join("puts.pcapng");
+    export(&capture, &out, &["--method", "Put"]);
+    let paths = tshark_paths(&out);
+    assert_eq!(paths.get("/etcdserverpb.KV/Put"), Some(&9), "{paths:?}");
+    assert!(
+        !paths.contains_key("/etcdserverpb.Maintenance/Status"),
+        "{paths:?}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "an export holds what the capture holds"
+        );
+    }
+}
+
+#[cfg(feature = "record")]
+fn workload(rig: &Rig) {
+    for i in 0..10 {
+        rig.etcdctl(&["put", &format!("/x/{i}"), "v"]);
+        rig.etcdctl(&["get", "/x/", "--prefix"]);
+    }
+    rig.etcdctl(&["del", "/x/0"]);
+    let lease = stdout(&rig.etcdctl(&["lease", "grant", "60"]));
+    let id = lease.split_whitespace().nth(1).unwrap().to_string();
+    rig.etcdctl(&["lease", "revoke", &id]);
+    rig.etcdctl(&["member", "list"]);
+    rig.etcdctl(&["endpoint", "status"]);
+}
+
+#[cfg(feature = "record")]
+fn recorded_and_exported(rig: &Rig) -> (BTreeMap<String, u64>, BTreeMap<String, u64>, String) {
+    let rec = rig.record(&[]);
+    workload(rig);
+    stop_cleanly(rec);
+    let out = rig.dir.0.join("export.pcapng");
+    let said = export(&rig.capture, &out, &[]);
+    (replay_methods(&rig.capture, &[]), tshark_paths(&out), said)
+}
+
+#[cfg(feature = "record")]
+#[test]
+fn cleartext_export_decodes_in_tshark() {
+    if skip_without_root() || !have_tshark() {
+        return;
+    }
+    let rig = Rig::start("export");
+    let (ours, oracle, _) = recorded_and_exported(&rig);
+    assert!(ours.len() >= 6, "{ours:?}");
+    assert_eq!(ours, oracle, "replay (left) and tshark (right) disagree");
+}
+
+#[cfg(feature = "record")]
+#[test]
+fn tls_plaintext_exports_as_cleartext_connections() {
+    if skip_without_root() || !have_tshark() {
+        return;
+    }
+    let rig = Rig::start_tls("export-tls");
+    let (ours, oracle, said) = recorded_and_exported(&rig);
+    assert!(ours.len() >= 6, "{ours:?}");
+    assert!(!said.contains(" 0 of them TLS"), "{said}");
+    assert_eq!(ours, oracle, "replay (left) and tshark (right) disagree");
+}
