@@ -1,6 +1,8 @@
 //! `export`: tshark reads the pcapng export, and the HTTP/2 `:path`s it decodes equal
 //! replay's methods (as tests/tshark.rs counts them), on the committed fixtures (no root)
 //! and on a real etcd recorded in cleartext and over TLS (the plaintext connections).
+//! The Parquet export, read back with arrow-rs's reader (and DuckDB where installed),
+//! holds replay's records per method and wal's records.
 
 mod common;
 
@@ -82,6 +84,161 @@ fn fixtures_export_the_calls_replay_finds() {
     }
 }
 
+/// Column `name` of every row group of a Parquet file, each value as text (null: None).
+fn parquet_column(path: &Path, name: &str) -> Vec<Option<String>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::Array;
+    parquet_columns(path, name, |column| {
+        let strings = column.as_string::<i32>();
+        (0..strings.len())
+            .map(|i| strings.is_valid(i).then(|| strings.value(i).to_string()))
+            .collect()
+    })
+}
+
+/// Rows of a Parquet file whose column `name` is not null.
+fn parquet_set(path: &Path, name: &str) -> usize {
+    parquet_columns(path, name, |column| {
+        vec![column.len() - column.null_count()]
+    })
+    .into_iter()
+    .sum()
+}
+
+fn parquet_columns<T>(
+    path: &Path,
+    name: &str,
+    take: impl Fn(&dyn arrow_array::Array) -> Vec<T>,
+) -> Vec<T> {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut values = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        values.extend(take(column.as_ref()));
+    }
+    values
+}
+
+/// The rpc table has replay's records, method by method; the wal table has wal's records.
+fn assert_parquet_agrees(capture: &Path, dir: &Path) {
+    let rpcs = dir.join("rpcs.parquet");
+    let run = etcd_trace(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "-o",
+        rpcs.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let count = |methods: Vec<Option<String>>| {
+        let mut per = BTreeMap::<String, u64>::new();
+        for m in methods {
+            *per.entry(m.unwrap_or_else(|| "(unknown)".into()))
+                .or_default() += 1;
+        }
+        per
+    };
+    let replayed = count(
+        replay_json(capture, &[])
+            .iter()
+            .map(|v| v["method"].as_str().map(str::to_string))
+            .collect(),
+    );
+    assert!(!replayed.is_empty());
+    assert_eq!(
+        count(parquet_column(&rpcs, "method")),
+        replayed,
+        "parquet (left), replay (right)"
+    );
+    let linked = correlate_json(capture)
+        .iter()
+        .filter(|c| !c["wal"].is_null())
+        .count();
+    assert_eq!(
+        parquet_set(&rpcs, "wal_index"),
+        linked,
+        "WAL links: parquet, correlate"
+    );
+    if Command::new("duckdb").arg("--version").output().is_ok() {
+        let query = format!(
+            "select method, count(*) from '{}' group by method order by method",
+            rpcs.display()
+        );
+        let out = Command::new("duckdb")
+            .args(["-csv", "-noheader", "-c", &query])
+            .output()
+            .unwrap();
+        let duck: BTreeMap<String, u64> = stdout(&out)
+            .lines()
+            .filter_map(|l| l.rsplit_once(','))
+            .map(|(m, n)| {
+                (
+                    if m.is_empty() {
+                        "(unknown)".into()
+                    } else {
+                        m.to_string()
+                    },
+                    n.parse().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(duck, replayed, "duckdb (left), replay (right)");
+    } else {
+        println!("duckdb is not installed: the Parquet file was read with arrow-rs only");
+    }
+
+    let wal = dir.join("wal.parquet");
+    let run = etcd_trace(&[
+        "export",
+        capture.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "--table",
+        "wal",
+        "-o",
+        wal.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = etcd_trace(&[
+        "wal",
+        "--all",
+        "--format",
+        "json",
+        capture.to_str().unwrap(),
+    ]);
+    let records: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["record"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let ours: Vec<String> = parquet_column(&wal, "record")
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(ours, records, "parquet (left), wal (right)");
+}
+
+#[test]
+fn fixtures_export_to_parquet_as_replay_and_wal_read_them() {
+    for name in ["basic-v1", "basic-v2", "cluster-v4"] {
+        let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/{name}.etr"));
+        let dir = tempfile::tempdir().unwrap();
+        assert_parquet_agrees(&capture, dir.path());
+    }
+}
+
 #[cfg(feature = "record")]
 fn workload(rig: &Rig) {
     for i in 0..10 {
@@ -116,6 +273,7 @@ fn cleartext_export_decodes_in_tshark() {
     let (ours, oracle, _) = recorded_and_exported(&rig);
     assert!(ours.len() >= 6, "{ours:?}");
     assert_eq!(ours, oracle, "replay (left) and tshark (right) disagree");
+    assert_parquet_agrees(&rig.capture, &rig.dir.0);
 }
 
 #[cfg(feature = "record")]

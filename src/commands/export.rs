@@ -10,16 +10,28 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
+    UInt32Builder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use foldhash::HashMap;
 
 use super::open_capture;
 use super::replay::Filter;
-use crate::analyze::rpc::RpcDecoder;
+use crate::analyze::correlate::{CorrelatedCall, Correlator};
+use crate::analyze::rpc::{RecordKind, RpcBody, RpcDecoder};
+use crate::analyze::wal_log::{WalDetail, WalLog, WalLogOutput, WalLogRecord};
 use crate::capture::{
     CaptureReader, Direction, Header, Packet, ReadItem, TcpFlags, TlsData, HOST_ID_STRIDE,
 };
-use crate::cli::{ExportArgs, ExportFormat};
+use crate::cli::{ExportArgs, ExportFormat, ExportTable};
+use crate::decode::etcdpb::EtcdMessage;
+use crate::output::parquet::ParquetFile;
 use crate::output::pcapng::{PcapngWriter, TcpSegment, LINKTYPE_RAW, MAX_SEGMENT_PAYLOAD};
 use crate::output::Progress;
 
@@ -31,23 +43,28 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         &args.client,
         &args.method,
     )?;
+    if args.format == ExportFormat::Parquet {
+        let out = create_private(&args.output)?;
+        let rows = match args.table {
+            ExportTable::Rpc => write_rpc_parquet(&reader, &filter, out)?,
+            ExportTable::Wal => write_wal_parquet(&reader, out)?,
+        };
+        eprintln!("{rows} rows written to {}", args.output.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let selected = if filter.is_empty() {
         None
     } else {
         Some(selected_connections(&reader, &filter))
     };
-    match args.format {
-        ExportFormat::Pcapng => {
-            let out = create_private(&args.output)?;
-            let written = write_pcapng(&reader, selected.as_ref(), out)?;
-            eprintln!(
-                "{} packets ({} of them TLS plaintext) written to {}",
-                written.packets,
-                written.tls_packets,
-                args.output.display()
-            );
-        }
-    }
+    let out = create_private(&args.output)?;
+    let written = write_pcapng(&reader, selected.as_ref(), out)?;
+    eprintln!(
+        "{} packets ({} of them TLS plaintext) written to {}",
+        written.packets,
+        written.tls_packets,
+        args.output.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -410,4 +427,330 @@ fn write_pcapng<W: Write>(
     let mut out = pcap.out.into_inner();
     out.flush()?;
     Ok(pcap.written)
+}
+
+/// Rows gathered before they go to the Parquet writer as one batch.
+const BATCH_ROWS: usize = 8192;
+
+/// The `rpc` table's columns, in order (documented in `export --help`).
+fn rpc_schema() -> Arc<Schema> {
+    let u64n = |name: &str| Field::new(name, DataType::UInt64, true);
+    Arc::new(Schema::new(vec![
+        Field::new("ts_ns", DataType::UInt64, false),
+        Field::new("ts", wall_type(), false),
+        Field::new("host", DataType::Utf8, false),
+        Field::new("member", DataType::Utf8, true),
+        Field::new("client", DataType::Utf8, false),
+        Field::new("server", DataType::Utf8, false),
+        Field::new("stream", DataType::UInt32, false),
+        Field::new("record", DataType::Utf8, false),
+        Field::new("method", DataType::Utf8, true),
+        Field::new("key", DataType::Binary, true),
+        Field::new("range_end", DataType::Binary, true),
+        Field::new("revision", DataType::Int64, true),
+        Field::new("status", DataType::UInt32, true),
+        u64n("latency_ns"),
+        Field::new("request_bytes", DataType::UInt64, false),
+        Field::new("response_bytes", DataType::UInt64, false),
+        Field::new("count", DataType::Int64, true),
+        Field::new("tls", DataType::Boolean, false),
+        Field::new("inferred", DataType::Boolean, false),
+        u64n("wal_term"),
+        u64n("wal_index"),
+        u64n("fsync_ns"),
+    ]))
+}
+
+fn wall_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn wall_builder() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+fn wall_i64(header: &Header, mono_ns: u64) -> i64 {
+    i64::try_from(header.wall_ns(mono_ns)).unwrap_or(i64::MAX)
+}
+
+/// The host a row belongs to: the capture's, or the hosts of a merged one.
+fn host_name(header: &Header) -> String {
+    if header.hosts.is_empty() {
+        header.hostname.clone()
+    } else {
+        let names: Vec<&str> = header.hosts.iter().map(|h| h.name.as_str()).collect();
+        names.join(",")
+    }
+}
+
+#[derive(Default)]
+struct RpcRows {
+    ts_ns: UInt64Builder,
+    ts: TimestampNanosecondBuilder,
+    host: StringBuilder,
+    member: StringBuilder,
+    client: StringBuilder,
+    server: StringBuilder,
+    stream: UInt32Builder,
+    record: StringBuilder,
+    method: StringBuilder,
+    key: BinaryBuilder,
+    range_end: BinaryBuilder,
+    revision: Int64Builder,
+    status: UInt32Builder,
+    latency_ns: UInt64Builder,
+    request_bytes: UInt64Builder,
+    response_bytes: UInt64Builder,
+    count: Int64Builder,
+    tls: BooleanBuilder,
+    inferred: BooleanBuilder,
+    wal_term: UInt64Builder,
+    wal_index: UInt64Builder,
+    fsync_ns: UInt64Builder,
+    rows: usize,
+}
+
+impl RpcRows {
+    fn new() -> RpcRows {
+        RpcRows {
+            ts: wall_builder(),
+            ..RpcRows::default()
+        }
+    }
+
+    fn push(&mut self, header: &Header, host: &str, c: &CorrelatedCall) {
+        let call = &c.call;
+        self.ts_ns.append_value(call.ts_ns);
+        self.ts.append_value(wall_i64(header, call.ts_ns));
+        self.host.append_value(host);
+        self.member
+            .append_option(c.wal.as_ref().map(|w| w.member.to_string()));
+        self.client.append_value(call.client.to_string());
+        self.server.append_value(call.server.to_string());
+        self.stream.append_value(call.stream_id);
+        self.record.append_value(match call.kind {
+            RecordKind::Call => "call",
+            RecordKind::Message { .. } => "message",
+            RecordKind::StreamEnd { .. } => "stream_end",
+        });
+        self.method.append_option(call.method.as_deref());
+        self.key.append_option(call.key.as_deref());
+        self.range_end.append_option(call.range_end.as_deref());
+        let response = call.response.as_ref().and_then(RpcBody::message);
+        self.revision.append_option(
+            response
+                .and_then(EtcdMessage::response_header)
+                .map(|h| h.revision),
+        );
+        self.status.append_option(call.status);
+        self.latency_ns.append_option(call.latency_ns);
+        self.request_bytes.append_value(call.request_bytes);
+        self.response_bytes.append_value(call.response_bytes);
+        self.count.append_option(match response {
+            Some(EtcdMessage::RangeResponse(r)) => Some(r.count),
+            _ => None,
+        });
+        self.tls.append_value(call.tls);
+        self.inferred.append_value(call.inferred);
+        self.wal_term.append_option(c.wal.as_ref().map(|w| w.term));
+        self.wal_index
+            .append_option(c.wal.as_ref().map(|w| w.index));
+        self.fsync_ns
+            .append_option(c.wal.as_ref().and_then(|w| w.fsync_ns));
+        self.rows += 1;
+    }
+
+    fn batch(&mut self, schema: &Arc<Schema>) -> Result<RecordBatch> {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.ts_ns.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.member.finish()),
+            Arc::new(self.client.finish()),
+            Arc::new(self.server.finish()),
+            Arc::new(self.stream.finish()),
+            Arc::new(self.record.finish()),
+            Arc::new(self.method.finish()),
+            Arc::new(self.key.finish()),
+            Arc::new(self.range_end.finish()),
+            Arc::new(self.revision.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.latency_ns.finish()),
+            Arc::new(self.request_bytes.finish()),
+            Arc::new(self.response_bytes.finish()),
+            Arc::new(self.count.finish()),
+            Arc::new(self.tls.finish()),
+            Arc::new(self.inferred.finish()),
+            Arc::new(self.wal_term.finish()),
+            Arc::new(self.wal_index.finish()),
+            Arc::new(self.fsync_ns.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+}
+
+/// Every RPC record (replay's, secrets redacted), joined with its WAL link.
+fn write_rpc_parquet<W: Write + Send>(
+    reader: &CaptureReader,
+    filter: &Filter,
+    out: W,
+) -> Result<u64> {
+    let header = reader.header();
+    let host = host_name(header);
+    let schema = rpc_schema();
+    let mut file = ParquetFile::new(out, schema.clone())?;
+    let mut rows = RpcRows::new();
+    let mut correlator = Correlator::new(header.config.ports.clone());
+    let (mut calls, mut phases) = (Vec::new(), Vec::new());
+    let progress = Progress::for_blocks(reader.blocks().len() as u64, "exporting RPCs");
+    let mut take = |calls: &mut Vec<CorrelatedCall>, rows: &mut RpcRows| -> Result<()> {
+        for mut c in calls.drain(..) {
+            if filter.accepts(&c.call) {
+                c.call.redact();
+                rows.push(header, &host, &c);
+            }
+        }
+        if rows.rows >= BATCH_ROWS {
+            file.write(&rows.batch(&schema)?)?;
+        }
+        Ok(())
+    };
+    for item in reader.events() {
+        progress.tick_events(1);
+        match item {
+            ReadItem::Event(ev) => {
+                correlator.push(ev, &mut calls, &mut phases);
+                phases.clear();
+                take(&mut calls, &mut rows)?;
+            }
+            ReadItem::Damaged(d) => eprintln!("warning: {d}"),
+        }
+    }
+    correlator.finish(&mut calls, &mut phases);
+    take(&mut calls, &mut rows)?;
+    progress.finish();
+    file.write(&rows.batch(&schema)?)?;
+    Ok(file.finish()?)
+}
+
+/// The `wal` table's columns, in order (documented in `export --help`).
+fn wal_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("write_ts_ns", DataType::UInt64, false),
+        Field::new("ts", wall_type(), false),
+        Field::new("host", DataType::Utf8, false),
+        Field::new("member", DataType::Utf8, false),
+        Field::new("file", DataType::Utf8, false),
+        Field::new("offset", DataType::UInt64, false),
+        Field::new("record", DataType::Utf8, false),
+        Field::new("crc_ok", DataType::Boolean, true),
+        Field::new("term", DataType::UInt64, true),
+        Field::new("index", DataType::UInt64, true),
+        Field::new("entry_type", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, false),
+    ]))
+}
+
+#[derive(Default)]
+struct WalRows {
+    write_ts_ns: UInt64Builder,
+    ts: TimestampNanosecondBuilder,
+    host: StringBuilder,
+    member: StringBuilder,
+    file: StringBuilder,
+    offset: UInt64Builder,
+    record: StringBuilder,
+    crc_ok: BooleanBuilder,
+    term: UInt64Builder,
+    index: UInt64Builder,
+    entry_type: StringBuilder,
+    detail: StringBuilder,
+    rows: usize,
+}
+
+impl WalRows {
+    fn push(&mut self, header: &Header, host: &str, r: &WalLogRecord) -> Result<()> {
+        let ts = r.write_ts_ns.unwrap_or(0);
+        self.write_ts_ns.append_value(ts);
+        self.ts.append_value(wall_i64(header, ts));
+        self.host.append_value(host);
+        self.member.append_value(r.member.to_string());
+        self.file.append_value(&r.file);
+        self.offset.append_value(r.offset);
+        self.record.append_value(r.record);
+        self.crc_ok.append_option(r.crc_ok);
+        let (term, index, entry_type) = match &r.detail {
+            WalDetail::Entry {
+                term,
+                index,
+                entry_type,
+                ..
+            } => (Some(*term), Some(*index), Some(*entry_type)),
+            WalDetail::HardState { term, .. } => (Some(*term), None, None),
+            _ => (None, None, None),
+        };
+        self.term.append_option(term);
+        self.index.append_option(index);
+        self.entry_type.append_option(entry_type);
+        self.detail.append_value(serde_json::to_string(&r.detail)?);
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn batch(&mut self, schema: &Arc<Schema>) -> Result<RecordBatch> {
+        self.rows = 0;
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.write_ts_ns.finish()),
+            Arc::new(self.ts.finish()),
+            Arc::new(self.host.finish()),
+            Arc::new(self.member.finish()),
+            Arc::new(self.file.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.record.finish()),
+            Arc::new(self.crc_ok.finish()),
+            Arc::new(self.term.finish()),
+            Arc::new(self.index.finish()),
+            Arc::new(self.entry_type.finish()),
+            Arc::new(self.detail.finish()),
+        ];
+        Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+}
+
+/// Every WAL record the capture's writes carried (`wal --all --format json`'s).
+fn write_wal_parquet<W: Write + Send>(reader: &CaptureReader, out: W) -> Result<u64> {
+    let header = reader.header();
+    let host = host_name(header);
+    let schema = wal_schema();
+    let mut file = ParquetFile::new(out, schema.clone())?;
+    let mut rows = WalRows {
+        ts: wall_builder(),
+        ..WalRows::default()
+    };
+    let mut log = WalLog::new();
+    let mut buf = WalLogOutput::default();
+    let mut take = |buf: &mut WalLogOutput, rows: &mut WalRows| -> Result<()> {
+        for r in buf.records.drain(..) {
+            rows.push(header, &host, &r)?;
+        }
+        buf.problems.clear();
+        if rows.rows >= BATCH_ROWS {
+            file.write(&rows.batch(&schema)?)?;
+        }
+        Ok(())
+    };
+    for item in reader.events() {
+        match item {
+            ReadItem::Event(ev) => {
+                log.push(&ev, &mut buf);
+                take(&mut buf, &mut rows)?;
+            }
+            ReadItem::Damaged(d) => eprintln!("warning: {d}"),
+        }
+    }
+    log.finish(&mut buf);
+    take(&mut buf, &mut rows)?;
+    file.write(&rows.batch(&schema)?)?;
+    Ok(file.finish()?)
 }
