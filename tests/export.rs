@@ -72,6 +72,11 @@ fn fixtures_export_the_calls_replay_finds() {
         !paths.contains_key("/etcdserverpb.Maintenance/Status"),
         "{paths:?}"
     );
+    let capture = capture.to_str().unwrap();
+    let wrong = etcd_trace(&[
+        "export", capture, "--format", "pcapng", "--table", "wal", "-o", "x",
+    ]);
+    assert_eq!(wrong.status.code(), Some(2), "--table is for Parquet");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

@@ -52,6 +52,9 @@ pub fn run(args: ExportArgs) -> Result<ExitCode> {
         eprintln!("{rows} rows written to {}", args.output.display());
         return Ok(ExitCode::SUCCESS);
     }
+    if args.table != ExportTable::Rpc {
+        anyhow::bail!("--table chooses a Parquet table: it needs --format parquet");
+    }
     let selected = if filter.is_empty() {
         None
     } else {
