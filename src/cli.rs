@@ -40,6 +40,7 @@ pub enum Command {
     Diff(DiffArgs),
     Detect(DetectArgs),
     Merge(MergeArgs),
+    Export(ExportArgs),
     Baseline(BaselineArgs),
     Demo(DemoArgs),
     Completions(CompletionsArgs),
@@ -257,6 +258,85 @@ pub struct ReplayArgs {
     /// Show passwords and auth tokens instead of redacting them.
     #[arg(long)]
     pub show_secrets: bool,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The TCP segments as packets, for Wireshark and tshark.
+    Pcapng,
+    /// A table (`--table`) for DuckDB, Spark or ClickHouse.
+    Parquet,
+}
+
+/// Which table a Parquet export holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ExportTable {
+    /// One row per RPC record (replay's), with its WAL link (correlate's).
+    #[default]
+    Rpc,
+    /// One row per WAL record (`wal --all`'s).
+    Wal,
+}
+
+/// Export a capture for other tools: pcapng for Wireshark and tshark, Parquet for SQL
+/// engines.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace export incident.etr --format pcapng -o incident.pcapng\n  \
+wireshark incident.pcapng                     # decode as HTTP/2: tcp.port==2379,http2\n  \
+etcd-trace export incident.etr --format pcapng -o puts.pcapng --method Put --since 10s\n  \
+etcd-trace export incident.etr --format parquet -o rpcs.parquet\n  \
+etcd-trace export incident.etr --format parquet --table wal -o wal.parquet\n  \
+duckdb -c \"select method, count(*) from 'rpcs.parquet' group by all\"\n\n\
+pcapng: every captured TCP segment becomes a raw IPv4/IPv6 packet (linktype 101), rebuilt \
+from the recorded header fields (ports, sequence and acknowledgement numbers, flags, \
+window) with the captured payload; a payload cut at the snaplen stays cut, with its \
+length on the wire. Timestamps are wall-clock, in ns. Each captured interface has its \
+interface block; the host is in the section and interface comments. TLS plaintext taken \
+from etcd's crypto/tls becomes a synthetic cleartext connection of its own (addresses in \
+198.18.0.0/15, the real ports; SYN, SYN-ACK, ACK, then the plaintext at its stream \
+offsets), each packet with a comment naming the real endpoints, so Wireshark decodes its \
+gRPC. The filters keep whole connections, from their start (HPACK needs it): those that \
+carry an RPC matching --since, --until, --client and --method.\n\n\
+Parquet: zstd-compressed row groups of at most 65536 rows, written as the capture is \
+read (memory stays bounded). Times are ns; `ts` is wall-clock (TIMESTAMP ns, UTC). \
+Secrets are redacted as replay redacts them. --since, --until, --client and --method \
+select rows of the rpc table. The rpc table (default), one row per replay record:\n  \
+ts_ns UINT64, ts TIMESTAMP, host STRING, member STRING (whose WAL the write is in), \
+client STRING, server STRING, stream UINT32, record STRING (call, message, stream_end), \
+method STRING, key BINARY, range_end BINARY, revision INT64 (the response header's), \
+status UINT32 (gRPC), latency_ns UINT64, request_bytes UINT64, response_bytes UINT64, \
+count INT64 (Range), tls BOOLEAN, inferred BOOLEAN, wal_term UINT64, wal_index UINT64, \
+fsync_ns UINT64 (correlate's link: the fdatasync that made the write durable).\n\
+The wal table (--table wal), one row per WAL record the capture's writes carried:\n  \
+write_ts_ns UINT64, ts TIMESTAMP, host STRING, member STRING, file STRING, offset UINT64, \
+record STRING (entry, state, crc, metadata, snapshot), crc_ok BOOLEAN, term UINT64, \
+index UINT64, entry_type STRING, detail STRING (the record as wal's JSON).")]
+pub struct ExportArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: PathBuf,
+    /// Only connections with an RPC that started at or after this time (offset from
+    /// start, or RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only connections with an RPC that started before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Only connections of this client (`IP` or `IP:PORT`).
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<String>,
+    /// Only connections with a call of a method matching this glob (`Put`, `*Lease*`).
+    #[arg(long, value_name = "GLOB")]
+    pub method: Option<String>,
+    /// Parquet: the table to write.
+    #[arg(long, value_enum, default_value_t = ExportTable::Rpc)]
+    pub table: ExportTable,
 }
 
 /// Print the WAL records etcd wrote: from a capture's writes, or from a WAL on disk.

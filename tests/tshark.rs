@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -100,33 +100,7 @@ fn requests_per_path_agree_with_tshark() {
     std::thread::sleep(Duration::from_millis(300));
     tshark.stop();
 
-    // tshark: every request HEADERS frame carries a :path.
-    let out = Command::new("tshark")
-        .args([
-            "-r",
-            pcap.to_str().unwrap(),
-            "-d",
-            "tcp.port==2379,http2",
-            "-Y",
-            "http2.headers.path",
-            "-T",
-            "fields",
-            "-e",
-            "http2.headers.path",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut oracle: BTreeMap<String, u64> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        for path in line.split(',').filter(|p| !p.is_empty()) {
-            *oracle.entry(path.to_string()).or_default() += 1;
-        }
-    }
+    let oracle = tshark_paths(&pcap);
     assert!(oracle.len() >= 8, "tshark saw {oracle:?}");
 
     // replay: one call per unary request, one stream per streaming call.

@@ -9,6 +9,7 @@ mod demo;
 mod detect;
 mod diff;
 mod dump;
+mod export;
 mod info;
 mod merge;
 mod raft;
@@ -56,6 +57,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Detect(args) => detect::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Export(args) => export::run(args),
         Command::Baseline(args) => baseline::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Completions(args) => completions::run(args),

@@ -17,7 +17,7 @@ use crate::analyze::pattern::method_matches;
 use crate::analyze::rpc::{
     Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats,
 };
-use crate::capture::ReadItem;
+use crate::capture::{CaptureReader, ReadItem};
 use crate::cli::{Format, ReplayArgs};
 use crate::decode::etcdpb::watch_request::RequestUnion;
 use crate::decode::etcdpb::{
@@ -26,7 +26,9 @@ use crate::decode::etcdpb::{
 use crate::decode::grpc::status_code_name;
 use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
-struct Filter {
+/// Which RPC records to keep (`--since/--until/--client/--method/--key-prefix`); export
+/// keeps the connections of the records it accepts.
+pub(crate) struct Filter {
     since: Option<u64>,
     until: Option<u64>,
     client: Option<String>,
@@ -35,7 +37,43 @@ struct Filter {
 }
 
 impl Filter {
-    fn accepts(&self, call: &RpcCall) -> bool {
+    /// The selection of `--since/--until` (offsets from the capture's first event, or
+    /// wall times), `--client` and `--method`.
+    pub fn new(
+        reader: &CaptureReader,
+        [since, until]: [&Option<String>; 2],
+        client: &Option<String>,
+        method: &Option<String>,
+    ) -> Result<Filter> {
+        let header = reader.header();
+        let start = reader.index().time_range().map_or(0, |(first, _)| first);
+        let time = |s: &Option<String>| s.as_deref().map(|s| resolve(s, header, start)).transpose();
+        Ok(Filter {
+            since: time(since)?,
+            until: time(until)?,
+            client: client.clone(),
+            method: method.clone(),
+            key_prefix: None,
+        })
+    }
+
+    fn with_key_prefix(self, prefix: Option<&str>) -> Filter {
+        Filter {
+            key_prefix: prefix.map(unescape_key),
+            ..self
+        }
+    }
+
+    /// True when no selection was asked for.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.client.is_none()
+            && self.method.is_none()
+            && self.key_prefix.is_none()
+    }
+
+    pub fn accepts(&self, call: &RpcCall) -> bool {
         if self.since.is_some_and(|t| call.ts_ns < t) || self.until.is_some_and(|t| call.ts_ns >= t)
         {
             return false;
@@ -77,14 +115,13 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.file)?;
     let header = reader.header().clone();
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
-    let time = |s: &Option<String>| s.as_deref().map(|s| resolve(s, &header, start)).transpose();
-    let filter = Filter {
-        since: time(&args.since)?,
-        until: time(&args.until)?,
-        client: args.client.clone(),
-        method: args.method.clone(),
-        key_prefix: args.key_prefix.as_deref().map(unescape_key),
-    };
+    let filter = Filter::new(
+        &reader,
+        [&args.since, &args.until],
+        &args.client,
+        &args.method,
+    )?
+    .with_key_prefix(args.key_prefix.as_deref());
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "decoding RPCs");
     let mut decoder = RpcDecoder::new(header.config.ports.clone());
     let mut out = BufWriter::new(std::io::stdout().lock());

@@ -1,6 +1,8 @@
 //! Output: formatting shared by the subcommands: sizes, durations, hex, and progress bars that
 //! show on a terminal and stay quiet when piped.
 
+pub mod parquet;
+pub mod pcapng;
 pub mod perfetto;
 
 use std::io::IsTerminal;

@@ -583,3 +583,28 @@ pub fn peer_records(path: &Path) -> Vec<etcd_trace::analyze::peers::PeerRecord> 
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Requests per HTTP/2 `:path` that tshark decodes from a pcap or pcapng, port 2379 read
+/// as HTTP/2 (every request HEADERS frame carries a `:path`).
+pub fn tshark_paths(pcap: &Path) -> std::collections::BTreeMap<String, u64> {
+    let out = Command::new("tshark")
+        .args(["-r", pcap.to_str().unwrap(), "-d", "tcp.port==2379,http2"])
+        .args([
+            "-Y",
+            "http2.headers.path",
+            "-T",
+            "fields",
+            "-e",
+            "http2.headers.path",
+        ])
+        .output()
+        .expect("tshark (Debian package tshark) is needed for this test");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut paths = std::collections::BTreeMap::new();
+    for line in stdout(&out).lines() {
+        for path in line.split(',').filter(|p| !p.is_empty()) {
+            *paths.entry(path.to_string()).or_default() += 1;
+        }
+    }
+    paths
+}
