@@ -2,7 +2,9 @@
 //! ports, client-certificate TLS, or a cluster of several members on request). The demo
 //! and the integration tests both use it: each gets its own namespace, so they can run
 //! in parallel, attach to that namespace's `lo`, and never see each other's traffic.
-//! Needs root, `ip` (iproute2), `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
+//! Also `etcd-trace record` as a child process ([`RecorderProcess`]). It is in the
+//! binary for `demo`, which runs as root. Needs root, `ip` (iproute2), `etcd` and
+//! `etcdctl` on PATH, and `openssl` for TLS.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
