@@ -2,7 +2,9 @@
 //! address or ports, client-certificate TLS, or a cluster of several members on request). The demo
 //! and the integration tests both use it: each gets its own namespace, so they can run
 //! in parallel, attach to that namespace's `lo`, and never see each other's traffic.
-//! Needs root, `ip` (iproute2), `etcd` and `etcdctl` on PATH, and `openssl` for TLS.
+//! Also `etcd-trace record` as a child process ([`RecorderProcess`]). It is in the
+//! binary for `demo`, which runs as root. Needs root, `ip` (iproute2), `etcd` and
+//! `etcdctl` on PATH, and `openssl` for TLS.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -123,19 +125,27 @@ fn run_checked(cmd: &mut Command) -> Result<Output> {
     Ok(out)
 }
 
-/// A temporary directory removed on drop (the binary has no tempfile dependency).
+/// A temporary directory, removed on drop. The demo runs as root in a shared /tmp, so
+/// its name is random and it is made fresh (never an existing directory or a link
+/// someone planted), readable by its owner only.
 #[derive(Debug)]
 pub struct ScratchDir(pub PathBuf);
 
 impl ScratchDir {
+    /// `<temp dir>/<prefix>-<random>`, mode 0700.
     pub fn new(prefix: &str) -> Result<ScratchDir> {
-        let dir = std::env::temp_dir().join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(ScratchDir(dir))
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .with_context(|| {
+                format!(
+                    "creating a directory {prefix}-* in {}",
+                    std::env::temp_dir().display()
+                )
+            })?;
+        Ok(ScratchDir(dir.keep()))
     }
 }
 
@@ -957,4 +967,55 @@ pub fn which(program: &str) -> Result<PathBuf> {
         other => other,
     };
     bail!("{program} is not on PATH: install it (Debian: apt-get install {package})")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn scratch_dirs_are_fresh_private_and_unguessable() {
+        let prefix = "etcd-trace-scratch-test";
+        // The names the directories once had, planted beforehand: a directory holding a
+        // file and a link to elsewhere.
+        let planted = tempfile::tempdir().unwrap();
+        let mut guessable = Vec::new();
+        for n in 0..8 {
+            let path = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+            if n % 2 == 0 {
+                std::fs::create_dir(&path).unwrap();
+                std::fs::write(path.join("planted"), b"").unwrap();
+            } else {
+                std::os::unix::fs::symlink(planted.path(), &path).unwrap();
+            }
+            guessable.push(path);
+        }
+        let a = ScratchDir::new(prefix).unwrap();
+        let b = ScratchDir::new(prefix).unwrap();
+        let paths = [a.0.clone(), b.0.clone()];
+        assert_ne!(paths[0], paths[1]);
+        for path in &paths {
+            assert!(!guessable.contains(path), "{} was planted", path.display());
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(name.starts_with(&format!("{prefix}-")), "{name}");
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            assert!(meta.is_dir());
+            assert_eq!(meta.permissions().mode() & 0o7777, 0o700, "{name}");
+            assert_eq!(std::fs::read_dir(path).unwrap().count(), 0, "{name}");
+        }
+        drop((a, b));
+        for path in &paths {
+            assert!(!path.exists(), "{} left behind", path.display());
+        }
+        assert_eq!(std::fs::read_dir(planted.path()).unwrap().count(), 0);
+        for path in &guessable {
+            if path.is_symlink() {
+                std::fs::remove_file(path).unwrap();
+            } else {
+                std::fs::remove_dir_all(path).unwrap();
+            }
+        }
+    }
 }

@@ -4,12 +4,14 @@
 //!
 //! A target turns its input into the calls a capture would make: a whole capture file,
 //! a block payload, a sequence of TCP segments or TLS plaintext chunks (one record
-//! format, [`EventRecord`]), the bytes of an HTTP/2 connection, HPACK header blocks,
-//! DATA of a gRPC stream, one etcd message, or WAL writes. Every format is a sequence
+//! format, [`EventRecord`]), the bytes of an HTTP/2, HTTP/1 or peer (rafthttp)
+//! connection, HPACK header blocks, DATA of a gRPC stream, one etcd message, or WAL
+//! writes. Every format is a sequence
 //! of small records read by [`Input`], which never fails: a short input reads as
 //! zeros, so every byte string is a valid input. [`seeds`] writes real captures in these
 //! formats, as the corpus starts from them. Besides not panicking, the reassemblers'
-//! output is checked against their contract (stream offsets without holes or overlaps).
+//! output is checked against their contract (stream offsets without holes or overlaps),
+//! and so are the HTTP/1 and peer decoders' events (in an order their docs allow).
 
 pub mod seeds;
 
@@ -32,10 +34,12 @@ use crate::capture::{
 use crate::decode::etcdpb::{self, METHODS};
 use crate::decode::grpc::{GrpcEvent, GrpcLimits, GrpcMessageAssembler};
 use crate::decode::hpack::HpackDecoder;
+use crate::decode::http1::{Http1Connection, Http1Event, Stop};
 use crate::decode::http2::stream::Http2Event;
 use crate::decode::http2::Http2Connection;
+use crate::decode::rafthttp::{NoteKind, PeerConnection, PeerEvent};
 use crate::decode::tcp::{
-    ConnectionKey, FlowDirection, TcpEvent, TcpReassembler, TcpReassemblerConfig,
+    CloseReason, ConnectionKey, FlowDirection, TcpEvent, TcpReassembler, TcpReassemblerConfig,
 };
 use crate::decode::tls::TlsReassembler;
 use crate::decode::wal::{decode_wal_file, WalPayload};
@@ -51,6 +55,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("tls", tls),
     ("replay", replay),
     ("http2", http2),
+    ("http1", http1),
+    ("rafthttp", rafthttp),
     ("hpack", hpack),
     ("grpc", grpc),
     ("etcdpb", etcdpb),
@@ -528,10 +534,35 @@ impl OpRecord<'_> {
     }
 }
 
+/// What an [`OpRecord`] of a connection's input stands for: the next bytes of one
+/// direction, or bytes of it that were not captured.
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Data(&'a [u8]),
+    Gap(u64),
+}
+
+/// The connection inputs (`http2`, `http1`, `rafthttp`) after their first byte:
+/// [`OpRecord`]s, bit 0 of `op` the server's direction, bit 7 a gap of `len` bytes
+/// (else data). Each piece goes to `each` with its direction's index (0 the client's)
+/// and its time: one more microsecond each, from one millisecond.
+fn pieces<'a>(input: &mut Input<'a>, mut each: impl FnMut(usize, Piece<'a>, u64)) {
+    let mut ts = 1_000_000u64;
+    while !input.is_empty() {
+        let record = OpRecord::parse(input);
+        ts += 1000;
+        let piece = if record.op & OpRecord::NO_BYTES == 0 {
+            Piece::Data(record.bytes)
+        } else {
+            Piece::Gap(u64::from(record.len))
+        };
+        each(usize::from(record.op & 1), piece, ts);
+    }
+}
+
 /// Both directions of one HTTP/2 connection. The first byte: bit 0 the connection's
-/// start was seen. Then [`OpRecord`]s: bit 0 of `op` the server's direction, bit 7 a gap
-/// of `len` bytes (else data). Header blocks are decoded with each direction's HPACK
-/// decoder.
+/// start was seen. Then its pieces (`pieces`). Header blocks are decoded with each direction's
+/// HPACK decoder.
 pub fn http2(data: &[u8]) {
     http2_decode(data, |_, event, hpack| match event {
         Http2Event::HeaderBlock { fragment, .. } => {
@@ -557,24 +588,23 @@ fn http2_decode(data: &[u8], mut each: impl FnMut(usize, &Http2Event, &mut Hpack
     };
     let mut hpack = [new_hpack(), new_hpack()];
     let mut ends = [0u64; 2];
-    let mut ts = 1_000_000u64;
     let mut out = Vec::new();
-    while !input.is_empty() {
-        let record = OpRecord::parse(&mut input);
-        let i = usize::from(record.op & 1);
+    pieces(&mut input, |i, piece, ts| {
         let dir = DIRECTIONS[i];
-        ts += 1000;
-        if record.op & OpRecord::NO_BYTES == 0 {
-            conn.push_data(dir, ends[i], record.bytes, ts, &mut out);
-            ends[i] += record.bytes.len() as u64;
-        } else {
-            conn.push_gap(dir, ends[i], u64::from(record.len), ts, &mut out);
-            ends[i] += u64::from(record.len);
+        match piece {
+            Piece::Data(bytes) => {
+                conn.push_data(dir, ends[i], bytes, ts, &mut out);
+                ends[i] += bytes.len() as u64;
+            }
+            Piece::Gap(len) => {
+                conn.push_gap(dir, ends[i], len, ts, &mut out);
+                ends[i] += len;
+            }
         }
         for event in out.drain(..) {
             each(i, &event, &mut hpack[i]);
         }
-    }
+    });
     let mut s2c = Vec::new();
     conn.finish(&mut out, &mut s2c);
     for (i, events) in [out, s2c].into_iter().enumerate() {
@@ -587,6 +617,174 @@ fn http2_decode(data: &[u8], mut each: impl FnMut(usize, &Http2Event, &mut Hpack
 /// The two directions, by their index in the records.
 const DIRECTIONS: [FlowDirection; 2] =
     [FlowDirection::ClientToServer, FlowDirection::ServerToClient];
+
+/// Where one direction of an HTTP/1 connection is, as its events tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Http1Place {
+    /// Looking for a start: only `Synced` may come.
+    Seeking,
+    /// Between messages: a head comes next.
+    Between,
+    /// In a message's body (or right after its head).
+    InMessage,
+    /// Stopped or finished: nothing more comes.
+    Done,
+}
+
+/// Checks each direction's [`Http1Event`]s against the order their docs give: a head,
+/// its body, its end; after `Lost` only `Synced`; nothing after `Stopped` (on either
+/// direction for HTTP/2 or an upgrade); requests only from the client, responses only
+/// from the server.
+struct Http1Check {
+    places: [Http1Place; 2],
+}
+
+impl Http1Check {
+    fn new(start_seen: bool) -> Http1Check {
+        let place = if start_seen {
+            Http1Place::Between
+        } else {
+            Http1Place::Seeking
+        };
+        Http1Check { places: [place; 2] }
+    }
+
+    fn check(&mut self, i: usize, event: &Http1Event<'_>) {
+        use Http1Place::*;
+        let place = self.places[i];
+        assert_ne!(place, Done, "direction {i}: {event:?} after its end");
+        self.places[i] = match event {
+            Http1Event::Synced { in_body, .. } => {
+                assert_eq!(place, Seeking, "direction {i}: {event:?}");
+                if *in_body {
+                    InMessage
+                } else {
+                    Between
+                }
+            }
+            Http1Event::Request { .. } | Http1Event::Response { .. } => {
+                assert_eq!(place, Between, "direction {i}: {event:?}");
+                let request = matches!(event, Http1Event::Request { .. });
+                assert_eq!(request, i == 0, "direction {i}: {event:?}");
+                InMessage
+            }
+            Http1Event::Body { .. } | Http1Event::BodyGap { .. } => {
+                assert_eq!(place, InMessage, "direction {i}: {event:?}");
+                InMessage
+            }
+            Http1Event::End { .. } => {
+                assert_eq!(place, InMessage, "direction {i}: {event:?}");
+                Between
+            }
+            Http1Event::Lost(_) => {
+                assert_ne!(place, Seeking, "direction {i}: {event:?}");
+                Seeking
+            }
+            Http1Event::Stopped(why) => {
+                let _ = why.to_string();
+                if matches!(why, Stop::Http2 | Stop::Upgraded) {
+                    self.places = [Done; 2];
+                }
+                Done
+            }
+        };
+    }
+}
+
+/// Both directions of one HTTP/1 connection. The first byte: bit 0 the connection's
+/// start was seen, bit 1 the server's direction ends first. Then its pieces (`pieces`); at the
+/// end both directions finish. The events are checked with [`Http1Check`].
+pub fn http1(data: &[u8]) {
+    let mut input = Input::new(data);
+    let flags = input.u8();
+    let start_seen = flags & 1 == 1;
+    let mut conn = Http1Connection::new(start_seen);
+    let mut check = Http1Check::new(start_seen);
+    pieces(&mut input, |i, piece, _| {
+        let mut sink = |event: Http1Event<'_>| check.check(i, &event);
+        match piece {
+            Piece::Data(bytes) => conn.push(DIRECTIONS[i], bytes, &mut sink),
+            Piece::Gap(len) => conn.push_gap(DIRECTIONS[i], len, &mut sink),
+        }
+        let _ = (conn.in_message(DIRECTIONS[i]), conn.skipped(DIRECTIONS[i]));
+    });
+    let order = if flags & 2 == 0 { [0, 1] } else { [1, 0] };
+    for i in order {
+        conn.finish(DIRECTIONS[i], &mut |event| check.check(i, &event));
+        check.places[i] = Http1Place::Done;
+    }
+}
+
+/// How a `rafthttp` input's connection ends, by bits 1-2 of its first byte: the
+/// capture ends with it open, or it closes for one of the reasons reassembly gives.
+const PEER_ENDS: [Option<CloseReason>; 4] = [
+    None,
+    Some(CloseReason::Fin),
+    Some(CloseReason::Rst),
+    Some(CloseReason::Reused),
+];
+
+/// One peer connection (rafthttp over HTTP/1: stream, msgapp, pipeline and snapshot
+/// bodies, the connection seen from its middle, lost bytes). The first byte: bit 0 the
+/// connection's start was seen, bits 1-2 how it ends ([`PEER_ENDS`]). Then its pieces (`pieces`).
+/// Every event is formatted as `peers` shows it, is no later than the bytes that
+/// revealed it, and nothing follows the close; an HTTP/2 connection is said to be so
+/// once, and then nothing of HTTP/1 comes.
+pub fn rafthttp(data: &[u8]) {
+    let mut input = Input::new(data);
+    let flags = input.u8();
+    let mut conn = PeerConnection::new(flags & 1 == 1);
+    let mut out = Vec::new();
+    let mut check = PeerCheck::default();
+    let mut now = 0;
+    pieces(&mut input, |i, piece, ts| {
+        match piece {
+            Piece::Data(bytes) => conn.push(DIRECTIONS[i], bytes, ts, &mut out),
+            Piece::Gap(len) => conn.push_gap(DIRECTIONS[i], len, ts, &mut out),
+        }
+        check.check(&mut out, ts);
+        now = ts;
+    });
+    assert_eq!(conn.is_http2(), check.http2);
+    now += 1000;
+    match PEER_ENDS[usize::from((flags >> 1) & 3)] {
+        Some(reason) => {
+            conn.close(now, reason, &mut out);
+            assert!(matches!(out.last(), Some(PeerEvent::Closed { .. })));
+        }
+        None => conn.finish(now, &mut out),
+    }
+    check.check(&mut out, now);
+}
+
+/// What the `rafthttp` target checks of a connection's events as they come.
+#[derive(Default)]
+struct PeerCheck {
+    http2: bool,
+}
+
+impl PeerCheck {
+    /// Takes the events of bytes pushed at `now`.
+    fn check(&mut self, out: &mut Vec<PeerEvent>, now: u64) {
+        for event in out.drain(..) {
+            assert!(event.ts_ns() <= now, "{event:?} after {now}");
+            let _ = (event.to_string(), event.dir());
+            if let PeerEvent::Note {
+                kind: NoteKind::Http2,
+                ..
+            } = event
+            {
+                assert!(!self.http2, "HTTP/2 said twice");
+                self.http2 = true;
+            } else if self.http2 {
+                assert!(
+                    matches!(event, PeerEvent::Note { .. } | PeerEvent::Closed { .. }),
+                    "{event:?} on an HTTP/2 connection"
+                );
+            }
+        }
+    }
+}
 
 /// One direction's HPACK header blocks. The first byte: bit 0 joined mid-stream, bits
 /// 1-2 the table size (0, 256, 4096, 65536). Then [`OpRecord`]s by `op & 3`: 0 decode a

@@ -1,18 +1,20 @@
 //! Seed inputs cut from a real capture, in each target's input format: the whole file,
 //! its blocks, its packets (all of them and each connection's), and each connection's
 //! stream bytes taken apart layer by layer: HTTP/2 bytes, TLS-like plaintext chunks,
-//! header blocks, each stream's DATA and each message; and its WAL writes.
+//! header blocks, each stream's DATA and each message (on the client port) or HTTP/1 and
+//! rafthttp bytes (on a peer port); and its WAL writes.
 
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::{grpc_decode, http2_decode, EventRecord, OpRecord, DIRECTIONS};
+use super::{grpc_decode, http2_decode, EventRecord, OpRecord, DIRECTIONS, PEER_ENDS};
+use crate::analyze::peers::peer_ports_of;
 use crate::capture::{CaptureReader, Event, FileKind, ReadItem, FRAME_HEADER_LEN};
 use crate::decode::etcdpb::METHODS;
 use crate::decode::grpc::GrpcEvent;
 use crate::decode::http2::stream::Http2Event;
-use crate::decode::tcp::{ConnectionKey, FlowDirection, TcpEvent, TcpReassembler};
+use crate::decode::tcp::{CloseReason, ConnectionKey, FlowDirection, TcpEvent, TcpReassembler};
 
 /// One seed: the target it is for, a file name, and the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,11 +79,12 @@ pub fn seeds(name: &str, bytes: &[u8]) -> Result<Vec<Seed>, String> {
         }
     }
 
-    let connections = packets_by_connection(&events);
+    let ports = Ports::of(&reader.header().config.ports);
+    let connections = packets_by_connection(&events, &ports);
     let mut all = Vec::new();
     let mut last_ts = None;
     for event in &events {
-        if let Some(record) = packet_record(event, &connections, &mut last_ts) {
+        if let Some(record) = packet_record(event, &connections, &ports, &mut last_ts) {
             record.encode(&mut all);
         }
     }
@@ -94,34 +97,46 @@ pub fn seeds(name: &str, bytes: &[u8]) -> Result<Vec<Seed>, String> {
     add("replay", "packets".into(), all);
 
     for (key, conn) in &connections {
-        let what = |layer: &str| format!("conn{}-{layer}", conn.index);
+        let what = |layer: &str| format!("conn{}-{layer}", conn.number);
         let mut records = Vec::new();
         let mut last_ts = None;
-        for event in events.iter().filter(|e| of_connection(e, key)) {
-            if let Some(record) = packet_record(event, &connections, &mut last_ts) {
+        for event in events.iter().filter(|e| of_connection(e, key, &ports)) {
+            if let Some(record) = packet_record(event, &connections, &ports, &mut last_ts) {
                 record.encode(&mut records);
             }
         }
         add("tcp", what("packets"), [&[0][..], &records].concat());
         add("replay", what("packets"), records);
 
-        let (http2, tls) = streams(key, conn.index, &events);
-        add("tls", what("chunks"), tls.clone());
-        add("replay", what("tls-chunks"), tls);
-        add("http2", what("streams"), http2.clone());
-        for seed in layers(&http2) {
+        let streams = streams(key, conn.index, &events, &ports);
+        add("tls", what("chunks"), streams.tls.clone());
+        add("replay", what("tls-chunks"), streams.tls);
+        if ports.peer.contains(&key.server.port()) {
+            let end = PEER_ENDS
+                .iter()
+                .position(|e| *e == streams.closed)
+                .unwrap_or(0);
+            let mut rafthttp = streams.pieces.clone();
+            rafthttp[0] |= (end as u8) << 1;
+            add("http1", what("streams"), streams.pieces);
+            add("rafthttp", what("streams"), rafthttp);
+            continue;
+        }
+        add("http2", what("streams"), streams.pieces.clone());
+        for seed in layers(&streams.pieces) {
             add(seed.target, what(&seed.name), seed.data);
         }
     }
 
-    let mut wal_files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    // By process too: the members traced together name their WAL files alike.
+    let mut wal_files: BTreeMap<(u32, &str), Vec<u8>> = BTreeMap::new();
     for event in &events {
         let Event::Syscall(s) = event else { continue };
         if s.file.kind != FileKind::Wal || !s.call.is_write() || s.ret <= 0 {
             continue;
         }
         let Some(offset) = s.offset else { continue };
-        let writes = wal_files.entry(&s.file.path).or_default();
+        let writes = wal_files.entry((s.pid, &s.file.path)).or_default();
         let len = s.data.len().min(usize::from(u16::MAX));
         writes.push(1);
         writes.extend((len as u16).to_le_bytes());
@@ -134,34 +149,53 @@ pub fn seeds(name: &str, bytes: &[u8]) -> Result<Vec<Seed>, String> {
     Ok(out)
 }
 
-/// A connection of the capture and its number in the seeds (0..8, by first packet).
+/// A connection of the capture: its number in the order of first packets, and its
+/// number in the records (0..8, that one wrapped).
 struct Connection {
+    number: usize,
     index: u8,
 }
 
-fn is_server_port(port: u16) -> bool {
-    port == 2379 || port == 2380
+/// The ports a capture recorded, and which of them are peer ports.
+struct Ports {
+    server: Vec<u16>,
+    peer: Vec<u16>,
 }
 
-fn packets_by_connection(events: &[Event]) -> BTreeMap<ConnectionKey, Connection> {
+impl Ports {
+    /// `recorded`: the capture header's ports (etcd's 2379 and 2380 if it names none).
+    fn of(recorded: &[u16]) -> Ports {
+        let server = if recorded.is_empty() {
+            vec![2379, 2380]
+        } else {
+            recorded.to_vec()
+        };
+        Ports {
+            peer: peer_ports_of(&server),
+            server,
+        }
+    }
+
+    fn key(&self, p: &crate::capture::Packet) -> (ConnectionKey, FlowDirection) {
+        ConnectionKey::of_segment(p.src, p.dst, |port| self.server.contains(&port))
+    }
+}
+
+fn packets_by_connection(events: &[Event], ports: &Ports) -> BTreeMap<ConnectionKey, Connection> {
     let mut out = BTreeMap::new();
-    let mut next = 0u8;
     for event in events {
         let Event::Packet(p) = event else { continue };
-        let (key, _) = ConnectionKey::of_segment(p.src, p.dst, is_server_port);
-        out.entry(key).or_insert_with(|| {
-            next += 1;
-            Connection {
-                index: (next - 1) & 7,
-            }
+        let number = out.len();
+        out.entry(ports.key(p).0).or_insert(Connection {
+            number,
+            index: (number & 7) as u8,
         });
     }
     out
 }
 
-fn of_connection(event: &Event, key: &ConnectionKey) -> bool {
-    matches!(event, Event::Packet(p)
-        if ConnectionKey::of_segment(p.src, p.dst, is_server_port).0 == *key)
+fn of_connection(event: &Event, key: &ConnectionKey, ports: &Ports) -> bool {
+    matches!(event, Event::Packet(p) if ports.key(p).0 == *key)
 }
 
 /// The time since the previous record, in a record's units.
@@ -174,10 +208,11 @@ fn delta(ts_ns: u64, last_ts: &mut Option<u64>) -> u16 {
 fn packet_record(
     event: &Event,
     connections: &BTreeMap<ConnectionKey, Connection>,
+    ports: &Ports,
     last_ts: &mut Option<u64>,
 ) -> Option<EventRecord> {
     let Event::Packet(p) = event else { return None };
-    let (key, dir) = ConnectionKey::of_segment(p.src, p.dst, is_server_port);
+    let (key, dir) = ports.key(p);
     let conn = connections.get(&key)?;
     let to_client = if dir == FlowDirection::ServerToClient {
         EventRecord::TO_CLIENT
@@ -198,23 +233,33 @@ fn packet_record(
     })
 }
 
-/// One connection's reassembled bytes as an `http2` input, and as TLS plaintext chunks
-/// (an `EventRecord` input), one chunk per delivery.
-fn streams(key: &ConnectionKey, index: u8, events: &[Event]) -> (Vec<u8>, Vec<u8>) {
+/// One connection's reassembled streams, cut for the targets.
+struct Streams {
+    /// As an `http2`, `http1` or `rafthttp` input: the start flag, then one record per
+    /// delivery or gap.
+    pieces: Vec<u8>,
+    /// As TLS plaintext chunks (an `EventRecord` input), one chunk per delivery.
+    tls: Vec<u8>,
+    /// How the connection closed, if it did.
+    closed: Option<CloseReason>,
+}
+
+fn streams(key: &ConnectionKey, index: u8, events: &[Event], ports: &Ports) -> Streams {
     let mut reassembler = TcpReassembler::new(vec![key.server.port()]);
     let mut out = Vec::new();
-    for event in events.iter().filter(|e| of_connection(e, key)) {
+    for event in events.iter().filter(|e| of_connection(e, key, ports)) {
         if let Event::Packet(p) = event {
             reassembler.push(p, &mut out);
         }
     }
     reassembler.finish(&mut out);
-    let mut http2 = vec![0u8];
+    let mut pieces = vec![0u8];
     let mut tls = Vec::new();
+    let mut closed = None;
     let mut last_ts = None;
     for event in &out {
         match event {
-            TcpEvent::Opened { handshake_seen, .. } => http2[0] = u8::from(*handshake_seen),
+            TcpEvent::Opened { handshake_seen, .. } => pieces[0] = u8::from(*handshake_seen),
             TcpEvent::Data {
                 dir,
                 ts_ns,
@@ -223,7 +268,7 @@ fn streams(key: &ConnectionKey, index: u8, events: &[Event]) -> (Vec<u8>, Vec<u8
                 ..
             } => {
                 let i = DIRECTIONS.iter().position(|d| d == dir).unwrap_or(0) as u8;
-                OpRecord::encode(i, bytes, &mut http2);
+                OpRecord::encode(i, bytes, &mut pieces);
                 EventRecord {
                     kind: EventRecord::TLS
                         | EventRecord::ENDPOINTS
@@ -240,12 +285,16 @@ fn streams(key: &ConnectionKey, index: u8, events: &[Event]) -> (Vec<u8>, Vec<u8
             }
             TcpEvent::Gap { dir, len, .. } => {
                 let i = DIRECTIONS.iter().position(|d| d == dir).unwrap_or(0) as u8;
-                OpRecord::encode_len(i, (*len).min(u64::from(u16::MAX)) as u16, &mut http2);
+                OpRecord::encode_len(i, (*len).min(u64::from(u16::MAX)) as u16, &mut pieces);
             }
-            TcpEvent::Closed { .. } => {}
+            TcpEvent::Closed { reason, .. } => closed = Some(*reason),
         }
     }
-    (http2, tls)
+    Streams {
+        pieces,
+        tls,
+        closed,
+    }
 }
 
 /// The layers of an `http2` input: each direction's header blocks (`hpack`), each
