@@ -34,7 +34,7 @@ use anyhow::{bail, Context, Result};
 use common::{
     env_number, exit_code, load_in, load_main, CaptureCounts, LoadResult, Rounds, ROLE_ENV,
 };
-use etcd_trace::testbed::{signal, which, EtcdServer, Netns, RecorderProcess, ScratchDir};
+use etcd_trace::sandbox::{signal, which, EtcdServer, Netns, RecorderProcess, ScratchDir};
 
 const TARGET_COVERAGE: f64 = 0.99;
 const TARGET_SPEEDUP: f64 = 20.0;

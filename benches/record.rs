@@ -49,7 +49,7 @@ use etcd_trace::capture::{
     CaptureReader, CaptureWriter, Event, EventKind, ReadItem, WriterOptions,
 };
 use etcd_trace::redact::SecretScrubber;
-use etcd_trace::testbed::{EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts};
+use etcd_trace::sandbox::{EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts};
 use serde::{Deserialize, Serialize};
 
 /// The writer's file, relative to its data dir.

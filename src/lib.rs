@@ -13,8 +13,8 @@ pub mod output;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod record;
 pub mod redact;
+#[cfg(all(feature = "record", target_os = "linux"))]
+pub mod sandbox;
 #[cfg(test)]
 mod test_rng;
-#[cfg(all(feature = "record", target_os = "linux"))]
-pub mod testbed;
 pub mod units;

@@ -33,7 +33,7 @@ use common::*;
 use etcd_trace::analyze::peers::NoteKind;
 use etcd_trace::capture::{Event, FileKind, ReadItem, SyscallKind};
 use etcd_trace::decode::rafthttp::PeerEvent;
-use etcd_trace::testbed::{signal, EtcdCluster};
+use etcd_trace::sandbox::{signal, EtcdCluster};
 use serde_json::Value;
 
 fn b64(bytes: &[u8]) -> String {

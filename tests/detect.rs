@@ -310,7 +310,7 @@ fn benign_kubernetes_like_workload_raises_nothing_above_low() {
     rig.etcdctl(&["compact", &(rev - 5).to_string()]);
     std::thread::sleep(Duration::from_millis(500));
     for mut c in background {
-        etcd_trace::testbed::signal(c.id(), 9);
+        etcd_trace::sandbox::signal(c.id(), 9);
         let _ = c.wait();
     }
     let (status, log) = rec.stop(2).unwrap();

@@ -35,7 +35,7 @@ fn the_same_workload_passes_the_gate_against_the_committed_fixture() {
     }
     let rig = Rig::start("diff-same");
     let rec = rig.record(&[]);
-    etcd_trace::testbed::basic_workload(&rig.etcd, &rig.netns).unwrap();
+    etcd_trace::sandbox::basic_workload(&rig.etcd, &rig.netns).unwrap();
     let (status, log) = rec.stop(2).unwrap();
     assert!(status.success(), "{log}");
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/basic-v1.etr");

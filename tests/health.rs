@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use etcd_trace::testbed::{skip_without_root, EtcdServer};
+use etcd_trace::sandbox::{skip_without_root, EtcdServer};
 
 const HEALTH_RULES: [&str; 4] = [
     "disk-wal-fsync-slow",
@@ -114,7 +114,7 @@ impl Drop for Throttle {
 /// Record `puts` puts to `etcd` into `capture`, and what `detect` found: (rule, summary).
 fn record_puts(
     etcd: &EtcdServer,
-    netns: &etcd_trace::testbed::Netns,
+    netns: &etcd_trace::sandbox::Netns,
     capture: &Path,
     name: &str,
     puts: usize,

@@ -388,7 +388,7 @@ mod cluster {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
-    use etcd_trace::testbed::{EtcdCluster, Lan};
+    use etcd_trace::sandbox::{EtcdCluster, Lan};
 
     use super::common::*;
     use super::{check_merged, merge, workload_keys, HOSTS};

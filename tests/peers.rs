@@ -19,7 +19,7 @@ use common::*;
 use etcd_trace::analyze::peers::{NoteKind, PeerRecord, RequestKind};
 use etcd_trace::decode::rafthttp::PeerEvent;
 use etcd_trace::decode::raftpb::MessageType;
-use etcd_trace::testbed::EtcdCluster;
+use etcd_trace::sandbox::EtcdCluster;
 
 struct Recorded {
     records: Vec<PeerRecord>,

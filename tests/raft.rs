@@ -13,14 +13,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::*;
-use etcd_trace::testbed::{signal, skip_without_root, EtcdCluster, MemberStatus};
+use etcd_trace::sandbox::{signal, skip_without_root, EtcdCluster, MemberStatus};
 
-fn settled(cluster: &EtcdCluster, netns: &etcd_trace::testbed::Netns) -> MemberStatus {
+fn settled(cluster: &EtcdCluster, netns: &etcd_trace::sandbox::Netns) -> MemberStatus {
     let status = cluster.settled_status(netns).unwrap();
     status.into_iter().max_by_key(|s| s.raft_term).unwrap()
 }
 
-fn put(cluster: &EtcdCluster, netns: &etcd_trace::testbed::Netns, key: &str) {
+fn put(cluster: &EtcdCluster, netns: &etcd_trace::sandbox::Netns, key: &str) {
     let out = cluster.etcdctl(netns, &["put", key, "v"]).unwrap();
     assert!(
         out.status.success(),
@@ -29,7 +29,7 @@ fn put(cluster: &EtcdCluster, netns: &etcd_trace::testbed::Netns, key: &str) {
     );
 }
 
-fn index_of(cluster: &EtcdCluster, netns: &etcd_trace::testbed::Netns, id: u64) -> usize {
+fn index_of(cluster: &EtcdCluster, netns: &etcd_trace::sandbox::Netns, id: u64) -> usize {
     let status = cluster.status(netns).unwrap();
     status.iter().position(|s| s.member_id == id).unwrap()
 }

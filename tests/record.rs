@@ -29,9 +29,9 @@ fn record_workload(buffer: &str) {
     }
     rig.etcdctl(&["get", "/held/", "--prefix"]);
     rig.etcdctl(&["del", "/held/key-0"]);
-    etcd_trace::testbed::basic_workload(&rig.etcd, &rig.netns).unwrap();
+    etcd_trace::sandbox::basic_workload(&rig.etcd, &rig.netns).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    etcd_trace::testbed::signal(watch.id(), 9);
+    etcd_trace::sandbox::signal(watch.id(), 9);
     let _ = watch.wait();
     let (status, log) = rec.stop(2).unwrap();
     assert!(status.success(), "recorder failed: {log}");
@@ -589,10 +589,10 @@ fn fd_verdicts_follow_closed_fds() {
     if skip_without_root() {
         return;
     }
-    let dir = etcd_trace::testbed::ScratchDir::new("etcd-trace-test-fdreuse").unwrap();
+    let dir = etcd_trace::sandbox::ScratchDir::new("etcd-trace-test-fdreuse").unwrap();
     let data = dir.0.join("data");
     std::fs::create_dir_all(data.join("member/wal")).unwrap();
-    let netns = etcd_trace::testbed::Netns::create().unwrap();
+    let netns = etcd_trace::sandbox::Netns::create().unwrap();
     // perl (part of every Debian system) makes the system calls as written.
     let script = r#"
         use POSIX;
@@ -627,7 +627,7 @@ fn fd_verdicts_follow_closed_fds() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let rec = etcd_trace::testbed::RecorderProcess::start(&bin(), &args).unwrap();
+    let rec = etcd_trace::sandbox::RecorderProcess::start(&bin(), &args).unwrap();
     writer.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert!(writer.wait().unwrap().success());
     let (status, log) = rec.stop(2).unwrap();

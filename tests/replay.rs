@@ -279,7 +279,7 @@ fn a_watch_open_before_recording_is_inferred() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let (status, log) = rec.stop(2).unwrap();
-    etcd_trace::testbed::signal(watch.id(), 9);
+    etcd_trace::sandbox::signal(watch.id(), 9);
     let _ = watch.wait();
     assert!(status.success(), "recorder failed: {log}");
 

@@ -83,7 +83,7 @@ fn two_restarts_during_a_workload() {
     let stop = AtomicBool::new(false);
     let acknowledged = AtomicUsize::new(0);
     let url = rig.etcd.url();
-    let etcdctl = etcd_trace::testbed::which("etcdctl").unwrap();
+    let etcdctl = etcd_trace::sandbox::which("etcdctl").unwrap();
     let mut restarts = Vec::new();
     std::thread::scope(|s| {
         let (netns, stop, acknowledged) = (&rig.netns, &stop, &acknowledged);

@@ -501,7 +501,7 @@ fn the_same_workload_gives_the_same_answers_over_tls_and_cleartext() {
             Rig::start("tls-same-clear")
         };
         let rec = rig.record(&[]);
-        etcd_trace::testbed::basic_workload(&rig.etcd, &rig.netns).unwrap();
+        etcd_trace::sandbox::basic_workload(&rig.etcd, &rig.netns).unwrap();
         stop_cleanly(rec);
         results.push(answers(&rig.capture));
     }

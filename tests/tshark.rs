@@ -49,7 +49,7 @@ impl Tshark {
     }
 
     fn stop(mut self) {
-        etcd_trace::testbed::signal(self.child.id(), 2);
+        etcd_trace::sandbox::signal(self.child.id(), 2);
         let _ = self.child.wait();
     }
 }
@@ -93,7 +93,7 @@ fn requests_per_path_agree_with_tshark() {
     rig.etcdctl(&["endpoint", "status"]);
     rig.etcdctl(&["compaction", "5"]);
     std::thread::sleep(Duration::from_millis(300));
-    etcd_trace::testbed::signal(watch.id(), 9);
+    etcd_trace::sandbox::signal(watch.id(), 9);
     let _ = watch.wait();
     let (status, log) = rec.stop(2).unwrap();
     assert!(status.success(), "{log}");

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::*;
 use etcd_trace::decode::wal::{decode_wal_file, WalPayload};
-use etcd_trace::testbed::EtcdCluster;
+use etcd_trace::sandbox::EtcdCluster;
 
 #[test]
 fn captured_wal_matches_the_files_on_disk() {

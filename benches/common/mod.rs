@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etcd_trace::capture::{CaptureReader, Event, ReadItem};
-use etcd_trace::testbed::{EtcdServer, Netns};
+use etcd_trace::sandbox::{EtcdServer, Netns};
 use serde::{Deserialize, Serialize};
 
 pub const ROLE_ENV: &str = "ETCD_TRACE_BENCH_ROLE";

@@ -12,7 +12,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     use anyhow::Context;
     use clap::Parser;
 
-    use crate::testbed::{basic_workload, EtcdServer, Netns, RecorderProcess, ScratchDir};
+    use crate::sandbox::{basic_workload, EtcdServer, Netns, RecorderProcess, ScratchDir};
 
     crate::record::system::check_privileges()
         .context("the demo starts etcd in a network namespace and records it")?;

@@ -242,7 +242,7 @@ mod tests {
     /// Needs root (CAP_SYS_NICE) for the way back to normal, like the recorder.
     #[test]
     fn the_writer_goes_idle_and_is_raised_and_settles() {
-        if crate::testbed::skip_without_root() {
+        if crate::sandbox::skip_without_root() {
             return;
         }
         let schedule = std::sync::Arc::new(WriterSchedule::new(WriterPriority::Idle));

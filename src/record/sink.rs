@@ -679,7 +679,7 @@ mod tests {
     /// a recorder killed in a quiet spell keeps it.
     #[test]
     fn a_flush_writes_the_events_that_waited() {
-        let dir = crate::testbed::ScratchDir::new("etcd-trace-sink").unwrap();
+        let dir = crate::sandbox::ScratchDir::new("etcd-trace-sink").unwrap();
         let path = dir.0.join("quiet.etr");
         let (tx, writer) = spawn_plain(&path);
         // A socket read that left the kernel at 350 ns, drained at 1 ms: it waits.
@@ -710,7 +710,7 @@ mod tests {
     /// one, in time order with the rest.
     #[test]
     fn raw_tls_events_are_written() {
-        let dir = crate::testbed::ScratchDir::new("etcd-trace-sink-tls").unwrap();
+        let dir = crate::sandbox::ScratchDir::new("etcd-trace-sink-tls").unwrap();
         let path = dir.0.join("tls.etr");
         let (tx, writer) = spawn_plain(&path);
         let mut batch = RawBatch::default();

@@ -9,13 +9,13 @@ use std::process::{Command, Output};
 
 use etcd_trace::capture::{CaptureReader, Event, FileKind, ReadItem};
 #[cfg(feature = "record")]
-pub use etcd_trace::testbed::{
+pub use etcd_trace::sandbox::{
     EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts,
 };
 // Not every test file has a test that needs root.
 #[cfg(feature = "record")]
 #[allow(unused_imports)]
-pub use etcd_trace::testbed::skip_without_root;
+pub use etcd_trace::sandbox::skip_without_root;
 
 #[cfg(feature = "record")]
 pub mod small_disk;
@@ -222,7 +222,7 @@ pub fn kill_and_restart(
 /// client and peer ports.
 #[cfg(feature = "record")]
 pub fn record_members(
-    cluster: &etcd_trace::testbed::EtcdCluster,
+    cluster: &etcd_trace::sandbox::EtcdCluster,
     capture: &Path,
 ) -> RecorderProcess {
     let mut args = vec!["-o".to_string(), capture.display().to_string()];
