@@ -22,6 +22,8 @@
 //!   direction up: its bytes may never be seen. So does a hole at the end of the capture.
 //! - Retransmitted bytes get the patches already made to them, in whole or in part; a
 //!   retransmission reaching back past the patches kept goes out counted as unscrubbed.
+//!   So do copies that come after the connection closed: what they need (where each
+//!   direction's bytes were, and their recent patches) is kept a while after the close.
 //!
 //! Whatever goes out with bytes whose secrets were not decided (a direction given up
 //! with events held, a stream that ends inside a frame) is counted as unscrubbed.
@@ -34,7 +36,7 @@
 //! bounds; past them the connection is given up, counted). Plaintext is never sent
 //! again, so a hole in it is bytes the probes lost: the direction is given up at once.
 
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, VacantEntry};
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 
@@ -63,6 +65,10 @@ const MAX_CONNECTIONS: usize = 1 << 14;
 pub(super) const MAX_RECENT_PATCHES: usize = 64;
 /// Connections silent this long (capture time) are forgotten.
 const IDLE_NS: u64 = 600_000_000_000;
+/// How long (capture time) a closed connection is kept for copies of its bytes that
+/// still come (sent again, or held up on the way), and how many are kept.
+const LINGER_NS: u64 = 10_000_000_000;
+const MAX_LINGERING: usize = 1 << 12;
 /// How often (in events of followed connections) idle connections are swept.
 const SWEEP_EVERY: u64 = 4096;
 
@@ -105,6 +111,26 @@ impl Hash for StreamKey {
 struct Connections {
     map: HashMap<StreamKey, Connection>,
     generations: u64,
+    /// TCP connections closed lately: what their bytes' copies need.
+    lingering: HashMap<StreamKey, Lingering>,
+    /// Their keys and generations, oldest first.
+    lingering_order: VecDeque<(StreamKey, u64)>,
+}
+
+/// A closed connection's directions: where their bytes were, and their recent patches.
+#[derive(Debug)]
+struct Lingering {
+    generation: u64,
+    closed_ts: u64,
+    dirs: [Direction; 2],
+}
+
+/// The connection of a packet or chunk.
+enum Found<'c> {
+    Followed(&'c mut Connection),
+    Closed(&'c mut Lingering),
+    /// Not followed (over the limit, counted): it passes as it is.
+    Passed,
 }
 
 /// What scrubbing an event needs besides its connection: the queue of events, and what
@@ -239,6 +265,17 @@ impl Direction {
             && (self.mode != Mode::Scrubbing || self.fin_at.is_none_or(|at| self.next_offset >= at))
     }
 
+    /// What copies of its bytes need once its connection closed.
+    fn closed(self) -> Direction {
+        Direction {
+            seq_base: self.seq_base,
+            next_offset: self.next_offset,
+            recent: self.recent,
+            forgotten_through: self.forgotten_through,
+            ..Direction::new(self.mode)
+        }
+    }
+
     /// Whether it holds bytes past a hole.
     fn has_hole(&self) -> bool {
         self.mode == Mode::Scrubbing && !self.ahead.is_empty()
@@ -303,6 +340,8 @@ impl SecretScrubber {
             connections: Connections {
                 map: HashMap::new(),
                 generations: 0,
+                lingering: HashMap::new(),
+                lingering_order: VecDeque::new(),
             },
             work: Work {
                 queue: VecDeque::new(),
@@ -406,13 +445,19 @@ impl SecretScrubber {
         }
         let has_payload = !packet.payload.is_empty();
         // One lookup per packet: everything below works on this entry.
-        let Some(conn) = self.connections.get_or_insert(
+        let found = self.connections.get_or_insert(
             key,
             Mode::Midstream,
             &mut self.work.report,
             has_payload,
-        ) else {
-            return self.work.enqueue(Event::Packet(packet), None, ready);
+        );
+        let conn = match found {
+            Found::Followed(conn) => conn,
+            Found::Closed(closed) => {
+                self.work.scrub_copy(closed, &key, dir, &mut packet);
+                return self.work.enqueue(Event::Packet(packet), None, ready);
+            }
+            Found::Passed => return self.work.enqueue(Event::Packet(packet), None, ready),
         };
         conn.last_ts = packet.ts_ns;
         let d = &mut conn.dirs[index(dir)];
@@ -435,10 +480,14 @@ impl SecretScrubber {
         if closed {
             self.work.let_go(conn, &key);
         }
+        let ts_ns = packet.ts_ns;
         self.work.enqueue(Event::Packet(packet), hold, ready);
         if closed {
-            // Nothing more to patch: release its packets and forget it.
-            self.connections.map.remove(&key);
+            // Nothing more to patch: release its packets, and keep only what copies of
+            // its bytes need.
+            if let Some(conn) = self.connections.map.remove(&key) {
+                self.connections.linger(key, conn, ts_ns);
+            }
         }
     }
 
@@ -449,10 +498,11 @@ impl SecretScrubber {
             conn_id: chunk.conn_id,
         };
         let has_data = !chunk.data.is_empty();
-        let Some(conn) =
+        let found =
             self.connections
-                .get_or_insert(key, Mode::Waiting, &mut self.work.report, has_data)
-        else {
+                .get_or_insert(key, Mode::Waiting, &mut self.work.report, has_data);
+        // TLS connections never close, so none lingers.
+        let Found::Followed(conn) = found else {
             return self.work.enqueue(Event::Tls(chunk), None, ready);
         };
         conn.last_ts = chunk.ts_ns;
@@ -512,9 +562,9 @@ impl Connections {
         Connection::new(self.generations, mode)
     }
 
-    /// The connection `key` names, new in `mode` if there is none (`Midstream` counted);
-    /// `None` over the limit (counted, with the event when it carries bytes: it passes
-    /// as it is).
+    /// The connection `key` names, a closed one if it closed lately, or a new one in
+    /// `mode` (`Midstream` counted); `Passed` over the limit (counted, with the event
+    /// when it carries bytes: it passes as it is).
     #[inline]
     fn get_or_insert(
         &mut self,
@@ -522,25 +572,42 @@ impl Connections {
         mode: Mode,
         report: &mut ScrubReport,
         has_bytes: bool,
-    ) -> Option<&mut Connection> {
+    ) -> Found<'_> {
         let full = self.full();
         match self.map.entry(key) {
-            Entry::Occupied(o) => Some(o.into_mut()),
-            Entry::Vacant(_) if full => {
-                report.count(&key, Passed::OverLimit);
-                if has_bytes {
-                    report.count(&key, Passed::Unscrubbed);
-                }
-                None
-            }
+            Entry::Occupied(o) => Found::Followed(o.into_mut()),
             Entry::Vacant(v) => {
-                if mode == Mode::Midstream {
-                    report.count(&key, Passed::Midstream);
-                }
-                self.generations += 1;
-                Some(v.insert(Connection::new(self.generations, mode)))
+                let (lingering, generations) = (&mut self.lingering, &mut self.generations);
+                not_followed(v, lingering, generations, mode, report, has_bytes, full)
             }
         }
+    }
+
+    /// Keeps what copies of a closed connection's bytes need, for a while.
+    fn linger(&mut self, key: StreamKey, conn: Connection, now: u64) {
+        while let Some(&(old, generation)) = self.lingering_order.front() {
+            // Not the same connection: the key closed again since.
+            let same = self
+                .lingering
+                .get(&old)
+                .filter(|l| l.generation == generation);
+            let keep = same.is_some_and(|l| now.saturating_sub(l.closed_ts) < LINGER_NS);
+            if keep && self.lingering_order.len() < MAX_LINGERING {
+                break;
+            }
+            self.lingering_order.pop_front();
+            if same.is_some() {
+                self.lingering.remove(&old);
+            }
+        }
+        let [client, server] = conn.dirs;
+        let closed = Lingering {
+            generation: conn.generation,
+            closed_ts: now,
+            dirs: [client.closed(), server.closed()],
+        };
+        self.lingering.insert(key, closed);
+        self.lingering_order.push_back((key, conn.generation));
     }
 
     fn released(&self, hold: &Hold) -> bool {
@@ -555,6 +622,37 @@ impl Connections {
             _ => true,
         }
     }
+}
+
+/// [`Connections::get_or_insert`] of a key not followed (rare: out of line, the lookup of
+/// every packet stays small).
+#[cold]
+#[inline(never)]
+fn not_followed<'c>(
+    vacant: VacantEntry<'c, StreamKey, Connection>,
+    lingering: &'c mut HashMap<StreamKey, Lingering>,
+    generations: &mut u64,
+    mode: Mode,
+    report: &mut ScrubReport,
+    has_bytes: bool,
+    full: bool,
+) -> Found<'c> {
+    let key = *vacant.key();
+    if let Some(closed) = lingering.get_mut(&key) {
+        return Found::Closed(closed);
+    }
+    if full {
+        report.count(&key, Passed::OverLimit);
+        if has_bytes {
+            report.count(&key, Passed::Unscrubbed);
+        }
+        return Found::Passed;
+    }
+    if mode == Mode::Midstream {
+        report.count(&key, Passed::Midstream);
+    }
+    *generations += 1;
+    Found::Followed(vacant.insert(Connection::new(*generations, mode)))
 }
 
 impl Connection {
@@ -784,6 +882,30 @@ impl Work {
         }
         for patch in &d.recent {
             apply(bytes, start, patch);
+        }
+    }
+
+    /// A packet of a connection closed lately: a copy of bytes it carried gets their
+    /// patches; bytes it never carried pass, counted.
+    fn scrub_copy(
+        &mut self,
+        closed: &Lingering,
+        key: &StreamKey,
+        dir: FlowDirection,
+        packet: &mut Packet,
+    ) {
+        let d = &closed.dirs[index(dir)];
+        if packet.payload.is_empty() || !self.scrubbing(d.mode, key) {
+            return;
+        }
+        // Before the first byte: not data of this connection.
+        let Some(start) = d.offset_of(packet.seq) else {
+            return;
+        };
+        if start + packet.payload.len() as u64 > d.next_offset {
+            self.report.count(key, Passed::Unscrubbed);
+        } else {
+            self.patch_again(d, key, start, &mut packet.payload);
         }
     }
 

@@ -161,6 +161,12 @@ fn seq_at(from_client: bool, offset: u64) -> u32 {
     isn.wrapping_add(1).wrapping_add(offset as u32)
 }
 
+/// The FIN of the client's or the server's bytes, which end at `offset`.
+fn fin(from_client: bool, offset: usize) -> Event {
+    let seq = seq_at(from_client, offset as u64);
+    packet(from_client, seq, TcpFlags::FIN | TcpFlags::ACK, &[])
+}
+
 /// A data segment of the connection, at a stream offset of its direction.
 fn segment(from_client: bool, offset: u64, bytes: &[u8]) -> Event {
     packet(
@@ -858,14 +864,6 @@ fn a_fin_before_the_last_bytes_waits_for_them() {
     let c = client_stream(false, false);
     let s = server_stream();
     let cut = c.len() - 20;
-    let fin = |from_client: bool, offset: usize| {
-        packet(
-            from_client,
-            seq_at(from_client, offset as u64),
-            TcpFlags::FIN | TcpFlags::ACK,
-            &[],
-        )
-    };
     let mut input = handshake();
     input.push(segment(true, 0, &c[..cut]));
     input.push(fin(true, c.len()));
@@ -876,6 +874,38 @@ fn a_fin_before_the_last_bytes_waits_for_them() {
     assert_scrubbed(&out, false);
     assert!(!report.incomplete(), "{report}");
     assert_eq!(report.midstream_connections, 0);
+}
+
+/// Copies of a connection's bytes that come after it closed (sent again, or held up on
+/// the way) get the same patches; bytes it never carried pass, counted.
+#[test]
+fn copies_after_the_close_get_the_patches() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let password_at = find(&c, PASSWORD);
+    let token_at = find(&s, TOKEN);
+    let mut input = handshake();
+    input.push(segment(true, 0, &c));
+    input.push(segment(false, 0, &s));
+    input.push(fin(true, c.len()));
+    input.push(fin(false, s.len()));
+    input.push(segment(true, password_at as u64 - 3, &c[password_at - 3..]));
+    input.push(segment(
+        false,
+        token_at as u64 + 2,
+        &s[token_at + 2..token_at + 9],
+    ));
+    let input = stamped(input);
+    let (out, report) = scrub_all(&input);
+    assert_eq!(times(&out), times(&input));
+    assert_streams_scrubbed(&reassembled(&out, true), &reassembled(&out, false), false);
+    assert!(!report.incomplete(), "{report}");
+    assert_eq!(report.midstream_connections, 0, "{report}");
+    // Bytes past those it carried.
+    let mut input = input;
+    input.push(segment(true, c.len() as u64 + 1, b"more"));
+    let (_, report) = scrub_all(&input);
+    assert_eq!(report.unscrubbed_packets, 1, "{report}");
 }
 
 /// Holding past a hole has bounds: bytes as far as the last byte held, bytes held, and
