@@ -20,6 +20,8 @@
 //! - A hole that does not fill within the bounds on holding (bytes, capture time,
 //!   events queued), or that was open when the recorder reported lost events, gives the
 //!   direction up: its bytes may never be seen. So does a hole at the end of the capture.
+//!   A client's direction given up takes the server's with it: which of the server's
+//!   streams answer auth calls, with a token, only the client's requests say.
 //! - Retransmitted bytes get the patches already made to them, in whole or in part; a
 //!   retransmission reaching back past the patches kept goes out counted as unscrubbed.
 //!   So do copies that come after the connection closed: what they need (where each
@@ -289,6 +291,10 @@ fn index(dir: FlowDirection) -> usize {
     }
 }
 
+/// Both directions, in `index` order.
+const DIRECTIONS: [FlowDirection; 2] =
+    [FlowDirection::ClientToServer, FlowDirection::ServerToClient];
+
 /// Whether `port` is one of `ports`. Up to four lookups a packet: `contains` stays an
 /// out-of-line call here (about 25 instructions a call, some 5% of a packet's
 /// scrubbing), this loop over a few ports inlines.
@@ -411,9 +417,9 @@ impl SecretScrubber {
     /// The recorder lost events: a hole open now may be one of them, and never fill.
     fn give_up_holes(&mut self) {
         for (key, conn) in &mut self.connections.map {
-            for d in &mut conn.dirs {
-                if d.has_hole() {
-                    self.work.give_up(d, key);
+            for dir in DIRECTIONS {
+                if conn.dirs[index(dir)].has_hole() {
+                    self.work.give_up(conn, dir, key);
                 }
             }
         }
@@ -544,7 +550,7 @@ impl SecretScrubber {
             }
             if let Some(conn) = self.connections.map.get_mut(&hold.key) {
                 match hold.dir {
-                    Some(dir) => self.work.give_up(&mut conn.dirs[index(dir)], &hold.key),
+                    Some(dir) => self.work.give_up(conn, dir, &hold.key),
                     None => self.work.give_up_start(conn, hold.key),
                 }
             }
@@ -752,7 +758,7 @@ impl Work {
         }
         if d.seq_base.is_none() {
             // Data before the SYN-ACK was seen: the start is unknown.
-            self.give_up(d, &key);
+            self.give_up(conn, dir, &key);
             self.report.count(&key, Passed::Unscrubbed);
             return None;
         }
@@ -910,8 +916,17 @@ impl Work {
     }
 
     /// Gives a direction up: the rest of it passes unscrubbed, and so do its events held
-    /// now (counted).
-    fn give_up(&mut self, d: &mut Direction, key: &StreamKey) {
+    /// now (counted). A client's takes its server's with it: which of the server's
+    /// streams answer auth calls (with a token) is known from the client's requests only.
+    fn give_up(&mut self, conn: &mut Connection, dir: FlowDirection, key: &StreamKey) {
+        self.give_up_direction(&mut conn.dirs[index(dir)], key);
+        let server = &mut conn.dirs[index(FlowDirection::ServerToClient)];
+        if dir == FlowDirection::ClientToServer && server.mode == Mode::Scrubbing {
+            self.give_up_direction(server, key);
+        }
+    }
+
+    fn give_up_direction(&mut self, d: &mut Direction, key: &StreamKey) {
         d.mode = Mode::GivenUp;
         self.report.count(key, Passed::GivenUp);
         self.count_undecided(d, key);
@@ -935,7 +950,7 @@ impl Work {
     fn let_go(&mut self, conn: &mut Connection, key: &StreamKey) {
         for d in &mut conn.dirs {
             if d.has_hole() {
-                self.give_up(d, key);
+                self.give_up_direction(d, key);
             } else if d.mode == Mode::Scrubbing && d.final_through < d.next_offset {
                 self.count_undecided(d, key);
                 d.final_through = d.next_offset;
@@ -956,7 +971,7 @@ impl Work {
             || ahead_end - d.final_through > MAX_HELD_BYTES
             || d.ahead_bytes + len > MAX_HELD_BYTES
         {
-            self.give_up(d, piece.key);
+            self.give_up(conn, piece.dir, piece.key);
             self.report.count(piece.key, Passed::Unscrubbed);
             return None;
         }
@@ -1062,7 +1077,7 @@ impl Work {
             give_up = d.next_offset - d.final_through > MAX_HELD_BYTES;
         }
         if give_up {
-            self.give_up(d, key);
+            self.give_up(conn, dir, key);
             self.report.count(key, Passed::Unscrubbed);
             return None;
         }

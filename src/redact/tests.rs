@@ -817,7 +817,8 @@ fn retransmissions_past_the_patches_kept_are_counted() {
 
 /// A hole that never fills: what waited past it goes out, counted, and the direction is
 /// given up; by the end of the capture, by the hold time, by the recorder's report of
-/// lost events, and by a reset.
+/// lost events, and by a reset. While the connection lives on, the server's direction
+/// goes with the client's.
 #[test]
 fn a_hole_that_never_fills_gives_the_direction_up() {
     let c = client_stream(false, false);
@@ -830,11 +831,11 @@ fn a_hole_that_never_fills_gives_the_direction_up() {
     if let Event::Packet(p) = &mut rst {
         p.flags = TcpFlags(TcpFlags::RST);
     }
-    for (then, released_by_it) in [
-        (None, false),
-        (Some(unrelated(late)), true),
-        (Some(loss(1)), true),
-        (Some(rst), true),
+    for (then, released_by_it, given_up) in [
+        (None, false, 1),
+        (Some(unrelated(late)), true, 2),
+        (Some(loss(1)), true, 2),
+        (Some(rst), true, 1),
     ] {
         let mut input = handshake();
         input.push(segment(true, client[0].0, &client[0].1));
@@ -846,7 +847,7 @@ fn a_hole_that_never_fills_gives_the_direction_up() {
         out.extend(scrubber.finish());
         assert_eq!(times(&out), times(&input));
         let report = scrubber.report();
-        assert_eq!(report.directions_given_up, 1, "{report}");
+        assert_eq!(report.directions_given_up, given_up, "{report}");
         // Both client segments: the password's start, and the bytes past the hole.
         assert_eq!(report.unscrubbed_packets, 2, "{report}");
         assert!(
@@ -874,6 +875,27 @@ fn a_fin_before_the_last_bytes_waits_for_them() {
     assert_scrubbed(&out, false);
     assert!(!report.incomplete(), "{report}");
     assert_eq!(report.midstream_connections, 0);
+}
+
+/// The server's replies to auth calls are known from the client's requests: once the
+/// client's direction is given up, the server's token would pass unseen, so the server's
+/// direction is given up with it, and its bytes are counted.
+#[test]
+fn a_client_given_up_takes_its_server_with_it() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    // The hole holds the Authenticate's HEADERS: the server's reply is not known as one.
+    let headers_at = CLIENT_PREFACE.len() + frame(SETTINGS, 0, 0, &[]).len();
+    let mut input = handshake();
+    input.push(segment(true, 0, &c[..headers_at]));
+    input.push(segment(true, headers_at as u64 + 20, &c[headers_at + 20..]));
+    input.push(loss(1));
+    input.push(segment(false, 0, &s));
+    let (out, report) = scrub_all(&input);
+    assert!(contains(&stream_of(&out, false), TOKEN));
+    assert_eq!(report.directions_given_up, 2, "{report}");
+    // The client's bytes past the hole, and the server's reply.
+    assert_eq!(report.unscrubbed_packets, 2, "{report}");
 }
 
 /// Copies of a connection's bytes that come after it closed (sent again, or held up on
@@ -909,8 +931,8 @@ fn copies_after_the_close_get_the_patches() {
 }
 
 /// Holding past a hole has bounds: bytes as far as the last byte held, bytes held, and
-/// events queued behind. Past one, the direction is given up (counted), and every event
-/// goes out in the order it came.
+/// events queued behind. Past one, the direction is given up (counted; the server's with
+/// it), and every event goes out in the order it came.
 #[test]
 fn holding_past_the_bounds_gives_the_direction_up() {
     use super::scrubber::{MAX_HELD_BYTES, MAX_QUEUED_EVENTS};
@@ -947,7 +969,7 @@ fn holding_past_the_bounds_gives_the_direction_up() {
             "all out, in order, before the end"
         );
         let report = scrubber.report();
-        assert_eq!(report.directions_given_up, 1, "{report}");
+        assert_eq!(report.directions_given_up, 2, "{report}");
         assert_eq!(report.unscrubbed_packets, unscrubbed, "{report}");
     }
 }
@@ -1216,7 +1238,8 @@ fn tls_peer_traffic_is_not_http2() {
 }
 
 /// Lost or unreadable plaintext, and a server whose first bytes were missed although the
-/// client's preface was seen, give the direction up, counted.
+/// client's preface was seen, give the direction up, counted (the client's takes the
+/// server's with it).
 #[test]
 fn tls_directions_with_missing_bytes_are_given_up() {
     let c = client_stream(false, false);
@@ -1232,12 +1255,12 @@ fn tls_directions_with_missing_bytes_are_given_up() {
                 chunk(Etcd::Server, true, 0, &c[..30], true),
                 chunk(Etcd::Server, true, 40, &c[40..], true),
             ],
-            1,
+            2,
         ),
         // Bytes the probes could not read.
         (
             vec![chunk(Etcd::Server, true, 0, &c[..30], true), unreadable],
-            1,
+            2,
         ),
         // The server's SETTINGS before the probes: its first bytes are a later frame.
         (
