@@ -27,7 +27,7 @@ mod message;
 mod scrubber;
 
 pub use crate::capture::{ScrubReport, TlsScrubReport};
-pub use scrubber::SecretScrubber;
+pub use scrubber::{SecretScrubber, MAX_HOLD_NS};
 
 impl ScrubReport {
     fn add_message_counts(&mut self, counts: message::MessageCounts) {

@@ -58,7 +58,7 @@ use crate::decode::tls;
 pub(super) const MAX_HELD_BYTES: u64 = 1 << 20;
 /// Capture time an event may be held before its direction is given up: the recorder
 /// must not sit on events (a block is flushed every second).
-pub(super) const MAX_HOLD_NS: u64 = 500_000_000;
+pub const MAX_HOLD_NS: u64 = 500_000_000;
 /// Events waiting behind held events.
 pub(super) const MAX_QUEUED_EVENTS: usize = 1 << 16;
 /// Connections followed at once; more pass unscrubbed (counted).
