@@ -25,8 +25,9 @@ pub struct ScrubReport {
     pub unparsable_messages_blanked: u64,
     /// Connections already open when recording began: passed unscrubbed.
     pub midstream_connections: u64,
-    /// Connection directions given up after a gap, reordering, a cut payload or a frame
-    /// we could not follow: the rest of them passed unscrubbed.
+    /// Connection directions given up after a gap (a hole that did not fill while bytes
+    /// past it could be held), a cut payload or a frame we could not follow: the rest of
+    /// them passed unscrubbed.
     pub directions_given_up: u64,
     /// Connection directions that are not HTTP/2 (peer traffic, and TLS ciphertext or
     /// plaintext that is not HTTP/2).
@@ -180,7 +181,7 @@ impl fmt::Display for ScrubReport {
             write!(
                 f,
                 "{not_scrubbed}{} packets ({} connections open before recording, {} \
-                 directions given up after lost or reordered bytes, {} connections over \
+                 directions given up after lost bytes, {} connections over \
                  the limit)",
                 self.unscrubbed_packets,
                 self.midstream_connections,

@@ -1,12 +1,13 @@
 //! Puts the events of per-CPU buffers back in the order they were handed over. The
 //! drain reads the CPUs' buffers one after another, and a CPU's ring holds its batches of
 //! syscalls and of packets as each filled up, so a connection's packets sent from two
-//! CPUs would reach the writer swapped, and the redaction scrubber gives up on a
-//! direction whose bytes come out of order. Events wait here until every CPU has
-//! certainly handed over what came before them: each drain first has every CPU hand over
-//! what it staged, and an event is written within microseconds of its time, so one older
-//! than a drain's start by [`HOLD_NS`] is complete. Each staging area's events come in
-//! order, so the areas' queues are merged rather than sorted: every event is moved once.
+//! CPUs would reach the writer swapped, and the redaction scrubber would hold a
+//! direction's later bytes until the earlier ones came. Events wait here until every CPU
+//! has certainly handed over what came before them: each drain first has every CPU hand
+//! over what it staged, and an event is written within microseconds of its time, so one
+//! older than a drain's start by [`HOLD_NS`] is complete. Each staging area's events come
+//! in order, so the areas' queues are merged rather than sorted: every event is moved
+//! once.
 //! This runs in the writer thread, at the writer's low priority, not in the drain that
 //! competes with etcd for the CPU.
 

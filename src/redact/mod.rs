@@ -11,8 +11,9 @@
 //! the secrets read as `*` (or `0`s and friends inside Huffman-coded header values).
 //!
 //! Equally important is saying what it could not do: connections that were open before
-//! recording (unknown HPACK state and frame boundaries), directions with lost or
-//! reordered bytes, and compressed auth messages are counted in a [`ScrubReport`].
+//! recording (unknown HPACK state and frame boundaries), directions with bytes lost (a
+//! hole that did not fill in time: reordered bytes are held until it does), and
+//! compressed auth messages are counted in a [`ScrubReport`].
 //!
 //! `scrubber` follows TCP streams and TLS plaintext and holds events, `frames` walks
 //! HTTP/2 frames, `header_block` scrubs HPACK blocks, `message` scrubs the auth calls'
@@ -26,7 +27,7 @@ mod message;
 mod scrubber;
 
 pub use crate::capture::{ScrubReport, TlsScrubReport};
-pub use scrubber::SecretScrubber;
+pub use scrubber::{SecretScrubber, MAX_HOLD_NS};
 
 impl ScrubReport {
     fn add_message_counts(&mut self, counts: message::MessageCounts) {

@@ -147,42 +147,82 @@ fn server_stream() -> Vec<u8> {
 const CLIENT_ISN: u32 = 0xffff_fff0; // wraps inside the stream
 const SERVER_ISN: u32 = 5000;
 
+/// The connection's SYN and SYN-ACK.
+fn handshake() -> Vec<Event> {
+    vec![
+        packet(true, CLIENT_ISN, TcpFlags::SYN, &[]),
+        packet(false, SERVER_ISN, TcpFlags::SYN | TcpFlags::ACK, &[]),
+    ]
+}
+
+/// The sequence number of a stream offset of the client's or the server's bytes.
+fn seq_at(from_client: bool, offset: u64) -> u32 {
+    let isn = if from_client { CLIENT_ISN } else { SERVER_ISN };
+    isn.wrapping_add(1).wrapping_add(offset as u32)
+}
+
+/// The FIN of the client's or the server's bytes, which end at `offset`.
+fn fin(from_client: bool, offset: usize) -> Event {
+    let seq = seq_at(from_client, offset as u64);
+    packet(from_client, seq, TcpFlags::FIN | TcpFlags::ACK, &[])
+}
+
+/// A data segment of the connection, at a stream offset of its direction.
+fn segment(from_client: bool, offset: u64, bytes: &[u8]) -> Event {
+    packet(
+        from_client,
+        seq_at(from_client, offset),
+        TcpFlags::ACK,
+        bytes,
+    )
+}
+
 /// Runs a handshake and the given segments (client?, stream offset, bytes) through a
 /// scrubber; returns every event out and the report.
 fn run(segments: &[(bool, u64, Vec<u8>)]) -> (Vec<Event>, ScrubReport) {
-    let mut scrubber = SecretScrubber::new(vec![2379, 2380]);
-    let mut out = Vec::new();
-    let mut events = vec![
-        packet(true, CLIENT_ISN, TcpFlags::SYN, &[]),
-        packet(false, SERVER_ISN, TcpFlags::SYN | TcpFlags::ACK, &[]),
-    ];
+    let mut events = handshake();
     for (from_client, offset, bytes) in segments {
-        let isn = if *from_client { CLIENT_ISN } else { SERVER_ISN };
-        let seq = isn.wrapping_add(1).wrapping_add(*offset as u32);
-        events.push(packet(*from_client, seq, TcpFlags::ACK, bytes));
+        events.push(segment(*from_client, *offset, bytes));
     }
-    for ev in events {
-        scrubber.push(ev, |e| out.push(e));
-    }
-    out.extend(scrubber.finish());
-    (out, scrubber.report().clone())
+    scrub_all(&events)
+}
+
+/// The data segments of one direction: (stream offset, bytes) of each.
+fn segments_of(events: &[Event], from_client: bool) -> impl Iterator<Item = (usize, &[u8])> {
+    events.iter().filter_map(move |ev| match ev {
+        Event::Packet(p) if (p.src == client()) == from_client && !p.payload.is_empty() => {
+            let offset = p.seq.wrapping_sub(seq_at(from_client, 0)) as usize;
+            Some((offset, &p.payload[..]))
+        }
+        _ => None,
+    })
 }
 
 /// The bytes of one direction, in order (first copy of each offset).
 fn stream_of(events: &[Event], from_client: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    for ev in events {
-        if let Event::Packet(p) = ev {
-            if (p.src == client()) == from_client && !p.payload.is_empty() {
-                let isn = if from_client { CLIENT_ISN } else { SERVER_ISN };
-                let offset = p.seq.wrapping_sub(isn.wrapping_add(1)) as usize;
-                if offset == out.len() {
-                    out.extend_from_slice(&p.payload);
-                }
-            }
+    for (offset, payload) in segments_of(events, from_client) {
+        if offset == out.len() {
+            out.extend_from_slice(payload);
         }
     }
     out
+}
+
+/// The bytes of one direction put together by sequence number, whatever order they came
+/// in: every copy of a byte must be the same, and there must be no hole.
+fn reassembled(events: &[Event], from_client: bool) -> Vec<u8> {
+    let mut out: Vec<Option<u8>> = Vec::new();
+    for (offset, payload) in segments_of(events, from_client) {
+        if out.len() < offset + payload.len() {
+            out.resize(offset + payload.len(), None);
+        }
+        for (slot, &b) in out[offset..].iter_mut().zip(payload) {
+            assert!(slot.is_none_or(|had| had == b), "copies differ");
+            *slot = Some(b);
+        }
+    }
+    out.into_iter().map(|b| b.expect("a hole")).collect()
 }
 
 /// (stream, path, token) of a header block.
@@ -233,6 +273,14 @@ fn decode(mut bytes: &[u8]) -> Decoded {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Where `needle` first is in `haystack`.
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
 }
 
 fn assert_scrubbed(events: &[Event], huffman_token: bool) {
@@ -328,7 +376,7 @@ fn every_split_point_gives_the_same_bytes() {
 #[test]
 fn retransmissions_get_the_same_patches() {
     let c = client_stream(false, false);
-    let token_at = c.windows(TOKEN.len()).position(|w| w == TOKEN).unwrap();
+    let token_at = find(&c, TOKEN);
     let cut = token_at + 4;
     let segments = vec![
         (true, 0, c[..cut].to_vec()),
@@ -492,6 +540,12 @@ fn hostile_input_never_panics() {
             segments.push((true, at as u64, c[at..end].to_vec()));
             at = end;
         }
+        // Some out of order, as a network delivers them.
+        for i in 1..segments.len() {
+            if next() % 8 == 0 {
+                segments.swap(i - 1, i);
+            }
+        }
         let mut s = server_stream();
         let i = (next() as usize) % s.len();
         s[i] ^= next() as u8;
@@ -544,6 +598,382 @@ fn clean_blocks_are_kept_only_while_the_table_is_the_same() {
     assert!(!contains(&block, TOKEN));
 }
 
+// ---------------------------------------------------------------- holes and reordering
+
+/// The events, each with its own time: its place in the input, in µs from 1.
+fn stamped(mut events: Vec<Event>) -> Vec<Event> {
+    for (i, ev) in events.iter_mut().enumerate() {
+        let ts = 1 + 1000 * i as u64;
+        match ev {
+            Event::Packet(p) => p.ts_ns = ts,
+            Event::Loss(l) => l.ts_ns = ts,
+            _ => unreachable!("the tests time packets and loss records"),
+        }
+    }
+    events
+}
+
+fn times(events: &[Event]) -> Vec<u64> {
+    events.iter().map(Event::ts_ns).collect()
+}
+
+/// A packet of a connection the scrubber does not follow, at `ts_ns`.
+fn unrelated(ts_ns: u64) -> Event {
+    let mut ev = packet(true, 1, TcpFlags::ACK, b"x");
+    if let Event::Packet(p) = &mut ev {
+        p.src = "127.0.0.1:40001".parse().unwrap();
+        p.dst = "127.0.0.1:9999".parse().unwrap();
+        p.ts_ns = ts_ns;
+    }
+    ev
+}
+
+fn loss(ts_ns: u64) -> Event {
+    Event::Loss(crate::capture::Loss {
+        ts_ns,
+        source: crate::capture::LossSource::Kernel,
+        count: 1,
+    })
+}
+
+/// `bytes` cut at `cuts` (ascending): (offset, bytes) of each piece.
+fn pieces(bytes: &[u8], cuts: &[usize]) -> Vec<(u64, Vec<u8>)> {
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(bytes.len());
+    bounds
+        .windows(2)
+        .map(|w| (w[0] as u64, bytes[w[0]..w[1]].to_vec()))
+        .collect()
+}
+
+/// Input scrubbed: every event out in the order it came, both directions whole and
+/// scrubbed however their segments came, and nothing left unscrubbed. The report.
+fn assert_reordered_scrubbed(input: &[Event], huffman_token: bool) -> ScrubReport {
+    let (out, report) = scrub_all(input);
+    assert_eq!(times(&out), times(input), "released in the order they came");
+    assert_streams_scrubbed(
+        &reassembled(&out, true),
+        &reassembled(&out, false),
+        huffman_token,
+    );
+    assert!(!report.incomplete(), "{report}");
+    assert_eq!(report.directions_given_up, 0, "{report}");
+    assert_eq!(report.fields_redacted, 2, "{report}");
+    report
+}
+
+/// An Authenticate whose password is cut between segments that come in every order:
+/// held until the hole fills, then scrubbed in stream order.
+#[test]
+fn reordered_segments_are_held_and_scrubbed_in_stream_order() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let password_at = find(&c, PASSWORD);
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for cut in password_at - 3..password_at + PASSWORD.len() + 3 {
+        let client = pieces(&c, &[cut, cut + 7]);
+        for order in orders {
+            let mut input = handshake();
+            for i in order {
+                let (offset, bytes) = &client[i];
+                input.push(segment(true, *offset, bytes));
+            }
+            input.push(segment(false, 0, &s));
+            assert_reordered_scrubbed(&stamped(input), false);
+        }
+    }
+}
+
+/// Until the hole fills, the segments past it, and every event behind them, stay in:
+/// none goes out with the password.
+#[test]
+fn nothing_past_a_hole_goes_out_before_it_fills() {
+    let c = client_stream(true, false);
+    let password_at = find(&c, PASSWORD);
+    let client = pieces(&c, &[password_at + 2, password_at + 9]);
+    let mut input = handshake();
+    input.push(segment(true, client[0].0, &client[0].1));
+    input.push(segment(true, client[2].0, &client[2].1));
+    input.push(unrelated(0));
+    input.push(segment(true, client[1].0, &client[1].1));
+    let input = stamped(input);
+    let mut scrubber = SecretScrubber::new(vec![2379]);
+    let mut out = Vec::new();
+    for (i, ev) in input.iter().cloned().enumerate() {
+        scrubber.push(ev, |e| out.push(e));
+        if (1..5).contains(&i) {
+            // The handshake only: the first segment waits for the rest of its frame.
+            assert_eq!(out.len(), 2);
+        }
+    }
+    assert_eq!(
+        times(&out),
+        times(&input),
+        "all out once the hole is filled"
+    );
+    assert!(!contains(&reassembled(&out, true), PASSWORD));
+    assert!(!scrubber.report().incomplete());
+}
+
+/// Both directions cut at random, segments duplicated and held back: what comes out is
+/// the same as in order, event for event in the order they came. (The server's bytes
+/// come after the client's: it replies to requests it has read whole.)
+#[test]
+fn shuffled_and_duplicated_segments_are_scrubbed_as_in_order() {
+    let mut rng = crate::test_rng::XorShift(0x5eed_0f5c_2bb1_e5a7);
+    for round in 0..400 {
+        let huffman_token = round % 2 == 0;
+        let c = client_stream(huffman_token, round % 4 < 2);
+        let s = server_stream();
+        let mut input = handshake();
+        for (from_client, bytes) in [(true, &c), (false, &s)] {
+            let mut segments = Vec::new();
+            let mut at = 0;
+            while at < bytes.len() {
+                let end = (at + 1 + rng.index(120)).min(bytes.len());
+                let copies = if rng.below(10) == 0 { 2 } else { 1 };
+                for _ in 0..copies {
+                    // Each segment moves a few places at most, as a network moves them.
+                    let place = segments.len() + rng.index(6);
+                    segments.push((place, segment(from_client, at as u64, &bytes[at..end])));
+                }
+                at = end;
+            }
+            segments.sort_by_key(|s| s.0);
+            input.extend(segments.into_iter().map(|s| s.1));
+        }
+        assert_reordered_scrubbed(&stamped(input), huffman_token);
+    }
+}
+
+/// Retransmissions of bytes already scrubbed and released, starting or ending inside a
+/// secret, get the same patches; so do copies of bytes still held.
+#[test]
+fn retransmissions_partly_overlapping_patches_get_them() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let password_at = find(&c, PASSWORD);
+    let token_at = find(&c, TOKEN);
+    let mut input = handshake();
+    // The first part of the password is held until the rest of its message comes: its
+    // copy too.
+    let held_cut = password_at + 6;
+    input.push(segment(true, 0, &c[..held_cut]));
+    input.push(segment(true, password_at as u64, &c[password_at..held_cut]));
+    input.push(segment(true, held_cut as u64, &c[held_cut..]));
+    for (at, len) in [(password_at, PASSWORD.len()), (token_at, TOKEN.len())] {
+        for (from, to) in [
+            (at + 3, at + len - 3),
+            (at - 4, at + 5),
+            (at + 5, at + len + 4),
+            (at - 1, at + len + 1),
+        ] {
+            input.push(segment(true, from as u64, &c[from..to]));
+        }
+    }
+    input.push(segment(false, 0, &s));
+    let report = assert_reordered_scrubbed(&stamped(input), false);
+    assert_eq!(report.unscrubbed_packets, 0);
+}
+
+/// A retransmission reaching back past the patches kept goes out counted.
+#[test]
+fn retransmissions_past_the_patches_kept_are_counted() {
+    let mut c = CLIENT_PREFACE.to_vec();
+    let mut token_at = Vec::new();
+    for stream in 0..=super::scrubber::MAX_RECENT_PATCHES as u32 {
+        let block = request_block("/etcdserverpb.KV/Range", Some(false));
+        let header_len = 9;
+        let at = c.len() + header_len + find(&block, TOKEN);
+        token_at.push(at);
+        c.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1 + 2 * stream,
+            &block,
+        ));
+    }
+    let first = token_at[0];
+    let last = token_at[token_at.len() - 1];
+    for (from, unscrubbed) in [(last - 2, 0), (first - 2, 1)] {
+        let (out, report) = run(&[
+            (true, 0, c.clone()),
+            (true, from as u64, c[from..from + 10].to_vec()),
+        ]);
+        assert_eq!(report.unscrubbed_packets, unscrubbed, "{report}");
+        if unscrubbed == 0 {
+            assert!(!contains(&stream_of(&out[3..], true), &TOKEN[2..8]));
+        }
+    }
+}
+
+/// A hole that never fills: what waited past it goes out, counted, and the direction is
+/// given up; by the end of the capture, by the hold time, by the recorder's report of
+/// lost events, and by a reset. While the connection lives on, the server's direction
+/// goes with the client's.
+#[test]
+fn a_hole_that_never_fills_gives_the_direction_up() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let password_at = find(&c, PASSWORD);
+    // The first segment ends inside the Authenticate's message, so it waits too.
+    let client = pieces(&c, &[password_at + 4, password_at + 8]);
+    let late = 1 + super::scrubber::MAX_HOLD_NS + 1;
+    let mut rst = segment(false, s.len() as u64, &[]);
+    if let Event::Packet(p) = &mut rst {
+        p.flags = TcpFlags(TcpFlags::RST);
+    }
+    for (then, released_by_it, given_up) in [
+        (None, false, 1),
+        (Some(unrelated(late)), true, 2),
+        (Some(loss(1)), true, 2),
+        (Some(rst), true, 1),
+    ] {
+        let mut input = handshake();
+        input.push(segment(true, client[0].0, &client[0].1));
+        input.push(segment(true, client[2].0, &client[2].1));
+        input.push(segment(false, 0, &s));
+        input.extend(then);
+        let (mut scrubber, mut out) = pushed(&input);
+        assert_eq!(out.len() == input.len(), released_by_it);
+        out.extend(scrubber.finish());
+        assert_eq!(times(&out), times(&input));
+        let report = scrubber.report();
+        assert_eq!(report.directions_given_up, given_up, "{report}");
+        // Both client segments: the password's start, and the bytes past the hole.
+        assert_eq!(report.unscrubbed_packets, 2, "{report}");
+        assert!(
+            report.to_string().contains("NOT scrubbed: 2 packets"),
+            "{report}"
+        );
+        assert_eq!(report.fields_redacted, 1, "the server's token: {report}");
+    }
+}
+
+/// A FIN that overtakes the last bytes of its direction: the connection is followed
+/// until they come.
+#[test]
+fn a_fin_before_the_last_bytes_waits_for_them() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let cut = c.len() - 20;
+    let mut input = handshake();
+    input.push(segment(true, 0, &c[..cut]));
+    input.push(fin(true, c.len()));
+    input.push(segment(false, 0, &s));
+    input.push(fin(false, s.len()));
+    input.push(segment(true, cut as u64, &c[cut..]));
+    let (out, report) = scrub_all(&stamped(input));
+    assert_scrubbed(&out, false);
+    assert!(!report.incomplete(), "{report}");
+    assert_eq!(report.midstream_connections, 0);
+}
+
+/// The server's replies to auth calls are known from the client's requests: once the
+/// client's direction is given up, the server's token would pass unseen, so the server's
+/// direction is given up with it, and its bytes are counted.
+#[test]
+fn a_client_given_up_takes_its_server_with_it() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    // The hole holds the Authenticate's HEADERS: the server's reply is not known as one.
+    let headers_at = CLIENT_PREFACE.len() + frame(SETTINGS, 0, 0, &[]).len();
+    let mut input = handshake();
+    input.push(segment(true, 0, &c[..headers_at]));
+    input.push(segment(true, headers_at as u64 + 20, &c[headers_at + 20..]));
+    input.push(loss(1));
+    input.push(segment(false, 0, &s));
+    let (out, report) = scrub_all(&input);
+    assert!(contains(&stream_of(&out, false), TOKEN));
+    assert_eq!(report.directions_given_up, 2, "{report}");
+    // The client's bytes past the hole, and the server's reply.
+    assert_eq!(report.unscrubbed_packets, 2, "{report}");
+}
+
+/// Copies of a connection's bytes that come after it closed (sent again, or held up on
+/// the way) get the same patches; bytes it never carried pass, counted.
+#[test]
+fn copies_after_the_close_get_the_patches() {
+    let c = client_stream(false, false);
+    let s = server_stream();
+    let password_at = find(&c, PASSWORD);
+    let token_at = find(&s, TOKEN);
+    let mut input = handshake();
+    input.push(segment(true, 0, &c));
+    input.push(segment(false, 0, &s));
+    input.push(fin(true, c.len()));
+    input.push(fin(false, s.len()));
+    input.push(segment(true, password_at as u64 - 3, &c[password_at - 3..]));
+    input.push(segment(
+        false,
+        token_at as u64 + 2,
+        &s[token_at + 2..token_at + 9],
+    ));
+    let input = stamped(input);
+    let (out, report) = scrub_all(&input);
+    assert_eq!(times(&out), times(&input));
+    assert_streams_scrubbed(&reassembled(&out, true), &reassembled(&out, false), false);
+    assert!(!report.incomplete(), "{report}");
+    assert_eq!(report.midstream_connections, 0, "{report}");
+    // Bytes past those it carried.
+    let mut input = input;
+    input.push(segment(true, c.len() as u64 + 1, b"more"));
+    let (_, report) = scrub_all(&input);
+    assert_eq!(report.unscrubbed_packets, 1, "{report}");
+}
+
+/// Holding past a hole has bounds: bytes as far as the last byte held, bytes held, and
+/// events queued behind. Past one, the direction is given up (counted; the server's with
+/// it), and every event goes out in the order it came.
+#[test]
+fn holding_past_the_bounds_gives_the_direction_up() {
+    use super::scrubber::{MAX_HELD_BYTES, MAX_QUEUED_EVENTS};
+    let c = client_stream(false, false);
+    let head = segment(true, 0, &c[..30]);
+    let far = MAX_HELD_BYTES as usize;
+    let chunk = vec![b'x'; 1000];
+    let copies = MAX_HELD_BYTES as usize / chunk.len() + 1;
+    let cases: [(Vec<Event>, u64); 3] = [
+        // The last byte held too far past the first one not final.
+        (vec![segment(true, far as u64, &chunk)], 1),
+        // Too many bytes held: copies of one segment past the hole.
+        (
+            (0..copies).map(|_| segment(true, 40, &chunk)).collect(),
+            copies as u64,
+        ),
+        // Too many events behind the one held.
+        (
+            std::iter::once(segment(true, 40, &chunk))
+                .chain((0..MAX_QUEUED_EVENTS).map(|_| unrelated(0)))
+                .collect(),
+            1,
+        ),
+    ];
+    for (then, unscrubbed) in cases {
+        let mut input = handshake();
+        input.push(head.clone());
+        input.extend(then);
+        let input = stamped(input);
+        let (scrubber, out) = pushed(&input);
+        assert_eq!(
+            times(&out),
+            times(&input),
+            "all out, in order, before the end"
+        );
+        let report = scrubber.report();
+        assert_eq!(report.directions_given_up, 2, "{report}");
+        assert_eq!(report.unscrubbed_packets, unscrubbed, "{report}");
+    }
+}
+
 // ---------------------------------------------------------------- TLS plaintext
 
 /// Which end of a TLS connection etcd is: the server on `server()` (the client's bytes
@@ -588,12 +1018,18 @@ fn cut(bytes: &[u8], size: usize, offset: u64) -> Vec<(u64, Vec<u8>)> {
         .collect()
 }
 
-fn scrub_all(events: &[Event]) -> (Vec<Event>, ScrubReport) {
+/// A scrubber that took `events`, and the events it let out.
+fn pushed(events: &[Event]) -> (SecretScrubber, Vec<Event>) {
     let mut scrubber = SecretScrubber::new(vec![2379, 2380]);
     let mut out = Vec::new();
     for ev in events.iter().cloned() {
         scrubber.push(ev, |e| out.push(e));
     }
+    (scrubber, out)
+}
+
+fn scrub_all(events: &[Event]) -> (Vec<Event>, ScrubReport) {
+    let (mut scrubber, mut out) = pushed(events);
     out.extend(scrubber.finish());
     (out, scrubber.report().clone())
 }
@@ -744,11 +1180,7 @@ fn tls_endpoints_never_known_give_the_connection_up() {
         vec![chunk(Etcd::Client, true, 0, &c, false), late],
         vec![chunk(Etcd::Client, true, 0, &c, false)],
     ] {
-        let mut scrubber = SecretScrubber::new(vec![2379]);
-        let mut out = Vec::new();
-        for ev in input.iter().cloned() {
-            scrubber.push(ev, |e| out.push(e));
-        }
+        let (mut scrubber, mut out) = pushed(&input);
         let before_finish = out.len();
         out.extend(scrubber.finish());
         let report = scrubber.report();
@@ -806,7 +1238,8 @@ fn tls_peer_traffic_is_not_http2() {
 }
 
 /// Lost or unreadable plaintext, and a server whose first bytes were missed although the
-/// client's preface was seen, give the direction up, counted.
+/// client's preface was seen, give the direction up, counted (the client's takes the
+/// server's with it).
 #[test]
 fn tls_directions_with_missing_bytes_are_given_up() {
     let c = client_stream(false, false);
@@ -822,12 +1255,12 @@ fn tls_directions_with_missing_bytes_are_given_up() {
                 chunk(Etcd::Server, true, 0, &c[..30], true),
                 chunk(Etcd::Server, true, 40, &c[40..], true),
             ],
-            1,
+            2,
         ),
         // Bytes the probes could not read.
         (
             vec![chunk(Etcd::Server, true, 0, &c[..30], true), unreadable],
-            1,
+            2,
         ),
         // The server's SETTINGS before the probes: its first bytes are a later frame.
         (
