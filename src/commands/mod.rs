@@ -80,6 +80,19 @@ pub(crate) fn open_capture(
     path: &std::path::Path,
 ) -> anyhow::Result<crate::capture::CaptureReader> {
     let reader = crate::capture::CaptureReader::open(path)?;
+    if let Some(packets) = reader.packet_file() {
+        eprintln!(
+            "note: {} is a packet capture ({}): no WAL, fsync or process events; etcd \
+             server ports {}",
+            path.display(),
+            packets.kind,
+            if packets.server_ports.is_empty() {
+                "none found (no SYN or request seen)".to_string()
+            } else {
+                format!("{:?} (from SYNs and requests)", packets.server_ports)
+            }
+        );
+    }
     if let crate::capture::IndexState::Recovered { reason } = reader.index_state() {
         eprintln!(
             "note: {} has no usable index ({reason}); its blocks were found by scanning \
