@@ -23,6 +23,10 @@ etcd-trace detect incident.etr                         # bulk reads, failed logi
 etcd-trace diff baseline.etr incident.etr --fail-on 'p99(Put) > +20%'"
 )]
 pub struct Cli {
+    /// With a pcap or pcapng file: the etcd server port (repeatable), instead of those
+    /// found from SYNs and requests. Goes before the subcommand.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
     #[command(subcommand)]
     pub command: Command,
 }

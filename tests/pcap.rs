@@ -10,10 +10,16 @@ use std::time::Duration;
 
 use common::*;
 
-/// Calls per (method, key, status), from replay's JSON records.
-fn calls(path: &Path) -> BTreeMap<(String, String, String), u64> {
+/// Calls per (method, key, status), from replay's JSON records (`before`: arguments
+/// before the subcommand).
+fn calls(path: &Path, before: &[&str]) -> BTreeMap<(String, String, String), u64> {
     let mut out = BTreeMap::new();
-    for v in replay_json(path, &[]) {
+    let mut args = before.to_vec();
+    args.extend(["replay", "--format", "json", path.to_str().unwrap()]);
+    let run = etcd_trace(&args);
+    assert!(run.status.success(), "{args:?}: {}", stderr(&run));
+    for line in stdout(&run).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
         if v["record"].as_str() != Some("call") {
             continue;
         }
@@ -53,7 +59,7 @@ fn dumpcap_files_replay_like_the_recorded_capture() {
     ng_cap.stop();
     legacy_cap.stop();
 
-    let recorded = calls(&rig.capture);
+    let recorded = calls(&rig.capture, &[]);
     let total: u64 = recorded.values().sum();
     assert!(total >= 13, "the capture holds {recorded:?}");
     for file in [&ng, &legacy] {
@@ -64,7 +70,24 @@ fn dumpcap_files_replay_like_the_recorded_capture() {
             "{}",
             stderr(&out)
         );
-        let from_pcap = calls(file);
+        let from_pcap = calls(file, &[]);
+        assert_eq!(calls(file, &["--port", "2379"]), from_pcap, "--port 2379");
+        let f = file.to_str().unwrap();
+        for args in [
+            vec!["dump", f],
+            vec!["correlate", f],
+            vec!["timeline", f],
+            vec!["detect", f],
+            vec!["raft", f],
+            vec!["diff", f, f],
+        ] {
+            let out = etcd_trace(&args);
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
         assert_eq!(
             from_pcap,
             recorded,
