@@ -40,7 +40,20 @@ fn dumpcap_files_replay_like_the_recorded_capture() {
     let legacy = rig.dir.0.join("same.pcap");
     let ng_cap = PacketCapture::start(&rig, "dumpcap", &ng, &[], "Capturing on");
     let legacy_cap = PacketCapture::start(&rig, "dumpcap", &legacy, &["-P"], "Capturing on");
-    let rec = rig.record(&[]);
+    // The recorder takes the design's config block as written (its data dir made the
+    // rig's).
+    let config = rig.dir.0.join("etcd-trace.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "collectors:\n  etcd:\n    enabled: true\n    mode: ebpf\n    ebpf:\n      \
+             capture_payload: true\n      payload_size: 65535\n      trace_syscalls: true\n      \
+             monitor_files: true\n    ports: [2379, 2380]\n    pids: []\n    data_dir: {}\n",
+            rig.etcd.data_dir.display()
+        ),
+    )
+    .unwrap();
+    let rec = rig.record(&["--config", config.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(300));
     for i in 0..5 {
         rig.etcdctl(&["put", &format!("/p/{i}"), "v"]);
