@@ -621,6 +621,7 @@ impl PacketFile {
                 wall_ns(i, ts_raw)
             };
             last_wall = wall;
+            // As seen from the etcd host: towards a server port is coming in.
             let direction = if self.server_ports.contains(&seg.dst.port()) {
                 Direction::Ingress
             } else {
