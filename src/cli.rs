@@ -23,6 +23,10 @@ etcd-trace detect incident.etr                         # bulk reads, failed logi
 etcd-trace diff baseline.etr incident.etr --fail-on 'p99(Put) > +20%'"
 )]
 pub struct Cli {
+    /// With a pcap or pcapng file: the etcd server port (repeatable), instead of those
+    /// found from SYNs and requests. Goes before the subcommand.
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,13 +85,16 @@ sudo etcd-trace record -o incident.etr --duration 30s --pid 4242\n  \
 sudo etcd-trace record -o flight.etr --rotate-size 256 --keep 8   # flight recorder\n  \
 sudo etcd-trace record -o c.etr --config etcd-trace.yaml\n\n\
 The config file holds a `collectors.etcd` block:\n  \
-collectors:\n    etcd:\n      ports: [2379, 2380]\n      pids: []\n      data_dir: /var/lib/etcd\n      \
-payload_size: 65535     # bytes of TCP payload per segment\n      \
-trace_syscalls: true    # WAL writes, reads, fsyncs\n      \
+collectors:\n    etcd:\n      enabled: true             # false: recording is refused\n      \
+mode: ebpf                # api: not available yet\n      ebpf:\n        \
+capture_payload: true   # false: TCP headers and sizes only\n        \
+payload_size: 65535     # bytes of TCP payload per segment\n        \
+trace_syscalls: true    # WAL writes, reads, fsyncs\n        \
 monitor_files: true     # keep the first bytes of data-dir writes\n      \
-capture_payload: true   # false: TCP headers and sizes only\n      \
-redact_secrets: true    # false: like --keep-secrets\n      \
-tls_plaintext: true     # false: like --no-tls\n\n\
+ports: [2379, 2380]\n      pids: []\n      data_dir: /var/lib/etcd\n      \
+redact_secrets: true      # false: like --keep-secrets\n      \
+tls_plaintext: true       # false: like --no-tls\n\
+(The ebpf keys are also accepted directly under etcd.)\n\n\
 Without --pid, every process named etcd is traced, with the data dir from its command \
 line: those running at the start, and those that start while recording, from their exec \
 (an etcd killed and restarted is recorded whole; its start and end are events of the \

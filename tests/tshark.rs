@@ -6,62 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-/// tshark capturing lo inside the rig's namespace, until dropped.
-struct Tshark {
-    child: std::process::Child,
-}
-
-impl Tshark {
-    fn start(rig: &Rig, pcap: &std::path::Path) -> Tshark {
-        let log = rig.dir.0.join("tshark.log");
-        let mut child = rig
-            .in_netns("tshark")
-            .args([
-                "-i",
-                "lo",
-                "-f",
-                "tcp port 2379",
-                "-w",
-                pcap.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("tshark (Debian package tshark) is needed for this test");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("Capture started")
-        {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "tshark exited: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            assert!(Instant::now() < deadline, "tshark did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Tshark { child }
-    }
-
-    fn stop(mut self) {
-        etcd_trace::sandbox::signal(self.child.id(), 2);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Tshark {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 #[test]
 fn requests_per_path_agree_with_tshark() {
@@ -70,7 +17,7 @@ fn requests_per_path_agree_with_tshark() {
     }
     let rig = Rig::start("tshark");
     let pcap = rig.dir.0.join("same.pcap");
-    let tshark = Tshark::start(&rig, &pcap);
+    let tshark = PacketCapture::start(&rig, "tshark", &pcap, &[], "Capture started");
     let rec = rig.record(&[]);
     let mut watch = rig
         .in_netns("etcdctl")

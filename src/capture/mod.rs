@@ -49,6 +49,7 @@ pub mod event;
 pub mod header;
 pub mod index;
 pub mod packed;
+pub mod pcap;
 pub mod reader;
 pub mod scrub_report;
 pub mod writer;

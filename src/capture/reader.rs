@@ -16,12 +16,13 @@ use super::block::{kind_counts, FrameHeader, PayloadDecoder, SyscallContents, FR
 use super::error::CaptureError;
 use super::event::Event;
 use super::header::{
-    decode_header, CaptureFormat, Header, FILE_MAGIC, FORMAT_VERSION, MAX_HEADER_LEN,
-    PREAMBLE_FIXED_LEN,
+    decode_header, CaptureFormat, Header, InterfaceInfo, RecordConfig, FILE_MAGIC, FORMAT_VERSION,
+    MAX_HEADER_LEN, PREAMBLE_FIXED_LEN,
 };
 use super::index::{
     BlockInfo, Index, INDEX_MAGIC, INDEX_SECTION_OVERHEAD, MAX_INDEX_LEN, TRAILER_LEN,
 };
+use super::pcap::{self, PacketFile};
 
 /// How the block directory was obtained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,6 +80,8 @@ pub struct CaptureReader {
     index: Index,
     index_state: IndexState,
     damage: Vec<Damage>,
+    /// Set when the file is a pcap or pcapng file rather than one of ours.
+    packets: Option<PacketFile>,
 }
 
 impl CaptureReader {
@@ -106,6 +109,13 @@ impl CaptureReader {
             source,
         };
         let file_len = source.len().map_err(io_err)?;
+        let mut magic = [0u8; 4];
+        if file_len >= 4 {
+            read_at(&source, &mut magic, 0).map_err(io_err)?;
+        }
+        if let Some(kind) = pcap::sniff(magic) {
+            return CaptureReader::from_packet_file(path, source, file_len, kind);
+        }
         let (format, header, data_start) = read_preamble(&source, file_len, &path)?;
 
         let (index, index_state, damage) = match read_index(&source, file_len, data_start, format) {
@@ -134,7 +144,82 @@ impl CaptureReader {
             index,
             index_state,
             damage,
+            packets: None,
         })
+    }
+
+    /// A pcap or pcapng file: one pass finds its blocks of packets and the server ports,
+    /// and a header is made up (no processes, no data dir; wall-clock times from the
+    /// packets, the first at monotonic 0).
+    fn from_packet_file(
+        path: PathBuf,
+        source: Source,
+        file_len: u64,
+        kind: &'static str,
+    ) -> Result<CaptureReader, CaptureError> {
+        let read = |buf: &mut [u8], at: u64| read_at(&source, buf, at);
+        let (packets, blocks, cut) =
+            pcap::scan(&read, file_len, kind).map_err(|e| CaptureError::CorruptHeader {
+                path: path.clone(),
+                reason: format!("{kind} file: {e}"),
+            })?;
+        let damage = cut
+            .map(|(offset, reason)| Damage {
+                offset,
+                reason,
+                events_lost: None,
+                ts_range: None,
+            })
+            .into_iter()
+            .collect();
+        let header = Header {
+            recorder_version: format!("{kind} file"),
+            clock_offset_ns: i64::try_from(packets.base_wall_ns).unwrap_or(i64::MAX),
+            started_wall_ns: packets.base_wall_ns,
+            config: RecordConfig {
+                ports: packets.server_ports.clone(),
+                interfaces: packets.interfaces.iter().map(|(_, n)| n.clone()).collect(),
+                snaplen: packets.snaplen,
+                ..RecordConfig::default()
+            },
+            interfaces: packets
+                .interfaces
+                .iter()
+                .map(|(ifindex, name)| InterfaceInfo {
+                    ifindex: *ifindex,
+                    name: name.clone(),
+                })
+                .collect(),
+            ..Header::default()
+        };
+        Ok(CaptureReader {
+            path,
+            source,
+            file_len,
+            format: CaptureFormat::of_version(FORMAT_VERSION).unwrap_or(CaptureFormat::V4),
+            header,
+            index: Index {
+                blocks,
+                redaction: None,
+            },
+            index_state: IndexState::Present,
+            damage,
+            packets: Some(packets),
+        })
+    }
+
+    /// The pcap or pcapng file this reader reads, if it is one.
+    pub fn packet_file(&self) -> Option<&PacketFile> {
+        self.packets.as_ref()
+    }
+
+    /// Take these ports as the etcd server side of a pcap or pcapng file instead of
+    /// those found in it (no effect on our own captures, which name theirs).
+    pub fn set_server_ports(&mut self, ports: &[u16]) {
+        if let Some(p) = &mut self.packets {
+            p.server_ports = ports.to_vec();
+            self.header.config.ports = ports.to_vec();
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -201,6 +286,7 @@ impl CaptureReader {
     /// entry.
     fn read_block(
         &self,
+        block_no: usize,
         info: &BlockInfo,
         payload: &mut Vec<u8>,
         decoder: &mut PayloadDecoder,
@@ -213,6 +299,12 @@ impl CaptureReader {
             events_lost: Some(u64::from(info.event_count)),
             ts_range: Some((info.first_ts, info.last_ts)),
         };
+        if let Some(packets) = &self.packets {
+            let read = |buf: &mut [u8], at: u64| read_at(&self.source, buf, at);
+            return packets
+                .read_block(&read, block_no, info, events)
+                .map_err(|e| damage(format!("packets could not be read: {e}")));
+        }
         let mut head = [0u8; FRAME_HEADER_LEN];
         read_at(&self.source, &mut head, info.offset)
             .map_err(|e| damage(format!("block could not be read: {e}")))?;
@@ -314,12 +406,14 @@ impl Iterator for Events<'_> {
                 }
                 continue;
             }
+            let block_no = self.next_block;
             self.next_block += 1;
             let Some(info) = block else { continue };
             if !info.overlaps(self.since, self.until) {
                 continue;
             }
             if let Err(d) = reader.read_block(
+                block_no,
                 info,
                 &mut self.payload,
                 &mut self.decoder,
@@ -635,16 +729,19 @@ impl Source {
 fn read_at(source: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
     match source {
         Source::File(file) => read_file_at(file, buf, offset),
-        Source::Bytes(bytes) => {
-            let start = usize::try_from(offset).unwrap_or(usize::MAX);
-            let part = start
-                .checked_add(buf.len())
-                .and_then(|end| bytes.get(start..end))
-                .ok_or(io::ErrorKind::UnexpectedEof)?;
-            buf.copy_from_slice(part);
-            Ok(())
-        }
+        Source::Bytes(bytes) => read_bytes_at(bytes, buf, offset),
     }
+}
+
+/// [`read_at`] for bytes in memory.
+pub(super) fn read_bytes_at(bytes: &[u8], buf: &mut [u8], offset: u64) -> io::Result<()> {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let part = start
+        .checked_add(buf.len())
+        .and_then(|end| bytes.get(start..end))
+        .ok_or(io::ErrorKind::UnexpectedEof)?;
+    buf.copy_from_slice(part);
+    Ok(())
 }
 
 #[cfg(unix)]

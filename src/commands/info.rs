@@ -88,13 +88,22 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
     }
 
     let cfg = &header.config;
-    writeln!(
-        out,
-        "capture      {} (format {}, recorded by etcd-trace {})",
-        args.file.display(),
-        reader.format_version(),
-        header.recorder_version
-    )?;
+    if let Some(packets) = reader.packet_file() {
+        writeln!(
+            out,
+            "capture      {} ({} file: packets only, no WAL, fsync or process events)",
+            args.file.display(),
+            packets.kind
+        )?;
+    } else {
+        writeln!(
+            out,
+            "capture      {} (format {}, recorded by etcd-trace {})",
+            args.file.display(),
+            reader.format_version(),
+            header.recorder_version
+        )?;
+    }
     writeln!(
         out,
         "host         {}, kernel {}",

@@ -28,6 +28,7 @@ use crate::cli::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = SERVER_PORTS.set(cli.ports);
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -77,11 +78,32 @@ fn record_command(_args: crate::cli::RecordArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
+/// `--port`: the server ports of a pcap or pcapng file, when given.
+static SERVER_PORTS: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+
 /// Open a capture for reading, with a message that says what to do when it fails.
 pub(crate) fn open_capture(
     path: &std::path::Path,
 ) -> anyhow::Result<crate::capture::CaptureReader> {
-    let reader = crate::capture::CaptureReader::open(path)?;
+    let mut reader = crate::capture::CaptureReader::open(path)?;
+    if let Some(ports) = SERVER_PORTS.get().filter(|p| !p.is_empty()) {
+        reader.set_server_ports(ports);
+    }
+    if let Some(packets) = reader.packet_file() {
+        eprintln!(
+            "note: {} is a packet capture ({}): no WAL, fsync or process events; etcd \
+             server ports {}",
+            path.display(),
+            packets.kind,
+            if packets.server_ports.is_empty() {
+                "none found (no SYN or request seen): name them with \
+                 `etcd-trace --port PORT <command>`"
+                    .to_string()
+            } else {
+                format!("{:?}", packets.server_ports)
+            }
+        );
+    }
     if let crate::capture::IndexState::Recovered { reason } = reader.index_state() {
         eprintln!(
             "note: {} has no usable index ({reason}); its blocks were found by scanning \

@@ -51,6 +51,7 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("capture_file", capture_file),
     ("capture_block", capture_block),
+    ("packet_file", packet_file),
     ("tcp", tcp),
     ("tls", tls),
     ("replay", replay),
@@ -318,9 +319,20 @@ pub fn capture_file(data: &[u8]) {
     if repair {
         repair_checksums(&mut file);
     }
-    let Ok(reader) = CaptureReader::from_bytes("fuzz.etr", file) else {
-        return;
-    };
+    if let Ok(reader) = CaptureReader::from_bytes("fuzz.etr", file) {
+        read_all(&reader);
+    }
+}
+
+/// A pcap or pcapng file (the input as it is), read as a capture.
+pub fn packet_file(data: &[u8]) {
+    if let Ok(reader) = CaptureReader::from_bytes("fuzz.pcap", data.to_vec()) {
+        read_all(&reader);
+    }
+}
+
+/// Every event of a reader, then those of a time range.
+fn read_all(reader: &CaptureReader) {
     let mut first = None;
     for item in reader.events() {
         if let crate::capture::ReadItem::Event(e) = item {

@@ -52,6 +52,8 @@ pub fn seeds(name: &str, bytes: &[u8]) -> Result<Vec<Seed>, String> {
         [&[0][..], &bytes[..bytes.len() / 2]].concat(),
     );
 
+    add("packet_file", "pcap".into(), to_pcap(&events));
+
     let version = reader.format_version() as u8;
     for (i, block) in reader.blocks().iter().enumerate() {
         let start = block.offset as usize + FRAME_HEADER_LEN;
@@ -356,6 +358,44 @@ fn layers(http2: &[u8]) -> Vec<Seed> {
             name: format!("stream{stream_id}-{side}s"),
             data: input,
         });
+    }
+    out
+}
+
+/// The capture's IPv4 TCP segments as a pcap file (raw IP), payloads as captured.
+fn to_pcap(events: &[Event]) -> Vec<u8> {
+    let mut out = 0xA1B2_3C4Du32.to_le_bytes().to_vec();
+    out.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&101u32.to_le_bytes());
+    for e in events {
+        let Event::Packet(p) = e else { continue };
+        let (std::net::IpAddr::V4(src), std::net::IpAddr::V4(dst)) = (p.src.ip(), p.dst.ip())
+        else {
+            continue;
+        };
+        let total = u16::try_from(40 + p.payload_len).unwrap_or(u16::MAX);
+        let mut frame = vec![0x45, 0];
+        frame.extend_from_slice(&total.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+        frame.extend_from_slice(&src.octets());
+        frame.extend_from_slice(&dst.octets());
+        frame.extend_from_slice(&p.src.port().to_be_bytes());
+        frame.extend_from_slice(&p.dst.port().to_be_bytes());
+        frame.extend_from_slice(&p.seq.to_be_bytes());
+        frame.extend_from_slice(&p.ack.to_be_bytes());
+        frame.extend_from_slice(&[0x50, p.flags.0]);
+        frame.extend_from_slice(&p.window.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend_from_slice(&p.payload);
+        let len = frame.len() as u32;
+        let ts = p.ts_ns;
+        out.extend_from_slice(&((ts / 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&((ts % 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        let cut = p.payload_len.saturating_sub(p.payload.len() as u32);
+        out.extend_from_slice(&len.saturating_add(cut).to_le_bytes());
+        out.extend_from_slice(&frame);
     }
     out
 }

@@ -180,6 +180,26 @@ impl RecordOptions {
                 path.display()
             );
         };
+        if etcd.enabled == Some(false) {
+            bail!(
+                "recording is disabled in config file {} (collectors.etcd.enabled: false)",
+                path.display()
+            );
+        }
+        if etcd.mode == Some(CollectorMode::Api) {
+            bail!(
+                "config file {}: collectors.etcd.mode `api` (watching etcd through its API) \
+                 is not available yet; use `mode: ebpf`, the default",
+                path.display()
+            );
+        }
+        // The design nests the eBPF settings under `ebpf:`; the same keys at the top of
+        // the block are accepted too, and the nested ones win.
+        let ebpf = etcd.ebpf.unwrap_or_default();
+        let payload_size = ebpf.payload_size.or(etcd.payload_size);
+        let trace_syscalls = ebpf.trace_syscalls.or(etcd.trace_syscalls);
+        let monitor_files = ebpf.monitor_files.or(etcd.monitor_files);
+        let capture_payload = ebpf.capture_payload.or(etcd.capture_payload);
         if let Some(ports) = etcd.ports {
             self.ports = ports;
         }
@@ -189,16 +209,16 @@ impl RecordOptions {
         if let Some(dir) = etcd.data_dir {
             self.data_dir = Some(dir);
         }
-        if let Some(size) = etcd.payload_size {
+        if let Some(size) = payload_size {
             self.snaplen = size;
         }
-        if let Some(trace) = etcd.trace_syscalls {
+        if let Some(trace) = trace_syscalls {
             self.trace_syscalls = trace;
         }
-        if etcd.monitor_files == Some(false) {
+        if monitor_files == Some(false) {
             self.file_data_limit = 0;
         }
-        if etcd.capture_payload == Some(false) {
+        if capture_payload == Some(false) {
             self.snaplen = 0;
             self.socket_payload = false;
         }
@@ -230,6 +250,12 @@ struct Collectors {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EtcdCollector {
+    /// false: the file says not to record.
+    enabled: Option<bool>,
+    /// How etcd is watched: `ebpf` (the default) or `api` (not available yet).
+    mode: Option<CollectorMode>,
+    /// The eBPF settings, as the design nests them.
+    ebpf: Option<EbpfSettings>,
     ports: Option<Vec<u16>>,
     pids: Option<Vec<u32>>,
     data_dir: Option<PathBuf>,
@@ -246,6 +272,23 @@ struct EtcdCollector {
     redact_secrets: Option<bool>,
     /// Capture the plaintext of TLS connections (false: --no-tls).
     tls_plaintext: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CollectorMode {
+    Ebpf,
+    Api,
+}
+
+/// `collectors.etcd.ebpf`: the same keys as at the top of the block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EbpfSettings {
+    capture_payload: Option<bool>,
+    payload_size: Option<u32>,
+    trace_syscalls: Option<bool>,
+    monitor_files: Option<bool>,
 }
 
 #[cfg(test)]
@@ -269,15 +312,69 @@ mod tests {
         assert_eq!(o.data_dir.as_deref(), Some(Path::new("/var/lib/etcd")));
     }
 
-    #[test]
-    fn unknown_keys_are_errors() {
+    /// The `collectors.etcd` block as the design writes it.
+    const DESIGN_BLOCK: &str = "\
+collectors:
+  etcd:
+    enabled: true
+    mode: ebpf  # ebpf | api
+    ebpf:
+      capture_payload: true
+      payload_size: 4096
+      trace_syscalls: true
+      monitor_files: true
+    ports: [2379, 2380]
+    pids: []
+    data_dir: /var/lib/etcd
+";
+
+    fn apply(text: &str) -> Result<RecordOptions> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.yaml");
-        std::fs::write(&p, "collectors:\n  etcd:\n    portz: [1]\n").unwrap();
-        let err = RecordOptions::new("x".into())
-            .apply_config_file(&p)
-            .unwrap_err();
-        assert!(format!("{err:#}").contains("portz"), "{err:#}");
+        std::fs::write(&p, text).unwrap();
+        let mut o = RecordOptions::new("x".into());
+        o.apply_config_file(&p).map(|()| o)
+    }
+
+    #[test]
+    fn the_designs_block_parses_as_written() {
+        let o = apply(DESIGN_BLOCK).unwrap();
+        assert_eq!(o.ports, vec![2379, 2380]);
+        assert!(o.pids.is_empty());
+        assert_eq!(o.snaplen, 4096);
+        assert!(o.trace_syscalls);
+        assert_eq!(o.file_data_limit, DEFAULT_FILE_DATA_LIMIT);
+        assert_eq!(o.data_dir.as_deref(), Some(Path::new("/var/lib/etcd")));
+        let o =
+            apply(&DESIGN_BLOCK.replace("monitor_files: true", "monitor_files: false")).unwrap();
+        assert_eq!(o.file_data_limit, 0);
+    }
+
+    #[test]
+    fn disabled_and_api_mode_say_so() {
+        let e = apply(&DESIGN_BLOCK.replace("enabled: true", "enabled: false")).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("recording is disabled in config file"),
+            "{e:#}"
+        );
+        let e = apply(&DESIGN_BLOCK.replace("mode: ebpf", "mode: api")).unwrap_err();
+        assert!(format!("{e:#}").contains("`api`"), "{e:#}");
+        assert!(format!("{e:#}").contains("not available yet"), "{e:#}");
+        let e = apply(&DESIGN_BLOCK.replace("mode: ebpf", "mode: kernel")).unwrap_err();
+        assert!(format!("{e:#}").contains("line 4"), "{e:#}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_line() {
+        let e = apply("collectors:\n  etcd:\n    portz: [1]\n").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("portz") && msg.contains("line 3"), "{msg}");
+        let e = apply(&DESIGN_BLOCK.replace("trace_syscalls", "trace_syscallz")).unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains("trace_syscallz") && msg.contains("line 8"),
+            "{msg}"
+        );
     }
 
     #[test]

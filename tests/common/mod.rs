@@ -608,3 +608,63 @@ pub fn tshark_paths(pcap: &Path) -> std::collections::BTreeMap<String, u64> {
     }
     paths
 }
+
+/// A packet capture program (tshark, dumpcap) on lo inside the rig's namespace, writing
+/// `out` for traffic to port 2379, until stopped or dropped.
+#[cfg(feature = "record")]
+pub struct PacketCapture {
+    child: std::process::Child,
+}
+
+#[cfg(feature = "record")]
+impl PacketCapture {
+    /// Start `program` and wait until its log says `ready`.
+    pub fn start(rig: &Rig, program: &str, out: &Path, extra: &[&str], ready: &str) -> Self {
+        use std::time::{Duration, Instant};
+        let log = out.with_extension("log");
+        let mut child = rig
+            .in_netns(program)
+            .args([
+                "-i",
+                "lo",
+                "-f",
+                "tcp port 2379",
+                "-w",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (Debian package tshark) is needed: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(ready)
+        {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{program} exited: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            assert!(Instant::now() < deadline, "{program} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PacketCapture { child }
+    }
+
+    pub fn stop(mut self) {
+        etcd_trace::sandbox::signal(self.child.id(), 2);
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(feature = "record")]
+impl Drop for PacketCapture {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
