@@ -309,6 +309,11 @@ impl Correlator {
         &self.rpc
     }
 
+    /// The member IDs its WAL decoding learned so far, per process.
+    pub fn members(&self) -> &crate::analyze::member::Members {
+        self.wal.members()
+    }
+
     /// Feed one event. Calls whose links are settled go to `out`, disk phases to
     /// `phases`.
     pub fn push(&mut self, ev: Event, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {

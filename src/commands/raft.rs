@@ -12,6 +12,7 @@ use crate::analyze::histogram::LatencySummary;
 use crate::analyze::raft::{
     CommitSummary, Election, FollowerSummary, RaftAnalyzer, RaftEvent, RaftOptions, RaftReport,
 };
+use crate::analyze::wal_log::{WalLog, WalLogOutput};
 use crate::capture::ReadItem;
 use crate::cli::{Format, RaftArgs};
 use crate::output::{human_bytes, human_duration_ns, offset, Progress};
@@ -23,14 +24,22 @@ pub fn run(args: RaftArgs) -> Result<ExitCode> {
         election_timeout_ns: u64::try_from(args.election_timeout.as_nanos()).unwrap_or(u64::MAX),
     };
     let mut analyzer = RaftAnalyzer::new(&reader.header().config.ports, options);
+    // The WAL's metadata records name each process's member.
+    let (mut wal, mut wal_out) = (WalLog::new(), WalLogOutput::default());
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "following consensus");
     for item in reader.events() {
         match item {
-            ReadItem::Event(ev) => analyzer.push(&ev),
+            ReadItem::Event(ev) => {
+                wal.push(&ev, &mut wal_out);
+                wal_out.records.clear();
+                wal_out.problems.clear();
+                analyzer.push(&ev);
+            }
             ReadItem::Damaged(d) => eprintln!("warning: {d}"),
         }
         progress.tick_events(1);
     }
+    analyzer.learn_processes(wal.members());
     let report = analyzer.finish();
     progress.finish();
     let mut out = BufWriter::new(std::io::stdout().lock());

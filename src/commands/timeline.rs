@@ -226,6 +226,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
             .map_or(now, |k| k.saturating_add(ORDER_HORIZON_NS));
         view.release(Some(now.min(known)))?;
     }
+    raft.learn_processes(correlator.members());
     let rpc_stats = correlator.finish(&mut calls, &mut phases);
     view.add_all(&mut calls, &mut phases)?;
     raft.end();

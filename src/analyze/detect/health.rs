@@ -223,6 +223,10 @@ impl Health {
         if !rule.enabled {
             return;
         }
+        // Only a write linked to a backend commit can have waited behind one.
+        if c.wal.as_ref().is_none_or(|w| w.backend_commit.is_none()) {
+            return;
+        }
         let Some(wait) = phases_of(c).into_iter().find(|p| p.name == BACKEND_WAIT) else {
             return;
         };

@@ -595,6 +595,7 @@ impl Detector {
         phases: &mut Vec<DiskPhase>,
         out: &mut Vec<Finding>,
     ) {
+        self.raft.learn_processes(correlator.members());
         let rpc = correlator.finish(calls, phases);
         for c in calls.iter() {
             self.push_call(c, out);

@@ -47,6 +47,13 @@ impl Raft {
         }
     }
 
+    /// Member ids per process, from the correlator's WAL decoding.
+    pub fn learn_processes(&mut self, members: &crate::analyze::member::Members) {
+        if let Some(a) = &mut self.analyzer {
+            a.learn_processes(members);
+        }
+    }
+
     pub fn finish(&mut self, ctx: &mut Ctx) {
         let Some(a) = self.analyzer.take() else {
             return;

@@ -9,7 +9,7 @@
 //! leader of an old term still sending after a newer one took over, are reported as
 //! such. Members are named by their ids, mapped to their peer addresses (from the stream
 //! requests' `X-Raft-To`) and processes (the socket calls behind each connection, and
-//! the member id in the metadata record at the head of each WAL file a process writes).
+//! the member ids the caller learned from the metadata records heading WAL files).
 //!
 //! Peer records come out in time order per connection only (a stream joined mid-way
 //! holds its first messages back), so everything is put in time order first, over a
@@ -26,10 +26,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::analyze::member::Member;
+use crate::analyze::member::{Member, Members};
 use crate::analyze::order::TimeOrder;
 use crate::analyze::peers::{PeerDecoder, PeerRecord, RequestKind};
-use crate::analyze::wal_log::{WalLog, WalLogOutput};
 use crate::capture::{Event, FileKind, ProcessEvent};
 use crate::decode::rafthttp::PeerEvent;
 use crate::decode::raftpb::MessageType;
@@ -425,9 +424,6 @@ pub struct RaftAnalyzer {
     /// The process behind each socket: (local port, peer port) → pid.
     sockets: HashMap<(u16, u16), u32>,
     consensus: Consensus,
-    /// The WAL, for the member ids its metadata records give each process.
-    wal: WalLog,
-    wal_out: WalLogOutput,
     notes: u64,
     now_ns: u64,
     /// Peer records seen (0: nothing holds the timeline back).
@@ -447,8 +443,6 @@ impl RaftAnalyzer {
             ready: Vec::new(),
             sockets: HashMap::new(),
             consensus: Consensus::new(options),
-            wal: WalLog::new(),
-            wal_out: WalLogOutput::default(),
             notes: 0,
             now_ns: 0,
             peer_records: 0,
@@ -477,11 +471,6 @@ impl RaftAnalyzer {
             }
             Event::Process(p) => self.order.push(p.ts_ns, Item::Process(p.clone())),
             _ => {}
-        }
-        if matches!(event, Event::Syscall(s) if s.file.kind == FileKind::Wal) {
-            self.wal.push(event, &mut self.wal_out);
-            self.wal_out.records.clear();
-            self.wal_out.problems.clear();
         }
         self.peers.push(event, &mut self.records);
         self.take_records();
@@ -532,7 +521,12 @@ impl RaftAnalyzer {
         self.order.drain(&mut self.ready);
         self.run_ready();
         self.consensus.close_open();
-        self.consensus.learn_processes(self.wal.members().known());
+    }
+
+    /// Processes whose member id the caller's WAL decoding learned (from the metadata
+    /// record at the head of each WAL file), so that the WAL is decoded once.
+    pub fn learn_processes(&mut self, members: &Members) {
+        self.consensus.learn_processes(members.known());
     }
 
     pub fn finish(mut self) -> RaftReport {
