@@ -107,6 +107,23 @@ fn dumpcap_files_replay_like_the_recorded_capture() {
             "{} (left) and the recorded capture (right) disagree",
             file.display()
         );
+        // export reads a packet file too: pcapng again, and Parquet, a row per record.
+        let again = rig.dir.0.join("again.pcapng");
+        let rows = rig.dir.0.join("again.parquet");
+        let mut said = String::new();
+        for (format, out) in [("pcapng", &again), ("parquet", &rows)] {
+            let run = etcd_trace(&["export", f, "--format", format, "-o", out.to_str().unwrap()]);
+            assert!(run.status.success(), "export {format}: {}", stderr(&run));
+            said = stderr(&run);
+        }
+        assert_eq!(calls(&again, &[]), from_pcap, "exported again as pcapng");
+        let records = stdout(&etcd_trace(&["replay", "--format", "json", f]))
+            .lines()
+            .count();
+        assert!(
+            said.contains(&format!("{records} rows written")),
+            "{records} replay records; export said {said}"
+        );
         for method in ["Put", "Range", "DeleteRange", "Txn"] {
             assert!(
                 from_pcap.keys().any(|(m, _, _)| m.contains(method)),
