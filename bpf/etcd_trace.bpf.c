@@ -25,8 +25,11 @@ const volatile __u32 socket_data_limit = 0;
 /* Capture TLS plaintext: the uprobes on Go's crypto/tls are loaded, and the syscall
  * programs learn each TLS connection's socket. */
 const volatile __u32 trace_tls = 0;
-/* Report etcd's reads and writes on sockets of the traced ports (their times and sizes). */
-const volatile __u32 trace_socket_syscalls = 1;
+/* Report every read and write etcd makes on sockets of the traced ports (their times and
+ * sizes). Otherwise only the first on each socket is reported: it says which process
+ * serves the connection, which is what the analyses need of them, for a fraction of the
+ * events. */
+const volatile __u32 every_socket_syscall = 0;
 /* What to trace: a few compares that every syscall and segment on the machine passes
  * through, not map lookups. The ports are fixed at load time (constants to the
  * verifier). The pids change while recording: with follow_exec, a process that execs a
@@ -599,8 +602,6 @@ static __always_inline void classify(struct file *f, struct fd_verdict *v)
 	unsigned short mode = BPF_CORE_READ(inode, i_mode);
 
 	if ((mode & S_IFMT) == S_IFSOCK) {
-		if (!trace_socket_syscalls)
-			return;
 		struct socket *sock = BPF_CORE_READ(f, private_data);
 		struct sock *sk = BPF_CORE_READ(sock, sk);
 		unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
@@ -658,17 +659,19 @@ static __always_inline int on_enter(struct pt_regs *regs, __u32 call, int fd, __
 }
 
 /* What the fd of a traced process is (kind 0: not traced), from the cache while the fd
- * still points to the same struct file. */
+ * still points to the same struct file; *first is set when this call classified it. */
 static __always_inline int fd_verdict(struct file *f, __u32 tgid, int pid_index, int fd,
-				      struct fd_verdict *out)
+				      struct fd_verdict *out, int *first)
 {
 	struct fd_key key = { .tgid = tgid, .fd = fd };
 	struct fd_verdict *slot = fd_slot(pid_index, fd);
 	struct fd_verdict *known = slot ? slot : bpf_map_lookup_elem(&fd_verdicts, &key);
 	if (known && known->file == (__u64)f) {
 		*out = *known;
+		*first = 0;
 		return out->kind;
 	}
+	*first = 1;
 	struct fd_verdict v = { .file = (__u64)f };
 	classify(f, &v);
 	if (slot) {
@@ -744,8 +747,11 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	if (!f)
 		return 0;
 	struct fd_verdict v;
-	__u8 kind = fd_verdict(f, id >> 32, pid_index, inf->fd, &v);
+	int first;
+	__u8 kind = fd_verdict(f, id >> 32, pid_index, inf->fd, &v, &first);
 	if (!kind)
+		return 0;
+	if (kind == ET_FILE_SOCKET && !first && !every_socket_syscall)
 		return 0;
 	__u64 offset = inf->offset;
 	if (offset == ET_OFFSET_UNKNOWN && kind == ET_FILE_DATA)

@@ -134,10 +134,13 @@ pub struct RecordArgs {
     /// secrets themselves are what you need to investigate, and guard the file.
     #[arg(long)]
     pub keep_secrets: bool,
-    /// Do not report etcd's socket reads and writes (when etcd read each request and
-    /// wrote each reply): about half the events, and much of the recorder's cost.
-    #[arg(long, conflicts_with = "socket_payload")]
-    pub no_socket_syscalls: bool,
+    /// Report every read and write etcd makes on its client and peer sockets (when etcd
+    /// read each request and wrote each reply; `dump` shows them). By default only the
+    /// first on each socket is reported, which says which etcd process serves the
+    /// connection: every call would be about half the events, and much of the
+    /// recorder's cost. `--socket-payload` implies it.
+    #[arg(long)]
+    pub socket_syscalls: bool,
     /// Do not capture the plaintext of etcd's TLS connections. By default, uprobes on
     /// Go's crypto/tls in each traced etcd (Go 1.17 or newer, x86-64) take what etcd
     /// writes and reads on its TLS connections before encryption and after decryption,

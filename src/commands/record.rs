@@ -37,9 +37,7 @@ pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
     if args.keep_secrets {
         opts.redact_secrets = false;
     }
-    if args.no_socket_syscalls {
-        opts.socket_syscalls = false;
-    }
+    opts.socket_syscalls |= args.socket_syscalls;
     if args.no_tls {
         opts.tls_plaintext = false;
     }

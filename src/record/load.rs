@@ -48,7 +48,7 @@ pub(super) fn load<'obj>(
         rodata.file_data_limit = opts.file_data_limit;
         rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
-        rodata.trace_socket_syscalls = u32::from(opts.socket_syscalls);
+        rodata.every_socket_syscall = u32::from(opts.socket_syscalls || opts.socket_payload);
         rodata.trace_tls = u32::from(captures_tls(opts));
         rodata.follow_exec = u32::from(opts.follows());
         rodata.traced_port_count = opts.ports.len() as u32;

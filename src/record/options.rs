@@ -56,7 +56,8 @@ pub struct RecordOptions {
     pub snaplen: u32,
     pub file_data_limit: u32,
     pub socket_payload: bool,
-    /// Report etcd's socket reads and writes on the traced ports.
+    /// Report every socket read and write of etcd on the traced ports, not only the
+    /// first on each socket.
     pub socket_syscalls: bool,
     /// Capture the plaintext of etcd's TLS connections (uprobes on Go's crypto/tls).
     pub tls_plaintext: bool,
@@ -86,7 +87,7 @@ impl RecordOptions {
             snaplen: DEFAULT_SNAPLEN,
             file_data_limit: DEFAULT_FILE_DATA_LIMIT,
             socket_payload: false,
-            socket_syscalls: true,
+            socket_syscalls: false,
             tls_plaintext: true,
             data_dir: None,
             duration: None,
