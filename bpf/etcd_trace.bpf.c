@@ -17,7 +17,8 @@ char LICENSE[] SEC("license") = "GPL";
 /* Configuration, fixed by userspace before the programs load. */
 const volatile __u32 use_ringbuf = 1;
 const volatile __u32 snaplen = 4096;
-const volatile __u32 file_data_limit = 65536; /* WAL writes and reads */
+/* WAL writes and reads; above ET_MAX_DATA, writes go on in et_syscall_more events. */
+const volatile __u32 file_data_limit = 65536;
 /* Other data-dir files (the bbolt backend, snapshots): their pages are never decoded, so
  * only a prefix to recognise them by. */
 const volatile __u32 other_file_data_limit = 512;
@@ -53,6 +54,7 @@ const volatile __u32 syscall_header_size = sizeof(struct et_syscall);
 const volatile __u32 batch_header_size = sizeof(struct et_batch);
 const volatile __u32 tls_header_size = sizeof(struct et_tls);
 const volatile __u32 process_header_size = sizeof(struct et_process);
+const volatile __u32 syscall_more_header_size = sizeof(struct et_syscall_more);
 const volatile __u32 packet_offsets[] = {
 	__builtin_offsetof(struct et_packet, ts_ns),
 	__builtin_offsetof(struct et_packet, sport),
@@ -88,6 +90,12 @@ const volatile __u32 tls_offsets[] = {
 	__builtin_offsetof(struct et_tls, rport),
 	__builtin_offsetof(struct et_tls, laddr),
 	__builtin_offsetof(struct et_tls, raddr),
+};
+const volatile __u32 syscall_more_offsets[] = {
+	__builtin_offsetof(struct et_syscall_more, tid),
+	__builtin_offsetof(struct et_syscall_more, enter_ns),
+	__builtin_offsetof(struct et_syscall_more, at),
+	__builtin_offsetof(struct et_syscall_more, data_len),
 };
 const volatile __u32 process_offsets[] = {
 	__builtin_offsetof(struct et_process, pid),
@@ -189,6 +197,8 @@ _Static_assert(STAGE_HAND_OVER + sizeof(struct et_packet) + ET_MAX_SNAPLEN <= ST
 	       "a packet event fits after a nearly full stage");
 _Static_assert(STAGE_HAND_OVER + sizeof(struct et_tls) + ET_TLS_CHUNK <= STAGE_BYTES,
 	       "a TLS event fits after a nearly full stage");
+_Static_assert(STAGE_HAND_OVER + sizeof(struct et_syscall_more) + ET_MAX_DATA <= STAGE_BYTES,
+	       "a WAL write's next part fits after a nearly full stage");
 
 #define STAGE_SYSCALLS 0
 #define STAGE_PACKETS 1
@@ -725,6 +735,43 @@ static __always_inline __u64 start_offset(struct file *f, __u32 call, long ret)
 	return pos < 0 ? ET_OFFSET_UNKNOWN : (__u64)pos;
 }
 
+/* The rest of a WAL write whose first ET_MAX_DATA bytes its et_syscall carried. */
+struct more_emit {
+	void *ctx;
+	__u64 buf;
+	__u64 len; /* bytes to send in all, the et_syscall's included */
+	__u64 enter_ns;
+	__u32 tid;
+};
+
+#define MORE_MAX_CHUNKS (ET_MAX_WAL_WRITE / ET_MAX_DATA)
+
+static long emit_more_chunk(__u32 i, struct more_emit *e)
+{
+	__u64 done = (__u64)(i + 1) * ET_MAX_DATA;
+	if (done >= e->len)
+		return 1;
+	__u64 n = e->len - done;
+	if (n > ET_MAX_DATA)
+		n = ET_MAX_DATA;
+	/* A part lost (counted) ends the write's data there: those after could not be
+	 * placed. */
+	struct stage *st = stage_take(STAGE_SYSCALLS);
+	if (!st)
+		return 1;
+	struct et_syscall_more *ev = stage_next(st);
+	ev->type = ET_SYSCALL_MORE;
+	ev->tid = e->tid;
+	ev->enter_ns = e->enter_ns;
+	ev->at = done;
+	n = BOUNDED(n - 1, ET_MAX_DATA - 1) + 1;
+	if (bpf_probe_read_user((__u8 *)ev + sizeof(*ev), n, (void *)(e->buf + done)))
+		n = 0;
+	ev->data_len = n;
+	stage_put(e->ctx, st, sizeof(*ev) + n);
+	return n ? 0 : 1;
+}
+
 static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -805,6 +852,15 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 		if (n > limit)
 			n = limit;
 	}
+	/* All of a long WAL write: what this event cannot carry follows it. */
+	struct more_emit more = {};
+	if (n > ET_MAX_DATA && (call == ET_WRITE || call == ET_PWRITE64)) {
+		more.ctx = ctx;
+		more.buf = src;
+		more.len = n;
+		more.enter_ns = inf->enter_ns;
+		more.tid = (__u32)id;
+	}
 	if (n > ET_MAX_DATA)
 		n = ET_MAX_DATA;
 	/* Only the names in use are sent; the data follows them. */
@@ -818,6 +874,8 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	}
 	ev->data_len = n;
 	stage_put(ctx, st, head + n);
+	if (more.len && n == ET_MAX_DATA)
+		bpf_loop(MORE_MAX_CHUNKS, emit_more_chunk, &more, 0);
 	return 0;
 }
 

@@ -8,7 +8,9 @@
 #define ETCD_TRACE_EVENTS_H
 
 #define ET_MAX_SNAPLEN 65535      /* largest TCP payload prefix a packet event carries */
-#define ET_MAX_DATA 65536         /* largest buffer prefix a syscall event carries */
+#define ET_MAX_DATA 65536         /* largest buffer prefix a syscall event carries; a WAL
+				   * write longer than this goes on in et_syscall_more events */
+#define ET_MAX_WAL_WRITE (4 << 20) /* the most of one WAL write kept (--file-data) */
 #define ET_PATH_DEPTH 4           /* path components kept below the data dir */
 #define ET_NAME_LEN 64            /* bytes per path component, NUL included */
 #define ET_TLS_CHUNK 16384        /* plaintext bytes per TLS event at most: a larger
@@ -20,6 +22,7 @@ enum et_event_type {
 	ET_BATCH = 3,
 	ET_TLS = 4,
 	ET_PROCESS = 5,
+	ET_SYSCALL_MORE = 6,
 };
 
 enum et_direction {
@@ -117,6 +120,18 @@ struct et_tls {
 	__u8 raddr[16];
 };
 
+/* 24 bytes, then data_len bytes: more of the buffer of a WAL write whose et_syscall
+ * carried its first ET_MAX_DATA bytes. Sent right after it from the same CPU, in order,
+ * each with the next ET_MAX_DATA bytes at most; userspace joins them to it (the same
+ * tid and enter_ns, and `at` where its data ends). */
+struct et_syscall_more {
+	__u32 type;        /* ET_SYSCALL_MORE */
+	__u32 tid;
+	__u64 enter_ns;    /* the et_syscall's */
+	__u32 at;          /* of data's first byte in the write's buffer */
+	__u32 data_len;
+};
+
 enum et_process_change {
 	ET_PROCESS_START = 0,    /* exec'd a binary named etcd, and is traced from now on */
 	ET_PROCESS_EXIT = 1,     /* a traced process ended: its last thread exited */
@@ -138,7 +153,7 @@ struct et_process {
 
 /* 16 bytes, then `len` bytes holding `count` events, each starting 8-byte aligned (its
  * length follows from its own header: et_packet's captured_len, et_syscall's depth and
- * data_len, et_tls's data_len). */
+ * data_len, et_tls's and et_syscall_more's data_len). */
 struct et_batch {
 	__u32 type;        /* ET_BATCH */
 	__u32 count;

@@ -119,8 +119,10 @@ pub struct RecordArgs {
     /// space but cuts large segments, which can hide later calls' methods (see README).
     #[arg(long, value_name = "N")]
     pub snaplen: Option<u32>,
-    /// Bytes kept of each WAL write or read [default and max: 65536]; other data-dir
-    /// files keep at most 512.
+    /// Bytes kept of each WAL write [default: 2097152, whole writes of etcd's largest
+    /// request; max: 4194304]; of each WAL read at most 65536, and of other data-dir
+    /// files at most 512. A write longer than 65536 bytes takes one event per 64 KiB
+    /// (with the perf buffer, writes keep at most 64672).
     #[arg(long, value_name = "N")]
     pub file_data: Option<u32>,
     /// Also keep the first snaplen bytes of etcd's socket reads and writes (these are

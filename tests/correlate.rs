@@ -92,6 +92,67 @@ fn acknowledged_writes_link_to_wal_entry_and_fsync() {
     );
 }
 
+/// Puts up to etcd's largest request are kept whole in the WAL writes that carry them
+/// (one event per 64 KiB, joined by the recorder) and linked like any other.
+#[test]
+fn large_puts_link_to_their_whole_wal_entries() {
+    if skip_without_root() {
+        return;
+    }
+    let rig = Rig::start("largeputs");
+    let rec = rig.record(&[]);
+    let sizes = [200_000usize, 700_000, 1_400_000];
+    for (i, size) in sizes.iter().enumerate() {
+        let value: String = (0..*size)
+            .map(|j| (b'a' + (j % 26) as u8) as char)
+            .collect();
+        let out = rig.etcdctl_with_input(&["put", &format!("/big/{i}")], &value);
+        assert!(out.status.success(), "{}", stderr(&out));
+        rig.etcdctl(&["put", &format!("/small/{i}"), "v"]);
+    }
+    let (status, log) = rec.stop(2).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("lost 0 events"), "{log}");
+    assert!(
+        log.contains("parts of WAL writes longer than one event") && !log.contains("could not be"),
+        "{log}"
+    );
+
+    let calls = correlate_json(&rig.capture);
+    let puts: Vec<_> = calls
+        .iter()
+        .filter(|c| c["method"].as_str().is_some_and(|m| m.ends_with("/Put")))
+        .collect();
+    assert_eq!(puts.len(), 2 * sizes.len(), "{puts:?}");
+    let mut big_entries = Vec::new();
+    for c in &puts {
+        let wal = &c["wal"];
+        assert!(!wal.is_null(), "not linked: {c}");
+        assert!(
+            wal["fsync_ts_ns"].as_u64() <= c["reply_ts_ns"].as_u64(),
+            "no fsync before the reply: {c}"
+        );
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(c["key"].as_str().unwrap())
+            .unwrap();
+        if key.starts_with(b"/big/") {
+            big_entries.push(wal["index"].as_u64().unwrap());
+        }
+    }
+    // The WAL holds each value whole.
+    let wal = etcd_trace(&["wal", "--format", "json", rig.capture.to_str().unwrap()]);
+    let mut lengths = Vec::new();
+    for line in stdout(&wal).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if big_entries.contains(&v["detail"]["index"].as_u64().unwrap_or(0)) {
+            lengths.push(v["detail"]["request"]["value_len"].as_u64().unwrap() as usize);
+        }
+    }
+    lengths.sort_unstable();
+    assert_eq!(lengths, sizes, "value lengths in the WAL entries");
+}
+
 /// With almost nothing of each WAL write kept, entries cannot be decoded: every write is
 /// reported unlinked with the reason, none linked wrongly.
 #[test]

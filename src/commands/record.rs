@@ -110,6 +110,20 @@ pub fn run(args: RecordArgs) -> Result<ExitCode> {
         "lost {} events (kernel handed over {}, received {})",
         summary.lost, summary.kernel_sent, summary.received
     );
+    if s.joined_parts + s.unjoined_parts > 0 {
+        eprintln!(
+            "{} of the events received were parts of WAL writes longer than one event, \
+             joined to their writes{}",
+            s.joined_parts + s.unjoined_parts,
+            match s.unjoined_parts {
+                0 => String::new(),
+                n => format!(
+                    "; {n} could not be (a part before them was lost): those writes' data \
+                     ends short"
+                ),
+            }
+        );
+    }
     match &s.redaction {
         Some(report) if report.incomplete() => eprintln!("warning: {report}"),
         Some(report) => eprintln!("{report}"),

@@ -18,7 +18,13 @@ pub const ET_SYSCALL: u32 = 2;
 pub const ET_BATCH: u32 = 3;
 pub const ET_TLS: u32 = 4;
 pub const ET_PROCESS: u32 = 5;
+pub const ET_SYSCALL_MORE: u32 = 6;
 pub const BATCH_HEADER_LEN: usize = 16;
+pub const SYSCALL_MORE_HEADER_LEN: usize = 24;
+/// The most buffer one syscall event (or one part of a WAL write) carries (ET_MAX_DATA).
+pub const MAX_DATA: u32 = 65536;
+/// The most of one WAL write the programs keep (ET_MAX_WAL_WRITE).
+pub const MAX_WAL_WRITE: u32 = 4 << 20;
 pub const PROCESS_LEN: usize = 24;
 pub const PACKET_HEADER_LEN: usize = 80;
 pub const TLS_HEADER_LEN: usize = 88;
@@ -79,6 +85,12 @@ mod tl {
     pub const LADDR: usize = 56;
     pub const RADDR: usize = 72;
 }
+mod sm {
+    pub const TID: usize = 4;
+    pub const ENTER: usize = 8;
+    pub const AT: usize = 16;
+    pub const DATA_LEN: usize = 20;
+}
 mod pr {
     pub const PID: usize = 4;
     pub const TS: usize = 8;
@@ -113,6 +125,55 @@ pub enum LayoutError {
     UnknownFamily(u8),
     #[error("unknown process change {0} in raw process event")]
     UnknownChange(u8),
+    #[error("part of a WAL write with {0} bytes (at most {MAX_DATA})")]
+    MoreLength(u32),
+}
+
+/// More of a WAL write's buffer (struct et_syscall_more), for the syscall event of the
+/// same thread and `enter_ns` just before it: not an event of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallMore {
+    pub tid: u32,
+    pub enter_ns: u64,
+    /// Where `data` starts in the write's buffer.
+    pub at: u32,
+    pub data: Bytes,
+}
+
+/// The part of a WAL write the raw event at `range` of `batch` holds; None when it
+/// holds something else.
+pub fn syscall_more(
+    batch: &Bytes,
+    range: Range<usize>,
+) -> Option<Result<SyscallMore, LayoutError>> {
+    let raw = batch.get(range.clone())?;
+    if raw.get(..4).map(|t| u32_at(t, 0)) != Some(ET_SYSCALL_MORE) {
+        return None;
+    }
+    Some(more_data_len(raw).map(|len| SyscallMore {
+        tid: u32_at(raw, sm::TID),
+        enter_ns: u64_at(raw, sm::ENTER),
+        at: u32_at(raw, sm::AT),
+        data: batch.slice(
+            range.start + SYSCALL_MORE_HEADER_LEN..range.start + SYSCALL_MORE_HEADER_LEN + len,
+        ),
+    }))
+}
+
+/// The bytes a part of a WAL write carries, checked against its header and the bound.
+fn more_data_len(raw: &[u8]) -> Result<usize, LayoutError> {
+    if raw.len() < SYSCALL_MORE_HEADER_LEN {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    let len = u32_at(raw, sm::DATA_LEN);
+    if len > MAX_DATA {
+        return Err(LayoutError::MoreLength(len));
+    }
+    let len = len as usize;
+    if raw.len() < SYSCALL_MORE_HEADER_LEN + len {
+        return Err(LayoutError::Short(raw.len()));
+    }
+    Ok(len)
 }
 
 /// A process event of the programs (struct et_process): what the recorder learns of a
@@ -253,6 +314,7 @@ fn event_len(raw: &[u8]) -> Result<usize, LayoutError> {
             need(TLS_HEADER_LEN)?;
             need(TLS_HEADER_LEN + tls_data_len(raw)? as usize)
         }
+        Some(ET_SYSCALL_MORE) => Ok(SYSCALL_MORE_HEADER_LEN + more_data_len(raw)?),
         Some(other) => Err(LayoutError::UnknownType(other)),
         None => Err(LayoutError::Short(raw.len())),
     }
@@ -462,6 +524,20 @@ pub(crate) fn syscall_raw(call: u32, kind: u8, names: &[&str], data: &[u8]) -> B
     Bytes::from(raw)
 }
 
+/// A part of a long WAL write as the programs write it, for the event of
+/// [`syscall_raw`] (tid 43, entered at 100 ns).
+#[cfg(test)]
+pub(crate) fn syscall_more_raw(at: u32, data: &[u8]) -> Vec<u8> {
+    let mut raw = vec![0u8; SYSCALL_MORE_HEADER_LEN];
+    raw[0..4].copy_from_slice(&ET_SYSCALL_MORE.to_ne_bytes());
+    raw[sm::TID..sm::TID + 4].copy_from_slice(&43u32.to_ne_bytes());
+    raw[sm::ENTER..sm::ENTER + 8].copy_from_slice(&100u64.to_ne_bytes());
+    raw[sm::AT..sm::AT + 4].copy_from_slice(&at.to_ne_bytes());
+    raw[sm::DATA_LEN..sm::DATA_LEN + 4].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+    raw.extend_from_slice(data);
+    raw
+}
+
 /// A TLS event as the programs write it: pid 42, tid 43, connection 9, at 500 ns,
 /// offset 1000, standing for `len` bytes of which `data` was read; `family` 0
 /// leaves the addresses out.
@@ -556,6 +632,12 @@ mod tests {
             tl::RADDR,
         ];
         assert_eq!(compiled(&rodata.tls_offsets), tls);
+        assert_eq!(
+            rodata.syscall_more_header_size as usize,
+            SYSCALL_MORE_HEADER_LEN
+        );
+        let more = [sm::TID, sm::ENTER, sm::AT, sm::DATA_LEN];
+        assert_eq!(compiled(&rodata.syscall_more_offsets), more);
         assert_eq!(rodata.process_header_size as usize, PROCESS_LEN);
         let process = [pr::PID, pr::TS, pr::CHANGE, pr::EXIT_CODE];
         assert_eq!(compiled(&rodata.process_offsets), process);

@@ -32,14 +32,15 @@ pub const DEFAULT_PORTS: [u16; 2] = [2379, 2380];
 /// the rest of the connection's methods and statuses unknown. Measured: 100% of calls
 /// decoded at 65535 against 23% with status at 4096 on the long-lived-client test.
 pub const DEFAULT_SNAPLEN: u32 = 65535;
-/// Whole WAL writes (up to the largest event): a batch of a busy etcd with values of a
-/// few KB is well past 4 KiB, and an entry cut short cannot be linked to its call.
-pub const DEFAULT_FILE_DATA_LIMIT: u32 = 65536;
+/// Whole WAL writes: an entry cut short cannot be linked to its call, and etcd's largest
+/// request (1.5 MiB by default, --max-request-bytes) is one WAL record. What one event
+/// cannot carry follows it in parts (bpf/events.h, et_syscall_more).
+pub const DEFAULT_FILE_DATA_LIMIT: u32 = 2 << 20;
 /// Bytes kept of writes to data-dir files other than the WAL (backend pages, snapshots),
 /// which no analysis decodes.
 pub const OTHER_FILE_DATA_LIMIT: u32 = 512;
 pub const MAX_SNAPLEN: u32 = 65535;
-pub const MAX_FILE_DATA: u32 = 65536;
+pub const MAX_FILE_DATA: u32 = super::layout::MAX_WAL_WRITE;
 /// The eBPF programs compare against lists of this length (bpf/etcd_trace.bpf.c, MAX_TRACED).
 pub const MAX_TRACED_PIDS: usize = 16;
 pub const MAX_TRACED_PORTS: usize = 16;

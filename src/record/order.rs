@@ -71,6 +71,30 @@ impl TimeOrder {
         }
     }
 
+    /// The syscall event of thread `tid` that entered at `enter_ns`, among the last few
+    /// that came from `area` (or on their own): where the rest of a long WAL write's
+    /// data goes, which follows its event from the same area.
+    pub fn recent_syscall_mut(
+        &mut self,
+        area: Option<usize>,
+        tid: u32,
+        enter_ns: u64,
+    ) -> Option<&mut crate::capture::Syscall> {
+        const LOOK_BACK: usize = 64;
+        let queue = match area {
+            Some(a) if a < MAX_AREAS => self.areas.get_mut(a)?,
+            _ => &mut self.loose,
+        };
+        queue
+            .iter_mut()
+            .rev()
+            .take(LOOK_BACK)
+            .find_map(|ev| match ev {
+                Event::Syscall(s) if s.tid == tid && s.enter_ns == enter_ns => Some(s),
+                _ => None,
+            })
+    }
+
     /// Hands `out` every event handed over before `before` (every event with `None`),
     /// oldest first (events of the same time in the order they came in, area by area,
     /// the loose ones last); the rest wait.

@@ -122,6 +122,10 @@ pub struct SinkSummary {
     /// reason.
     pub malformed: u64,
     pub first_malformed: Option<String>,
+    /// Parts of WAL writes longer than one event, joined to their writes' events, and
+    /// those that found no place (one before them was lost).
+    pub joined_parts: u64,
+    pub unjoined_parts: u64,
     /// Why the writer stopped before the end of the recording, if it did.
     pub failure: Option<SinkFailure>,
 }
@@ -393,20 +397,59 @@ impl Sink {
         for raw in raw_ranges(&bytes) {
             let area = layout::batch_stage(&bytes[raw.clone()]);
             for event in layout::batch_events(&bytes, raw) {
+                if let Ok(Some(more)) = event
+                    .as_ref()
+                    .map(|range| layout::syscall_more(&bytes, range.clone()))
+                {
+                    match more {
+                        Ok(more) => self.join_more(area, more),
+                        Err(e) => self.malformed(e),
+                    }
+                    continue;
+                }
                 match event.and_then(|range| layout::parse(&bytes, range)) {
                     Ok(ev) if self.is_untraced(&ev) => {}
                     Ok(ev) => match area {
                         Some(area) => self.order.push_from(area as usize, ev),
                         None => self.order.push(ev),
                     },
-                    Err(e) => {
-                        self.out.summary.malformed += 1;
-                        if self.out.summary.first_malformed.is_none() {
-                            self.out.summary.first_malformed = Some(e.to_string());
-                        }
-                    }
+                    Err(e) => self.malformed(e),
                 }
             }
+        }
+    }
+
+    fn malformed(&mut self, e: layout::LayoutError) {
+        self.out.summary.malformed += 1;
+        if self.out.summary.first_malformed.is_none() {
+            self.out.summary.first_malformed = Some(e.to_string());
+        }
+    }
+
+    /// More of a long WAL write's data, onto its event, which came just before from the
+    /// same area. A part that does not start where the event's data ends (one before it
+    /// was lost, counted by the kernel) is left out: the write's data ends short, and the
+    /// WAL decoding says what it could not read.
+    fn join_more(&mut self, area: Option<u32>, more: layout::SyscallMore) {
+        let area = area.map(|a| a as usize);
+        match self.order.recent_syscall_mut(area, more.tid, more.enter_ns) {
+            Some(s) if s.data.len() == more.at as usize => {
+                let data = std::mem::take(&mut s.data);
+                // The event's own data is a slice of its batch: copied once, into room for
+                // the whole write; later parts then append in place.
+                let mut joined = data.try_into_mut().unwrap_or_else(|shared| {
+                    let whole = usize::try_from(s.ret).unwrap_or(0);
+                    let mut v = bytes::BytesMut::with_capacity(
+                        whole.clamp(shared.len(), layout::MAX_WAL_WRITE as usize),
+                    );
+                    v.extend_from_slice(&shared);
+                    v
+                });
+                joined.extend_from_slice(&more.data);
+                s.data = joined.freeze();
+                self.out.summary.joined_parts += 1;
+            }
+            _ => self.out.summary.unjoined_parts += 1,
         }
     }
 
@@ -704,6 +747,31 @@ mod tests {
         assert_eq!(events, 1, "the flush wrote the event that waited");
         drop(tx);
         assert_eq!(writer.join().unwrap().events, 1);
+    }
+
+    /// The parts of a long WAL write are joined onto its event, in order; a part that
+    /// does not follow on (one before it lost) is counted and left out.
+    #[test]
+    fn parts_of_a_long_write_are_joined_to_it() {
+        let dir = crate::sandbox::ScratchDir::new("etcd-trace-sink-more").unwrap();
+        let path = dir.0.join("more.etr");
+        let (tx, writer) = spawn_plain(&path);
+        let mut batch = RawBatch::default();
+        batch.push(&layout::syscall_raw(0, 1, &["0.wal", "wal"], b"head-"));
+        batch.push(&layout::syscall_more_raw(5, b"middle-"));
+        batch.push(&layout::syscall_more_raw(12, b"end"));
+        batch.push(&layout::syscall_more_raw(40, b"after a lost part"));
+        tx.send(SinkMessage::Raw(batch)).unwrap();
+        drop(tx);
+        let summary = writer.join().unwrap();
+        assert_eq!((summary.events, summary.malformed), (1, 0));
+        assert_eq!((summary.joined_parts, summary.unjoined_parts), (2, 1));
+        let reader = crate::capture::CaptureReader::open(&path).unwrap();
+        let Some(crate::capture::ReadItem::Event(Event::Syscall(s))) = reader.events().next()
+        else {
+            panic!("no syscall event")
+        };
+        assert_eq!(&s.data[..], b"head-middle-end");
     }
 
     /// A raw TLS event goes through the sink into the file as a TLS event, counted as
