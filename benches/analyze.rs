@@ -9,7 +9,7 @@
 //!    KV calls) their key, against the calls the load generator completed; when below
 //!    99%, the same with larger `--snaplen` recordings;
 //! 3. decode speed on one core: `replay` against tshark's HTTP/2 + gRPC dissector on the
-//!    same traffic, and `correlate`, `timeline`, `detect`;
+//!    same traffic, and `correlate`, `timeline`, `detect`, and `export` to Parquet;
 //! 4. memory: the analyses' peak RSS on the S-second capture and on one 10× longer.
 //!
 //! The load generator is this same binary started again (benches/common).
@@ -380,13 +380,25 @@ impl Bench {
         v
     }
 
-    /// One timed run of an analysis subcommand on `capture`, output discarded.
+    /// One timed run of an analysis subcommand on `capture`, output discarded (export
+    /// writes Parquet, the rpc table, into the scratch directory).
     fn analysis(&self, sub: &str, capture: &Path, timeout: Duration) -> Result<Run> {
         // detect exits 1 when it finds something: that is a result, not a failure.
         let ok: &[i32] = if sub == "detect" { &[0, 1] } else { &[0] };
+        let parquet = self.dir.0.join("export.parquet");
+        let extra: &[&str] = if sub == "export" {
+            &[
+                "--format",
+                "parquet",
+                "-o",
+                parquet.to_str().unwrap_or_default(),
+            ]
+        } else {
+            &[]
+        };
         run_measured(
             &self.exe,
-            &self.etr(sub, capture, &[]),
+            &self.etr(sub, capture, extra),
             None,
             &self.dir.0.join(format!("{sub}.stderr")),
             ok,
@@ -668,7 +680,7 @@ fn bench_main() -> Result<()> {
         "[3] replay vs tshark on the same traffic: {speedup:.1}× faster (wall time; target >= {TARGET_SPEEDUP:.0}×), {pps_ratio:.1}× the packets/s"
     );
     let mut small = vec![("replay", replay)];
-    for sub in ["correlate", "timeline", "detect"] {
+    for sub in ["correlate", "timeline", "detect", "export"] {
         let run = best_of(b.cfg.repeats, |_| {
             b.analysis(sub, &main.capture, RUN_TIMEOUT)
         })?;
