@@ -10,6 +10,10 @@
 //!    round, and the recorder's, each setting's against the rounds around it without.
 //!    The load is not paced: every client sends its next call as soon as the last
 //!    returns, so etcd runs saturated;
+//!    Then the figures users ask about, at half of that saturated throughput (paced
+//!    clients, rounds with the recorder bracketed by rounds without): the cost per op,
+//!    (etcd's CPU + the recorder's - etcd's without) / etcd's without, and the clients'
+//!    p50 and p99 latency with over without;
 //! 2. the recorder's capacity: a process writing 64-byte chunks to a file in a data dir
 //!    at a fixed rate, then as fast as it can; events received, lost, recorder CPU;
 //! 3. the eBPF programs' own cost per run (`record --stats`);
@@ -42,8 +46,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use common::{
-    env_number, exit_code, load_in, load_main, CaptureCounts, ChildGuard, LoadResult, Rounds,
-    ROLE_ENV,
+    env_number, exit_code, load_in, load_main, paced_load_in, CaptureCounts, ChildGuard,
+    LoadResult, Rounds, ROLE_ENV,
 };
 use etcd_trace::capture::{
     CaptureReader, CaptureWriter, Event, EventKind, ReadItem, WriterOptions,
@@ -65,6 +69,11 @@ const TARGET_NS_SYSCALL: f64 = 100.0;
 /// What capturing TLS plaintext may add to etcd's CPU per op, in % of it without the
 /// recorder.
 const TARGET_TLS_CPU: f64 = 5.0;
+/// At half load: etcd's CPU plus the recorder's, per op, above etcd's without, as a share
+/// of it.
+const TARGET_COST_PER_OP: f64 = 0.02;
+/// At half load: the clients' p50 and p99 latency with the recorder over without.
+const TARGET_LATENCY_RATIO: f64 = 1.02;
 
 fn main() -> ExitCode {
     exit_code(match std::env::var(ROLE_ENV).as_deref() {
@@ -585,6 +594,102 @@ struct Overhead {
     cpu_above: Vec<(Vec<String>, Paired)>,
     /// Runs of the TLS uprobes per completed call in the --stats round.
     uprobe_hits_per_op: f64,
+    half: HalfLoad,
+}
+
+/// The figures users ask about, at about half of etcd's saturated throughput: what
+/// recording costs per op, and what the clients' latency becomes. Each round with the
+/// recorder against the mean of the rounds just before and after it without.
+struct HalfLoad {
+    rate: f64,
+    /// (etcd's CPU with + the recorder's - etcd's without) / etcd's without, per op.
+    cost: Vec<f64>,
+    p50_ratio: Vec<f64>,
+    p99_ratio: Vec<f64>,
+    p50_without_us: f64,
+    p99_without_us: f64,
+}
+
+impl HalfLoad {
+    fn line(name: &str, values: &[f64], target: &str, ok: bool) -> String {
+        let (lo, hi) = median_interval(values);
+        format!(
+            "{name} {:.3} (median of {}, 95% interval {lo:.3}-{hi:.3})  [target {target}: {}]",
+            median(values),
+            values.len(),
+            if ok { "ok" } else { "MISSED" }
+        )
+    }
+}
+
+/// Rounds at `rate` calls/s, without and with the recorder at default settings in turn.
+fn half_load_rounds(
+    cfg: &Config,
+    exe: &Path,
+    dir: &Path,
+    netns: &Netns,
+    etcd: &EtcdServer,
+    rate: f64,
+) -> Result<HalfLoad> {
+    println!("[1b] at half load: {rate:.0} calls/s, paced, each client on its own schedule");
+    let round = |tag: &str| -> Result<EtcdRound> {
+        let e = etcd_round(cfg, netns, etcd, rate)?;
+        println!(
+            "[1b] {tag}: {:.0} ops/s; etcd CPU {:.1} µs/op; latency p50 {:.0} µs, p99 {:.0} µs",
+            e.load.ops_per_sec(),
+            e.cpu_us_per_op,
+            e.load.p50_us,
+            e.load.p99_us
+        );
+        Ok(e)
+    };
+    let mut without = vec![round("round 0 without recorder")?];
+    let mut h = HalfLoad {
+        rate,
+        cost: Vec::new(),
+        p50_ratio: Vec::new(),
+        p99_ratio: Vec::new(),
+        p50_without_us: 0.0,
+        p99_without_us: 0.0,
+    };
+    for r in 1..=cfg.repeats {
+        let capture = dir.join(format!("half-{r}.etr"));
+        let args: Vec<String> = vec![
+            "-o".into(),
+            capture.display().to_string(),
+            "--pid".into(),
+            etcd.pid().to_string(),
+        ];
+        let rec = start_recorder(exe, &args)?;
+        let pid = rec.pid();
+        let before = CpuSample::take(pid)?;
+        let with = round(&format!("round {r} with the recorder"))?;
+        let after = CpuSample::take(pid)?;
+        let rec_us = with.per_op_us(after.seconds_since(&before, |s| s.ticks));
+        stop_recorder(rec, &capture, after.percent_since(&before), None)?;
+        let _ = std::fs::remove_file(&capture);
+        let after_round = round(&format!("round {r} without recorder"))?;
+        let prev = without.last().context("a round without comes first")?;
+        let around = |f: fn(&EtcdRound) -> f64| (f(prev) + f(&after_round)) / 2.0;
+        let etcd_without = around(|e| e.cpu_us_per_op).max(1e-9);
+        h.cost
+            .push((with.cpu_us_per_op + rec_us - etcd_without) / etcd_without);
+        h.p50_ratio
+            .push(with.load.p50_us / around(|e| e.load.p50_us).max(1e-9));
+        h.p99_ratio
+            .push(with.load.p99_us / around(|e| e.load.p99_us).max(1e-9));
+        println!(
+            "[1b] round {r}: recorder {rec_us:.2} µs/op; cost per op {:+.1}%; p50 {:.3}, p99 {:.3} of without",
+            100.0 * h.cost[r - 1],
+            h.p50_ratio[r - 1],
+            h.p99_ratio[r - 1]
+        );
+        without.push(after_round);
+    }
+    let p = |f: fn(&EtcdRound) -> f64| median(&without.iter().map(f).collect::<Vec<_>>());
+    h.p50_without_us = p(|e| e.load.p50_us);
+    h.p99_without_us = p(|e| e.load.p99_us);
+    Ok(h)
 }
 
 /// One load round on the etcd under test, and etcd's CPU (user + system, all its
@@ -601,11 +706,11 @@ impl EtcdRound {
     }
 }
 
-/// A load round with etcd's CPU sampled around it (the load generator's start and its
-/// connections included, the same in every round).
-fn etcd_round(cfg: &Config, netns: &Netns, etcd: &EtcdServer) -> Result<EtcdRound> {
+/// A load round (at `rate` calls/s; 0: unpaced) with etcd's CPU sampled around it (the
+/// load generator's start and its connections included, the same in every round).
+fn etcd_round(cfg: &Config, netns: &Netns, etcd: &EtcdServer, rate: f64) -> Result<EtcdRound> {
     let before = process_cpu_ticks(etcd.pid())?;
-    let load = load_in(netns, etcd, cfg.secs, cfg.clients)?;
+    let load = paced_load_in(netns, etcd, cfg.secs, cfg.clients, rate)?;
     let ticks = process_cpu_ticks(etcd.pid())?.saturating_sub(before);
     let mut round = EtcdRound {
         load,
@@ -738,7 +843,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
     );
     let warm = load_in(&netns, &etcd, cfg.secs.min(2.0), cfg.clients)?;
     println!("[1] warm-up: {:.0} ops/s", warm.ops_per_sec());
-    let load_round = || etcd_round(cfg, &netns, &etcd);
+    let load_round = || etcd_round(cfg, &netns, &etcd, 0.0);
 
     let record_args = |capture: &Path, extra: &[&str]| -> Vec<String> {
         let mut args = vec![
@@ -919,6 +1024,8 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         cpu_above.push((variant.clone(), d));
     }
     let ratios = ratios.swap_remove(0);
+    let half_rate = 0.5 * median(&ops(&without));
+    let half = half_load_rounds(cfg, exe, &dir.0, &netns, &etcd, half_rate)?;
 
     // One more round with --stats, for the programs' own cost and the capture size.
     let capture = dir.0.join("etcd-stats.etr");
@@ -980,6 +1087,7 @@ fn bench_overhead(cfg: &Config, exe: &Path) -> Result<Overhead> {
         cpu_per_op,
         cpu_above,
         uprobe_hits_per_op,
+        half,
     })
 }
 
@@ -1242,6 +1350,33 @@ fn summary(cfg: &Config, o: &Overhead, c: &Capacity) {
     let gen_write = c.paced.report.syscall_ns();
     println!();
     println!("==================== summary ====================");
+    let h = &o.half;
+    println!(
+        "{}",
+        HalfLoad::line(
+            &format!(
+                "cost per op at half load ({:.0} calls/s): etcd's CPU + the recorder's over etcd's without, minus 1:",
+                h.rate
+            ),
+            &h.cost,
+            &format!("<= {TARGET_COST_PER_OP}"),
+            median(&h.cost) <= TARGET_COST_PER_OP
+        )
+    );
+    for (name, values, without) in [
+        ("p50", &h.p50_ratio, h.p50_without_us),
+        ("p99", &h.p99_ratio, h.p99_without_us),
+    ] {
+        println!(
+            "{}",
+            HalfLoad::line(
+                &format!("client {name} latency at half load, with/without the recorder ({without:.0} µs without):"),
+                values,
+                &format!("<= {TARGET_LATENCY_RATIO}"),
+                median(values) <= TARGET_LATENCY_RATIO
+            )
+        );
+    }
     println!(
         "etcd throughput ({} clients): with/without the recorder {:.3}, median of {} bracketed rounds (95% interval {lo:.3}-{hi:.3}, range {:.3}-{:.3})  [target >= {TARGET_RATIO}: {}]",
         cfg.clients,

@@ -17,6 +17,8 @@ use etcd_trace::sandbox::{EtcdServer, Netns};
 use serde::{Deserialize, Serialize};
 
 pub const ROLE_ENV: &str = "ETCD_TRACE_BENCH_ROLE";
+/// Calls per second of all the load generator's clients together; unset or 0 = unpaced.
+const RATE_ENV: &str = "ETCD_TRACE_BENCH_LOAD_RATE";
 /// Upper bound that keeps every client's loop finite whatever the clock does.
 const MAX_OPS_PER_CLIENT: u64 = 20_000_000;
 
@@ -78,6 +80,12 @@ pub struct LoadResult {
     #[serde(default)]
     pub warmups: u64,
     pub secs: f64,
+    /// Latency the clients saw, in µs: the median and the 99th percentile of the calls
+    /// that succeeded in the measured window.
+    #[serde(default)]
+    pub p50_us: f64,
+    #[serde(default)]
+    pub p99_us: f64,
 }
 
 impl LoadResult {
@@ -113,10 +121,17 @@ pub fn load_main() -> Result<()> {
         [ca, cert, key] => Some(tls_options(ca, cert, key)?),
         _ => bail!("load: give all of CA CERT KEY or none"),
     };
+    let rate: f64 = env_number(RATE_ENV, 0.0)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(load(Duration::from_secs_f64(secs), clients, endpoint, tls))?;
+    let result = rt.block_on(load(
+        Duration::from_secs_f64(secs),
+        clients,
+        rate,
+        endpoint,
+        tls,
+    ))?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
@@ -130,9 +145,21 @@ fn tls_options(ca: &str, cert: &str, key: &str) -> Result<etcd_client::TlsOption
         .identity(Identity::from_pem(read(cert)?, read(key)?)))
 }
 
+/// The value at `q` (0..=1) of sorted `values`, 0 when empty.
+fn quantile(sorted: &[u32], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n => f64::from(sorted[((n - 1) as f64 * q).round() as usize]),
+    }
+}
+
+/// `clients` connections calling as fast as etcd answers, or, with `rate` > 0, each on a
+/// fixed schedule of `rate / clients` calls per second (a late call is sent at once and
+/// the schedule does not catch up in a burst).
 async fn load(
     duration: Duration,
     clients: usize,
+    rate: f64,
     endpoint: String,
     tls: Option<etcd_client::TlsOptions>,
 ) -> Result<LoadResult> {
@@ -164,25 +191,40 @@ async fn load(
         .map(|(c, mut client)| {
             tokio::spawn(async move {
                 let (mut puts, mut gets, mut errors) = (0u64, 0u64, 0u64);
+                let mut latencies_us: Vec<u32> = Vec::new();
                 let value = vec![b'v'; 64];
+                let mut schedule = (rate > 0.0).then(|| {
+                    let mut t =
+                        tokio::time::interval(Duration::from_secs_f64(clients as f64 / rate));
+                    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    t
+                });
                 for i in 0..MAX_OPS_PER_CLIENT {
+                    if let Some(t) = schedule.as_mut() {
+                        t.tick().await;
+                    }
                     if Instant::now() >= deadline || errors > 1000 {
                         break;
                     }
                     let key = format!("bench/{c:03}/{:04}", i % 1024);
+                    let sent = Instant::now();
                     // One Range for every three Puts.
                     let ok = if i % 4 == 3 {
                         client.get(key, None).await.is_ok()
                     } else {
                         client.put(key, value.clone(), None).await.is_ok()
                     };
+                    if ok {
+                        latencies_us
+                            .push(sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    }
                     match (ok, i % 4 == 3) {
                         (true, true) => gets += 1,
                         (true, false) => puts += 1,
                         (false, _) => errors += 1,
                     }
                 }
-                (puts, gets, errors)
+                (puts, gets, errors, latencies_us)
             })
         })
         .collect();
@@ -192,14 +234,21 @@ async fn load(
         errors: 0,
         warmups: clients as u64,
         secs: 0.0,
+        p50_us: 0.0,
+        p99_us: 0.0,
     };
+    let mut latencies_us = Vec::new();
     for t in tasks {
-        let (p, g, e) = t.await?;
+        let (p, g, e, l) = t.await?;
         total.puts += p;
         total.gets += g;
         total.errors += e;
+        latencies_us.extend(l);
     }
     total.secs = start.elapsed().as_secs_f64();
+    latencies_us.sort_unstable();
+    total.p50_us = quantile(&latencies_us, 0.5);
+    total.p99_us = quantile(&latencies_us, 0.99);
     Ok(total)
 }
 
@@ -273,10 +322,22 @@ impl Drop for ChildGuard {
     }
 }
 
-/// `clients` clients on `etcd` for `secs`, from inside `netns`.
+/// `clients` clients on `etcd` for `secs`, from inside `netns`, as fast as etcd answers.
 pub fn load_in(netns: &Netns, etcd: &EtcdServer, secs: f64, clients: usize) -> Result<LoadResult> {
+    paced_load_in(netns, etcd, secs, clients, 0.0)
+}
+
+/// As `load_in`, at `rate` calls per second in all (0: unpaced).
+pub fn paced_load_in(
+    netns: &Netns,
+    etcd: &EtcdServer,
+    secs: f64,
+    clients: usize,
+    rate: f64,
+) -> Result<LoadResult> {
     let mut cmd = netns.command(std::env::current_exe()?);
     cmd.env(ROLE_ENV, "load")
+        .env(RATE_ENV, rate.to_string())
         .arg(secs.to_string())
         .arg(clients.to_string())
         .arg(&etcd.endpoint)
