@@ -27,6 +27,11 @@ pub struct Cli {
     /// found from SYNs and requests. Goes before the subcommand.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
+    /// Threads to decode traffic on (replay); default: one per core. Connections are
+    /// decoded in parallel after reassembly, and the output is the same for any number.
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }
