@@ -15,8 +15,8 @@ use serde::Serialize;
 /// Most buckets a histogram may have in a file (the recorder writes fewer).
 pub const MAX_BUCKETS: usize = 64;
 /// Most histograms an index may hold: four kinds for each of 16 data dirs of each of
-/// many hosts of a merged capture.
-pub const MAX_HISTOGRAMS: usize = 4096;
+/// the 1024 hosts a merged capture may hold.
+pub const MAX_HISTOGRAMS: usize = 1 << 16;
 /// Longest data dir name (with its host in a merged capture) a reader accepts.
 pub const MAX_DATA_DIR_LEN: usize = 4096;
 

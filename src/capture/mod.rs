@@ -32,7 +32,7 @@
 //!
 //! A file ends with its trailer only when recording finished. Readers bound every
 //! length: payload_len ≤ 64 MiB, a decompressed payload ≤ 256 MiB, header ≤ 16 MiB,
-//! index ≤ 256 MiB; in the index, at most 4096 histograms, each of 1 to 64 buckets and a
+//! index ≤ 256 MiB; in the index, at most 65536 histograms, each of 1 to 64 buckets and a
 //! data dir name of at most 4096 bytes (`latency`). Without a valid trailer and index, a reader walks the frames from
 //! the end of the preamble, resynchronising on the next `ETRB` whose header checksum
 //! verifies, and reports what it could not read. Any change to this layout, to the
