@@ -75,6 +75,14 @@ impl Follower {
         }
     }
 
+    /// The latency histogram slot of `dir`: its own, or the next free one.
+    fn slot_of(&self, dir: &Path) -> usize {
+        self.slots
+            .iter()
+            .position(|d| d == dir)
+            .unwrap_or(self.slots.len())
+    }
+
     /// The data dirs by latency histogram slot.
     pub(super) fn data_dir_slots(&self) -> &[PathBuf] {
         &self.slots
@@ -219,10 +227,13 @@ impl Follower {
     fn add_data_dir(&mut self, skel: &EtcdTraceSkel<'_>, dir: &Path) {
         match DirKey::of(dir) {
             Ok(key) if self.known_dirs.contains(&key) => {}
-            Ok(_) => match trace_data_dir(skel, dir, self.slots.len()) {
+            // A dir named at the start that did not exist yet keeps its slot.
+            Ok(_) => match trace_data_dir(skel, dir, self.slot_of(dir)) {
                 Ok(key) => {
                     self.known_dirs.insert(key);
-                    self.slots.push(dir.to_path_buf());
+                    if !self.slots.iter().any(|d| d == dir) {
+                        self.slots.push(dir.to_path_buf());
+                    }
                     eprintln!("tracing data dir {} too", dir.display());
                 }
                 Err(e) => eprintln!(
