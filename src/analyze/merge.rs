@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use thiserror::Error;
 
 use super::clock_offsets::SegmentKey;
-use crate::capture::latency::MAX_HISTOGRAMS;
+use crate::capture::latency::{MAX_DATA_DIR_LEN, MAX_HISTOGRAMS};
 use crate::capture::{
     Damage, Direction, Event, Header, HostInfo, InterfaceInfo, LatencyHistogram, ProcessInfo,
     ReadItem, RecordConfig, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
@@ -157,8 +157,8 @@ pub fn unique_names(hostnames: &[&str]) -> Vec<String> {
 /// entries) put together, ids moved as their plans say, times on the reference clock
 /// (the merged clock offset is `clock_offset_ns`).
 /// The latency histograms of every host's capture, each data dir named `host:dir`, so
-/// that no host's are mixed with another's; at most as many as a reader accepts (more
-/// than 64 per host only come from crafted inputs).
+/// that no host's are mixed with another's; at most as many, with names as long, as a
+/// reader accepts (more only come from crafted inputs).
 pub fn merged_latency(per_host: &[&[LatencyHistogram]], names: &[String]) -> Vec<LatencyHistogram> {
     per_host
         .iter()
@@ -169,6 +169,8 @@ pub fn merged_latency(per_host: &[&[LatencyHistogram]], names: &[String]) -> Vec
                 ..h.clone()
             })
         })
+        // A name made too long by its host would make the index unreadable.
+        .filter(|h| h.data_dir.len() <= MAX_DATA_DIR_LEN)
         .take(MAX_HISTOGRAMS)
         .collect()
 }

@@ -203,6 +203,7 @@ impl Index {
     /// The index section and trailer as written at `index_offset`: index magic, length,
     /// bincode of the index, crc32c of all that, then the trailer.
     pub fn encode_tail(&self, index_offset: u64) -> std::io::Result<Vec<u8>> {
+        super::latency::check(&self.latency).map_err(std::io::Error::other)?;
         let body = bincode::encode_to_vec(self, bincode::config::standard())
             .map_err(std::io::Error::other)?;
         let len = u32::try_from(body.len())

@@ -215,6 +215,32 @@ impl<Ctx> Decode<Ctx> for LatencyTable {
 
 bincode::impl_borrow_decode!(LatencyTable);
 
+/// Whether a reader will accept `histograms`: a writer checks before it writes an index
+/// that would otherwise be refused, with every block it lists.
+pub fn check(histograms: &[LatencyHistogram]) -> Result<(), String> {
+    if histograms.len() > MAX_HISTOGRAMS {
+        return Err(format!(
+            "{} latency histograms, more than a reader accepts ({MAX_HISTOGRAMS})",
+            histograms.len()
+        ));
+    }
+    for h in histograms {
+        if h.buckets.is_empty() || h.buckets.len() > MAX_BUCKETS {
+            return Err(format!(
+                "a latency histogram of {} buckets (1 to {MAX_BUCKETS} are readable)",
+                h.buckets.len()
+            ));
+        }
+        if h.data_dir.len() > MAX_DATA_DIR_LEN {
+            return Err(format!(
+                "a data dir name of {} bytes (at most {MAX_DATA_DIR_LEN} are readable)",
+                h.data_dir.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A length as bincode writes one (a varint u64), refused above `max`.
 fn bounded_len<D: Decoder>(decoder: &mut D, max: usize, what: &str) -> Result<usize, DecodeError> {
     let n = u64::decode(decoder)?;
@@ -311,6 +337,31 @@ mod tests {
         claim.push(253u8); // varint: a u64 follows
         claim.extend_from_slice(&u64::MAX.to_le_bytes());
         assert!(bincode::decode_from_slice::<LatencyTable, _>(&claim, config).is_err());
+    }
+
+    /// What the decoder refuses, `check` refuses before it is written.
+    #[test]
+    fn check_agrees_with_the_decoder() {
+        let config = bincode::config::standard();
+        let cases = [
+            vec![hist(vec![1; MAX_BUCKETS])],
+            vec![hist(vec![1; MAX_BUCKETS + 1])],
+            vec![hist(Vec::new())],
+            vec![hist(vec![1]); MAX_HISTOGRAMS + 1],
+            vec![LatencyHistogram {
+                data_dir: "d".repeat(MAX_DATA_DIR_LEN),
+                ..hist(vec![1])
+            }],
+            vec![LatencyHistogram {
+                data_dir: "d".repeat(MAX_DATA_DIR_LEN + 1),
+                ..hist(vec![1])
+            }],
+        ];
+        for case in cases {
+            let bytes = bincode::encode_to_vec(LatencyTable(case.clone()), config).unwrap();
+            let decoded = bincode::decode_from_slice::<LatencyTable, _>(&bytes, config);
+            assert_eq!(check(&case).is_ok(), decoded.is_ok());
+        }
     }
 
     #[test]
