@@ -331,7 +331,7 @@ impl Sink {
 
     /// Give the open file its share of the redaction report, as it stands, and the
     /// recording's latency histograms.
-    fn set_redaction(&mut self) {
+    fn fill_index(&mut self) {
         let report = self.scrubber.as_ref().map(SecretScrubber::report);
         if let Some(w) = self.out.writer.as_mut() {
             w.set_redaction(report.map(|r| r.since(&self.scrubbed_before)));
@@ -344,7 +344,7 @@ impl Sink {
         if self.out.writer.is_none() {
             return Ok(());
         }
-        self.set_redaction();
+        self.fill_index();
         self.out.write(CaptureWriter::flush_block)?;
         let written = self.out.write(CaptureWriter::write_index)?;
         self.out.writer = None;
@@ -366,7 +366,7 @@ impl Sink {
     /// After a write failed for good: close the open file with the index of its whole
     /// blocks if that can be written, and count only what the files hold.
     fn stop_on(&mut self, error: anyhow::Error) {
-        self.set_redaction();
+        self.fill_index();
         let closed = self.out.writer.take().map(|mut w| {
             let (holds, index_error) = match w.write_index() {
                 Ok(written) => (written, None),
