@@ -201,8 +201,10 @@ The redaction line says whether passwords and tokens were redacted at record tim
 many, and what passed unscrubbed (connections open before recording, directions given \
 up): read it before attaching a capture to a bug report.")]
 pub struct InfoArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -216,8 +218,10 @@ etcd-trace dump incident.etr --since 2026-11-28T17:40:00Z --format json\n\n\
 Payload bytes are shown as hex in text and base64 in JSON. Times given to --since and \
 --until are an offset from the capture's start (`1.5s`, `2m`) or an RFC 3339 time.")]
 pub struct DumpArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Only events at or after this time (offset from start, or RFC 3339).
@@ -247,8 +251,14 @@ when the messages fit exactly one method (marked `inferred`, and `?` in text). P
 and auth tokens are redacted unless --show-secrets is given. Text output ends with a \
 completeness summary.")]
 pub struct ReplayArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Only RPCs that started at or after this time (offset from start, or RFC 3339).
@@ -326,8 +336,10 @@ write_ts_ns UINT64, ts TIMESTAMP, host STRING, member STRING, file STRING, offse
 record STRING (entry, state, crc, metadata, snapshot), crc_ok BOOLEAN, term UINT64, \
 index UINT64, entry_type STRING, detail STRING (the record as wal's JSON).")]
 pub struct ExportArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// The file to write.
@@ -372,10 +384,10 @@ and found, and what follows (valid records again, or nothing). Zeros after the l
 record are the preallocated space; bytes that make no record there, in the last file, \
 are a torn write, which etcd discards. Exit status 1 when the chain is broken elsewhere.")]
 pub struct WalArgs {
-    /// Capture file, or a WAL on disk: an etcd data dir, a member dir, a member/wal dir
-    /// or one segment file.
-    #[arg(value_name = "PATH")]
-    pub file: PathBuf,
+    /// Capture file (or the files of a rotated recording, or their directory), or a WAL
+    /// on disk: an etcd data dir, a member dir, a member/wal dir or one segment file.
+    #[arg(required = true, value_name = "PATH")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Show every record (HardState, crc, metadata), not only entries.
@@ -395,8 +407,14 @@ while the call was in flight, and to the first WAL fdatasync after that write th
 finished before the reply. Each link says how it was made and how sure it is (high, \
 medium, low); the summary says how many writes were linked and why the others were not.")]
 pub struct CorrelateArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// List every RPC record, not only writes.
@@ -423,8 +441,10 @@ gaps from half the election timeout are listed. JSON is one object per line with
 member, leader, election, two_leaders, stale_leader, heartbeat_gap, append_rejected, \
 snapshot, peer_refused, process, then follower and commits summaries.")]
 pub struct RaftArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// The members' election timeout (etcd's --election-timeout; `1s`, `2500ms`).
@@ -453,8 +473,14 @@ entry ended), fsync (until the fdatasync that made it durable ended), apply + re
 (until the last reply byte). The trace has one track per client connection (with extra \
 lanes for overlapping calls), and tracks for WAL appends, fsyncs and backend commits.")]
 pub struct TimelineArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
     pub format: TimelineFormat,
     /// Trace file to write with --format perfetto.
@@ -481,9 +507,10 @@ Service/Method, a short name or a glob (`*`). Phases: append, fsync, backend (an
 Captures of different length are compared by rates (relative checks of counts use \
 calls per second). Exit code: 1 when a check holds, 0 when none does, 2 on error.")]
 pub struct DiffArgs {
-    /// The reference capture (e.g. a committed fixture).
+    /// The reference capture (e.g. a committed fixture), or a rotated recording's
+    /// directory.
     pub base: PathBuf,
-    /// The capture to check.
+    /// The capture to check, or a rotated recording's directory.
     pub new: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -541,9 +568,14 @@ raft-repeated-snapshots raft-peer-refused\n  \
 baseline:       baseline-new-client baseline-read-rate baseline-new-prefix\n                  \
 baseline-method-mix (with --baseline)")]
 pub struct DetectArgs {
-    /// Capture file (not needed with --print-default-rules).
-    #[arg(required_unless_present = "print_default_rules")]
-    pub file: Option<PathBuf>,
+    /// Capture file, or the files of a rotated recording or their directory (not
+    /// needed with --print-default-rules).
+    #[arg(required_unless_present = "print_default_rules", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: each finding as soon as its evidence is complete, flushed per line, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// YAML rules laid over the built-in ones.

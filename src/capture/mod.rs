@@ -52,6 +52,7 @@ pub mod packed;
 pub mod pcap;
 pub mod reader;
 pub mod scrub_report;
+pub mod set;
 pub mod writer;
 
 #[cfg(test)]
@@ -67,4 +68,5 @@ pub use header::{
 pub use index::{BlockInfo, Index};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
 pub use scrub_report::{ScrubReport, TlsScrubReport};
+pub use set::{open_set, rotated_path};
 pub use writer::{CaptureWriter, WriteSummary, WriterOptions};

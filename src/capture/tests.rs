@@ -1150,3 +1150,57 @@ fn bytes_per_event_for_a_realistic_mix() {
         );
     }
 }
+
+/// A rotated recording's files read as one capture: in time order whatever order they
+/// are named in, as files or as their directory; files of another recording, or that
+/// overlap in time, are refused with a reason.
+#[test]
+fn a_rotated_set_reads_as_one_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    std::fs::create_dir(&set).unwrap();
+    let mut events = varied_events(&mut Rng(21), 3000);
+    events.sort_by_key(Event::ts_ns);
+    let base = set.join("cap.etr");
+    let parts: Vec<PathBuf> = events
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = rotated_path(&base, i as u32 + 1);
+            write_capture(&path, chunk, small_blocks(100));
+            path
+        })
+        .collect();
+    let reversed: Vec<PathBuf> = parts.iter().rev().cloned().collect();
+    for named in [parts.clone(), reversed, vec![set.clone()]] {
+        let reader = open_set(&named).unwrap();
+        assert_eq!(reader.files().count(), 3);
+        assert_eq!(reader.blocks().len(), 30);
+        assert_eq!(reader.index().total_events(), 3000);
+        let (got, damage) = drain(reader.events());
+        assert!(damage.is_empty());
+        assert_eq!(got, events, "named as {named:?}");
+        let (lo, hi) = (events[1500].ts_ns(), events[2500].ts_ns());
+        let (between, _) = drain(reader.events_between(Some(lo), Some(hi)));
+        assert_eq!(between, events[1500..2500]);
+    }
+    // The same file twice overlaps itself.
+    let twice = [parts[0].clone(), parts[0].clone()];
+    let err = open_set(&twice).unwrap_err().to_string();
+    assert!(err.contains("overlap in time"), "{err}");
+    // Another recording: another start.
+    let other = dir.path().join("other.etr");
+    let mut header = sample_header();
+    header.started_wall_ns += 1;
+    let mut w = CaptureWriter::create(&other, &header).unwrap();
+    w.push(&events[2999]).unwrap();
+    w.finish().unwrap();
+    let err = open_set(&[parts[0].clone(), other])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not one recording"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = open_set(&[empty]).unwrap_err().to_string();
+    assert!(err.contains("no capture files"), "{err}");
+}

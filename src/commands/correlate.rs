@@ -19,7 +19,7 @@ use crate::decode::etcdpb::describe_range;
 use crate::output::{human_duration_ns, offset, Progress};
 
 pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     // Members traced together: a link says whose WAL copy it is.
     let several = reader.header().processes.len() > 1;

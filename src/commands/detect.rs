@@ -20,7 +20,9 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let rules = load_rules(args.rules.as_deref())?;
-    let file = args.file.as_ref().context("a capture file is needed")?;
+    if args.files.is_empty() {
+        anyhow::bail!("a capture file is needed");
+    }
     let baseline = match &args.baseline {
         Some(path) => Some((
             path,
@@ -28,7 +30,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
-    let reader = open_capture(file)?;
+    let reader = open_capture(&args.files)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let mut detector = Detector::new(rules, reader.header().config.ports.clone());
     let mut against = None;

@@ -36,7 +36,7 @@ use crate::output::pcapng::{PcapngWriter, TcpSegment, LINKTYPE_RAW, MAX_SEGMENT_
 use crate::output::Progress;
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let filter = Filter::new(
         &reader,
         [&args.since, &args.until],

@@ -112,7 +112,7 @@ struct Tally {
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let header = reader.header().clone();
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let filter = Filter::new(

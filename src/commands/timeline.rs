@@ -154,7 +154,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
                 .with_context(|| format!("--slow {s:?}: give a duration such as 10ms or 1.5s"))
         })
         .transpose()?;
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let ports = reader.header().config.ports.clone();
     let mut raft = RaftAnalyzer::new(&ports, RaftOptions::default());

@@ -25,7 +25,8 @@ use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{
-    CaptureWriter, Event, Header, KindCounts, ProcessChange, ProcessInfo, WriteSummary,
+    rotated_path, CaptureWriter, Event, Header, KindCounts, ProcessChange, ProcessInfo,
+    WriteSummary,
 };
 use crate::redact::{ScrubReport, SecretScrubber};
 use crate::units::human_bytes;
@@ -168,19 +169,6 @@ impl Rotation {
     fn enabled(&self) -> bool {
         self.size_bytes.is_some() || self.interval.is_some()
     }
-}
-
-/// `capture.etr` → `capture-0003.etr` when rotating.
-pub fn rotated_path(base: &Path, n: u32) -> PathBuf {
-    let stem = base
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "capture".into());
-    let name = match base.extension() {
-        Some(ext) => format!("{stem}-{n:04}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{n:04}"),
-    };
-    base.with_file_name(name)
 }
 
 /// The file being written and the set it belongs to, with what went into them: what a
@@ -804,17 +792,5 @@ mod tests {
         };
         assert_eq!((tls.conn_id, tls.len, &tls.data[..]), (9, 5, &b"hel"[..]));
         assert!(tls.endpoints.is_some());
-    }
-
-    #[test]
-    fn rotated_names_keep_the_extension() {
-        assert_eq!(
-            rotated_path(Path::new("/tmp/cap.etr"), 3),
-            PathBuf::from("/tmp/cap-0003.etr")
-        );
-        assert_eq!(
-            rotated_path(Path::new("cap"), 12),
-            PathBuf::from("cap-0012")
-        );
     }
 }
