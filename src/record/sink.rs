@@ -10,6 +10,7 @@
 //! time, and goes on.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -275,6 +276,19 @@ struct Sink {
     scrubbed_before: ScrubReport,
     /// Processes let go (SinkMessage::Untraced).
     untraced: HashSet<u32>,
+    /// An exclusive flock on the file being written, held until it is finished: a
+    /// follower (`capture::follow`) that finds none knows no recorder writes it.
+    lock: Option<File>,
+}
+
+/// Take the flock a live file's followers look for. A file system without locks
+/// loses only that signal (followers then wait for the file to stop growing).
+fn hold_lock(path: &Path) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(path).ok()?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked.then_some(file)
 }
 
 impl Sink {
@@ -286,7 +300,17 @@ impl Sink {
         }
     }
 
+    /// Open the first file, or the next of a rotated set once the current one is
+    /// finished.
     fn open_next(&mut self) -> Result<()> {
+        let next = self.create_next()?;
+        self.install(next);
+        Ok(())
+    }
+
+    /// Create the next file (writing its header) without finishing the current one: a
+    /// follower that sees the current file finished finds the next one there already.
+    fn create_next(&mut self) -> Result<(PathBuf, CaptureWriter, Option<File>)> {
         self.file_no += 1;
         let path = self.current_path();
         let writer = loop {
@@ -299,7 +323,13 @@ impl Sink {
                 }
             }
         };
+        let lock = hold_lock(&path);
+        Ok((path, writer, lock))
+    }
+
+    fn install(&mut self, (path, writer, lock): (PathBuf, CaptureWriter, Option<File>)) {
         self.out.writer = Some(writer);
+        self.lock = lock;
         self.opened_at = Instant::now();
         self.out.summary.files.push(path);
         if let Some(keep) = self.out.rotation.keep {
@@ -308,7 +338,6 @@ impl Sink {
                 self.out.remove_oldest();
             }
         }
-        Ok(())
     }
 
     /// Give the open file its share of the redaction report, as it stands.
@@ -328,6 +357,8 @@ impl Sink {
         self.out.write(CaptureWriter::flush_block)?;
         let written = self.out.write(CaptureWriter::write_index)?;
         self.out.writer = None;
+        // Finished: followers may stop waiting for it.
+        self.lock = None;
         self.count_done(&written);
         if let Some(scrubber) = &self.scrubber {
             self.scrubbed_before = scrubber.report().clone();
@@ -508,8 +539,9 @@ impl Sink {
                     .interval
                     .is_some_and(|i| self.opened_at.elapsed() >= i));
         if due {
+            let next = self.create_next()?;
             self.finish_current()?;
-            self.open_next()?;
+            self.install(next);
         }
         Ok(())
     }
@@ -599,6 +631,7 @@ pub fn spawn(
         scrubber,
         scrubbed_before: ScrubReport::default(),
         untraced: HashSet::new(),
+        lock: None,
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
