@@ -510,7 +510,7 @@ impl Iterator for Events<'_> {
 
 /// Check magic and version, read and verify the header. Returns the format version,
 /// the header and the offset of the first block.
-fn read_preamble(
+pub(super) fn read_preamble(
     file: &Source,
     file_len: u64,
     path: &Path,
@@ -750,7 +750,7 @@ fn scan_blocks(
 
 /// Offset of the next frame header at or after `from` that verifies, reading the file
 /// in bounded chunks.
-fn find_frame(file: &Source, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+pub(super) fn find_frame(file: &Source, from: u64, file_len: u64) -> io::Result<Option<u64>> {
     const CHUNK: u64 = 1 << 20;
     let overlap = FRAME_HEADER_LEN as u64 - 1;
     let mut buf = Vec::new();
@@ -792,7 +792,7 @@ fn find_magic(haystack: &[u8]) -> Option<usize> {
 }
 
 /// Where a reader's bytes are: an open file, or memory.
-enum Source {
+pub(super) enum Source {
     File(File),
     Bytes(Bytes),
 }
@@ -808,7 +808,7 @@ impl Source {
 
 /// Read exactly `buf.len()` bytes at `offset` (without moving a shared cursor, so
 /// several event streams can read the same open file).
-fn read_at(source: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_at(source: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
     match source {
         Source::File(file) => read_file_at(file, buf, offset),
         Source::Bytes(bytes) => read_bytes_at(bytes, buf, offset),

@@ -11,6 +11,7 @@ mod diff;
 mod dump;
 mod export;
 mod info;
+mod live;
 mod merge;
 mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]

@@ -10,14 +10,14 @@ use base64::Engine;
 use foldhash::HashMap;
 use serde_json::{json, Map, Value};
 
-use super::open_capture;
+use super::live::Input;
 use super::timespec::resolve;
 use crate::analyze::order::TimeOrder;
 use crate::analyze::pattern::method_matches;
 use crate::analyze::rpc::{
     Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats,
 };
-use crate::capture::{CaptureReader, ReadItem};
+use crate::capture::{FollowItem, Header, ReadItem};
 use crate::cli::{Format, ReplayArgs};
 use crate::decode::etcdpb::watch_request::RequestUnion;
 use crate::decode::etcdpb::{
@@ -37,16 +37,15 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    /// The selection of `--since/--until` (offsets from the capture's first event, or
-    /// wall times), `--client` and `--method`.
+    /// The selection of `--since/--until` (offsets from the capture's first event,
+    /// `start`, or wall times), `--client` and `--method`.
     pub fn new(
-        reader: &CaptureReader,
+        header: &Header,
+        start: u64,
         [since, until]: [&Option<String>; 2],
         client: &Option<String>,
         method: &Option<String>,
     ) -> Result<Filter> {
-        let header = reader.header();
-        let start = reader.index().time_range().map_or(0, |(first, _)| first);
         let time = |s: &Option<String>| s.as_deref().map(|s| resolve(s, header, start)).transpose();
         Ok(Filter {
             since: time(since)?,
@@ -112,17 +111,19 @@ struct Tally {
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.files)?;
-    let header = reader.header().clone();
-    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let mut input = Input::open(&args.files, args.follow)?;
+    let live = input.is_live();
+    let header = input.header().clone();
+    let start = input.start();
     let filter = Filter::new(
-        &reader,
+        &header,
+        start,
         [&args.since, &args.until],
         &args.client,
         &args.method,
     )?
     .with_key_prefix(args.key_prefix.as_deref());
-    let progress = Progress::for_blocks(reader.blocks().len() as u64, "decoding RPCs");
+    let progress = Progress::for_blocks(input.block_count(), "decoding RPCs");
     let mut decoder = RpcDecoder::new(header.config.ports.clone());
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
@@ -134,6 +135,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let mut endpoints = EndpointTexts::default();
     let mut emit =
         |calls: &mut Vec<Box<RpcCall>>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
+            let printed = !calls.is_empty();
             for mut call in calls.drain(..) {
                 if !filter.accepts(&call) {
                     continue;
@@ -155,14 +157,18 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                     Format::Text => write_text(out, &call, start, &mut endpoints)?,
                 }
             }
+            // Followed, each record is out as soon as it is complete.
+            if live && printed {
+                out.flush()?;
+            }
             Ok(())
         };
     let mut decoded = Vec::new();
     // Syscalls matter here only for their times (they move the output window on).
-    for item in reader.events().without_syscall_contents() {
+    for item in input.items(false) {
         progress.tick_events(1);
         match item {
-            ReadItem::Event(ev) => {
+            FollowItem::Read(ReadItem::Event(ev)) => {
                 let now = ev.ts_ns();
                 decoder.push_owned(ev, &mut decoded);
                 for r in decoded.drain(..) {
@@ -170,10 +176,17 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
                 }
                 order.release(now, &mut calls);
             }
-            ReadItem::Damaged(d) => {
+            FollowItem::Read(ReadItem::Damaged(d)) => {
                 tally.damaged += 1;
                 tally.events_lost += d.events_lost.unwrap_or(0);
                 eprintln!("warning: {d}");
+            }
+            FollowItem::Quiet { now_ns } => {
+                decoder.advance(now_ns, &mut decoded);
+                for r in decoded.drain(..) {
+                    order.push(sort_time(&r), Box::new(r));
+                }
+                order.release(now_ns, &mut calls);
             }
         }
         emit(&mut calls, &mut tally, &mut out)?;
@@ -189,6 +202,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         write_summary(&mut out, &tally, decoder.stats())?;
     }
     out.flush()?;
+    input.end_note();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -259,6 +259,12 @@ impl RpcDecoder {
         self.streams.push_owned(event, out);
     }
 
+    /// Capture time has reached `now_ns` without events (a followed capture): calls
+    /// complete by then are emitted.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<RpcCall>) {
+        self.streams.advance(now_ns, out);
+    }
+
     /// The capture ended: every call still open is emitted with what was seen of it.
     pub fn finish(&mut self, out: &mut Vec<RpcCall>) {
         self.streams.finish(out);
