@@ -239,6 +239,8 @@ pub struct DumpArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace replay incident.etr\n  \
+etcd-trace replay incident/                     # the files of `record --rotate-size`, as one\n  \
+etcd-trace replay --follow live.etr             # while `record -o live.etr` runs\n  \
 etcd-trace replay incident.etr --method 'Put' --key-prefix /registry/pods/\n  \
 etcd-trace replay incident.etr --method '*Lease*' --since 10s --until 20s\n  \
 etcd-trace replay incident.etr --client 10.0.0.7 --format json | jq .latency_ns\n\n\
@@ -399,6 +401,7 @@ pub struct WalArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace correlate incident.etr\n  \
+etcd-trace correlate --follow live.etr   # while it is recorded\n  \
 etcd-trace correlate incident.etr --format json | jq 'select(.wal.fsync_ns > 10000000)'\n  \
 etcd-trace correlate incident.etr --all        # reads and watches too, with why they are not linked\n\n\
 etcd does not tell clients the raft ID of their request, so a write is linked to the \
@@ -466,6 +469,7 @@ pub enum TimelineFormat {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace timeline incident.etr | less\n  \
+etcd-trace timeline --follow live.etr                # while it is recorded\n  \
 etcd-trace timeline incident.etr --slow 20ms          # only slow operations, and which phase took the time\n  \
 etcd-trace timeline incident.etr --format perfetto -o trace.json   # open in ui.perfetto.dev\n\n\
 A write's phases: raft + WAL append (request received until the WAL write carrying its \
@@ -542,6 +546,7 @@ etcd-trace detect incident.etr\n  \
 etcd-trace detect incident.etr --format json | jq 'select(.severity == \"high\")'\n  \
 etcd-trace detect incident.etr --rules site-rules.yaml --fail-level medium   # CI check\n  \
 etcd-trace detect --print-default-rules > site-rules.yaml\n  \
+etcd-trace detect --follow --format json live.etr | my-alerter   # while `record -o live.etr` runs\n  \
 etcd-trace detect incident.etr --baseline base.json   # also what deviates from normal\n\n\
 Each finding names its rule, its severity, the client, when it happened, a sentence on what \
 happened and why it matters, and evidence (the calls or packets). The rules and their \
@@ -572,8 +577,9 @@ pub struct DetectArgs {
     /// needed with --print-default-rules).
     #[arg(required_unless_present = "print_default_rules", value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Read a capture while it is recorded: each finding as soon as its evidence is complete, flushed per line, follow rotation to
-    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    /// Judge a capture while it is recorded: each finding printed (and flushed) as soon
+    /// as its evidence is complete, once; follow rotation to the next file, and exit
+    /// when the recorder finishes (or on Ctrl-C).
     #[arg(long)]
     pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
