@@ -1,6 +1,7 @@
 //! The capture file: the product's contract with its users, treated like a database file
 //! format. Events, the header, the block framing, the index, and recovery of files whose
-//! recorder died before writing the index.
+//! recorder died before writing the index; the files of a rotated recording read as one
+//! (`set`), and a file read while it is still being written (`follow`).
 //!
 //! # Layout (format version 4)
 //!
