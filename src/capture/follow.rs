@@ -442,9 +442,20 @@ fn open_when_ready(path: &Path) -> Result<(Source, CaptureFormat, Header, u64), 
                 let (format, header, start) = read_preamble(&source, len, path)?;
                 Ok((source, format, header, start))
             });
+        let whole_magic = std::fs::metadata(path).is_ok_and(|m| m.len() >= 16);
         match attempt {
             Ok(ready) => return Ok(ready),
             Err(e @ CaptureError::UnsupportedVersion { .. }) => return Err(e),
+            // Not one of ours (a pcap file, say): nothing to wait for.
+            Err(CaptureError::NotACapture { .. }) if whole_magic => {
+                return Err(CaptureError::Set {
+                    reason: format!(
+                        "{} is not an etcd-trace capture: only captures being recorded by \
+                         `etcd-trace record` can be followed",
+                        path.display()
+                    ),
+                })
+            }
             Err(e) if started.elapsed() >= APPEAR_WITHIN => return Err(e),
             Err(_) => std::thread::sleep(POLL),
         }
