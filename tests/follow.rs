@@ -194,14 +194,20 @@ fn detect_follow_alerts_on_a_whole_keyspace_read_within_two_seconds() {
     eprintln!("alert {after:?} after the reply");
 }
 
+/// replay, correlate and timeline, followed: calls print while recording goes on, and
+/// each ends with what it prints for the finished file.
 #[test]
-fn replay_follow_prints_while_recording_and_ends_as_replay() {
+fn followed_analyses_print_while_recording_and_end_as_whole() {
     if skip_without_root() {
         return;
     }
     let (rig, rec, mut live) = replay_followed("follow-replay");
+    let mut correlate = Live::start(&["correlate", "--follow", path(&rig.capture)]);
+    let mut timeline = Live::start(&["timeline", "--follow", path(&rig.capture)]);
     rig.etcdctl(&["put", "k0", "v"]);
     live.expect("Put k0", "no call printed while recording");
+    correlate.expect("Put k0", "no write correlated while recording");
+    timeline.expect("Put k0", "no call on the timeline while recording");
     assert!(live.running());
     for i in 1..5 {
         rig.etcdctl(&["put", &format!("k{i}"), "v"]);
@@ -210,11 +216,17 @@ fn replay_follow_prints_while_recording_and_ends_as_replay() {
     live.expect("Range k4", "Range k4 not printed while recording");
     let (status, log) = rec.stop(libc::SIGINT).unwrap();
     assert!(status.success(), "{log}");
-    let (status, out, err) = live.finish(Duration::from_secs(10));
-    assert!(status.success(), "{err}");
-    let whole = etcd_trace(&["replay", path(&rig.capture)]);
-    assert!(whole.status.success());
-    assert_eq!(out, stdout(&whole), "followed and whole replays differ");
+    for (command, follower) in [
+        ("replay", live),
+        ("correlate", correlate),
+        ("timeline", timeline),
+    ] {
+        let (status, out, err) = follower.finish(Duration::from_secs(10));
+        assert!(status.success(), "{command}: {err}");
+        let whole = etcd_trace(&[command, path(&rig.capture)]);
+        assert!(whole.status.success());
+        assert_eq!(out, stdout(&whole), "followed and whole {command} differ");
+    }
 }
 
 /// The (client, method, key, status) of each record of the workload's keys.
