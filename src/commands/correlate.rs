@@ -16,7 +16,7 @@ use crate::analyze::rpc::RpcStats;
 use crate::capture::{FollowItem, ReadItem};
 use crate::cli::{CorrelateArgs, Format};
 use crate::decode::etcdpb::describe_range;
-use crate::output::{human_duration_ns, offset, Progress};
+use crate::output::{human_duration_ns, offset};
 
 pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let mut input = Input::open(&args.files, args.follow)?;
@@ -26,7 +26,7 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     // Members traced together: a link says whose WAL copy it is.
     let several = header.processes.len() > 1;
     let mut correlator = Correlator::new(header.config.ports.clone());
-    let progress = Progress::for_blocks(input.block_count(), "correlating");
+    let progress = input.progress("correlating");
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut calls = Vec::new();
     let mut phases = Vec::new();

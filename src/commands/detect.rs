@@ -13,7 +13,7 @@ use crate::analyze::baseline::Baseline;
 use crate::analyze::detect::{DetectStats, Detector, Finding, Rules, Severity, DEFAULT_RULES_YAML};
 use crate::capture::{FollowItem, ReadItem};
 use crate::cli::{DetectArgs, FailLevel, Format};
-use crate::output::{human_bytes, human_duration_ns, offset, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset};
 
 pub fn run(args: DetectArgs) -> Result<ExitCode> {
     if args.print_default_rules {
@@ -56,7 +56,7 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
             .with_context(|| format!("baseline {}", path.display()))?;
     }
     let mut correlator = detector.correlator();
-    let progress = Progress::for_blocks(input.block_count(), "detecting");
+    let progress = input.progress("detecting");
     let mut findings = Vec::new();
     let mut printed = 0;
     let (mut calls, mut phases) = (Vec::new(), Vec::new());

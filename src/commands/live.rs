@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::open_capture;
 use crate::capture::{CaptureReader, FollowEnd, FollowItem, Follower, Header};
+use crate::output::Progress;
 
 /// How often a followed capture's output is flushed while events keep coming (a quiet
 /// spell flushes at once).
@@ -69,11 +70,12 @@ impl Input {
         }
     }
 
-    /// Blocks to read, for a progress bar (none when following).
-    pub fn block_count(&self) -> u64 {
+    /// A spinner while a whole capture is read; none when following, whose printed
+    /// lines show the progress (and would be drawn over).
+    pub fn progress(&self, what: &str) -> Progress {
         match self {
-            Input::Whole(r) => r.blocks().len() as u64,
-            Input::Live(_) => 0,
+            Input::Whole(r) => Progress::for_blocks(r.blocks().len() as u64, what),
+            Input::Live(_) => Progress::hidden(),
         }
     }
 

@@ -24,7 +24,7 @@ use crate::decode::etcdpb::{
     describe_range, display_key, EtcdMessage, WatchRequest, WatchResponse,
 };
 use crate::decode::grpc::status_code_name;
-use crate::output::{human_bytes, human_duration_ns, offset, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset};
 
 /// Which RPC records to keep (`--since/--until/--client/--method/--key-prefix`); export
 /// keeps the connections of the records it accepts.
@@ -123,7 +123,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         &args.method,
     )?
     .with_key_prefix(args.key_prefix.as_deref());
-    let progress = Progress::for_blocks(input.block_count(), "decoding RPCs");
+    let progress = input.progress("decoding RPCs");
     let mut decoder = RpcDecoder::new(header.config.ports.clone());
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();

@@ -21,7 +21,7 @@ use crate::capture::{Event, FileKind, FollowItem, ReadItem};
 use crate::cli::{TimelineArgs, TimelineFormat};
 use crate::decode::etcdpb::describe_range;
 use crate::output::perfetto::TraceWriter;
-use crate::output::{human_bytes, human_duration_ns, offset, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset};
 
 /// One line of the chronological view.
 enum Item {
@@ -163,7 +163,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
     let mut raft = RaftAnalyzer::new(&ports, RaftOptions::default());
     let mut raft_events = Vec::new();
     let mut correlator = Correlator::new(ports);
-    let progress = Progress::for_blocks(input.block_count(), "building timeline");
+    let progress = input.progress("building timeline");
 
     let trace = match args.format {
         TimelineFormat::Perfetto => {
