@@ -328,14 +328,26 @@ fn a_rotated_recording_reads_as_one_capture() {
     );
 }
 
+/// A follower stops on Ctrl-C with what was complete, and by itself, saying why, when
+/// the recorder is SIGKILLed (no trailer will ever come).
 #[test]
-fn a_follower_of_a_killed_recorder_exits_with_a_note() {
+fn followers_end_on_ctrl_c_and_when_the_recorder_is_killed() {
     if skip_without_root() {
         return;
     }
     let (rig, rec, mut live) = replay_followed("follow-killed");
+    let mut interrupted = Live::start(&["replay", "--follow", path(&rig.capture)]);
     rig.etcdctl(&["put", "x", "1"]);
     live.expect("Put x", "no call printed while recording");
+    interrupted.expect("Put x", "no call printed while recording");
+    etcd_trace::sandbox::signal(interrupted.child.id(), libc::SIGINT);
+    let (status, out, err) = interrupted.finish(Duration::from_secs(5));
+    assert!(status.success(), "{err}");
+    assert!(
+        out.contains(" RPC records: "),
+        "the summary is printed:\n{out}"
+    );
+    assert!(err.contains("interrupted"), "{err}");
     let (_, _) = rec.stop(libc::SIGKILL).unwrap();
     let (status, out, err) = live.finish(Duration::from_secs(10));
     assert!(status.success(), "{err}");
