@@ -418,6 +418,18 @@ fn first_file(paths: &[PathBuf]) -> Result<PathBuf, CaptureError> {
             files.push(path.clone());
         }
     }
+    if files.len() > 1 {
+        if let Some(odd) = files.iter().find(|p| rotation_number(p).is_none()) {
+            return Err(CaptureError::Set {
+                reason: format!(
+                    "{} is not named as a file of a rotated recording (NAME-0001.etr): \
+                     --follow reads one recording, on from its oldest file; follow one file \
+                     at a time, or give the recording's directory",
+                    odd.display()
+                ),
+            });
+        }
+    }
     files.sort_by_key(|p| rotation_number(p).map(|(_, n)| n));
     files.into_iter().next().ok_or_else(|| CaptureError::Set {
         reason: "no capture file to follow".into(),
