@@ -212,8 +212,10 @@ histograms the kernel kept of every WAL and backend sync and write for the whole
 recording (format 5 files), in log2 buckets: p50 and p99 are the buckets they fall in, \
 not exact values.")]
 pub struct InfoArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -227,8 +229,10 @@ etcd-trace dump incident.etr --since 2026-11-28T17:40:00Z --format json\n\n\
 Payload bytes are shown as hex in text and base64 in JSON. Times given to --since and \
 --until are an offset from the capture's start (`1.5s`, `2m`) or an RFC 3339 time.")]
 pub struct DumpArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Only events at or after this time (offset from start, or RFC 3339).
@@ -246,6 +250,8 @@ pub struct DumpArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace replay incident.etr\n  \
+etcd-trace replay incident/                     # the files of `record --rotate-size`, as one\n  \
+etcd-trace replay --follow live.etr             # while `record -o live.etr` runs\n  \
 etcd-trace replay incident.etr --method 'Put' --key-prefix /registry/pods/\n  \
 etcd-trace replay incident.etr --method '*Lease*' --since 10s --until 20s\n  \
 etcd-trace replay incident.etr --client 10.0.0.7 --format json | jq .latency_ns\n\n\
@@ -258,8 +264,14 @@ when the messages fit exactly one method (marked `inferred`, and `?` in text). P
 and auth tokens are redacted unless --show-secrets is given. Text output ends with a \
 completeness summary.")]
 pub struct ReplayArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Only RPCs that started at or after this time (offset from start, or RFC 3339).
@@ -337,8 +349,10 @@ write_ts_ns UINT64, ts TIMESTAMP, host STRING, member STRING, file STRING, offse
 record STRING (entry, state, crc, metadata, snapshot), crc_ok BOOLEAN, term UINT64, \
 index UINT64, entry_type STRING, detail STRING (the record as wal's JSON).")]
 pub struct ExportArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// The file to write.
@@ -383,10 +397,10 @@ and found, and what follows (valid records again, or nothing). Zeros after the l
 record are the preallocated space; bytes that make no record there, in the last file, \
 are a torn write, which etcd discards. Exit status 1 when the chain is broken elsewhere.")]
 pub struct WalArgs {
-    /// Capture file, or a WAL on disk: an etcd data dir, a member dir, a member/wal dir
-    /// or one segment file.
-    #[arg(value_name = "PATH")]
-    pub file: PathBuf,
+    /// Capture file (or the files of a rotated recording, or their directory), or a WAL
+    /// on disk: an etcd data dir, a member dir, a member/wal dir or one segment file.
+    #[arg(required = true, value_name = "PATH")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Show every record (HardState, crc, metadata), not only entries.
@@ -398,6 +412,7 @@ pub struct WalArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace correlate incident.etr\n  \
+etcd-trace correlate --follow live.etr   # while it is recorded\n  \
 etcd-trace correlate incident.etr --format json | jq 'select(.wal.fsync_ns > 10000000)'\n  \
 etcd-trace correlate incident.etr --all        # reads and watches too, with why they are not linked\n\n\
 etcd does not tell clients the raft ID of their request, so a write is linked to the \
@@ -406,8 +421,14 @@ while the call was in flight, and to the first WAL fdatasync after that write th
 finished before the reply. Each link says how it was made and how sure it is (high, \
 medium, low); the summary says how many writes were linked and why the others were not.")]
 pub struct CorrelateArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// List every RPC record, not only writes.
@@ -434,8 +455,10 @@ gaps from half the election timeout are listed. JSON is one object per line with
 member, leader, election, two_leaders, stale_leader, heartbeat_gap, append_rejected, \
 snapshot, peer_refused, process, then follower and commits summaries.")]
 pub struct RaftArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// The members' election timeout (etcd's --election-timeout; `1s`, `2500ms`).
@@ -457,6 +480,7 @@ pub enum TimelineFormat {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace timeline incident.etr | less\n  \
+etcd-trace timeline --follow live.etr                # while it is recorded\n  \
 etcd-trace timeline incident.etr --slow 20ms          # only slow operations, and which phase took the time\n  \
 etcd-trace timeline incident.etr --format perfetto -o trace.json   # open in ui.perfetto.dev\n\n\
 A write's phases: raft + WAL append (request received until the WAL write carrying its \
@@ -464,8 +488,14 @@ entry ended), fsync (until the fdatasync that made it durable ended), apply + re
 (until the last reply byte). The trace has one track per client connection (with extra \
 lanes for overlapping calls), and tracks for WAL appends, fsyncs and backend commits.")]
 pub struct TimelineArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
     pub format: TimelineFormat,
     /// Trace file to write with --format perfetto.
@@ -492,9 +522,10 @@ Service/Method, a short name or a glob (`*`). Phases: append, fsync, backend (an
 Captures of different length are compared by rates (relative checks of counts use \
 calls per second). Exit code: 1 when a check holds, 0 when none does, 2 on error.")]
 pub struct DiffArgs {
-    /// The reference capture (e.g. a committed fixture).
+    /// The reference capture (e.g. a committed fixture), or a rotated recording's
+    /// directory.
     pub base: PathBuf,
-    /// The capture to check.
+    /// The capture to check, or a rotated recording's directory.
     pub new: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -526,6 +557,7 @@ etcd-trace detect incident.etr\n  \
 etcd-trace detect incident.etr --format json | jq 'select(.severity == \"high\")'\n  \
 etcd-trace detect incident.etr --rules site-rules.yaml --fail-level medium   # CI check\n  \
 etcd-trace detect --print-default-rules > site-rules.yaml\n  \
+etcd-trace detect --follow --format json live.etr | my-alerter   # while `record -o live.etr` runs\n  \
 etcd-trace detect incident.etr --baseline base.json   # also what deviates from normal\n\n\
 Each finding names its rule, its severity, the client, when it happened, a sentence on what \
 happened and why it matters, and evidence (the calls or packets). The rules and their \
@@ -552,9 +584,15 @@ raft-repeated-snapshots raft-peer-refused\n  \
 baseline:       baseline-new-client baseline-read-rate baseline-new-prefix\n                  \
 baseline-method-mix (with --baseline)")]
 pub struct DetectArgs {
-    /// Capture file (not needed with --print-default-rules).
-    #[arg(required_unless_present = "print_default_rules")]
-    pub file: Option<PathBuf>,
+    /// Capture file, or the files of a rotated recording or their directory (not
+    /// needed with --print-default-rules).
+    #[arg(required_unless_present = "print_default_rules", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Judge a capture while it is recorded: each finding printed (and flushed) as soon
+    /// as its evidence is complete, once; follow rotation to the next file, and exit
+    /// when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// YAML rules laid over the built-in ones.

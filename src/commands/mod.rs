@@ -11,6 +11,7 @@ mod diff;
 mod dump;
 mod export;
 mod info;
+mod live;
 mod merge;
 mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]
@@ -91,10 +92,12 @@ pub(crate) fn threads() -> usize {
 }
 
 /// Open a capture for reading, with a message that says what to do when it fails.
+/// Several files, or a directory, open as one rotated recording.
 pub(crate) fn open_capture(
-    path: &std::path::Path,
+    paths: &[std::path::PathBuf],
 ) -> anyhow::Result<crate::capture::CaptureReader> {
-    let mut reader = crate::capture::CaptureReader::open(path)?;
+    let mut reader = crate::capture::open_set(paths)?;
+    let path = reader.path().to_path_buf();
     if let Some(ports) = SERVER_PORTS.get().filter(|p| !p.is_empty()) {
         reader.set_server_ports(ports);
     }
@@ -121,4 +124,10 @@ pub(crate) fn open_capture(
         );
     }
     Ok(reader)
+}
+
+/// The capture files named on the command line, for messages.
+pub(crate) fn shown(paths: &[std::path::PathBuf]) -> String {
+    let names: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(" ")
 }
