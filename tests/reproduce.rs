@@ -460,3 +460,46 @@ fn the_ci_gate_passes_on_a_like_disk_and_fails_on_a_slow_one() {
 const GATE_PUTS: usize = 300;
 const GATE_SLOW_IOPS: u32 = 5;
 const GATE_CHECK: &str = "p99(Put) > +1500%";
+
+/// Passwords redacted at record time cannot be sent, and the dry run says which calls;
+/// admin calls stay back without --include-admin; captured tokens are never re-sent.
+#[test]
+fn redacted_secrets_and_admin_calls_are_named_not_sent() {
+    if skip_without_root() {
+        return;
+    }
+    let rig = Rig::start("repro-secrets");
+    let (_, _) = record_auth_calls(&rig, "root:a-secret");
+    let capture = rig.capture.to_str().unwrap();
+    let dry = |extra: &[&str]| {
+        let mut args = vec![capture, "--dry-run", "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = reproduce(&rig, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        (json_lines(&out), stderr(&out))
+    };
+    let reason = |records: &[Value], name: &str| -> String {
+        records
+            .iter()
+            .find(|r| r["record"] == "not_sent" && r["method"] == name)
+            .unwrap_or_else(|| panic!("{name} is not listed as not sent: {records:?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (held, note) = dry(&[]);
+    assert!(reason(&held, "UserAdd").contains("--include-admin"));
+    assert!(reason(&held, "AuthEnable").contains("--include-admin"));
+    assert!(reason(&held, "Authenticate").contains("redacted"));
+    assert!(note.contains("auth token"), "{note}");
+    let sent: Vec<_> = held.iter().filter(|r| r["record"] == "call").collect();
+    assert!(
+        sent.iter().any(|r| r["method"] == "/etcdserverpb.KV/Put"),
+        "{sent:?}"
+    );
+    let (admin, _) = dry(&["--include-admin"]);
+    assert!(reason(&admin, "UserAdd").contains("redacted"));
+    assert!(admin
+        .iter()
+        .any(|r| r["record"] == "call" && r["method"] == "/etcdserverpb.Auth/AuthEnable"));
+}

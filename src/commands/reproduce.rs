@@ -31,6 +31,7 @@ pub fn run(args: ReproduceArgs) -> Result<ExitCode> {
     };
     let plan = plan::build(&reader, &selection)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
+    note_tokens(&plan, args.user.is_some());
     if args.dry_run {
         write_dry_run(&mut out, &plan, args.format)?;
         out.flush()?;
@@ -54,24 +55,28 @@ pub fn run(args: ReproduceArgs) -> Result<ExitCode> {
             args.file.display()
         );
     }
-    let tokens = plan
-        .connections
-        .iter()
-        .flat_map(|c| &c.calls)
-        .filter(|c| c.had_token)
-        .count();
-    if tokens > 0 && options.user.is_none() {
-        eprintln!(
-            "note: {tokens} captured calls carried an auth token, which is never re-sent; \
-             they go without one (--user NAME:PASS for a target with auth enabled)"
-        );
-    }
     let withheld = plan.withheld.clone();
     let first_ns = plan.first_ns;
     let outcomes = engine::run(plan, &options, &target)?;
     write_report(&mut out, &outcomes, &withheld, first_ns, args.format)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Captured auth tokens are redacted (and would not be valid on the target anyway).
+fn note_tokens(plan: &Plan, user: bool) {
+    let tokens = plan
+        .connections
+        .iter()
+        .flat_map(|c| &c.calls)
+        .filter(|c| c.had_token)
+        .count();
+    if tokens > 0 && !user {
+        eprintln!(
+            "note: {tokens} captured calls carried an auth token, which is never re-sent; \
+             they go without one (--user NAME:PASS for a target with auth enabled)"
+        );
+    }
 }
 
 fn options(args: &ReproduceArgs) -> Result<Options> {

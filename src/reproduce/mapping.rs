@@ -234,3 +234,93 @@ impl Mapping {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::etcdpb::{Compare, PutRequest, RangeRequest};
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn mapping() -> Mapping {
+        let m = Mapping::new([0x10].into(), [5, 8].into());
+        m.learn(Some((5, Some(105))), Some((0x10, Some(0x99))));
+        m.learn(Some((8, Some(108))), None);
+        m
+    }
+
+    #[test]
+    fn revisions_map_exactly_or_to_the_state_below() {
+        let m = mapping();
+        run(async {
+            assert_eq!(m.revision(5, true).await, Ok(105));
+            assert_eq!(m.revision(7, false).await, Ok(105));
+            assert_eq!(m.revision(9, false).await, Ok(108));
+            assert!(m.revision(7, true).await.is_err(), "no write made 7");
+            assert!(m.revision(4, false).await.is_err(), "before the workload");
+            assert_eq!(m.revision(0, true).await, Ok(0));
+            assert_eq!(m.watch_start(7).await, Ok(106));
+        });
+    }
+
+    #[test]
+    fn leases_map_or_say_why_not() {
+        let m = mapping();
+        run(async {
+            assert_eq!(m.lease(0x10).await, Ok(0x99));
+            assert!(m.lease(0x11).await.unwrap_err().contains("not granted"));
+        });
+        let failed = Mapping::new([0x20].into(), [].into());
+        failed.learn(None, Some((0x20, None)));
+        run(async { assert!(failed.lease(0x20).await.unwrap_err().contains("failed")) });
+    }
+
+    #[test]
+    fn txn_compares_and_puts_are_rewritten() {
+        let m = mapping();
+        let txn = EtcdMessage::TxnRequest(TxnRequest {
+            compare: vec![Compare {
+                result: CompareResult::Equal as i32,
+                target: 2,
+                key: b"k".to_vec(),
+                target_union: Some(TargetUnion::ModRevision(8)),
+                range_end: vec![],
+            }],
+            success: vec![crate::decode::etcdpb::RequestOp {
+                request: Some(Request::RequestPut(PutRequest {
+                    key: b"k".to_vec(),
+                    lease: 0x10,
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![crate::decode::etcdpb::RequestOp {
+                request: Some(Request::RequestRange(RangeRequest {
+                    key: b"k".to_vec(),
+                    revision: 6,
+                    ..Default::default()
+                })),
+            }],
+        });
+        let EtcdMessage::TxnRequest(t) = run(m.rewrite(&txn)).unwrap() else {
+            panic!("not a txn");
+        };
+        assert_eq!(
+            t.compare[0].target_union,
+            Some(TargetUnion::ModRevision(108))
+        );
+        let Some(Request::RequestPut(p)) = &t.success[0].request else {
+            panic!()
+        };
+        assert_eq!(p.lease, 0x99);
+        let Some(Request::RequestRange(r)) = &t.failure[0].request else {
+            panic!()
+        };
+        assert_eq!(r.revision, 105);
+    }
+}
