@@ -158,6 +158,36 @@ fn a_reproduced_workload_leaves_the_same_keyspace() {
         "{listing}"
     );
     assert!(keyspace(&rig, &b).is_empty(), "a dry run sent something");
+    let methods_of = |extra: &[&str]| {
+        let mut args = vec![capture, "--dry-run", "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = reproduce(&rig, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut methods: Vec<String> = json_lines(&out)
+            .iter()
+            .filter(|r| r["record"] == "call")
+            .map(|r| {
+                r["method"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        methods.sort();
+        methods.dedup();
+        methods
+    };
+    assert_eq!(methods_of(&["--method", "*Lease*"]).len(), 4);
+    assert_eq!(methods_of(&["--only-reads"]), ["LeaseTimeToLive", "Range"]);
+    assert!(!methods_of(&["--only-writes"]).contains(&"Range".to_string()));
+    assert_eq!(methods_of(&["--key-prefix", "ctl/"]), ["Put"]);
+    assert_eq!(
+        methods_of(&["--key-prefix", "a/", "--method", "Put"]),
+        ["Put"]
+    );
 
     let out = reproduce(
         &rig,
