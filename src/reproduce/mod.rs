@@ -8,6 +8,10 @@
 //! the target assigns differently; `report` tallies what came back per method. The
 //! engine here runs each connection on its own task, at the captured times scaled by the
 //! speed, and never sends a call whose ids it cannot map.
+//!
+//! The plan holds the selected calls' requests in memory (the responses only as the few
+//! numbers the mapping and report need): select with `--method`/`--key-prefix` to send
+//! part of a long capture.
 
 pub mod client;
 pub mod mapping;
@@ -31,6 +35,9 @@ use plan::{Plan, PlannedCall};
 /// (the writes its watches should see), and then for events in flight.
 const STREAM_WAIT_FOR_WRITES: Duration = Duration::from_secs(30);
 const STREAM_GRACE: Duration = Duration::from_millis(300);
+/// How long a unary call may wait for its answer: a call that hangs would hold up the
+/// calls after it on its connection.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a half-closed stream's responses may take to end before it is reset.
 const STREAM_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -308,7 +315,12 @@ async fn unary_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> O
     let body = request.encode_body();
     let sent_at = Instant::now();
     outcome.sent = true;
-    let reply = conn.unary(&call.path, &body, shared.token.as_deref()).await;
+    let reply = tokio::time::timeout(
+        CALL_TIMEOUT,
+        conn.unary(&call.path, &body, shared.token.as_deref()),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}")));
     let latency = u64::try_from(sent_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
     match reply {
         Ok(reply) => {
