@@ -16,7 +16,8 @@ pub struct MethodReport {
     pub errors: u64,
     /// Not sent: an id or revision could not be mapped.
     pub unmapped: u64,
-    /// Answered OK in the capture but not by the target, or the other way round.
+    /// Answered OK in the capture but not by the target, or the other way round (calls
+    /// whose captured status is unknown are not counted).
     pub status_changed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub p50_ns: Option<u64>,
@@ -73,7 +74,10 @@ pub fn per_method(outcomes: &[Outcome]) -> Vec<MethodReport> {
         } else {
             r.errors += 1;
         }
-        if o.sent && (o.status == Some(0)) != (o.original_status == Some(0)) {
+        if o.sent
+            && o.original_status.is_some()
+            && (o.status == Some(0)) != (o.original_status == Some(0))
+        {
             r.status_changed += 1;
         }
         if let Some(events) = o.watch_events {
