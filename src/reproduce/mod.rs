@@ -13,6 +13,8 @@
 //! numbers the mapping and report need): select with `--method`/`--key-prefix` to send
 //! part of a long capture.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod mapping;
 pub mod plan;
