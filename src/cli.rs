@@ -42,6 +42,7 @@ pub enum Command {
     Info(InfoArgs),
     Dump(DumpArgs),
     Replay(ReplayArgs),
+    Reproduce(ReproduceArgs),
     Wal(WalArgs),
     Correlate(CorrelateArgs),
     Raft(RaftArgs),
@@ -293,6 +294,93 @@ pub struct ReplayArgs {
     /// Show passwords and auth tokens instead of redacting them.
     #[arg(long)]
     pub show_secrets: bool,
+}
+
+/// Send a capture's client calls again, to another cluster: a recorded workload becomes
+/// a regression test.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace reproduce prod.etr --endpoints http://staging:2379 --dry-run\n  \
+etcd-trace reproduce prod.etr --endpoints http://staging:2379 --speed 2\n  \
+etcd-trace reproduce prod.etr --endpoints https://10.0.0.5:2379 --cacert ca.pem \\\n    \
+--cert client.pem --key client-key.pem --user root:secret --format json\n\n\
+The CI gate: record the staging etcd while the capture is reproduced against it, then \
+compare:\n  \
+sudo etcd-trace record -o reproduced.etr --pid $(pidof etcd) &\n  \
+etcd-trace reproduce baseline.etr --endpoints http://127.0.0.1:2379 --max-speed\n  \
+kill -INT %1; wait\n  \
+etcd-trace diff baseline.etr reproduced.etr --fail-on 'p99(Put) > +50%'\n\n\
+Each captured client connection gets one HTTP/2 connection of its own: its calls go in \
+their captured order and at their captured times (scaled by --speed), and calls that \
+overlapped overlap again. Lease ids and revisions in requests are mapped to the ones the \
+target assigned (a lease granted, a revision written during the workload); a call whose \
+ids cannot be mapped is not sent and is listed. Watches are opened again and their events \
+counted. Calls that change membership, leadership, alarms, auth or storage (Member*, \
+MoveLeader, Alarm, Defragment, Snapshot, Downgrade, Compact, Auth changes) are held back \
+unless --include-admin. Passwords and tokens redacted at record time cannot be sent: \
+--user gives the target's own credentials.\n\n\
+Safety: the target's cluster id is asked first (Status); the workload is never sent to \
+the cluster it was recorded from (exit 2). The report gives, per method, the calls sent, \
+OK and failed, and the target's p50/p99 latency against the original's.")]
+pub struct ReproduceArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    /// The target cluster: `http://HOST:PORT` or `https://HOST:PORT`, comma-separated;
+    /// connections are spread over them.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        required_unless_present = "dry_run"
+    )]
+    pub endpoints: Vec<String>,
+    /// Time scale: 2 sends twice as fast as captured, 0.5 half as fast.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        conflicts_with = "max_speed"
+    )]
+    pub speed: f64,
+    /// Send as fast as each connection's order allows.
+    #[arg(long)]
+    pub max_speed: bool,
+    /// Only methods matching this glob (`Put`, `*Lease*`, `/etcdserverpb.KV/*`).
+    #[arg(long, value_name = "GLOB")]
+    pub method: Option<String>,
+    /// Only calls whose key starts with this prefix (`\xNN` for a byte).
+    #[arg(long, value_name = "PREFIX")]
+    pub key_prefix: Option<String>,
+    /// Only calls that change nothing (Range, Watch, Status, ...).
+    #[arg(long, conflicts_with = "only_writes")]
+    pub only_reads: bool,
+    /// Only calls that change the cluster (Put, DeleteRange, Txn, leases, ...).
+    #[arg(long)]
+    pub only_writes: bool,
+    /// Also send admin calls (membership, leadership, alarms, auth, defragment, compact).
+    #[arg(long)]
+    pub include_admin: bool,
+    /// List what would be sent, and what would not and why; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send even when the capture holds no response header to tell its cluster by.
+    #[arg(long)]
+    pub allow_unknown_cluster: bool,
+    /// CA certificate (PEM) of a TLS target.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for a TLS target.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The target's credentials when it has auth enabled (without `:PASS`, the password
+    /// is read from ETCD_TRACE_PASSWORD).
+    #[arg(long, value_name = "NAME[:PASS]")]
+    pub user: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// What `export` writes.

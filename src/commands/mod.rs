@@ -17,6 +17,7 @@ mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
 mod replay;
+mod reproduce;
 mod timeline;
 pub mod timespec;
 mod wal;
@@ -59,6 +60,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Timeline(args) => timeline::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
         Command::Detect(args) => detect::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Export(args) => export::run(args),

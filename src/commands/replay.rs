@@ -250,7 +250,7 @@ fn sort_time(r: &RpcCall) -> u64 {
 }
 
 /// `--key-prefix` text, with `\xNN` escapes (as keys are displayed) turned into bytes.
-fn unescape_key(text: &str) -> Vec<u8> {
+pub(crate) fn unescape_key(text: &str) -> Vec<u8> {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
