@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::analyze::disk::{DiskActivity, DiskPhase};
 use crate::analyze::member::Member;
 use crate::analyze::rpc::{RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats};
+use crate::analyze::sharded::Step;
 use crate::analyze::wal_log::{WalDetail, WalLog, WalLogOutput};
 use crate::capture::{Event, FileKind};
 use crate::decode::etcdpb::kv::request_op::Request as TxnOp;
@@ -317,18 +318,55 @@ impl Correlator {
     /// Feed one event. Calls whose links are settled go to `out`, disk phases to
     /// `phases`.
     pub fn push(&mut self, ev: Event, out: &mut Vec<CorrelatedCall>, phases: &mut Vec<DiskPhase>) {
-        self.now_ns = self.now_ns.max(ev.ts_ns());
-        if let Event::Syscall(s) = &ev {
+        let ts_ns = ev.ts_ns();
+        self.take_file_event(ts_ns, &ev);
+        self.rpc.push_owned(ev, &mut self.calls);
+        self.absorb(phases);
+        self.settle(false, out);
+    }
+
+    /// What the correlator itself reads of an event: syscalls and process events.
+    fn take_file_event(&mut self, ts_ns: u64, ev: &Event) {
+        self.now_ns = self.now_ns.max(ts_ns);
+        if let Event::Syscall(s) = ev {
             if s.file.kind == FileKind::Socket {
                 self.servers
                     .insert((s.file.local_port, s.file.peer_port), s.pid);
             }
         }
-        self.wal.push(&ev, &mut self.wal_out);
-        self.disk.push(&ev, &mut self.phases);
-        self.rpc.push_owned(ev, &mut self.calls);
-        self.absorb(phases);
-        self.settle(false, out);
+        self.wal.push(ev, &mut self.wal_out);
+        self.disk.push(ev, &mut self.phases);
+    }
+
+    /// Decoding done elsewhere (`rpc::decode_rpcs`, on every core): one of its steps, in
+    /// their order, in place of [`push`](Self::push), [`advance`](Self::advance) and,
+    /// at the end, [`finish_decoded`](Self::finish_decoded).
+    pub fn push_step(
+        &mut self,
+        step: Step<RpcCall>,
+        out: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+    ) {
+        match step {
+            // Taken in at the end of its event, as `push` does.
+            Step::Record(call) => self.calls.push(call),
+            Step::Event { ts_ns, event } => {
+                if let Some(ev) = &event {
+                    self.take_file_event(ts_ns, ev);
+                } else {
+                    self.now_ns = self.now_ns.max(ts_ns);
+                }
+                self.absorb(phases);
+                self.settle(false, out);
+            }
+            Step::Quiet { now_ns } => {
+                self.now_ns = self.now_ns.max(now_ns);
+                let mut phases = Vec::new();
+                self.absorb(&mut phases);
+                self.settle(false, out);
+            }
+            Step::Damaged(_) => {}
+        }
     }
 
     /// Capture time has reached `now_ns` without events (a followed capture's quiet
@@ -347,11 +385,23 @@ impl Correlator {
         phases: &mut Vec<DiskPhase>,
     ) -> RpcStats {
         self.rpc.finish(&mut self.calls);
+        let stats = self.rpc.stats().clone();
+        self.finish_decoded(stats, out, phases)
+    }
+
+    /// The end, after the last of [`push_step`](Self::push_step)'s steps; `stats` are
+    /// the decoding's.
+    pub fn finish_decoded(
+        mut self,
+        stats: RpcStats,
+        out: &mut Vec<CorrelatedCall>,
+        phases: &mut Vec<DiskPhase>,
+    ) -> RpcStats {
         let wal = std::mem::take(&mut self.wal);
         wal.finish(&mut self.wal_out);
         self.absorb(phases);
         self.settle(true, out);
-        self.rpc.stats().clone()
+        stats
     }
 
     fn absorb(&mut self, phases: &mut Vec<DiskPhase>) {

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use super::live::Input;
 use super::replay::write_tls_summary;
+use super::threads;
 use crate::analyze::correlate::{CorrelatedCall, Correlator, Unlinked};
-use crate::analyze::rpc::RpcStats;
-use crate::capture::{FollowItem, ReadItem};
+use crate::analyze::rpc::{decode_rpcs, RpcCall, RpcStats};
+use crate::analyze::sharded::Step;
 use crate::cli::{CorrelateArgs, Format};
 use crate::decode::etcdpb::describe_range;
 use crate::output::{human_duration_ns, offset};
@@ -31,15 +32,15 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let mut calls = Vec::new();
     let mut phases = Vec::new();
     let mut tally = Tally::default();
-    for item in input.items(true) {
-        match item {
-            FollowItem::Read(ReadItem::Event(ev)) => {
-                correlator.push(ev, &mut calls, &mut phases);
-                phases.clear();
-            }
-            FollowItem::Read(ReadItem::Damaged(_)) => {}
-            FollowItem::Quiet { now_ns } => correlator.advance(now_ns, &mut calls),
+    let ports = header.config.ports.clone();
+    let mut step = |step: Step<RpcCall>| -> Result<()> {
+        let counted = matches!(step, Step::Event { .. } | Step::Damaged(_));
+        let record = matches!(step, Step::Record(_));
+        correlator.push_step(step, &mut calls, &mut phases);
+        if record {
+            return Ok(());
         }
+        phases.clear();
         let printed = !calls.is_empty();
         for c in calls.drain(..) {
             tally.count(&c);
@@ -48,9 +49,14 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
         if live && printed {
             out.flush()?;
         }
-        progress.tick_events(1);
-    }
-    let rpc_stats = correlator.finish(&mut calls, &mut phases);
+        if counted {
+            progress.tick_events(1);
+        }
+        Ok(())
+    };
+    // The traffic is decoded on every core; the correlator takes the calls in order.
+    let stats = decode_rpcs(input.items(true), ports, threads(), || |c| c, &mut step)?;
+    let rpc_stats = correlator.finish_decoded(stats, &mut calls, &mut phases);
     for c in calls.drain(..) {
         tally.count(&c);
         emit(&mut out, &c, &args, start, several)?;
