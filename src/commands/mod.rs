@@ -18,6 +18,7 @@ mod record;
 mod replay;
 mod timeline;
 pub mod timespec;
+mod top;
 mod wal;
 
 use std::process::ExitCode;
@@ -57,6 +58,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Top(args) => top::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Export(args) => export::run(args),
         Command::Baseline(args) => baseline::run(args),

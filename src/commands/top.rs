@@ -1,0 +1,628 @@
+//! `etcd-trace top FILE`: a terminal dashboard of a capture, redrawn every second, for
+//! the incident room. The numbers come from `analyze::top` (a [`Snapshot`] built as
+//! events come); this module only feeds it and draws it with ratatui.
+//!
+//! Two threads: the feeder reads the capture (the one seam an event source plugs into:
+//! [`each_item`]), paces it against the capture's clock at `--speed`, and hands over a
+//! snapshot every second; the screen thread draws the newest and reads keys. The
+//! terminal is restored however the screen thread leaves: q, Ctrl-C, an error or a
+//! panic.
+
+use std::io::{IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
+use ratatui::{DefaultTerminal, Frame};
+
+use super::open_capture;
+use crate::analyze::top::{KeyRow, Snapshot, TopOptions, TopState};
+use crate::capture::{CaptureReader, ReadItem};
+use crate::cli::{Format, TopArgs};
+use crate::decode::etcdpb;
+use crate::output::{human_bytes, human_duration_ns};
+
+/// How often the screen is redrawn (and a snapshot taken).
+const REFRESH: Duration = Duration::from_secs(1);
+
+pub fn run(args: TopArgs) -> Result<ExitCode> {
+    if !(args.speed.is_finite() && args.speed >= 0.0) {
+        bail!(
+            "--speed must be 0 (as fast as possible) or more, not {}",
+            args.speed
+        );
+    }
+    if args.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    if args.prefix_depth == 0 {
+        bail!("--prefix-depth must be at least 1");
+    }
+    if !args.once && args.format == Format::Json {
+        bail!("--format json goes with --once (one snapshot); the dashboard is for a terminal");
+    }
+    let terminal = std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    if !args.once && !terminal {
+        bail!(
+            "top draws a dashboard and needs a terminal; without one, print a snapshot of \
+             the whole capture with `etcd-trace top {} --once` (add --format json for scripts)",
+            args.file.display()
+        );
+    }
+    let reader = open_capture(&args.file)?;
+    let options = TopOptions {
+        top: args.top,
+        prefix_depth: args.prefix_depth,
+    };
+    let mut state = TopState::new(&reader.header().config.ports, options);
+    if args.once {
+        each_item(&reader, &mut |item| {
+            state.push(item);
+            ControlFlow::Continue(())
+        });
+        state.finish();
+        let snap = state.snapshot();
+        let mut out = std::io::stdout().lock();
+        match args.format {
+            Format::Json => writeln!(out, "{}", serde_json::to_string(&snap)?)?,
+            Format::Text => write_text(&mut out, &snap)?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let speed = if args.max_speed { 0.0 } else { args.speed };
+    let about = About {
+        file: args.file.file_name().map_or_else(
+            || args.file.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
+        speed,
+        duration_ns: reader
+            .index()
+            .time_range()
+            .map(|(first, last)| last.saturating_sub(first)),
+        clock_offset_ns: reader.header().clock_offset_ns,
+    };
+    dashboard(reader, state, about)
+}
+
+/// The one place top's events come from: each item of the capture, in file order, until
+/// `take` says stop. A reader of a file still being recorded plugs in here.
+fn each_item(reader: &CaptureReader, take: &mut dyn FnMut(ReadItem) -> ControlFlow<()>) {
+    // Syscalls matter for their times and kinds only (fsync durations, raft's sockets).
+    for item in reader.events().without_syscall_contents() {
+        if take(item).is_break() {
+            return;
+        }
+    }
+}
+
+/// What the header line says besides the snapshot.
+struct About {
+    file: String,
+    speed: f64,
+    duration_ns: Option<u64>,
+    clock_offset_ns: i64,
+}
+
+/// Plays the capture back against its own clock, `speed` times as fast (0: no waiting).
+struct Pacer {
+    speed: f64,
+    origin: Option<(u64, Instant)>,
+}
+
+impl Pacer {
+    /// Waits until event time `ts_ns` is due, in steps that let `tick` run at least
+    /// once a refresh; false when `stop` was set meanwhile.
+    fn wait(&mut self, ts_ns: u64, stop: &AtomicBool, tick: &mut dyn FnMut()) -> bool {
+        if self.speed == 0.0 {
+            return true;
+        }
+        let (first, started) = *self.origin.get_or_insert((ts_ns, Instant::now()));
+        let due = Duration::from_secs_f64(ts_ns.saturating_sub(first) as f64 / 1e9 / self.speed);
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let now = started.elapsed();
+            if now >= due {
+                return true;
+            }
+            std::thread::sleep((due - now).min(Duration::from_millis(100)));
+            tick();
+        }
+    }
+}
+
+/// The feeder: reads, paces and counts; sends a snapshot each refresh and at the end.
+fn feed(
+    reader: CaptureReader,
+    mut state: TopState,
+    speed: f64,
+    stop: &AtomicBool,
+    tx: &mpsc::Sender<Snapshot>,
+) {
+    let mut pacer = Pacer {
+        speed,
+        origin: None,
+    };
+    let mut last_sent = Instant::now();
+    each_item(&reader, &mut |item| {
+        if let ReadItem::Event(ev) = &item {
+            let ts = ev.ts_ns();
+            // Pacing sends the snapshot as it waits: the screen keeps its clock.
+            let mut tick = || {
+                if last_sent.elapsed() >= REFRESH {
+                    last_sent = Instant::now();
+                    let _ = tx.send(state.snapshot());
+                }
+            };
+            if !pacer.wait(ts, stop, &mut tick) {
+                return ControlFlow::Break(());
+            }
+        }
+        state.push(item);
+        if last_sent.elapsed() >= REFRESH {
+            last_sent = Instant::now();
+            if tx.send(state.snapshot()).is_err() {
+                return ControlFlow::Break(());
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    if !stop.load(Ordering::Relaxed) {
+        state.finish();
+        let _ = tx.send(state.snapshot());
+    }
+}
+
+/// Puts the terminal back as it was: on drop, so also on an error or a panic.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+fn dashboard(reader: CaptureReader, state: TopState, about: About) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let feeder = {
+        let stop = Arc::clone(&stop);
+        let speed = about.speed;
+        std::thread::Builder::new()
+            .name("top-feeder".into())
+            .spawn(move || feed(reader, state, speed, &stop, &tx))
+            .context("starting the capture reader")?
+    };
+    // ratatui::init also restores the terminal before a panic's message is printed.
+    let result = {
+        let _guard = TerminalGuard;
+        let mut terminal = ratatui::init();
+        screen(&mut terminal, &rx, &about)
+    };
+    stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    let _ = feeder.join();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+fn screen(
+    terminal: &mut DefaultTerminal,
+    rx: &mpsc::Receiver<Snapshot>,
+    about: &About,
+) -> Result<()> {
+    let mut latest: Option<Snapshot> = None;
+    let mut dirty = true;
+    loop {
+        while let Ok(s) = rx.try_recv() {
+            latest = Some(s);
+            dirty = true;
+        }
+        if dirty {
+            terminal.draw(|f| draw(f, latest.as_ref(), about))?;
+            dirty = false;
+        }
+        if event::poll(Duration::from_millis(200))? {
+            match event::read()? {
+                TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
+                    let ctrl_c =
+                        k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                    if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
+                        return Ok(());
+                    }
+                }
+                TermEvent::Resize(..) => dirty = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `KV/Put` for `/etcdserverpb.KV/Put`; other paths as they are.
+fn short_method(path: &str) -> String {
+    match etcdpb::method(path) {
+        Some(m) => format!(
+            "{}/{}",
+            m.service.rsplit('.').next().unwrap_or(m.service),
+            m.method
+        ),
+        None => path.to_string(),
+    }
+}
+
+/// `text` in at most `width` columns: cut with `…` when longer.
+fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+fn rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+fn ns(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), human_duration_ns)
+}
+
+fn bold() -> Style {
+    Style::default().add_modifier(Modifier::BOLD)
+}
+
+/// A line of phrases, each kept whole: those that do not fit in `width` columns are left
+/// out (with `…` to say so), so no word is cut at the edge.
+fn phrases(items: Vec<(Style, String)>, width: usize) -> Line<'static> {
+    let mut used = 0;
+    let mut spans = Vec::new();
+    let total = items.len();
+    for (i, (style, text)) in items.into_iter().enumerate() {
+        let gap = usize::from(i > 0) * 2;
+        let len = text.chars().count() + gap;
+        // Room for the ellipsis unless this is the last phrase.
+        let reserve = usize::from(i + 1 < total) * 3;
+        if used + len + reserve > width && !(i + 1 == total && used + len <= width) {
+            if i > 0 {
+                spans.push(Span::raw("  …"));
+            }
+            break;
+        }
+        if gap > 0 {
+            spans.push(Span::raw("  "));
+        }
+        spans.push(Span::styled(text, style));
+        used += len;
+    }
+    Line::from(spans)
+}
+
+/// The header: file, where the playback is, wall time, speed.
+fn header_line(snap: Option<&Snapshot>, about: &About, width: usize) -> Line<'static> {
+    let mut items = vec![(bold(), format!("etcd-trace top {}", about.file))];
+    if let Some(s) = snap {
+        let mut at = format!("+{:.0}s", s.elapsed_s);
+        if let Some(d) = about.duration_ns {
+            at.push_str(&format!(" of {:.0}s", d as f64 / 1e9));
+        }
+        items.push((Style::default(), at));
+    }
+    items.push((Style::default(), playback_state(snap, about)));
+    if let Some(s) = snap {
+        let wall = i128::from(s.now_ns) + i128::from(about.clock_offset_ns);
+        if let Ok(wall) = u64::try_from(wall) {
+            let t = std::time::UNIX_EPOCH + Duration::from_nanos(wall);
+            let text = humantime::format_rfc3339_seconds(t).to_string();
+            // Narrow screens get the time of day only (UTC).
+            let text = match text.split_once('T') {
+                Some((_, time)) if width < 100 => format!("{} UTC", time.trim_end_matches('Z')),
+                _ => text,
+            };
+            items.push((Style::default(), text));
+        }
+    }
+    items.push((Style::default(), "q quits".to_string()));
+    phrases(items, width)
+}
+
+fn playback_state(snap: Option<&Snapshot>, about: &About) -> String {
+    match snap {
+        Some(s) if s.finished => "end of capture".to_string(),
+        _ if about.speed == 0.0 => "max speed".to_string(),
+        _ => format!("x{}", about.speed),
+    }
+}
+
+/// Disk, then raft, one phrase each.
+fn status_items(s: &Snapshot) -> [Vec<(Style, String)>; 2] {
+    let raft = match (&s.raft.leader, s.raft.term) {
+        (Some(l), Some(t)) => format!(
+            "leader {l} term {t}, {} election{}",
+            s.raft.elections,
+            if s.raft.elections == 1 { "" } else { "s" }
+        ),
+        _ if s.raft.peer_connections > 0 => "leader not seen yet".to_string(),
+        _ => "no peer traffic".to_string(),
+    };
+    [
+        vec![
+            (
+                Style::default(),
+                format!(
+                    "WAL fsync p99 {} ({} calls)",
+                    ns(s.wal_fsync.p99_ns),
+                    s.wal_fsync.count
+                ),
+            ),
+            (
+                Style::default(),
+                format!("backend fsync p99 {}", ns(s.backend_fsync.p99_ns)),
+            ),
+        ],
+        vec![(Style::default(), format!("raft: {raft}"))],
+    ]
+}
+
+/// What was lost, one phrase per kind.
+fn loss_items(s: &Snapshot) -> Vec<String> {
+    let l = &s.losses;
+    let mut parts = Vec::new();
+    if l.kernel_lost > 0 {
+        parts.push(format!("{} events in the kernel", l.kernel_lost));
+    }
+    if l.damaged_regions > 0 {
+        parts.push(format!(
+            "{} unreadable regions ({} events)",
+            l.damaged_regions, l.damaged_events
+        ));
+    }
+    if l.gap_bytes > 0 {
+        parts.push(format!("{} in TCP gaps", human_bytes(l.gap_bytes)));
+    }
+    if l.calls_with_gaps > 0 {
+        parts.push(format!("{} calls with gaps", l.calls_with_gaps));
+    }
+    if parts.is_empty() {
+        parts.push("none".to_string());
+    }
+    parts
+}
+
+fn draw(f: &mut Frame, snap: Option<&Snapshot>, about: &About) {
+    let area = f.area();
+    let [head, disk, raft, losses, body] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let width = area.width as usize;
+    f.render_widget(Paragraph::new(header_line(snap, about, width)), head);
+    let Some(s) = snap else {
+        f.render_widget(Paragraph::new("reading the capture…"), disk);
+        return;
+    };
+    let [disk_items, raft_items] = status_items(s);
+    f.render_widget(Paragraph::new(phrases(disk_items, width)), disk);
+    f.render_widget(Paragraph::new(phrases(raft_items, width)), raft);
+    let lost: Vec<(Style, String)> = loss_items(s)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                Style::default(),
+                if i == 0 { format!("lost: {p}") } else { p },
+            )
+        })
+        .collect();
+    f.render_widget(Paragraph::new(phrases(lost, width)), losses);
+    // Methods take up to a third of what is left (at least 3 rows), the lists the rest.
+    let method_rows = s.methods.len().clamp(1, (body.height as usize / 3).max(3));
+    let [methods, lists] = Layout::vertical([
+        Constraint::Length(method_rows as u16 + 2),
+        Constraint::Min(0),
+    ])
+    .areas(body);
+    draw_methods(f, s, methods);
+    if lists.width >= 120 {
+        let [a, b, c] = Layout::horizontal([Constraint::Ratio(1, 3); 3]).areas(lists);
+        draw_keys(f, "Clients by requests", &s.clients_by_requests, a, true);
+        draw_keys(f, "Clients by bytes", &s.clients_by_bytes, b, false);
+        draw_keys(f, "Key prefixes", &s.prefixes, c, true);
+    } else {
+        let [left, right] = Layout::horizontal([Constraint::Ratio(1, 2); 2]).areas(lists);
+        let [a, b] = Layout::vertical([Constraint::Ratio(1, 2); 2]).areas(left);
+        draw_keys(f, "Clients by requests", &s.clients_by_requests, a, true);
+        draw_keys(f, "Clients by bytes", &s.clients_by_bytes, b, false);
+        draw_keys(f, "Key prefixes", &s.prefixes, right, true);
+    }
+}
+
+/// A titled block with a rule above it: one line, no side borders to spend columns on.
+fn titled(title: String) -> Block<'static> {
+    Block::default()
+        .borders(Borders::TOP)
+        .title(Span::styled(title, bold()))
+}
+
+/// A table: a text column as wide as `text_width` allows, then right-aligned number
+/// columns of the given widths.
+fn table<'a>(
+    title: &str,
+    heads: (&str, &[(&str, u16)]),
+    rows: impl Iterator<Item = (String, Vec<String>)>,
+    area: Rect,
+    max_text: u16,
+) -> Table<'a> {
+    let (text_head, nums) = heads;
+    let fixed: u16 = nums.iter().map(|(_, w)| w + 1).sum();
+    // Two columns spare on the right keep a table apart from its neighbour.
+    let text_width = area.width.saturating_sub(fixed + 2).clamp(6, max_text);
+    let right = |s: String| Cell::from(Line::from(s).alignment(Alignment::Right));
+    let header = Row::new(
+        std::iter::once(Cell::from(text_head.to_string()))
+            .chain(nums.iter().map(|(h, _)| right(h.to_string())))
+            .collect::<Vec<_>>(),
+    )
+    .style(bold());
+    let body: Vec<Row> = rows
+        .map(|(text, numbers)| {
+            Row::new(
+                std::iter::once(Cell::from(fit(&text, text_width as usize)))
+                    .chain(numbers.into_iter().map(right))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let widths: Vec<Constraint> = std::iter::once(Constraint::Length(text_width))
+        .chain(nums.iter().map(|(_, w)| Constraint::Length(*w)))
+        .collect();
+    Table::new(body, widths)
+        .header(header)
+        .block(titled(fit(title, area.width as usize)))
+}
+
+fn draw_methods(f: &mut Frame, s: &Snapshot, area: Rect) {
+    const NUMS: [(&str, u16); 5] = [
+        ("req/s", 7),
+        ("total", 8),
+        ("errors", 6),
+        ("p50", 10),
+        ("p99", 10),
+    ];
+    let rows = s.methods.iter().map(|m| {
+        (
+            short_method(&m.method),
+            vec![
+                rate(m.rate_per_s),
+                m.requests.to_string(),
+                m.errors.to_string(),
+                ns(m.p50_ns),
+                ns(m.p99_ns),
+            ],
+        )
+    });
+    let title = format!(
+        "Methods (req/s over the last {} s; latency since start)",
+        s.rate_window_s
+    );
+    f.render_widget(table(&title, ("method", &NUMS), rows, area, 40), area);
+}
+
+/// A top list: key, then req/s and requests (`by_rate`), or bytes.
+fn draw_keys(f: &mut Frame, title: &str, rows: &[KeyRow], area: Rect, by_rate: bool) {
+    let nums: &[(&str, u16)] = if by_rate {
+        &[("req/s", 7), ("total", 8)]
+    } else {
+        &[("bytes", 9)]
+    };
+    let head = if title.starts_with("Key") {
+        "prefix"
+    } else {
+        "address"
+    };
+    let rows = rows.iter().map(|r| {
+        let numbers = if by_rate {
+            vec![rate(r.rate_per_s), r.requests.to_string()]
+        } else {
+            vec![human_bytes(r.bytes)]
+        };
+        (r.key.clone(), numbers)
+    });
+    f.render_widget(table(title, (head, nums), rows, area, 48), area);
+}
+
+/// `--once` as text: the same sections as the screen, every row.
+fn write_text(out: &mut dyn Write, s: &Snapshot) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{:.1}s of capture, {} events; rates over the last {} s",
+        s.elapsed_s, s.events, s.rate_window_s
+    )?;
+    writeln!(
+        out,
+        "\n{:<32} {:>8} {:>8} {:>6} {:>10} {:>10} {:>10}",
+        "method", "req/s", "total", "errors", "bytes", "p50", "p99"
+    )?;
+    for m in &s.methods {
+        writeln!(
+            out,
+            "{:<32} {:>8} {:>8} {:>6} {:>10} {:>10} {:>10}",
+            short_method(&m.method),
+            rate(m.rate_per_s),
+            m.requests,
+            m.errors,
+            human_bytes(m.bytes),
+            ns(m.p50_ns),
+            ns(m.p99_ns)
+        )?;
+    }
+    for (title, rows) in [
+        ("clients by requests", &s.clients_by_requests),
+        ("clients by bytes", &s.clients_by_bytes),
+        ("key prefixes", &s.prefixes),
+    ] {
+        writeln!(
+            out,
+            "\n{:<40} {:>8} {:>8} {:>10}",
+            title, "req/s", "total", "bytes"
+        )?;
+        for r in rows {
+            writeln!(
+                out,
+                "{:<40} {:>8} {:>8} {:>10}",
+                r.key,
+                rate(r.rate_per_s),
+                r.requests,
+                human_bytes(r.bytes)
+            )?;
+        }
+    }
+    writeln!(out)?;
+    for (what, f) in [
+        ("WAL fsync", &s.wal_fsync),
+        ("backend fsync", &s.backend_fsync),
+    ] {
+        writeln!(
+            out,
+            "{what}: {} calls, p50 {}, p99 {}, max {}",
+            f.count,
+            ns(f.p50_ns),
+            ns(f.p99_ns),
+            ns(f.max_ns)
+        )?;
+    }
+    let raft = match (&s.raft.leader, s.raft.term) {
+        (Some(l), Some(t)) => format!(
+            "leader {l} in term {t}, {} elections seen",
+            s.raft.elections
+        ),
+        _ => format!(
+            "no leader seen ({} peer connections)",
+            s.raft.peer_connections
+        ),
+    };
+    writeln!(out, "raft: {raft}")?;
+    writeln!(out, "lost: {}", loss_items(s).join(", "))
+}
