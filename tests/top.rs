@@ -306,30 +306,11 @@ mod recorded {
     const CLIENTS: [&str; 3] = ["127.0.0.21", "127.0.0.22", "127.0.0.23"];
 
     fn rig() -> Rig {
-        Rig::start_configured("top", false, |netns, options| {
-            options.address = std::net::Ipv4Addr::UNSPECIFIED.into();
-            for ip in CLIENTS {
-                let mut add = netns.command("ip");
-                add.args(["addr", "add", &format!("{ip}/32"), "dev", "lo"]);
-                assert!(add.status().unwrap().success(), "adding {ip}");
-            }
-        })
+        Rig::start_with_clients("top", &CLIENTS)
     }
 
     fn ctl(rig: &Rig, ip: &str, args: &[&str]) -> String {
-        let out = rig
-            .in_netns("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={ip}:2379"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} from {ip}: {}",
-            stderr(&out)
-        );
-        stdout(&out)
+        stdout(&rig.etcdctl_from(ip, args))
     }
 
     /// Client A writes first, many small puts; then B reads their prefix again and again
