@@ -579,7 +579,7 @@ The screen is redrawn every second: requests per second by method (over the last
 capture time), with totals, errors and p50/p99 latency of unary calls since the start; \
 the clients (by address) with the most requests and the most bytes; the busiest key \
 prefixes (--prefix-depth); WAL and backend fsync p99 from the fsync calls etcd made; the \
-leader and term once peer traffic is decoded (settled some seconds behind); and every \
+leader and term once peer traffic is decoded (settled up to 30 s behind); and every \
 loss: events the kernel could not hand over, unreadable regions, bytes missing from TCP \
 streams. A finished capture is played back at --speed against its own clock. q, Esc or \
 Ctrl-C quits. It needs a terminal; --once prints one snapshot of the whole capture \

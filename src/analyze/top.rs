@@ -25,7 +25,8 @@ use crate::capture::{Damage, Event, FileKind, ReadItem};
 
 /// Seconds of capture time a rate is measured over.
 pub const RATE_WINDOW_S: u64 = 10;
-/// Clients and key prefixes tracked at most; the rest are counted as one "others" row.
+/// Methods, clients and key prefixes tracked at most; the rest are counted as one
+/// "others" row.
 const MAX_KEYS: usize = 10_000;
 /// What stands for a key beyond [`MAX_KEYS`].
 pub const OTHERS: &str = "(others)";
@@ -249,7 +250,12 @@ impl TopState {
         if call.gaps && !matches!(call.kind, RecordKind::StreamEnd { .. }) {
             self.losses.calls_with_gaps += 1;
         }
-        let method = self.methods.entry(method_label(call)).or_default();
+        let mut label = method_label(call);
+        // A `:path` is whatever a client sent: methods are bounded too.
+        if self.methods.len() >= MAX_KEYS && !self.methods.contains_key(&label) {
+            label = OTHERS.to_string();
+        }
+        let method = self.methods.entry(label).or_default();
         let client = self.clients.get(call.client.ip());
         let prefix = match (&call.key, request) {
             (Some(k), true) => Some(self.prefixes.get(key_prefix(k, self.options.prefix_depth))),
@@ -432,8 +438,8 @@ impl FsyncRow {
     }
 }
 
-/// The newest term's leader, as far as the peer traffic shows (it is settled some
-/// seconds behind the newest event: `analyze::raft` puts messages in order first).
+/// The newest term's leader, as far as the peer traffic shows (it is settled up to
+/// half a minute behind the newest event: `analyze::raft` puts messages in order first).
 #[derive(Debug, Clone, Serialize)]
 pub struct RaftRow {
     pub leader: Option<String>,
