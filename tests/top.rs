@@ -1,8 +1,9 @@
 //! `etcd-trace top`: on a recorded workload of clients with addresses of their own,
 //! `top --once --format json` gives the calls, bytes and latency quantiles that replay's
 //! records of the same file add up to. The dashboard runs in tmux at 80×24 and 200×50 on
-//! a fixture: it reads whole (no line past the edge), shows the leader, and q quits and
-//! gives the terminal back. Without a terminal, it says to use --once.
+//! a fixture: it reads whole (no line past the edge), shows the leader, plays back in
+//! real time, and q or Ctrl-C quits and gives the terminal back. Without a terminal, it
+//! says to use --once.
 
 mod common;
 
@@ -239,7 +240,8 @@ fn the_dashboard_reads_whole_at_80x24_and_200x50() {
         return;
     }
     let path = fixture("cluster-v4.etr");
-    for (w, h) in [(80usize, 24usize), (200, 50)] {
+    // 80×24 plays the capture (about 3 s long) back in real time, 200×50 at max speed.
+    for (w, h, speed) in [(80usize, 24usize, "1"), (200, 50, "0")] {
         let tmux = Tmux(format!("etcd-trace-top-{}-{w}", std::process::id()));
         // A shell first, so that after q the prompt shows the terminal given back.
         let size = [w.to_string(), h.to_string()];
@@ -256,12 +258,22 @@ fn the_dashboard_reads_whole_at_80x24_and_200x50() {
         ]);
         assert!(started.status.success(), "{}", stderr(&started));
         let line = format!(
-            "PS1='prompt$ '; {} top {} --max-speed",
+            "PS1='prompt$ '; {} top {} --speed {speed}",
             bin().display(),
             path.display()
         );
+        let started = Instant::now();
         tmux.cmd(&["send-keys", "-t", "top", &line, "Enter"]);
         let screen = tmux.wait_for("end of capture");
+        let took = started.elapsed();
+        if speed == "1" {
+            assert!(
+                took >= Duration::from_millis(2500),
+                "played 3 s in {took:?}"
+            );
+        } else {
+            assert!(took < Duration::from_secs(10), "max speed took {took:?}");
+        }
         for want in [
             "end of capture",
             "WAL fsync p99",
@@ -289,11 +301,13 @@ fn the_dashboard_reads_whole_at_80x24_and_200x50() {
             header.trim_end().ends_with("q quits"),
             "{w}x{h}: {header:?}"
         );
-        tmux.cmd(&["send-keys", "-t", "top", "q"]);
+        // q at one size, Ctrl-C at the other.
+        let quit = if speed == "1" { "q" } else { "C-c" };
+        tmux.cmd(&["send-keys", "-t", "top", quit]);
         let after = tmux.wait_for("prompt$");
         assert!(
             after.contains("prompt$") && !after.contains("Clients by requests"),
-            "{w}x{h}: q did not give the terminal back:\n{after}"
+            "{w}x{h}: {quit} did not give the terminal back:\n{after}"
         );
     }
 }
