@@ -169,9 +169,18 @@ impl TopState {
         }
     }
 
-    /// Capture time of the newest event taken.
+    /// Capture time of the newest event taken, or as far as [`advance`](Self::advance)
+    /// moved it.
     pub fn now_ns(&self) -> u64 {
         self.now_ns
+    }
+
+    /// Moves the clock on to `now_ns` without an event (a playback between events, or a
+    /// quiet stretch of a capture being recorded): rates fall as they would.
+    pub fn advance(&mut self, now_ns: u64) {
+        if self.start_ns.is_some() {
+            self.now_ns = self.now_ns.max(now_ns);
+        }
     }
 
     /// Takes one item of a capture's event stream.

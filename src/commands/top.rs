@@ -122,7 +122,7 @@ struct Pacer {
 impl Pacer {
     /// Waits until event time `ts_ns` is due, in steps that let `tick` run at least
     /// once a refresh; false when `stop` was set meanwhile.
-    fn wait(&mut self, ts_ns: u64, stop: &AtomicBool, tick: &mut dyn FnMut()) -> bool {
+    fn wait(&mut self, ts_ns: u64, stop: &AtomicBool, tick: &mut dyn FnMut(u64)) -> bool {
         if self.speed == 0.0 {
             return true;
         }
@@ -137,7 +137,9 @@ impl Pacer {
                 return true;
             }
             std::thread::sleep((due - now).min(Duration::from_millis(100)));
-            tick();
+            // Where the playback is: the screen's clock moves on between events.
+            let played = started.elapsed().as_secs_f64() * self.speed * 1e9;
+            tick(first.saturating_add(played as u64));
         }
     }
 }
@@ -159,8 +161,9 @@ fn feed(
         if let ReadItem::Event(ev) = &item {
             let ts = ev.ts_ns();
             // Pacing sends the snapshot as it waits: the screen keeps its clock.
-            let mut tick = || {
+            let mut tick = |position_ns| {
                 if last_sent.elapsed() >= REFRESH {
+                    state.advance(position_ns);
                     last_sent = Instant::now();
                     let _ = tx.send(state.snapshot());
                 }

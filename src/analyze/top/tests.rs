@@ -73,6 +73,21 @@ fn rates_are_over_the_last_window_of_capture_time() {
         "busiest first"
     );
 
+    // Quiet capture time moves the window on: the Ranges fall out of it.
+    let mut later = state_of(&calls, TopOptions::default());
+    later.advance(1114 * S);
+    let range = later
+        .snapshot()
+        .methods
+        .into_iter()
+        .find(|m| m.method.ends_with("/Range"));
+    assert!(
+        (range.unwrap().rate_per_s - 5.0).abs() < 1e-9,
+        "5 of the last 10 s"
+    );
+    later.advance(1000 * S);
+    assert_eq!(later.now_ns(), 1114 * S, "the clock never goes back");
+
     // A capture shorter than the window: the rate is over what it covers.
     let short = state_of(&calls[..3], TopOptions::default()).snapshot();
     assert!((short.methods[0].rate_per_s - 1.0).abs() < 1e-9);
