@@ -307,6 +307,9 @@ fn phrases(items: Vec<(Style, String)>, width: usize) -> Line<'static> {
         if used + len + reserve > width && !(i + 1 == total && used + len <= width) {
             if i > 0 {
                 spans.push(Span::raw("  …"));
+            } else {
+                // Not even the first phrase fits: its start, said to be cut.
+                spans.push(Span::styled(fit(&text, width), style));
             }
             break;
         }
@@ -478,10 +481,25 @@ fn table<'a>(
     area: Rect,
     max_text: u16,
 ) -> Table<'a> {
-    let (text_head, nums) = heads;
+    let (text_head, all_nums) = heads;
+    // Number columns that do not fit are left out, never narrowed: a number cut short
+    // would read as another number. Two columns spare on the right keep a table apart
+    // from its neighbour.
+    const MIN_TEXT: u16 = 6;
+    let mut fixed = 0;
+    let fitting = all_nums
+        .iter()
+        .take_while(|(_, w)| {
+            fixed += w + 1;
+            MIN_TEXT + fixed + 2 <= area.width
+        })
+        .count();
+    let nums = &all_nums[..fitting];
     let fixed: u16 = nums.iter().map(|(_, w)| w + 1).sum();
-    // Two columns spare on the right keep a table apart from its neighbour.
-    let text_width = area.width.saturating_sub(fixed + 2).clamp(6, max_text);
+    let text_width = area
+        .width
+        .saturating_sub(fixed + 2)
+        .clamp(MIN_TEXT, max_text);
     let right = |s: String| Cell::from(Line::from(s).alignment(Alignment::Right));
     let header = Row::new(
         std::iter::once(Cell::from(text_head.to_string()))
@@ -493,7 +511,7 @@ fn table<'a>(
         .map(|(text, numbers)| {
             Row::new(
                 std::iter::once(Cell::from(fit(&text, text_width as usize)))
-                    .chain(numbers.into_iter().map(right))
+                    .chain(numbers.into_iter().take(fitting).map(right))
                     .collect::<Vec<_>>(),
             )
         })
