@@ -647,3 +647,105 @@ fn write_text(out: &mut dyn Write, s: &Snapshot) -> std::io::Result<()> {
     writeln!(out, "raft: {raft}")?;
     writeln!(out, "lost: {}", loss_items(s).join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::top::{FsyncRow, Losses, MethodRow, RaftRow};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn snapshot() -> Snapshot {
+        let method = |name: &str, p50, p99| MethodRow {
+            method: format!("/etcdserverpb.{name}"),
+            requests: 1234,
+            rate_per_s: 12.5,
+            bytes: 99_000,
+            errors: 3,
+            latency_count: 1000,
+            p50_ns: Some(p50),
+            p99_ns: Some(p99),
+        };
+        let row = |key: &str| KeyRow {
+            key: key.to_string(),
+            requests: 77,
+            rate_per_s: 1.5,
+            bytes: 123_456,
+        };
+        let fsync = FsyncRow {
+            count: 10,
+            p50_ns: Some(500_000),
+            p99_ns: Some(2_000_000),
+            max_ns: Some(3_000_000),
+        };
+        Snapshot {
+            start_ns: 0,
+            now_ns: 30_000_000_000,
+            elapsed_s: 30.0,
+            rate_window_s: 10,
+            prefix_depth: 2,
+            events: 5000,
+            finished: false,
+            methods: vec![
+                method("KV/Range", 1_340_000, 101_410_000),
+                method("Lease/LeaseKeepAlive", 233_500, 557_100),
+            ],
+            clients_by_requests: vec![row("10.0.0.1"), row("fd00::1234:5678:9abc:def0")],
+            clients_by_bytes: vec![row("10.0.0.1")],
+            prefixes: vec![row("/registry/pods/"), row("/registry/events/kube-system/")],
+            wal_fsync: fsync.clone(),
+            backend_fsync: fsync,
+            raft: RaftRow {
+                leader: Some("69d88a3f5ae88b6f".into()),
+                term: Some(3),
+                elections: 1,
+                peer_connections: 2,
+            },
+            losses: Losses {
+                kernel_lost: 12,
+                gap_bytes: 4096,
+                ..Losses::default()
+            },
+        }
+    }
+
+    /// At any size, a latency on the screen is one of the snapshot's whole: none is cut
+    /// into another number.
+    #[test]
+    fn numbers_are_shown_whole_or_not_at_all() {
+        let snap = snapshot();
+        let whole: Vec<String> = snap
+            .methods
+            .iter()
+            .flat_map(|m| [ns(m.p50_ns), ns(m.p99_ns)])
+            .chain([ns(snap.wal_fsync.p99_ns)])
+            .collect();
+        let about = About {
+            file: "incident.etr".into(),
+            speed: 1.0,
+            duration_ns: Some(60_000_000_000),
+            clock_offset_ns: 0,
+        };
+        for (w, h) in [(20, 6), (30, 10), (50, 14), (80, 24), (120, 30), (200, 50)] {
+            let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+            terminal.draw(|f| draw(f, Some(&snap), &about)).unwrap();
+            let buffer = terminal.backend().buffer();
+            for y in 0..h {
+                let line: String = (0..w).map(|x| buffer[(x, y)].symbol()).collect();
+                for (at, _) in line.match_indices(" ms").chain(line.match_indices(" µs")) {
+                    let unit_end = at
+                        + line[at..]
+                            .chars()
+                            .take(3)
+                            .map(char::len_utf8)
+                            .sum::<usize>();
+                    let shown = &line[..unit_end];
+                    assert!(
+                        whole.iter().any(|v| shown.ends_with(v.as_str())),
+                        "{w}x{h}: a cut number in {line:?}"
+                    );
+                }
+            }
+        }
+    }
+}
