@@ -31,6 +31,9 @@ const volatile __u32 trace_tls = 0;
  * serves the connection, which is what the analyses need of them, for a fraction of the
  * events. */
 const volatile __u32 every_socket_syscall = 0;
+/* Send syscall events. Without (--no-syscalls) the syscall programs still run, for the
+ * latency histograms alone. */
+const volatile __u32 emit_syscalls = 1;
 /* What to trace: a few compares that every syscall and segment on the machine passes
  * through, not map lookups. The ports are fixed at load time (constants to the
  * verifier). The pids change while recording: with follow_exec, a process that execs a
@@ -55,6 +58,8 @@ const volatile __u32 batch_header_size = sizeof(struct et_batch);
 const volatile __u32 tls_header_size = sizeof(struct et_tls);
 const volatile __u32 process_header_size = sizeof(struct et_process);
 const volatile __u32 syscall_more_header_size = sizeof(struct et_syscall_more);
+const volatile __u32 hist_size = sizeof(struct et_hist);
+const volatile __u32 hist_shape[] = { ET_HIST_BUCKETS, ET_HIST_KINDS, ET_HIST_DIRS };
 const volatile __u32 packet_offsets[] = {
 	__builtin_offsetof(struct et_packet, ts_ns),
 	__builtin_offsetof(struct et_packet, sport),
@@ -236,7 +241,8 @@ static __always_inline int traced_pid_index(__u32 tgid)
 #define is_traced_pid(tgid) (traced_pid_index(tgid) >= 0)
 #define is_traced_port(port) (list_index(traced_port_list, traced_port_count, (port)) >= 0)
 
-/* A data dir by (kernel dev_t, inode): a file belongs to it when an ancestor matches. */
+/* A data dir by (kernel dev_t, inode): a file belongs to it when an ancestor matches.
+ * The value is the dir's slot for the latency histograms (below ET_HIST_DIRS). */
 struct dir_key {
 	__u64 ino;
 	__u32 dev;
@@ -245,7 +251,7 @@ struct dir_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16);
+	__uint(max_entries, ET_HIST_DIRS);
 	__type(key, struct dir_key);
 	__type(value, __u8);
 } data_dirs SEC(".maps");
@@ -275,13 +281,19 @@ struct fd_key {
 	__s32 fd;
 };
 
+/* hist_file: which histograms a data file's calls go to. */
+#define HIST_FILE_NONE 0
+#define HIST_FILE_WAL 1
+#define HIST_FILE_DB 2
+
 struct fd_verdict {
 	__u64 file;
 	__u8 kind; /* 0: not traced */
 	__u8 depth;
 	__u16 lport;
 	__u16 rport;
-	__u16 _pad;
+	__u8 hist_dir;  /* the data dir's slot */
+	__u8 hist_file; /* HIST_FILE_* */
 };
 
 struct {
@@ -334,6 +346,74 @@ struct {
 	__type(key, int);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
+
+/* The latency histograms (events.h), summed over the CPUs by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ET_HIST_DIRS * ET_HIST_KINDS);
+	__type(key, __u32);
+	__type(value, struct et_hist);
+} latency SEC(".maps");
+
+/* floor(log2(v)) for v > 0, 0 for 0: without a loop, for the verifier. */
+static __always_inline __u32 log2_u64(__u64 v)
+{
+	__u32 r = 0;
+	if (v >> 32) {
+		v >>= 32;
+		r += 32;
+	}
+	if (v >> 16) {
+		v >>= 16;
+		r += 16;
+	}
+	if (v >> 8) {
+		v >>= 8;
+		r += 8;
+	}
+	if (v >> 4) {
+		v >>= 4;
+		r += 4;
+	}
+	if (v >> 2) {
+		v >>= 2;
+		r += 2;
+	}
+	if (v >> 1)
+		r += 1;
+	return r;
+}
+
+/* Count one call of a WAL or backend file in its histogram. Atomic adds: two tasks may
+ * run the program on one CPU (it can be preempted), and an uncontended atomic on a
+ * CPU's own line costs little. */
+static __always_inline void hist_add(struct fd_verdict *v, __u32 call, __u64 ns)
+{
+	__u32 kind;
+	int sync = call == ET_FSYNC || call == ET_FDATASYNC;
+	int write = call == ET_WRITE || call == ET_PWRITE64 || call == ET_WRITEV;
+	if (v->hist_file == HIST_FILE_WAL && sync)
+		kind = ET_HIST_WAL_SYNC;
+	else if (v->hist_file == HIST_FILE_WAL && write)
+		kind = ET_HIST_WAL_WRITE;
+	else if (v->hist_file == HIST_FILE_DB && sync)
+		kind = ET_HIST_DB_SYNC;
+	else if (v->hist_file == HIST_FILE_DB && write)
+		kind = ET_HIST_DB_WRITE;
+	else
+		return;
+	if (v->hist_dir >= ET_HIST_DIRS)
+		return;
+	__u32 key = (__u32)v->hist_dir * ET_HIST_KINDS + kind;
+	struct et_hist *h = bpf_map_lookup_elem(&latency, &key);
+	if (!h)
+		return;
+	__u32 bucket = log2_u64(ns);
+	if (bucket >= ET_HIST_BUCKETS)
+		bucket = ET_HIST_BUCKETS - 1;
+	__sync_fetch_and_add(&h->buckets[bucket], 1);
+	__sync_fetch_and_add(&h->sum_ns, ns);
+}
 
 static __always_inline void add(__u32 key, __u64 n)
 {
@@ -632,13 +712,28 @@ static __always_inline void classify(struct file *f, struct fd_verdict *v)
 	struct dir_key key = {};
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+	/* The file's name and its directory's, for the histograms: member/wal/<any> is
+	 * the WAL, member/snap/db the backend. Read once per open file. */
+	char name[4] = {}, dir[5] = {};
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(d, d_name.name));
+	bpf_probe_read_kernel_str(dir, sizeof(dir), BPF_CORE_READ(d, d_parent, d_name.name));
+	__u8 hist_file = HIST_FILE_NONE;
+	if (dir[0] == 'w' && dir[1] == 'a' && dir[2] == 'l' && dir[3] == 0)
+		hist_file = HIST_FILE_WAL;
+	else if (dir[0] == 's' && dir[1] == 'n' && dir[2] == 'a' && dir[3] == 'p' &&
+		 dir[4] == 0 && name[0] == 'd' && name[1] == 'b' && name[2] == 0)
+		hist_file = HIST_FILE_DB;
 #pragma unroll
 	for (int depth = 1; depth <= ET_PATH_DEPTH; depth++) {
 		d = BPF_CORE_READ(d, d_parent);
 		key.ino = BPF_CORE_READ(d, d_inode, i_ino);
-		if (bpf_map_lookup_elem(&data_dirs, &key)) {
+		__u8 *slot = bpf_map_lookup_elem(&data_dirs, &key);
+		if (slot) {
 			v->kind = ET_FILE_DATA;
 			v->depth = depth;
+			v->hist_dir = *slot;
+			/* Only where the file's directory is below the data dir. */
+			v->hist_file = depth >= 2 ? hist_file : HIST_FILE_NONE;
 			return;
 		}
 	}
@@ -692,6 +787,8 @@ static __always_inline int fd_verdict(struct file *f, __u32 tgid, int pid_index,
 		slot->depth = v.depth;
 		slot->lport = v.lport;
 		slot->rport = v.rport;
+		slot->hist_dir = v.hist_dir;
+		slot->hist_file = v.hist_file;
 		barrier();
 		slot->file = v.file;
 	} else {
@@ -704,12 +801,12 @@ static __always_inline int fd_verdict(struct file *f, __u32 tgid, int pid_index,
 /* The fixed part of a syscall event, before the path names. */
 static __always_inline void fill_syscall_head(struct et_syscall *ev, struct inflight *inf,
 					      struct fd_verdict *v, __u64 offset, __u64 id,
-					      long ret)
+					      long ret, __u64 exit_ns)
 {
 	ev->type = ET_SYSCALL;
 	ev->call = inf->call;
 	ev->enter_ns = inf->enter_ns;
-	ev->exit_ns = bpf_ktime_get_ns();
+	ev->exit_ns = exit_ns;
 	ev->pid = id >> 32;
 	ev->tid = (__u32)id;
 	ev->fd = inf->fd;
@@ -798,6 +895,13 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	__u8 kind = fd_verdict(f, id >> 32, pid_index, inf->fd, &v, &first);
 	if (!kind)
 		return 0;
+	/* One time for the histogram and the event: a test checks the one against the
+	 * other. */
+	__u64 exit_ns = bpf_ktime_get_ns();
+	if (kind == ET_FILE_DATA && v.hist_file)
+		hist_add(&v, call, exit_ns - inf->enter_ns);
+	if (!emit_syscalls)
+		return 0;
 	if (kind == ET_FILE_SOCKET && !first && !every_socket_syscall)
 		return 0;
 	__u64 offset = inf->offset;
@@ -808,7 +912,7 @@ static __always_inline int on_exit(void *ctx, __u32 call, long ret)
 	if (!st)
 		return 0;
 	struct et_syscall *ev = stage_next(st);
-	fill_syscall_head(ev, inf, &v, offset, id, ret);
+	fill_syscall_head(ev, inf, &v, offset, id, ret, exit_ns);
 	if (kind == ET_FILE_SOCKET && !socket_data_limit) {
 		/* The common event, sizes and times of a socket read or write: no names, no
 		 * data. */

@@ -162,4 +162,28 @@ struct et_batch {
 			    * its events in time order */
 };
 
+/* Latency histograms, kept in the kernel for the whole recording (a per-CPU array map,
+ * not events): the syscall exit program counts every fsync, fdatasync and write of the
+ * traced processes on the WAL and the backend database, whether its event is sent, lost
+ * or not sent at all (--no-syscalls). One histogram per (data dir, kind), at index
+ * dir * ET_HIST_KINDS + kind; the dir is the data dir's slot, given by userspace. Bucket
+ * 0 counts durations below 2 ns, bucket i > 0 those in [2^i, 2^(i+1)) ns, and the last
+ * bucket everything from 2^(ET_HIST_BUCKETS-1) ns (about 34 s) up. */
+#define ET_HIST_BUCKETS 36
+#define ET_HIST_DIRS 16           /* data dir slots (the programs' data_dirs map) */
+
+enum et_hist_kind {
+	ET_HIST_WAL_SYNC = 0,     /* fsync or fdatasync of a file in member/wal/ */
+	ET_HIST_WAL_WRITE = 1,    /* write, pwrite64, writev to a file in member/wal/ */
+	ET_HIST_DB_SYNC = 2,      /* fsync or fdatasync of member/snap/db (bbolt) */
+	ET_HIST_DB_WRITE = 3,     /* write, pwrite64, writev to member/snap/db */
+	ET_HIST_KINDS = 4,
+};
+
+/* 8 * (ET_HIST_BUCKETS + 1) bytes: one CPU's share of one histogram. */
+struct et_hist {
+	__u64 buckets[ET_HIST_BUCKETS];
+	__u64 sum_ns;      /* of the durations counted */
+};
+
 #endif

@@ -27,6 +27,11 @@ pub struct Cli {
     /// found from SYNs and requests. Goes before the subcommand.
     #[arg(long = "port", value_name = "PORT")]
     pub ports: Vec<u16>,
+    /// Threads to decode traffic on (replay); default: one per core. Connections are
+    /// decoded in parallel after reassembly, and the output is the same for any number.
+    #[arg(long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -165,7 +170,8 @@ pub struct RecordArgs {
     /// buffers; each gets at least 4 MiB (50 ms of an 80 MB/s burst on one CPU).
     #[arg(long, value_name = "MB", default_value_t = 64)]
     pub buffer_mb: u32,
-    /// Packets only: do not trace etcd's system calls.
+    /// Packets only: no events of etcd's system calls. The kernel still keeps the
+    /// latency histograms of WAL and backend syncs and writes (see `info`).
     #[arg(long)]
     pub no_syscalls: bool,
     /// YAML config file with a `collectors.etcd` block; flags override it.
@@ -192,15 +198,20 @@ pub struct RecordArgs {
 }
 
 /// Summarise a capture: header, time range, events per kind, connections, files, losses,
-/// and what redaction did to it.
+/// what redaction did to it, and the kernel's latency histograms of WAL and backend
+/// syncs and writes.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace info incident.etr\n  \
 etcd-trace info incident.etr --format json | jq .lost\n  \
-etcd-trace info incident.etr --format json | jq .redaction   # before sharing it\n\n\
+etcd-trace info incident.etr --format json | jq .redaction   # before sharing it\n  \
+etcd-trace info incident.etr --format json | jq '.latency[] | select(.kind == \"wal_sync\")'\n\n\
 The redaction line says whether passwords and tokens were redacted at record time, how \
 many, and what passed unscrubbed (connections open before recording, directions given \
-up): read it before attaching a capture to a bug report.")]
+up): read it before attaching a capture to a bug report. The latency lines come from \
+histograms the kernel kept of every WAL and backend sync and write for the whole \
+recording (format 5 files), in log2 buckets: p50 and p99 are the buckets they fall in, \
+not exact values.")]
 pub struct InfoArgs {
     /// Capture file.
     pub file: PathBuf,

@@ -17,8 +17,8 @@
 //!    decodes (`replay`, `wal`, the peer streams), the stopped member sent nothing while
 //!    stopped, and its streams carry its messages again once it runs.
 //! 4. Ring-buffer overflow: with a traced writer whose writes are counted, the writes
-//!    received plus the kernel's loss count equal the writes made, exactly, and `info`
-//!    reports the loss.
+//!    received plus the kernel's loss count equal the writes made, exactly, `info`
+//!    reports the loss, and the kernel's latency histogram counts every write made.
 #![cfg(feature = "record")]
 
 mod common;
@@ -1046,6 +1046,15 @@ fn the_loss_count_is_exactly_what_is_missing() {
         "received {received} + lost {lost}\n{log}"
     );
     assert!(log.contains(&format!("lost {lost} events")), "{log}");
+    // The kernel's histogram counted every write, the lost ones too.
+    let wal_writes: Vec<u64> = reader
+        .index()
+        .latency
+        .iter()
+        .filter(|h| h.kind == etcd_trace::capture::LatencyKind::WalWrite)
+        .map(|h| h.count())
+        .collect();
+    assert_eq!(wal_writes, [COUNT], "{:?}", reader.index().latency);
 
     let info = etcd_trace(&["info", capture.to_str().unwrap(), "--format", "json"]);
     assert!(info.status.success(), "{}", stderr(&info));

@@ -83,6 +83,44 @@ fn cluster_v4_still_reads_the_same() {
     check("cluster-v4", 4);
 }
 
+/// The demo's workload in format 5: the kernel's latency histograms in the index.
+#[test]
+fn basic_v5_still_reads_the_same() {
+    check("basic-v5", 5);
+}
+
+/// basic-v5's histograms count the syncs of its WAL and backend that its events show,
+/// with the same total time.
+#[test]
+fn basic_v5_histograms_agree_with_its_events() {
+    use etcd_trace::capture::{Event, LatencyKind, ReadItem};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reader =
+        etcd_trace::capture::CaptureReader::open(root.join("fixtures/basic-v5.etr")).unwrap();
+    let latency = reader.index().latency.clone();
+    assert_eq!(latency.len(), LatencyKind::ALL.len(), "{latency:?}");
+    for (kind, dir) in [
+        (LatencyKind::WalSync, "member/wal/"),
+        (LatencyKind::DbSync, "member/snap/db"),
+    ] {
+        let syncs: Vec<u64> = reader
+            .events()
+            .filter_map(|item| match item {
+                ReadItem::Event(Event::Syscall(s))
+                    if s.call.is_sync() && s.file.path.starts_with(dir) =>
+                {
+                    Some(s.duration_ns())
+                }
+                _ => None,
+            })
+            .collect();
+        let h = latency.iter().find(|h| h.kind == kind).unwrap();
+        assert!(!syncs.is_empty());
+        assert_eq!(h.count(), syncs.len() as u64, "{kind:?}");
+        assert_eq!(h.sum_ns, syncs.iter().sum::<u64>(), "{kind:?}");
+    }
+}
+
 /// basic-v1's events written again by this version (in the current format) to `copy`,
 /// with a TLS event after each socket read or write when `tls` says so (what etcd
 /// would have read or written in plaintext on a TLS connection; the first of each
@@ -156,7 +194,8 @@ fn expected_for(fixture: &str, suffix: &str, path: &str) -> String {
 /// The fixture's events, written again by this version (in the current format), read
 /// back exactly as the original does: every command's output is the same but for the
 /// file's name and format version, and `info`'s counts and lists of the TLS and process
-/// events that format 1 cannot hold (none). And the file is smaller.
+/// events that format 1 cannot hold (none) and its latency histograms (none). And the
+/// file is smaller.
 #[test]
 fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
     use etcd_trace::capture::{CaptureReader, FORMAT_VERSION};
@@ -199,6 +238,8 @@ fn basic_v1_rewritten_in_the_current_format_reads_the_same() {
                 .collect();
             expected["processes"] = processes.into();
             expected["tls_connections"] = serde_json::json!({});
+            // Format 5's index has room for latency histograms: none were recorded.
+            expected["latency"] = serde_json::json!([]);
             let out: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(out, expected, "{}", args.join(" "));
         } else {

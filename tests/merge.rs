@@ -105,7 +105,7 @@ fn check_merged(merged: &Path, inputs: &[PathBuf], ids: Option<&[u64]>) {
 
     // The hosts, their clocks within 1 ms of each other, with an uncertainty.
     let info = json_lines(&["info", "--format", "json", m]).remove(0);
-    assert_eq!(info["format_version"], 4);
+    assert_eq!(info["format_version"], etcd_trace::capture::FORMAT_VERSION);
     let hosts = info["header"]["hosts"].as_array().unwrap();
     let names: Vec<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
     assert_eq!(names, HOSTS);
@@ -129,6 +129,20 @@ fn check_merged(merged: &Path, inputs: &[PathBuf], ids: Option<&[u64]>) {
     for h in HOSTS {
         assert!(text.contains(&format!("  {h} ")), "{text}");
     }
+
+    // Each host's latency histograms, named by host (none from format 4 hosts).
+    let mut expected = Vec::new();
+    for (host, input) in HOSTS.iter().zip(inputs) {
+        for h in &CaptureReader::open(input).unwrap().index().latency {
+            let mut named = h.clone();
+            named.data_dir = format!("{host}:{}", h.data_dir);
+            expected.push(named);
+        }
+    }
+    assert_eq!(
+        CaptureReader::open(merged).unwrap().index().latency,
+        expected
+    );
 
     // Each client call once.
     let replay = replay_json(merged, &[]);
@@ -496,6 +510,17 @@ mod cluster {
             .collect();
         assert_eq!(pids, cluster.pids());
         check_merged(&merged, &captures, Some(&ids));
+        // Each member synced its WAL for each of the 9 puts, and its host's histogram
+        // in the merged file says so.
+        let reader = etcd_trace::capture::CaptureReader::open(&merged).unwrap();
+        for h in HOSTS {
+            let wal_sync = reader.index().latency.iter().find(|l| {
+                l.kind == etcd_trace::capture::LatencyKind::WalSync
+                    && l.data_dir.starts_with(&format!("{h}:"))
+            });
+            let count = wal_sync.map_or(0, |l| l.count());
+            assert!(count >= 9, "{h}: {count} WAL syncs");
+        }
 
         // raft on the merged file: the term etcdctl saw after the move is led by the
         // member it was moved to, after a transfer, and no term has two leaders.

@@ -508,8 +508,8 @@ fn socket_syscalls_are_one_per_connection_by_default() {
     }
 }
 
-/// Packets only: the syscall programs are not loaded, and the TC programs still see
-/// every put.
+/// Packets only: no syscall events (the syscall programs run for the latency
+/// histograms alone, tests/latency.rs), and the TC programs still see every put.
 #[test]
 fn syscalls_can_be_left_out() {
     if skip_without_root() {

@@ -68,6 +68,25 @@ fn a_restarted_etcd_is_followed() {
         startup_wal_reads > 0,
         "the new etcd's WAL reads at startup were not recorded"
     );
+    // The data dir's one WAL sync histogram counts both processes' syncs, as the
+    // events do.
+    let wal_syncs = events
+        .iter()
+        .filter(|e| {
+            matches!(e, etcd_trace::capture::Event::Syscall(s)
+                if s.call.is_sync() && s.file.kind == etcd_trace::capture::FileKind::Wal)
+        })
+        .count() as u64;
+    let reader = etcd_trace::capture::CaptureReader::open(&rig.capture).unwrap();
+    let histograms: Vec<_> = reader
+        .index()
+        .latency
+        .iter()
+        .filter(|h| h.kind == etcd_trace::capture::LatencyKind::WalSync)
+        .collect();
+    assert_eq!(histograms.len(), 1, "{histograms:?}");
+    assert!(wal_syncs >= 20);
+    assert_eq!(histograms[0].count(), wal_syncs);
     assert_restarts_told(&rig, &log, &[(old, new)]);
 }
 

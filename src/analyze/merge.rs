@@ -23,9 +23,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use thiserror::Error;
 
 use super::clock_offsets::SegmentKey;
+use crate::capture::latency::{MAX_DATA_DIR_LEN, MAX_HISTOGRAMS};
 use crate::capture::{
-    Damage, Direction, Event, Header, HostInfo, InterfaceInfo, ProcessInfo, ReadItem, RecordConfig,
-    HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
+    Damage, Direction, Event, Header, HostInfo, InterfaceInfo, LatencyHistogram, ProcessInfo,
+    ReadItem, RecordConfig, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
 };
 
 /// Hosts a merged capture can hold: the ids' room (2^32 / 2^22).
@@ -155,6 +156,25 @@ pub fn unique_names(hostnames: &[&str]) -> Vec<String> {
 /// The merged file's header: the hosts' headers (in host order, with their `hosts`
 /// entries) put together, ids moved as their plans say, times on the reference clock
 /// (the merged clock offset is `clock_offset_ns`).
+/// The latency histograms of every host's capture, each data dir named `host:dir`, so
+/// that no host's are mixed with another's; at most as many, with names as long, as a
+/// reader accepts (more only come from crafted inputs).
+pub fn merged_latency(per_host: &[&[LatencyHistogram]], names: &[String]) -> Vec<LatencyHistogram> {
+    per_host
+        .iter()
+        .zip(names)
+        .flat_map(|(histograms, name)| {
+            histograms.iter().map(move |h| LatencyHistogram {
+                data_dir: format!("{name}:{}", h.data_dir),
+                ..h.clone()
+            })
+        })
+        // A name made too long by its host would make the index unreadable.
+        .filter(|h| h.data_dir.len() <= MAX_DATA_DIR_LEN)
+        .take(MAX_HISTOGRAMS)
+        .collect()
+}
+
 pub fn merged_header(
     headers: &[&Header],
     hosts: Vec<HostInfo>,
@@ -500,6 +520,23 @@ mod tests {
     use super::*;
     use crate::capture::{Packet, ProcessChange, ProcessEvent, TcpFlags};
     use std::net::SocketAddr;
+
+    /// Each host keeps its own histograms, named by host.
+    #[test]
+    fn latency_is_kept_per_host() {
+        let h = |dir: &str, n| LatencyHistogram {
+            data_dir: dir.into(),
+            kind: crate::capture::LatencyKind::WalSync,
+            buckets: vec![n; 3],
+            sum_ns: n,
+        };
+        let a = [h("/var/lib/etcd", 1)];
+        let b = [h("/var/lib/etcd", 2), h("/data", 3)];
+        let merged = merged_latency(&[&a, &b], &["a".into(), "b".into()]);
+        let names: Vec<_> = merged.iter().map(|h| h.data_dir.as_str()).collect();
+        assert_eq!(names, ["a:/var/lib/etcd", "b:/var/lib/etcd", "b:/data"]);
+        assert_eq!(merged[1].buckets, [2, 2, 2]);
+    }
 
     fn packet(ts_ns: u64, direction: Direction, from: u8, to: u8, seq: u32) -> Event {
         Event::Packet(Packet {

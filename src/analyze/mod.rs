@@ -19,6 +19,7 @@ pub mod phases;
 pub mod profile;
 pub mod raft;
 pub mod rpc;
+pub mod sharded;
 pub mod streams;
 pub mod summary;
 #[cfg(test)]

@@ -65,6 +65,18 @@ pub trait StreamDecoder {
         ts_ns: u64,
         out: &mut Vec<Self::Record>,
     );
+    /// The same, when the bytes can be handed over (a decoder that keeps them takes
+    /// them without a copy).
+    fn push_data_owned(
+        &mut self,
+        dir: FlowDirection,
+        offset: u64,
+        bytes: Vec<u8>,
+        ts_ns: u64,
+        out: &mut Vec<Self::Record>,
+    ) {
+        self.push_data(dir, offset, &bytes, ts_ns, out);
+    }
     /// `len` bytes from `offset` were not captured.
     fn push_gap(
         &mut self,
@@ -76,6 +88,22 @@ pub trait StreamDecoder {
     );
     /// No more bytes will come.
     fn finish(&mut self, end: StreamEnd, out: &mut Vec<Self::Record>);
+}
+
+/// What a [`StreamDemux`] decodes: see [`StreamDemux::new`] and
+/// [`StreamDemux::skip_midstream`].
+#[derive(Debug, Clone, Default)]
+pub struct DemuxConfig {
+    pub server_ports: Vec<u16>,
+    pub only: Option<Vec<u16>>,
+    pub skip_midstream: Vec<u16>,
+}
+
+impl DemuxConfig {
+    pub fn build<D: StreamDecoder>(&self) -> StreamDemux<D> {
+        StreamDemux::new(self.server_ports.clone(), self.only.clone())
+            .skip_midstream(self.skip_midstream.clone())
+    }
 }
 
 /// Counters over a whole decoding run.
@@ -215,13 +243,21 @@ impl<D: StreamDecoder> StreamDemux<D> {
     }
 
     /// Takes one event by value (no copy of the payload); finished records go to `out`.
-    pub fn push_owned(&mut self, event: Event, out: &mut Vec<D::Record>) {
+    /// An event that carries no stream bytes to decode is handed back.
+    pub fn push_owned(&mut self, event: Event, out: &mut Vec<D::Record>) -> Option<Event> {
         match event {
             Event::Packet(p) if self.wants_ports(p.src.port(), p.dst.port()) => {
-                self.push_ordered(p.ts_ns, Ordered::Packet(p), out)
+                self.push_ordered(p.ts_ns, Ordered::Packet(p), out);
+                None
             }
-            Event::Tls(t) => self.push_ordered(t.ts_ns, Ordered::Tls(t), out),
-            other => self.push_other(&other),
+            Event::Tls(t) => {
+                self.push_ordered(t.ts_ns, Ordered::Tls(t), out);
+                None
+            }
+            other => {
+                self.push_other(&other);
+                Some(other)
+            }
         }
     }
 
@@ -464,7 +500,9 @@ impl<D: StreamDecoder> StreamDemux<D> {
                 ts_ns,
                 offset,
                 bytes,
-            } => self.conn(key).push_data(dir, offset, &bytes, ts_ns, out),
+            } => self
+                .conn(key)
+                .push_data_owned(dir, offset, bytes, ts_ns, out),
             TcpEvent::Gap {
                 key,
                 dir,

@@ -192,7 +192,7 @@ impl PayloadDecoder {
         }
         let decoded = match self.format {
             CaptureFormat::V1 => decode_bincode(&self.decompressed, contents, events),
-            CaptureFormat::V2 | CaptureFormat::V3 | CaptureFormat::V4 => {
+            CaptureFormat::V2 | CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => {
                 decode_packed(self.format, frame, &self.decompressed, contents, events)
             }
         };

@@ -11,7 +11,7 @@ use super::event::EventKind;
 pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
 /// The format version this build writes. It reads every version from
 /// [`OLDEST_FORMAT_VERSION`] to this one.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -31,6 +31,9 @@ pub enum CaptureFormat {
     /// As format 3, with the hosts of a merged capture at the end of the header
     /// ([`Header::hosts`]).
     V4,
+    /// As format 4, with the kernel's latency histograms at the end of the index
+    /// ([`super::Index::latency`]).
+    V5,
 }
 
 impl CaptureFormat {
@@ -41,6 +44,7 @@ impl CaptureFormat {
             2 => Some(CaptureFormat::V2),
             3 => Some(CaptureFormat::V3),
             4 => Some(CaptureFormat::V4),
+            5 => Some(CaptureFormat::V5),
             _ => None,
         }
     }
@@ -51,6 +55,7 @@ impl CaptureFormat {
             CaptureFormat::V2 => 2,
             CaptureFormat::V3 => 3,
             CaptureFormat::V4 => 4,
+            CaptureFormat::V5 => 5,
         }
     }
 
@@ -58,7 +63,7 @@ impl CaptureFormat {
     pub fn kinds(self) -> &'static [EventKind] {
         match self {
             CaptureFormat::V1 | CaptureFormat::V2 => &EventKind::ALL[..3],
-            CaptureFormat::V3 | CaptureFormat::V4 => &EventKind::ALL,
+            CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => &EventKind::ALL,
         }
     }
 
@@ -232,7 +237,7 @@ pub fn decode_header(bytes: &[u8], format: CaptureFormat) -> Result<Header, Stri
             grown = with_hosts;
             grown.as_slice()
         }
-        CaptureFormat::V4 => bytes,
+        CaptureFormat::V4 | CaptureFormat::V5 => bytes,
     };
     let (header, used): (Header, usize) =
         bincode::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::event::{EventKind, KindCounts};
 use super::header::CaptureFormat;
+use super::latency::{LatencyHistogram, LatencyTable};
 use super::scrub_report::ScrubReport;
 
 /// The first bytes of the index section.
@@ -53,13 +54,33 @@ impl BlockInfo {
 }
 
 /// The block directory of a capture, in file order, and what the recorder can only
-/// say at the end.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+/// say at the end. Encoded as format 5 lays it out (`IndexV5` decodes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Serialize)]
 pub struct Index {
     pub blocks: Vec<BlockInfo>,
     /// What redaction did to this file's packets. `None` when secrets were kept, and
     /// unknown for format 1 files and for indexes recovered by scanning.
     pub redaction: Option<ScrubReport>,
+    /// The kernel's latency histograms, since the recording started (not only this
+    /// file's share: they stay whole when `--keep` removes older files). Empty before
+    /// format 5 and for indexes recovered by scanning.
+    pub latency: Vec<LatencyHistogram>,
+}
+
+/// Format 5's index, as read: the histograms' list is bounded as it is decoded.
+#[derive(Decode)]
+struct IndexV5 {
+    blocks: Vec<BlockInfo>,
+    redaction: Option<ScrubReport>,
+    latency: LatencyTable,
+}
+
+/// Formats 3 and 4's index: format 5's without the histograms.
+#[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
+struct IndexV3 {
+    blocks: Vec<BlockInfo>,
+    redaction: Option<ScrubReport>,
 }
 
 /// Format 1's index: the blocks only.
@@ -182,6 +203,7 @@ impl Index {
     /// The index section and trailer as written at `index_offset`: index magic, length,
     /// bincode of the index, crc32c of all that, then the trailer.
     pub fn encode_tail(&self, index_offset: u64) -> std::io::Result<Vec<u8>> {
+        super::latency::check(&self.latency).map_err(std::io::Error::other)?;
         let body = bincode::encode_to_vec(self, bincode::config::standard())
             .map_err(std::io::Error::other)?;
         let len = u32::try_from(body.len())
@@ -240,7 +262,7 @@ impl Index {
             CaptureFormat::V1 => decode_body(body).map(|(v1, used): (IndexV1, usize)| {
                 let index = Index {
                     blocks: BlockInfoV2::upgrade(v1.blocks),
-                    redaction: None,
+                    ..Index::default()
                 };
                 (index, used)
             }),
@@ -249,12 +271,30 @@ impl Index {
                     let index = Index {
                         blocks: BlockInfoV2::upgrade(v2.blocks),
                         redaction: v2.redaction,
+                        ..Index::default()
                     };
                     (index, used)
                 }),
             CaptureFormat::V3 | CaptureFormat::V4 => {
-                decode_with_report(body, |index: &Index| index.redaction.as_ref())
+                decode_with_report(body, |index: &IndexV3| index.redaction.as_ref()).map(
+                    |(v3, used)| {
+                        let index = Index {
+                            blocks: v3.blocks,
+                            redaction: v3.redaction,
+                            ..Index::default()
+                        };
+                        (index, used)
+                    },
+                )
             }
+            CaptureFormat::V5 => decode_body(body).map(|(v5, used): (IndexV5, usize)| {
+                let index = Index {
+                    blocks: v5.blocks,
+                    redaction: v5.redaction,
+                    latency: v5.latency.0,
+                };
+                (index, used)
+            }),
         };
         let (index, used) = decoded.map_err(|e| format!("index does not decode: {e}"))?;
         if used != body.len() {
@@ -320,7 +360,7 @@ mod tests {
     fn totals_and_overlap() {
         let index = Index {
             blocks: vec![block(50, 10, 20), block(150, 15, 30), block(250, 40, 50)],
-            redaction: None,
+            ..Index::default()
         };
         assert_eq!(index.total_events(), 9);
         assert_eq!(index.counts(), [3, 3, 0, 3, 0]);
@@ -350,25 +390,88 @@ mod tests {
                 unscrubbed_packets: 7,
                 ..ScrubReport::default()
             }),
+            latency: vec![histogram(vec![0, 3, 1])],
         };
         let tail = index.encode_tail(250).unwrap();
         let (section, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
         assert_eq!(Index::parse_trailer(trailer.try_into().unwrap()), Some(250));
         assert_eq!(
-            Index::decode_section(section, CaptureFormat::V3).unwrap(),
+            Index::decode_section(section, CaptureFormat::V5).unwrap(),
             index
         );
+        // Format 4 knows no histograms: the bytes after its index are refused.
+        assert!(Index::decode_section(section, CaptureFormat::V4).is_err());
         for i in 0..section.len() {
             let mut bad = section.to_vec();
             bad[i] ^= 0x08;
             assert!(
-                Index::decode_section(&bad, CaptureFormat::V3).is_err(),
+                Index::decode_section(&bad, CaptureFormat::V5).is_err(),
                 "flip at {i} not caught"
             );
         }
         for cut in 0..section.len() {
-            assert!(Index::decode_section(&section[..cut], CaptureFormat::V3).is_err());
+            assert!(Index::decode_section(&section[..cut], CaptureFormat::V5).is_err());
         }
+    }
+
+    fn histogram(buckets: Vec<u64>) -> LatencyHistogram {
+        LatencyHistogram {
+            data_dir: "/var/lib/etcd".into(),
+            kind: crate::capture::LatencyKind::WalSync,
+            buckets,
+            sum_ns: 12345,
+        }
+    }
+
+    /// Histograms cut short, with too many buckets, or too many of them are refused
+    /// (checksums right); a format 4 index read as format 5 is too.
+    #[test]
+    fn damaged_histograms_are_refused() {
+        let good = Index {
+            blocks: vec![block(50, 10, 20)],
+            latency: vec![histogram(vec![1; 36]); 4],
+            ..Index::default()
+        };
+        let body = bincode::encode_to_vec(&good, bincode::config::standard()).unwrap();
+        assert_eq!(
+            Index::decode_section(&section_of(&body), CaptureFormat::V5),
+            Ok(good.clone())
+        );
+        for cut in 1..body.len() {
+            let section = section_of(&body[..body.len() - cut]);
+            assert!(Index::decode_section(&section, CaptureFormat::V5).is_err());
+        }
+        let oversized = [
+            vec![histogram(vec![1; crate::capture::latency::MAX_BUCKETS + 1])],
+            vec![histogram(vec![1]); crate::capture::latency::MAX_HISTOGRAMS + 1],
+            vec![histogram(Vec::new())],
+        ];
+        for latency in oversized {
+            let bad = Index {
+                latency,
+                ..good.clone()
+            };
+            let body = bincode::encode_to_vec(&bad, bincode::config::standard()).unwrap();
+            assert!(Index::decode_section(&section_of(&body), CaptureFormat::V5).is_err());
+        }
+        let v4 = v3_body(&good);
+        assert!(Index::decode_section(&section_of(&v4), CaptureFormat::V5).is_err());
+        assert_eq!(
+            Index::decode_section(&section_of(&v4), CaptureFormat::V4),
+            Ok(Index {
+                latency: Vec::new(),
+                ..good
+            })
+        );
+    }
+
+    /// The bytes of formats 3 and 4's index of the blocks and report of `index`.
+    fn v3_body(index: &Index) -> Vec<u8> {
+        let v3 = IndexV3 {
+            blocks: index.blocks.clone(),
+            redaction: index.redaction.clone(),
+        };
+        bincode::encode_to_vec(v3, bincode::config::standard()).unwrap()
     }
 
     /// An index section around `body`, as the writer frames one.
@@ -419,8 +522,9 @@ mod tests {
                 unscrubbed_packets: 1,
                 ..ScrubReport::default()
             }),
+            ..Index::default()
         };
-        let body = bincode::encode_to_vec(&index, bincode::config::standard()).unwrap();
+        let body = v3_body(&index);
         let old = section_of(&before_tls_counts(body));
         assert_eq!(
             Index::decode_section(&old, CaptureFormat::V3),
@@ -434,7 +538,7 @@ mod tests {
         }
 
         index.redaction = None;
-        let body = bincode::encode_to_vec(&index, bincode::config::standard()).unwrap();
+        let body = v3_body(&index);
         assert_eq!(
             Index::decode_section(&section_of(&body), CaptureFormat::V3),
             Ok(index.clone())
@@ -448,7 +552,7 @@ mod tests {
             }),
             ..ScrubReport::default()
         });
-        let body = bincode::encode_to_vec(&index, bincode::config::standard()).unwrap();
+        let body = v3_body(&index);
         assert_eq!(
             Index::decode_section(&section_of(&body), CaptureFormat::V3),
             Ok(index)

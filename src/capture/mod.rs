@@ -2,7 +2,7 @@
 //! format. Events, the header, the block framing, the index, and recovery of files whose
 //! recorder died before writing the index.
 //!
-//! # Layout (format version 4)
+//! # Layout (format version 5)
 //!
 //! All integers are little-endian; every checksum is CRC-32C; "bincode" means bincode 2
 //! with `config::standard()` (varint integers).
@@ -22,14 +22,18 @@
 //!             format 1: bincode(Vec<Event>)
 //! index     magic b"ETRI" | len u32 | bincode(Index), len bytes
 //!             (a block's counts: [u64; 5], packet, syscall, loss, tls, process;
-//!             formats 1, 2: [u64; 3]; format 1: no `redaction`)
+//!             formats 1, 2: [u64; 3]; format 1: no `redaction`; before format 5: no
+//!             `latency`, the list of histograms that ends it, each
+//!             data dir (str) | kind (varint: wal sync, wal write, db sync, db write)
+//!             | buckets (Vec<u64>, log2 ns) | sum_ns u64)
 //!           | crc u32 of the magic, len and index bytes
 //! trailer   index_offset u64 (offset of b"ETRI") | magic b"ETRIDX\0\0"
 //! ```
 //!
 //! A file ends with its trailer only when recording finished. Readers bound every
 //! length: payload_len ≤ 64 MiB, a decompressed payload ≤ 256 MiB, header ≤ 16 MiB,
-//! index ≤ 256 MiB. Without a valid trailer and index, a reader walks the frames from
+//! index ≤ 256 MiB; in the index, at most 65536 histograms, each of 1 to 64 buckets and a
+//! data dir name of at most 4096 bytes (`latency`). Without a valid trailer and index, a reader walks the frames from
 //! the end of the preamble, resynchronising on the next `ETRB` whose header checksum
 //! verifies, and reports what it could not read. Any change to this layout, to the
 //! header or to the event types is a new format version, and readers keep reading the
@@ -39,7 +43,11 @@
 //! has two bits, all taken, and refuses kind 3), and their counts in the index. Format 4
 //! adds `hosts` at the end of the header: the hosts of a capture merged from several
 //! (`Header::hosts`, empty for one recorder's capture); its blocks and index are format
-//! 3's. A header of formats 1 to 3 reads as one without hosts.
+//! 3's. A header of formats 1 to 3 reads as one without hosts. Format 5 adds the kernel's
+//! latency histograms at the end of the index (`Index::latency`): per data dir, log2
+//! histograms of WAL and backend syncs and writes since the recording started, so each
+//! file of a rotated set holds the whole recording's; header and blocks are format 4's.
+//! An index of formats 1 to 4, or one recovered by scanning, has none.
 
 #![forbid(unsafe_code)]
 
@@ -48,6 +56,7 @@ pub mod error;
 pub mod event;
 pub mod header;
 pub mod index;
+pub mod latency;
 pub mod packed;
 pub mod pcap;
 pub mod reader;
@@ -65,6 +74,7 @@ pub use header::{
     FORMAT_VERSION, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
 };
 pub use index::{BlockInfo, Index};
+pub use latency::{BucketRange, LatencyHistogram, LatencyKind};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
 pub use scrub_report::{ScrubReport, TlsScrubReport};
 pub use writer::{CaptureWriter, WriteSummary, WriterOptions};

@@ -107,7 +107,7 @@ impl TagLayout {
     fn of(format: CaptureFormat) -> TagLayout {
         match format {
             CaptureFormat::V1 | CaptureFormat::V2 => TagLayout::KindBits2,
-            CaptureFormat::V3 | CaptureFormat::V4 => TagLayout::KindBits3,
+            CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => TagLayout::KindBits3,
         }
     }
 

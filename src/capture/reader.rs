@@ -130,7 +130,7 @@ impl CaptureReader {
                         .map_err(io_err)?;
                 let index = Index {
                     blocks,
-                    redaction: None,
+                    ..Index::default()
                 };
                 (index, IndexState::Recovered { reason }, damage)
             }
@@ -196,11 +196,11 @@ impl CaptureReader {
             path,
             source,
             file_len,
-            format: CaptureFormat::of_version(FORMAT_VERSION).unwrap_or(CaptureFormat::V4),
+            format: CaptureFormat::of_version(FORMAT_VERSION).unwrap_or(CaptureFormat::V5),
             header,
             index: Index {
                 blocks,
-                redaction: None,
+                ..Index::default()
             },
             index_state: IndexState::Present,
             damage,

@@ -1150,3 +1150,39 @@ fn bytes_per_event_for_a_realistic_mix() {
         );
     }
 }
+
+/// The latency histograms set on a writer are in its file's index; histograms a reader
+/// would refuse are refused at writing, not written into an index nobody can read.
+#[test]
+fn latency_histograms_round_trip_through_a_file() {
+    use super::latency::MAX_BUCKETS;
+    use super::{LatencyHistogram, LatencyKind};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latency.etr");
+    let events = varied_events(&mut Rng(0x1a7), 50);
+    let histograms: Vec<LatencyHistogram> = LatencyKind::ALL
+        .iter()
+        .map(|&kind| LatencyHistogram {
+            data_dir: "/var/lib/etcd".into(),
+            kind,
+            buckets: (0..36).collect(),
+            sum_ns: 1 << 40,
+        })
+        .collect();
+    let mut writer = CaptureWriter::create(&path, &sample_header()).unwrap();
+    for e in &events {
+        writer.push(e).unwrap();
+    }
+    writer.set_latency(histograms.clone());
+    writer.finish().unwrap();
+    let reader = CaptureReader::open(&path).unwrap();
+    assert_eq!(reader.index_state(), &IndexState::Present);
+    assert_eq!(reader.index().latency, histograms);
+
+    let mut writer = CaptureWriter::create(dir.path().join("bad.etr"), &sample_header()).unwrap();
+    writer.set_latency(vec![LatencyHistogram {
+        buckets: vec![1; MAX_BUCKETS + 1],
+        ..histograms[0].clone()
+    }]);
+    assert!(writer.finish().is_err());
+}

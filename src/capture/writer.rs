@@ -10,6 +10,7 @@ use super::block::{BlockBuilder, DEFAULT_ZSTD_LEVEL, MAX_BLOCK_RAW_LEN};
 use super::event::{Event, KindCounts};
 use super::header::{encode_preamble, Header};
 use super::index::{BlockInfo, Index};
+use super::latency::LatencyHistogram;
 use super::scrub_report::ScrubReport;
 
 /// When the writer seals a block on its own (the recorder also seals one at least once
@@ -181,6 +182,11 @@ impl CaptureWriter {
     /// were kept).
     pub fn set_redaction(&mut self, report: Option<ScrubReport>) {
         self.index.redaction = report;
+    }
+
+    /// The latency histograms this file's index keeps (the recording's so far).
+    pub fn set_latency(&mut self, histograms: Vec<LatencyHistogram>) {
+        self.index.latency = histograms;
     }
 
     /// Write the last block and the index, and fsync the file.

@@ -9,7 +9,10 @@ use serde_json::json;
 use super::open_capture;
 use super::timespec::wall_string;
 use crate::analyze::summary::SummaryBuilder;
-use crate::capture::{CaptureFormat, CaptureReader, EventKind, HostInfo, IndexState, ReadItem};
+use crate::capture::{
+    BucketRange, CaptureFormat, CaptureReader, EventKind, HostInfo, IndexState, LatencyHistogram,
+    ReadItem,
+};
 use crate::cli::{Format, InfoArgs};
 use crate::output::{human_bytes, human_duration_ns, human_signed_duration_ns, Progress};
 
@@ -82,6 +85,10 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
                 "processes".into(),
                 serde_json::to_value(&summary.processes)?,
             );
+        }
+        if let (true, Some(fields)) = (has_latency(&reader), obj.as_object_mut()) {
+            let latency: Vec<_> = reader.index().latency.iter().map(latency_json).collect();
+            fields.insert("latency".into(), latency.into());
         }
         writeln!(out, "{obj}")?;
         return Ok(ExitCode::SUCCESS);
@@ -270,6 +277,9 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
     if summary.socket_syscalls > 0 {
         writeln!(out, "socket syscalls {}", summary.socket_syscalls)?;
     }
+    if has_latency(&reader) {
+        write_latency(&mut out, &reader.index().latency)?;
+    }
     if tls {
         writeln!(
             out,
@@ -297,6 +307,71 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the file's format keeps the kernel's latency histograms.
+fn has_latency(reader: &CaptureReader) -> bool {
+    reader.packet_file().is_none() && reader.format().version() >= CaptureFormat::V5.version()
+}
+
+/// A histogram for JSON: its buckets, and the buckets of its quantiles with their bounds.
+fn latency_json(h: &LatencyHistogram) -> serde_json::Value {
+    json!({
+        "data_dir": h.data_dir,
+        "kind": h.kind,
+        "count": h.count(),
+        "sum_ns": h.sum_ns,
+        "mean_ns": h.mean_ns(),
+        "p50": h.p50(),
+        "p99": h.p99(),
+        "buckets": h.buckets,
+    })
+}
+
+/// A bucket as a range of durations: `262.1 µs – 524.3 µs`, or `≥ 34.360 s` for the last.
+fn bucket_text(b: BucketRange) -> String {
+    match b.high_ns {
+        Some(high) => format!(
+            "{} – {}",
+            human_duration_ns(b.low_ns),
+            human_duration_ns(high)
+        ),
+        None => format!("≥ {}", human_duration_ns(b.low_ns)),
+    }
+}
+
+/// The kernel's histograms, one line each: calls, and the buckets p50 and p99 fall in.
+fn write_latency(out: &mut impl Write, histograms: &[LatencyHistogram]) -> std::io::Result<()> {
+    if histograms.is_empty() {
+        return writeln!(
+            out,
+            "latency      no kernel histograms (the index was recovered, or no data dir)"
+        );
+    }
+    writeln!(
+        out,
+        "latency      kernel histograms since the recording started (log2 buckets: p50 and \
+         p99 are the buckets they fall in)"
+    )?;
+    for h in histograms {
+        let quantiles = match (h.p50(), h.p99(), h.mean_ns()) {
+            (Some(p50), Some(p99), Some(mean)) => format!(
+                "  p50 {}  p99 {}  mean {}",
+                bucket_text(p50),
+                bucket_text(p99),
+                human_duration_ns(mean)
+            ),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {:<30} {:<9} {:>8} calls{quantiles}",
+            h.data_dir,
+            h.kind.name(),
+            h.count()
+        )?;
+    }
+    Ok(())
 }
 
 /// The hosts of a merged capture: where each came from, its clock against the

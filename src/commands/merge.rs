@@ -13,7 +13,7 @@ use crate::analyze::clock_offsets::{
     chain, measure_all, ClockError, HostClock, HostSegments, Link, SegmentKey,
 };
 use crate::analyze::merge::{
-    merged_header, unique_names, HostPlan, HostStats, MergedItem, Merger, MAX_HOSTS,
+    merged_header, merged_latency, unique_names, HostPlan, HostStats, MergedItem, Merger, MAX_HOSTS,
 };
 use crate::capture::{CaptureReader, CaptureWriter, Event, HostInfo, ReadItem};
 use crate::cli::MergeArgs;
@@ -115,6 +115,11 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
         .map(|r| r.index().redaction.clone())
         .collect();
     writer.set_redaction(reports.and_then(|r| r.into_iter().reduce(|a, b| a.plus(&b))));
+    let latency: Vec<_> = readers
+        .iter()
+        .map(|r| r.index().latency.as_slice())
+        .collect();
+    writer.set_latency(merged_latency(&latency, &names));
     let summary = writer
         .finish()
         .with_context(|| format!("writing {}", args.output.display()))?;

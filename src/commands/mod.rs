@@ -25,11 +25,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::analyze::sharded::default_threads;
 use crate::cli::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = SERVER_PORTS.set(cli.ports);
+    let _ = THREADS.set(cli.threads.map_or_else(default_threads, usize::from));
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -82,6 +84,13 @@ fn record_command(_args: crate::cli::RecordArgs) -> anyhow::Result<ExitCode> {
 
 /// `--port`: the server ports of a pcap or pcapng file, when given.
 static SERVER_PORTS: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+
+/// `--threads`: how many threads decode traffic.
+static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+pub(crate) fn threads() -> usize {
+    THREADS.get().copied().unwrap_or_else(default_threads)
+}
 
 /// Open a capture for reading, with a message that says what to do when it fails.
 pub(crate) fn open_capture(

@@ -10,14 +10,15 @@ use base64::Engine;
 use foldhash::HashMap;
 use serde_json::{json, Map, Value};
 
-use super::open_capture;
 use super::timespec::resolve;
+use super::{open_capture, threads};
 use crate::analyze::order::TimeOrder;
 use crate::analyze::pattern::method_matches;
 use crate::analyze::rpc::{
-    Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcDecoder, RpcStats,
+    decode_rpcs, Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcStats,
 };
-use crate::capture::{CaptureReader, ReadItem};
+use crate::analyze::sharded::Step;
+use crate::capture::CaptureReader;
 use crate::cli::{Format, ReplayArgs};
 use crate::decode::etcdpb::watch_request::RequestUnion;
 use crate::decode::etcdpb::{
@@ -123,73 +124,105 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     )?
     .with_key_prefix(args.key_prefix.as_deref());
     let progress = Progress::for_blocks(reader.blocks().len() as u64, "decoding RPCs");
-    let mut decoder = RpcDecoder::new(header.config.ports.clone());
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
-    let mut calls = Vec::new();
     // Records come out as calls end: put them back in start order (a stream's end record
     // at its end) within a window; calls longer than the window may still come out late.
     let mut order = TimeOrder::new(ORDER_WINDOW_NS, MAX_HELD_RECORDS);
-    // Records wait boxed: they are large, and the window moves them about.
-    let mut endpoints = EndpointTexts::default();
-    let mut emit =
-        |calls: &mut Vec<Box<RpcCall>>, tally: &mut Tally, out: &mut dyn Write| -> Result<()> {
-            for mut call in calls.drain(..) {
-                if !filter.accepts(&call) {
-                    continue;
-                }
-                if !args.show_secrets {
-                    call.redact();
-                }
-                tally.records += 1;
-                match call.completeness() {
-                    Completeness::Full => tally.full += 1,
-                    Completeness::Partial => tally.partial += 1,
-                    Completeness::UnknownMethod => tally.unknown += 1,
-                }
-                if call.inferred {
-                    tally.inferred += 1;
-                }
-                match args.format {
-                    Format::Json => writeln!(out, "{}", to_json(&call))?,
-                    Format::Text => write_text(out, &call, start, &mut endpoints)?,
-                }
+    let mut lines: Vec<Line> = Vec::new();
+    // Each decoding thread filters and formats its records.
+    let make_finisher = || {
+        let mut endpoints = EndpointTexts::default();
+        let (filter, args) = (&filter, &args);
+        move |mut call: RpcCall| -> Line {
+            let sort_ns = sort_time(&call);
+            if !filter.accepts(&call) {
+                return Line {
+                    sort_ns,
+                    shown: None,
+                };
             }
-            Ok(())
-        };
-    let mut decoded = Vec::new();
-    // Syscalls matter here only for their times (they move the output window on).
-    for item in reader.events().without_syscall_contents() {
-        progress.tick_events(1);
-        match item {
-            ReadItem::Event(ev) => {
-                let now = ev.ts_ns();
-                decoder.push_owned(ev, &mut decoded);
-                for r in decoded.drain(..) {
-                    order.push(sort_time(&r), Box::new(r));
-                }
-                order.release(now, &mut calls);
+            if !args.show_secrets {
+                call.redact();
             }
-            ReadItem::Damaged(d) => {
+            let mut text = Vec::new();
+            // Writing to memory does not fail.
+            let _ = match args.format {
+                Format::Json => writeln!(text, "{}", to_json(&call)),
+                Format::Text => write_text(&mut text, &call, start, &mut endpoints),
+            };
+            let shown = Shown {
+                completeness: call.completeness(),
+                inferred: call.inferred,
+                text,
+            };
+            Line {
+                sort_ns,
+                shown: Some(Box::new(shown)),
+            }
+        }
+    };
+    let mut emit = |lines: &mut Vec<Line>, tally: &mut Tally| -> std::io::Result<()> {
+        for shown in lines.drain(..).filter_map(|l| l.shown) {
+            tally.records += 1;
+            match shown.completeness {
+                Completeness::Full => tally.full += 1,
+                Completeness::Partial => tally.partial += 1,
+                Completeness::UnknownMethod => tally.unknown += 1,
+            }
+            if shown.inferred {
+                tally.inferred += 1;
+            }
+            out.write_all(&shown.text)?;
+        }
+        Ok(())
+    };
+    let mut step = |step: Step<Line>| -> std::io::Result<()> {
+        match step {
+            Step::Record(line) => order.push(line.sort_ns, line),
+            Step::Event { ts_ns, .. } => {
+                progress.tick_events(1);
+                order.release(ts_ns, &mut lines);
+                emit(&mut lines, &mut tally)?;
+            }
+            Step::Damaged(d) => {
+                progress.tick_events(1);
                 tally.damaged += 1;
                 tally.events_lost += d.events_lost.unwrap_or(0);
                 eprintln!("warning: {d}");
             }
         }
-        emit(&mut calls, &mut tally, &mut out)?;
-    }
-    decoder.finish(&mut decoded);
-    for r in decoded.drain(..) {
-        order.push(sort_time(&r), Box::new(r));
-    }
-    order.drain(&mut calls);
-    emit(&mut calls, &mut tally, &mut out)?;
+        Ok(())
+    };
+    // Syscalls matter here only for their times (they move the output window on).
+    let stats = decode_rpcs(
+        reader.events().without_syscall_contents(),
+        header.config.ports.clone(),
+        threads(),
+        make_finisher,
+        &mut step,
+    )?;
+    order.drain(&mut lines);
+    emit(&mut lines, &mut tally)?;
     progress.finish();
     if args.format == Format::Text {
-        write_summary(&mut out, &tally, decoder.stats())?;
+        write_summary(&mut out, &tally, &stats)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A record as the output takes it: where it goes in time, and unless the filters left
+/// it out, its text and what the summary counts of it.
+struct Line {
+    sort_ns: u64,
+    shown: Option<Box<Shown>>,
+}
+
+struct Shown {
+    completeness: Completeness,
+    inferred: bool,
+    text: Vec<u8>,
 }
 
 /// Capture time a record waits for earlier-starting ones, and records held at most.

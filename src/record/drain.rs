@@ -1,5 +1,6 @@
 //! The loop that runs while recording: move events from the kernel's buffer to the
-//! capture writer in batches, with loss records, flushes and the status line on a clock,
+//! capture writer in batches, with loss records, latency histograms, flushes and the
+//! status line on a clock,
 //! and act on etcd processes that start and end (follow.rs) as their reports come.
 
 use std::cell::RefCell;
@@ -11,6 +12,7 @@ use anyhow::Result;
 
 use super::buffer::{DrainState, EventBuffer};
 use super::follow::Follower;
+use super::latency;
 use super::links::Attached;
 use super::options::RecordOptions;
 use super::sink::{self, RawBatch, SinkMessage, SinkSender};
@@ -69,6 +71,8 @@ pub(super) fn drain(
                 send_batch(state, tx)?;
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
+                // After the detach: the histograms are final.
+                send_latency(skel, follower, tx)?;
                 return Ok(());
             }
             // The ring buffer programs never wake us (a wakeup costs etcd an interrupt):
@@ -97,6 +101,7 @@ pub(super) fn drain(
                 let lost = read_counter(skel, COUNTER_LOST)?;
                 push_loss(tx, lost.saturating_sub(last_lost))?;
                 last_lost = lost;
+                send_latency(skel, follower, tx)?;
             }
             send_batch(state, tx)?;
             last_send = Instant::now();
@@ -153,6 +158,12 @@ fn send_batch(state: &Rc<RefCell<DrainState>>, tx: &SinkSender) -> Result<()> {
         tx.send(SinkMessage::Raw(batch))?;
     }
     Ok(())
+}
+
+/// The kernel's latency histograms as they stand, for the next index the writer writes.
+fn send_latency(skel: &EtcdTraceSkel<'_>, follower: &Follower, tx: &SinkSender) -> Result<()> {
+    let histograms = latency::read(skel, follower.data_dir_slots())?;
+    tx.send(SinkMessage::Latency(histograms))
 }
 
 fn push_loss(tx: &SinkSender, count: u64) -> Result<()> {

@@ -36,6 +36,8 @@ pub(super) struct Follower {
     only_data_dir: Option<PathBuf>,
     /// The data dirs the programs know.
     known_dirs: HashSet<DirKey>,
+    /// Every data dir given to the programs, at its latency histogram slot.
+    slots: Vec<PathBuf>,
     /// Data dirs of traced processes that did not exist yet, and since when.
     pending_dirs: Vec<(PathBuf, Instant)>,
     /// The processes traced: an end is reported for these only.
@@ -66,10 +68,24 @@ impl Follower {
                 .iter()
                 .filter_map(|d| DirKey::of(d).ok())
                 .collect(),
+            slots: targets.data_dirs.clone(),
             pending_dirs: Vec::new(),
             traced: targets.processes.iter().map(|p| p.pid).collect(),
             tls: super::load::captures_tls(opts),
         }
+    }
+
+    /// The latency histogram slot of `dir`: its own, or the next free one.
+    fn slot_of(&self, dir: &Path) -> usize {
+        self.slots
+            .iter()
+            .position(|d| d == dir)
+            .unwrap_or(self.slots.len())
+    }
+
+    /// The data dirs by latency histogram slot.
+    pub(super) fn data_dir_slots(&self) -> &[PathBuf] {
+        &self.slots
     }
 
     /// Act on the programs' process reports (none, most rounds). When `stopping`,
@@ -211,9 +227,13 @@ impl Follower {
     fn add_data_dir(&mut self, skel: &EtcdTraceSkel<'_>, dir: &Path) {
         match DirKey::of(dir) {
             Ok(key) if self.known_dirs.contains(&key) => {}
-            Ok(_) => match trace_data_dir(skel, dir) {
+            // A dir named at the start that did not exist yet keeps its slot.
+            Ok(_) => match trace_data_dir(skel, dir, self.slot_of(dir)) {
                 Ok(key) => {
                     self.known_dirs.insert(key);
+                    if !self.slots.iter().any(|d| d == dir) {
+                        self.slots.push(dir.to_path_buf());
+                    }
                     eprintln!("tracing data dir {} too", dir.display());
                 }
                 Err(e) => eprintln!(

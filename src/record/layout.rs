@@ -641,6 +641,10 @@ mod tests {
         assert_eq!(rodata.process_header_size as usize, PROCESS_LEN);
         let process = [pr::PID, pr::TS, pr::CHANGE, pr::EXIT_CODE];
         assert_eq!(compiled(&rodata.process_offsets), process);
+        use crate::record::latency;
+        assert_eq!(rodata.hist_size as usize, latency::HIST_LEN);
+        let shape = [latency::BUCKETS, latency::KINDS, latency::DIR_SLOTS];
+        assert_eq!(compiled(&rodata.hist_shape), shape);
     }
 
     /// A process event as the programs write it.

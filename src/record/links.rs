@@ -35,9 +35,9 @@ impl Attached {
     ) -> Result<Attached> {
         // The process programs first: a process that starts from here on is traced.
         let mut links = tracepoint_links(skel, is_process_program)?;
-        if opts.trace_syscalls {
-            links.extend(tracepoint_links(skel, is_syscall_program)?);
-        }
+        // Also without syscall events (--no-syscalls): the programs keep the latency
+        // histograms.
+        links.extend(tracepoint_links(skel, is_syscall_program)?);
         // After the syscall programs, which learn the TLS connections' sockets.
         let mut tls = TlsProbes::default();
         let mut tls_outcomes = Vec::new();

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramAttachType};
 
+use super::latency;
 use super::options::{self, BufferKind, RecordOptions};
 use super::rings::CpuRings;
 use super::skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
@@ -49,6 +50,7 @@ pub(super) fn load<'obj>(
         rodata.other_file_data_limit = opts.file_data_limit.min(options::OTHER_FILE_DATA_LIMIT);
         rodata.socket_data_limit = if opts.socket_payload { opts.snaplen } else { 0 };
         rodata.every_socket_syscall = u32::from(opts.socket_syscalls || opts.socket_payload);
+        rodata.emit_syscalls = u32::from(opts.trace_syscalls);
         rodata.trace_tls = u32::from(captures_tls(opts));
         rodata.follow_exec = u32::from(opts.follows());
         rodata.traced_port_count = opts.ports.len() as u32;
@@ -100,8 +102,9 @@ pub(super) fn load<'obj>(
     let tls = captures_tls(opts);
     for mut prog in open.open_object_mut().progs_mut() {
         let section = prog.section();
-        if !opts.trace_syscalls && is_syscall_program(section)
-            || !tls && uprobes::is_tls_program(section)
+        // The syscall programs load even without syscall events: they keep the
+        // latency histograms.
+        if !tls && uprobes::is_tls_program(section)
             || !opts.follows() && section.to_string_lossy() == "tp_btf/sched_process_exec"
         {
             prog.set_autoload(false);
@@ -112,9 +115,9 @@ pub(super) fn load<'obj>(
         rings.install(&skel.maps.rings)?;
     }
 
-    // Tell the programs what to trace.
-    for dir in data_dirs {
-        if let Err(e) = trace_data_dir(&skel, dir) {
+    // Tell the programs what to trace; each data dir's slot is its place in the list.
+    for (slot, dir) in data_dirs.iter().enumerate() {
+        if let Err(e) = trace_data_dir(&skel, dir, slot) {
             eprintln!(
                 "warning: data dir {} is not readable ({e:#}): WAL and backend writes will \
                  not be traced",
@@ -157,12 +160,17 @@ impl DirKey {
     }
 }
 
-/// Have the programs trace the files below `dir` (the data_dirs map).
-pub(super) fn trace_data_dir(skel: &EtcdTraceSkel<'_>, dir: &Path) -> Result<DirKey> {
+/// Have the programs trace the files below `dir` (the data_dirs map), counting its
+/// latencies in histogram slot `slot`.
+pub(super) fn trace_data_dir(skel: &EtcdTraceSkel<'_>, dir: &Path, slot: usize) -> Result<DirKey> {
+    let slot = u8::try_from(slot)
+        .ok()
+        .filter(|&s| usize::from(s) < latency::DIR_SLOTS)
+        .with_context(|| format!("a recorder traces at most {} data dirs", latency::DIR_SLOTS))?;
     let key = DirKey::of(dir)?;
     skel.maps
         .data_dirs
-        .update(&key.bytes(), &[1], MapFlags::ANY)?;
+        .update(&key.bytes(), &[slot], MapFlags::ANY)?;
     Ok(key)
 }
 

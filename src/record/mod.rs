@@ -19,6 +19,7 @@ pub mod system;
 mod buffer;
 mod drain;
 mod follow;
+mod latency;
 mod links;
 mod load;
 mod stats;

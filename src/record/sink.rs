@@ -25,7 +25,8 @@ use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{
-    CaptureWriter, Event, Header, KindCounts, ProcessChange, ProcessInfo, WriteSummary,
+    CaptureWriter, Event, Header, KindCounts, LatencyHistogram, ProcessChange, ProcessInfo,
+    WriteSummary,
 };
 use crate::redact::{ScrubReport, SecretScrubber};
 use crate::units::human_bytes;
@@ -42,6 +43,9 @@ pub enum SinkMessage {
     /// Write out a block: everything handed over before `drained_ns` (less
     /// `order::HOLD_NS`) has been sent by now.
     Flush { drained_ns: u64 },
+    /// The kernel's latency histograms since the recording started: the index of every
+    /// file finished from now on holds these (or later ones).
+    Latency(Vec<LatencyHistogram>),
 }
 
 /// Raw events copied out of the kernel's buffers, each behind its length.
@@ -287,6 +291,8 @@ struct Sink {
     scrubbed_before: ScrubReport,
     /// Processes let go (SinkMessage::Untraced).
     untraced: HashSet<u32>,
+    /// The latest latency histograms (SinkMessage::Latency).
+    latency: Vec<LatencyHistogram>,
 }
 
 impl Sink {
@@ -323,11 +329,13 @@ impl Sink {
         Ok(())
     }
 
-    /// Give the open file its share of the redaction report, as it stands.
-    fn set_redaction(&mut self) {
+    /// Give the open file its share of the redaction report, as it stands, and the
+    /// recording's latency histograms.
+    fn fill_index(&mut self) {
         let report = self.scrubber.as_ref().map(SecretScrubber::report);
         if let Some(w) = self.out.writer.as_mut() {
             w.set_redaction(report.map(|r| r.since(&self.scrubbed_before)));
+            w.set_latency(self.latency.clone());
         }
     }
 
@@ -336,7 +344,7 @@ impl Sink {
         if self.out.writer.is_none() {
             return Ok(());
         }
-        self.set_redaction();
+        self.fill_index();
         self.out.write(CaptureWriter::flush_block)?;
         let written = self.out.write(CaptureWriter::write_index)?;
         self.out.writer = None;
@@ -358,7 +366,7 @@ impl Sink {
     /// After a write failed for good: close the open file with the index of its whole
     /// blocks if that can be written, and count only what the files hold.
     fn stop_on(&mut self, error: anyhow::Error) {
-        self.set_redaction();
+        self.fill_index();
         let closed = self.out.writer.take().map(|mut w| {
             let (holds, index_error) = match w.write_index() {
                 Ok(written) => (written, None),
@@ -611,6 +619,7 @@ pub fn spawn(
         scrubber,
         scrubbed_before: ScrubReport::default(),
         untraced: HashSet::new(),
+        latency: Vec::new(),
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -659,6 +668,7 @@ fn write_all(
             }
             SinkMessage::Events(evs) => sink.take_events(evs),
             SinkMessage::Untraced(pids) => sink.untraced.extend(pids),
+            SinkMessage::Latency(histograms) => sink.latency = histograms,
             SinkMessage::Flush { drained_ns } => {
                 sink.write_handed_over(Some(drained_ns))?;
                 sink.flush()?;

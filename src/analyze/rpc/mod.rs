@@ -15,8 +15,9 @@ mod watches;
 
 use std::net::SocketAddr;
 
-use crate::analyze::streams::{StreamDemux, StreamStats};
-use crate::capture::Event;
+use crate::analyze::sharded::{self, Step};
+use crate::analyze::streams::{DemuxConfig, StreamDemux, StreamStats};
+use crate::capture::{Event, ReadItem};
 use crate::decode::etcdpb::{self, EtcdMessage};
 use connection::ConnectionDecoder;
 
@@ -230,6 +231,12 @@ impl RpcDecoder {
     /// A decoder for traffic whose server side is on one of `server_ports` (empty: etcd's
     /// defaults).
     pub fn new(server_ports: Vec<u16>) -> RpcDecoder {
+        RpcDecoder {
+            streams: Self::demux_config(server_ports).build(),
+        }
+    }
+
+    fn demux_config(server_ports: Vec<u16>) -> DemuxConfig {
         // A peer port's connections are gRPC only when their start says so: open before
         // recording, they are rafthttp streams (analyze::peers), not RPCs.
         let recorded = if server_ports.is_empty() {
@@ -237,9 +244,10 @@ impl RpcDecoder {
         } else {
             server_ports.clone()
         };
-        let peer_ports = crate::analyze::peers::likely_peer_ports(&recorded);
-        RpcDecoder {
-            streams: StreamDemux::new(server_ports, None).skip_midstream(peer_ports),
+        DemuxConfig {
+            skip_midstream: crate::analyze::peers::likely_peer_ports(&recorded),
+            server_ports,
+            only: None,
         }
     }
 
@@ -263,6 +271,24 @@ impl RpcDecoder {
     pub fn finish(&mut self, out: &mut Vec<RpcCall>) {
         self.streams.finish(out);
     }
+}
+
+/// A whole capture's RPC records, decoded on `threads` threads (`analyze::sharded`):
+/// each record through a finisher (one per thread, made by `make_finisher`), then to
+/// `step` in the order one thread makes them, with the points between events.
+pub fn decode_rpcs<O, F, E>(
+    items: impl Iterator<Item = ReadItem>,
+    server_ports: Vec<u16>,
+    threads: usize,
+    make_finisher: impl Fn() -> F,
+    step: &mut dyn FnMut(Step<O>) -> Result<(), E>,
+) -> Result<RpcStats, E>
+where
+    O: Send,
+    F: FnMut(RpcCall) -> O + Send,
+{
+    let config = RpcDecoder::demux_config(server_ports);
+    sharded::decode::<ConnectionDecoder, O, F, E>(items, &config, threads, make_finisher, step)
 }
 
 #[cfg(test)]
