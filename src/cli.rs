@@ -589,7 +589,9 @@ etcd-trace top incident.etr --once --format json | jq '.methods[] | {method, p99
 The screen is redrawn every second: requests per second by method (over the last 10 s of \
 capture time), with totals, errors and p50/p99 latency of unary calls since the start; \
 the clients (by address) with the most requests and the most bytes; the busiest key \
-prefixes (--prefix-depth); WAL and backend fsync p99 from the fsync calls etcd made; the \
+prefixes (--prefix-depth); WAL and backend fsync p99 from the fsync calls etcd made, and \
+the bucket of the WAL sync p99 the kernel counted over the whole recording (from the \
+index, format 5 on); the \
 leader and term once peer traffic is decoded (settled up to 30 s behind); and every \
 loss: events the kernel could not hand over, unreadable regions, bytes missing from TCP \
 streams. A finished capture is played back at --speed against its own clock. q, Esc or \

@@ -160,11 +160,21 @@ fn agrees_with_replay(snap: &Value, records: &[Value]) {
 
 #[test]
 fn once_agrees_with_replay_on_a_fixture() {
-    for name in ["basic-v2.etr", "cluster-v4.etr"] {
+    for name in ["basic-v2.etr", "cluster-v4.etr", "basic-v5.etr"] {
         let path = fixture(name);
         let snap = top_json(&path, &[]);
         agrees_with_replay(&snap, &replay_json(&path, &[]));
         assert!(snap["wal_fsync"]["count"].as_u64().unwrap() > 0, "{name}");
+        // Format 5 keeps the kernel's histograms in the index: every sync counted.
+        if name == "basic-v5.etr" {
+            assert_eq!(
+                snap["kernel_wal_sync"]["count"], snap["wal_fsync"]["count"],
+                "{name}: {}",
+                snap["kernel_wal_sync"]
+            );
+        } else {
+            assert!(snap["kernel_wal_sync"].is_null(), "{name}");
+        }
     }
     // The cluster's capture holds its peer traffic: a transfer made term 3's leader.
     let snap = top_json(&fixture("cluster-v4.etr"), &[]);
@@ -404,6 +414,13 @@ mod recorded {
             snap["wal_fsync"]["count"].as_u64().unwrap() >= 31,
             "{}",
             snap["wal_fsync"]
+        );
+        // The kernel counted every sync of the recording, events lost or not.
+        let kernel = snap["kernel_wal_sync"]["count"].as_u64().unwrap();
+        assert!(
+            kernel >= snap["wal_fsync"]["count"].as_u64().unwrap(),
+            "{}",
+            snap["kernel_wal_sync"]
         );
         // Another prefix depth moves the counts between rows, not their sum.
         let deeper = top_json(&path, &["--prefix-depth", "3", "--top", "50"]);

@@ -21,6 +21,7 @@ use crate::analyze::histogram::Histogram;
 use crate::analyze::profile::key_prefix;
 use crate::analyze::raft::{RaftAnalyzer, RaftEvent, RaftOptions};
 use crate::analyze::rpc::{MessageDirection, RecordKind, RpcCall, RpcDecoder};
+use crate::capture::latency::{BucketRange, LatencyHistogram, LatencyKind};
 use crate::capture::{Damage, Event, FileKind, ReadItem};
 
 /// Seconds of capture time a rate is measured over.
@@ -138,6 +139,7 @@ pub struct TopState {
     prefixes: Bounded<String>,
     wal_fsync: Histogram,
     backend_fsync: Histogram,
+    kernel_wal_sync: Option<LatencyHistogram>,
     leader: Option<(u64, String)>,
     elections: u64,
     losses: Losses,
@@ -161,6 +163,7 @@ impl TopState {
             prefixes: Bounded::default(),
             wal_fsync: Histogram::new(),
             backend_fsync: Histogram::new(),
+            kernel_wal_sync: None,
             leader: None,
             elections: 0,
             losses: Losses::default(),
@@ -181,6 +184,23 @@ impl TopState {
         if self.start_ns.is_some() {
             self.now_ns = self.now_ns.max(now_ns);
         }
+    }
+
+    /// The kernel's histograms of the whole recording, from the file's index: its WAL
+    /// syncs, every data dir's added up, stand beside those timed from the events
+    /// (complete even where events were lost).
+    pub fn set_kernel_histograms(&mut self, histograms: &[LatencyHistogram]) {
+        let mut total: Option<LatencyHistogram> = None;
+        for h in histograms.iter().filter(|h| h.kind == LatencyKind::WalSync) {
+            match &mut total {
+                // One of another shape cannot be added: the first ones stand.
+                Some(t) => {
+                    let _ = t.add(h);
+                }
+                None => total = Some(h.clone()),
+            }
+        }
+        self.kernel_wal_sync = total;
     }
 
     /// Takes one item of a capture's event stream.
@@ -339,6 +359,11 @@ impl TopState {
             prefixes,
             wal_fsync: FsyncRow::of(&self.wal_fsync),
             backend_fsync: FsyncRow::of(&self.backend_fsync),
+            kernel_wal_sync: self.kernel_wal_sync.as_ref().map(|h| KernelRow {
+                count: h.count(),
+                p50: h.p50(),
+                p99: h.p99(),
+            }),
             raft: RaftRow {
                 leader: self.leader.as_ref().map(|(_, m)| m.clone()),
                 term: self.leader.as_ref().map(|(t, _)| *t),
@@ -400,6 +425,8 @@ pub struct Snapshot {
     pub prefixes: Vec<KeyRow>,
     pub wal_fsync: FsyncRow,
     pub backend_fsync: FsyncRow,
+    /// The kernel's count of WAL syncs for the whole recording, when the index has it.
+    pub kernel_wal_sync: Option<KernelRow>,
     pub raft: RaftRow,
     pub losses: Losses,
 }
@@ -445,6 +472,14 @@ impl FsyncRow {
             max_ns: h.max(),
         }
     }
+}
+
+/// A kernel histogram's calls and the log2 buckets its quantiles fall in.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelRow {
+    pub count: u64,
+    pub p50: Option<BucketRange>,
+    pub p99: Option<BucketRange>,
 }
 
 /// The newest term's leader, as far as the peer traffic shows (it is settled up to

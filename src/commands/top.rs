@@ -24,6 +24,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::{DefaultTerminal, Frame};
 
+use super::info::bucket_text;
 use super::open_capture;
 use crate::analyze::top::{KeyRow, Snapshot, TopOptions, TopState};
 use crate::capture::{CaptureReader, ReadItem};
@@ -64,6 +65,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         prefix_depth: args.prefix_depth,
     };
     let mut state = TopState::new(&reader.header().config.ports, options);
+    state.set_kernel_histograms(&reader.index().latency);
     if args.once {
         each_item(&reader, &mut |item| {
             state.push(item);
@@ -296,6 +298,7 @@ fn bold() -> Style {
 /// A line of phrases, each kept whole: those that do not fit in `width` columns are left
 /// out (with `…` to say so), so no word is cut at the edge.
 fn phrases(items: Vec<(Style, String)>, width: usize) -> Line<'static> {
+    let items: Vec<_> = items.into_iter().filter(|(_, t)| !t.is_empty()).collect();
     let mut used = 0;
     let mut spans = Vec::new();
     let total = items.len();
@@ -378,6 +381,13 @@ fn status_items(s: &Snapshot) -> [Vec<(Style, String)>; 2] {
                     ns(s.wal_fsync.p99_ns),
                     s.wal_fsync.count
                 ),
+            ),
+            (
+                Style::default(),
+                s.kernel_wal_sync
+                    .as_ref()
+                    .and_then(|k| k.p99)
+                    .map_or_else(String::new, |b| format!("in kernel p99 {}", bucket_text(b))),
             ),
             (
                 Style::default(),
@@ -634,6 +644,15 @@ fn write_text(out: &mut dyn Write, s: &Snapshot) -> std::io::Result<()> {
             ns(f.max_ns)
         )?;
     }
+    if let Some(k) = &s.kernel_wal_sync {
+        let p99 = k.p99.map_or_else(|| "-".to_string(), bucket_text);
+        let p99 = format!("p99 {p99}");
+        writeln!(
+            out,
+            "WAL fsync in the kernel, whole recording: {} calls, {p99}",
+            k.count
+        )?;
+    }
     let raft = match (&s.raft.leader, s.raft.term) {
         (Some(l), Some(t)) => format!(
             "leader {l} in term {t}, {} elections seen",
@@ -695,6 +714,7 @@ mod tests {
             prefixes: vec![row("/registry/pods/"), row("/registry/events/kube-system/")],
             wal_fsync: fsync.clone(),
             backend_fsync: fsync,
+            kernel_wal_sync: None,
             raft: RaftRow {
                 leader: Some("69d88a3f5ae88b6f".into()),
                 term: Some(3),

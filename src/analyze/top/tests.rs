@@ -267,3 +267,36 @@ fn clients_beyond_the_bound_become_others() {
     assert_eq!(state.clients.others.requests, 5);
     assert_eq!(snap.clients_by_requests.len(), 10);
 }
+
+#[test]
+fn kernel_wal_syncs_of_every_data_dir_add_up() {
+    use crate::capture::latency::{LatencyHistogram, LatencyKind};
+    let h = |dir: &str, kind, buckets: Vec<u64>| LatencyHistogram {
+        data_dir: dir.into(),
+        kind,
+        buckets,
+        sum_ns: 0,
+    };
+    let mut state = TopState::new(&[2379], TopOptions::default());
+    assert!(
+        state.snapshot().kernel_wal_sync.is_none(),
+        "none without an index"
+    );
+    let mut two_ms = vec![0; 36];
+    two_ms[21] = 3;
+    let mut a = vec![0; 36];
+    a[10] = 97;
+    state.set_kernel_histograms(&[
+        h("/a", LatencyKind::WalSync, a),
+        h("/a", LatencyKind::DbSync, vec![5; 36]),
+        h("/b", LatencyKind::WalSync, two_ms),
+        h("/c", LatencyKind::WalSync, vec![1; 8]),
+    ]);
+    let k = state.snapshot().kernel_wal_sync.unwrap();
+    assert_eq!(
+        k.count, 100,
+        "WAL syncs of /a and /b; /c's shape cannot be added"
+    );
+    assert_eq!(k.p50.unwrap().index, 10);
+    assert_eq!(k.p99.unwrap().index, 21);
+}
