@@ -42,6 +42,7 @@ pub enum Command {
     Info(InfoArgs),
     Dump(DumpArgs),
     Replay(ReplayArgs),
+    Reproduce(ReproduceArgs),
     Wal(WalArgs),
     Correlate(CorrelateArgs),
     Raft(RaftArgs),
@@ -213,8 +214,10 @@ histograms the kernel kept of every WAL and backend sync and write for the whole
 recording (format 5 files), in log2 buckets: p50 and p99 are the buckets they fall in, \
 not exact values.")]
 pub struct InfoArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -228,8 +231,10 @@ etcd-trace dump incident.etr --since 2026-11-28T17:40:00Z --format json\n\n\
 Payload bytes are shown as hex in text and base64 in JSON. Times given to --since and \
 --until are an offset from the capture's start (`1.5s`, `2m`) or an RFC 3339 time.")]
 pub struct DumpArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Only events at or after this time (offset from start, or RFC 3339).
@@ -247,6 +252,8 @@ pub struct DumpArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace replay incident.etr\n  \
+etcd-trace replay incident/                     # the files of `record --rotate-size`, as one\n  \
+etcd-trace replay --follow live.etr             # while `record -o live.etr` runs\n  \
 etcd-trace replay incident.etr --method 'Put' --key-prefix /registry/pods/\n  \
 etcd-trace replay incident.etr --method '*Lease*' --since 10s --until 20s\n  \
 etcd-trace replay incident.etr --client 10.0.0.7 --format json | jq .latency_ns\n\n\
@@ -259,8 +266,14 @@ when the messages fit exactly one method (marked `inferred`, and `?` in text). P
 and auth tokens are redacted unless --show-secrets is given. Text output ends with a \
 completeness summary.")]
 pub struct ReplayArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Only RPCs that started at or after this time (offset from start, or RFC 3339).
@@ -282,6 +295,93 @@ pub struct ReplayArgs {
     /// Show passwords and auth tokens instead of redacting them.
     #[arg(long)]
     pub show_secrets: bool,
+}
+
+/// Send a capture's client calls again, to another cluster: a recorded workload becomes
+/// a regression test.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace reproduce prod.etr --endpoints http://staging:2379 --dry-run\n  \
+etcd-trace reproduce prod.etr --endpoints http://staging:2379 --speed 2\n  \
+etcd-trace reproduce prod.etr --endpoints https://10.0.0.5:2379 --cacert ca.pem \\\n    \
+--cert client.pem --key client-key.pem --user root:secret --format json\n\n\
+The CI gate: record the staging etcd while the capture is reproduced against it, then \
+compare:\n  \
+sudo etcd-trace record -o reproduced.etr --pid $(pidof etcd) &\n  \
+etcd-trace reproduce baseline.etr --endpoints http://127.0.0.1:2379 --max-speed\n  \
+kill -INT %1; wait\n  \
+etcd-trace diff baseline.etr reproduced.etr --fail-on 'p99(Put) > +50%'\n\n\
+Each captured client connection gets one HTTP/2 connection of its own: its calls go in \
+their captured order and at their captured times (scaled by --speed), and calls that \
+overlapped overlap again. Lease ids and revisions in requests are mapped to the ones the \
+target assigned (a lease granted, a revision written during the workload); a call whose \
+ids cannot be mapped is not sent and is listed. Watches are opened again and their events \
+counted. Calls that change membership, leadership, alarms, auth or storage (Member*, \
+MoveLeader, Alarm, Defragment, Snapshot, Downgrade, Compact, Auth changes) are held back \
+unless --include-admin. Passwords and tokens redacted at record time cannot be sent: \
+--user gives the target's own credentials.\n\n\
+Safety: the target's cluster id is asked first (Status); the workload is never sent to \
+the cluster it was recorded from (exit 2). The report gives, per method, the calls sent, \
+OK and failed, and the target's p50/p99 latency against the original's.")]
+pub struct ReproduceArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    /// The target cluster: `http://HOST:PORT` or `https://HOST:PORT`, comma-separated;
+    /// connections are spread over them.
+    #[arg(
+        long,
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        required_unless_present = "dry_run"
+    )]
+    pub endpoints: Vec<String>,
+    /// Time scale: 2 sends twice as fast as captured, 0.5 half as fast.
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 1.0,
+        conflicts_with = "max_speed"
+    )]
+    pub speed: f64,
+    /// Send as fast as each connection's order allows.
+    #[arg(long)]
+    pub max_speed: bool,
+    /// Only methods matching this glob (`Put`, `*Lease*`, `/etcdserverpb.KV/*`).
+    #[arg(long, value_name = "GLOB")]
+    pub method: Option<String>,
+    /// Only calls whose key starts with this prefix (`\xNN` for a byte).
+    #[arg(long, value_name = "PREFIX")]
+    pub key_prefix: Option<String>,
+    /// Only calls that change nothing (Range, Watch, Status, ...).
+    #[arg(long, conflicts_with = "only_writes")]
+    pub only_reads: bool,
+    /// Only calls that change the cluster (Put, DeleteRange, Txn, leases, ...).
+    #[arg(long)]
+    pub only_writes: bool,
+    /// Also send admin calls (membership, leadership, alarms, auth, defragment, compact).
+    #[arg(long)]
+    pub include_admin: bool,
+    /// List what would be sent, and what would not and why; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send even when the capture holds no response header to tell its cluster by.
+    #[arg(long)]
+    pub allow_unknown_cluster: bool,
+    /// CA certificate (PEM) of a TLS target.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for a TLS target.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The target's credentials when it has auth enabled (without `:PASS`, the password
+    /// is read from ETCD_TRACE_PASSWORD).
+    #[arg(long, value_name = "NAME[:PASS]")]
+    pub user: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 /// What `export` writes.
@@ -338,8 +438,10 @@ write_ts_ns UINT64, ts TIMESTAMP, host STRING, member STRING, file STRING, offse
 record STRING (entry, state, crc, metadata, snapshot), crc_ok BOOLEAN, term UINT64, \
 index UINT64, entry_type STRING, detail STRING (the record as wal's JSON).")]
 pub struct ExportArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum)]
     pub format: ExportFormat,
     /// The file to write.
@@ -384,10 +486,10 @@ and found, and what follows (valid records again, or nothing). Zeros after the l
 record are the preallocated space; bytes that make no record there, in the last file, \
 are a torn write, which etcd discards. Exit status 1 when the chain is broken elsewhere.")]
 pub struct WalArgs {
-    /// Capture file, or a WAL on disk: an etcd data dir, a member dir, a member/wal dir
-    /// or one segment file.
-    #[arg(value_name = "PATH")]
-    pub file: PathBuf,
+    /// Capture file (or the files of a rotated recording, or their directory), or a WAL
+    /// on disk: an etcd data dir, a member dir, a member/wal dir or one segment file.
+    #[arg(required = true, value_name = "PATH")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Show every record (HardState, crc, metadata), not only entries.
@@ -399,6 +501,7 @@ pub struct WalArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace correlate incident.etr\n  \
+etcd-trace correlate --follow live.etr   # while it is recorded\n  \
 etcd-trace correlate incident.etr --format json | jq 'select(.wal.fsync_ns > 10000000)'\n  \
 etcd-trace correlate incident.etr --all        # reads and watches too, with why they are not linked\n\n\
 etcd does not tell clients the raft ID of their request, so a write is linked to the \
@@ -407,8 +510,14 @@ while the call was in flight, and to the first WAL fdatasync after that write th
 finished before the reply. Each link says how it was made and how sure it is (high, \
 medium, low); the summary says how many writes were linked and why the others were not.")]
 pub struct CorrelateArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// List every RPC record, not only writes.
@@ -435,8 +544,10 @@ gaps from half the election timeout are listed. JSON is one object per line with
 member, leader, election, two_leaders, stale_leader, heartbeat_gap, append_rejected, \
 snapshot, peer_refused, process, then follower and commits summaries.")]
 pub struct RaftArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// The members' election timeout (etcd's --election-timeout; `1s`, `2500ms`).
@@ -458,6 +569,7 @@ pub enum TimelineFormat {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 etcd-trace timeline incident.etr | less\n  \
+etcd-trace timeline --follow live.etr                # while it is recorded\n  \
 etcd-trace timeline incident.etr --slow 20ms          # only slow operations, and which phase took the time\n  \
 etcd-trace timeline incident.etr --format perfetto -o trace.json   # open in ui.perfetto.dev\n\n\
 A write's phases: raft + WAL append (request received until the WAL write carrying its \
@@ -465,8 +577,14 @@ entry ended), fsync (until the fdatasync that made it durable ended), apply + re
 (until the last reply byte). The trace has one track per client connection (with extra \
 lanes for overlapping calls), and tracks for WAL appends, fsyncs and backend commits.")]
 pub struct TimelineArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read a capture while it is recorded: print as it completes, follow rotation to
+    /// the next file, and exit when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = TimelineFormat::Text)]
     pub format: TimelineFormat,
     /// Trace file to write with --format perfetto.
@@ -493,9 +611,10 @@ Service/Method, a short name or a glob (`*`). Phases: append, fsync, backend (an
 Captures of different length are compared by rates (relative checks of counts use \
 calls per second). Exit code: 1 when a check holds, 0 when none does, 2 on error.")]
 pub struct DiffArgs {
-    /// The reference capture (e.g. a committed fixture).
+    /// The reference capture (e.g. a committed fixture), or a rotated recording's
+    /// directory.
     pub base: PathBuf,
-    /// The capture to check.
+    /// The capture to check, or a rotated recording's directory.
     pub new: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -527,6 +646,7 @@ etcd-trace detect incident.etr\n  \
 etcd-trace detect incident.etr --format json | jq 'select(.severity == \"high\")'\n  \
 etcd-trace detect incident.etr --rules site-rules.yaml --fail-level medium   # CI check\n  \
 etcd-trace detect --print-default-rules > site-rules.yaml\n  \
+etcd-trace detect --follow --format json live.etr | my-alerter   # while `record -o live.etr` runs\n  \
 etcd-trace detect incident.etr --baseline base.json   # also what deviates from normal\n\n\
 Each finding names its rule, its severity, the client, when it happened, a sentence on what \
 happened and why it matters, and evidence (the calls or packets). The rules and their \
@@ -553,9 +673,15 @@ raft-repeated-snapshots raft-peer-refused\n  \
 baseline:       baseline-new-client baseline-read-rate baseline-new-prefix\n                  \
 baseline-method-mix (with --baseline)")]
 pub struct DetectArgs {
-    /// Capture file (not needed with --print-default-rules).
-    #[arg(required_unless_present = "print_default_rules")]
-    pub file: Option<PathBuf>,
+    /// Capture file, or the files of a rotated recording or their directory (not
+    /// needed with --print-default-rules).
+    #[arg(required_unless_present = "print_default_rules", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Judge a capture while it is recorded: each finding printed (and flushed) as soon
+    /// as its evidence is complete, once; follow rotation to the next file, and exit
+    /// when the recorder finishes (or on Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// YAML rules laid over the built-in ones.

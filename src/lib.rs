@@ -13,6 +13,7 @@ pub mod output;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod record;
 pub mod redact;
+pub mod reproduce;
 #[cfg(all(feature = "record", target_os = "linux"))]
 pub mod sandbox;
 #[cfg(test)]

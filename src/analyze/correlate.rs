@@ -331,6 +331,16 @@ impl Correlator {
         self.settle(false, out);
     }
 
+    /// Capture time has reached `now_ns` without events (a followed capture's quiet
+    /// spell): calls whose links are settled by then go to `out`.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<CorrelatedCall>) {
+        self.now_ns = self.now_ns.max(now_ns);
+        self.rpc.advance(now_ns, &mut self.calls);
+        let mut phases = Vec::new();
+        self.absorb(&mut phases);
+        self.settle(false, out);
+    }
+
     pub fn finish(
         mut self,
         out: &mut Vec<CorrelatedCall>,

@@ -22,7 +22,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use foldhash::{HashMap, HashMapExt};
 
 use crate::analyze::streams::{DemuxConfig, StreamDecoder, StreamDemux, StreamEnd, StreamStats};
-use crate::capture::{Damage, Event, ReadItem};
+use crate::capture::{Damage, Event, FollowItem, ReadItem};
 use crate::decode::tcp::{ConnectionKey, FlowDirection};
 
 /// What the decoding hands its caller, in the order one thread makes it.
@@ -33,6 +33,9 @@ pub enum Step<O> {
     /// An event has been taken in whole: the capture is at `ts_ns`. `event` is the event
     /// itself when it carries no stream bytes (a syscall, a loss, a process event).
     Event { ts_ns: u64, event: Option<Event> },
+    /// A followed capture's quiet spell: capture time has reached `now_ns` without
+    /// events, and what was complete by then has been handed on.
+    Quiet { now_ns: u64 },
     /// A damaged stretch of the capture.
     Damaged(Damage),
 }
@@ -49,12 +52,13 @@ const FLUSH_EVENTS: usize = if cfg!(test) { 7 } else { 8192 };
 /// Flushes in flight before this thread waits for the oldest one's records.
 const FLUSHES_IN_FLIGHT: usize = 4;
 
-/// Decode `items` with one `D` per connection on `threads` threads, and hand every
+/// Decode `items` (a capture's, or a followed capture's with its quiet spells) with one
+/// `D` per connection on `threads` threads, and hand every
 /// record (through a finisher made by `make_finisher`, one per thread) and every point
 /// between events to `step`, in order. Returns the demux's counters, or the first error
 /// `step` returned.
 pub fn decode<D, O, F, E>(
-    items: impl Iterator<Item = ReadItem>,
+    items: impl Iterator<Item = FollowItem>,
     config: &DemuxConfig,
     threads: usize,
     make_finisher: impl Fn() -> F,
@@ -82,8 +86,13 @@ where
             });
         }
         for item in items {
+            let quiet = matches!(item, FollowItem::Quiet { .. });
             pipeline.take(item);
-            if pipeline.due() {
+            if quiet {
+                // Followed: what is complete is wanted now.
+                pipeline.flush(step)?;
+                pipeline.collect_all(step)?;
+            } else if pipeline.due() {
                 pipeline.flush(step)?;
             }
         }
@@ -93,7 +102,7 @@ where
 
 /// The reference: the real decoders in the demux, on this thread.
 fn decode_here<D, O, F, E>(
-    items: impl Iterator<Item = ReadItem>,
+    items: impl Iterator<Item = FollowItem>,
     config: &DemuxConfig,
     mut finisher: F,
     step: &mut dyn FnMut(Step<O>) -> Result<(), E>,
@@ -106,7 +115,7 @@ where
     let mut records = Vec::new();
     for item in items {
         match item {
-            ReadItem::Event(ev) => {
+            FollowItem::Read(ReadItem::Event(ev)) => {
                 let ts_ns = ev.ts_ns();
                 let event = demux.push_owned(ev, &mut records);
                 for r in records.drain(..) {
@@ -114,7 +123,14 @@ where
                 }
                 step(Step::Event { ts_ns, event })?;
             }
-            ReadItem::Damaged(d) => step(Step::Damaged(d))?,
+            FollowItem::Read(ReadItem::Damaged(d)) => step(Step::Damaged(d))?,
+            FollowItem::Quiet { now_ns } => {
+                demux.advance(now_ns, &mut records);
+                for r in records.drain(..) {
+                    step(Step::Record(finisher(r)))?;
+                }
+                step(Step::Quiet { now_ns })?;
+            }
         }
     }
     demux.finish(&mut records);
@@ -321,9 +337,11 @@ struct WorkerLink<O> {
     batch: Vec<(u64, Routed)>,
 }
 
-/// What waits, in order, for the records before it: an event taken, or damage.
+/// What waits, in order, for the records before it: an event taken, a quiet spell, or
+/// damage.
 enum Mark {
     Event { ts_ns: u64, event: Option<Event> },
+    Quiet { now_ns: u64 },
     Damaged(Damage),
 }
 
@@ -357,9 +375,9 @@ impl<O> Pipeline<O> {
         }
     }
 
-    fn take(&mut self, item: ReadItem) {
+    fn take(&mut self, item: FollowItem) {
         match item {
-            ReadItem::Event(ev) => {
+            FollowItem::Read(ReadItem::Event(ev)) => {
                 let ts_ns = ev.ts_ns();
                 let event = self.demux.push_owned(ev, &mut self.routed);
                 self.route();
@@ -367,7 +385,14 @@ impl<O> Pipeline<O> {
                     .push_back((self.seq, Mark::Event { ts_ns, event }));
                 self.events += 1;
             }
-            ReadItem::Damaged(d) => self.marks.push_back((self.seq, Mark::Damaged(d))),
+            FollowItem::Read(ReadItem::Damaged(d)) => {
+                self.marks.push_back((self.seq, Mark::Damaged(d)))
+            }
+            FollowItem::Quiet { now_ns } => {
+                self.demux.advance(now_ns, &mut self.routed);
+                self.route();
+                self.marks.push_back((self.seq, Mark::Quiet { now_ns }));
+            }
         }
     }
 
@@ -434,9 +459,17 @@ impl<O> Pipeline<O> {
             if let Some((_, mark)) = self.marks.pop_front() {
                 step(match mark {
                     Mark::Event { ts_ns, event } => Step::Event { ts_ns, event },
+                    Mark::Quiet { now_ns } => Step::Quiet { now_ns },
                     Mark::Damaged(d) => Step::Damaged(d),
                 })?;
             }
+        }
+        Ok(())
+    }
+
+    fn collect_all<E>(&mut self, step: &mut dyn FnMut(Step<O>) -> Result<(), E>) -> Result<(), E> {
+        while !self.in_flight.is_empty() {
+            self.collect(step)?;
         }
         Ok(())
     }
@@ -448,9 +481,7 @@ impl<O> Pipeline<O> {
         self.demux.finish(&mut self.routed);
         self.route();
         self.flush(step)?;
-        while !self.in_flight.is_empty() {
-            self.collect(step)?;
-        }
+        self.collect_all(step)?;
         Ok(self.demux.stats().clone())
     }
 }

@@ -261,6 +261,17 @@ impl<D: StreamDecoder> StreamDemux<D> {
         }
     }
 
+    /// Capture time has reached `now_ns` without events (a followed capture's quiet
+    /// spell): packets held for reordering that are older than the window go on.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<D::Record>) {
+        self.reorder.release(now_ns, &mut self.released);
+        let mut released = std::mem::take(&mut self.released);
+        for item in released.drain(..) {
+            self.reassemble(item, out);
+        }
+        self.released = released;
+    }
+
     fn push_other(&mut self, event: &Event) {
         match event {
             Event::Loss(l) => {
@@ -276,12 +287,7 @@ impl<D: StreamDecoder> StreamDemux<D> {
             self.stats.packets = self.stats.packets.saturating_add(1);
         }
         self.reorder.push(ts, item);
-        self.reorder.release(ts, &mut self.released);
-        let mut released = std::mem::take(&mut self.released);
-        for item in released.drain(..) {
-            self.reassemble(item, out);
-        }
-        self.released = released;
+        self.advance(ts, out);
     }
 
     /// One event in time order: through its reassembler, and what that completes on to

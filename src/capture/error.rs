@@ -31,6 +31,10 @@ pub enum CaptureError {
     #[error("{}: the capture header is corrupt: {reason}", path.display())]
     CorruptHeader { path: PathBuf, reason: String },
 
+    /// Several files that cannot be read as one capture (see `super::set`).
+    #[error("{reason}")]
+    Set { reason: String },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -1,6 +1,7 @@
 //! The capture file: the product's contract with its users, treated like a database file
 //! format. Events, the header, the block framing, the index, and recovery of files whose
-//! recorder died before writing the index.
+//! recorder died before writing the index; the files of a rotated recording read as one
+//! (`set`), and a file read while it is still being written (`follow`).
 //!
 //! # Layout (format version 5)
 //!
@@ -54,6 +55,7 @@
 pub mod block;
 pub mod error;
 pub mod event;
+pub mod follow;
 pub mod header;
 pub mod index;
 pub mod latency;
@@ -61,6 +63,7 @@ pub mod packed;
 pub mod pcap;
 pub mod reader;
 pub mod scrub_report;
+pub mod set;
 pub mod writer;
 
 #[cfg(test)]
@@ -69,6 +72,7 @@ mod tests;
 pub use block::{FrameHeader, FRAME_HEADER_LEN, MAX_DECOMPRESSED_LEN, MAX_PAYLOAD_LEN};
 pub use error::CaptureError;
 pub use event::*;
+pub use follow::{FollowEnd, FollowItem, Follower};
 pub use header::{
     CaptureFormat, Header, HostInfo, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC,
     FORMAT_VERSION, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
@@ -77,4 +81,5 @@ pub use index::{BlockInfo, Index};
 pub use latency::{BucketRange, LatencyHistogram, LatencyKind};
 pub use reader::{CaptureReader, Damage, Events, IndexState, ReadItem};
 pub use scrub_report::{ScrubReport, TlsScrubReport};
+pub use set::{open_set, rotated_path};
 pub use writer::{CaptureWriter, WriteSummary, WriterOptions};

@@ -82,6 +82,18 @@ pub struct CaptureReader {
     damage: Vec<Damage>,
     /// Set when the file is a pcap or pcapng file rather than one of ours.
     packets: Option<PacketFile>,
+    /// The files after this one when it opens a rotated set (`super::set`), each read
+    /// as a file of its own, in time order.
+    later: Vec<CaptureReader>,
+    /// The whole set's blocks, damage and index state, when `later` is not empty.
+    set: Option<SetView>,
+}
+
+/// What a rotated set shows as one capture.
+struct SetView {
+    index: Index,
+    index_state: IndexState,
+    damage: Vec<Damage>,
 }
 
 impl CaptureReader {
@@ -145,6 +157,8 @@ impl CaptureReader {
             index_state,
             damage,
             packets: None,
+            later: Vec::new(),
+            set: None,
         })
     }
 
@@ -205,6 +219,8 @@ impl CaptureReader {
             index_state: IndexState::Present,
             damage,
             packets: Some(packets),
+            later: Vec::new(),
+            set: None,
         })
     }
 
@@ -239,23 +255,79 @@ impl CaptureReader {
     }
 
     pub fn index_state(&self) -> &IndexState {
-        &self.index_state
+        self.set
+            .as_ref()
+            .map_or(&self.index_state, |s| &s.index_state)
     }
 
-    /// The readable blocks, in file order (from the index, or found by the scan).
+    /// The readable blocks, in file order (from the index, or found by the scan); of
+    /// every file of a set, in time order.
     pub fn blocks(&self) -> &[BlockInfo] {
-        &self.index.blocks
+        &self.index().blocks
     }
 
     pub fn index(&self) -> &Index {
-        &self.index
+        self.set.as_ref().map_or(&self.index, |s| &s.index)
     }
 
     /// Damage found while opening (only when the blocks were recovered by scanning).
     /// Damage found later, while reading blocks the index lists, comes through
     /// [`ReadItem::Damaged`].
     pub fn damage(&self) -> &[Damage] {
-        &self.damage
+        self.set.as_ref().map_or(&self.damage, |s| &s.damage)
+    }
+
+    /// The files read, in time order: this one, then those of the rest of its set.
+    pub fn files(&self) -> impl Iterator<Item = &CaptureReader> {
+        std::iter::once(self).chain(&self.later)
+    }
+
+    /// This file's own blocks (one file of a set).
+    pub fn file_blocks(&self) -> &[BlockInfo] {
+        &self.index.blocks
+    }
+
+    /// This file's own index state (one file of a set).
+    pub fn file_index_state(&self) -> &IndexState {
+        &self.index_state
+    }
+
+    /// Read `later` after this file, as one capture: the caller (`super::set`) has
+    /// checked that they are one recording in time order.
+    pub(super) fn chain(&mut self, later: Vec<CaptureReader>) {
+        if later.is_empty() {
+            return;
+        }
+        let mut index = self.index.clone();
+        let mut damage = self.damage.clone();
+        let mut index_state = self.index_state.clone();
+        for part in &later {
+            index.blocks.extend(part.index.blocks.iter().cloned());
+            // A file whose secrets were kept makes the set's so.
+            index.redaction = match (index.redaction.take(), &part.index.redaction) {
+                (Some(a), Some(b)) => Some(a.plus(b)),
+                _ => None,
+            };
+            damage.extend(part.damage.iter().cloned());
+            if let (IndexState::Present, IndexState::Recovered { reason }) =
+                (&index_state, &part.index_state)
+            {
+                index_state = IndexState::Recovered {
+                    reason: format!("{}: {reason}", part.path.display()),
+                };
+            }
+            for p in &part.header.processes {
+                if !self.header.processes.iter().any(|q| q.pid == p.pid) {
+                    self.header.processes.push(p.clone());
+                }
+            }
+        }
+        self.later = later;
+        self.set = Some(SetView {
+            index,
+            index_state,
+            damage,
+        });
     }
 
     /// Every event, in file order, one block in memory at a time. The stream also
@@ -271,6 +343,7 @@ impl CaptureReader {
     pub fn events_between(&self, since_ns: Option<u64>, until_ns: Option<u64>) -> Events<'_> {
         Events {
             reader: self,
+            part: 0,
             since: since_ns,
             until: until_ns,
             next_block: 0,
@@ -342,6 +415,8 @@ impl std::fmt::Debug for CaptureReader {
 /// The event stream of [`CaptureReader::events`]: holds one decoded block at a time.
 pub struct Events<'r> {
     reader: &'r CaptureReader,
+    /// The file of a set being read (0: the first).
+    part: usize,
     since: Option<u64>,
     until: Option<u64>,
     next_block: usize,
@@ -387,12 +462,19 @@ impl Iterator for Events<'_> {
                     return Some(ReadItem::Event(event));
                 }
             }
-            let reader = self.reader;
+            let reader = self.reader.files().nth(self.part)?;
             let block = reader.index.blocks.get(self.next_block);
             let damage = reader.damage.get(self.next_damage);
             // Blocks and known damage never overlap; take whichever comes first.
             let take_damage = match (block, damage) {
-                (None, None) => return None,
+                (None, None) => {
+                    // The next file of a set: its blocks decode on their own.
+                    self.part += 1;
+                    self.next_block = 0;
+                    self.next_damage = 0;
+                    self.decoder = PayloadDecoder::new(reader.format);
+                    continue;
+                }
                 (Some(_), None) => false,
                 (None, Some(_)) => true,
                 (Some(b), Some(d)) => d.offset < b.offset,
@@ -428,7 +510,7 @@ impl Iterator for Events<'_> {
 
 /// Check magic and version, read and verify the header. Returns the format version,
 /// the header and the offset of the first block.
-fn read_preamble(
+pub(super) fn read_preamble(
     file: &Source,
     file_len: u64,
     path: &Path,
@@ -668,7 +750,7 @@ fn scan_blocks(
 
 /// Offset of the next frame header at or after `from` that verifies, reading the file
 /// in bounded chunks.
-fn find_frame(file: &Source, from: u64, file_len: u64) -> io::Result<Option<u64>> {
+pub(super) fn find_frame(file: &Source, from: u64, file_len: u64) -> io::Result<Option<u64>> {
     const CHUNK: u64 = 1 << 20;
     let overlap = FRAME_HEADER_LEN as u64 - 1;
     let mut buf = Vec::new();
@@ -710,7 +792,7 @@ fn find_magic(haystack: &[u8]) -> Option<usize> {
 }
 
 /// Where a reader's bytes are: an open file, or memory.
-enum Source {
+pub(super) enum Source {
     File(File),
     Bytes(Bytes),
 }
@@ -726,7 +808,7 @@ impl Source {
 
 /// Read exactly `buf.len()` bytes at `offset` (without moving a shared cursor, so
 /// several event streams can read the same open file).
-fn read_at(source: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
+pub(super) fn read_at(source: &Source, buf: &mut [u8], offset: u64) -> io::Result<()> {
     match source {
         Source::File(file) => read_file_at(file, buf, offset),
         Source::Bytes(bytes) => read_bytes_at(bytes, buf, offset),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::block::FRAME_HEADER_LEN;
 use super::index::TRAILER_LEN;
@@ -1185,4 +1186,150 @@ fn latency_histograms_round_trip_through_a_file() {
         ..histograms[0].clone()
     }]);
     assert!(writer.finish().is_err());
+}
+
+/// A rotated recording's files read as one capture: in time order whatever order they
+/// are named in, as files or as their directory; files of another recording, or that
+/// overlap in time, are refused with a reason.
+#[test]
+fn a_rotated_set_reads_as_one_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    std::fs::create_dir(&set).unwrap();
+    let mut events = varied_events(&mut Rng(21), 3000);
+    events.sort_by_key(Event::ts_ns);
+    let base = set.join("cap.etr");
+    let parts: Vec<PathBuf> = events
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let path = rotated_path(&base, i as u32 + 1);
+            write_capture(&path, chunk, small_blocks(100));
+            path
+        })
+        .collect();
+    let reversed: Vec<PathBuf> = parts.iter().rev().cloned().collect();
+    for named in [parts.clone(), reversed, vec![set.clone()]] {
+        let reader = open_set(&named).unwrap();
+        assert_eq!(reader.files().count(), 3);
+        assert_eq!(reader.blocks().len(), 30);
+        assert_eq!(reader.index().total_events(), 3000);
+        let (got, damage) = drain(reader.events());
+        assert!(damage.is_empty());
+        assert_eq!(got, events, "named as {named:?}");
+        let (lo, hi) = (events[1500].ts_ns(), events[2500].ts_ns());
+        let (between, _) = drain(reader.events_between(Some(lo), Some(hi)));
+        assert_eq!(between, events[1500..2500]);
+    }
+    // The same file twice overlaps itself.
+    let twice = [parts[0].clone(), parts[0].clone()];
+    let err = open_set(&twice).unwrap_err().to_string();
+    assert!(err.contains("overlap in time"), "{err}");
+    // Another recording: another start.
+    let other = dir.path().join("other.etr");
+    let mut header = sample_header();
+    header.started_wall_ns += 1;
+    let mut w = CaptureWriter::create(&other, &header).unwrap();
+    w.push(&events[2999]).unwrap();
+    w.finish().unwrap();
+    let err = open_set(&[parts[0].clone(), other])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not one recording"), "{err}");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let err = open_set(&[empty]).unwrap_err().to_string();
+    assert!(err.contains("no capture files"), "{err}");
+}
+
+/// Items of a follower up to its end: the events, the damage, and whether quiet spells
+/// were told.
+fn follow_all(follower: &mut Follower) -> (Vec<Event>, Vec<Damage>, bool) {
+    let mut events = Vec::new();
+    let mut damage = Vec::new();
+    let mut quiet = false;
+    for item in follower.by_ref() {
+        match item {
+            FollowItem::Read(ReadItem::Event(e)) => events.push(e),
+            FollowItem::Read(ReadItem::Damaged(d)) => damage.push(d),
+            FollowItem::Quiet { .. } => quiet = true,
+        }
+    }
+    (events, damage, quiet)
+}
+
+/// A rotated recording followed while it is written: blocks as they come, on to the
+/// next file, to the end.
+#[test]
+fn a_capture_is_followed_while_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("live.etr");
+    let mut events = varied_events(&mut Rng(5), 600);
+    events.sort_by_key(Event::ts_ns);
+    let first = rotated_path(&base, 1);
+    let mut writer =
+        CaptureWriter::create_with(&first, &sample_header(), small_blocks(50)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut follower = Follower::open(std::slice::from_ref(&base), stop).unwrap();
+    let (to_write, written) = (events.clone(), first.clone());
+    let recorder = std::thread::spawn(move || {
+        let halves = to_write.split_at(300);
+        for chunk in halves.0.chunks(100) {
+            for e in chunk {
+                writer.push(e).unwrap();
+            }
+            writer.flush_block().unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        // As the recorder does: the next file exists before this one is finished.
+        let next = rotated_path(&written.with_file_name("live.etr"), 2);
+        let mut second =
+            CaptureWriter::create_with(&next, &sample_header(), small_blocks(50)).unwrap();
+        writer.finish().unwrap();
+        for chunk in halves.1.chunks(100) {
+            for e in chunk {
+                second.push(e).unwrap();
+            }
+            second.flush_block().unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        second.finish().unwrap();
+    });
+    assert_eq!(follower.first_ts(), Some(events[0].ts_ns()));
+    let (got, damage, quiet) = follow_all(&mut follower);
+    recorder.join().unwrap();
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(got, events);
+    assert!(quiet, "quiet spells are told");
+    assert_eq!(follower.end(), Some(&FollowEnd::Finished));
+}
+
+/// A file that stops growing without its trailer, and that nobody holds a lock on,
+/// is given up, with its cut block reported; the events before it are read.
+#[test]
+fn a_follower_gives_up_a_file_nobody_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.etr");
+    let events = varied_events(&mut Rng(6), 200);
+    write_capture(&path, &events, small_blocks(100));
+    let bytes = std::fs::read(&path).unwrap();
+    let reader = CaptureReader::open(&path).unwrap();
+    let second = reader.blocks()[1];
+    // The second block cut in its payload, no index: a recorder killed mid-write.
+    std::fs::write(&path, &bytes[..(second.offset + 40) as usize]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut follower = Follower::open(std::slice::from_ref(&path), stop).unwrap();
+    let started = std::time::Instant::now();
+    let (got, damage, _) = follow_all(&mut follower);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(got.len(), 100);
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert!(
+        damage[0].reason.contains("stopped while writing"),
+        "{damage:?}"
+    );
+    assert!(matches!(
+        follower.end(),
+        Some(FollowEnd::RecorderGone { .. })
+    ));
 }

@@ -38,7 +38,7 @@ fn learn(args: BaselineLearnArgs) -> Result<ExitCode> {
         max_prefixes: args.max_prefixes,
     });
     for file in &args.files {
-        let reader = open_capture(file)?;
+        let reader = open_capture(std::slice::from_ref(file))?;
         let name = file.display().to_string();
         let progress = Progress::for_blocks(reader.blocks().len() as u64, "learning");
         let learned = learner

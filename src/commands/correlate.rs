@@ -9,34 +9,44 @@ use anyhow::Result;
 use base64::Engine;
 use serde_json::json;
 
-use super::open_capture;
+use super::live::Input;
 use super::replay::write_tls_summary;
 use crate::analyze::correlate::{CorrelatedCall, Correlator, Unlinked};
 use crate::analyze::rpc::RpcStats;
-use crate::capture::ReadItem;
+use crate::capture::{FollowItem, ReadItem};
 use crate::cli::{CorrelateArgs, Format};
 use crate::decode::etcdpb::describe_range;
-use crate::output::{human_duration_ns, offset, Progress};
+use crate::output::{human_duration_ns, offset};
 
 pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
-    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let mut input = Input::open(&args.files, args.follow)?;
+    let live = input.is_live();
+    let start = input.start();
+    let header = input.header();
     // Members traced together: a link says whose WAL copy it is.
-    let several = reader.header().processes.len() > 1;
-    let mut correlator = Correlator::new(reader.header().config.ports.clone());
-    let progress = Progress::for_blocks(reader.blocks().len() as u64, "correlating");
+    let several = header.processes.len() > 1;
+    let mut correlator = Correlator::new(header.config.ports.clone());
+    let progress = input.progress("correlating");
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut calls = Vec::new();
     let mut phases = Vec::new();
     let mut tally = Tally::default();
-    for item in reader.events() {
-        if let ReadItem::Event(ev) = item {
-            correlator.push(ev, &mut calls, &mut phases);
-            phases.clear();
-            for c in calls.drain(..) {
-                tally.count(&c);
-                emit(&mut out, &c, &args, start, several)?;
+    for item in input.items(true) {
+        match item {
+            FollowItem::Read(ReadItem::Event(ev)) => {
+                correlator.push(ev, &mut calls, &mut phases);
+                phases.clear();
             }
+            FollowItem::Read(ReadItem::Damaged(_)) => {}
+            FollowItem::Quiet { now_ns } => correlator.advance(now_ns, &mut calls),
+        }
+        let printed = !calls.is_empty();
+        for c in calls.drain(..) {
+            tally.count(&c);
+            emit(&mut out, &c, &args, start, several)?;
+        }
+        if live && printed {
+            out.flush()?;
         }
         progress.tick_events(1);
     }
@@ -50,6 +60,7 @@ pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
         tally.print(&mut out, &rpc_stats)?;
     }
     out.flush()?;
+    input.end_note();
     Ok(ExitCode::SUCCESS)
 }
 

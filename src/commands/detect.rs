@@ -3,16 +3,17 @@
 
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::open_capture;
+use super::live::Input;
 use crate::analyze::baseline::Baseline;
 use crate::analyze::detect::{DetectStats, Detector, Finding, Rules, Severity, DEFAULT_RULES_YAML};
-use crate::capture::ReadItem;
+use crate::capture::{FollowItem, ReadItem};
 use crate::cli::{DetectArgs, FailLevel, Format};
-use crate::output::{human_bytes, human_duration_ns, offset, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset};
 
 pub fn run(args: DetectArgs) -> Result<ExitCode> {
     if args.print_default_rules {
@@ -20,7 +21,9 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let rules = load_rules(args.rules.as_deref())?;
-    let file = args.file.as_ref().context("a capture file is needed")?;
+    if args.files.is_empty() {
+        anyhow::bail!("a capture file is needed");
+    }
     let baseline = match &args.baseline {
         Some(path) => Some((
             path,
@@ -28,9 +31,18 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         )),
         None => None,
     };
-    let reader = open_capture(file)?;
-    let start = reader.index().time_range().map_or(0, |(first, _)| first);
-    let mut detector = Detector::new(rules, reader.header().config.ports.clone());
+    let mut input = Input::open(&args.files, args.follow)?;
+    let live = input.is_live();
+    if live {
+        // Alerts: a read's call waits for the correlator's settling only, not for the
+        // full lag of late events.
+        input = input.with_lag(LIVE_LAG);
+    }
+    let start = input.start();
+    let mut detector = Detector::new(rules, input.header().config.ports.clone());
+    if live {
+        detector = detector.live();
+    }
     let mut against = None;
     if let Some((path, base)) = baseline {
         against = Some(format!(
@@ -44,23 +56,35 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
             .with_context(|| format!("baseline {}", path.display()))?;
     }
     let mut correlator = detector.correlator();
-    let progress = Progress::for_blocks(reader.blocks().len() as u64, "detecting");
+    let progress = input.progress("detecting");
     let mut findings = Vec::new();
+    let mut printed = 0;
     let (mut calls, mut phases) = (Vec::new(), Vec::new());
     let mut damaged = 0u64;
-    for item in reader.events() {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for item in input.items(true) {
         match item {
-            ReadItem::Event(ev) => {
+            FollowItem::Read(ReadItem::Event(ev)) => {
                 detector.push_with(&mut correlator, ev, &mut calls, &mut phases, &mut findings);
-                calls.clear();
-                phases.clear();
             }
-            ReadItem::Damaged(_) => damaged += 1,
+            FollowItem::Read(ReadItem::Damaged(_)) => damaged += 1,
+            FollowItem::Quiet { now_ns } => {
+                detector.advance(&mut correlator, now_ns, &mut calls, &mut findings)
+            }
+        }
+        calls.clear();
+        phases.clear();
+        if live {
+            printed = print_live(&mut out, &findings, printed, &args, start)?;
         }
         progress.tick_events(1);
     }
     detector.finish_with(correlator, &mut calls, &mut phases, &mut findings);
     progress.finish();
+    if live {
+        print_live(&mut out, &findings, printed, &args, start)?;
+        input.end_note();
+    }
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -68,11 +92,12 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
             .then(a.rule.cmp(b.rule))
     });
     let stats = detector.stats().clone();
-    let mut out = BufWriter::new(std::io::stdout().lock());
     match args.format {
         Format::Json => {
-            for f in &findings {
-                writeln!(out, "{}", serde_json::to_string(f)?)?;
+            if !live {
+                for f in &findings {
+                    writeln!(out, "{}", serde_json::to_string(f)?)?;
+                }
             }
             out.flush()?;
             let summary = json!({
@@ -91,7 +116,9 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
             eprintln!("{summary}");
         }
         Format::Text => {
-            print_text(&mut out, &findings, start, args.evidence)?;
+            if !live {
+                print_text(&mut out, &findings, start, args.evidence)?;
+            }
             footer(&mut out, &findings, &stats, damaged)?;
             if let Some(line) = &against {
                 writeln!(out, "{line}")?;
@@ -110,6 +137,31 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How far behind the capture's clock `detect --follow` still waits for late events.
+const LIVE_LAG: Duration = Duration::from_millis(500);
+
+/// Print the findings after the first `printed`, each flushed at once; the number
+/// printed now.
+fn print_live(
+    out: &mut impl Write,
+    findings: &[Finding],
+    printed: usize,
+    args: &DetectArgs,
+    start: u64,
+) -> Result<usize> {
+    for f in findings.iter().skip(printed) {
+        match args.format {
+            Format::Json => writeln!(out, "{}", serde_json::to_string(f)?)?,
+            Format::Text => {
+                write!(out, "{} ", f.severity.name().to_uppercase())?;
+                print_finding(out, f, start, args.evidence)?;
+            }
+        }
+        out.flush()?;
+    }
+    Ok(findings.len())
 }
 
 fn count(findings: &[Finding], s: Severity) -> usize {
@@ -140,39 +192,45 @@ fn print_text(
         )?;
         for f in group {
             writeln!(out)?;
-            writeln!(out, "[{}] {}", f.rule, f.summary)?;
-            let mut window = format!(
-                "  window {} .. {} ({})",
-                offset(f.start_ns, start, 6),
-                offset(f.end_ns, start, 6),
-                human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
-            );
-            if let Some(v) = f.volume {
-                window.push_str(&format!(
-                    "; volume {} RPCs, {}, {} keys",
-                    v.rpcs,
-                    human_bytes(v.bytes),
-                    v.keys
-                ));
-            }
-            writeln!(out, "{window}")?;
-            for e in f.evidence.iter().take(max_evidence) {
-                writeln!(
-                    out,
-                    "    {} {} {} {}",
-                    offset(e.ts_ns, start, 6),
-                    e.stream,
-                    e.method,
-                    e.detail
-                )?;
-            }
-            let more = (f.evidence.len().saturating_sub(max_evidence) as u64)
-                .saturating_add(f.evidence_omitted);
-            if more > 0 {
-                writeln!(out, "    ... and {more} more")?;
-            }
+            print_finding(out, f, start, max_evidence)?;
         }
         writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// One finding: its rule and sentence, window and volume, and evidence.
+fn print_finding(out: &mut impl Write, f: &Finding, start: u64, max_evidence: usize) -> Result<()> {
+    writeln!(out, "[{}] {}", f.rule, f.summary)?;
+    let mut window = format!(
+        "  window {} .. {} ({})",
+        offset(f.start_ns, start, 6),
+        offset(f.end_ns, start, 6),
+        human_duration_ns(f.end_ns.saturating_sub(f.start_ns))
+    );
+    if let Some(v) = f.volume {
+        window.push_str(&format!(
+            "; volume {} RPCs, {}, {} keys",
+            v.rpcs,
+            human_bytes(v.bytes),
+            v.keys
+        ));
+    }
+    writeln!(out, "{window}")?;
+    for e in f.evidence.iter().take(max_evidence) {
+        writeln!(
+            out,
+            "    {} {} {} {}",
+            offset(e.ts_ns, start, 6),
+            e.stream,
+            e.method,
+            e.detail
+        )?;
+    }
+    let more =
+        (f.evidence.len().saturating_sub(max_evidence) as u64).saturating_add(f.evidence_omitted);
+    if more > 0 {
+        writeln!(out, "    ... and {more} more")?;
     }
     Ok(())
 }

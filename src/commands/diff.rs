@@ -22,8 +22,16 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         .map(|e| Check::parse(e))
         .collect::<Result<Vec<_>, _>>()?;
     let rules = super::detect::load_rules(args.rules.as_deref())?;
-    let base = Profile::of(&open_capture(&args.base)?, args.prefix_depth, rules.clone());
-    let new = Profile::of(&open_capture(&args.new)?, args.prefix_depth, rules);
+    let base = Profile::of(
+        &open_capture(std::slice::from_ref(&args.base))?,
+        args.prefix_depth,
+        rules.clone(),
+    );
+    let new = Profile::of(
+        &open_capture(std::slice::from_ref(&args.new))?,
+        args.prefix_depth,
+        rules,
+    );
     let results: Vec<CheckResult> = checks.iter().map(|c| evaluate(c, &base, &new)).collect();
     let mut out = BufWriter::new(std::io::stdout().lock());
     match args.format {

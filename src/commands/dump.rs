@@ -12,7 +12,7 @@ use crate::cli::{DumpArgs, Format};
 use crate::output::{hex_prefix, human_duration_ns, offset};
 
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let header = reader.header().clone();
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let since = args

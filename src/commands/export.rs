@@ -36,9 +36,10 @@ use crate::output::pcapng::{PcapngWriter, TcpSegment, LINKTYPE_RAW, MAX_SEGMENT_
 use crate::output::Progress;
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let filter = Filter::new(
-        &reader,
+        reader.header(),
+        reader.index().time_range().map_or(0, |(first, _)| first),
         [&args.since, &args.until],
         &args.client,
         &args.method,

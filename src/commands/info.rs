@@ -17,7 +17,7 @@ use crate::cli::{Format, InfoArgs};
 use crate::output::{human_bytes, human_duration_ns, human_signed_duration_ns, Progress};
 
 pub fn run(args: InfoArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let header = reader.header().clone();
     let kinds = reader.format().kinds();
     let tls = reader.format().holds(EventKind::Tls);
@@ -50,7 +50,7 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
 
     if args.format == Format::Json {
         let mut obj = json!({
-            "file": args.file.display().to_string(),
+            "file": super::shown(&args.files).to_string(),
             "format_version": reader.format_version(),
             "header": header,
             "index": index,
@@ -99,14 +99,14 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         writeln!(
             out,
             "capture      {} ({} file: packets only, no WAL, fsync or process events)",
-            args.file.display(),
+            super::shown(&args.files),
             packets.kind
         )?;
     } else {
         writeln!(
             out,
             "capture      {} (format {}, recorded by etcd-trace {})",
-            args.file.display(),
+            super::shown(&args.files),
             reader.format_version(),
             header.recorder_version
         )?;

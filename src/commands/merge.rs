@@ -30,7 +30,7 @@ pub fn run(args: MergeArgs) -> Result<ExitCode> {
     let readers = args
         .inputs
         .iter()
-        .map(|p| open_capture(p))
+        .map(|p| open_capture(std::slice::from_ref(p)))
         .collect::<Result<Vec<_>>>()?;
     check_inputs(&readers)?;
     let names = unique_names(

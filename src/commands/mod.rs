@@ -11,11 +11,13 @@ mod diff;
 mod dump;
 mod export;
 mod info;
+mod live;
 mod merge;
 mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
 mod replay;
+mod reproduce;
 mod timeline;
 pub mod timespec;
 mod top;
@@ -59,6 +61,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Timeline(args) => timeline::run(args),
         Command::Diff(args) => diff::run(args),
         Command::Replay(args) => replay::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
         Command::Detect(args) => detect::run(args),
         Command::Top(args) => top::run(args),
         Command::Merge(args) => merge::run(args),
@@ -93,10 +96,12 @@ pub(crate) fn threads() -> usize {
 }
 
 /// Open a capture for reading, with a message that says what to do when it fails.
+/// Several files, or a directory, open as one rotated recording.
 pub(crate) fn open_capture(
-    path: &std::path::Path,
+    paths: &[std::path::PathBuf],
 ) -> anyhow::Result<crate::capture::CaptureReader> {
-    let mut reader = crate::capture::CaptureReader::open(path)?;
+    let mut reader = crate::capture::open_set(paths)?;
+    let path = reader.path().to_path_buf();
     if let Some(ports) = SERVER_PORTS.get().filter(|p| !p.is_empty()) {
         reader.set_server_ports(ports);
     }
@@ -123,4 +128,10 @@ pub(crate) fn open_capture(
         );
     }
     Ok(reader)
+}
+
+/// The capture files named on the command line, for messages.
+pub(crate) fn shown(paths: &[std::path::PathBuf]) -> String {
+    let names: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(" ")
 }

@@ -18,7 +18,7 @@ use crate::cli::{Format, RaftArgs};
 use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
 pub fn run(args: RaftArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let options = RaftOptions {
         election_timeout_ns: u64::try_from(args.election_timeout.as_nanos()).unwrap_or(u64::MAX),
@@ -52,7 +52,7 @@ pub fn run(args: RaftArgs) -> Result<ExitCode> {
         eprintln!(
             "note: no raft messages in {} ({} peer connections): record the members' peer \
              ports (--port 2380) to see consensus",
-            args.file.display(),
+            super::shown(&args.files),
             report.connections
         );
     }

@@ -10,22 +10,23 @@ use base64::Engine;
 use foldhash::HashMap;
 use serde_json::{json, Map, Value};
 
+use super::live::Input;
+use super::threads;
 use super::timespec::resolve;
-use super::{open_capture, threads};
 use crate::analyze::order::TimeOrder;
 use crate::analyze::pattern::method_matches;
 use crate::analyze::rpc::{
     decode_rpcs, Completeness, MessageDirection, RecordKind, RpcBody, RpcCall, RpcStats,
 };
 use crate::analyze::sharded::Step;
-use crate::capture::CaptureReader;
+use crate::capture::Header;
 use crate::cli::{Format, ReplayArgs};
 use crate::decode::etcdpb::watch_request::RequestUnion;
 use crate::decode::etcdpb::{
     describe_range, display_key, EtcdMessage, WatchRequest, WatchResponse,
 };
 use crate::decode::grpc::status_code_name;
-use crate::output::{human_bytes, human_duration_ns, offset, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset};
 
 /// Which RPC records to keep (`--since/--until/--client/--method/--key-prefix`); export
 /// keeps the connections of the records it accepts.
@@ -38,16 +39,15 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
-    /// The selection of `--since/--until` (offsets from the capture's first event, or
-    /// wall times), `--client` and `--method`.
+    /// The selection of `--since/--until` (offsets from the capture's first event,
+    /// `start`, or wall times), `--client` and `--method`.
     pub fn new(
-        reader: &CaptureReader,
+        header: &Header,
+        start: u64,
         [since, until]: [&Option<String>; 2],
         client: &Option<String>,
         method: &Option<String>,
     ) -> Result<Filter> {
-        let header = reader.header();
-        let start = reader.index().time_range().map_or(0, |(first, _)| first);
         let time = |s: &Option<String>| s.as_deref().map(|s| resolve(s, header, start)).transpose();
         Ok(Filter {
             since: time(since)?,
@@ -113,17 +113,19 @@ struct Tally {
 }
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
-    let header = reader.header().clone();
-    let start = reader.index().time_range().map_or(0, |(first, _)| first);
+    let mut input = Input::open(&args.files, args.follow)?;
+    let live = input.is_live();
+    let header = input.header().clone();
+    let start = input.start();
     let filter = Filter::new(
-        &reader,
+        &header,
+        start,
         [&args.since, &args.until],
         &args.client,
         &args.method,
     )?
     .with_key_prefix(args.key_prefix.as_deref());
-    let progress = Progress::for_blocks(reader.blocks().len() as u64, "decoding RPCs");
+    let progress = input.progress("decoding RPCs");
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
     // Records come out as calls end: put them back in start order (a stream's end record
@@ -163,6 +165,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         }
     };
     let mut emit = |lines: &mut Vec<Line>, tally: &mut Tally| -> std::io::Result<()> {
+        let printed = !lines.is_empty();
         for shown in lines.drain(..).filter_map(|l| l.shown) {
             tally.records += 1;
             match shown.completeness {
@@ -175,6 +178,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             }
             out.write_all(&shown.text)?;
         }
+        // Followed, each record is out as soon as it is complete.
+        if live && printed {
+            out.flush()?;
+        }
         Ok(())
     };
     let mut step = |step: Step<Line>| -> std::io::Result<()> {
@@ -183,6 +190,10 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
             Step::Event { ts_ns, .. } => {
                 progress.tick_events(1);
                 order.release(ts_ns, &mut lines);
+                emit(&mut lines, &mut tally)?;
+            }
+            Step::Quiet { now_ns } => {
+                order.release(now_ns, &mut lines);
                 emit(&mut lines, &mut tally)?;
             }
             Step::Damaged(d) => {
@@ -196,7 +207,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     };
     // Syscalls matter here only for their times (they move the output window on).
     let stats = decode_rpcs(
-        reader.events().without_syscall_contents(),
+        input.items(false),
         header.config.ports.clone(),
         threads(),
         make_finisher,
@@ -209,6 +220,7 @@ pub fn run(args: ReplayArgs) -> Result<ExitCode> {
         write_summary(&mut out, &tally, &stats)?;
     }
     out.flush()?;
+    input.end_note();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -238,7 +250,7 @@ fn sort_time(r: &RpcCall) -> u64 {
 }
 
 /// `--key-prefix` text, with `\xNN` escapes (as keys are displayed) turned into bytes.
-fn unescape_key(text: &str) -> Vec<u8> {
+pub(crate) fn unescape_key(text: &str) -> Vec<u8> {
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::open_capture;
+use super::live::{Input, LIVE_FLUSH};
 use crate::analyze::correlate::{CorrelatedCall, Correlator};
 use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
@@ -16,11 +17,11 @@ use crate::analyze::order::TimeOrder;
 use crate::analyze::phases::{phases_of, slowest, Phase, PHASES};
 use crate::analyze::raft::{RaftAnalyzer, RaftEvent, RaftOptions, RaftReport, TermStart};
 use crate::analyze::rpc::RecordKind;
-use crate::capture::{Event, FileKind, ReadItem};
+use crate::capture::{Event, FileKind, FollowItem, ReadItem};
 use crate::cli::{TimelineArgs, TimelineFormat};
 use crate::decode::etcdpb::describe_range;
 use crate::output::perfetto::TraceWriter;
-use crate::output::{human_bytes, human_duration_ns, offset, Progress};
+use crate::output::{human_bytes, human_duration_ns, offset};
 
 /// One line of the chronological view.
 enum Item {
@@ -154,13 +155,15 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
                 .with_context(|| format!("--slow {s:?}: give a duration such as 10ms or 1.5s"))
         })
         .transpose()?;
-    let reader = open_capture(&args.file)?;
-    let start = reader.index().time_range().map_or(0, |(first, _)| first);
-    let ports = reader.header().config.ports.clone();
+    let mut input = Input::open(&args.files, args.follow)?;
+    let live = input.is_live();
+    let start = input.start();
+    let several = input.header().processes.len() > 1;
+    let ports = input.header().config.ports.clone();
     let mut raft = RaftAnalyzer::new(&ports, RaftOptions::default());
     let mut raft_events = Vec::new();
     let mut correlator = Correlator::new(ports);
-    let progress = Progress::for_blocks(reader.blocks().len() as u64, "building timeline");
+    let progress = input.progress("building timeline");
 
     let trace = match args.format {
         TimelineFormat::Perfetto => {
@@ -180,13 +183,29 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         out: BufWriter::new(std::io::stdout().lock()),
         start,
         slow_ns,
-        several: reader.header().processes.len() > 1,
+        several,
         ready: Vec::new(),
     };
     let (mut calls, mut phases) = (Vec::new(), Vec::new());
-    for item in reader.events() {
+    let mut flushed = Instant::now();
+    for item in input.items(true) {
         progress.tick_events(1);
-        let ReadItem::Event(ev) = item else { continue };
+        let ev = match item {
+            FollowItem::Read(ReadItem::Event(ev)) => ev,
+            FollowItem::Read(ReadItem::Damaged(_)) => continue,
+            FollowItem::Quiet { now_ns } => {
+                // Followed: time passes without events; what is complete goes out.
+                correlator.advance(now_ns, &mut calls);
+                view.add_all(&mut calls, &mut phases)?;
+                let known = raft
+                    .known_until()
+                    .map_or(now_ns, |k| k.saturating_add(ORDER_HORIZON_NS));
+                view.release(Some(now_ns.min(known)))?;
+                view.out.flush()?;
+                flushed = Instant::now();
+                continue;
+            }
+        };
         match &ev {
             Event::Packet(p) if p.flags.syn() && !p.flags.ack() => {
                 let text = format!("{} -> {} connecting", p.src, p.dst);
@@ -225,6 +244,10 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
             .known_until()
             .map_or(now, |k| k.saturating_add(ORDER_HORIZON_NS));
         view.release(Some(now.min(known)))?;
+        if live && flushed.elapsed() >= LIVE_FLUSH {
+            view.out.flush()?;
+            flushed = Instant::now();
+        }
     }
     raft.learn_processes(correlator.members());
     let rpc_stats = correlator.finish(&mut calls, &mut phases);
@@ -259,6 +282,7 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         super::replay::write_tls_summary(&mut out, &rpc_stats)?;
     }
     out.flush()?;
+    input.end_note();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -59,7 +59,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
             args.file.display()
         );
     }
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(std::slice::from_ref(&args.file))?;
     let options = TopOptions {
         top: args.top,
         prefix_depth: args.prefix_depth,

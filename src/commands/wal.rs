@@ -24,7 +24,11 @@ use crate::decode::wal::{
 use crate::output::offset;
 
 pub fn run(args: WalArgs) -> Result<ExitCode> {
-    match find_segments(&args.file)? {
+    let on_disk = match &args.files[..] {
+        [one] => find_segments(one)?,
+        _ => None,
+    };
+    match on_disk {
         Some(wal) => run_dir(&args, &wal),
         None => run_capture(&args),
     }
@@ -78,7 +82,7 @@ impl<W: Write> Printer<W> {
 }
 
 fn run_capture(args: &WalArgs) -> Result<ExitCode> {
-    let reader = open_capture(&args.file)?;
+    let reader = open_capture(&args.files)?;
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     // Members traced together are told apart in text (JSON always says whose).
     let several = reader.header().processes.len() > 1;

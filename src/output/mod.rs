@@ -44,6 +44,11 @@ pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
 pub struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
+    /// No progress shown (a followed capture: its lines are the progress).
+    pub fn hidden() -> Progress {
+        Progress(None)
+    }
+
     pub fn for_blocks(_blocks: u64, what: &str) -> Progress {
         if !std::io::stderr().is_terminal() {
             return Progress(None);

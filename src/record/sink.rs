@@ -10,6 +10,7 @@
 //! time, and goes on.
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,8 @@ use super::layout;
 use super::order::{TimeOrder, HOLD_NS};
 use super::priority::{WriterPriority, WriterSchedule};
 use crate::capture::{
-    CaptureWriter, Event, Header, KindCounts, LatencyHistogram, ProcessChange, ProcessInfo,
-    WriteSummary,
+    rotated_path, CaptureWriter, Event, Header, KindCounts, LatencyHistogram, ProcessChange,
+    ProcessInfo, WriteSummary,
 };
 use crate::redact::{ScrubReport, SecretScrubber};
 use crate::units::human_bytes;
@@ -174,19 +175,6 @@ impl Rotation {
     }
 }
 
-/// `capture.etr` → `capture-0003.etr` when rotating.
-pub fn rotated_path(base: &Path, n: u32) -> PathBuf {
-    let stem = base
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "capture".into());
-    let name = match base.extension() {
-        Some(ext) => format!("{stem}-{n:04}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{n:04}"),
-    };
-    base.with_file_name(name)
-}
-
 /// The file being written and the set it belongs to, with what went into them: what a
 /// write needs to make room on a full disk.
 struct Output {
@@ -293,6 +281,19 @@ struct Sink {
     untraced: HashSet<u32>,
     /// The latest latency histograms (SinkMessage::Latency).
     latency: Vec<LatencyHistogram>,
+    /// An exclusive flock on the file being written, held until it is finished: a
+    /// follower (`capture::follow`) that finds none knows no recorder writes it.
+    lock: Option<File>,
+}
+
+/// Take the flock a live file's followers look for. A file system without locks
+/// loses only that signal (followers then wait for the file to stop growing).
+fn hold_lock(path: &Path) -> Option<File> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(path).ok()?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked.then_some(file)
 }
 
 impl Sink {
@@ -304,7 +305,17 @@ impl Sink {
         }
     }
 
+    /// Open the first file, or the next of a rotated set once the current one is
+    /// finished.
     fn open_next(&mut self) -> Result<()> {
+        let next = self.create_next()?;
+        self.install(next);
+        Ok(())
+    }
+
+    /// Create the next file (writing its header) without finishing the current one: a
+    /// follower that sees the current file finished finds the next one there already.
+    fn create_next(&mut self) -> Result<(PathBuf, CaptureWriter, Option<File>)> {
         self.file_no += 1;
         let path = self.current_path();
         let writer = loop {
@@ -317,7 +328,13 @@ impl Sink {
                 }
             }
         };
+        let lock = hold_lock(&path);
+        Ok((path, writer, lock))
+    }
+
+    fn install(&mut self, (path, writer, lock): (PathBuf, CaptureWriter, Option<File>)) {
         self.out.writer = Some(writer);
+        self.lock = lock;
         self.opened_at = Instant::now();
         self.out.summary.files.push(path);
         if let Some(keep) = self.out.rotation.keep {
@@ -326,7 +343,6 @@ impl Sink {
                 self.out.remove_oldest();
             }
         }
-        Ok(())
     }
 
     /// Give the open file its share of the redaction report, as it stands, and the
@@ -348,6 +364,8 @@ impl Sink {
         self.out.write(CaptureWriter::flush_block)?;
         let written = self.out.write(CaptureWriter::write_index)?;
         self.out.writer = None;
+        // Finished: followers may stop waiting for it.
+        self.lock = None;
         self.count_done(&written);
         if let Some(scrubber) = &self.scrubber {
             self.scrubbed_before = scrubber.report().clone();
@@ -528,8 +546,9 @@ impl Sink {
                     .interval
                     .is_some_and(|i| self.opened_at.elapsed() >= i));
         if due {
+            let next = self.create_next()?;
             self.finish_current()?;
-            self.open_next()?;
+            self.install(next);
         }
         Ok(())
     }
@@ -620,6 +639,7 @@ pub fn spawn(
         scrubbed_before: ScrubReport::default(),
         untraced: HashSet::new(),
         latency: Vec::new(),
+        lock: None,
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -814,17 +834,5 @@ mod tests {
         };
         assert_eq!((tls.conn_id, tls.len, &tls.data[..]), (9, 5, &b"hel"[..]));
         assert!(tls.endpoints.is_some());
-    }
-
-    #[test]
-    fn rotated_names_keep_the_extension() {
-        assert_eq!(
-            rotated_path(Path::new("/tmp/cap.etr"), 3),
-            PathBuf::from("/tmp/cap-0003.etr")
-        );
-        assert_eq!(
-            rotated_path(Path::new("cap"), 12),
-            PathBuf::from("cap-0012")
-        );
     }
 }

@@ -18,6 +18,8 @@ pub use etcd_trace::sandbox::{
 pub use etcd_trace::sandbox::skip_without_root;
 
 #[cfg(feature = "record")]
+pub mod slow_disk;
+#[cfg(feature = "record")]
 pub mod small_disk;
 #[cfg(feature = "record")]
 pub mod uprobes;

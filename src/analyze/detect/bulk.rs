@@ -101,6 +101,8 @@ struct PendingList {
 pub struct Bulk {
     volume: Tumbling<ReadTally>,
     lists: VecDeque<PendingList>,
+    /// A whole-keyspace read is reported at once, not held for a watch after it.
+    pub(super) live: bool,
 }
 
 impl Bulk {
@@ -108,6 +110,7 @@ impl Bulk {
         Bulk {
             volume: Tumbling::new(rules.rules.bulk_client_volume.window),
             lists: VecDeque::new(),
+            live: false,
         }
     }
 
@@ -184,8 +187,9 @@ impl Bulk {
                     Some(EtcdMessage::RangeResponse(r)) => r.header.as_ref().map(|h| h.revision),
                     _ => None,
                 };
-                let held =
-                    rules.bulk_list_then_watch.enabled && self.lists.len() < MAX_PENDING_LISTS;
+                let held = rules.bulk_list_then_watch.enabled
+                    && self.lists.len() < MAX_PENDING_LISTS
+                    && !(self.live && whole_keyspace(&req.key, &req.range_end));
                 match revision.filter(|_| held) {
                     Some(revision) => self.lists.push_back(PendingList {
                         client,

@@ -101,6 +101,8 @@ struct Episode {
     last_ns: u64,
     quiet_ns: u64,
     summarize: Summarize,
+    /// Reported when it opened (live): later occurrences join it silently.
+    reported: bool,
 }
 
 /// What a new occurrence adds to an open finding.
@@ -115,6 +117,9 @@ pub(crate) struct Observation {
 pub(crate) struct Episodes {
     open: HashMap<(&'static str, String), Episode>,
     evidence_limit: usize,
+    /// Report each finding the moment its rule fires, not when its client has gone
+    /// quiet (`detect --follow`); each is still reported once.
+    live: bool,
 }
 
 /// Open findings kept before the oldest are emitted early.
@@ -136,6 +141,7 @@ impl Episodes {
         Episodes {
             open: HashMap::new(),
             evidence_limit,
+            live: false,
         }
     }
 
@@ -204,7 +210,7 @@ impl Episodes {
                 .map(|(k, _)| k.clone())
             {
                 if let Some(ep) = self.open.remove(&oldest) {
-                    out.push(complete(ep));
+                    out.extend(complete(ep));
                 }
             }
         }
@@ -229,15 +235,19 @@ impl Episodes {
             evidence_omitted: omitted,
             volume,
         };
-        self.open.insert(
-            key,
-            Episode {
-                last_ns: finding.end_ns,
-                finding,
-                quiet_ns: how.quiet_ns,
-                summarize: how.summarize,
-            },
-        );
+        let episode = Episode {
+            last_ns: finding.end_ns,
+            finding,
+            quiet_ns: how.quiet_ns,
+            summarize: how.summarize,
+            reported: self.live,
+        };
+        if self.live {
+            let mut now = episode.finding.clone();
+            now.summary = (episode.summarize)(&now);
+            out.push(now);
+        }
+        self.open.insert(key, episode);
     }
 
     /// One occurrence that is a finding by itself (or joins the client's open one).
@@ -267,7 +277,7 @@ impl Episodes {
             .collect();
         for k in done {
             if let Some(ep) = self.open.remove(&k) {
-                out.push(complete(ep));
+                out.extend(complete(ep));
             }
         }
     }
@@ -275,14 +285,18 @@ impl Episodes {
     fn close_all(&mut self, out: &mut Vec<Finding>) {
         let mut all: Vec<_> = self.open.drain().map(|(_, e)| e).collect();
         all.sort_by_key(|e| e.finding.start_ns);
-        out.extend(all.into_iter().map(complete));
+        out.extend(all.into_iter().filter_map(complete));
     }
 }
 
-fn complete(ep: Episode) -> Finding {
+/// The finding of an episode that ends, unless it was reported when it opened.
+fn complete(ep: Episode) -> Option<Finding> {
+    if ep.reported {
+        return None;
+    }
     let mut f = ep.finding;
     f.summary = (ep.summarize)(&f);
-    f
+    Some(f)
 }
 
 /// What the rule families share while they run.
@@ -401,6 +415,16 @@ impl Detector {
         }
         self.baseline = Some(baseline::Deviations::new(base, &self.rules));
         Ok(self)
+    }
+
+    /// Report each finding as soon as its rule fires (for a capture followed as it is
+    /// recorded): a growing finding is reported once, as it stood then, and a
+    /// whole-keyspace read at once rather than after waiting to see whether a watch
+    /// follows it (bulk-list-then-watch).
+    pub fn live(mut self) -> Detector {
+        self.episodes.live = true;
+        self.bulk.live = true;
+        self
     }
 
     pub fn stats(&self) -> &DetectStats {
@@ -571,6 +595,21 @@ impl Detector {
             self.push_call(c, out);
         }
         self.push_phases(phases, out);
+    }
+
+    /// Capture time has reached `now_ns` without events (a followed capture): the
+    /// calls the correlator settles by then are judged.
+    pub fn advance(
+        &mut self,
+        correlator: &mut Correlator,
+        now_ns: u64,
+        calls: &mut Vec<CorrelatedCall>,
+        out: &mut Vec<Finding>,
+    ) {
+        correlator.advance(now_ns, calls);
+        for c in calls.iter() {
+            self.push_call(c, out);
+        }
     }
 
     /// Disk phases into the health rules.

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 
 use crate::analyze::sharded::{self, Step};
 use crate::analyze::streams::{DemuxConfig, StreamDemux, StreamStats};
-use crate::capture::{Event, ReadItem};
+use crate::capture::{Event, FollowItem};
 use crate::decode::etcdpb::{self, EtcdMessage};
 use connection::ConnectionDecoder;
 
@@ -267,6 +267,12 @@ impl RpcDecoder {
         self.streams.push_owned(event, out);
     }
 
+    /// Capture time has reached `now_ns` without events (a followed capture): calls
+    /// complete by then are emitted.
+    pub fn advance(&mut self, now_ns: u64, out: &mut Vec<RpcCall>) {
+        self.streams.advance(now_ns, out);
+    }
+
     /// The capture ended: every call still open is emitted with what was seen of it.
     pub fn finish(&mut self, out: &mut Vec<RpcCall>) {
         self.streams.finish(out);
@@ -277,7 +283,7 @@ impl RpcDecoder {
 /// each record through a finisher (one per thread, made by `make_finisher`), then to
 /// `step` in the order one thread makes them, with the points between events.
 pub fn decode_rpcs<O, F, E>(
-    items: impl Iterator<Item = ReadItem>,
+    items: impl Iterator<Item = FollowItem>,
     server_ports: Vec<u16>,
     threads: usize,
     make_finisher: impl Fn() -> F,

@@ -130,12 +130,17 @@ fn run(events: &[Event], threads: usize) -> Vec<String> {
         only: None,
         skip_midstream: Vec::new(),
     };
-    let items = events.iter().cloned().map(ReadItem::Event);
+    // A followed capture's quiet spells now and then, at the last event's time.
+    let items = events.iter().enumerate().flat_map(|(i, e)| {
+        let quiet = (i % 97 == 96).then(|| FollowItem::Quiet { now_ns: e.ts_ns() });
+        std::iter::once(FollowItem::Read(ReadItem::Event(e.clone()))).chain(quiet)
+    });
     let mut steps = Vec::new();
     let mut step = |s: Step<String>| -> Result<(), ()> {
         steps.push(match s {
             Step::Record(r) => r,
             Step::Event { ts_ns, event } => format!("event t={ts_ns} {}", event.is_some()),
+            Step::Quiet { now_ns } => format!("quiet t={now_ns}"),
             Step::Damaged(d) => format!("damaged {d}"),
         });
         Ok(())
@@ -165,7 +170,10 @@ fn records_come_out_as_one_thread_makes_them() {
 fn a_failing_step_stops_the_workers() {
     let events = traffic(7);
     let config = DemuxConfig::default();
-    let items = events.iter().cloned().map(ReadItem::Event);
+    let items = events
+        .iter()
+        .cloned()
+        .map(|e| FollowItem::Read(ReadItem::Event(e)));
     let mut seen = 0;
     let mut step = |s: Step<String>| -> Result<(), &'static str> {
         if let Step::Record(_) = s {

@@ -166,6 +166,14 @@ macro_rules! etcd_registry {
                 value.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
             }
 
+            /// The message encoded again as protobuf (a gRPC body without its prefix):
+            /// what `reproduce` sends, possibly after changing ids in it.
+            pub fn encode_body(&self) -> Vec<u8> {
+                match self {
+                    $(EtcdMessage::$ty(m) => m.encode_to_vec(),)*
+                }
+            }
+
             fn header_field(&self) -> Option<&ResponseHeader> {
                 match self {
                     $(EtcdMessage::$ty(_m) => header_of!(_m $(, $h)?),)*
