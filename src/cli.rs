@@ -711,6 +711,7 @@ pub struct DetectArgs {
 etcd-trace top incident.etr                     # play the capture back in real time\n  \
 etcd-trace top incident.etr --speed 10          # ten times faster\n  \
 etcd-trace top incident.etr --max-speed         # as fast as it decodes\n  \
+etcd-trace top --follow live.etr               # while `record -o live.etr` runs\n  \
 etcd-trace top incident.etr --once --format json | jq '.methods[] | {method, p99_ns}'\n\n\
 The screen is redrawn every second: requests per second by method (over the last 10 s of \
 capture time), with totals, errors and p50/p99 latency of unary calls since the start; \
@@ -729,6 +730,11 @@ pub struct TopArgs {
     /// Print one snapshot of the whole capture and exit, instead of the dashboard.
     #[arg(long)]
     pub once: bool,
+    /// Follow a capture while it is recorded (and rotation to its next file): the
+    /// dashboard shows it as it is written; with --once, the snapshot comes when the
+    /// recorder has finished.
+    #[arg(long)]
+    pub follow: bool,
     /// With --once: text, or one JSON object.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,

@@ -1,9 +1,9 @@
 //! `etcd-trace top`: on a recorded workload of clients with addresses of their own,
 //! `top --once --format json` gives the calls, bytes and latency quantiles that replay's
-//! records of the same file add up to. The dashboard runs in tmux at 80×24 and 200×50 on
-//! a fixture: it reads whole (no line past the edge), shows the leader, plays back in
-//! real time, and q or Ctrl-C quits and gives the terminal back. Without a terminal, it
-//! says to use --once.
+//! records of the same file add up to, also with --follow while it is recorded. The
+//! dashboard runs in tmux at 80×24 and 200×50 on a fixture: it reads whole (no line
+//! past the edge), shows the leader, plays back in real time, and q or Ctrl-C quits and
+//! gives the terminal back. Without a terminal, it says to use --once.
 
 mod common;
 
@@ -434,5 +434,53 @@ mod recorded {
                 .sum()
         };
         assert_eq!(sum(&deeper), sum(&top_json(&path, &["--top", "50"])));
+    }
+
+    /// `top --follow --once` on a capture while it is recorded: its snapshot, given
+    /// when the recorder finishes, is that of the finished file.
+    #[test]
+    fn follow_gives_the_finished_files_numbers() {
+        if skip_without_root() {
+            return;
+        }
+        let rig = rig();
+        let path = rig.dir.0.join("live.etr");
+        let rec = rig.record_to(&path, &[]);
+        let follower = Command::new(bin())
+            .args(["top", "--follow", "--once", "--format", "json"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        workload(&rig);
+        stop_cleanly(rec);
+        let out = follower.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let live: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+        agrees_with_replay(&live, &replay_json(&path, &[]));
+        let whole = top_json(&path, &[]);
+        for field in [
+            "methods",
+            "clients_by_requests",
+            "clients_by_bytes",
+            "prefixes",
+        ] {
+            let strip = |v: &Value| -> Vec<(Value, Value, Value)> {
+                v[field]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.get("method").or(r.get("key")).cloned().unwrap(),
+                            r["requests"].clone(),
+                            r["bytes"].clone(),
+                        )
+                    })
+                    .collect()
+            };
+            assert_eq!(strip(&live), strip(&whole), "{field}");
+        }
     }
 }

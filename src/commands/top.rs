@@ -2,9 +2,9 @@
 //! the incident room. The numbers come from `analyze::top` (a [`Snapshot`] built as
 //! events come); this module only feeds it and draws it with ratatui.
 //!
-//! Two threads: the feeder reads the capture (the one seam an event source plugs into:
-//! [`each_item`]), paces it against the capture's clock at `--speed`, and hands over a
-//! snapshot every second; the screen thread draws the newest and reads keys. The
+//! Two threads: the feeder reads the capture (a finished file, or with `--follow` one
+//! being recorded: [`Source::each_item`]), paces a finished one against the capture's
+//! clock at `--speed`, and hands over a snapshot every second; the screen thread draws the newest and reads keys. The
 //! terminal is restored however the screen thread leaves: q, Ctrl-C, an error or a
 //! panic.
 
@@ -27,7 +27,7 @@ use ratatui::{DefaultTerminal, Frame};
 use super::info::bucket_text;
 use super::open_capture;
 use crate::analyze::top::{KeyRow, Snapshot, TopOptions, TopState};
-use crate::capture::{CaptureReader, ReadItem};
+use crate::capture::{CaptureReader, FollowItem, Follower, ReadItem};
 use crate::cli::{Format, TopArgs};
 use crate::decode::etcdpb;
 use crate::output::{human_bytes, human_duration_ns};
@@ -59,16 +59,28 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
             args.file.display()
         );
     }
-    let reader = open_capture(std::slice::from_ref(&args.file))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let files = std::slice::from_ref(&args.file);
+    let mut source = if args.follow {
+        Source::Live(Box::new(Follower::open(files, Arc::clone(&stop))?))
+    } else {
+        Source::Whole(Box::new(open_capture(files)?))
+    };
+    let header = source.header().clone();
     let options = TopOptions {
         top: args.top,
         prefix_depth: args.prefix_depth,
     };
-    let mut state = TopState::new(&reader.header().config.ports, options);
-    state.set_kernel_histograms(&reader.index().latency);
+    let mut state = TopState::new(&header.config.ports, options);
+    if let Source::Whole(reader) = &source {
+        state.set_kernel_histograms(&reader.index().latency);
+    }
     if args.once {
-        each_item(&reader, &mut |item| {
-            state.push(item);
+        source.each_item(&mut |item| {
+            match item {
+                FollowItem::Read(item) => state.push(item),
+                FollowItem::Quiet { now_ns } => state.advance(now_ns),
+            }
             ControlFlow::Continue(())
         });
         state.finish();
@@ -80,29 +92,67 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let speed = if args.max_speed { 0.0 } else { args.speed };
+    // A capture being recorded comes as it is written: nothing to pace.
+    let speed = if args.max_speed || args.follow {
+        0.0
+    } else {
+        args.speed
+    };
     let about = About {
         file: args.file.file_name().map_or_else(
             || args.file.display().to_string(),
             |n| n.to_string_lossy().into(),
         ),
         speed,
-        duration_ns: reader
-            .index()
-            .time_range()
-            .map(|(first, last)| last.saturating_sub(first)),
-        clock_offset_ns: reader.header().clock_offset_ns,
+        live: args.follow,
+        duration_ns: match &source {
+            Source::Whole(reader) => reader
+                .index()
+                .time_range()
+                .map(|(first, last)| last.saturating_sub(first)),
+            Source::Live(_) => None,
+        },
+        clock_offset_ns: header.clock_offset_ns,
     };
-    dashboard(reader, state, about)
+    dashboard(source, state, about, stop)
 }
 
-/// The one place top's events come from: each item of the capture, in file order, until
-/// `take` says stop. A reader of a file still being recorded plugs in here.
-fn each_item(reader: &CaptureReader, take: &mut dyn FnMut(ReadItem) -> ControlFlow<()>) {
-    // Syscalls matter for their times and kinds only (fsync durations, raft's sockets).
-    for item in reader.events().without_syscall_contents() {
-        if take(item).is_break() {
-            return;
+/// Where top's events come from: a finished capture read whole, or one followed while
+/// it is recorded.
+enum Source {
+    Whole(Box<CaptureReader>),
+    Live(Box<Follower>),
+}
+
+impl Source {
+    fn header(&self) -> &crate::capture::Header {
+        match self {
+            Source::Whole(r) => r.header(),
+            Source::Live(f) => f.header(),
+        }
+    }
+
+    /// The one place top's events come from: each item, in file order (a followed
+    /// capture also says how far its clock has moved while quiet), until `take` says
+    /// stop or the capture ends.
+    fn each_item(&mut self, take: &mut dyn FnMut(FollowItem) -> ControlFlow<()>) {
+        // Syscalls matter for their times and kinds only (fsync durations, raft's sockets).
+        match self {
+            Source::Whole(reader) => {
+                for item in reader.events().without_syscall_contents() {
+                    if take(FollowItem::Read(item)).is_break() {
+                        return;
+                    }
+                }
+            }
+            Source::Live(follower) => {
+                follower.skip_syscall_contents();
+                for item in follower.as_mut() {
+                    if take(item).is_break() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -111,6 +161,8 @@ fn each_item(reader: &CaptureReader, take: &mut dyn FnMut(ReadItem) -> ControlFl
 struct About {
     file: String,
     speed: f64,
+    /// Followed while it is recorded.
+    live: bool,
     duration_ns: Option<u64>,
     clock_offset_ns: i64,
 }
@@ -148,7 +200,7 @@ impl Pacer {
 
 /// The feeder: reads, paces and counts; sends a snapshot each refresh and at the end.
 fn feed(
-    reader: CaptureReader,
+    mut source: Source,
     mut state: TopState,
     speed: f64,
     stop: &AtomicBool,
@@ -159,22 +211,31 @@ fn feed(
         origin: None,
     };
     let mut last_sent = Instant::now();
-    each_item(&reader, &mut |item| {
-        if let ReadItem::Event(ev) = &item {
-            let ts = ev.ts_ns();
-            // Pacing sends the snapshot as it waits: the screen keeps its clock.
-            let mut tick = |position_ns| {
-                if last_sent.elapsed() >= REFRESH {
-                    state.advance(position_ns);
-                    last_sent = Instant::now();
-                    let _ = tx.send(state.snapshot());
-                }
-            };
-            if !pacer.wait(ts, stop, &mut tick) {
-                return ControlFlow::Break(());
+    source.each_item(&mut |item| {
+        let item = match item {
+            FollowItem::Read(item) => Some(item),
+            FollowItem::Quiet { now_ns } => {
+                state.advance(now_ns);
+                None
             }
+        };
+        if let Some(item) = item {
+            if let ReadItem::Event(ev) = &item {
+                let ts = ev.ts_ns();
+                // Pacing sends the snapshot as it waits: the screen keeps its clock.
+                let mut tick = |position_ns| {
+                    if last_sent.elapsed() >= REFRESH {
+                        state.advance(position_ns);
+                        last_sent = Instant::now();
+                        let _ = tx.send(state.snapshot());
+                    }
+                };
+                if !pacer.wait(ts, stop, &mut tick) {
+                    return ControlFlow::Break(());
+                }
+            }
+            state.push(item);
         }
-        state.push(item);
         if last_sent.elapsed() >= REFRESH {
             last_sent = Instant::now();
             if tx.send(state.snapshot()).is_err() {
@@ -202,15 +263,19 @@ impl Drop for TerminalGuard {
     }
 }
 
-fn dashboard(reader: CaptureReader, state: TopState, about: About) -> Result<ExitCode> {
-    let stop = Arc::new(AtomicBool::new(false));
+fn dashboard(
+    source: Source,
+    state: TopState,
+    about: About,
+    stop: Arc<AtomicBool>,
+) -> Result<ExitCode> {
     let (tx, rx) = mpsc::channel();
     let feeder = {
         let stop = Arc::clone(&stop);
         let speed = about.speed;
         std::thread::Builder::new()
             .name("top-feeder".into())
-            .spawn(move || feed(reader, state, speed, &stop, &tx))
+            .spawn(move || feed(source, state, speed, &stop, &tx))
             .context("starting the capture reader")?
     };
     // ratatui::init also restores the terminal before a panic's message is printed.
@@ -356,6 +421,7 @@ fn header_line(snap: Option<&Snapshot>, about: &About, width: usize) -> Line<'st
 fn playback_state(snap: Option<&Snapshot>, about: &About) -> String {
     match snap {
         Some(s) if s.finished => "end of capture".to_string(),
+        _ if about.live => "following".to_string(),
         _ if about.speed == 0.0 => "max speed".to_string(),
         _ => format!("x{}", about.speed),
     }
@@ -743,6 +809,7 @@ mod tests {
         let about = About {
             file: "incident.etr".into(),
             speed: 1.0,
+            live: false,
             duration_ns: Some(60_000_000_000),
             clock_offset_ns: 0,
         };
