@@ -10,6 +10,8 @@
 //!    99%, the same with larger `--snaplen` recordings;
 //! 3. decode speed on one core: `replay` against tshark's HTTP/2 + gRPC dissector on the
 //!    same traffic, and `correlate`, `timeline`, `detect`, and `export` to Parquet;
+//!    Then on every core: each analysis with `--threads 1` and with its default, and
+//!    replay against tshark listing the request paths and against its gRPC dissector;
 //! 4. memory: the analyses' peak RSS on the S-second capture and on one 10× longer.
 //!
 //! The load generator is this same binary started again (benches/common).
@@ -38,6 +40,9 @@ use etcd_trace::sandbox::{signal, which, EtcdServer, Netns, RecorderProcess, Scr
 
 const TARGET_COVERAGE: f64 = 0.99;
 const TARGET_SPEEDUP: f64 = 20.0;
+/// On every core: replay against tshark listing request paths, and its gRPC dissector.
+const TARGET_SPEEDUP_PATHS: f64 = 20.0;
+const TARGET_SPEEDUP_GRPC: f64 = 50.0;
 const TARGET_RSS_GROWTH: f64 = 1.5;
 /// Larger snaplens tried when coverage misses its target at the default.
 const SNAPLENS: [u32; 2] = [16384, 65535];
@@ -111,12 +116,31 @@ fn run_measured(
     ok_codes: &[i32],
     timeout: Duration,
 ) -> Result<Run> {
+    run_on(CORE, program, args, stdout, stderr_path, ok_codes, timeout)
+}
+
+/// Every core of the machine, as taskset names them.
+fn all_cores() -> String {
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("0-{}", n - 1)
+}
+
+/// As [`run_measured`], on the cores `cpus` (taskset's list).
+fn run_on(
+    cpus: &str,
+    program: &Path,
+    args: &[OsString],
+    stdout: Option<&Path>,
+    stderr_path: &Path,
+    ok_codes: &[i32],
+    timeout: Duration,
+) -> Result<Run> {
     let out = match stdout {
         Some(p) => File::create(p).with_context(|| format!("creating {}", p.display()))?,
         None => File::create("/dev/null")?,
     };
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", CORE])
+    cmd.args(["-c", cpus])
         .arg(program)
         .args(args)
         .stdin(Stdio::null())
@@ -383,6 +407,18 @@ impl Bench {
     /// One timed run of an analysis subcommand on `capture`, output discarded (export
     /// writes Parquet, the rpc table, into the scratch directory).
     fn analysis(&self, sub: &str, capture: &Path, timeout: Duration) -> Result<Run> {
+        self.analysis_on(CORE, sub, capture, &[], timeout)
+    }
+
+    /// The same on the cores `cpus`, with `more` arguments.
+    fn analysis_on(
+        &self,
+        cpus: &str,
+        sub: &str,
+        capture: &Path,
+        more: &[&str],
+        timeout: Duration,
+    ) -> Result<Run> {
         // detect exits 1 when it finds something: that is a result, not a failure.
         let ok: &[i32] = if sub == "detect" { &[0, 1] } else { &[0] };
         let parquet = self.dir.0.join("export.parquet");
@@ -396,9 +432,11 @@ impl Bench {
         } else {
             &[]
         };
-        run_measured(
+        let extra: Vec<&str> = extra.iter().chain(more).copied().collect();
+        run_on(
+            cpus,
             &self.exe,
-            &self.etr(sub, capture, extra),
+            &self.etr(sub, capture, &extra),
             None,
             &self.dir.0.join(format!("{sub}.stderr")),
             ok,
@@ -692,6 +730,47 @@ fn bench_main() -> Result<()> {
         );
         small.push((sub, run));
     }
+
+    // [3b] on every core: each analysis with --threads 1 and with its default, and
+    // tshark listing the request paths, and with its gRPC dissector, on the same cores.
+    let all = all_cores();
+    let mut scaling = Vec::new();
+    for sub in ["replay", "correlate", "timeline", "detect"] {
+        let one = best_of(b.cfg.repeats, |_| {
+            b.analysis_on(&all, sub, &main.capture, &["--threads", "1"], RUN_TIMEOUT)
+        })?;
+        let every = best_of(b.cfg.repeats, |_| {
+            b.analysis_on(&all, sub, &main.capture, &[], RUN_TIMEOUT)
+        })?;
+        let gain = one.wall / every.wall.max(1e-9);
+        println!(
+            "[3b] {sub} on cores {all}: --threads 1 {:.3} s, default {:.3} s ({:.3} s CPU) = {gain:.2}×",
+            one.wall, every.wall, every.cpu
+        );
+        scaling.push((sub, one, every));
+    }
+    let tshark_on_all = |filter: &str| {
+        best_of(b.cfg.repeats, |_| {
+            run_on(
+                &all,
+                &tshark_exe,
+                &tshark_args(filter),
+                None,
+                &b.dir.0.join("tshark.stderr"),
+                &[0],
+                RUN_TIMEOUT,
+            )
+        })
+    };
+    let paths = tshark_on_all("http2.type==1")?;
+    let grpc = tshark_on_all("grpc")?;
+    let replay_all = scaling[0].2.wall.max(1e-9);
+    let paths_ratio = paths.wall / replay_all;
+    let grpc_ratio = grpc.wall / replay_all;
+    println!(
+        "[3b] tshark on cores {all}: request paths {:.3} s, gRPC {:.3} s; replay {paths_ratio:.1}× and {grpc_ratio:.1}× faster",
+        paths.wall, grpc.wall
+    );
     let _ = std::fs::remove_file(&pcap.path);
 
     // [4] memory as the capture grows
@@ -764,6 +843,16 @@ fn bench_main() -> Result<()> {
         tshark.wall,
         tshark_pps,
         mark(speedup >= TARGET_SPEEDUP)
+    );
+    println!(
+        "on cores {all}: replay {paths_ratio:.1}× faster than tshark listing the request paths [target >= {TARGET_SPEEDUP_PATHS:.0}×: {}], {grpc_ratio:.1}× than its gRPC dissector [target >= {TARGET_SPEEDUP_GRPC:.0}×: {}]; default threads over --threads 1: {}",
+        mark(paths_ratio >= TARGET_SPEEDUP_PATHS),
+        mark(grpc_ratio >= TARGET_SPEEDUP_GRPC),
+        scaling
+            .iter()
+            .map(|(s, one, every)| format!("{s} {:.2}×", one.wall / every.wall.max(1e-9)))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "analyses on one core: {}",

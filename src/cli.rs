@@ -324,8 +324,10 @@ Safety: the target's cluster id is asked first (Status); the workload is never s
 the cluster it was recorded from (exit 2). The report gives, per method, the calls sent, \
 OK and failed, and the target's p50/p99 latency against the original's.")]
 pub struct ReproduceArgs {
-    /// Capture file.
-    pub file: PathBuf,
+    /// Capture file; or the files of a rotated recording, or their directory, read as
+    /// one capture.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
     /// The target cluster: `http://HOST:PORT` or `https://HOST:PORT`, comma-separated;
     /// connections are spread over them.
     #[arg(

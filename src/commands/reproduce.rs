@@ -21,7 +21,13 @@ pub fn run(args: ReproduceArgs) -> Result<ExitCode> {
     if !(args.speed.is_finite() && args.speed > 0.0) {
         bail!("--speed must be a number above 0 (2 = twice as fast); --max-speed for no waits");
     }
-    let reader = open_capture(std::slice::from_ref(&args.file))?;
+    let reader = open_capture(&args.files)?;
+    let capture_name = args
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     let selection = Selection {
         method: args.method.clone(),
         key_prefix: args.key_prefix.as_deref().map(unescape_key),
@@ -42,7 +48,7 @@ pub fn run(args: ReproduceArgs) -> Result<ExitCode> {
         bail!(
             "{} holds no etcd response header, so its cluster cannot be told apart from the \
              target's; if the target is surely another cluster, pass --allow-unknown-cluster",
-            args.file.display()
+            capture_name
         );
     }
     let target = engine::identify(&options)?;
@@ -52,7 +58,7 @@ pub fn run(args: ReproduceArgs) -> Result<ExitCode> {
              against another cluster",
             target.endpoint,
             target.cluster_id,
-            args.file.display()
+            capture_name
         );
     }
     let withheld = plan.withheld.clone();
