@@ -49,6 +49,7 @@ pub enum Command {
     Timeline(TimelineArgs),
     Diff(DiffArgs),
     Detect(DetectArgs),
+    Top(TopArgs),
     Merge(MergeArgs),
     Export(ExportArgs),
     Baseline(BaselineArgs),
@@ -703,6 +704,54 @@ pub struct DetectArgs {
     /// client read, a client whose method mix changed.
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+}
+
+/// A live dashboard of a capture: RPC rates, top clients and key prefixes, latency,
+/// WAL fsyncs, the raft leader, and what was lost.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+etcd-trace top incident.etr                     # play the capture back in real time\n  \
+etcd-trace top incident.etr --speed 10          # ten times faster\n  \
+etcd-trace top incident.etr --max-speed         # as fast as it decodes\n  \
+etcd-trace top --follow live.etr               # while `record -o live.etr` runs\n  \
+etcd-trace top incident.etr --once --format json | jq '.methods[] | {method, p99_ns}'\n\n\
+The screen is redrawn every second: requests per second by method (over the last 10 s of \
+capture time), with totals, errors and p50/p99 latency of unary calls since the start; \
+the clients (by address) with the most requests and the most bytes; the busiest key \
+prefixes (--prefix-depth); WAL and backend fsync p99 from the fsync calls etcd made, and \
+the bucket of the WAL sync p99 the kernel counted over the whole recording (from the \
+index, format 5 on); the \
+leader and term once peer traffic is decoded (settled up to 30 s behind); and every \
+loss: events the kernel could not hand over, unreadable regions, bytes missing from TCP \
+streams. A finished capture is played back at --speed against its own clock. q, Esc or \
+Ctrl-C quits. It needs a terminal; --once prints one snapshot of the whole capture \
+instead (text, or one JSON object with --format json), for scripts.")]
+pub struct TopArgs {
+    /// Capture file.
+    pub file: PathBuf,
+    /// Print one snapshot of the whole capture and exit, instead of the dashboard.
+    #[arg(long)]
+    pub once: bool,
+    /// Follow a capture while it is recorded (and rotation to its next file): the
+    /// dashboard shows it as it is written; with --once, the snapshot comes when the
+    /// recorder has finished.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --once: text, or one JSON object.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Playback speed against the capture's clock (0: as fast as possible).
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Play back as fast as possible (as --speed 0).
+    #[arg(long, conflicts_with = "speed")]
+    pub max_speed: bool,
+    /// Rows in each top list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// How many `/`-separated key components name a prefix (2: `/registry/pods/`).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub prefix_depth: usize,
 }
 
 /// What `baseline learn` learns and what `detect --baseline` flags: the help of both.

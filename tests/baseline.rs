@@ -122,36 +122,12 @@ mod recorded {
     const C: &str = "127.0.0.13";
     const D: &str = "127.0.0.14";
 
-    /// etcd listening on every address of its namespace, where each client has a
-    /// loopback address of its own: a client that connects to its own address is seen
-    /// coming from it.
     fn rig(name: &str) -> Rig {
-        Rig::start_configured(name, false, |netns, options| {
-            options.address = std::net::Ipv4Addr::UNSPECIFIED.into();
-            for ip in [A, B, C, D] {
-                let cidr = format!("{ip}/32");
-                let mut add = netns.command("ip");
-                add.args(["addr", "add", &cidr, "dev", "lo"]);
-                assert!(add.status().unwrap().success(), "adding {ip}");
-            }
-        })
+        Rig::start_with_clients(name, &[A, B, C, D])
     }
 
-    /// etcdctl from client `ip`, which must succeed.
     fn ctl(rig: &Rig, ip: &str, args: &[&str]) -> Output {
-        let out = rig
-            .in_netns("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={ip}:2379"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} from {ip}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        rig.etcdctl_from(ip, args)
     }
 
     fn pause() {

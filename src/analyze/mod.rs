@@ -24,4 +24,5 @@ pub mod streams;
 pub mod summary;
 #[cfg(test)]
 mod test_wire;
+pub mod top;
 pub mod wal_log;

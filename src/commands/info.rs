@@ -329,7 +329,7 @@ fn latency_json(h: &LatencyHistogram) -> serde_json::Value {
 }
 
 /// A bucket as a range of durations: `262.1 µs – 524.3 µs`, or `≥ 34.360 s` for the last.
-fn bucket_text(b: BucketRange) -> String {
+pub(crate) fn bucket_text(b: BucketRange) -> String {
     match b.high_ns {
         Some(high) => format!(
             "{} – {}",

@@ -20,6 +20,7 @@ mod replay;
 mod reproduce;
 mod timeline;
 pub mod timespec;
+mod top;
 mod wal;
 
 use std::process::ExitCode;
@@ -62,6 +63,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::Reproduce(args) => reproduce::run(args),
         Command::Detect(args) => detect::run(args),
+        Command::Top(args) => top::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Export(args) => export::run(args),
         Command::Baseline(args) => baseline::run(args),

@@ -155,6 +155,39 @@ impl Rig {
         etcdctl_ok(&self.etcd, &self.netns, args)
     }
 
+    /// etcd listening on every address of its namespace, where each of `clients` is a
+    /// loopback address of its own: a client that connects to its own address is seen
+    /// coming from it (see [`Rig::etcdctl_from`]).
+    pub fn start_with_clients(name: &str, clients: &[&str]) -> Rig {
+        Rig::start_configured(name, false, |netns, options| {
+            options.address = std::net::Ipv4Addr::UNSPECIFIED.into();
+            for ip in clients {
+                let cidr = format!("{ip}/32");
+                let mut add = netns.command("ip");
+                add.args(["addr", "add", &cidr, "dev", "lo"]);
+                assert!(add.status().unwrap().success(), "adding {ip}");
+            }
+        })
+    }
+
+    /// etcdctl from client address `ip` (of [`Rig::start_with_clients`]), which must
+    /// succeed.
+    pub fn etcdctl_from(&self, ip: &str, args: &[&str]) -> Output {
+        let out = self
+            .in_netns("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={ip}:2379"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} from {ip}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// A command inside this rig's namespace.
     pub fn in_netns(&self, program: &str) -> Command {
         self.netns.command(program)

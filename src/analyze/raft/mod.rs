@@ -529,6 +529,11 @@ impl RaftAnalyzer {
         self.consensus.learn_processes(members.known());
     }
 
+    /// Peer connections seen so far.
+    pub fn connections(&self) -> u64 {
+        self.peers.stats().connections
+    }
+
     pub fn finish(mut self) -> RaftReport {
         self.end();
         let mut report = self.consensus.finish();
