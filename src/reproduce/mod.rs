@@ -37,6 +37,9 @@ use plan::{Plan, PlannedCall};
 /// (the writes its watches should see), and then for events in flight.
 const STREAM_WAIT_FOR_WRITES: Duration = Duration::from_secs(30);
 const STREAM_GRACE: Duration = Duration::from_millis(300);
+/// A watch waits up to this long, after the writes, for as many events as the
+/// original's: on a busy machine etcd delivers them late.
+const STREAM_WAIT_FOR_EVENTS: Duration = Duration::from_secs(5);
 /// How long a unary call may wait for its answer: a call that hangs would hold up the
 /// calls after it on its connection.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -358,7 +361,8 @@ async fn unary_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> O
 }
 
 /// A streaming call: its request messages at their scaled times; it stays open until its
-/// captured end and the unary calls are done, so that its watches see their writes.
+/// captured end and the unary calls are done, so that its watches see their writes, and
+/// until a watch has had as many events as the original (bounded).
 async fn stream_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> Outcome {
     let mut outcome = Outcome::of(call);
     let (mut stream, pending) = match conn.start(&call.path, shared.token.as_deref()).await {
@@ -399,6 +403,13 @@ async fn stream_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> 
     shared.sleep_until(call.end_ns).await;
     let mut done = shared.unary_done.subscribe();
     let _ = tokio::time::timeout(STREAM_WAIT_FOR_WRITES, done.wait_for(|d| *d)).await;
+    let expected = call.original.watch_events;
+    let _ = tokio::time::timeout(STREAM_WAIT_FOR_EVENTS, async {
+        while events.load(Ordering::Relaxed) < expected {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     tokio::time::sleep(STREAM_GRACE).await;
     let _ = stream.send_data(Bytes::new(), true);
     match tokio::time::timeout(STREAM_CLOSE_TIMEOUT, &mut reader).await {
