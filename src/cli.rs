@@ -734,7 +734,7 @@ pub struct TopArgs {
     pub once: bool,
     /// Follow a capture while it is recorded (and rotation to its next file): the
     /// dashboard shows it as it is written; with --once, the snapshot comes when the
-    /// recorder has finished.
+    /// recorder has finished. A file a recorder is writing is followed without it.
     #[arg(long)]
     pub follow: bool,
     /// With --once: text, or one JSON object.

@@ -437,17 +437,24 @@ mod recorded {
     }
 
     /// `top --follow --once` on a capture while it is recorded: its snapshot, given
-    /// when the recorder finishes, is that of the finished file.
+    /// when the recorder finishes, is that of the finished file. Without `--follow`,
+    /// a file a recorder is writing is followed all the same.
     #[test]
     fn follow_gives_the_finished_files_numbers() {
         if skip_without_root() {
             return;
         }
+        follows_to_the_finished_files_numbers(&["--follow"]);
+        follows_to_the_finished_files_numbers(&[]);
+    }
+
+    fn follows_to_the_finished_files_numbers(flags: &[&str]) {
         let rig = rig();
         let path = rig.dir.0.join("live.etr");
         let rec = rig.record_to(&path, &[]);
         let follower = Command::new(bin())
-            .args(["top", "--follow", "--once", "--format", "json"])
+            .args(["top", "--once", "--format", "json"])
+            .args(flags)
             .arg(&path)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

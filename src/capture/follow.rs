@@ -483,6 +483,15 @@ fn recorder_holds(source: &Source) -> Option<bool> {
     inode_locked(file)
 }
 
+/// A recorder is writing `path` now (it holds the file's lock until the file is
+/// finished): an analysis given it may follow it rather than read what is there.
+pub fn being_recorded(path: &Path) -> bool {
+    File::open(path)
+        .ok()
+        .and_then(|f| inode_locked(&f))
+        .unwrap_or(false)
+}
+
 #[cfg(target_os = "linux")]
 fn inode_locked(file: &File) -> Option<bool> {
     use std::os::unix::fs::MetadataExt;

@@ -72,7 +72,7 @@ mod tests;
 pub use block::{FrameHeader, FRAME_HEADER_LEN, MAX_DECOMPRESSED_LEN, MAX_PAYLOAD_LEN};
 pub use error::CaptureError;
 pub use event::*;
-pub use follow::{FollowEnd, FollowItem, Follower};
+pub use follow::{being_recorded, FollowEnd, FollowItem, Follower};
 pub use header::{
     CaptureFormat, Header, HostInfo, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC,
     FORMAT_VERSION, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,

@@ -27,7 +27,7 @@ use ratatui::{DefaultTerminal, Frame};
 use super::info::bucket_text;
 use super::open_capture;
 use crate::analyze::top::{KeyRow, Snapshot, TopOptions, TopState};
-use crate::capture::{CaptureReader, FollowItem, Follower, ReadItem};
+use crate::capture::{being_recorded, CaptureReader, FollowItem, Follower, ReadItem};
 use crate::cli::{Format, TopArgs};
 use crate::decode::etcdpb;
 use crate::output::{human_bytes, human_duration_ns};
@@ -61,7 +61,15 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let files = std::slice::from_ref(&args.file);
-    let mut source = if args.follow {
+    // A file a recorder is writing is followed, as if --follow were given.
+    let follow = args.follow || being_recorded(&args.file);
+    if follow && !args.follow {
+        eprintln!(
+            "note: a recorder is writing {}: following it (--follow)",
+            args.file.display()
+        );
+    }
+    let mut source = if follow {
         Source::Live(Box::new(Follower::open(files, Arc::clone(&stop))?))
     } else {
         Source::Whole(Box::new(open_capture(files)?))
@@ -93,7 +101,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     // A capture being recorded comes as it is written: nothing to pace.
-    let speed = if args.max_speed || args.follow {
+    let speed = if args.max_speed || follow {
         0.0
     } else {
         args.speed
@@ -104,7 +112,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
             |n| n.to_string_lossy().into(),
         ),
         speed,
-        live: args.follow,
+        live: follow,
         duration_ns: match &source {
             Source::Whole(reader) => reader
                 .index()
