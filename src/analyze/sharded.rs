@@ -46,9 +46,9 @@ pub fn default_threads() -> usize {
 }
 
 /// Commands sent to the workers at least this often...
-const FLUSH_COMMANDS: usize = if cfg!(test) { 5 } else { 4096 };
+const FLUSH_COMMANDS: usize = if cfg!(test) { 5 } else { 16384 };
 /// ...or after this many events, so that records do not wait long on a quiet capture.
-const FLUSH_EVENTS: usize = if cfg!(test) { 7 } else { 8192 };
+const FLUSH_EVENTS: usize = if cfg!(test) { 7 } else { 32768 };
 /// Flushes in flight before this thread waits for the oldest one's records.
 const FLUSHES_IN_FLIGHT: usize = 4;
 
