@@ -28,6 +28,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::decode::etcdpb::watch_request::RequestUnion;
 use crate::decode::etcdpb::{self, EtcdMessage};
 use client::{frame, Connection, Target};
 use mapping::Mapping;
@@ -360,6 +361,28 @@ async fn unary_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> O
     outcome
 }
 
+/// A watch created "from now" (start revision 0), as the original was created: from the
+/// revision after the one its creation answered with. Mapped to the target's, the new
+/// watch sees the same writes even when the target registers it after the first of them
+/// (its writes go on other streams, at their own times).
+fn from_creation(request: &EtcdMessage, created_at: Option<i64>) -> Option<EtcdMessage> {
+    let created_at = created_at.filter(|r| *r > 0)?;
+    let EtcdMessage::WatchRequest(w) = request else {
+        return None;
+    };
+    let Some(RequestUnion::CreateRequest(c)) = &w.request_union else {
+        return None;
+    };
+    if c.start_revision != 0 {
+        return None;
+    }
+    let mut c = c.clone();
+    c.start_revision = created_at + 1;
+    let mut w = w.clone();
+    w.request_union = Some(RequestUnion::CreateRequest(c));
+    Some(EtcdMessage::WatchRequest(w))
+}
+
 /// A streaming call: its request messages at their scaled times; it stays open until its
 /// captured end and the unary calls are done, so that its watches see their writes, and
 /// until a watch has had as many events as the original (bounded).
@@ -385,9 +408,22 @@ async fn stream_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> 
         }
         anyhow::Ok((responses.status(), responses.message.clone()))
     });
-    for (ts, request) in &call.requests {
+    for (i, (ts, request)) in call.requests.iter().enumerate() {
         shared.sleep_until(*ts).await;
-        match shared.mapping.rewrite(request).await {
+        let pinned = if i == 0 {
+            from_creation(request, call.original.revision)
+        } else {
+            None
+        };
+        let rewritten = match pinned {
+            // A creation revision that cannot be mapped leaves the watch "from now".
+            Some(pinned) => match shared.mapping.rewrite(&pinned).await {
+                Ok(m) => Ok(m),
+                Err(_) => shared.mapping.rewrite(request).await,
+            },
+            None => shared.mapping.rewrite(request).await,
+        };
+        match rewritten {
             Ok(m) => {
                 if let Err(e) = stream.send_data(frame(&m.encode_body()), false) {
                     outcome.error = Some(e.to_string());
