@@ -437,15 +437,42 @@ mod recorded {
     }
 
     /// `top --follow --once` on a capture while it is recorded: its snapshot, given
-    /// when the recorder finishes, is that of the finished file. Without `--follow`,
-    /// a file a recorder is writing is followed all the same.
+    /// when the recorder finishes, is that of the finished file.
     #[test]
     fn follow_gives_the_finished_files_numbers() {
         if skip_without_root() {
             return;
         }
         follows_to_the_finished_files_numbers(&["--follow"]);
-        follows_to_the_finished_files_numbers(&[]);
+    }
+
+    /// Without `--follow`, top sees that a recorder is writing the file and follows it.
+    #[test]
+    fn a_file_being_recorded_is_followed_without_the_flag() {
+        if skip_without_root() {
+            return;
+        }
+        let rig = rig();
+        let path = rig.dir.0.join("live.etr");
+        let rec = rig.record_to(&path, &[]);
+        let follower = Command::new(bin())
+            .args(["top", "--once", "--format", "json"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        workload(&rig);
+        stop_cleanly(rec);
+        let out = follower.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("a recorder is writing"),
+            "{}",
+            stderr(&out)
+        );
+        let live: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+        assert!(live["finished"].as_bool().unwrap(), "{live}");
     }
 
     fn follows_to_the_finished_files_numbers(flags: &[&str]) {
