@@ -452,19 +452,7 @@ mod recorded {
         if skip_without_root() {
             return;
         }
-        let rig = rig();
-        let path = rig.dir.0.join("live.etr");
-        let rec = rig.record_to(&path, &[]);
-        let follower = Command::new(bin())
-            .args(["top", "--once", "--format", "json"])
-            .arg(&path)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        workload(&rig);
-        stop_cleanly(rec);
-        let out = follower.wait_with_output().unwrap();
+        let (_rig, _path, out) = top_while_recorded(&[]);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(
             stderr(&out).contains("a recorder is writing"),
@@ -475,7 +463,10 @@ mod recorded {
         assert!(live["finished"].as_bool().unwrap(), "{live}");
     }
 
-    fn follows_to_the_finished_files_numbers(flags: &[&str]) {
+    /// `top --once --format json FLAGS` started on a capture a recorder is writing, the
+    /// workload run and the recorder stopped: the rig (it keeps the file), the capture
+    /// and top's output.
+    fn top_while_recorded(flags: &[&str]) -> (Rig, std::path::PathBuf, std::process::Output) {
         let rig = rig();
         let path = rig.dir.0.join("live.etr");
         let rec = rig.record_to(&path, &[]);
@@ -490,6 +481,11 @@ mod recorded {
         workload(&rig);
         stop_cleanly(rec);
         let out = follower.wait_with_output().unwrap();
+        (rig, path, out)
+    }
+
+    fn follows_to_the_finished_files_numbers(flags: &[&str]) {
+        let (_rig, path, out) = top_while_recorded(flags);
         assert!(out.status.success(), "{}", stderr(&out));
         let live: Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
         agrees_with_replay(&live, &replay_json(&path, &[]));
