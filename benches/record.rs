@@ -217,7 +217,7 @@ impl ChunkWriter {
             self.failed += 1;
         }
         self.writes += 1;
-        if self.writes % GEN_REWIND_EVERY == 0 {
+        if self.writes.is_multiple_of(GEN_REWIND_EVERY) {
             // SAFETY: plain syscall on our own fd.
             unsafe { libc::lseek(self.fd, 0, libc::SEEK_SET) };
         }

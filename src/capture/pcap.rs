@@ -203,7 +203,7 @@ fn next_record(
     };
     let btype = word(&h, 0, be);
     let len = word(&h, 4, be);
-    if len < 12 || len % 4 != 0 || len > MAX_RECORD {
+    if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD {
         return Err(bad(format!("block length {len} is invalid")));
     }
     let next = pos + u64::from(len);

@@ -593,7 +593,7 @@ impl TcpReassembler {
     pub fn push(&mut self, pkt: &Packet, out: &mut Vec<TcpEvent>) {
         self.packets += 1;
         self.latest_ts = self.latest_ts.max(pkt.ts_ns);
-        if self.packets % SWEEP_EVERY == 0 {
+        if self.packets.is_multiple_of(SWEEP_EVERY) {
             self.sweep_tombstones(self.latest_ts);
         }
 

@@ -427,7 +427,7 @@ impl SecretScrubber {
 
     fn count_followed(&mut self) {
         self.followed += 1;
-        if self.followed % SWEEP_EVERY == 0 {
+        if self.followed.is_multiple_of(SWEEP_EVERY) {
             let now = self.latest_ts;
             self.connections
                 .map

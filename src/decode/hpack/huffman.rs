@@ -540,7 +540,7 @@ pub(crate) mod tests {
                 .map(|_| {
                     // Mostly ASCII, sometimes any byte (long codes).
                     let r = rng.next();
-                    if r % 4 == 0 {
+                    if r.is_multiple_of(4) {
                         (r >> 8) as u8
                     } else {
                         b' ' + ((r >> 8) % 95) as u8

@@ -180,7 +180,9 @@ impl FrameHeader {
         match self.kind {
             FrameType::Unknown(_) => false,
             FrameType::Settings => {
-                on_connection && self.len % 6 == 0 && (!self.has(FLAG_ACK) || self.len == 0)
+                on_connection
+                    && self.len.is_multiple_of(6)
+                    && (!self.has(FLAG_ACK) || self.len == 0)
             }
             FrameType::Ping => on_connection && self.len == 8,
             FrameType::GoAway => on_connection && self.len >= 8,

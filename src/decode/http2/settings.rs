@@ -146,7 +146,7 @@ pub fn parse_settings<'a>(
     if ack && !payload.is_empty() {
         return Err(FrameError::SettingsAckWithPayload { len: h.len });
     }
-    if payload.len() % 6 != 0 {
+    if !payload.len().is_multiple_of(6) {
         return Err(FrameError::FixedLength {
             kind: FrameType::Settings,
             expected: "a multiple of 6",

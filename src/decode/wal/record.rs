@@ -175,7 +175,7 @@ fn decode_length_word(word: u64) -> Result<(u64, u64), WalError> {
     }
     // etcd always pads to 8 bytes, so the total is a multiple of 8: a length word that
     // breaks this did not come from etcd's encoder.
-    if (len + pad) % 8 != 0 {
+    if !(len + pad).is_multiple_of(8) {
         return Err(WalError::BadFrame {
             word,
             reason: "padding does not align the record to 8 bytes",

@@ -273,7 +273,7 @@ impl WalStream {
         if offset == 0 {
             self.state = SyncState::Synced;
             self.boundaries.clear();
-        } else if offset % 8 == 0 {
+        } else if offset.is_multiple_of(8) {
             self.state = SyncState::Candidate;
             self.candidate_start = offset;
         } else {
