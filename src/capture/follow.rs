@@ -34,7 +34,7 @@ const APPEAR_WITHIN: Duration = Duration::from_secs(10);
 /// A file without a trailer whose recorder's lock is gone is given up once it has not
 /// grown for this long.
 const DEAD_AFTER: Duration = Duration::from_secs(1);
-/// Where the recorder's lock cannot be seen (not Linux), a file that has not grown for
+/// Where the recorder's lock cannot be seen (a file system without flock), a file that has not grown for
 /// this long is taken as abandoned.
 const DEAD_WITHOUT_LOCKS: Duration = Duration::from_secs(60);
 /// How far behind the capture's clock an event may still reach the file: the
@@ -474,13 +474,15 @@ fn open_when_ready(path: &Path) -> Result<(Source, CaptureFormat, Header, u64), 
     }
 }
 
-/// Whether some process holds a flock on the file (the recorder does while it writes
-/// it): `None` where that cannot be seen.
+/// Whether a writer holds its lock on the file (the recorder does while it writes it:
+/// `CaptureWriter`): `None` where that cannot be seen. The probe takes a shared lock for
+/// an instant, which is atomic, where reading /proc/locks while other locks come and go
+/// can miss an entry and end following too soon.
 fn recorder_holds(source: &Source) -> Option<bool> {
     let Source::File(file) = source else {
         return None;
     };
-    inode_locked(file)
+    writer_holds_lock(file)
 }
 
 /// A recorder is writing `path` now (it holds the file's lock until the file is
@@ -488,29 +490,17 @@ fn recorder_holds(source: &Source) -> Option<bool> {
 pub fn being_recorded(path: &Path) -> bool {
     File::open(path)
         .ok()
-        .and_then(|f| inode_locked(&f))
+        .and_then(|f| writer_holds_lock(&f))
         .unwrap_or(false)
 }
 
-#[cfg(target_os = "linux")]
-fn inode_locked(file: &File) -> Option<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let ino = file.metadata().ok()?.ino();
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    // "1: FLOCK  ADVISORY  WRITE 1234 00:2a:5678 0 EOF": the device and inode are
-    // the field after the pid.
-    Some(locks.lines().any(|line| {
-        let mut fields = line.split_whitespace();
-        fields.nth(1) == Some("FLOCK")
-            && fields
-                .nth(3)
-                .and_then(|id| id.rsplit(':').next())
-                .and_then(|n| n.parse::<u64>().ok())
-                == Some(ino)
-    }))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn inode_locked(_file: &File) -> Option<bool> {
-    None
+fn writer_holds_lock(file: &File) -> Option<bool> {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Some(false)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Some(true),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
 }

@@ -1333,3 +1333,64 @@ fn a_follower_gives_up_a_file_nobody_writes() {
         Some(FollowEnd::RecorderGone { .. })
     ));
 }
+
+/// A writer that writes nothing for longer than a dead recorder is given holds its
+/// lock all the while: the follower waits, whatever other locks come and go meanwhile,
+/// and reads the whole file once it is finished. A writer dropped unfinished lets go.
+#[test]
+fn a_quiet_writer_is_waited_for_and_a_dropped_one_given_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("quiet.etr");
+    let events = varied_events(&mut Rng(7), 200);
+    let mut writer =
+        CaptureWriter::create_with(&path, &sample_header(), small_blocks(100)).unwrap();
+    assert!(being_recorded(&path));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut follower = Follower::open(std::slice::from_ref(&path), stop).unwrap();
+    let recorder = std::thread::spawn(move || {
+        for e in &events[..100] {
+            writer.push(e).unwrap();
+        }
+        writer.flush_block().unwrap();
+        // Quiet for 2.5 s, while other files are locked and let go.
+        let churn = tempfile::tempdir().unwrap();
+        for i in 0..25 {
+            let other =
+                CaptureWriter::create(churn.path().join(format!("{i}.etr")), &sample_header());
+            std::thread::sleep(Duration::from_millis(100));
+            drop(other);
+        }
+        for e in &events[100..] {
+            writer.push(e).unwrap();
+        }
+        writer.finish().unwrap();
+        events
+    });
+    let (got, damage, _) = follow_all(&mut follower);
+    let events = recorder.join().unwrap();
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(got, events);
+    assert_eq!(follower.end(), Some(&FollowEnd::Finished));
+    assert!(
+        !being_recorded(&path),
+        "a finished file is not being recorded"
+    );
+
+    let dropped = dir.path().join("dropped.etr");
+    let mut writer =
+        CaptureWriter::create_with(&dropped, &sample_header(), small_blocks(100)).unwrap();
+    for e in &varied_events(&mut Rng(8), 100) {
+        writer.push(e).unwrap();
+    }
+    writer.flush_block().unwrap();
+    drop(writer);
+    assert!(!being_recorded(&dropped));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut follower = Follower::open(std::slice::from_ref(&dropped), stop).unwrap();
+    let (got, _, _) = follow_all(&mut follower);
+    assert_eq!(got.len(), 100);
+    assert!(matches!(
+        follower.end(),
+        Some(FollowEnd::RecorderGone { .. })
+    ));
+}

@@ -46,6 +46,22 @@ pub struct WriteSummary {
     pub counts: KindCounts,
 }
 
+/// Holds an exclusive flock on a file being written, from before its header, until the
+/// writer is dropped: a follower (`capture::follow`) that can take a shared one knows
+/// no writer is at it any more. A follower's probe holds its shared lock for an
+/// instant, so a busy lock is tried again for a while. A file system without locks
+/// loses only that signal (followers then wait for the file to stop growing).
+fn lock_while_written(file: &File) {
+    for _ in 0..50 {
+        match file.try_lock() {
+            Ok(()) | Err(std::fs::TryLockError::Error(_)) => return,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(2))
+            }
+        }
+    }
+}
+
 /// Writes one capture file. Call [`CaptureWriter::finish`] to write the index; a file
 /// left without one (crash, kill) is still readable by scanning its blocks.
 ///
@@ -91,6 +107,7 @@ impl CaptureWriter {
         let preamble = encode_preamble(header)?;
         let builder = BlockBuilder::new(options.zstd_level)?;
         let mut file = create_private(path.as_ref())?;
+        lock_while_written(&file);
         if let Err(e) = file.write_all(&preamble) {
             drop(file);
             let _ = std::fs::remove_file(path.as_ref());

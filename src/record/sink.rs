@@ -10,10 +10,9 @@
 //! time, and goes on.
 
 use std::collections::HashSet;
-use std::fs::File;
 use std::io;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -281,19 +280,6 @@ struct Sink {
     untraced: HashSet<u32>,
     /// The latest latency histograms (SinkMessage::Latency).
     latency: Vec<LatencyHistogram>,
-    /// An exclusive flock on the file being written, held until it is finished: a
-    /// follower (`capture::follow`) that finds none knows no recorder writes it.
-    lock: Option<File>,
-}
-
-/// Take the flock a live file's followers look for. A file system without locks
-/// loses only that signal (followers then wait for the file to stop growing).
-fn hold_lock(path: &Path) -> Option<File> {
-    use std::os::fd::AsRawFd;
-    let file = File::open(path).ok()?;
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    locked.then_some(file)
 }
 
 impl Sink {
@@ -315,7 +301,7 @@ impl Sink {
 
     /// Create the next file (writing its header) without finishing the current one: a
     /// follower that sees the current file finished finds the next one there already.
-    fn create_next(&mut self) -> Result<(PathBuf, CaptureWriter, Option<File>)> {
+    fn create_next(&mut self) -> Result<(PathBuf, CaptureWriter)> {
         self.file_no += 1;
         let path = self.current_path();
         let writer = loop {
@@ -328,13 +314,11 @@ impl Sink {
                 }
             }
         };
-        let lock = hold_lock(&path);
-        Ok((path, writer, lock))
+        Ok((path, writer))
     }
 
-    fn install(&mut self, (path, writer, lock): (PathBuf, CaptureWriter, Option<File>)) {
+    fn install(&mut self, (path, writer): (PathBuf, CaptureWriter)) {
         self.out.writer = Some(writer);
-        self.lock = lock;
         self.opened_at = Instant::now();
         self.out.summary.files.push(path);
         if let Some(keep) = self.out.rotation.keep {
@@ -363,9 +347,8 @@ impl Sink {
         self.fill_index();
         self.out.write(CaptureWriter::flush_block)?;
         let written = self.out.write(CaptureWriter::write_index)?;
+        // Finished: dropping the writer lets its followers stop waiting for it.
         self.out.writer = None;
-        // Finished: followers may stop waiting for it.
-        self.lock = None;
         self.count_done(&written);
         if let Some(scrubber) = &self.scrubber {
             self.scrubbed_before = scrubber.report().clone();
@@ -639,7 +622,6 @@ pub fn spawn(
         scrubbed_before: ScrubReport::default(),
         untraced: HashSet::new(),
         latency: Vec::new(),
-        lock: None,
     };
     // Open the first file here so that an unwritable path fails before anything attaches.
     sink.open_next()?;
@@ -715,6 +697,7 @@ fn write_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn raw_batches_give_back_what_was_pushed() {
