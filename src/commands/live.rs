@@ -25,10 +25,18 @@ pub(crate) enum Input {
 impl Input {
     /// Open `files` whole, or follow them.
     pub fn open(files: &[PathBuf], follow: bool) -> Result<Input> {
+        Self::open_stopped_by(files, follow, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// [`Input::open`], where setting `stop` also ends following.
+    pub fn open_stopped_by(
+        files: &[PathBuf],
+        follow: bool,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Input> {
         if !follow {
             return Ok(Input::Whole(Box::new(open_capture(files)?)));
         }
-        let stop = Arc::new(AtomicBool::new(false));
         // Ctrl-C (or a kill) ends following; what is complete is printed.
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::flag::register(signal, stop.clone())?;
@@ -98,6 +106,11 @@ impl Input {
                 Box::new(f.as_mut())
             }
         }
+    }
+
+    /// Following was ended by Ctrl-C or the `stop` flag.
+    pub fn interrupted(&self) -> bool {
+        matches!(self, Input::Live(f) if f.end() == Some(&FollowEnd::Interrupted))
     }
 
     /// Say on stderr why following ended, when it was not the recorder finishing.

@@ -3,10 +3,10 @@
 //! events come); this module only feeds it and draws it with ratatui.
 //!
 //! Two threads: the feeder reads the capture (a finished file, or with `--follow` one
-//! being recorded: [`Source::each_item`]), paces a finished one against the capture's
-//! clock at `--speed`, and hands over a snapshot every second; the screen thread draws the newest and reads keys. The
-//! terminal is restored however the screen thread leaves: q, Ctrl-C, an error or a
-//! panic.
+//! being recorded: [`Input`], as the other analyses read it), paces a finished one
+//! against the capture's clock at `--speed`, and hands over a snapshot every second;
+//! the screen thread draws the newest and reads keys. The terminal is restored however
+//! the screen thread leaves: q, Ctrl-C, an error or a panic.
 
 use std::io::{IsTerminal, Write};
 use std::ops::ControlFlow;
@@ -25,9 +25,9 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table};
 use ratatui::{DefaultTerminal, Frame};
 
 use super::info::bucket_text;
-use super::open_capture;
+use super::live::Input;
 use crate::analyze::top::{KeyRow, Snapshot, TopOptions, TopState};
-use crate::capture::{being_recorded, CaptureReader, FollowItem, Follower, ReadItem};
+use crate::capture::{being_recorded, FollowItem, ReadItem};
 use crate::cli::{Format, TopArgs};
 use crate::decode::etcdpb;
 use crate::output::{human_bytes, human_duration_ns};
@@ -69,28 +69,25 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
             args.file.display()
         );
     }
-    let mut source = if follow {
-        Source::Live(Box::new(Follower::open(files, Arc::clone(&stop))?))
-    } else {
-        Source::Whole(Box::new(open_capture(files)?))
-    };
-    let header = source.header().clone();
+    let mut input = Input::open_stopped_by(files, follow, Arc::clone(&stop))?;
+    let header = input.header().clone();
     let options = TopOptions {
         top: args.top,
         prefix_depth: args.prefix_depth,
     };
     let mut state = TopState::new(&header.config.ports, options);
-    if let Source::Whole(reader) = &source {
+    if let Input::Whole(reader) = &input {
         state.set_kernel_histograms(&reader.index().latency);
     }
     if args.once {
-        source.each_item(&mut |item| {
+        each_item(&mut input, &mut |item| {
             match item {
                 FollowItem::Read(item) => state.push(item),
                 FollowItem::Quiet { now_ns } => state.advance(now_ns),
             }
             ControlFlow::Continue(())
         });
+        input.end_note();
         state.finish();
         let snap = state.snapshot();
         let mut out = std::io::stdout().lock();
@@ -113,54 +110,25 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
         ),
         speed,
         live: follow,
-        duration_ns: match &source {
-            Source::Whole(reader) => reader
+        duration_ns: match &input {
+            Input::Whole(reader) => reader
                 .index()
                 .time_range()
                 .map(|(first, last)| last.saturating_sub(first)),
-            Source::Live(_) => None,
+            Input::Live(_) => None,
         },
         clock_offset_ns: header.clock_offset_ns,
     };
-    dashboard(source, state, about, stop)
+    dashboard(input, state, about, stop)
 }
 
-/// Where top's events come from: a finished capture read whole, or one followed while
-/// it is recorded.
-enum Source {
-    Whole(Box<CaptureReader>),
-    Live(Box<Follower>),
-}
-
-impl Source {
-    fn header(&self) -> &crate::capture::Header {
-        match self {
-            Source::Whole(r) => r.header(),
-            Source::Live(f) => f.header(),
-        }
-    }
-
-    /// The one place top's events come from: each item, in file order (a followed
-    /// capture also says how far its clock has moved while quiet), until `take` says
-    /// stop or the capture ends.
-    fn each_item(&mut self, take: &mut dyn FnMut(FollowItem) -> ControlFlow<()>) {
-        // Syscalls matter for their times and kinds only (fsync durations, raft's sockets).
-        match self {
-            Source::Whole(reader) => {
-                for item in reader.events().without_syscall_contents() {
-                    if take(FollowItem::Read(item)).is_break() {
-                        return;
-                    }
-                }
-            }
-            Source::Live(follower) => {
-                follower.skip_syscall_contents();
-                for item in follower.as_mut() {
-                    if take(item).is_break() {
-                        return;
-                    }
-                }
-            }
+/// Each item of the capture, in file order (a followed capture also says how far its
+/// clock has moved while quiet), until `take` says stop or the capture ends. Syscalls
+/// matter for their times and kinds only (fsync durations, raft's sockets).
+fn each_item(input: &mut Input, take: &mut dyn FnMut(FollowItem) -> ControlFlow<()>) {
+    for item in input.items(false) {
+        if take(item).is_break() {
+            return;
         }
     }
 }
@@ -207,19 +175,20 @@ impl Pacer {
 }
 
 /// The feeder: reads, paces and counts; sends a snapshot each refresh and at the end.
+/// Gives the input back, to say after the screen is gone why following ended.
 fn feed(
-    mut source: Source,
+    mut input: Input,
     mut state: TopState,
     speed: f64,
     stop: &AtomicBool,
     tx: &mpsc::Sender<Snapshot>,
-) {
+) -> Input {
     let mut pacer = Pacer {
         speed,
         origin: None,
     };
     let mut last_sent = Instant::now();
-    source.each_item(&mut |item| {
+    each_item(&mut input, &mut |item| {
         let item = match item {
             FollowItem::Read(item) => Some(item),
             FollowItem::Quiet { now_ns } => {
@@ -260,6 +229,7 @@ fn feed(
         state.finish();
         let _ = tx.send(state.snapshot());
     }
+    input
 }
 
 /// Puts the terminal back as it was: on drop, so also on an error or a panic.
@@ -272,7 +242,7 @@ impl Drop for TerminalGuard {
 }
 
 fn dashboard(
-    source: Source,
+    input: Input,
     state: TopState,
     about: About,
     stop: Arc<AtomicBool>,
@@ -283,18 +253,23 @@ fn dashboard(
         let speed = about.speed;
         std::thread::Builder::new()
             .name("top-feeder".into())
-            .spawn(move || feed(source, state, speed, &stop, &tx))
+            .spawn(move || feed(input, state, speed, &stop, &tx))
             .context("starting the capture reader")?
     };
     // ratatui::init also restores the terminal before a panic's message is printed.
     let result = {
         let _guard = TerminalGuard;
         let mut terminal = ratatui::init();
-        screen(&mut terminal, &rx, &about)
+        screen(&mut terminal, &rx, &about, &stop)
     };
     stop.store(true, Ordering::Relaxed);
     drop(rx);
-    let _ = feeder.join();
+    if let Ok(input) = feeder.join() {
+        // Quitting ends following too: say why only when it ended by itself.
+        if !input.interrupted() {
+            input.end_note();
+        }
+    }
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -302,10 +277,15 @@ fn screen(
     terminal: &mut DefaultTerminal,
     rx: &mpsc::Receiver<Snapshot>,
     about: &About,
+    stop: &AtomicBool,
 ) -> Result<()> {
     let mut latest: Option<Snapshot> = None;
     let mut dirty = true;
     loop {
+        // A followed capture's SIGTERM.
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         while let Ok(s) = rx.try_recv() {
             latest = Some(s);
             dirty = true;
