@@ -393,7 +393,7 @@ impl CaptureCounts {
                         }
                         Event::Loss(l) => c.lost += l.count,
                         Event::Tls(_) => c.tls += 1,
-                        Event::Process(_) => {}
+                        Event::Process(_) | Event::Api(_) => {}
                     }
                 }
                 ReadItem::Damaged(_) => c.damaged += 1,

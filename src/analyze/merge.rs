@@ -25,8 +25,8 @@ use thiserror::Error;
 use super::clock_offsets::SegmentKey;
 use crate::capture::latency::{MAX_DATA_DIR_LEN, MAX_HISTOGRAMS};
 use crate::capture::{
-    Damage, Direction, Event, Header, HostInfo, InterfaceInfo, LatencyHistogram, ProcessInfo,
-    ReadItem, RecordConfig, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
+    CaptureMode, Damage, Direction, Event, Header, HostInfo, InterfaceInfo, LatencyHistogram,
+    ProcessInfo, ReadItem, RecordConfig, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
 };
 
 /// Hosts a merged capture can hold: the ids' room (2^32 / 2^22).
@@ -127,6 +127,7 @@ impl HostPlan {
                 p.ts_ns = self.time(p.ts_ns);
                 p.pid = self.id("pid", p.pid)?;
             }
+            Event::Api(a) => a.ts_ns = self.time(a.ts_ns),
         }
         Ok(event)
     }
@@ -256,6 +257,20 @@ pub fn merged_header(
         processes,
         interfaces,
         hosts,
+        // API mode's when every host's was: the endpoints of all of them.
+        mode: if headers.iter().all(|h| h.mode.is_api()) {
+            CaptureMode::Api {
+                endpoints: headers
+                    .iter()
+                    .flat_map(|h| match &h.mode {
+                        CaptureMode::Api { endpoints } => endpoints.clone(),
+                        CaptureMode::Ebpf => Vec::new(),
+                    })
+                    .collect(),
+            }
+        } else {
+            CaptureMode::Ebpf
+        },
     })
 }
 
@@ -480,6 +495,10 @@ fn size_of(event: &Event) -> usize {
         Event::Packet(p) => p.payload.len(),
         Event::Syscall(s) => s.data.len() + s.file.path.len(),
         Event::Tls(t) => t.data.len(),
+        Event::Api(a) => match &a.observed {
+            crate::capture::api::ApiObservation::Change(c) => c.key.len(),
+            _ => 1024,
+        },
         Event::Loss(_) | Event::Process(_) => 0,
     };
     bytes + 160

@@ -100,7 +100,7 @@ impl Profile {
                         u64::from(pk.payload_len);
                 }
                 Event::Loss(l) => p.lost += l.count,
-                Event::Syscall(_) | Event::Tls(_) | Event::Process(_) => {}
+                Event::Syscall(_) | Event::Tls(_) | Event::Process(_) | Event::Api(_) => {}
             }
             detector.push_with(&mut correlator, ev, &mut calls, &mut phases, &mut findings);
             p.absorb(&mut calls, &mut phases, prefix_depth);

@@ -233,6 +233,9 @@ impl SummaryBuilder {
                 c.first_ns = c.first_ns.min(t.ts_ns);
                 c.last_ns = c.last_ns.max(t.ts_ns);
             }
+            // API mode's observations are counted by kind in the index; the analyses
+            // read them.
+            Event::Api(_) => {}
             Event::Process(p) => {
                 let running = s
                     .processes

@@ -192,7 +192,11 @@ impl PayloadDecoder {
         }
         let decoded = match self.format {
             CaptureFormat::V1 => decode_bincode(&self.decompressed, contents, events),
-            CaptureFormat::V2 | CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => {
+            CaptureFormat::V2
+            | CaptureFormat::V3
+            | CaptureFormat::V4
+            | CaptureFormat::V5
+            | CaptureFormat::V6 => {
                 decode_packed(self.format, frame, &self.decompressed, contents, events)
             }
         };
@@ -589,7 +593,7 @@ mod tests {
         assert_eq!(sealed.frame.event_count, 300);
         assert_eq!(sealed.frame.first_ts, 701);
         assert_eq!(sealed.frame.last_ts, 1000);
-        assert_eq!(sealed.counts, [0, 0, 300, 0, 0]);
+        assert_eq!(sealed.counts, [0, 0, 300, 0, 0, 0]);
         let frame = sealed.frame;
         let payload = sealed.payload.to_vec();
         assert_eq!(
@@ -841,6 +845,6 @@ mod tests {
             assert_eq!(kind_of_slot(i), Some(*kind));
         }
         assert_eq!(kind_of_slot(EventKind::COUNT), None);
-        assert_eq!(kind_counts(&[loss(1), loss(2)]), [0, 0, 2, 0, 0]);
+        assert_eq!(kind_counts(&[loss(1), loss(2)]), [0, 0, 2, 0, 0, 0]);
     }
 }

@@ -8,6 +8,8 @@ use bincode::{Decode, Encode};
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use super::api::ApiEvent;
+
 /// One thing the kernel saw.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -17,6 +19,8 @@ pub enum Event {
     Loss(Loss),
     Tls(TlsData),
     Process(ProcessEvent),
+    /// What API mode saw (`record --mode api`), in place of packets and syscalls.
+    Api(ApiEvent),
 }
 
 /// The kinds of events, for counts in the index and summaries.
@@ -28,6 +32,7 @@ pub enum EventKind {
     Loss,
     Tls,
     Process,
+    Api,
 }
 
 /// Events per kind, in `EventKind::ALL` order.
@@ -35,7 +40,7 @@ pub type KindCounts = [u64; EventKind::COUNT];
 
 impl EventKind {
     /// How many kinds there are: the length of every per-kind count array.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     pub const ALL: [EventKind; EventKind::COUNT] = [
         EventKind::Packet,
@@ -43,6 +48,7 @@ impl EventKind {
         EventKind::Loss,
         EventKind::Tls,
         EventKind::Process,
+        EventKind::Api,
     ];
 
     /// Position of this kind in `ALL`, and so in every per-kind count array.
@@ -53,6 +59,7 @@ impl EventKind {
             EventKind::Loss => 2,
             EventKind::Tls => 3,
             EventKind::Process => 4,
+            EventKind::Api => 5,
         }
     }
 
@@ -63,6 +70,7 @@ impl EventKind {
             EventKind::Loss => "loss",
             EventKind::Tls => "tls",
             EventKind::Process => "process",
+            EventKind::Api => "api",
         }
     }
 }
@@ -77,6 +85,7 @@ impl Event {
             Event::Loss(l) => l.ts_ns,
             Event::Tls(t) => t.ts_ns,
             Event::Process(p) => p.ts_ns,
+            Event::Api(a) => a.ts_ns,
         }
     }
 
@@ -87,6 +96,7 @@ impl Event {
             Event::Loss(_) => EventKind::Loss,
             Event::Tls(_) => EventKind::Tls,
             Event::Process(_) => EventKind::Process,
+            Event::Api(_) => EventKind::Api,
         }
     }
 }

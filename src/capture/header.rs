@@ -11,7 +11,7 @@ use super::event::EventKind;
 pub const FILE_MAGIC: [u8; 10] = *b"ETCDTRACE\0";
 /// The format version this build writes. It reads every version from
 /// [`OLDEST_FORMAT_VERSION`] to this one.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 /// The oldest format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
@@ -34,6 +34,10 @@ pub enum CaptureFormat {
     /// As format 4, with the kernel's latency histograms at the end of the index
     /// ([`super::Index::latency`]).
     V5,
+    /// As format 5, with API mode's events (packed kind 5, one more count per block in
+    /// the index) and how the capture was recorded at the end of the header
+    /// ([`Header::mode`]).
+    V6,
 }
 
 impl CaptureFormat {
@@ -45,6 +49,7 @@ impl CaptureFormat {
             3 => Some(CaptureFormat::V3),
             4 => Some(CaptureFormat::V4),
             5 => Some(CaptureFormat::V5),
+            6 => Some(CaptureFormat::V6),
             _ => None,
         }
     }
@@ -56,6 +61,7 @@ impl CaptureFormat {
             CaptureFormat::V3 => 3,
             CaptureFormat::V4 => 4,
             CaptureFormat::V5 => 5,
+            CaptureFormat::V6 => 6,
         }
     }
 
@@ -63,7 +69,8 @@ impl CaptureFormat {
     pub fn kinds(self) -> &'static [EventKind] {
         match self {
             CaptureFormat::V1 | CaptureFormat::V2 => &EventKind::ALL[..3],
-            CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => &EventKind::ALL,
+            CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => &EventKind::ALL[..5],
+            CaptureFormat::V6 => &EventKind::ALL,
         }
     }
 
@@ -102,6 +109,41 @@ pub struct Header {
     /// whose host the fields above describe. Format 4 on; older files read as empty.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostInfo>,
+    /// How the events were taken. Format 6 on; older files read as eBPF. Left out of
+    /// JSON for eBPF, so that what eBPF captures print does not change.
+    #[serde(skip_serializing_if = "CaptureMode::is_ebpf")]
+    pub mode: CaptureMode,
+}
+
+/// How a capture's events were taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMode {
+    /// Packets and syscalls, by the kernel programs (`record`).
+    #[default]
+    Ebpf,
+    /// Watch changes and polls, by a client of these endpoints (`record --mode api`).
+    Api { endpoints: Vec<String> },
+}
+
+impl CaptureMode {
+    pub fn is_api(&self) -> bool {
+        matches!(self, CaptureMode::Api { .. })
+    }
+
+    pub fn is_ebpf(&self) -> bool {
+        !self.is_api()
+    }
+
+    /// What a capture of this mode cannot hold, for those who read it.
+    pub fn not_in_it(&self) -> &'static [&'static str] {
+        match self {
+            CaptureMode::Ebpf => &[],
+            CaptureMode::Api { .. } => {
+                &["client identities", "reads", "per-call latency", "fsyncs"]
+            }
+        }
+    }
 }
 
 impl Header {
@@ -226,18 +268,22 @@ pub fn encode_preamble(header: &Header) -> std::io::Result<Vec<u8>> {
 /// Every byte must be used.
 pub fn decode_header(bytes: &[u8], format: CaptureFormat) -> Result<Header, String> {
     let config = bincode::config::standard().with_limit::<HEADER_DECODE_LIMIT>();
-    // Before format 4 the header ended where `hosts` begins: such a header reads as one
-    // whose list of hosts is empty, a single 0 byte (bincode's varint length).
-    let grown;
-    let bytes = match format {
-        CaptureFormat::V1 | CaptureFormat::V2 | CaptureFormat::V3 => {
-            let mut with_hosts = Vec::with_capacity(bytes.len() + 1);
-            with_hosts.extend_from_slice(bytes);
-            with_hosts.push(0);
-            grown = with_hosts;
-            grown.as_slice()
-        }
-        CaptureFormat::V4 | CaptureFormat::V5 => bytes,
+    // Before format 4 the header ended where `hosts` begins, and before format 6 where
+    // `mode` begins: such a header reads as one whose list of hosts is empty (a 0 byte,
+    // bincode's varint length) and whose mode is eBPF (a 0 byte, the first variant).
+    let missing = match format {
+        CaptureFormat::V1 | CaptureFormat::V2 | CaptureFormat::V3 => 2,
+        CaptureFormat::V4 | CaptureFormat::V5 => 1,
+        CaptureFormat::V6 => 0,
+    };
+    let mut grown = Vec::new();
+    let bytes = if missing == 0 {
+        bytes
+    } else {
+        grown.reserve_exact(bytes.len() + missing);
+        grown.extend_from_slice(bytes);
+        grown.resize(bytes.len() + missing, 0);
+        grown.as_slice()
     };
     let (header, used): (Header, usize) =
         bincode::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;
@@ -297,6 +343,17 @@ mod tests {
                 name: "lo".into(),
             }],
             hosts: Vec::new(),
+            mode: CaptureMode::Ebpf,
+        }
+    }
+
+    /// `sample` as API mode records it.
+    fn api() -> Header {
+        Header {
+            mode: CaptureMode::Api {
+                endpoints: vec!["https://10.0.0.1:2379".into(), "http://b:2379".into()],
+            },
+            ..sample()
         }
     }
 
@@ -330,31 +387,53 @@ mod tests {
 
     #[test]
     fn preamble_round_trip() {
-        for header in [sample(), merged()] {
+        for header in [sample(), merged(), api()] {
             let pre = encode_preamble(&header).unwrap();
             assert_eq!(&pre[..10], &FILE_MAGIC);
+            assert_eq!(&pre[10..14], &FORMAT_VERSION.to_le_bytes());
             let len = u32::from_le_bytes(pre[14..18].try_into().unwrap()) as usize;
             let body = &pre[18..18 + len];
             let crc = u32::from_le_bytes(pre[18 + len..].try_into().unwrap());
             assert_eq!(crc, crc32c::crc32c(&pre[..18 + len]));
-            assert_eq!(decode_header(body, CaptureFormat::V4).unwrap(), header);
+            assert_eq!(decode_header(body, CaptureFormat::V6).unwrap(), header);
         }
     }
 
-    /// A header of formats 1 to 3 is format 4's without its last field: it reads as one
-    /// without hosts, and a format-4 header is no older one.
+    /// A header of formats 4 and 5 is format 6's without its last field (the mode), and
+    /// one of formats 1 to 3 is also without the one before (the hosts): they read as
+    /// eBPF captures without hosts, and a newer header is no older one.
     #[test]
-    fn older_headers_read_without_hosts() {
-        let v4 = bincode::encode_to_vec(sample(), bincode::config::standard()).unwrap();
-        assert_eq!(v4.last(), Some(&0), "an empty list of hosts is one 0 byte");
-        let old = &v4[..v4.len() - 1];
-        for format in [CaptureFormat::V1, CaptureFormat::V2, CaptureFormat::V3] {
-            assert_eq!(decode_header(old, format).unwrap(), sample());
-            assert!(decode_header(&v4, format).is_err());
+    fn older_headers_read_without_hosts_or_mode() {
+        let v6 = bincode::encode_to_vec(sample(), bincode::config::standard()).unwrap();
+        assert_eq!(v6.last(), Some(&0), "eBPF mode is one 0 byte");
+        assert_eq!(v6[v6.len() - 2], 0, "an empty list of hosts is one 0 byte");
+        let v5 = &v6[..v6.len() - 1];
+        let v3 = &v6[..v6.len() - 2];
+        for format in [CaptureFormat::V4, CaptureFormat::V5] {
+            let header = decode_header(v5, format).unwrap();
+            assert_eq!(header.mode, CaptureMode::Ebpf);
+            assert_eq!(header, sample());
+            assert!(decode_header(&v6, format).is_err());
+            assert!(decode_header(v3, format).is_err());
         }
-        assert!(decode_header(old, CaptureFormat::V4).is_err());
-        let merged = bincode::encode_to_vec(merged(), bincode::config::standard()).unwrap();
-        assert!(decode_header(&merged, CaptureFormat::V3).is_err());
+        for format in [CaptureFormat::V1, CaptureFormat::V2, CaptureFormat::V3] {
+            assert_eq!(decode_header(v3, format).unwrap(), sample());
+            assert!(decode_header(v5, format).is_err());
+        }
+        assert!(decode_header(v5, CaptureFormat::V6).is_err());
+        let hosts = bincode::encode_to_vec(merged(), bincode::config::standard()).unwrap();
+        let hosts_v5 = &hosts[..hosts.len() - 1];
+        assert!(decode_header(hosts_v5, CaptureFormat::V3).is_err());
+        assert_eq!(
+            decode_header(hosts_v5, CaptureFormat::V5).unwrap(),
+            merged()
+        );
+        let endpoints = bincode::encode_to_vec(api(), bincode::config::standard()).unwrap();
+        assert_eq!(decode_header(&endpoints, CaptureFormat::V6).unwrap(), api());
+        assert!(api().mode.is_api() && !sample().mode.is_api());
+        for format in [CaptureFormat::V4, CaptureFormat::V5] {
+            assert!(decode_header(&endpoints, format).is_err());
+        }
     }
 
     #[test]
@@ -377,11 +456,14 @@ mod tests {
             let bytes = rng.bytes(len);
             let _ = decode_header(&bytes, CaptureFormat::V3);
             let _ = decode_header(&bytes, CaptureFormat::V4);
+            let _ = decode_header(&bytes, CaptureFormat::V6);
         }
-        let body = bincode::encode_to_vec(merged(), bincode::config::standard()).unwrap();
-        assert!(decode_header(&body[..body.len() - 1], CaptureFormat::V4).is_err());
-        let mut longer = body.clone();
-        longer.push(0);
-        assert!(decode_header(&longer, CaptureFormat::V4).is_err());
+        for header in [merged(), api()] {
+            let body = bincode::encode_to_vec(header, bincode::config::standard()).unwrap();
+            assert!(decode_header(&body[..body.len() - 1], CaptureFormat::V6).is_err());
+            let mut longer = body.clone();
+            longer.push(0);
+            assert!(decode_header(&longer, CaptureFormat::V6).is_err());
+        }
     }
 }

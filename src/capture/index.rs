@@ -54,7 +54,7 @@ impl BlockInfo {
 }
 
 /// The block directory of a capture, in file order, and what the recorder can only
-/// say at the end. Encoded as format 5 lays it out (`IndexV5` decodes it).
+/// say at the end. Encoded as format 6 lays it out (`IndexV6` decodes it).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Serialize)]
 pub struct Index {
     pub blocks: Vec<BlockInfo>,
@@ -67,10 +67,19 @@ pub struct Index {
     pub latency: Vec<LatencyHistogram>,
 }
 
-/// Format 5's index, as read: the histograms' list is bounded as it is decoded.
+/// Format 6's index, as read: the histograms' list is bounded as it is decoded.
 #[derive(Decode)]
-struct IndexV5 {
+struct IndexV6 {
     blocks: Vec<BlockInfo>,
+    redaction: Option<ScrubReport>,
+    latency: LatencyTable,
+}
+
+/// Format 5's index: format 6's with five counts per block (no API events).
+#[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
+struct IndexV5 {
+    blocks: Vec<BlockInfoV5>,
     redaction: Option<ScrubReport>,
     latency: LatencyTable,
 }
@@ -79,9 +88,12 @@ struct IndexV5 {
 #[derive(Decode)]
 #[cfg_attr(test, derive(Encode))]
 struct IndexV3 {
-    blocks: Vec<BlockInfo>,
+    blocks: Vec<BlockInfoV5>,
     redaction: Option<ScrubReport>,
 }
+
+/// A block entry of formats 3 to 5: a count for each kind but API events.
+type BlockInfoV5 = OlderBlockInfo<5>;
 
 /// Format 1's index: the blocks only.
 #[derive(Decode)]
@@ -100,24 +112,27 @@ struct IndexV2 {
 }
 
 /// A block entry of formats 1 and 2: packet, syscall and loss counts.
+type BlockInfoV2 = OlderBlockInfo<3>;
+
+/// A block entry of a format that counts only the first `N` kinds.
 #[derive(Decode)]
 #[cfg_attr(test, derive(Encode))]
-struct BlockInfoV2 {
+struct OlderBlockInfo<const N: usize> {
     offset: u64,
     len: u64,
     event_count: u32,
     first_ts: u64,
     last_ts: u64,
-    counts: [u64; 3],
+    counts: [u64; N],
 }
 
-impl BlockInfoV2 {
-    fn upgrade(blocks: Vec<BlockInfoV2>) -> Vec<BlockInfo> {
+impl<const N: usize> OlderBlockInfo<N> {
+    fn upgrade(blocks: Vec<OlderBlockInfo<N>>) -> Vec<BlockInfo> {
         blocks
             .into_iter()
             .map(|b| {
                 let mut counts = KindCounts::default();
-                counts[..3].copy_from_slice(&b.counts);
+                counts[..N].copy_from_slice(&b.counts);
                 BlockInfo {
                     offset: b.offset,
                     len: b.len,
@@ -279,7 +294,7 @@ impl Index {
                 decode_with_report(body, |index: &IndexV3| index.redaction.as_ref()).map(
                     |(v3, used)| {
                         let index = Index {
-                            blocks: v3.blocks,
+                            blocks: BlockInfoV5::upgrade(v3.blocks),
                             redaction: v3.redaction,
                             ..Index::default()
                         };
@@ -289,9 +304,17 @@ impl Index {
             }
             CaptureFormat::V5 => decode_body(body).map(|(v5, used): (IndexV5, usize)| {
                 let index = Index {
-                    blocks: v5.blocks,
+                    blocks: BlockInfoV5::upgrade(v5.blocks),
                     redaction: v5.redaction,
                     latency: v5.latency.0,
+                };
+                (index, used)
+            }),
+            CaptureFormat::V6 => decode_body(body).map(|(v6, used): (IndexV6, usize)| {
+                let index = Index {
+                    blocks: v6.blocks,
+                    redaction: v6.redaction,
+                    latency: v6.latency.0,
                 };
                 (index, used)
             }),
@@ -352,7 +375,7 @@ mod tests {
             event_count: 3,
             first_ts: first,
             last_ts: last,
-            counts: [1, 1, 0, 1, 0],
+            counts: [1, 1, 0, 1, 0, 0],
         }
     }
 
@@ -363,7 +386,7 @@ mod tests {
             ..Index::default()
         };
         assert_eq!(index.total_events(), 9);
-        assert_eq!(index.counts(), [3, 3, 0, 3, 0]);
+        assert_eq!(index.counts(), [3, 3, 0, 3, 0, 0]);
         assert_eq!(index.count(EventKind::Syscall), 3);
         assert_eq!(index.count(EventKind::Tls), 3);
         assert_eq!(index.time_range(), Some((10, 50)));
@@ -396,21 +419,23 @@ mod tests {
         let (section, trailer) = tail.split_at(tail.len() - TRAILER_LEN);
         assert_eq!(Index::parse_trailer(trailer.try_into().unwrap()), Some(250));
         assert_eq!(
-            Index::decode_section(section, CaptureFormat::V5).unwrap(),
+            Index::decode_section(section, CaptureFormat::V6).unwrap(),
             index
         );
-        // Format 4 knows no histograms: the bytes after its index are refused.
+        // Format 5 has a count fewer per block, and format 4 no histograms: their
+        // readers refuse these bytes rather than misread them.
+        assert!(Index::decode_section(section, CaptureFormat::V5).is_err());
         assert!(Index::decode_section(section, CaptureFormat::V4).is_err());
         for i in 0..section.len() {
             let mut bad = section.to_vec();
             bad[i] ^= 0x08;
             assert!(
-                Index::decode_section(&bad, CaptureFormat::V5).is_err(),
+                Index::decode_section(&bad, CaptureFormat::V6).is_err(),
                 "flip at {i} not caught"
             );
         }
         for cut in 0..section.len() {
-            assert!(Index::decode_section(&section[..cut], CaptureFormat::V5).is_err());
+            assert!(Index::decode_section(&section[..cut], CaptureFormat::V6).is_err());
         }
     }
 
@@ -434,11 +459,20 @@ mod tests {
         };
         let body = bincode::encode_to_vec(&good, bincode::config::standard()).unwrap();
         assert_eq!(
-            Index::decode_section(&section_of(&body), CaptureFormat::V5),
+            Index::decode_section(&section_of(&body), CaptureFormat::V6),
             Ok(good.clone())
         );
         for cut in 1..body.len() {
             let section = section_of(&body[..body.len() - cut]);
+            assert!(Index::decode_section(&section, CaptureFormat::V6).is_err());
+        }
+        let v5 = v5_body(&good);
+        assert_eq!(
+            Index::decode_section(&section_of(&v5), CaptureFormat::V5),
+            Ok(good.clone())
+        );
+        for cut in 1..v5.len() {
+            let section = section_of(&v5[..v5.len() - cut]);
             assert!(Index::decode_section(&section, CaptureFormat::V5).is_err());
         }
         let oversized = [
@@ -452,6 +486,8 @@ mod tests {
                 ..good.clone()
             };
             let body = bincode::encode_to_vec(&bad, bincode::config::standard()).unwrap();
+            assert!(Index::decode_section(&section_of(&body), CaptureFormat::V6).is_err());
+            let body = v5_body(&bad);
             assert!(Index::decode_section(&section_of(&body), CaptureFormat::V5).is_err());
         }
         let v4 = v3_body(&good);
@@ -468,10 +504,43 @@ mod tests {
     /// The bytes of formats 3 and 4's index of the blocks and report of `index`.
     fn v3_body(index: &Index) -> Vec<u8> {
         let v3 = IndexV3 {
-            blocks: index.blocks.clone(),
+            blocks: v5_blocks(index),
             redaction: index.redaction.clone(),
         };
         bincode::encode_to_vec(v3, bincode::config::standard()).unwrap()
+    }
+
+    /// The bytes of format 5's index of `index`.
+    fn v5_body(index: &Index) -> Vec<u8> {
+        let v5 = IndexV5 {
+            blocks: v5_blocks(index),
+            redaction: index.redaction.clone(),
+            latency: LatencyTable(index.latency.clone()),
+        };
+        bincode::encode_to_vec(v5, bincode::config::standard()).unwrap()
+    }
+
+    /// The blocks of `index` with five counts each, as formats 3 to 5 store them.
+    fn v5_blocks(index: &Index) -> Vec<BlockInfoV5> {
+        index
+            .blocks
+            .iter()
+            .map(|b| {
+                assert_eq!(
+                    b.counts[EventKind::Api.slot()],
+                    0,
+                    "formats 3 to 5 hold no API"
+                );
+                BlockInfoV5 {
+                    offset: b.offset,
+                    len: b.len,
+                    event_count: b.event_count,
+                    first_ts: b.first_ts,
+                    last_ts: b.last_ts,
+                    counts: b.counts[..5].try_into().unwrap(),
+                }
+            })
+            .collect()
     }
 
     /// An index section around `body`, as the writer frames one.
@@ -487,7 +556,7 @@ mod tests {
     /// `block(..)` without a TLS event, in the new and the old shape.
     fn old_block(offset: u64, first: u64, last: u64) -> (BlockInfo, BlockInfoV2) {
         let mut new = block(offset, first, last);
-        new.counts = [1, 1, 1, 0, 0];
+        new.counts = [1, 1, 1, 0, 0, 0];
         let old = BlockInfoV2 {
             offset,
             len: new.len,
@@ -595,5 +664,37 @@ mod tests {
         assert_eq!(index.redaction, redaction);
         assert_eq!(index.count(EventKind::Tls), 0);
         assert!(Index::decode_section(&section, CaptureFormat::V3).is_err());
+    }
+
+    /// Format 5's index, five counts a block, still decodes, with no API events; read
+    /// as format 6 it is refused, and format 6's (with an API count) as format 5.
+    #[test]
+    fn format_5_index_decodes() {
+        let index = Index {
+            blocks: vec![block(50, 10, 20), block(150, 15, 30)],
+            redaction: None,
+            latency: vec![histogram(vec![0, 3, 1])],
+        };
+        let v5 = section_of(&v5_body(&index));
+        assert_eq!(
+            Index::decode_section(&v5, CaptureFormat::V5),
+            Ok(index.clone())
+        );
+        assert_eq!(
+            Index::decode_section(&v5, CaptureFormat::V5)
+                .unwrap()
+                .count(EventKind::Api),
+            0
+        );
+        assert!(Index::decode_section(&v5, CaptureFormat::V6).is_err());
+
+        let mut api = index;
+        api.blocks[1].counts = [0, 0, 0, 0, 0, 3];
+        let body = bincode::encode_to_vec(&api, bincode::config::standard()).unwrap();
+        let v6 = section_of(&body);
+        let read = Index::decode_section(&v6, CaptureFormat::V6).unwrap();
+        assert_eq!(read.count(EventKind::Api), 3);
+        assert_eq!(read, api);
+        assert!(Index::decode_section(&v6, CaptureFormat::V5).is_err());
     }
 }

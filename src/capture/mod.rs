@@ -3,7 +3,7 @@
 //! recorder died before writing the index; the files of a rotated recording read as one
 //! (`set`), and a file read while it is still being written (`follow`).
 //!
-//! # Layout (format version 5)
+//! # Layout (format version 6)
 //!
 //! All integers are little-endian; every checksum is CRC-32C; "bincode" means bincode 2
 //! with `config::standard()` (varint integers).
@@ -19,11 +19,11 @@
 //!             | payload_crc u32                (of the payload)
 //!             | header_crc u32                 (of the 32 frame header bytes before it)
 //!           payload: zstd frame of the block's events, payload_len bytes:
-//!             formats 2, 3: each event bincode-encoded as `packed` describes
+//!             formats 2 to 6: each event bincode-encoded as `packed` describes
 //!             format 1: bincode(Vec<Event>)
 //! index     magic b"ETRI" | len u32 | bincode(Index), len bytes
-//!             (a block's counts: [u64; 5], packet, syscall, loss, tls, process;
-//!             formats 1, 2: [u64; 3]; format 1: no `redaction`; before format 5: no
+//!             (a block's counts: [u64; 6], packet, syscall, loss, tls, process,
+//!             api; formats 3 to 5: [u64; 5]; formats 1, 2: [u64; 3]; format 1: no `redaction`; before format 5: no
 //!             `latency`, the list of histograms that ends it, each
 //!             data dir (str) | kind (varint: wal sync, wal write, db sync, db write)
 //!             | buckets (Vec<u64>, log2 ns) | sum_ns u64)
@@ -48,10 +48,15 @@
 //! latency histograms at the end of the index (`Index::latency`): per data dir, log2
 //! histograms of WAL and backend syncs and writes since the recording started, so each
 //! file of a rotated set holds the whole recording's; header and blocks are format 4's.
-//! An index of formats 1 to 4, or one recovered by scanning, has none.
+//! An index of formats 1 to 4, or one recovered by scanning, has none. Format 6 adds
+//! what API mode saw (`record --mode api`, for where eBPF cannot run: no root, a
+//! managed etcd): `Event::Api`, packed kind 5, and its count, a sixth per block in the
+//! index; and `Header::mode` at the end of the header (eBPF or API, with the
+//! endpoints). A header of formats 4 and 5 reads as eBPF; their blocks refuse kind 5.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod block;
 pub mod error;
 pub mod event;
@@ -74,8 +79,8 @@ pub use error::CaptureError;
 pub use event::*;
 pub use follow::{being_recorded, FollowEnd, FollowItem, Follower};
 pub use header::{
-    CaptureFormat, Header, HostInfo, InterfaceInfo, ProcessInfo, RecordConfig, FILE_MAGIC,
-    FORMAT_VERSION, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
+    CaptureFormat, CaptureMode, Header, HostInfo, InterfaceInfo, ProcessInfo, RecordConfig,
+    FILE_MAGIC, FORMAT_VERSION, HOST_CONN_ID_STRIDE, HOST_ID_STRIDE,
 };
 pub use index::{BlockInfo, Index};
 pub use latency::{BucketRange, LatencyHistogram, LatencyKind};

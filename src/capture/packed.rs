@@ -9,13 +9,15 @@
 //! per byte it is given, and the block's events are about 40% smaller. Format 3 adds
 //! kind 3, TLS plaintext, and kind 4, etcd processes that start and end, the same way;
 //! its tag has a 3-bit kind, so that there is room for more. A format-2 block holds
-//! neither and decodes with its own tag.
+//! neither and decodes with its own tag. Format 6 adds kind 5, what API mode saw: rare
+//! events of nested lists, so bincode's encoding of the whole observation, decoded
+//! under a bound of its own.
 //!
 //! ```text
 //! event    tag u8 | ts: i64, the difference from the previous event's ts (0 before
 //!          the first)
 //!          tag, format 3: kind in bits 0-2 (0 packet, 1 syscall, 2 loss, 3 tls,
-//!            4 process), the kind's flags in bits 3-7
+//!            4 process, 5 api), the kind's flags in bits 3-7
 //!          tag, format 2: kind in bits 0-1 (0 packet, 1 syscall, 2 loss), the kind's
 //!            flags in bits 2-7
 //! packet   | connection | [seq: i32] | [ack: i32] | flags u8 | [window u16]
@@ -27,6 +29,7 @@
 //! process  | pid u32 | change u8 (0 start, 1 exit)
 //!          | start: data_dir Option<&str> | cmdline: count u64, then each &str
 //!          | exit: code Option<i32> | signal Option<i32>
+//! api      | body &[u8]: bincode of (endpoint, observation), see `capture::api`
 //! ```
 //!
 //! The flags, numbered from the flags' first bit: packets: 0 a new connection entry, 1
@@ -48,6 +51,8 @@
 //! table starts empty in each block, so blocks decode on their own.
 
 use std::collections::HashMap;
+
+use super::api::ApiObservation;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bincode::config::Configuration;
@@ -60,8 +65,8 @@ use foldhash::fast::RandomState;
 use thiserror::Error;
 
 use super::event::{
-    Direction, Event, EventKind, FileKind, FileRef, Loss, LossSource, Packet, ProcessChange,
-    ProcessEvent, Syscall, SyscallKind, TcpFlags, TlsData, TlsEndpoints,
+    ApiEvent, Direction, Event, EventKind, FileKind, FileRef, Loss, LossSource, Packet,
+    ProcessChange, ProcessEvent, Syscall, SyscallKind, TcpFlags, TlsData, TlsEndpoints,
 };
 use super::header::CaptureFormat;
 
@@ -70,6 +75,10 @@ const KIND_SYSCALL: u8 = 1;
 const KIND_LOSS: u8 = 2;
 const KIND_TLS: u8 = 3;
 const KIND_PROCESS: u8 = 4;
+const KIND_API: u8 = 5;
+/// What decoding one API event's body may claim: far more than a real one (a poll of
+/// 4096 metrics claims a few hundred KiB), and a bound on a damaged one.
+const API_DECODE_LIMIT: usize = 16 << 20;
 // The flags, as numbered from the flags' first bit of the tag (see `TagLayout`).
 /// A new connection (packets), file (syscalls) or stream (TLS) entry follows instead of
 /// an index.
@@ -107,7 +116,9 @@ impl TagLayout {
     fn of(format: CaptureFormat) -> TagLayout {
         match format {
             CaptureFormat::V1 | CaptureFormat::V2 => TagLayout::KindBits2,
-            CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 => TagLayout::KindBits3,
+            CaptureFormat::V3 | CaptureFormat::V4 | CaptureFormat::V5 | CaptureFormat::V6 => {
+                TagLayout::KindBits3
+            }
         }
     }
 
@@ -378,6 +389,13 @@ impl PackedEncoder {
                 process(p, &mut fields);
                 (KIND_PROCESS, 0)
             }
+            Event::Api(a) => {
+                let body =
+                    bincode::encode_to_vec((&a.endpoint, &a.observed), bincode::config::standard())
+                        .unwrap_or_default();
+                fields.put(body.as_slice());
+                (KIND_API, 0)
+            }
         };
         out[tag_at] = self.layout.tag(kind, flags);
     }
@@ -588,7 +606,43 @@ fn payload_len(event: &Event) -> usize {
             }
             ProcessChange::Exit { .. } => 0,
         },
+        // Its body, and the length of that.
+        Event::Api(a) => api_body_len_bound(a),
     }
+}
+
+/// At least the length of an API event's bincode body (lengths as 10 bytes at most,
+/// numbers as 10).
+fn api_body_len_bound(a: &ApiEvent) -> usize {
+    use super::api::ApiObservation as O;
+    let text = |s: &str| s.len() + 10;
+    let texts = |v: &[String]| 10 + v.iter().map(|s| text(s)).sum::<usize>();
+    20 + text(&a.endpoint)
+        + match &a.observed {
+            O::Change(c) => c.key.len() + 100,
+            O::Status(s) => 200 + text(&s.version) + texts(&s.errors),
+            O::Members(m) => {
+                20 + m
+                    .members
+                    .iter()
+                    .map(|m| 40 + text(&m.name) + texts(&m.peer_urls) + texts(&m.client_urls))
+                    .sum::<usize>()
+            }
+            O::Metrics(m) => {
+                20 + m
+                    .samples
+                    .iter()
+                    .map(|s| {
+                        30 + text(&s.name)
+                            + s.labels
+                                .iter()
+                                .map(|(k, v)| text(k) + text(v))
+                                .sum::<usize>()
+                    })
+                    .sum::<usize>()
+            }
+            O::Failed { what, error } => text(what) + text(error),
+        }
 }
 
 /// At least as many bytes as `event` encodes to, whatever the block before it.
@@ -710,6 +764,7 @@ impl<'a> PackedDecoder<'a> {
             }),
             KIND_TLS if holds(EventKind::Tls) => Event::Tls(self.tls(flags, ts)?),
             KIND_PROCESS if holds(EventKind::Process) => Event::Process(self.process(flags, ts)?),
+            KIND_API if holds(EventKind::Api) => Event::Api(self.api(flags, ts)?),
             other => return Err(self.unknown("event kind", other.into())),
         };
         self.event += 1;
@@ -923,6 +978,30 @@ impl<'a> PackedDecoder<'a> {
             other => return Err(self.unknown("process change", other.into())),
         };
         Ok(ProcessEvent { ts_ns, pid, change })
+    }
+
+    fn api(&mut self, flags: u8, ts_ns: u64) -> Result<ApiEvent, PackedError> {
+        if flags != 0 {
+            return Err(self.unknown("api flags", flags.into()));
+        }
+        let body = self.slice()?;
+        let config = bincode::config::standard().with_limit::<API_DECODE_LIMIT>();
+        let ((endpoint, observed), used): ((String, ApiObservation), usize) =
+            bincode::decode_from_slice(body, config).map_err(|e| PackedError::Malformed {
+                event: self.event,
+                reason: format!("api event: {e}"),
+            })?;
+        if used != body.len() {
+            return Err(PackedError::Malformed {
+                event: self.event,
+                reason: format!("api event: {} bytes past its end", body.len() - used),
+            });
+        }
+        Ok(ApiEvent {
+            ts_ns,
+            endpoint,
+            observed,
+        })
     }
 
     fn thread(&mut self, flags: u8) -> Result<(u32, u32), PackedError> {
@@ -1226,6 +1305,11 @@ mod tests {
                 e.remote = "[::ffff:10.1.2.3]:443".parse().unwrap();
             }
         }
+        // What API mode sees, between the kernel's events.
+        let api = super::super::api::every_observation(2_500)
+            .into_iter()
+            .map(Event::Api);
+        events.splice(20..20, api);
         events
     }
 
@@ -1238,8 +1322,9 @@ mod tests {
         out
     }
 
+    /// Decode `bytes` as the current format's block.
     fn decode_all(bytes: &[u8], with_contents: bool) -> Result<Vec<Event>, PackedError> {
-        decode_with(PackedDecoder::new(bytes, with_contents))
+        decode_with(PackedDecoder::new(bytes, with_contents).with_format(CaptureFormat::V6))
     }
 
     fn decode_with(mut decoder: PackedDecoder) -> Result<Vec<Event>, PackedError> {
@@ -1390,6 +1475,9 @@ mod tests {
                                 }
                                 ProcessChange::Exit { .. } => 0,
                             },
+                            Event::Api(a) => bincode::encode_to_vec(a, bincode::config::standard())
+                                .unwrap()
+                                .len(),
                         })
                         .sum();
                     assert!(events.len() <= input.len());
@@ -1621,12 +1709,128 @@ mod tests {
             })
         ));
         assert!(matches!(
-            decode_all(&[tag(5, 0), 0], true),
+            decode_all(&[tag(6, 0), 0], true),
             Err(PackedError::Unknown {
                 what: "event kind",
-                value: 5,
+                value: 6,
                 ..
             })
         ));
+    }
+
+    fn api_events() -> Vec<Event> {
+        super::super::api::every_observation(100)
+            .into_iter()
+            .map(Event::Api)
+            .collect()
+    }
+
+    /// An API event is its tag, its ts, and bincode's encoding of its endpoint and
+    /// observation as one length-prefixed slice.
+    #[test]
+    fn an_api_event_is_bincode_of_its_observation() {
+        let config = bincode::config::standard();
+        for event in api_events() {
+            let Event::Api(a) = &event else {
+                unreachable!()
+            };
+            let body = bincode::encode_to_vec((&a.endpoint, &a.observed), config).unwrap();
+            let fields = (tag(KIND_API, 0), a.ts_ns as i64, body.as_slice());
+            let ours = encode_all(std::slice::from_ref(&event));
+            assert_eq!(ours, bincode::encode_to_vec(fields, config).unwrap());
+            assert!(ours.len() <= encoded_len_bound(&event), "{event:?}");
+            assert_eq!(decode_all(&ours, false).unwrap(), [event]);
+        }
+    }
+
+    /// Kind 5 is format 6's: in a block of format 5 (or older) it is an unknown kind,
+    /// not an API event.
+    #[test]
+    fn a_format_5_block_holds_no_api_events() {
+        let bytes = encode_all(&api_events());
+        assert_eq!(bytes[0], tag(KIND_API, 0));
+        for format in [CaptureFormat::V3, CaptureFormat::V4, CaptureFormat::V5] {
+            assert_eq!(
+                decode_with(PackedDecoder::new(&bytes, true).with_format(format)),
+                Err(PackedError::Unknown {
+                    event: 0,
+                    what: "event kind",
+                    value: 5
+                })
+            );
+        }
+        assert_eq!(
+            decode_with(PackedDecoder::new(&bytes, true).with_format(CaptureFormat::V6)).unwrap(),
+            api_events()
+        );
+    }
+
+    /// An API event of `body`, at ts 0.
+    fn api_bytes(flags: u8, body: &[u8]) -> Vec<u8> {
+        bincode::encode_to_vec(
+            (tag(KIND_API, flags), 0i64, body),
+            bincode::config::standard(),
+        )
+        .unwrap()
+    }
+
+    /// A damaged API body is an error of that event: random bytes, bytes past its end,
+    /// a body cut short, a length it claims but does not hold (however large), flags it
+    /// does not have. Nothing panics, and no length is believed past the bound.
+    #[test]
+    fn damaged_api_bodies_are_errors() {
+        let config = bincode::config::standard();
+        let malformed = |bytes: &[u8]| {
+            matches!(
+                decode_all(bytes, true),
+                Err(PackedError::Malformed { event: 0, .. })
+            )
+        };
+        let good = api_events();
+        let Event::Api(status) = &good[2] else {
+            unreachable!()
+        };
+        let body = bincode::encode_to_vec((&status.endpoint, &status.observed), config).unwrap();
+        let at_0 = Event::Api(ApiEvent {
+            ts_ns: 0,
+            ..status.clone()
+        });
+        assert_eq!(decode_all(&api_bytes(0, &body), true).unwrap(), [at_0]);
+        for cut in 0..body.len() {
+            assert!(malformed(&api_bytes(0, &body[..cut])), "cut at {cut}");
+        }
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(malformed(&api_bytes(0, &longer)));
+        // An endpoint, then Metrics (variant 3) or a Change (0) of a key, claiming
+        // 2^64-1, 2^40 and 2^24 elements or bytes: past the bound, or past the body.
+        for variant in [0u8, 3] {
+            for claim in [u64::MAX, 1 << 40, 1 << 24, 1000] {
+                let mut body = bincode::encode_to_vec(("e", variant), config).unwrap();
+                if variant == 0 {
+                    // The revision and the delete flag come before the key.
+                    body.extend_from_slice(&[2, 0]);
+                }
+                body.extend(bincode::encode_to_vec(claim, config).unwrap());
+                body.extend_from_slice(&[1, 2, 3]);
+                assert!(malformed(&api_bytes(0, &body)), "{variant} {claim}");
+            }
+        }
+        // A body whose own length is more than the block holds.
+        let mut huge = vec![tag(KIND_API, 0), 0];
+        huge.extend(bincode::encode_to_vec(1u64 << 40, config).unwrap());
+        huge.extend_from_slice(&[0; 16]);
+        assert_eq!(decode_all(&huge, true), Err(PackedError::Truncated(0)));
+        assert!(matches!(
+            decode_all(&api_bytes(1, &body), true),
+            Err(PackedError::Unknown {
+                what: "api flags",
+                ..
+            })
+        ));
+        let mut rng = XorShift(0xa91);
+        for len in 0..3000 {
+            let _ = decode_all(&api_bytes(0, &rng.bytes(len % 300)), true);
+        }
     }
 }

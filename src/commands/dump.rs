@@ -7,8 +7,10 @@ use anyhow::Result;
 
 use super::open_capture;
 use super::timespec::resolve;
+use crate::capture::api::ApiObservation;
 use crate::capture::{Direction, Event, ProcessChange, ReadItem};
 use crate::cli::{DumpArgs, Format};
+use crate::decode::etcdpb::display_key;
 use crate::output::{hex_prefix, human_duration_ns, offset};
 
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
@@ -126,6 +128,70 @@ fn write_text(
             }
             ProcessChange::Exit { .. } => writeln!(out, "process {}", p.describe()),
         },
+        Event::Api(a) => writeln!(out, "api     {} {}", a.endpoint, describe_api(&a.observed)),
+    }
+}
+
+/// One line for people: "put /a/b 120 bytes (was 100) at revision 42",
+/// "status of 8e9e05c52164694d: leader 8e9e05c52164694d, term 2, …".
+fn describe_api(observed: &ApiObservation) -> String {
+    match observed {
+        ApiObservation::Change(c) => {
+            let key = display_key(&c.key);
+            if c.delete {
+                format!("delete {key} at revision {}", c.revision)
+            } else {
+                let was = c
+                    .prev_value_bytes
+                    .map_or(String::from(", new"), |b| format!(" (was {b})"));
+                let lease = if c.lease != 0 {
+                    format!(", lease {:x}", c.lease)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "put {key} {} bytes{was} at revision {}{lease}",
+                    c.value_bytes, c.revision
+                )
+            }
+        }
+        ApiObservation::Status(s) => {
+            let errors = if s.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", errors: {}", s.errors.join("; "))
+            };
+            format!(
+                "status of {:x}: leader {:x}, term {}, index {} (applied {}), revision {}, \
+                 db {} bytes ({} in use), took {} µs{errors}",
+                s.member_id,
+                s.leader,
+                s.raft_term,
+                s.raft_index,
+                s.raft_applied_index,
+                s.revision,
+                s.db_size,
+                s.db_size_in_use,
+                s.took_ns / 1000
+            )
+        }
+        ApiObservation::Members(m) => {
+            let names: Vec<String> = m
+                .members
+                .iter()
+                .map(|m| {
+                    let learner = if m.is_learner { " (learner)" } else { "" };
+                    format!("{} {:x}{learner}", m.name, m.id)
+                })
+                .collect();
+            format!("members of {:x}: {}", m.cluster_id, names.join(", "))
+        }
+        ApiObservation::Metrics(m) => format!(
+            "metrics: {} samples kept, {} left out",
+            m.samples.len(),
+            m.left_out
+        ),
+        ApiObservation::Failed { what, error } => format!("{what} failed: {error}"),
     }
 }
 

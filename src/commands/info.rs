@@ -10,8 +10,8 @@ use super::open_capture;
 use super::timespec::wall_string;
 use crate::analyze::summary::SummaryBuilder;
 use crate::capture::{
-    BucketRange, CaptureFormat, CaptureReader, EventKind, HostInfo, IndexState, LatencyHistogram,
-    ReadItem,
+    BucketRange, CaptureFormat, CaptureMode, CaptureReader, EventKind, HostInfo, IndexState,
+    LatencyHistogram, ReadItem,
 };
 use crate::cli::{Format, InfoArgs};
 use crate::output::{human_bytes, human_duration_ns, human_signed_duration_ns, Progress};
@@ -86,6 +86,10 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
                 serde_json::to_value(&summary.processes)?,
             );
         }
+        if let (true, Some(fields)) = (header.mode.is_api(), obj.as_object_mut()) {
+            fields.insert("mode".into(), "api".into());
+            fields.insert("not_in_capture".into(), header.mode.not_in_it().into());
+        }
         if let (true, Some(fields)) = (has_latency(&reader), obj.as_object_mut()) {
             let latency: Vec<_> = reader.index().latency.iter().map(latency_json).collect();
             fields.insert("latency".into(), latency.into());
@@ -117,6 +121,15 @@ pub fn run(args: InfoArgs) -> Result<ExitCode> {
         header.hostname, header.kernel_release
     )?;
     write_hosts(&mut out, &header.hosts)?;
+    if let CaptureMode::Api { endpoints } = &header.mode {
+        // Only API mode has the line: eBPF captures print as they always did.
+        writeln!(
+            out,
+            "mode         api (endpoints {}); no packets or syscalls: {} are not in it",
+            endpoints.join(", "),
+            and_list(header.mode.not_in_it())
+        )?;
+    }
     match (summary.start_ns, summary.end_ns) {
         (Some(s), Some(e)) => {
             writeln!(out, "start        {}", wall_string(&header, s))?;
@@ -443,5 +456,14 @@ fn truncate(s: &str, n: usize) -> String {
         s.to_string()
     } else {
         format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}
+
+/// "a, b and c".
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }

@@ -17,7 +17,7 @@ use super::skel::{EtcdTraceSkel, EtcdTraceSkelBuilder};
 use super::system;
 use super::targets::Targets;
 use super::uprobes;
-use crate::capture::{Header, InterfaceInfo, ProcessInfo, RecordConfig};
+use crate::capture::{CaptureMode, Header, InterfaceInfo, ProcessInfo, RecordConfig};
 
 /// The link-layer header length the programs assume unless told otherwise.
 const ETH_HLEN: u32 = 14;
@@ -183,6 +183,7 @@ pub(super) fn capture_header(opts: &RecordOptions, targets: &Targets) -> Header 
     } = targets;
     let (offset, wall) = system::clock_offset_ns();
     Header {
+        mode: CaptureMode::Ebpf,
         recorder_version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: system::hostname(),
         kernel_release: system::kernel_release(),

@@ -31,6 +31,7 @@ fn handover_ns(ev: &Event) -> u64 {
         Event::Loss(l) => l.ts_ns,
         Event::Tls(t) => t.ts_ns,
         Event::Process(p) => p.ts_ns,
+        Event::Api(a) => a.ts_ns,
     }
 }
 

@@ -318,7 +318,7 @@ fn bytes_of(event: &mut Event) -> Option<&mut Bytes> {
     match event {
         Event::Packet(p) => Some(&mut p.payload),
         Event::Tls(t) => Some(&mut t.data),
-        Event::Syscall(_) | Event::Loss(_) | Event::Process(_) => None,
+        Event::Syscall(_) | Event::Loss(_) | Event::Process(_) | Event::Api(_) => None,
     }
 }
 
@@ -327,7 +327,7 @@ fn bytes_in(event: &Event) -> Option<&Bytes> {
     match event {
         Event::Packet(p) => Some(&p.payload),
         Event::Tls(t) => Some(&t.data),
-        Event::Syscall(_) | Event::Loss(_) | Event::Process(_) => None,
+        Event::Syscall(_) | Event::Loss(_) | Event::Process(_) | Event::Api(_) => None,
     }
 }
 
