@@ -76,9 +76,29 @@ const KIND_LOSS: u8 = 2;
 const KIND_TLS: u8 = 3;
 const KIND_PROCESS: u8 = 4;
 const KIND_API: u8 = 5;
-/// What decoding one API event's body may claim: far more than a real one (a poll of
-/// 4096 metrics claims a few hundred KiB), and a bound on a damaged one.
-const API_DECODE_LIMIT: usize = 16 << 20;
+/// What decoding one API event's body may claim (bincode reserves a list's claimed
+/// length before reading it): in proportion to the body, so a few damaged bytes cannot
+/// reserve much. A real body claims less than 64 bytes per byte of it (a list entry
+/// takes at least three bytes there and at most 88 in memory); the largest tier bounds
+/// any block's.
+const API_LIMIT_SMALL: usize = 256 << 10;
+const API_LIMIT_MEDIUM: usize = 4 << 20;
+const API_LIMIT_LARGE: usize = 64 << 20;
+const API_SMALL_BODY: usize = API_LIMIT_SMALL / 64;
+const API_MEDIUM_BODY: usize = API_LIMIT_MEDIUM / 64;
+
+type ApiBody = (String, ApiObservation);
+
+fn decode_api_body(body: &[u8]) -> Result<(ApiBody, usize), DecodeError> {
+    fn with<const LIMIT: usize>(body: &[u8]) -> Result<(ApiBody, usize), DecodeError> {
+        bincode::decode_from_slice(body, bincode::config::standard().with_limit::<LIMIT>())
+    }
+    match body.len() {
+        n if n <= API_SMALL_BODY => with::<API_LIMIT_SMALL>(body),
+        n if n <= API_MEDIUM_BODY => with::<API_LIMIT_MEDIUM>(body),
+        _ => with::<API_LIMIT_LARGE>(body),
+    }
+}
 // The flags, as numbered from the flags' first bit of the tag (see `TagLayout`).
 /// A new connection (packets), file (syscalls) or stream (TLS) entry follows instead of
 /// an index.
@@ -985,9 +1005,8 @@ impl<'a> PackedDecoder<'a> {
             return Err(self.unknown("api flags", flags.into()));
         }
         let body = self.slice()?;
-        let config = bincode::config::standard().with_limit::<API_DECODE_LIMIT>();
-        let ((endpoint, observed), used): ((String, ApiObservation), usize) =
-            bincode::decode_from_slice(body, config).map_err(|e| PackedError::Malformed {
+        let ((endpoint, observed), used) =
+            decode_api_body(body).map_err(|e| PackedError::Malformed {
                 event: self.event,
                 reason: format!("api event: {e}"),
             })?;
