@@ -67,6 +67,33 @@ pub enum Format {
     Json,
 }
 
+/// How etcd-trace's own client reaches etcd (`reproduce`, `record --mode api`).
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// CA certificate (PEM) of TLS endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for TLS endpoints.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Credentials when auth is enabled (without `:PASS`, the password is read from
+    /// ETCD_TRACE_PASSWORD).
+    #[arg(long, value_name = "NAME[:PASS]")]
+    pub user: Option<String>,
+}
+
+/// How `record` watches etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Kernel programs on etcd's sockets and files (root).
+    Ebpf,
+    /// A client of etcd's API: no root, for a managed etcd (needs --endpoints).
+    Api,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BufferArg {
     /// BPF ring buffers, one per CPU, fed whole batches of events (the default).
@@ -83,17 +110,19 @@ pub enum PriorityArg {
     Normal,
 }
 
-/// Record etcd's traffic and disk activity into a capture file (Linux, root).
+/// Record etcd's traffic and disk activity into a capture file (Linux, root), or with
+/// `--mode api` what etcd's API shows (any user).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
 sudo etcd-trace record -o incident.etr                  # every etcd, until Ctrl-C\n  \
 sudo etcd-trace record -o restart.etr --data-dir /var/lib/etcd   # that etcd, restarts too\n  \
 sudo etcd-trace record -o incident.etr --duration 30s --pid 4242\n  \
 sudo etcd-trace record -o flight.etr --rotate-size 256 --keep 8   # flight recorder\n  \
-sudo etcd-trace record -o c.etr --config etcd-trace.yaml\n\n\
+sudo etcd-trace record -o c.etr --config etcd-trace.yaml\n  \
+etcd-trace record --mode api --endpoints http://10.0.0.5:2379 -o api.etr   # no root\n\n\
 The config file holds a `collectors.etcd` block:\n  \
 collectors:\n    etcd:\n      enabled: true             # false: recording is refused\n      \
-mode: ebpf                # api: not available yet\n      ebpf:\n        \
+mode: ebpf                # api: through etcd's API (with endpoints: [URL])\n      ebpf:\n        \
 capture_payload: true   # false: TCP headers and sizes only\n        \
 payload_size: 65535     # bytes of TCP payload per segment\n        \
 trace_syscalls: true    # WAL writes, reads, fsyncs\n        \
@@ -105,13 +134,31 @@ tls_plaintext: true       # false: like --no-tls\n\
 Without --pid, every process named etcd is traced, with the data dir from its command \
 line: those running at the start, and those that start while recording, from their exec \
 (an etcd killed and restarted is recorded whole; its start and end are events of the \
-capture). With --data-dir too, only the etcd of that data dir. Capture files hold keys and values: they are created with mode 0600. \
+capture).\n\n\
+--mode api needs no root and no eBPF: a client watches the whole keyspace (every write, \
+with the sizes of the value and the one before) and polls each endpoint's Status, the \
+member list and /metrics every --interval. timeline, diff and detect read such a capture \
+as far as it goes; it has no client identities, reads, per-call latency or syscalls, \
+and says so. With --data-dir too, only the etcd of that data dir. Capture files hold keys and values: they are created with mode 0600. \
 Passwords and auth tokens in client traffic are overwritten before they are written \
 (see --keep-secrets); the closing summary says what could not be redacted.")]
 pub struct RecordArgs {
     /// Capture file to write (with rotation: FILE-0001.etr, FILE-0002.etr, ...).
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// How etcd is watched [default: ebpf, or the config file's mode].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// With --mode api: etcd's client URLs (http://HOST:PORT or https://HOST:PORT), each
+    /// polled; the watch uses the first that answers.
+    #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// With --mode api: how often Status, the member list and /metrics are polled.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub interval: std::time::Duration,
+    /// With --mode api: how to reach the endpoints.
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// etcd process to trace (repeatable, up to 16); default: every process named etcd,
     /// and each that starts while recording.
     #[arg(long = "pid", value_name = "PID")]
@@ -369,19 +416,8 @@ pub struct ReproduceArgs {
     /// Send even when the capture holds no response header to tell its cluster by.
     #[arg(long)]
     pub allow_unknown_cluster: bool,
-    /// CA certificate (PEM) of a TLS target.
-    #[arg(long, value_name = "FILE")]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (PEM) for a TLS target.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// The client certificate's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// The target's credentials when it has auth enabled (without `:PASS`, the password
-    /// is read from ETCD_TRACE_PASSWORD).
-    #[arg(long, value_name = "NAME[:PASS]")]
-    pub user: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -672,6 +708,9 @@ apply-behind-backend-commit\n  \
 raft:           raft-two-leaders raft-stale-leader raft-leader-change\n                  \
 raft-frequent-elections raft-disk-stall raft-lagging-follower\n                  \
 raft-repeated-snapshots raft-peer-refused\n  \
+API mode:       cluster-alarm member-unreachable db-size-quota (record --mode api;\n                  \
+its Status and /metrics also feed raft-leader-change, raft-frequent-elections,\n                  \
+disk-wal-fsync-slow and disk-fsync-stall)\n  \
 baseline:       baseline-new-client baseline-read-rate baseline-new-prefix\n                  \
 baseline-method-mix (with --baseline)")]
 pub struct DetectArgs {

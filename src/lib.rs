@@ -2,6 +2,8 @@
 //! offline. The direction of imports is one-way: commands → analyze → decode → capture.
 
 pub mod analyze;
+/// `record --mode api`: a recorder that needs no eBPF, only etcd's API.
+pub mod api_recorder;
 pub mod capture;
 pub mod cli;
 pub mod commands;

@@ -274,6 +274,8 @@ pub struct EtcdOptions {
     pub tls: Option<TlsCerts>,
     /// None: a cluster of this one member, named `m1`.
     pub member: Option<Membership>,
+    /// More of etcd's flags (`--quota-backend-bytes 1048576`).
+    pub extra_args: Vec<String>,
 }
 
 /// A member's name and the members it starts with (`--initial-cluster`).
@@ -291,6 +293,7 @@ impl Default for EtcdOptions {
             peer_port: 2380,
             tls: None,
             member: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -399,6 +402,7 @@ impl EtcdServer {
             }
             command.args(["--client-cert-auth", "--peer-client-cert-auth"]);
         }
+        command.args(&options.extra_args);
         let child = command
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -817,7 +821,8 @@ impl RecorderProcess {
         loop {
             match rec.stderr.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
-                    let ready = line.starts_with("recording ports");
+                    let ready = line.starts_with("recording ports")
+                        || line.starts_with("recording through etcd's API");
                     rec.lines.push(line);
                     if ready {
                         return Ok(rec);

@@ -16,6 +16,7 @@ mod merge;
 mod raft;
 #[cfg(all(feature = "record", target_os = "linux"))]
 mod record;
+mod record_api;
 mod replay;
 mod reproduce;
 mod timeline;
@@ -52,6 +53,9 @@ pub fn main() -> ExitCode {
 /// Run one subcommand.
 pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Record(args) if args.mode == Some(crate::cli::ModeArg::Api) => {
+            record_api::run(&args, None)
+        }
         Command::Record(args) => record_command(args),
         Command::Info(args) => info::run(args),
         Command::Dump(args) => dump::run(args),
@@ -83,6 +87,17 @@ fn record_command(_args: crate::cli::RecordArgs) -> anyhow::Result<ExitCode> {
         "this etcd-trace was built without the recorder (analysis only). Recording needs \
          Linux and a build with the default `record` feature: cargo install etcd-trace"
     )
+}
+
+/// Says on stderr that a capture recorded through etcd's API (`record --mode api`)
+/// holds nothing for a command that reads packets or syscalls, and which ones read it.
+pub(crate) fn note_api_mode(header: &crate::capture::Header, command: &str) {
+    if header.mode.is_api() {
+        eprintln!(
+            "note: this capture was recorded through etcd's API (--mode api): it has no \
+             packets or syscalls for `{command}`; timeline, diff and detect read it"
+        );
+    }
 }
 
 /// `--port`: the server ports of a pcap or pcapng file, when given.

@@ -66,6 +66,13 @@ pub fn options_from(args: &RecordArgs) -> Result<RecordOptions> {
 
 pub fn run(args: RecordArgs) -> Result<ExitCode> {
     let opts = options_from(&args)?;
+    // The config file's `mode: api`, unless --mode ebpf says otherwise.
+    if let Some(endpoints) = opts.api_endpoints.clone() {
+        if args.mode.is_none() {
+            return super::record_api::run(&args, Some(endpoints));
+        }
+    }
+    super::record_api::refuse_api_flags(&args)?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;

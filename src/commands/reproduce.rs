@@ -37,7 +37,7 @@ pub fn run(args: ReproduceArgs) -> Result<ExitCode> {
     };
     let plan = plan::build(&reader, &selection)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    note_tokens(&plan, args.user.is_some());
+    note_tokens(&plan, args.client.user.is_some());
     if args.dry_run {
         write_dry_run(&mut out, &plan, args.format)?;
         out.flush()?;
@@ -86,40 +86,53 @@ fn note_tokens(plan: &Plan, user: bool) {
 }
 
 fn options(args: &ReproduceArgs) -> Result<Options> {
+    Ok(Options {
+        target: client_target(
+            &args.endpoints,
+            args.client.cacert.as_deref(),
+            args.client.cert.as_deref(),
+            args.client.key.as_deref(),
+        )?,
+        speed: (!args.max_speed).then_some(args.speed),
+        user: credentials(args.client.user.as_deref())?,
+    })
+}
+
+/// Where `--endpoints` (and `--cacert/--cert/--key`) say to connect: TLS when a URL is
+/// https or a CA is given.
+pub(crate) fn client_target(
+    urls: &[String],
+    cacert: Option<&std::path::Path>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> Result<Target> {
     let mut endpoints = Vec::new();
     let mut tls = false;
-    for url in &args.endpoints {
+    for url in urls {
         let (address, is_tls) = parse_endpoint(url)?;
         tls |= is_tls;
         endpoints.push(address);
     }
-    let tls = tls || args.cacert.is_some();
-    let tls = if tls {
-        Some(tls_config(
-            args.cacert.as_deref(),
-            args.cert.as_deref(),
-            args.key.as_deref(),
-        )?)
+    let tls = if tls || cacert.is_some() {
+        Some(tls_config(cacert, cert, key)?)
     } else {
         None
     };
-    let user = match args.user.as_deref() {
-        None => None,
-        Some(spec) => Some(match spec.split_once(':') {
-            Some((name, password)) => (name.to_string(), password.to_string()),
-            None => match std::env::var("ETCD_TRACE_PASSWORD") {
-                Ok(password) => (spec.to_string(), password),
-                Err(_) => {
-                    bail!("--user {spec}: give NAME:PASS, or the password in ETCD_TRACE_PASSWORD")
-                }
-            },
-        }),
-    };
-    Ok(Options {
-        target: Target { endpoints, tls },
-        speed: (!args.max_speed).then_some(args.speed),
-        user,
-    })
+    Ok(Target { endpoints, tls })
+}
+
+/// `--user NAME[:PASS]`, the password from ETCD_TRACE_PASSWORD when not given.
+pub(crate) fn credentials(user: Option<&str>) -> Result<Option<(String, String)>> {
+    let Some(spec) = user else { return Ok(None) };
+    Ok(Some(match spec.split_once(':') {
+        Some((name, password)) => (name.to_string(), password.to_string()),
+        None => match std::env::var("ETCD_TRACE_PASSWORD") {
+            Ok(password) => (spec.to_string(), password),
+            Err(_) => {
+                bail!("--user {spec}: give NAME:PASS, or the password in ETCD_TRACE_PASSWORD")
+            }
+        },
+    }))
 }
 
 /// What a request addresses, for the dry-run listing.

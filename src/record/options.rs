@@ -51,6 +51,9 @@ pub const PERF_MAX_PAYLOAD: u32 = 65000 - 328;
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
     pub output: PathBuf,
+    /// The config file says `mode: api`: the endpoints it gives (maybe none; then
+    /// --endpoints must).
+    pub api_endpoints: Option<Vec<String>>,
     pub pids: Vec<u32>,
     pub ports: Vec<u16>,
     pub interfaces: Vec<String>,
@@ -82,6 +85,7 @@ impl RecordOptions {
     pub fn new(output: PathBuf) -> RecordOptions {
         RecordOptions {
             output,
+            api_endpoints: None,
             pids: Vec::new(),
             ports: DEFAULT_PORTS.to_vec(),
             interfaces: Vec::new(),
@@ -189,9 +193,12 @@ impl RecordOptions {
             );
         }
         if etcd.mode == Some(CollectorMode::Api) {
+            self.api_endpoints = Some(etcd.endpoints.unwrap_or_default());
+            return Ok(());
+        }
+        if etcd.endpoints.is_some() {
             bail!(
-                "config file {}: collectors.etcd.mode `api` (watching etcd through its API) \
-                 is not available yet; use `mode: ebpf`, the default",
+                "config file {}: collectors.etcd.endpoints go with `mode: api`",
                 path.display()
             );
         }
@@ -254,8 +261,10 @@ struct Collectors {
 struct EtcdCollector {
     /// false: the file says not to record.
     enabled: Option<bool>,
-    /// How etcd is watched: `ebpf` (the default) or `api` (not available yet).
+    /// How etcd is watched: `ebpf` (the default) or `api` (through its API).
     mode: Option<CollectorMode>,
+    /// With `mode: api`: etcd's client URLs.
+    endpoints: Option<Vec<String>>,
     /// The eBPF settings, as the design nests them.
     ebpf: Option<EbpfSettings>,
     ports: Option<Vec<u16>>,
@@ -353,15 +362,23 @@ collectors:
     }
 
     #[test]
-    fn disabled_and_api_mode_say_so() {
+    fn disabled_says_so_and_api_mode_takes_endpoints() {
         let e = apply(&DESIGN_BLOCK.replace("enabled: true", "enabled: false")).unwrap_err();
         assert!(
             format!("{e:#}").contains("recording is disabled in config file"),
             "{e:#}"
         );
-        let e = apply(&DESIGN_BLOCK.replace("mode: ebpf", "mode: api")).unwrap_err();
-        assert!(format!("{e:#}").contains("`api`"), "{e:#}");
-        assert!(format!("{e:#}").contains("not available yet"), "{e:#}");
+        let o = apply(&DESIGN_BLOCK.replace("mode: ebpf", "mode: api")).unwrap();
+        assert_eq!(o.api_endpoints, Some(Vec::new()));
+        let o = apply(&DESIGN_BLOCK.replace(
+            "mode: ebpf",
+            "mode: api\n    endpoints: [\"http://10.0.0.5:2379\"]",
+        ))
+        .unwrap();
+        assert_eq!(
+            o.api_endpoints,
+            Some(vec!["http://10.0.0.5:2379".to_string()])
+        );
         let e = apply(&DESIGN_BLOCK.replace("mode: ebpf", "mode: kernel")).unwrap_err();
         assert!(format!("{e:#}").contains("line 4"), "{e:#}");
     }

@@ -134,7 +134,7 @@ async fn identify_async(options: &Options) -> Result<TargetInfo> {
     })
 }
 
-async fn authenticate(conn: &Connection, name: &str, password: &str) -> Result<String> {
+pub(crate) async fn authenticate(conn: &Connection, name: &str, password: &str) -> Result<String> {
     let path = "/etcdserverpb.Auth/Authenticate";
     let body = EtcdMessage::AuthenticateRequest(etcdpb::AuthenticateRequest {
         name: name.to_string(),
