@@ -354,6 +354,27 @@ pub fn evaluate(check: &Check, base: &Profile, new: &Profile) -> CheckResult {
                 .then(|| "a count of new or gone items takes an absolute threshold".into()),
         };
     }
+    if let Metric::Latency {
+        target: Target::Methods(_),
+        ..
+    } = &check.metric
+    {
+        if base.api_mode || new.api_mode {
+            return CheckResult {
+                check: check.text.clone(),
+                base: None,
+                new: None,
+                change_pct: None,
+                holds: false,
+                unit,
+                note: Some(
+                    "not evaluated: an API-mode capture has no per-call latency; compare \
+                     rate(METHOD), errors(METHOD) or p99(wal-fsync) instead"
+                        .into(),
+                ),
+            };
+        }
+    }
     let b = value(base, &check.metric, relative);
     let n = value(new, &check.metric, relative);
     match check.threshold {

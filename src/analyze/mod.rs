@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod baseline;
 pub mod clock_offsets;
 pub mod correlate;

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::analyze::api::{ApiFact, ApiState};
 use crate::analyze::correlate::CorrelatedCall;
 use crate::analyze::detect::{Detector, Rules, Severity};
 use crate::analyze::disk::DiskPhase;
@@ -65,6 +66,9 @@ pub struct Profile {
     /// Findings of `detect`: (rule, client) with the highest severity seen.
     pub findings: BTreeMap<(String, String), Severity>,
     pub lost: u64,
+    /// Recorded through etcd's API (`record --mode api`): method counts come from
+    /// /metrics and there is no per-call latency.
+    pub api_mode: bool,
 }
 
 impl Profile {
@@ -85,8 +89,11 @@ impl Profile {
         let mut findings = Vec::new();
         let mut p = Profile {
             start_ns: u64::MAX,
+            api_mode: reader.header().mode.is_api(),
             ..Profile::default()
         };
+        let mut api = ApiState::default();
+        let mut facts = Vec::new();
         let (mut calls, mut phases) = (Vec::new(), Vec::new());
         for item in reader.events() {
             let ReadItem::Event(ev) = item else { continue };
@@ -100,7 +107,13 @@ impl Profile {
                         u64::from(pk.payload_len);
                 }
                 Event::Loss(l) => p.lost += l.count,
-                Event::Syscall(_) | Event::Tls(_) | Event::Process(_) | Event::Api(_) => {}
+                Event::Api(a) => {
+                    api.push(a, &mut facts);
+                    for f in facts.drain(..) {
+                        p.absorb_api(f, prefix_depth);
+                    }
+                }
+                Event::Syscall(_) | Event::Tls(_) | Event::Process(_) => {}
             }
             detector.push_with(&mut correlator, ev, &mut calls, &mut phases, &mut findings);
             p.absorb(&mut calls, &mut phases, prefix_depth);
@@ -118,6 +131,38 @@ impl Profile {
             p.start_ns = 0;
         }
         p
+    }
+
+    /// What an API-mode capture counts: calls per method and code, and WAL fsyncs, from
+    /// /metrics (each fsync at its bucket's upper bound, those past the last bound at
+    /// twice it); key prefixes from the watch's writes.
+    fn absorb_api(&mut self, fact: ApiFact, depth: usize) {
+        match fact {
+            ApiFact::Interval {
+                calls, wal_fsync, ..
+            } => {
+                for (method, codes) in calls {
+                    let m = self.methods.entry(method).or_default();
+                    for (code, n) in codes {
+                        m.calls += n;
+                        *m.statuses.entry(code).or_default() += n;
+                    }
+                }
+                let mut last = 0.0;
+                for (le, n) in wal_fsync.bounds {
+                    let at = if le.is_finite() { le } else { last * 2.0 };
+                    last = at;
+                    self.wal_fsync.record_n((at * 1e9) as u64, n);
+                }
+            }
+            ApiFact::Write { change, .. } => {
+                *self
+                    .prefixes
+                    .entry(key_prefix(&change.key, depth))
+                    .or_default() += 1;
+            }
+            _ => {}
+        }
     }
 
     fn absorb(

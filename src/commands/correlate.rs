@@ -21,6 +21,7 @@ use crate::output::{human_duration_ns, offset};
 
 pub fn run(args: CorrelateArgs) -> Result<ExitCode> {
     let mut input = Input::open(&args.files, args.follow)?;
+    super::note_api_mode(input.header(), "correlate");
     let live = input.is_live();
     let start = input.start();
     let header = input.header();

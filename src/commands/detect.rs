@@ -39,6 +39,12 @@ pub fn run(args: DetectArgs) -> Result<ExitCode> {
         input = input.with_lag(LIVE_LAG);
     }
     let start = input.start();
+    if input.header().mode.is_api() {
+        eprintln!(
+            "note: {}; the rules about clients, reads and calls cannot fire on it",
+            crate::analyze::api::MISSING
+        );
+    }
     let mut detector = Detector::new(rules, input.header().config.ports.clone());
     if live {
         detector = detector.live();

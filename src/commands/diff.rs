@@ -32,6 +32,12 @@ pub fn run(args: DiffArgs) -> Result<ExitCode> {
         args.prefix_depth,
         rules,
     );
+    if base.api_mode || new.api_mode {
+        eprintln!(
+            "note: {}; method counts come from /metrics",
+            crate::analyze::api::MISSING
+        );
+    }
     let results: Vec<CheckResult> = checks.iter().map(|c| evaluate(c, &base, &new)).collect();
     let mut out = BufWriter::new(std::io::stdout().lock());
     match args.format {

@@ -10,7 +10,6 @@ use super::timespec::resolve;
 use crate::capture::api::ApiObservation;
 use crate::capture::{Direction, Event, ProcessChange, ReadItem};
 use crate::cli::{DumpArgs, Format};
-use crate::decode::etcdpb::display_key;
 use crate::output::{hex_prefix, human_duration_ns, offset};
 
 pub fn run(args: DumpArgs) -> Result<ExitCode> {
@@ -136,25 +135,7 @@ fn write_text(
 /// "status of 8e9e05c52164694d: leader 8e9e05c52164694d, term 2, …".
 fn describe_api(observed: &ApiObservation) -> String {
     match observed {
-        ApiObservation::Change(c) => {
-            let key = display_key(&c.key);
-            if c.delete {
-                format!("delete {key} at revision {}", c.revision)
-            } else {
-                let was = c
-                    .prev_value_bytes
-                    .map_or(String::from(", new"), |b| format!(" (was {b})"));
-                let lease = if c.lease != 0 {
-                    format!(", lease {:x}", c.lease)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "put {key} {} bytes{was} at revision {}{lease}",
-                    c.value_bytes, c.revision
-                )
-            }
-        }
+        ApiObservation::Change(c) => crate::analyze::api::describe_change(c),
         ApiObservation::Status(s) => {
             let errors = if s.errors.is_empty() {
                 String::new()

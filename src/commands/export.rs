@@ -37,6 +37,7 @@ use crate::output::Progress;
 
 pub fn run(args: ExportArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.files)?;
+    super::note_api_mode(reader.header(), "export");
     let filter = Filter::new(
         reader.header(),
         reader.index().time_range().map_or(0, |(first, _)| first),

@@ -19,6 +19,7 @@ use crate::output::{human_bytes, human_duration_ns, offset, Progress};
 
 pub fn run(args: RaftArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.files)?;
+    super::note_api_mode(reader.header(), "raft");
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     let options = RaftOptions {
         election_timeout_ns: u64::try_from(args.election_timeout.as_nanos()).unwrap_or(u64::MAX),

@@ -114,6 +114,7 @@ struct Tally {
 
 pub fn run(args: ReplayArgs) -> Result<ExitCode> {
     let mut input = Input::open(&args.files, args.follow)?;
+    super::note_api_mode(input.header(), "replay");
     let live = input.is_live();
     let header = input.header().clone();
     let start = input.start();

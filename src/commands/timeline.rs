@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::live::{Input, LIVE_FLUSH};
+use crate::analyze::api::{ApiFact, ApiState, Buckets, MISSING};
 use crate::analyze::correlate::{CorrelatedCall, Correlator};
 use crate::analyze::disk::DiskPhase;
 use crate::analyze::histogram::Histogram;
@@ -46,6 +47,8 @@ enum Item {
         ts: u64,
         text: String,
     },
+    /// What an API-mode capture shows (`analyze::api`).
+    Api(ApiFact),
 }
 
 impl Item {
@@ -57,6 +60,7 @@ impl Item {
             | Item::Loss { ts, .. }
             | Item::Process { ts, .. }
             | Item::Raft { ts, .. } => *ts,
+            Item::Api(f) => f.ts_ns(),
         }
     }
 }
@@ -143,6 +147,21 @@ struct Stats {
     wal_fsync: Histogram,
     backend_commit: Histogram,
     slow: u64,
+    /// An API-mode capture's: what /metrics counted (calls and errors per method,
+    /// fsync buckets) and the writes its watch saw.
+    api: Option<ApiStats>,
+}
+
+#[derive(Default)]
+struct ApiStats {
+    calls: BTreeMap<String, (u64, u64)>,
+    wal_fsync: Buckets,
+    backend_commit: Buckets,
+    writes: u64,
+    deletes: u64,
+    written_bytes: u64,
+    leader_changes: u64,
+    failures: u64,
 }
 
 pub fn run(args: TimelineArgs) -> Result<ExitCode> {
@@ -164,6 +183,12 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
     let mut raft_events = Vec::new();
     let mut correlator = Correlator::new(ports);
     let progress = input.progress("building timeline");
+    let api_mode = input.header().mode.is_api();
+    if api_mode {
+        eprintln!("note: {MISSING}");
+    }
+    let mut api = ApiState::default();
+    let mut facts = Vec::new();
 
     let trace = match args.format {
         TimelineFormat::Perfetto => {
@@ -177,7 +202,10 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
         TimelineFormat::Text => None,
     };
     let mut view = View {
-        stats: Stats::default(),
+        stats: Stats {
+            api: api_mode.then(ApiStats::default),
+            ..Stats::default()
+        },
         trace,
         order: TimeOrder::new(ORDER_HORIZON_NS, MAX_HELD_ITEMS),
         out: BufWriter::new(std::io::stdout().lock()),
@@ -229,6 +257,12 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
                 text: p.describe(),
                 pid: p.pid,
             })?,
+            Event::Api(a) => {
+                api.push(a, &mut facts);
+                for f in facts.drain(..) {
+                    view.add(Item::Api(f))?;
+                }
+            }
             _ => {}
         }
         let now = ev.ts_ns();
@@ -277,6 +311,8 @@ pub fn run(args: TimelineArgs) -> Result<ExitCode> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         );
+    } else if let Some(a) = &stats.api {
+        print_api_summary(&mut out, a)?;
     } else {
         print_summary(&mut out, &stats, slow_ns)?;
         super::replay::write_tls_summary(&mut out, &rpc_stats)?;
@@ -322,8 +358,100 @@ fn account(item: &Item, stats: &mut Stats, slow_ns: Option<u64>) {
         }) => stats
             .backend_commit
             .record(end_ns.saturating_sub(*start_ns)),
+        Item::Api(f) => {
+            if let Some(a) = &mut stats.api {
+                account_api(f, a);
+            }
+        }
         _ => {}
     }
+}
+
+fn account_api(f: &ApiFact, a: &mut ApiStats) {
+    match f {
+        ApiFact::Interval {
+            calls,
+            wal_fsync,
+            backend_commit,
+            ..
+        } => {
+            for (m, codes) in calls {
+                let t = a.calls.entry(m.clone()).or_default();
+                for (code, n) in codes {
+                    t.0 += n;
+                    if *code != 0 {
+                        t.1 += n;
+                    }
+                }
+            }
+            a.wal_fsync.add(wal_fsync);
+            a.backend_commit.add(backend_commit);
+        }
+        ApiFact::Write { change, .. } => {
+            if change.delete {
+                a.deletes += 1;
+            } else {
+                a.writes += 1;
+                a.written_bytes += u64::from(change.value_bytes);
+            }
+        }
+        ApiFact::Leader {
+            previous: Some(_), ..
+        } => a.leader_changes += 1,
+        ApiFact::Failed { .. } => a.failures += 1,
+        _ => {}
+    }
+}
+
+/// An API-mode capture's summary: what /metrics counted and the watch saw.
+fn print_api_summary(out: &mut impl Write, a: &ApiStats) -> Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "calls per method (counted by /metrics: no latency)      calls     errors"
+    )?;
+    writeln!(
+        out,
+        "  (the recorder's own Status and MemberList polls and its Watch are among them)"
+    )?;
+    for (m, (n, e)) in &a.calls {
+        writeln!(out, "  {m:<50} {n:>9} {e:>10}")?;
+    }
+    writeln!(
+        out,
+        "writes seen by the watch: {} puts ({}), {} deletes",
+        a.writes,
+        human_bytes(a.written_bytes),
+        a.deletes
+    )?;
+    writeln!(
+        out,
+        "disk (from /metrics buckets: at most)   count        p50        p90        p99"
+    )?;
+    for (name, b) in [
+        ("WAL fsync", &a.wal_fsync),
+        ("backend commit", &a.backend_commit),
+    ] {
+        let q = |q: f64| match (b.count(), b.quantile_ns(q)) {
+            (0, _) => "-".to_string(),
+            (_, Some(v)) => human_duration_ns(v),
+            (_, None) => "longer".to_string(),
+        };
+        writeln!(
+            out,
+            "  {name:<36} {:>7} {:>10} {:>10} {:>10}",
+            b.count(),
+            q(0.5),
+            q(0.9),
+            q(0.99)
+        )?;
+    }
+    writeln!(
+        out,
+        "leader changes: {}; failed polls or watches: {}",
+        a.leader_changes, a.failures
+    )?;
+    Ok(())
 }
 
 fn call_label(c: &CorrelatedCall) -> String {
@@ -417,6 +545,10 @@ fn print_item(
         Item::Conn { text, .. } => writeln!(out, "{t} conn   {text}")?,
         Item::Process { text, .. } => writeln!(out, "{t} proc   {text}")?,
         Item::Raft { text, .. } => writeln!(out, "{t} raft   {text}")?,
+        Item::Api(f) => {
+            let (label, text) = f.describe();
+            writeln!(out, "{t} {label:<6} {text}")?
+        }
         Item::Loss { count, .. } => writeln!(
             out,
             "{t} LOSS   {count} events the kernel could not hand over"
@@ -589,6 +721,11 @@ fn to_trace(
         Item::Raft { ts, text } => {
             let tid = t.track("raft", 7)?;
             t.instant(tid, text, *ts, json!({}))?;
+        }
+        Item::Api(f) => {
+            let (label, text) = f.describe();
+            let tid = t.track(&format!("api {label}"), 8)?;
+            t.instant(tid, &text, f.ts_ns(), serde_json::to_value(f)?)?;
         }
         Item::Process { ts, text, pid } => {
             let tid = t.track("etcd processes", 6)?;

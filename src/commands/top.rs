@@ -71,6 +71,7 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
     }
     let mut input = Input::open_stopped_by(files, follow, Arc::clone(&stop))?;
     let header = input.header().clone();
+    super::note_api_mode(&header, "top");
     let options = TopOptions {
         top: args.top,
         prefix_depth: args.prefix_depth,

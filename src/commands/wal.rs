@@ -83,6 +83,7 @@ impl<W: Write> Printer<W> {
 
 fn run_capture(args: &WalArgs) -> Result<ExitCode> {
     let reader = open_capture(&args.files)?;
+    super::note_api_mode(reader.header(), "wal");
     let start = reader.index().time_range().map_or(0, |(first, _)| first);
     // Members traced together are told apart in text (JSON always says whose).
     let several = reader.header().processes.len() > 1;

@@ -11,6 +11,7 @@
 //! that span time (a burst of failed logins) are kept open while the client goes on and
 //! emitted once it has been quiet for the rule's window, or at the end.
 
+mod api;
 mod auth;
 mod baseline;
 pub(crate) mod bulk;
@@ -359,6 +360,7 @@ pub struct Detector {
     performance: performance::Performance,
     raft: raft::Raft,
     health: health::Health,
+    api: api::ApiRules,
     baseline: Option<baseline::Deviations>,
     stats: DetectStats,
     now_ns: u64,
@@ -392,6 +394,7 @@ impl Detector {
             performance: performance::Performance::new(&rules),
             raft: raft::Raft::new(&rules, &ports),
             health: health::Health::default(),
+            api: api::ApiRules::default(),
             baseline: None,
             rules,
             stats: DetectStats::default(),
@@ -459,6 +462,15 @@ impl Detector {
         self.now_ns = self.now_ns.max(ts);
         let mut to_correlator = true;
         self.raft.push(ev);
+        if let Event::Api(a) = ev {
+            let mut ctx = Ctx {
+                rules: &self.rules,
+                episodes: &mut self.episodes,
+                out,
+            };
+            self.api.push(a, &mut ctx);
+            return false;
+        }
         if let Event::Packet(p) = ev {
             self.stats.packets += 1;
             let peer = self.rules.peer_port;

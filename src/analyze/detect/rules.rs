@@ -251,6 +251,15 @@ pub struct WalFsyncRule {
     pub min_syncs: u64,
 }
 
+/// A size at or past `share` of its limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRule {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub share: f64,
+}
+
 /// Any one occurrence at least `min` long.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,6 +348,9 @@ pub struct RuleSet {
     pub raft_lagging_follower: LaggingRule,
     pub raft_repeated_snapshots: CountRule,
     pub raft_peer_refused: PlainRule,
+    pub cluster_alarm: PlainRule,
+    pub member_unreachable: CountRule,
+    pub db_size_quota: QuotaRule,
     pub baseline_new_client: BaselineClientRule,
     pub baseline_read_rate: BaselineReadRule,
     pub baseline_new_prefix: BaselinePrefixRule,
@@ -389,7 +401,8 @@ impl Rules {
                 problem: problem.to_string(),
             })
         };
-        let counts: [(&'static str, &CountRule); 10] = [
+        let counts: [(&'static str, &CountRule); 11] = [
+            ("member-unreachable", &r.member_unreachable),
             ("client-garbage", &r.client_garbage),
             ("auth-failed-login", &r.auth_failed_login),
             ("connection-reset", &r.connection_reset),
@@ -432,6 +445,9 @@ impl Rules {
         )?;
         let b = &r.apply_behind_backend_commit;
         check_count("apply-behind-backend-commit", b.window, b.threshold)?;
+        if !(r.db_size_quota.share > 0.0 && r.db_size_quota.share <= 1.0) {
+            return bad("db-size-quota", "share must be in (0, 1]");
+        }
         if r.disk_wal_fsync_slow.window == 0 {
             return bad("disk-wal-fsync-slow", "window must be > 0");
         }
