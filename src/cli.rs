@@ -647,7 +647,10 @@ gone-methods, new-prefixes, gone-prefixes, findings(low|medium|high|critical) (f
 duration (10ms) or a change from base (+20%, -50%). METHOD is a full path, \
 Service/Method, a short name or a glob (`*`). Phases: append, fsync, backend (an apply waiting behind a backend commit), reply, wal-fsync. \
 Captures of different length are compared by rates (relative checks of counts use \
-calls per second). Exit code: 1 when a check holds, 0 when none does, 2 on error.")]
+calls per second). A check that cannot be judged (a latency or size of calls the new \
+capture does not have, or per-call latency of a `record --mode api` capture) fails, \
+with why. Exit code: 1 when a check holds or cannot be judged, 0 when none does, 2 on \
+error.")]
 pub struct DiffArgs {
     /// The reference capture (e.g. a committed fixture), or a rotated recording's
     /// directory.

@@ -318,6 +318,10 @@ impl Metric {
     }
 }
 
+/// A gate that cannot judge must not pass: a reproduction that sent no Put should not
+/// pass `p99(Put) > +20%`.
+const CANNOT_JUDGE: &str = "cannot be judged, so it fails the gate";
+
 pub fn evaluate(check: &Check, base: &Profile, new: &Profile) -> CheckResult {
     let relative = matches!(check.threshold, Threshold::Relative(_));
     let unit = check.metric.unit(relative);
@@ -365,13 +369,12 @@ pub fn evaluate(check: &Check, base: &Profile, new: &Profile) -> CheckResult {
                 base: None,
                 new: None,
                 change_pct: None,
-                holds: false,
+                holds: true,
                 unit,
-                note: Some(
-                    "not evaluated: an API-mode capture has no per-call latency; compare \
-                     rate(METHOD), errors(METHOD) or p99(wal-fsync) instead"
-                        .into(),
-                ),
+                note: Some(format!(
+                    "an API-mode capture has no per-call latency; compare rate(METHOD), \
+                     errors(METHOD) or p99(wal-fsync) instead ({CANNOT_JUDGE})"
+                )),
             };
         }
     }
@@ -383,11 +386,11 @@ pub fn evaluate(check: &Check, base: &Profile, new: &Profile) -> CheckResult {
             base: b,
             new: n,
             change_pct: None,
-            holds: n.is_some_and(|v| cmp(v, t)),
+            holds: n.is_none_or(|v| cmp(v, t)),
             unit,
             note: n
                 .is_none()
-                .then(|| "no matching calls in the new capture".into()),
+                .then(|| format!("no matching calls in the new capture: {CANNOT_JUDGE}")),
         },
         Threshold::Relative(pct) => {
             let change = match (b, n) {
@@ -402,12 +405,14 @@ pub fn evaluate(check: &Check, base: &Profile, new: &Profile) -> CheckResult {
                 base: b,
                 new: n,
                 change_pct: change.filter(|c| c.is_finite()),
-                holds: change.is_some_and(|c| cmp(c, pct)),
+                holds: n.is_none() || change.is_some_and(|c| cmp(c, pct)),
                 unit,
                 note: match (b, n) {
-                    (None, None) => Some("no matching calls in either capture".into()),
+                    (None, None) => Some(format!(
+                        "no matching calls in either capture: {CANNOT_JUDGE}"
+                    )),
                     (None, Some(_)) => Some("new in this capture".into()),
-                    (Some(_), None) => Some("gone from this capture".into()),
+                    (Some(_), None) => Some(format!("gone from this capture: {CANNOT_JUDGE}")),
                     _ => None,
                 },
             }
@@ -484,5 +489,24 @@ mod tests {
         assert!(!r.holds, "{r:?}");
         let r = evaluate(&Check::parse("new-methods > 0").unwrap(), &base, &new);
         assert!(!r.holds);
+    }
+
+    /// A check the new capture gives no value for fails the gate, with why.
+    #[test]
+    fn a_check_that_cannot_be_judged_fails() {
+        let base = profile(1000, 1_000_000, 10);
+        let none = profile(0, 0, 10);
+        for check in ["p99(Put) > +20%", "p99(Put) > 10ms", "req-size(Put) > +50%"] {
+            let r = evaluate(&Check::parse(check).unwrap(), &base, &none);
+            assert!(r.holds, "{check}: {r:?}");
+            assert!(r.note.unwrap().contains("fails the gate"), "{check}");
+            let r = evaluate(&Check::parse(check).unwrap(), &none, &none);
+            assert!(r.holds, "{check}: {r:?}");
+        }
+        // A count is 0, not unknown: judged as usual.
+        let r = evaluate(&Check::parse("count(Put) < -50%").unwrap(), &base, &none);
+        assert!(r.holds && r.note.is_none(), "{r:?}");
+        let r = evaluate(&Check::parse("errors(Put) > 0").unwrap(), &base, &none);
+        assert!(!r.holds, "{r:?}");
     }
 }
