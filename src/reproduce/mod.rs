@@ -195,7 +195,9 @@ impl Shared {
 
     fn unary_finished(&self) {
         if self.unary_left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let _ = self.unary_done.send(true);
+            // Also when no stream waits yet: `send` would drop the value then, and a
+            // stream that asks later would wait its whole STREAM_WAIT_FOR_WRITES.
+            self.unary_done.send_replace(true);
         }
     }
 
@@ -470,4 +472,34 @@ async fn stream_call(shared: &Shared, conn: &Connection, call: &PlannedCall) -> 
         .ends_with("/Watch")
         .then(|| events.load(Ordering::Relaxed));
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last unary call finishing before any stream asks is still seen by a stream
+    /// that asks later (a watch still sleeping until its captured end).
+    #[test]
+    fn the_end_of_the_unary_calls_is_kept_for_streams_that_ask_later() {
+        let (unary_done, _) = tokio::sync::watch::channel(false);
+        let shared = Shared {
+            target: Target {
+                endpoints: Vec::new(),
+                tls: None,
+            },
+            token: None,
+            mapping: Mapping::new(Default::default(), Default::default()),
+            start: Instant::now(),
+            first_ns: 0,
+            speed: None,
+            outcomes: Mutex::new(Vec::new()),
+            unary_left: AtomicUsize::new(2),
+            unary_done,
+        };
+        shared.unary_finished();
+        assert!(!*shared.unary_done.subscribe().borrow());
+        shared.unary_finished();
+        assert!(*shared.unary_done.subscribe().borrow());
+    }
 }
