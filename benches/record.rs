@@ -19,7 +19,9 @@
 //! 3. the eBPF programs' own cost per run (`record --stats`);
 //! 4. bytes per event in the capture file;
 //! 5. the recorder's userspace stages (redaction, encoding and compression at a few zstd
-//!    levels) timed offline on the etcd capture, in ns per event.
+//!    levels) timed offline on the etcd capture, in ns per event; its packets alone (a
+//!    `--no-syscalls` capture) against the same packets as pcapng compressed with zstd
+//!    -1 (target ≤ 0.5× the size); its WAL writes alone, the long ones counted.
 //!
 //! The load generator (benches/common) and the writer are this same binary started again
 //! with `ETCD_TRACE_BENCH_ROLE` set, so they can run inside a network namespace.
@@ -50,7 +52,7 @@ use common::{
     LoadResult, Rounds, ROLE_ENV,
 };
 use etcd_trace::capture::{
-    CaptureReader, CaptureWriter, Event, EventKind, ReadItem, WriterOptions,
+    CaptureReader, CaptureWriter, Event, EventKind, FileKind, ReadItem, WriterOptions,
 };
 use etcd_trace::redact::SecretScrubber;
 use etcd_trace::sandbox::{EtcdOptions, EtcdServer, Netns, RecorderProcess, ScratchDir, TlsCerts};
@@ -1131,31 +1133,136 @@ fn bench_stages(capture: &Path) -> Result<()> {
     }
 
     let dir = ScratchDir::new("etcd-trace-bench-stages")?;
-    // One block flush per second of capture time, as the recorder does.
     for level in [1, -1, -3, -5] {
-        let input = &events;
         let path = dir.0.join(format!("level{level}.etr"));
-        let options = WriterOptions {
-            zstd_level: level,
-            ..WriterOptions::default()
-        };
-        let started = Instant::now();
-        let mut writer = CaptureWriter::create_with(&path, &header, options)?;
-        let mut next_flush = input.first().map_or(0, Event::ts_ns) + 1_000_000_000;
-        for ev in input {
-            if ev.ts_ns() >= next_flush {
-                writer.flush_block()?;
-                next_flush = ev.ts_ns() + 1_000_000_000;
-            }
-            writer.push(ev)?;
-        }
-        let bytes = writer.finish()?.bytes_written;
-        let ns = started.elapsed().as_secs_f64() * 1e9 / n;
+        let (bytes, ns) = write_as_recorded(&path, &header, &events, level)?;
         println!(
             "[5] encode+compress at zstd level {level:>2}: {ns:.0} ns/event, {:.1} bytes/event",
             bytes as f64 / n
         );
     }
+    packets_against_pcapng(&dir.0, &header, &events)?;
+    wal_writes(&dir.0, &header, &events)?;
+    Ok(())
+}
+
+/// `events` written as the recorder writes them (a block flushed at least once a second
+/// of capture time, default block limits, zstd at `level`): the file's bytes, and the
+/// writer's ns per event.
+fn write_as_recorded(
+    path: &Path,
+    header: &etcd_trace::capture::Header,
+    events: &[Event],
+    level: i32,
+) -> Result<(u64, f64)> {
+    let options = WriterOptions {
+        zstd_level: level,
+        ..WriterOptions::default()
+    };
+    let started = Instant::now();
+    let mut writer = CaptureWriter::create_with(path, header, options)?;
+    let mut next_flush = events.first().map_or(0, Event::ts_ns) + 1_000_000_000;
+    for ev in events {
+        if ev.ts_ns() >= next_flush {
+            writer.flush_block()?;
+            next_flush = ev.ts_ns() + 1_000_000_000;
+        }
+        writer.push(ev)?;
+    }
+    let bytes = writer.finish()?.bytes_written;
+    let ns = started.elapsed().as_secs_f64() * 1e9 / events.len().max(1) as f64;
+    Ok((bytes, ns))
+}
+
+/// The goal for a packets-only capture against the same packets as pcapng, zstd -1.
+const TARGET_PCAPNG_ZSTD_RATIO: f64 = 0.5;
+
+/// The capture's packets alone (what `--no-syscalls` records) against the same packets
+/// as pcapng (`export --format pcapng`) compressed with zstd -1, and what each costs per
+/// packet.
+fn packets_against_pcapng(
+    dir: &Path,
+    header: &etcd_trace::capture::Header,
+    events: &[Event],
+) -> Result<()> {
+    let packets: Vec<Event> = events
+        .iter()
+        .filter(|e| e.kind() == EventKind::Packet)
+        .cloned()
+        .collect();
+    if packets.is_empty() {
+        return Ok(());
+    }
+    let n = packets.len() as f64;
+    let etr = dir.join("packets.etr");
+    let (etr_bytes, etr_ns) = write_as_recorded(
+        &etr,
+        header,
+        &packets,
+        etcd_trace::capture::block::DEFAULT_ZSTD_LEVEL,
+    )?;
+    let pcapng = dir.join("packets.pcapng");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etcd-trace"))
+        .args(["export", "--format", "pcapng", "-o"])
+        .arg(&pcapng)
+        .arg(&etr)
+        .output()?;
+    if !out.status.success() {
+        bail!("export: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let raw = std::fs::read(&pcapng)?;
+    let started = Instant::now();
+    let zst = zstd::encode_all(raw.as_slice(), 1)?;
+    let zstd_ns = started.elapsed().as_secs_f64() * 1e9 / n;
+    let ratio = etr_bytes as f64 / zst.len().max(1) as f64;
+    println!(
+        "[5] packets only ({} packets): capture {} bytes ({:.1}/packet, {etr_ns:.0} ns/packet to encode and compress), pcapng {} bytes, pcapng + zstd -1 {} bytes ({:.1}/packet, {zstd_ns:.0} ns/packet to compress): capture / pcapng.zst = {ratio:.2} (target ≤ {TARGET_PCAPNG_ZSTD_RATIO}) {}",
+        packets.len(),
+        etr_bytes,
+        etr_bytes as f64 / n,
+        raw.len(),
+        zst.len(),
+        zst.len() as f64 / n,
+        if ratio <= TARGET_PCAPNG_ZSTD_RATIO {
+            "ok"
+        } else {
+            "MISSED"
+        }
+    );
+    Ok(())
+}
+
+/// WAL writes alone: what they take in the capture, the long ones (kept whole in
+/// 64 KiB parts, joined again) apart.
+fn wal_writes(dir: &Path, header: &etcd_trace::capture::Header, events: &[Event]) -> Result<()> {
+    let is_write = |e: &&Event| matches!(e, Event::Syscall(s) if s.file.kind == FileKind::Wal && s.call.is_write());
+    let writes: Vec<Event> = events.iter().filter(is_write).cloned().collect();
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let long = writes
+        .iter()
+        .filter(|e| matches!(e, Event::Syscall(s) if s.data.len() > 65_536))
+        .count();
+    let data: usize = writes
+        .iter()
+        .map(|e| match e {
+            Event::Syscall(s) => s.data.len(),
+            _ => 0,
+        })
+        .sum();
+    let (bytes, ns) = write_as_recorded(
+        &dir.join("wal.etr"),
+        header,
+        &writes,
+        etcd_trace::capture::block::DEFAULT_ZSTD_LEVEL,
+    )?;
+    println!(
+        "[5] WAL writes: {} events ({long} longer than 64 KiB), {:.0} bytes of data each, {:.1} bytes/event in the capture, {ns:.0} ns/event to encode and compress",
+        writes.len(),
+        data as f64 / writes.len() as f64,
+        bytes as f64 / writes.len() as f64
+    );
     Ok(())
 }
 
