@@ -7,7 +7,8 @@
 //!    etcd's network namespace; events, packets and bytes of both files;
 //! 2. coverage: the share of the calls `replay` finds that carry their method and (for
 //!    KV calls) their key, against the calls the load generator completed; when below
-//!    99%, the same with larger `--snaplen` recordings;
+//!    99%, the same with larger `--snaplen` recordings; and the share of acknowledged
+//!    writes `correlate` links to their WAL entry and fsync (target 100%);
 //! 3. decode speed on one core: `replay` against tshark's HTTP/2 + gRPC dissector on the
 //!    same traffic, and `correlate`, `timeline`, `detect`, and `export` to Parquet;
 //!    Then on every core: each analysis with `--threads 1` and with its default, and
@@ -478,6 +479,33 @@ fn needs_key(method: &str) -> bool {
     )
 }
 
+/// Acknowledged writes in `correlate --format json`, and how many are linked to their
+/// WAL entry and to an fsync that ended before the reply.
+fn linked_writes(b: &Bench, capture: &Path) -> Result<(usize, usize)> {
+    let json = b.dir.0.join("correlate.json");
+    run_measured(
+        &b.exe,
+        &b.etr("correlate", capture, &["--format", "json"]),
+        Some(&json),
+        &b.dir.0.join("correlate-json.stderr"),
+        &[0],
+        RUN_TIMEOUT,
+    )?;
+    let (mut linked, mut acked) = (0, 0);
+    for line in BufReader::new(File::open(&json)?).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line?)?;
+        if v["status"] != 0 {
+            continue;
+        }
+        acked += 1;
+        let reply = v["reply_ts_ns"].as_u64();
+        let fsync = v["wal"]["fsync_ts_ns"].as_u64();
+        linked += usize::from(matches!((fsync, reply), (Some(f), Some(r)) if f <= r));
+    }
+    let _ = std::fs::remove_file(&json);
+    Ok((linked, acked))
+}
+
 fn coverage(b: &Bench, capture: &Path) -> Result<Coverage> {
     let json = b.dir.0.join("replay.json");
     run_measured(
@@ -642,6 +670,14 @@ fn bench_main() -> Result<()> {
             let _ = std::fs::remove_file(&r.capture);
         }
     }
+
+    // [2] writes linked to their WAL entry
+    let (linked, acked) = linked_writes(&b, &main.capture)?;
+    println!(
+        "[2] correlate: {linked} of {acked} acknowledged writes linked to their WAL entry and its fsync = {:.2}% (target 100%) {}",
+        linked as f64 / acked.max(1) as f64 * 100.0,
+        if linked == acked { "ok" } else { "MISSED" }
+    );
 
     // [3] decode speed
     let replay = best_of(b.cfg.repeats, |_| {
