@@ -89,6 +89,12 @@ fn basic_v5_still_reads_the_same() {
     check("basic-v5", 5);
 }
 
+/// A workload recorded through etcd's API (format 6: API events, the header's mode).
+#[test]
+fn api_v6_still_reads_the_same() {
+    check("api-v6", 6);
+}
+
 /// basic-v5's histograms count the syncs of its WAL and backend that its events show,
 /// with the same total time.
 #[test]
