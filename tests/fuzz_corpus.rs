@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use etcd_trace::fuzzing::{seeds::seeds, TARGETS};
 
-const FIXTURES: [&str; 3] = ["basic-v1", "basic-v2", "peers-v3"];
+const FIXTURES: [&str; 4] = ["basic-v1", "basic-v2", "peers-v3", "api-v6"];
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fuzz/corpus/{target}"))
