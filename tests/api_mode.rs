@@ -145,6 +145,27 @@ fn a_live_workload_recorded_without_root_reads_in_timeline_and_diff() {
         .unwrap();
     assert!(fsyncs >= 12, "{timeline}");
 
+    // top: the same counts, the writes by prefix, the leader.
+    let (top, _, code) = run(&["top", "--once", "--format", "json", small.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    let top: serde_json::Value = serde_json::from_str(&top).unwrap();
+    assert_eq!(top["api_mode"], true, "{top}");
+    let put = top["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["method"] == "/etcdserverpb.KV/Put")
+        .unwrap_or_else(|| panic!("{top}"));
+    assert_eq!(put["requests"], 11, "{put}");
+    let writes: u64 = top["prefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(writes, 12, "{top}");
+    assert!(top["raft"]["leader"].is_string(), "{top}");
+
     // Three times the puts: diff sees the rate go up.
     let big = dir.join("big.etr");
     let rec = record_api(&rig, &big);

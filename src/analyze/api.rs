@@ -86,6 +86,17 @@ impl Buckets {
         n
     }
 
+    /// Each observation into `h` at its bucket's upper bound (those past the last bound
+    /// at twice it): what the histograms of the other analyses can hold of it.
+    pub fn record_into(&self, h: &mut crate::analyze::histogram::Histogram) {
+        let mut last = 0.0;
+        for &(le, n) in &self.bounds {
+            let at = if le.is_finite() { le } else { last * 2.0 };
+            last = at;
+            h.record_n((at * 1e9) as u64, n);
+        }
+    }
+
     pub fn add(&mut self, other: &Buckets) {
         if self.bounds.is_empty() {
             self.bounds = other.bounds.clone();

@@ -148,12 +148,7 @@ impl Profile {
                         *m.statuses.entry(code).or_default() += n;
                     }
                 }
-                let mut last = 0.0;
-                for (le, n) in wal_fsync.bounds {
-                    let at = if le.is_finite() { le } else { last * 2.0 };
-                    last = at;
-                    self.wal_fsync.record_n((at * 1e9) as u64, n);
-                }
+                wal_fsync.record_into(&mut self.wal_fsync);
             }
             ApiFact::Write { change, .. } => {
                 *self

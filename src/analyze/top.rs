@@ -17,6 +17,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::analyze::api::{ApiFact, ApiState};
 use crate::analyze::histogram::Histogram;
 use crate::analyze::profile::key_prefix;
 use crate::analyze::raft::{RaftAnalyzer, RaftEvent, RaftOptions};
@@ -42,12 +43,16 @@ struct Rate {
 
 impl Rate {
     fn add(&mut self, ts_ns: u64) {
+        self.add_n(ts_ns, 1);
+    }
+
+    fn add_n(&mut self, ts_ns: u64, n: u64) {
         let sec = ts_ns / 1_000_000_000;
         let slot = &mut self.slots[(sec % RATE_WINDOW_S) as usize];
         if slot.0 != sec {
             *slot = (sec, 0);
         }
-        slot.1 += 1;
+        slot.1 += n;
     }
 
     /// Requests per second over the window that ends with the second of `now_ns`
@@ -142,6 +147,10 @@ pub struct TopState {
     kernel_wal_sync: Option<LatencyHistogram>,
     leader: Option<(u64, String)>,
     elections: u64,
+    /// An API-mode capture's events, turned into what top counts.
+    api: ApiState,
+    api_facts: Vec<ApiFact>,
+    api_mode: bool,
     losses: Losses,
     events: u64,
     finished: bool,
@@ -166,6 +175,9 @@ impl TopState {
             kernel_wal_sync: None,
             leader: None,
             elections: 0,
+            api: ApiState::default(),
+            api_facts: Vec::new(),
+            api_mode: false,
             losses: Losses::default(),
             events: 0,
             finished: false,
@@ -228,6 +240,17 @@ impl TopState {
                 _ => {}
             },
             Event::Loss(l) => self.losses.kernel_lost += l.count,
+            Event::Api(a) => {
+                self.api_mode = true;
+                self.api.push(a, &mut self.api_facts);
+                let facts = std::mem::take(&mut self.api_facts);
+                for f in &facts {
+                    self.count_api(f);
+                }
+                self.api_facts = facts;
+                self.api_facts.clear();
+                return;
+            }
             _ => {}
         }
         self.raft.push(&ev);
@@ -263,6 +286,57 @@ impl TopState {
                 RaftEvent::Election(_) => self.elections += 1,
                 _ => {}
             }
+        }
+    }
+
+    /// An API-mode capture: methods as /metrics counted them (no latency, no clients),
+    /// key prefixes as the watch's writes, WAL fsyncs at their buckets' upper bounds,
+    /// and the leader the members' Status reports.
+    fn count_api(&mut self, fact: &ApiFact) {
+        match fact {
+            ApiFact::Interval {
+                ts_ns,
+                calls,
+                wal_fsync,
+                backend_commit,
+                ..
+            } => {
+                for (method, codes) in calls {
+                    let mut label = method.clone();
+                    if self.methods.len() >= MAX_KEYS && !self.methods.contains_key(&label) {
+                        label = OTHERS.to_string();
+                    }
+                    let m = self.methods.entry(label).or_default();
+                    for (code, n) in codes {
+                        m.tally.requests += n;
+                        m.tally.rate.add_n(*ts_ns, *n);
+                        if *code != 0 {
+                            m.errors += n;
+                        }
+                    }
+                }
+                wal_fsync.record_into(&mut self.wal_fsync);
+                backend_commit.record_into(&mut self.backend_fsync);
+            }
+            ApiFact::Write { ts_ns, change } => {
+                let prefix = key_prefix(&change.key, self.options.prefix_depth);
+                let t = self.prefixes.get(prefix);
+                t.requests += 1;
+                t.bytes += u64::from(change.value_bytes);
+                t.rate.add(*ts_ns);
+            }
+            ApiFact::Leader {
+                leader,
+                term,
+                previous,
+                ..
+            } => {
+                self.leader = Some((*term, format!("{leader:x}")));
+                if previous.is_some() {
+                    self.elections += 1;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -353,6 +427,7 @@ impl TopState {
             prefix_depth: self.options.prefix_depth,
             events: self.events,
             finished: self.finished,
+            api_mode: self.api_mode,
             methods,
             clients_by_requests,
             clients_by_bytes,
@@ -416,6 +491,10 @@ pub struct Snapshot {
     pub rate_window_s: u64,
     pub prefix_depth: usize,
     pub events: u64,
+    /// Recorded through etcd's API: methods counted by /metrics (no latency, no
+    /// clients), prefixes from the watch's writes.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub api_mode: bool,
     /// The whole capture was taken.
     pub finished: bool,
     /// Every method, busiest first.

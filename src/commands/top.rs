@@ -71,7 +71,12 @@ pub fn run(args: TopArgs) -> Result<ExitCode> {
     }
     let mut input = Input::open_stopped_by(files, follow, Arc::clone(&stop))?;
     let header = input.header().clone();
-    super::note_api_mode(&header, "top");
+    if header.mode.is_api() {
+        eprintln!(
+            "note: recorded through etcd's API (--mode api): methods as /metrics counted \
+             them (no latency), key prefixes from the watch's writes, no clients"
+        );
+    }
     let options = TopOptions {
         top: args.top,
         prefix_depth: args.prefix_depth,
@@ -760,6 +765,7 @@ mod tests {
             prefix_depth: 2,
             events: 5000,
             finished: false,
+            api_mode: false,
             methods: vec![
                 method("KV/Range", 1_340_000, 101_410_000),
                 method("Lease/LeaseKeepAlive", 233_500, 557_100),
