@@ -35,27 +35,9 @@ impl Buckets {
         self.bounds.iter().map(|(_, n)| n).sum()
     }
 
-    /// The upper bound (ns) of the bucket the `q` quantile falls in; `None` when empty,
-    /// or when it falls above the largest finite bound.
-    pub fn quantile_ns(&self, q: f64) -> Option<u64> {
-        let total = self.count();
-        if total == 0 {
-            return None;
-        }
-        let rank = ((q * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for &(le, n) in &self.bounds {
-            seen += n;
-            if seen >= rank {
-                return le.is_finite().then_some((le * 1e9) as u64);
-            }
-        }
-        None
-    }
-
-    /// The lower bound (ns) of the bucket the `q` quantile falls in: the quantile is
-    /// surely at least this; `None` when empty.
-    pub fn quantile_lower_ns(&self, q: f64) -> Option<u64> {
+    /// The lower and upper bound (seconds) of the bucket the `q` quantile falls in;
+    /// `None` when empty.
+    fn bucket_of(&self, q: f64) -> Option<(f64, f64)> {
         let total = self.count();
         if total == 0 {
             return None;
@@ -65,11 +47,24 @@ impl Buckets {
         for &(le, n) in &self.bounds {
             seen += n;
             if seen >= rank {
-                return Some((lower * 1e9) as u64);
+                return Some((lower, le));
             }
             lower = le;
         }
-        Some((lower * 1e9) as u64)
+        Some((lower, f64::INFINITY))
+    }
+
+    /// The upper bound (ns) of the bucket the `q` quantile falls in; `None` when empty,
+    /// or when it falls above the largest finite bound.
+    pub fn quantile_ns(&self, q: f64) -> Option<u64> {
+        let (_, upper) = self.bucket_of(q)?;
+        upper.is_finite().then_some((upper * 1e9) as u64)
+    }
+
+    /// The lower bound (ns) of the bucket the `q` quantile falls in: the quantile is
+    /// surely at least this; `None` when empty.
+    pub fn quantile_lower_ns(&self, q: f64) -> Option<u64> {
+        self.bucket_of(q).map(|(lower, _)| (lower * 1e9) as u64)
     }
 
     /// Observations above `min_s` seconds (those in buckets whose lower bound is at or
@@ -171,7 +166,6 @@ pub enum ApiFact {
         calls: BTreeMap<String, BTreeMap<u32, u64>>,
         /// Leader changes the member counted.
         leader_changes: u64,
-        proposals_failed: u64,
     },
 }
 
@@ -188,9 +182,7 @@ impl ApiFact {
             | ApiFact::Interval { ts_ns, .. } => *ts_ns,
         }
     }
-}
 
-impl ApiFact {
     /// The timeline's label and line for people.
     pub fn describe(&self) -> (&'static str, String) {
         use crate::units::{human_bytes, human_duration_ns};
@@ -371,7 +363,10 @@ struct Counters {
     backend_commit: Vec<(f64, u64)>,
     calls: BTreeMap<String, BTreeMap<u32, u64>>,
     leader_changes: u64,
+    /// Only for telling a restart: a counter that went down.
     proposals_failed: u64,
+    /// The backend quota, a gauge.
+    quota: Option<i64>,
 }
 
 /// API events in, facts out.
@@ -479,12 +474,13 @@ impl ApiState {
             }
             ApiObservation::Metrics(m) => {
                 let now = counters_of(ts_ns, &m.samples);
-                if let Some(q) = m.samples.iter().find(|s| s.name == QUOTA) {
-                    self.quota.insert(endpoint.clone(), q.value() as i64);
+                if let Some(q) = now.quota {
+                    self.quota.insert(endpoint.clone(), q);
                 }
-                if let Some(before) = self.counters.insert(endpoint.clone(), now.clone()) {
-                    out.push(interval(endpoint, &before, &now));
+                if let Some(before) = self.counters.get(endpoint) {
+                    out.push(interval(endpoint, before, &now));
                 }
+                self.counters.insert(endpoint.clone(), now);
             }
             ApiObservation::Failed { what, error } => out.push(ApiFact::Failed {
                 ts_ns,
@@ -535,6 +531,7 @@ fn counters_of(ts_ns: u64, samples: &[Metric]) -> Counters {
             }
             "etcd_server_leader_changes_seen_total" => c.leader_changes = count,
             "etcd_server_proposals_failed_total" => c.proposals_failed = count,
+            QUOTA => c.quota = Some(value as i64),
             _ => {}
         }
     }
@@ -615,7 +612,6 @@ fn interval(endpoint: &str, before: &Counters, now: &Counters) -> ApiFact {
         backend_commit: buckets(&before.backend_commit, &now.backend_commit),
         calls,
         leader_changes: diff(before.leader_changes, now.leader_changes),
-        proposals_failed: diff(before.proposals_failed, now.proposals_failed),
     }
 }
 
