@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::capture::api::{metric_kept, Metric, MetricsSample, MAX_API_TEXT, MAX_METRIC_SAMPLES};
+use crate::capture::api::{cut_text, metric_kept, Metric, MetricsSample, MAX_METRIC_SAMPLES};
 use crate::reproduce::client::Target;
 
 /// Largest /metrics reply read (etcd's is a few hundred KiB).
@@ -122,7 +122,7 @@ fn sample(name: &str, rest: &str) -> Option<Metric> {
         v => v.parse().ok()?,
     };
     Some(Metric {
-        name: cut(name),
+        name: cut_text(name),
         labels,
         value_bits: value.to_bits(),
     })
@@ -154,20 +154,9 @@ fn labels_of(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
         };
         s = &s[end + 1..];
         if labels.len() < 32 {
-            labels.push((cut(key), cut(&value)));
+            labels.push((cut_text(key), cut_text(&value)));
         }
     }
-}
-
-fn cut(s: &str) -> String {
-    if s.len() <= MAX_API_TEXT {
-        return s.to_string();
-    }
-    let mut end = MAX_API_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 #[cfg(test)]

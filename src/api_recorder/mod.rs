@@ -17,8 +17,8 @@ use prost::Message;
 use tokio::sync::mpsc;
 
 use crate::capture::api::{
-    ApiEvent, ApiMember, ApiObservation, KeyChange, MemberList, MemberStatus, MAX_API_MEMBERS,
-    MAX_API_TEXT,
+    cut_text, ApiEvent, ApiMember, ApiObservation, KeyChange, MemberList, MemberStatus,
+    MAX_API_MEMBERS, MAX_API_TEXT,
 };
 use crate::capture::{CaptureMode, CaptureWriter, Event, Header, RecordConfig};
 use crate::decode::etcdpb::{self, watch_request::RequestUnion};
@@ -223,7 +223,7 @@ fn count(s: &mut ApiSummary, ev: &Event) {
 fn event(clock: &Clock, endpoint: &str, observed: ApiObservation) -> Event {
     Event::Api(ApiEvent {
         ts_ns: clock.now_ns(),
-        endpoint: cut(endpoint),
+        endpoint: cut_text(endpoint),
         observed,
     })
 }
@@ -234,17 +234,9 @@ fn failed(clock: &Clock, endpoint: &str, what: &str, error: &anyhow::Error) -> E
         endpoint,
         ApiObservation::Failed {
             what: what.to_string(),
-            error: cut(&format!("{error:#}")),
+            error: cut_text(&format!("{error:#}")),
         },
     )
-}
-
-fn cut(s: &str) -> String {
-    let mut end = s.len().min(MAX_API_TEXT);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
 }
 
 /// The whole keyspace, watched from now on with the previous values, opened again
@@ -465,16 +457,16 @@ async fn status(conn: &Connection, token: Option<&str>) -> Result<MemberStatus> 
         db_size: r.db_size,
         db_size_in_use: r.db_size_in_use,
         is_learner: r.is_learner,
-        errors: r.errors.iter().take(16).map(|e| cut(e)).collect(),
+        errors: r.errors.iter().take(16).map(|e| cut_text(e)).collect(),
         took_ns: 0,
-        version: cut(&r.version),
+        version: cut_text(&r.version),
     })
 }
 
 async fn members(conn: &Connection, token: Option<&str>) -> Result<MemberList> {
     let r: etcdpb::MemberListResponse =
         unary(conn, "/etcdserverpb.Cluster/MemberList", &[], token).await?;
-    let list = |v: &[String]| v.iter().take(16).map(|s| cut(s)).collect();
+    let list = |v: &[String]| v.iter().take(16).map(|s| cut_text(s)).collect();
     Ok(MemberList {
         cluster_id: r.header.map_or(0, |h| h.cluster_id),
         members: r
@@ -483,7 +475,7 @@ async fn members(conn: &Connection, token: Option<&str>) -> Result<MemberList> {
             .take(MAX_API_MEMBERS)
             .map(|m| ApiMember {
                 id: m.id,
-                name: cut(&m.name),
+                name: cut_text(&m.name),
                 peer_urls: list(&m.peer_urls),
                 client_urls: list(&m.client_urls),
                 is_learner: m.is_learner,

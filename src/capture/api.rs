@@ -14,6 +14,15 @@ pub const MAX_METRIC_SAMPLES: usize = 4096;
 /// Most members kept from one member list.
 pub const MAX_API_MEMBERS: usize = 64;
 
+/// `s` cut to at most [`MAX_API_TEXT`] bytes, at a character boundary.
+pub fn cut_text(s: &str) -> String {
+    let mut end = s.len().min(MAX_API_TEXT);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
 /// One observation, at `ts_ns` (CLOCK_MONOTONIC ns of the recording host, like every
 /// event's), from `endpoint` (the URL as given to `--endpoints`).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize)]
