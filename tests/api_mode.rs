@@ -209,25 +209,7 @@ fn detect_reports_the_nospace_alarm_a_full_backend_raises() {
     let value = "x".repeat(270_000);
     let mut refused = 0;
     for i in 0..8 {
-        let out = rig
-            .in_netns("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args([
-                "--endpoints",
-                &rig.etcd.endpoint,
-                "put",
-                &format!("/big/{i}"),
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().unwrap().write_all(value.as_bytes())?;
-                c.wait_with_output()
-            })
-            .unwrap();
+        let out = rig.etcdctl_with_input(&["put", &format!("/big/{i}")], &value);
         refused += usize::from(stderr(&out).contains("database space exceeded"));
     }
     assert!(refused > 0, "the backend never filled");
