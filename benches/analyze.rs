@@ -482,48 +482,48 @@ fn needs_key(method: &str) -> bool {
 /// Acknowledged writes in `correlate --format json`, and how many are linked to their
 /// WAL entry and to an fsync that ended before the reply.
 fn linked_writes(b: &Bench, capture: &Path) -> Result<(usize, usize)> {
-    let json = b.dir.0.join("correlate.json");
-    run_measured(
-        &b.exe,
-        &b.etr("correlate", capture, &["--format", "json"]),
-        Some(&json),
-        &b.dir.0.join("correlate-json.stderr"),
-        &[0],
-        RUN_TIMEOUT,
-    )?;
     let (mut linked, mut acked) = (0, 0);
-    for line in BufReader::new(File::open(&json)?).lines() {
-        let v: serde_json::Value = serde_json::from_str(&line?)?;
-        if v["status"] != 0 {
-            continue;
+    for_each_record(b, "correlate", capture, |v| {
+        if v["status"] == 0 {
+            acked += 1;
+            let reply = v["reply_ts_ns"].as_u64();
+            let fsync = v["wal"]["fsync_ts_ns"].as_u64();
+            linked += usize::from(matches!((fsync, reply), (Some(f), Some(r)) if f <= r));
         }
-        acked += 1;
-        let reply = v["reply_ts_ns"].as_u64();
-        let fsync = v["wal"]["fsync_ts_ns"].as_u64();
-        linked += usize::from(matches!((fsync, reply), (Some(f), Some(r)) if f <= r));
-    }
-    let _ = std::fs::remove_file(&json);
+    })?;
     Ok((linked, acked))
 }
 
-fn coverage(b: &Bench, capture: &Path) -> Result<Coverage> {
-    let json = b.dir.0.join("replay.json");
+/// `SUB --format json` on `capture`, each record it prints given to `take`.
+fn for_each_record(
+    b: &Bench,
+    sub: &str,
+    capture: &Path,
+    mut take: impl FnMut(serde_json::Value),
+) -> Result<()> {
+    let json = b.dir.0.join(format!("{sub}.json"));
     run_measured(
         &b.exe,
-        &b.etr("replay", capture, &["--format", "json"]),
+        &b.etr(sub, capture, &["--format", "json"]),
         Some(&json),
-        &b.dir.0.join("replay-json.stderr"),
+        &b.dir.0.join(format!("{sub}-json.stderr")),
         &[0],
         RUN_TIMEOUT,
     )?;
-    let mut c = Coverage::default();
     for line in BufReader::new(File::open(&json)?).lines() {
         let line = line?;
-        let v: serde_json::Value =
-            serde_json::from_str(&line).with_context(|| format!("replay printed {line:?}"))?;
+        take(serde_json::from_str(&line).with_context(|| format!("{sub} printed {line:?}"))?);
+    }
+    let _ = std::fs::remove_file(&json);
+    Ok(())
+}
+
+fn coverage(b: &Bench, capture: &Path) -> Result<Coverage> {
+    let mut c = Coverage::default();
+    for_each_record(b, "replay", capture, |v| {
         if v["record"] != "call" {
             c.other_records += 1;
-            continue;
+            return;
         }
         c.calls += 1;
         let method = v["method"].as_str();
@@ -546,8 +546,7 @@ fn coverage(b: &Bench, capture: &Path) -> Result<Coverage> {
             .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
             .unwrap_or_else(|| "(unknown)".into());
         *c.by_method.entry(name).or_default() += 1;
-    }
-    let _ = std::fs::remove_file(&json);
+    })?;
     Ok(c)
 }
 
