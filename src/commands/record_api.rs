@@ -30,17 +30,12 @@ pub fn run(args: &RecordArgs, config_endpoints: Option<Vec<String>>) -> Result<E
     if args.interval.is_zero() {
         bail!("--interval must be more than 0");
     }
-    let target = client_target(
-        &urls,
-        args.client.cacert.as_deref(),
-        args.client.cert.as_deref(),
-        args.client.key.as_deref(),
-    )?;
+    let target = client_target(&urls, &args.client)?;
     let opts = ApiRecordOptions {
         output: args.output.clone(),
         urls,
         target,
-        user: credentials(args.client.user.as_deref())?,
+        user: credentials(&args.client)?,
         duration: args.duration,
         interval: args.interval,
     };

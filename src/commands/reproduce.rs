@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::open_capture;
 use super::replay::unescape_key;
-use crate::cli::{Format, ReproduceArgs};
+use crate::cli::{ClientArgs, Format, ReproduceArgs};
 use crate::decode::etcdpb::{describe_range, display_key, EtcdMessage};
 use crate::output::{human_duration_ns, offset};
 use crate::reproduce::client::{parse_endpoint, tls_config, Target};
@@ -87,25 +87,20 @@ fn note_tokens(plan: &Plan, user: bool) {
 
 fn options(args: &ReproduceArgs) -> Result<Options> {
     Ok(Options {
-        target: client_target(
-            &args.endpoints,
-            args.client.cacert.as_deref(),
-            args.client.cert.as_deref(),
-            args.client.key.as_deref(),
-        )?,
+        target: client_target(&args.endpoints, &args.client)?,
         speed: (!args.max_speed).then_some(args.speed),
-        user: credentials(args.client.user.as_deref())?,
+        user: credentials(&args.client)?,
     })
 }
 
 /// Where `--endpoints` (and `--cacert/--cert/--key`) say to connect: TLS when a URL is
 /// https or a CA is given.
-pub(crate) fn client_target(
-    urls: &[String],
-    cacert: Option<&std::path::Path>,
-    cert: Option<&std::path::Path>,
-    key: Option<&std::path::Path>,
-) -> Result<Target> {
+pub(crate) fn client_target(urls: &[String], client: &ClientArgs) -> Result<Target> {
+    let (cacert, cert, key) = (
+        client.cacert.as_deref(),
+        client.cert.as_deref(),
+        client.key.as_deref(),
+    );
     let mut endpoints = Vec::new();
     let mut tls = false;
     for url in urls {
@@ -122,8 +117,10 @@ pub(crate) fn client_target(
 }
 
 /// `--user NAME[:PASS]`, the password from ETCD_TRACE_PASSWORD when not given.
-pub(crate) fn credentials(user: Option<&str>) -> Result<Option<(String, String)>> {
-    let Some(spec) = user else { return Ok(None) };
+pub(crate) fn credentials(client: &ClientArgs) -> Result<Option<(String, String)>> {
+    let Some(spec) = client.user.as_deref() else {
+        return Ok(None);
+    };
     Ok(Some(match spec.split_once(':') {
         Some((name, password)) => (name.to_string(), password.to_string()),
         None => match std::env::var("ETCD_TRACE_PASSWORD") {
